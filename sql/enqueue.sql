@@ -1,0 +1,137 @@
+-- job_enqueue_batch(p_jobs): inserts every job of p_jobs with all its steps in one
+-- statement, in the caller's transaction, so the jobs exist exactly when it commits.
+-- Each element: {"steps":[{"name","args","max_attempts","backoff_base_ms","backoff_max_ms",
+-- "transactional","compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
+-- "key","on_duplicate":"return"|"error","deadline","timeout_ms"}.
+-- Dedupe: a key held by an unfinished job returns that job's id (created = false) or
+-- raises SP002; race-free because the unique partial index makes a concurrent inserter
+-- of the same key wait for the first transaction's outcome.
+-- Wakes workers with one NOTIFY per queue (PostgreSQL folds repeats per transaction).
+CREATE OR REPLACE FUNCTION job_enqueue_batch(p_jobs jsonb, p_depth integer DEFAULT 0)
+RETURNS TABLE (ord integer, job_id bigint, created boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_now  timestamptz := now();
+  v_seq  regclass := pg_get_serial_sequence('jobs', 'id')::regclass;
+  v_bad  record;
+  v_row  record;
+  v_id   bigint;
+BEGIN
+  IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'stepping: p_jobs must be a JSON array of jobs' USING ERRCODE = 'SP001';
+  END IF;
+  IF p_depth > 5 THEN
+    RAISE EXCEPTION 'stepping: could not settle duplicate keys after % tries', p_depth USING ERRCODE = 'SP002';
+  END IF;
+
+  -- Validate everything before writing anything, and name the first problem.
+  SELECT e.o - 1 AS job_ord, problem INTO v_bad
+  FROM jsonb_array_elements(p_jobs) WITH ORDINALITY e(j, o),
+  LATERAL (SELECT CASE
+      WHEN jsonb_typeof(e.j) <> 'object' THEN 'is not an object'
+      WHEN jsonb_typeof(e.j -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(e.j -> 'steps') = 0
+        THEN 'has no steps'
+      WHEN e.j ? 'on_duplicate' AND e.j ->> 'on_duplicate' NOT IN ('return', 'error')
+        THEN 'has on_duplicate other than return or error'
+      WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(e.j -> 'steps') s
+                   WHERE jsonb_typeof(s -> 'name') IS DISTINCT FROM 'string'
+                      OR length(s ->> 'name') NOT BETWEEN 1 AND 200)
+        THEN 'has a step without a name of 1 to 200 characters'
+    END AS problem) p
+  WHERE problem IS NOT NULL
+  LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'stepping: job % %', v_bad.job_ord, v_bad.problem USING ERRCODE = 'SP001';
+  END IF;
+
+  FOR v_row IN
+    WITH input AS MATERIALIZED (
+      SELECT (e.o - 1)::integer AS ord, e.j, nextval(v_seq) AS id,
+             coalesce(e.j ->> 'queue', 'default') AS queue
+      FROM jsonb_array_elements(p_jobs) WITH ORDINALITY e(j, o)
+    ), ins AS (
+      INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
+                        created_at, updated_at)
+      SELECT i.id, i.queue, coalesce((i.j ->> 'priority')::integer, 0), i.j ->> 'key',
+             jsonb_array_length(i.j -> 'steps'), i.j -> 'steps' -> 0 ->> 'name',
+             coalesce((i.j ->> 'run_at')::timestamptz,
+                      v_now + coalesce((i.j ->> 'delay_ms')::bigint, 0) * interval '1 millisecond'),
+             coalesce((i.j ->> 'deadline')::timestamptz,
+                      v_now + (i.j ->> 'timeout_ms')::bigint * interval '1 millisecond'),
+             v_now, v_now
+      FROM input i
+      ORDER BY i.ord
+      ON CONFLICT (key) WHERE key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
+      RETURNING id
+    ), steps_ins AS (
+      INSERT INTO steps (job_id, idx, name, args, max_attempts, backoff_base_ms, backoff_max_ms,
+                         transactional, compensate_name, compensate_args)
+      SELECT i.id, (s.o - 1)::integer, s.st ->> 'name', coalesce(s.st -> 'args', 'null'::jsonb),
+             (s.st ->> 'max_attempts')::integer,
+             coalesce((s.st ->> 'backoff_base_ms')::integer, 1000),
+             coalesce((s.st ->> 'backoff_max_ms')::integer, 3600000),
+             coalesce((s.st ->> 'transactional')::boolean, false),
+             s.st -> 'compensate' ->> 'name', s.st -> 'compensate' -> 'args'
+      FROM input i
+      JOIN ins ON ins.id = i.id
+      CROSS JOIN LATERAL jsonb_array_elements(i.j -> 'steps') WITH ORDINALITY s(st, o)
+    )
+    SELECT i.ord, i.id, i.j, i.queue, (ins.id IS NOT NULL) AS created
+    FROM input i LEFT JOIN ins ON ins.id = i.id
+    ORDER BY i.ord
+  LOOP
+    IF v_row.created THEN
+      ord := v_row.ord; job_id := v_row.id; created := true;
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    -- The key is held by an unfinished job (perhaps one inserted earlier in this batch).
+    IF v_row.j ->> 'on_duplicate' = 'error' THEN
+      RAISE EXCEPTION 'stepping: an unfinished job already has key %', v_row.j ->> 'key'
+        USING ERRCODE = 'SP002';
+    END IF;
+    SELECT id INTO v_id FROM jobs WHERE key = v_row.j ->> 'key' AND status IN ('pending', 'running');
+    IF FOUND THEN
+      ord := v_row.ord; job_id := v_id; created := false;
+      RETURN NEXT;
+    ELSE
+      -- That job finished between our insert and this look-up: its key is free again.
+      SELECT b.job_id, b.created INTO v_id, created
+      FROM job_enqueue_batch(jsonb_build_array(v_row.j), p_depth + 1) b;
+      ord := v_row.ord; job_id := v_id;
+      RETURN NEXT;
+    END IF;
+  END LOOP;
+
+  IF p_depth = 0 THEN
+    PERFORM _notify_ready(q) FROM (SELECT DISTINCT coalesce(e ->> 'queue', 'default') AS q
+                                   FROM jsonb_array_elements(p_jobs) e) qs;
+  END IF;
+END;
+$$;
+COMMENT ON FUNCTION job_enqueue_batch(jsonb, integer) IS
+  'Atomically inserts jobs with their steps in the caller''s transaction; dedupes on key race-free; one NOTIFY per queue.';
+
+-- job_enqueue: the one-job form for psql, triggers and other languages.
+CREATE OR REPLACE FUNCTION job_enqueue(
+  p_steps        jsonb,
+  p_queue        text        DEFAULT 'default',
+  p_priority     integer     DEFAULT 0,
+  p_run_at       timestamptz DEFAULT NULL,
+  p_key          text        DEFAULT NULL,
+  p_on_duplicate text        DEFAULT 'return',
+  p_deadline     timestamptz DEFAULT NULL
+) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+  -- JSON nulls read as absent in job_enqueue_batch, so NULL arguments take the defaults.
+  SELECT b.job_id FROM job_enqueue_batch(jsonb_build_array(jsonb_build_object(
+    'steps', p_steps, 'queue', p_queue, 'priority', p_priority, 'run_at', p_run_at, 'key', p_key,
+    'on_duplicate', p_on_duplicate, 'deadline', p_deadline))) b;
+$$;
+COMMENT ON FUNCTION job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz) IS
+  'Enqueues one job (steps as a JSON array of {name, args}) in the caller''s transaction; returns its id.';

@@ -1,0 +1,120 @@
+-- step_complete: reports succeeded units, in a batch. A row is applied only when its job
+-- is running under exactly that lease token: a stale worker (its lease expired and the
+-- unit was claimed again) is answered accepted = false and changes nothing. When the
+-- job's next unit is runnable now and p_names (the reporting worker's handlers) covers
+-- it, it is leased to the same worker in the same statement and returned in next_*.
+-- Locks job rows in id order (then their steps), the order every engine function uses.
+CREATE OR REPLACE FUNCTION step_complete(
+  p_job_ids  bigint[],
+  p_tokens   uuid[],
+  p_worker   text    DEFAULT NULL,
+  p_names    text[]  DEFAULT NULL,
+  p_queues   text[]  DEFAULT NULL,
+  p_lease_ms integer DEFAULT 30000
+)
+RETURNS TABLE (job_id bigint, accepted boolean, job_status text,
+               next_lease_token uuid, next_step_index integer, next_phase text, next_name text, next_args jsonb,
+               next_attempt integer, next_queue text, next_priority integer, next_step_count integer,
+               next_transactional boolean, next_deadline timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_now timestamptz := now();
+  v_in  record;
+  v_job jobs;
+  v_u   record;
+BEGIN
+  IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens) THEN
+    RAISE EXCEPTION 'stepping: p_job_ids and p_tokens differ in length' USING ERRCODE = 'SP001';
+  END IF;
+  FOR v_in IN SELECT t.id, t.token FROM unnest(p_job_ids, p_tokens) AS t(id, token) ORDER BY t.id LOOP
+    SELECT * INTO v_job FROM jobs
+    WHERE id = v_in.id AND lease_token = v_in.token AND status = 'running'
+    FOR UPDATE;
+    job_id := v_in.id;
+    IF NOT FOUND THEN
+      accepted := false; job_status := NULL; next_lease_token := NULL; next_step_index := NULL;
+      next_phase := NULL; next_name := NULL; next_args := NULL; next_attempt := NULL; next_queue := NULL;
+      next_priority := NULL; next_step_count := NULL; next_transactional := NULL; next_deadline := NULL;
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    v_job := _unit_succeeded(v_job, v_now, p_worker, p_names, p_queues, p_lease_ms);
+    accepted := true; job_status := v_job.status;
+    next_lease_token := NULL; next_step_index := NULL; next_phase := NULL; next_name := NULL; next_args := NULL;
+    next_attempt := NULL; next_queue := NULL; next_priority := NULL; next_step_count := NULL;
+    next_transactional := NULL; next_deadline := NULL;
+    IF v_job.status = 'running' AND v_job.locked_by IS NOT DISTINCT FROM p_worker THEN
+      SELECT * INTO v_u FROM _unit_of(v_job);
+      next_lease_token := v_u.lease_token; next_step_index := v_u.step_index; next_phase := v_u.phase;
+      next_name := v_u.name; next_args := v_u.args; next_attempt := v_u.attempt; next_queue := v_u.queue;
+      next_priority := v_u.priority; next_step_count := v_u.step_count;
+      next_transactional := v_u.transactional; next_deadline := v_u.deadline;
+    END IF;
+    RETURN NEXT;
+  END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION step_complete(bigint[], uuid[], text, text[], text[], integer) IS
+  'Applies succeeded results whose lease token is current (stale ones: accepted=false); may lease the next step to the same worker.';
+
+-- step_fail: reports failed attempts, in a batch, under the same lease rule as
+-- step_complete. p_errors[i] is a JSON object (message, stack, ...). p_permanent[i] ends
+-- the forward path at once; p_retry_after_ms[i] (not null) is "not yet": run again after
+-- that many ms without counting the attempt. Otherwise the step waits its backoff, or ends
+-- the forward path when max_attempts or the deadline is reached. outcome says which:
+-- retry | not_yet | failed | compensating | compensated | cancelled.
+CREATE OR REPLACE FUNCTION step_fail(
+  p_job_ids        bigint[],
+  p_tokens         uuid[],
+  p_errors         jsonb[],
+  p_permanent      boolean[] DEFAULT NULL,
+  p_retry_after_ms integer[] DEFAULT NULL
+)
+RETURNS TABLE (job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_now timestamptz := now();
+  v_in    record;
+  v_job   jobs;
+  v_phase text;
+BEGIN
+  IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
+     OR cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_errors) THEN
+    RAISE EXCEPTION 'stepping: p_job_ids, p_tokens and p_errors differ in length' USING ERRCODE = 'SP001';
+  END IF;
+  FOR v_in IN
+    SELECT t.id, t.token, t.err, coalesce(p_permanent[t.n], false) AS permanent, p_retry_after_ms[t.n] AS later
+    FROM unnest(p_job_ids, p_tokens, p_errors) WITH ORDINALITY AS t(id, token, err, n)
+    ORDER BY t.id
+  LOOP
+    SELECT * INTO v_job FROM jobs
+    WHERE id = v_in.id AND lease_token = v_in.token AND status = 'running'
+    FOR UPDATE;
+    job_id := v_in.id;
+    IF NOT FOUND THEN
+      accepted := false; job_status := NULL; outcome := NULL; next_run_at := NULL;
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    v_phase := v_job.phase;
+    v_job := _unit_failed(v_job, coalesce(v_in.err, '{}'::jsonb), v_in.permanent, v_in.later, v_now);
+    accepted := true;
+    job_status := v_job.status;
+    outcome := CASE
+      WHEN v_job.status IN ('failed', 'compensated', 'cancelled', 'succeeded') THEN v_job.status
+      WHEN v_phase = 'forward' AND v_job.phase = 'compensate' THEN 'compensating'
+      WHEN v_in.later IS NOT NULL THEN 'not_yet'
+      ELSE 'retry' END;
+    next_run_at := CASE WHEN v_job.status = 'pending' THEN v_job.available_at END;
+    RETURN NEXT;
+  END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION step_fail(bigint[], uuid[], jsonb[], boolean[], integer[]) IS
+  'Applies failed attempts whose lease token is current: backoff retry, not-yet, or end of the forward path.';

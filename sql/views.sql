@@ -1,0 +1,76 @@
+-- The documented views are Stepping's stable plain-SQL API; the tables behind them are not.
+
+-- job_overview: one row per job. status adds 'compensating' (unfinished, running
+-- compensations) to the table's statuses; the current_* columns describe the unit the job
+-- is at (its step, or during compensation the step being compensated).
+CREATE OR REPLACE VIEW job_overview AS
+SELECT j.id                                                  AS job_id,
+       j.queue,
+       j.priority,
+       j.key,
+       CASE WHEN j.phase = 'compensate' AND j.status IN ('pending', 'running') THEN 'compensating'
+            ELSE j.status END                                AS status,
+       j.phase,
+       j.step_count,
+       j.current_step,
+       j.step_name                                           AS current_step_name,
+       j.attempt                                             AS current_attempt,
+       CASE WHEN j.status = 'pending' THEN j.available_at END AS run_at,
+       CASE WHEN j.status = 'running' THEN j.available_at END AS lease_expires_at,
+       (j.status = 'running' AND j.available_at < now())     AS lease_expired,
+       j.locked_by,
+       j.cancel_requested,
+       j.failed_step,
+       j.last_error ->> 'message'                            AS last_error,
+       j.last_error                                          AS last_error_detail,
+       j.deadline,
+       j.created_at,
+       j.updated_at,
+       j.finished_at
+FROM jobs j;
+COMMENT ON VIEW job_overview IS
+  'One row per job: status (with compensating), current step, attempts, last error, lease and timestamps.';
+
+-- step_overview: one row per step, with the live state of the job's current step.
+CREATE OR REPLACE VIEW step_overview AS
+SELECT s.job_id,
+       s.idx                                                  AS step_index,
+       s.name,
+       CASE WHEN j.phase = 'forward' AND j.current_step = s.idx AND j.status = 'running' THEN 'running'
+            WHEN j.phase = 'forward' AND j.current_step = s.idx AND j.status = 'pending' AND j.attempt > 0
+              THEN 'retrying'
+            ELSE s.status END                                 AS status,
+       CASE WHEN j.phase = 'forward' AND j.current_step = s.idx AND j.status IN ('pending', 'running')
+            THEN j.attempt ELSE s.attempts END                AS attempts,
+       s.max_attempts,
+       s.last_error ->> 'message'                             AS last_error,
+       s.last_error                                           AS last_error_detail,
+       s.finished_at,
+       s.compensate_name,
+       CASE WHEN j.phase = 'compensate' AND j.current_step = s.idx AND j.status = 'running' THEN 'running'
+            ELSE s.comp_status END                            AS compensation_status,
+       CASE WHEN j.phase = 'compensate' AND j.current_step = s.idx AND j.status IN ('pending', 'running')
+            THEN j.attempt ELSE s.comp_attempts END           AS compensation_attempts,
+       s.comp_last_error ->> 'message'                        AS compensation_last_error,
+       s.comp_finished_at                                     AS compensation_finished_at
+FROM steps s
+JOIN jobs j ON j.id = s.job_id;
+COMMENT ON VIEW step_overview IS
+  'One row per step: status (running/retrying live), attempts, last error, and its compensation''s state.';
+
+-- queue_stats: per queue and status, how many jobs, how many of them can run now, and
+-- how long the oldest runnable one has waited (the lag a monitor should alert on).
+CREATE OR REPLACE VIEW queue_stats AS
+SELECT j.queue,
+       CASE WHEN j.phase = 'compensate' AND j.status IN ('pending', 'running') THEN 'compensating'
+            ELSE j.status END                                                         AS status,
+       count(*)                                                                       AS jobs,
+       count(*) FILTER (WHERE j.status IN ('pending', 'running') AND j.available_at <= now()
+                          AND (j.status = 'pending' OR j.available_at < now()))       AS runnable,
+       count(*) FILTER (WHERE j.status = 'pending' AND j.available_at > now())        AS scheduled,
+       max(now() - j.available_at) FILTER (WHERE j.status IN ('pending', 'running')
+                                             AND j.available_at <= now())             AS oldest_runnable_age
+FROM jobs j
+GROUP BY 1, 2;
+COMMENT ON VIEW queue_stats IS
+  'Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job''s wait.';

@@ -1,0 +1,34 @@
+import { ConfigError } from './errors.js';
+
+/** Default schema name. */
+export const DEFAULT_SCHEMA = 'stepping';
+
+/**
+ * Schema names are restricted to lower-case identifiers of up to 48 characters so that
+ * the NOTIFY channels built from them (`<schema>_ready`) stay under PostgreSQL's 63-byte limit.
+ */
+const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
+
+/** Validates a schema name and returns it. */
+export function checkSchema(schema: string | undefined): string {
+  const value = schema ?? DEFAULT_SCHEMA;
+  if (!SCHEMA_PATTERN.test(value)) {
+    throw new ConfigError(
+      `schema ${JSON.stringify(value)} is invalid: use 1-48 characters of a-z, 0-9 and _, not starting with a digit`,
+    );
+  }
+  return value;
+}
+
+/** Quotes an identifier for SQL text (schema names are validated first; this is belt and braces). */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Checks that a numeric option is an integer within bounds, naming it in the error. */
+export function checkInt(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}

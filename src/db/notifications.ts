@@ -1,0 +1,102 @@
+/**
+ * One LISTEN connection (pg-listen, reconnecting forever) shared by everything in a
+ * process that waits on a database: workers' wake-ups, cancels, waitForJob.
+ */
+import pgListen, { type Subscriber } from 'pg-listen';
+import type pg from 'pg';
+
+// pg-listen is CommonJS with `exports.default`; under Node's ESM the function sits on .default.
+const createSubscriber = pgListen.default;
+
+type Handler = (payload: string) => void;
+type ReconnectHandler = () => void;
+
+/** Subscriptions to NOTIFY channels over one connection, opened lazily. */
+export class NotificationHub {
+  private subscriber: Subscriber | undefined;
+  private connecting: Promise<Subscriber> | undefined;
+  private readonly handlers = new Map<string, Set<Handler>>();
+  private readonly reconnectHandlers = new Set<ReconnectHandler>();
+  private readonly errorHandlers = new Set<(error: Error) => void>();
+
+  /** `source` supplies the connection settings (a pool's options or a client config). */
+  constructor(private readonly source: pg.Pool | pg.ClientConfig) {}
+
+  private config(): pg.ClientConfig {
+    const s = this.source as { options?: pg.ClientConfig };
+    return s.options ?? (this.source as pg.ClientConfig);
+  }
+
+  private async connect(): Promise<Subscriber> {
+    if (this.subscriber) return this.subscriber;
+    this.connecting ??= (async () => {
+      const subscriber = createSubscriber(this.config(), {
+        parse: (text: string) => text,
+        // Keep trying while the database is away; a worker falls back to polling meanwhile.
+        retryTimeout: Number.POSITIVE_INFINITY,
+        retryInterval: (attempt: number) => Math.min(5000, 100 * 2 ** Math.min(attempt, 6)),
+        paranoidChecking: 10_000,
+      });
+      subscriber.events.on('notification', (n) => {
+        const set = this.handlers.get(n.channel);
+        if (set) for (const h of set) h(typeof n.payload === 'string' ? n.payload : String(n.payload ?? ''));
+      });
+      // After a reconnect, notifications sent meanwhile are lost: tell subscribers to re-check.
+      subscriber.events.on('connected', () => {
+        for (const h of this.reconnectHandlers) h();
+      });
+      subscriber.events.on('error', (error) => {
+        for (const h of this.errorHandlers) h(error);
+      });
+      try {
+        await subscriber.connect();
+      } catch (error) {
+        this.connecting = undefined;
+        await subscriber.close().catch(() => {});
+        throw error;
+      }
+      this.subscriber = subscriber;
+      return subscriber;
+    })();
+    return await this.connecting;
+  }
+
+  /** Reports listener errors (e.g. reconnection given up). */
+  onError(handler: (error: Error) => void): void {
+    this.errorHandlers.add(handler);
+  }
+
+  /**
+   * Listens on `channel`; `onReconnect` runs after the connection was re-established (and
+   * so may have missed notifications). Returns the unsubscribe function.
+   */
+  async subscribe(channel: string, handler: Handler, onReconnect?: ReconnectHandler): Promise<() => Promise<void>> {
+    const subscriber = await this.connect();
+    let set = this.handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(channel, set);
+      await subscriber.listenTo(channel);
+    }
+    set.add(handler);
+    if (onReconnect) this.reconnectHandlers.add(onReconnect);
+    return async () => {
+      set.delete(handler);
+      if (onReconnect) this.reconnectHandlers.delete(onReconnect);
+      if (set.size === 0 && this.handlers.get(channel) === set) {
+        this.handlers.delete(channel);
+        await this.subscriber?.unlisten(channel)?.catch(() => {});
+      }
+    };
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    const subscriber = this.subscriber ?? (await this.connecting?.catch(() => undefined));
+    this.subscriber = undefined;
+    this.connecting = undefined;
+    this.handlers.clear();
+    this.reconnectHandlers.clear();
+    await subscriber?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,81 @@
+/** Base class of every error Stepping throws on purpose. */
+export class SteppingError extends Error {
+  override name = 'SteppingError';
+}
+
+/** Enqueue input was rejected before any SQL ran; the caller's transaction is still usable. */
+export class EnqueueValidationError extends SteppingError {
+  override name = 'EnqueueValidationError';
+}
+
+/** Configuration passed to createStepping/createWorker is invalid. */
+export class ConfigError extends SteppingError {
+  override name = 'ConfigError';
+}
+
+/** An unfinished job already holds the key (onDuplicate: 'error'), or a retry would collide on it. SQLSTATE SP002. */
+export class DuplicateJobError extends SteppingError {
+  override name = 'DuplicateJobError';
+}
+
+/** No job with that id. SQLSTATE SP003. */
+export class JobNotFoundError extends SteppingError {
+  override name = 'JobNotFoundError';
+}
+
+/** The job's status does not allow the operation (retrying a succeeded job, cancelling a finished one). SQLSTATE SP004. */
+export class InvalidJobStateError extends SteppingError {
+  override name = 'InvalidJobStateError';
+}
+
+/** The engine rejected input (SQLSTATE SP001), e.g. a malformed call from outside the driver. */
+export class EngineInputError extends SteppingError {
+  override name = 'EngineInputError';
+}
+
+/** A result was reported with a lease token that is no longer current: another worker owns the step now. */
+export class StaleLeaseError extends SteppingError {
+  override name = 'StaleLeaseError';
+}
+
+/** The schema is missing or older than this driver: run `stepping migrate`. */
+export class SchemaNotReadyError extends SteppingError {
+  override name = 'SchemaNotReadyError';
+}
+
+/** waitForJob gave up before the job finished. */
+export class WaitTimeoutError extends SteppingError {
+  override name = 'WaitTimeoutError';
+}
+
+/**
+ * Thrown by a handler to end the job's forward path at once, without further retries.
+ * The job then compensates (if it has compensations) or ends `failed`.
+ */
+export class PermanentError extends SteppingError {
+  override name = 'PermanentError';
+}
+
+/** Maps an engine SQLSTATE (class SP) to its typed error; anything else is returned unchanged. */
+export function translateDatabaseError(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  switch (code) {
+    case 'SP001':
+      return new EngineInputError(message, { cause: error });
+    case 'SP002':
+      return new DuplicateJobError(message, { cause: error });
+    case 'SP003':
+      return new JobNotFoundError(message, { cause: error });
+    case 'SP004':
+      return new InvalidJobStateError(message, { cause: error });
+    case '3F000':
+    case '42883':
+    case '42P01':
+      return new SchemaNotReadyError(`${message} (has \`stepping migrate\` been run on this database?)`, {
+        cause: error,
+      });
+    default:
+      return error;
+  }
+}

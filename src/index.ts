@@ -1,0 +1,37 @@
+/** Stepping: durable atomic jobs inside PostgreSQL. */
+export { createStepping, Stepping, FINAL_STATUSES } from './stepping.js';
+export type { SteppingOptions, JobSpec, JobState, JobStatus } from './stepping.js';
+export { defineStep, isStepDefinition } from './steps.js';
+export type {
+  AnyStepDefinition,
+  BackoffOptions,
+  CompensationSpec,
+  RetryLater,
+  StepCall,
+  StepCallOptions,
+  StepContext,
+  StepDefinition,
+  StepHandler,
+  StepOptions,
+} from './steps.js';
+export type { EnqueueOptions } from './enqueue/serialize.js';
+export { MAX_ARGS_BYTES, MAX_STEPS } from './enqueue/serialize.js';
+export type { TransactionLike, Queryable, KyselyExecutor } from './db/queryable.js';
+export { createWorker, Worker } from './worker/worker.js';
+export type { WorkerOptions, WorkerConfig } from './worker/options.js';
+export { WORKER_DEFAULTS } from './worker/options.js';
+export type { WorkerEventMap, WorkerEventName, UnitEvent } from './worker/events.js';
+export { RetryLaterSignal } from './worker/runner.js';
+export {
+  SteppingError,
+  EnqueueValidationError,
+  ConfigError,
+  DuplicateJobError,
+  JobNotFoundError,
+  InvalidJobStateError,
+  EngineInputError,
+  StaleLeaseError,
+  SchemaNotReadyError,
+  WaitTimeoutError,
+  PermanentError,
+} from './errors.js';

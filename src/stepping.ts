@@ -1,0 +1,227 @@
+/**
+ * The producer/operator client: enqueue in the caller's transaction, migrate, inspect,
+ * retry, cancel and wait. Holds a pool for calls made without a transaction; holds no
+ * job state of its own.
+ */
+import pg from 'pg';
+import { checkSchema } from './config.js';
+import { ConfigError, EnqueueValidationError, JobNotFoundError, WaitTimeoutError } from './errors.js';
+import { Engine } from './db/engine.js';
+import { migrateSchema } from './db/migrate.js';
+import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
+import { serializeJob, type EnqueueOptions } from './enqueue/serialize.js';
+import type { StepCall } from './steps.js';
+import { NotificationHub } from './db/notifications.js';
+
+/** How to reach the database. */
+export interface SteppingOptions {
+  /** PostgreSQL connection string (ignored when `pool` is given). Default: DATABASE_URL. */
+  connectionString?: string;
+  /** Your own pg Pool; Stepping will not end it on close(). */
+  pool?: pg.Pool;
+  /** Schema holding Stepping's tables and functions. Default `stepping`. */
+  schema?: string;
+}
+
+/** One job of a bulk enqueue. */
+export interface JobSpec {
+  steps: readonly StepCall[];
+  options?: EnqueueOptions;
+}
+
+/** Final statuses: the job will not change again (except a retry of `failed`). */
+export const FINAL_STATUSES = ['succeeded', 'failed', 'compensated', 'cancelled'] as const;
+/** A job's status as shown by job_overview. */
+export type JobStatus = 'pending' | 'running' | 'compensating' | (typeof FINAL_STATUSES)[number];
+
+/** A job as seen through the job_overview view. */
+export interface JobState {
+  jobId: string;
+  queue: string;
+  status: JobStatus;
+  key: string | null;
+  stepCount: number;
+  currentStep: number;
+  currentStepName: string;
+  currentAttempt: number;
+  lastError: string | null;
+  createdAt: Date;
+  finishedAt: Date | null;
+}
+
+function jobStateFromRow(r: Record<string, unknown>): JobState {
+  return {
+    jobId: String(r.job_id),
+    queue: String(r.queue),
+    status: r.status as JobStatus,
+    key: (r.key as string | null) ?? null,
+    stepCount: Number(r.step_count),
+    currentStep: Number(r.current_step),
+    currentStepName: String(r.current_step_name),
+    currentAttempt: Number(r.current_attempt),
+    lastError: (r.last_error as string | null) ?? null,
+    createdAt: r.created_at as Date,
+    finishedAt: (r.finished_at as Date | null) ?? null,
+  };
+}
+
+/** The Stepping client. Create with createStepping(). */
+export class Stepping {
+  /** The schema this client talks to. */
+  readonly schema: string;
+  /** The pool used for calls made without a transaction. */
+  readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly engine: Engine;
+  private hub: NotificationHub | undefined;
+
+  constructor(options: SteppingOptions = {}) {
+    this.schema = checkSchema(options.schema);
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else {
+      const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+      if (!connectionString) throw new ConfigError('createStepping needs connectionString, pool or DATABASE_URL');
+      this.pool = new pg.Pool({ connectionString, max: 10 });
+      this.ownsPool = true;
+    }
+    this.engine = new Engine(this.schema);
+  }
+
+  /**
+   * Enqueues one job. With `tx` (a pg client inside BEGIN, or a Kysely transaction) the
+   * job exists exactly when that transaction commits; without it, the job is committed
+   * at once. Invalid input throws EnqueueValidationError before any SQL runs.
+   * Returns the job id (the existing job's id when `key` matched an unfinished job).
+   */
+  enqueue(tx: TransactionLike, steps: readonly StepCall[], options?: EnqueueOptions): Promise<string>;
+  enqueue(steps: readonly StepCall[], options?: EnqueueOptions): Promise<string>;
+  async enqueue(
+    a: TransactionLike | readonly StepCall[],
+    b?: readonly StepCall[] | EnqueueOptions,
+    c?: EnqueueOptions,
+  ): Promise<string> {
+    const [tx, steps, options] = Array.isArray(a)
+      ? [undefined, a as readonly StepCall[], b as EnqueueOptions | undefined]
+      : [a as TransactionLike, b as readonly StepCall[], c];
+    if (tx !== undefined && !isTransactionLike(tx)) {
+      throw new EnqueueValidationError('the first argument must be a pg client/pool, a Kysely transaction, or the steps');
+    }
+    const [result] = await this.enqueueMany(tx, [{ steps, ...(options ? { options } : {}) }]);
+    return result!.jobId;
+  }
+
+  /**
+   * Enqueues many jobs in one statement (the bulk path). Same transaction rules as
+   * enqueue(); pass `undefined` as tx to commit at once. Returns one entry per job, in order.
+   */
+  async enqueueMany(
+    tx: TransactionLike | undefined,
+    jobs: readonly JobSpec[],
+  ): Promise<{ jobId: string; created: boolean }[]> {
+    if (!Array.isArray(jobs) || jobs.length === 0) throw new EnqueueValidationError('enqueueMany needs at least one job');
+    const payload = JSON.stringify(
+      jobs.map((job, i) => {
+        try {
+          return serializeJob(job.steps, job.options);
+        } catch (error) {
+          if (error instanceof EnqueueValidationError && jobs.length > 1) {
+            throw new EnqueueValidationError(`job ${i}: ${error.message}`);
+          }
+          throw error;
+        }
+      }),
+    );
+    return await this.engine.enqueueBatch(toQueryable(tx ?? this.pool), payload);
+  }
+
+  /** Creates or upgrades the schema (tables, functions, views). Safe to run from many processes at once. */
+  async migrate(): Promise<{ applied: string[] }> {
+    const client = await this.pool.connect();
+    try {
+      return await migrateSchema(client, this.schema);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** The job's current state, or null when there is no such job. */
+  async getJob(jobId: string): Promise<JobState | null> {
+    const row = await this.engine.jobOverview(this.pool, jobId);
+    return row ? jobStateFromRow(row) : null;
+  }
+
+  /** Resumes a failed job from its failed step (attempts reset). Other statuses: InvalidJobStateError. */
+  async retry(jobId: string): Promise<void> {
+    await this.engine.retry(this.pool, jobId);
+  }
+
+  /**
+   * Cancels an unfinished job. Pending: stops at once. Running: the step's ctx.signal is
+   * aborted and the job stops after it. `compensate: true` runs compensations first.
+   * Returns the status after the call (`running` while the current step winds down).
+   */
+  async cancel(jobId: string, options: { compensate?: boolean } = {}): Promise<string> {
+    return await this.engine.cancel(this.pool, jobId, options.compensate ?? false);
+  }
+
+  /** Deletes finished jobs older than `olderThanMs` (default 7 days); failed jobs are kept unless listed. */
+  async prune(
+    options: { olderThanMs?: number; statuses?: string[]; limit?: number } = {},
+  ): Promise<number> {
+    return await this.engine.prune(
+      this.pool,
+      options.olderThanMs ?? 7 * 24 * 3600 * 1000,
+      options.statuses ?? ['succeeded', 'compensated', 'cancelled'],
+      options.limit ?? 10000,
+    );
+  }
+
+  /**
+   * Resolves with the job's state once it is final (succeeded, failed, compensated,
+   * cancelled). Woken by NOTIFY on the <schema>_done channel, not by polling.
+   */
+  async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<JobState> {
+    this.hub ??= new NotificationHub(this.pool);
+    const channel = this.engine.doneChannel;
+    let wake: () => void = () => {};
+    const onDone = (payload: string) => {
+      if (payload.split(':')[0] === jobId) wake();
+    };
+    const unsubscribe = await this.hub.subscribe(channel, onDone, () => wake());
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
+    try {
+      for (;;) {
+        const woken = new Promise<void>((resolve) => (wake = resolve));
+        const state = await this.getJob(jobId);
+        if (!state) throw new JobNotFoundError(`stepping: no job ${jobId}`);
+        if ((FINAL_STATUSES as readonly string[]).includes(state.status)) return state;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new WaitTimeoutError(`job ${jobId} is still ${state.status} after ${options.timeoutMs} ms`);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          woken,
+          new Promise<void>((resolve) => {
+            if (Number.isFinite(left)) timer = setTimeout(resolve, left);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+    } finally {
+      await unsubscribe();
+    }
+  }
+
+  /** Closes the listener and, when Stepping created it, the pool. */
+  async close(): Promise<void> {
+    await this.hub?.close();
+    this.hub = undefined;
+    if (this.ownsPool) await this.pool.end();
+  }
+}
+
+/** Creates a Stepping client. */
+export function createStepping(options: SteppingOptions = {}): Stepping {
+  return new Stepping(options);
+}

@@ -1,0 +1,311 @@
+/**
+ * Serves one database: the claim loop (NOTIFY wake-ups, precise timers for scheduled work,
+ * a slow poll as the fallback), handler runs, batched reports, and lease heartbeats.
+ * Shares its concurrency Slots with the Worker that owns it.
+ */
+import type pg from 'pg';
+import { Engine, type LeasedUnit } from '../db/engine.js';
+import { NotificationHub } from '../db/notifications.js';
+import { BatchCompleter } from './completer.js';
+import type { UnitEvent, WorkerEventMap, WorkerEventName } from './events.js';
+import type { WorkerConfig } from './options.js';
+import { errorRecord, runUnit, type ContinueWith, type RunDeps } from './runner.js';
+import type { Slots } from './slots.js';
+
+/** How a DatabaseWorker reports events to its Worker. */
+export type Emit = <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => void;
+
+interface InFlight {
+  unit: LeasedUnit;
+  controller: AbortController;
+  startedAt: number;
+  /** Lease lost or released: the result must not be reported. */
+  abandoned: boolean;
+}
+
+/** One database's claim loop and everything in flight from it. */
+export class DatabaseWorker {
+  private readonly engine: Engine;
+  private readonly hub: NotificationHub;
+  private readonly completer: BatchCompleter;
+  private readonly inFlight = new Map<string, InFlight>();
+  private unsubscribes: (() => Promise<void>)[] = [];
+  private moreWork = true;
+  private fetching = false;
+  private stopping = false;
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private errorDelayMs = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly pool: pg.Pool,
+    /** Stable identifier of this database for ctx.database and events (never credentials). */
+    readonly database: string,
+    private readonly slots: Slots,
+    private readonly emit: Emit,
+  ) {
+    this.engine = new Engine(config.schema);
+    this.hub = new NotificationHub(pool);
+    this.hub.onError((error) => this.emit('error', { database, error, during: 'listen' }));
+    this.completer = new BatchCompleter(
+      this.engine,
+      pool,
+      () => this.continueWith(),
+      (error) => this.emit('error', { database, error, during: 'report' }),
+    );
+  }
+
+  private continueWith(): ContinueWith | null {
+    // While stopping, take no new work, not even the job's next step.
+    if (this.stopping) return null;
+    return {
+      worker: this.config.workerId,
+      names: this.config.names,
+      queues: this.config.queues,
+      leaseMs: this.config.leaseMs,
+    };
+  }
+
+  /** Units held now (running or waiting to be reported). */
+  get running(): number {
+    return this.inFlight.size;
+  }
+
+  /** Subscribes to wake-ups and starts claiming. */
+  async start(): Promise<void> {
+    try {
+      this.unsubscribes.push(
+        await this.hub.subscribe(
+          this.engine.readyChannel,
+          (queue) => {
+            if (this.config.queues === null || this.config.queues.includes(queue)) this.wake();
+          },
+          () => this.wake(),
+        ),
+        await this.hub.subscribe(this.engine.cancelChannel, (jobId) => {
+          this.inFlight.get(jobId)?.controller.abort(new Error(`job ${jobId} was cancelled`));
+        }),
+      );
+    } catch (error) {
+      // Without LISTEN the worker still runs: the poll finds the work, only later.
+      this.emit('error', { database: this.database, error: error as Error, during: 'listen' });
+    }
+    this.heartbeat = setInterval(() => void this.beat(), this.config.heartbeatMs);
+    this.heartbeat.unref();
+    this.wake();
+  }
+
+  /** Notes that work may be waiting and claims if there is room. */
+  wake(): void {
+    this.moreWork = true;
+    void this.fetch();
+  }
+
+  private arm(ms: number): void {
+    clearTimeout(this.timer);
+    if (this.stopping) return;
+    this.timer = setTimeout(() => this.wake(), Math.max(0, ms));
+  }
+
+  private async fetch(): Promise<void> {
+    if (this.fetching || this.stopping) return;
+    this.fetching = true;
+    let short = false;
+    try {
+      while (this.moreWork && !this.stopping) {
+        const plan = this.slots.reserve(this.config.batchSize, this.config.queues);
+        if (plan.length === 0) break; // full: a finishing unit wakes us again
+        // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
+        this.moreWork = false;
+        short = false;
+        for (const p of plan) {
+          let units: LeasedUnit[] = [];
+          try {
+            units = await this.engine.claim(this.pool, this.config.workerId, this.config.names, p.queues, p.n, this.config.leaseMs);
+          } finally {
+            this.slots.unreserve(p, p.n - units.length);
+          }
+          for (const unit of units) this.startUnit(unit);
+          if (units.length === p.n) this.moreWork = true;
+          else short = true;
+        }
+      }
+      this.errorDelayMs = 0;
+      if (short && !this.moreWork) await this.sleepUntilDue();
+    } catch (error) {
+      this.emit('error', { database: this.database, error: error as Error, during: 'claim' });
+      this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), 30_000);
+      this.moreWork = true;
+      this.arm(this.errorDelayMs);
+    } finally {
+      this.fetching = false;
+    }
+    if (this.moreWork && this.slots.free() > 0 && !this.stopping && this.errorDelayMs === 0) void this.fetch();
+  }
+
+  /** Idle: sleep until the next scheduled unit is due, or the poll interval, whichever is first. */
+  private async sleepUntilDue(): Promise<void> {
+    const dueIn = await this.engine.nextDueInMs(this.pool, this.config.names, this.config.queues);
+    const poll = this.config.pollIntervalMs;
+    // Due now but not claimed: another worker is claiming it this instant; look again soon.
+    const ms = dueIn === null ? poll : dueIn <= 0 ? Math.min(50, poll) : Math.min(Math.ceil(dueIn) + 5, poll);
+    this.arm(ms);
+  }
+
+  private unitEvent(unit: LeasedUnit): UnitEvent {
+    return {
+      database: this.database,
+      jobId: unit.jobId,
+      stepIndex: unit.stepIndex,
+      name: unit.name,
+      phase: unit.phase,
+      attempt: unit.attempt,
+      queue: unit.queue,
+    };
+  }
+
+  private startUnit(unit: LeasedUnit): void {
+    const flight: InFlight = { unit, controller: new AbortController(), startedAt: Date.now(), abandoned: false };
+    this.inFlight.set(unit.jobId, flight);
+    this.emit('step:started', this.unitEvent(unit));
+    void this.execute(flight);
+  }
+
+  private async execute(flight: InFlight): Promise<void> {
+    const { unit } = flight;
+    const definition = this.config.handlers.get(unit.name);
+    const deps: RunDeps = {
+      engine: this.engine,
+      pool: this.pool,
+      database: this.database,
+      continueWith: this.continueWith() ?? { worker: this.config.workerId, names: [], queues: null, leaseMs: 1 },
+    };
+    const outcome = definition
+      ? await runUnit(unit, definition, flight.controller, deps)
+      : { kind: 'failure' as const, error: new Error(`no handler for ${unit.name}`), permanent: false };
+    const durationMs = Date.now() - flight.startedAt;
+    const base = this.unitEvent(unit);
+    let next: LeasedUnit | null = null;
+    let jobStatus: string | null = null;
+
+    if (flight.abandoned && outcome.kind !== 'applied') {
+      // Released at stop or lease lost: another worker owns the unit now.
+    } else if (outcome.kind === 'success' || outcome.kind === 'applied') {
+      const result = outcome.kind === 'applied' ? outcome.result : await this.completer.complete(unit);
+      if (result.accepted) {
+        this.emit('step:succeeded', { ...base, durationMs });
+        next = result.next;
+        jobStatus = result.jobStatus;
+      } else {
+        this.emit('step:lease-lost', base);
+      }
+    } else {
+      const error = outcome.kind === 'failure' ? outcome.error : new Error('not yet');
+      const result = await this.completer.fail({
+        jobId: unit.jobId,
+        leaseToken: unit.leaseToken,
+        error: errorRecord(error, unit.attempt),
+        permanent: outcome.kind === 'failure' && outcome.permanent,
+        retryAfterMs: outcome.kind === 'later' ? outcome.delayMs : null,
+      });
+      if (!result.accepted) {
+        this.emit('step:lease-lost', base);
+      } else {
+        jobStatus = result.jobStatus;
+        if (outcome.kind === 'failure') {
+          this.emit('step:failed', {
+            ...base,
+            durationMs,
+            error,
+            outcome: result.outcome ?? 'retry',
+            nextRunAt: result.nextRunAt,
+          });
+        }
+        if (result.outcome === 'retry' || result.outcome === 'not_yet') {
+          this.emit('step:retry-scheduled', { ...base, nextRunAt: result.nextRunAt, notYet: outcome.kind === 'later' });
+          // The retry may be due before the next poll: sleep no longer than that.
+          if (result.nextRunAt && !this.fetching) {
+            const ms = result.nextRunAt.getTime() - Date.now();
+            if (ms < this.config.pollIntervalMs) this.arm(Math.max(ms + 5, 0));
+          }
+        }
+      }
+    }
+    if (jobStatus === 'succeeded' || jobStatus === 'failed' || jobStatus === 'compensated' || jobStatus === 'cancelled') {
+      this.emit(`job:${jobStatus}`, { database: this.database, jobId: unit.jobId });
+    }
+
+    this.inFlight.delete(unit.jobId);
+    if (next) {
+      if (this.stopping) {
+        await this.engine.releaseLeases(this.pool, [next]).catch(() => {});
+      } else {
+        // The job's next step, already leased to us: run it in the same slot.
+        this.startUnit(next);
+        return;
+      }
+    }
+    this.slots.release(unit.queue);
+    if (this.inFlight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.moreWork) void this.fetch();
+  }
+
+  /** Heartbeat: extend every held lease; abort what was lost or cancelled. */
+  private async beat(): Promise<void> {
+    const held = [...this.inFlight.values()].filter((f) => !f.abandoned);
+    if (held.length === 0) return;
+    try {
+      const kept = await this.engine.extendLeases(
+        this.pool,
+        held.map((f) => f.unit),
+        this.config.leaseMs,
+      );
+      for (const f of held) {
+        if (this.inFlight.get(f.unit.jobId) !== f) continue; // finished meanwhile
+        const cancelled = kept.get(f.unit.jobId);
+        if (cancelled === undefined) {
+          f.abandoned = true;
+          f.controller.abort(new Error(`lease on job ${f.unit.jobId} was lost`));
+        } else if (cancelled && !f.controller.signal.aborted) {
+          f.controller.abort(new Error(`job ${f.unit.jobId} was cancelled`));
+        }
+      }
+    } catch (error) {
+      this.emit('error', { database: this.database, error: error as Error, during: 'heartbeat' });
+    }
+  }
+
+  /**
+   * Stops claiming, lets in-flight units finish for up to gracefulStopMs, then aborts the
+   * rest and releases their leases so other workers take them at once.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    for (const u of this.unsubscribes.splice(0)) await u().catch(() => {});
+    await this.hub.close();
+    if (this.inFlight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.gracefulStopMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    const left = [...this.inFlight.values()].filter((f) => !f.abandoned);
+    if (left.length > 0) {
+      for (const f of left) {
+        f.abandoned = true;
+        f.controller.abort(new Error('worker is stopping'));
+      }
+      await this.engine.releaseLeases(this.pool, left.map((f) => f.unit)).catch((error: Error) => {
+        this.emit('error', { database: this.database, error, during: 'release' });
+      });
+    }
+    clearInterval(this.heartbeat);
+    this.completer.close();
+    await this.completer.idle();
+  }
+}

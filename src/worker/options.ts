@@ -1,0 +1,118 @@
+/**
+ * The worker's one validated configuration object. Defaults live here only; the
+ * `stepping-worker --help` text and the README table are made from WORKER_DEFAULTS.
+ */
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { checkInt, checkSchema } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
+
+/** Options of createWorker(). */
+export interface WorkerOptions {
+  /** PostgreSQL connection string. Default: DATABASE_URL. */
+  connectionString?: string;
+  /** Your own pool (Stepping will not end it). */
+  pool?: pg.Pool;
+  /** Schema name. Default `stepping`. */
+  schema?: string;
+  /** The steps this worker can run (handlers). Steps with other names are never claimed. */
+  steps: readonly AnyStepDefinition[];
+  /** Queues to serve: a list, or per-queue concurrency limits `{ emails: 5, default: 20 }`. Default: all queues. */
+  queues?: readonly string[] | Readonly<Record<string, number>>;
+  /** Handlers running at once. */
+  concurrency?: number;
+  /** Most units claimed in one statement. Default: concurrency. */
+  batchSize?: number;
+  /** Fallback poll when no NOTIFY arrives (lost notifications); scheduled work wakes the worker precisely. */
+  pollIntervalMs?: number;
+  /** Lease length: a unit whose worker stops heart-beating is claimable again after this. */
+  leaseMs?: number;
+  /** Heartbeat period. Default: leaseMs / 3. */
+  heartbeatMs?: number;
+  /** On stop(), how long in-flight handlers may run before their leases are released. */
+  gracefulStopMs?: number;
+  /** Connections in the worker's pool (when it makes its own). */
+  poolSize?: number;
+  /** Name shown in locked_by. Default host:pid:random. */
+  workerId?: string;
+}
+
+/** Defaults of WorkerOptions, with the text `--help` prints. */
+export const WORKER_DEFAULTS = {
+  concurrency: 10,
+  pollIntervalMs: 2000,
+  leaseMs: 30000,
+  gracefulStopMs: 10000,
+  poolSize: 10,
+} as const;
+
+/** WorkerOptions after validation and defaults. */
+export interface WorkerConfig {
+  schema: string;
+  handlers: Map<string, AnyStepDefinition>;
+  names: string[];
+  /** null: every queue. */
+  queues: string[] | null;
+  /** Per-queue concurrency caps (only queues given with a number). */
+  queueLimits: Map<string, number>;
+  concurrency: number;
+  batchSize: number;
+  pollIntervalMs: number;
+  leaseMs: number;
+  heartbeatMs: number;
+  gracefulStopMs: number;
+  poolSize: number;
+  workerId: string;
+}
+
+/** Validates options and applies defaults. */
+export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
+  if (!options || !Array.isArray(options.steps) || options.steps.length === 0) {
+    throw new ConfigError('createWorker needs steps: a non-empty array of step definitions (defineStep)');
+  }
+  const handlers = new Map<string, AnyStepDefinition>();
+  for (const [i, step] of options.steps.entries()) {
+    if (!isStepDefinition(step)) throw new ConfigError(`steps[${i}] is not a step definition made by defineStep`);
+    if (handlers.has(step.stepName) && handlers.get(step.stepName) !== step) {
+      throw new ConfigError(`two different steps are named ${step.stepName}`);
+    }
+    handlers.set(step.stepName, step);
+  }
+  const concurrency = checkInt('concurrency', options.concurrency ?? WORKER_DEFAULTS.concurrency, 1, 10000);
+  let queues: string[] | null = null;
+  const queueLimits = new Map<string, number>();
+  if (options.queues !== undefined) {
+    if (Array.isArray(options.queues)) {
+      queues = [...(options.queues as readonly string[])];
+    } else {
+      for (const [queue, limit] of Object.entries(options.queues as Record<string, number>)) {
+        queueLimits.set(queue, checkInt(`queues.${queue}`, limit, 1, concurrency));
+      }
+      queues = [...queueLimits.keys()];
+    }
+    if (queues.length === 0) throw new ConfigError('queues, when given, must name at least one queue');
+    for (const q of queues) {
+      if (typeof q !== 'string' || q.length === 0 || q.length > 100) {
+        throw new ConfigError(`queue names must be 1 to 100 characters, got ${JSON.stringify(q)}`);
+      }
+    }
+  }
+  const leaseMs = checkInt('leaseMs', options.leaseMs ?? WORKER_DEFAULTS.leaseMs, 100, 86_400_000);
+  return {
+    schema: checkSchema(options.schema),
+    handlers,
+    names: [...handlers.keys()],
+    queues,
+    queueLimits,
+    concurrency,
+    batchSize: checkInt('batchSize', options.batchSize ?? concurrency, 1, 10000),
+    pollIntervalMs: checkInt('pollIntervalMs', options.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs, 10, 86_400_000),
+    leaseMs,
+    heartbeatMs: checkInt('heartbeatMs', options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), 10, leaseMs),
+    gracefulStopMs: checkInt('gracefulStopMs', options.gracefulStopMs ?? WORKER_DEFAULTS.gracefulStopMs, 0, 86_400_000),
+    poolSize: checkInt('poolSize', options.poolSize ?? WORKER_DEFAULTS.poolSize, 2, 1000),
+    workerId: options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * Concurrency accounting: a total number of handler slots and optional per-queue caps.
+ * A claim first reserves slots, then gives back what it did not fill.
+ */
+export class Slots {
+  private used = 0;
+  private readonly usedByQueue = new Map<string, number>();
+
+  constructor(
+    readonly total: number,
+    private readonly queueLimits: ReadonlyMap<string, number>,
+  ) {}
+
+  /** Slots free overall. */
+  free(): number {
+    return this.total - this.used;
+  }
+
+  /** Slots in use. */
+  inUse(): number {
+    return this.used;
+  }
+
+  /**
+   * What to claim now, at most `batch` units in total: one entry for all queues (no caps),
+   * or one per capped queue with room. Reserves the slots it plans.
+   */
+  reserve(batch: number, queues: string[] | null): { queues: string[] | null; n: number }[] {
+    let room = Math.min(this.free(), batch);
+    if (room <= 0) return [];
+    if (this.queueLimits.size === 0) {
+      this.used += room;
+      return [{ queues, n: room }];
+    }
+    const plan: { queues: string[] | null; n: number }[] = [];
+    for (const [queue, limit] of this.queueLimits) {
+      const n = Math.min(room, limit - (this.usedByQueue.get(queue) ?? 0));
+      if (n <= 0) continue;
+      plan.push({ queues: [queue], n });
+      this.used += n;
+      this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) + n);
+      room -= n;
+      if (room === 0) break;
+    }
+    return plan;
+  }
+
+  /** Gives back reserved slots a claim did not fill. */
+  unreserve(planned: { queues: string[] | null; n: number }, unused: number): void {
+    if (unused <= 0) return;
+    this.used -= unused;
+    const queue = this.queueLimits.size > 0 ? planned.queues?.[0] : undefined;
+    if (queue !== undefined) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) - unused);
+  }
+
+  /** Frees the slot of a finished unit of `queue`. */
+  release(queue: string): void {
+    this.used -= 1;
+    if (this.queueLimits.has(queue)) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) - 1);
+  }
+
+  /** Units running on `queue` now (capped queues only). */
+  runningIn(queue: string): number {
+    return this.usedByQueue.get(queue) ?? 0;
+  }
+}
