@@ -82,7 +82,8 @@ export class Stepping {
       this.ownsPool = false;
     } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
-      if (!connectionString) throw new ConfigError('createStepping needs connectionString, pool or DATABASE_URL');
+      if (!connectionString)
+        throw new ConfigError('createStepping needs connectionString, pool or DATABASE_URL');
       this.pool = new pg.Pool({ connectionString, max: 10 });
       this.ownsPool = true;
     }
@@ -106,7 +107,9 @@ export class Stepping {
       ? [undefined, a as readonly StepCall[], b as EnqueueOptions | undefined]
       : [a as TransactionLike, b as readonly StepCall[], c];
     if (tx !== undefined && !isTransactionLike(tx)) {
-      throw new EnqueueValidationError('the first argument must be a pg client/pool, a Kysely transaction, or the steps');
+      throw new EnqueueValidationError(
+        'the first argument must be a pg client/pool, a Kysely transaction, or the steps',
+      );
     }
     const [result] = await this.enqueueMany(tx, [{ steps, ...(options ? { options } : {}) }]);
     return result!.jobId;
@@ -120,7 +123,8 @@ export class Stepping {
     tx: TransactionLike | undefined,
     jobs: readonly JobSpec[],
   ): Promise<{ jobId: string; created: boolean }[]> {
-    if (!Array.isArray(jobs) || jobs.length === 0) throw new EnqueueValidationError('enqueueMany needs at least one job');
+    if (!Array.isArray(jobs) || jobs.length === 0)
+      throw new EnqueueValidationError('enqueueMany needs at least one job');
     const payload = JSON.stringify(
       jobs.map((job, i) => {
         try {
@@ -167,9 +171,7 @@ export class Stepping {
   }
 
   /** Deletes finished jobs older than `olderThanMs` (default 7 days); failed jobs are kept unless listed. */
-  async prune(
-    options: { olderThanMs?: number; statuses?: string[]; limit?: number } = {},
-  ): Promise<number> {
+  async prune(options: { olderThanMs?: number; statuses?: string[]; limit?: number } = {}): Promise<number> {
     return await this.engine.prune(
       this.pool,
       options.olderThanMs ?? 7 * 24 * 3600 * 1000,
@@ -198,7 +200,8 @@ export class Stepping {
         if (!state) throw new JobNotFoundError(`stepping: no job ${jobId}`);
         if ((FINAL_STATUSES as readonly string[]).includes(state.status)) return state;
         const left = deadline - Date.now();
-        if (left <= 0) throw new WaitTimeoutError(`job ${jobId} is still ${state.status} after ${options.timeoutMs} ms`);
+        if (left <= 0)
+          throw new WaitTimeoutError(`job ${jobId} is still ${state.status} after ${options.timeoutMs} ms`);
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           woken,

@@ -96,11 +96,16 @@ export interface StepDefinition<A = unknown> {
 export type AnyStepDefinition = StepDefinition<any>;
 
 /** Defines a step: `defineStep('mail.send', async (args: {to: string}, ctx) => {...}, { maxAttempts: 5 })`. */
-export function defineStep<A>(name: string, handler: StepHandler<A>, options: StepOptions<A> = {}): StepDefinition<A> {
+export function defineStep<A>(
+  name: string,
+  handler: StepHandler<A>,
+  options: StepOptions<A> = {},
+): StepDefinition<A> {
   if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
     throw new TypeError(`defineStep: the name must be 1 to 200 characters, got ${JSON.stringify(name)}`);
   }
-  if (typeof handler !== 'function') throw new TypeError(`defineStep(${name}): the handler must be a function`);
+  if (typeof handler !== 'function')
+    throw new TypeError(`defineStep(${name}): the handler must be a function`);
   const frozen = Object.freeze({ ...options });
   const call = (args: A, callOptions?: StepCallOptions): StepCall<A> => {
     const compensation =

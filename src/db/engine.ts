@@ -140,14 +140,18 @@ export class Engine {
     done: { jobId: string; leaseToken: string }[],
     continueWith: { worker: string; names: string[]; queues: string[] | null; leaseMs: number } | null,
   ): Promise<CompleteResult[]> {
-    const rows = await this.run(db, `SELECT * FROM ${this.q}.step_complete($1::bigint[], $2::uuid[], $3, $4, $5, $6)`, [
-      done.map((d) => d.jobId),
-      done.map((d) => d.leaseToken),
-      continueWith?.worker ?? null,
-      continueWith?.names ?? null,
-      continueWith?.queues ?? null,
-      continueWith?.leaseMs ?? 30000,
-    ]);
+    const rows = await this.run(
+      db,
+      `SELECT * FROM ${this.q}.step_complete($1::bigint[], $2::uuid[], $3, $4, $5, $6)`,
+      [
+        done.map((d) => d.jobId),
+        done.map((d) => d.leaseToken),
+        continueWith?.worker ?? null,
+        continueWith?.names ?? null,
+        continueWith?.queues ?? null,
+        continueWith?.leaseMs ?? 30000,
+      ],
+    );
     return rows.map((r) => ({
       jobId: String(r.job_id),
       accepted: Boolean(r.accepted),
@@ -183,11 +187,11 @@ export class Engine {
     held: { jobId: string; leaseToken: string }[],
     leaseMs: number,
   ): Promise<Map<string, boolean>> {
-    const rows = await this.run(db, `SELECT job_id, cancel_requested FROM ${this.q}.lease_extend($1::bigint[], $2::uuid[], $3)`, [
-      held.map((h) => h.jobId),
-      held.map((h) => h.leaseToken),
-      leaseMs,
-    ]);
+    const rows = await this.run(
+      db,
+      `SELECT job_id, cancel_requested FROM ${this.q}.lease_extend($1::bigint[], $2::uuid[], $3)`,
+      [held.map((h) => h.jobId), held.map((h) => h.leaseToken), leaseMs],
+    );
     return new Map(rows.map((r) => [String(r.job_id), Boolean(r.cancel_requested)]));
   }
 
@@ -223,7 +227,9 @@ export class Engine {
   }
 
   async stepOverview(db: Queryable, jobId: string): Promise<Row[]> {
-    return await this.run(db, `SELECT * FROM ${this.q}.step_overview WHERE job_id = $1 ORDER BY step_index`, [jobId]);
+    return await this.run(db, `SELECT * FROM ${this.q}.step_overview WHERE job_id = $1 ORDER BY step_index`, [
+      jobId,
+    ]);
   }
 
   async queueStats(db: Queryable): Promise<Row[]> {

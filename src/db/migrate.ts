@@ -47,9 +47,10 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
     try {
       // Functions are created with SET search_path FROM CURRENT, which pins this path:
       // the schema first, then pg_catalog, pg_temp last (safe for SECURITY DEFINER).
-      await client.query(`SELECT set_config('search_path', format('%I, pg_catalog, pg_temp', $1::text), true)`, [
-        schema,
-      ]);
+      await client.query(
+        `SELECT set_config('search_path', format('%I, pg_catalog, pg_temp', $1::text), true)`,
+        [schema],
+      );
       for (const file of SQL_FILES) {
         await client.query(await readFile(path.join(packageRoot, 'sql', file), 'utf8'));
       }

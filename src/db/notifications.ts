@@ -70,7 +70,11 @@ export class NotificationHub {
    * Listens on `channel`; `onReconnect` runs after the connection was re-established (and
    * so may have missed notifications). Returns the unsubscribe function.
    */
-  async subscribe(channel: string, handler: Handler, onReconnect?: ReconnectHandler): Promise<() => Promise<void>> {
+  async subscribe(
+    channel: string,
+    handler: Handler,
+    onReconnect?: ReconnectHandler,
+  ): Promise<() => Promise<void>> {
     const subscriber = await this.connect();
     let set = this.handlers.get(channel);
     if (!set) {

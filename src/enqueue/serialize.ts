@@ -53,7 +53,8 @@ function fail(message: string): never {
 function toJson(value: unknown, where: string, seen: Set<object>): unknown {
   switch (typeof value) {
     case 'string':
-      if (value.includes('\u0000')) fail(`${where} contains the character \\u0000, which PostgreSQL jsonb cannot store`);
+      if (value.includes('\u0000'))
+        fail(`${where} contains the character \\u0000, which PostgreSQL jsonb cannot store`);
       return value;
     case 'number':
       if (!Number.isFinite(value)) fail(`${where} is ${value}, which JSON cannot represent`);
@@ -89,11 +90,13 @@ function toJson(value: unknown, where: string, seen: Set<object>): unknown {
     const proto = Object.getPrototypeOf(obj) as unknown;
     if (proto !== Object.prototype && proto !== null) {
       const kind = (obj as { constructor?: { name?: string } }).constructor?.name ?? 'object';
-      if (obj instanceof Map || obj instanceof Set) fail(`${where} is a ${kind}, which JSON.stringify would drop`);
+      if (obj instanceof Map || obj instanceof Set)
+        fail(`${where} is a ${kind}, which JSON.stringify would drop`);
     }
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(obj)) {
-      if (k.includes('\u0000')) fail(`${where} has a key containing \\u0000, which PostgreSQL jsonb cannot store`);
+      if (k.includes('\u0000'))
+        fail(`${where} has a key containing \\u0000, which PostgreSQL jsonb cannot store`);
       const converted = toJson(v, `${where}.${k}`, seen);
       if (converted !== undefined) out[k] = converted;
     }
@@ -123,9 +126,15 @@ function checkDate(value: unknown, what: string): string {
   return value.toISOString();
 }
 
-function serializeStep(step: unknown, i: number, jobMaxAttempts: number | undefined): Record<string, unknown> {
+function serializeStep(
+  step: unknown,
+  i: number,
+  jobMaxAttempts: number | undefined,
+): Record<string, unknown> {
   if (typeof step === 'function') {
-    fail(`step ${i} is a step definition, not a call: write ${(step as { stepName?: string }).stepName ?? 'step'}(args)`);
+    fail(
+      `step ${i} is a step definition, not a call: write ${(step as { stepName?: string }).stepName ?? 'step'}(args)`,
+    );
   }
   if (typeof step !== 'object' || step === null) fail(`step ${i} must be an object { name, args }`);
   const s = step as StepCall & Record<string, unknown>;
@@ -140,8 +149,10 @@ function serializeStep(step: unknown, i: number, jobMaxAttempts: number | undefi
   const o = s.options ?? {};
   const maxAttempts = o.maxAttempts ?? jobMaxAttempts;
   if (maxAttempts !== undefined) out.max_attempts = checkPositiveInt(maxAttempts, `step ${i} maxAttempts`);
-  if (o.backoff?.baseMs !== undefined) out.backoff_base_ms = checkPositiveInt(o.backoff.baseMs, `step ${i} backoff.baseMs`);
-  if (o.backoff?.maxMs !== undefined) out.backoff_max_ms = checkPositiveInt(o.backoff.maxMs, `step ${i} backoff.maxMs`);
+  if (o.backoff?.baseMs !== undefined)
+    out.backoff_base_ms = checkPositiveInt(o.backoff.baseMs, `step ${i} backoff.baseMs`);
+  if (o.backoff?.maxMs !== undefined)
+    out.backoff_max_ms = checkPositiveInt(o.backoff.maxMs, `step ${i} backoff.maxMs`);
   if (s.transactional === true) out.transactional = true;
   if (o.compensate !== undefined) {
     const c = o.compensate;
@@ -160,7 +171,8 @@ export function serializeJob(steps: unknown, options: EnqueueOptions | undefined
   const o = options ?? {};
   if (typeof o !== 'object') fail('options must be an object');
   for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.has(key)) fail(`unknown enqueue option "${key}" (known: ${[...OPTION_NAMES].join(', ')})`);
+    if (!OPTION_NAMES.has(key))
+      fail(`unknown enqueue option "${key}" (known: ${[...OPTION_NAMES].join(', ')})`);
   }
   const job: Record<string, unknown> = {};
   if (o.maxAttempts !== undefined) checkPositiveInt(o.maxAttempts, 'maxAttempts');

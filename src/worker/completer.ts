@@ -81,12 +81,24 @@ export class BatchCompleter {
                 this.continueWith(),
               )
             : Promise.resolve([]),
-          failures.length ? this.engine.fail(this.pool, failures.map((f) => f.report)) : Promise.resolve([]),
+          failures.length
+            ? this.engine.fail(
+                this.pool,
+                failures.map((f) => f.report),
+              )
+            : Promise.resolve([]),
         ]);
         const doneById = new Map(done.map((r) => [r.jobId, r]));
         const failedById = new Map(failed.map((r) => [r.jobId, r]));
         for (const s of successes) {
-          s.resolve(doneById.get(s.unit.jobId) ?? { jobId: s.unit.jobId, accepted: false, jobStatus: null, next: null });
+          s.resolve(
+            doneById.get(s.unit.jobId) ?? {
+              jobId: s.unit.jobId,
+              accepted: false,
+              jobStatus: null,
+              next: null,
+            },
+          );
         }
         for (const f of failures) {
           f.resolve(
@@ -104,9 +116,16 @@ export class BatchCompleter {
         this.onError(error instanceof Error ? error : new Error(String(error)));
         if (this.closed) {
           // Give up: the leases lapse and the units run again elsewhere (at-least-once).
-          for (const s of successes) s.resolve({ jobId: s.unit.jobId, accepted: false, jobStatus: null, next: null });
+          for (const s of successes)
+            s.resolve({ jobId: s.unit.jobId, accepted: false, jobStatus: null, next: null });
           for (const f of failures) {
-            f.resolve({ jobId: f.report.jobId, accepted: false, jobStatus: null, outcome: null, nextRunAt: null });
+            f.resolve({
+              jobId: f.report.jobId,
+              accepted: false,
+              jobStatus: null,
+              outcome: null,
+              nextRunAt: null,
+            });
           }
           break;
         }

@@ -123,7 +123,14 @@ export class DatabaseWorker {
         for (const p of plan) {
           let units: LeasedUnit[] = [];
           try {
-            units = await this.engine.claim(this.pool, this.config.workerId, this.config.names, p.queues, p.n, this.config.leaseMs);
+            units = await this.engine.claim(
+              this.pool,
+              this.config.workerId,
+              this.config.names,
+              p.queues,
+              p.n,
+              this.config.leaseMs,
+            );
           } finally {
             this.slots.unreserve(p, p.n - units.length);
           }
@@ -142,7 +149,8 @@ export class DatabaseWorker {
     } finally {
       this.fetching = false;
     }
-    if (this.moreWork && this.slots.free() > 0 && !this.stopping && this.errorDelayMs === 0) void this.fetch();
+    if (this.moreWork && this.slots.free() > 0 && !this.stopping && this.errorDelayMs === 0)
+      void this.fetch();
   }
 
   /** Idle: sleep until the next scheduled unit is due, or the poll interval, whichever is first. */
@@ -167,7 +175,12 @@ export class DatabaseWorker {
   }
 
   private startUnit(unit: LeasedUnit): void {
-    const flight: InFlight = { unit, controller: new AbortController(), startedAt: Date.now(), abandoned: false };
+    const flight: InFlight = {
+      unit,
+      controller: new AbortController(),
+      startedAt: Date.now(),
+      abandoned: false,
+    };
     this.inFlight.set(unit.jobId, flight);
     this.emit('step:started', this.unitEvent(unit));
     void this.execute(flight);
@@ -180,7 +193,12 @@ export class DatabaseWorker {
       engine: this.engine,
       pool: this.pool,
       database: this.database,
-      continueWith: this.continueWith() ?? { worker: this.config.workerId, names: [], queues: null, leaseMs: 1 },
+      continueWith: this.continueWith() ?? {
+        worker: this.config.workerId,
+        names: [],
+        queues: null,
+        leaseMs: 1,
+      },
     };
     const outcome = definition
       ? await runUnit(unit, definition, flight.controller, deps)
@@ -224,7 +242,11 @@ export class DatabaseWorker {
           });
         }
         if (result.outcome === 'retry' || result.outcome === 'not_yet') {
-          this.emit('step:retry-scheduled', { ...base, nextRunAt: result.nextRunAt, notYet: outcome.kind === 'later' });
+          this.emit('step:retry-scheduled', {
+            ...base,
+            nextRunAt: result.nextRunAt,
+            notYet: outcome.kind === 'later',
+          });
           // The retry may be due before the next poll: sleep no longer than that.
           if (result.nextRunAt && !this.fetching) {
             const ms = result.nextRunAt.getTime() - Date.now();
@@ -233,7 +255,12 @@ export class DatabaseWorker {
         }
       }
     }
-    if (jobStatus === 'succeeded' || jobStatus === 'failed' || jobStatus === 'compensated' || jobStatus === 'cancelled') {
+    if (
+      jobStatus === 'succeeded' ||
+      jobStatus === 'failed' ||
+      jobStatus === 'compensated' ||
+      jobStatus === 'cancelled'
+    ) {
       this.emit(`job:${jobStatus}`, { database: this.database, jobId: unit.jobId });
     }
 
@@ -300,9 +327,14 @@ export class DatabaseWorker {
         f.abandoned = true;
         f.controller.abort(new Error('worker is stopping'));
       }
-      await this.engine.releaseLeases(this.pool, left.map((f) => f.unit)).catch((error: Error) => {
-        this.emit('error', { database: this.database, error, during: 'release' });
-      });
+      await this.engine
+        .releaseLeases(
+          this.pool,
+          left.map((f) => f.unit),
+        )
+        .catch((error: Error) => {
+          this.emit('error', { database: this.database, error, during: 'release' });
+        });
     }
     clearInterval(this.heartbeat);
     this.completer.close();

@@ -74,7 +74,8 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
   }
   const handlers = new Map<string, AnyStepDefinition>();
   for (const [i, step] of options.steps.entries()) {
-    if (!isStepDefinition(step)) throw new ConfigError(`steps[${i}] is not a step definition made by defineStep`);
+    if (!isStepDefinition(step))
+      throw new ConfigError(`steps[${i}] is not a step definition made by defineStep`);
     if (handlers.has(step.stepName) && handlers.get(step.stepName) !== step) {
       throw new ConfigError(`two different steps are named ${step.stepName}`);
     }
@@ -108,10 +109,25 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     queueLimits,
     concurrency,
     batchSize: checkInt('batchSize', options.batchSize ?? concurrency, 1, 10000),
-    pollIntervalMs: checkInt('pollIntervalMs', options.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs, 10, 86_400_000),
+    pollIntervalMs: checkInt(
+      'pollIntervalMs',
+      options.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs,
+      10,
+      86_400_000,
+    ),
     leaseMs,
-    heartbeatMs: checkInt('heartbeatMs', options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)), 10, leaseMs),
-    gracefulStopMs: checkInt('gracefulStopMs', options.gracefulStopMs ?? WORKER_DEFAULTS.gracefulStopMs, 0, 86_400_000),
+    heartbeatMs: checkInt(
+      'heartbeatMs',
+      options.heartbeatMs ?? Math.max(50, Math.floor(leaseMs / 3)),
+      10,
+      leaseMs,
+    ),
+    gracefulStopMs: checkInt(
+      'gracefulStopMs',
+      options.gracefulStopMs ?? WORKER_DEFAULTS.gracefulStopMs,
+      0,
+      86_400_000,
+    ),
     poolSize: checkInt('poolSize', options.poolSize ?? WORKER_DEFAULTS.poolSize, 2, 1000),
     workerId: options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
   };

@@ -29,7 +29,9 @@ function isRetryLater(value: unknown): value is RetryLater {
 
 function asError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown;
-  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${JSON.stringify(thrown) ?? String(thrown)}`);
+  return new Error(
+    typeof thrown === 'string' ? thrown : `non-error thrown: ${JSON.stringify(thrown) ?? String(thrown)}`,
+  );
 }
 
 /** Thrown by a handler (or returned) to say "not yet": same as returning ctx.retryLater(ms). */
@@ -97,7 +99,10 @@ export async function runUnit(
       signal: controller.signal,
       database: deps.database,
       tx: client,
-      retryLater: (delayMs: number) => ({ kind: 'stepping.retryLater', delayMs: Math.max(0, Math.round(delayMs)) }),
+      retryLater: (delayMs: number) => ({
+        kind: 'stepping.retryLater',
+        delayMs: Math.max(0, Math.round(delayMs)),
+      }),
     };
     const run = (async (): Promise<Outcome> => {
       const value: unknown = await definition.handler(unit.args, ctx);
@@ -115,14 +120,18 @@ export async function runUnit(
         } else {
           await client.query('ROLLBACK');
         }
-        return { kind: 'applied', result: result ?? { jobId: unit.jobId, accepted: false, jobStatus: null, next: null } };
+        return {
+          kind: 'applied',
+          result: result ?? { jobId: unit.jobId, accepted: false, jobStatus: null, next: null },
+        };
       }
       await client.query('ROLLBACK');
     }
     return outcome;
   } catch (thrown) {
     if (client) await client.query('ROLLBACK').catch(() => {});
-    if (thrown instanceof RetryLaterSignal) return { kind: 'later', delayMs: Math.max(0, Math.round(thrown.delayMs)) };
+    if (thrown instanceof RetryLaterSignal)
+      return { kind: 'later', delayMs: Math.max(0, Math.round(thrown.delayMs)) };
     const error = asError(thrown);
     // By name too, so a PermanentError from another copy of the package still counts.
     const permanent = thrown instanceof PermanentError || error.name === 'PermanentError';

@@ -43,12 +43,15 @@ export class Worker {
       this.ownsPool = false;
     } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
-      if (!connectionString) throw new ConfigError('createWorker needs connectionString, pool or DATABASE_URL');
+      if (!connectionString)
+        throw new ConfigError('createWorker needs connectionString, pool or DATABASE_URL');
       this.pool = new pg.Pool({ connectionString, max: this.config.poolSize });
       this.ownsPool = true;
     }
     // An idle client's connection error (database restart) must not crash the process.
-    this.pool.on('error', (error) => this.emit('error', { database: databaseName(this.pool), error, during: 'pool' }));
+    this.pool.on('error', (error) =>
+      this.emit('error', { database: databaseName(this.pool), error, during: 'pool' }),
+    );
     const slots = new Slots(this.config.concurrency, this.config.queueLimits);
     this.databaseWorker = new DatabaseWorker(this.config, this.pool, databaseName(this.pool), slots, (e, p) =>
       this.emit(e, p),
@@ -85,10 +88,9 @@ export class Worker {
   /** Checks the schema is migrated, then starts listening and claiming. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new ConfigError(`worker already ${this.state}`);
-    const { rows } = await this.pool.query(
-      `SELECT to_regprocedure($1) IS NOT NULL AS ready`,
-      [`${quoteIdent(this.config.schema)}.step_claim(text,text[],text[],integer,integer)`],
-    );
+    const { rows } = await this.pool.query(`SELECT to_regprocedure($1) IS NOT NULL AS ready`, [
+      `${quoteIdent(this.config.schema)}.step_claim(text,text[],text[],integer,integer)`,
+    ]);
     if (!rows[0]?.ready) {
       throw new SchemaNotReadyError(
         `schema ${this.config.schema} has no Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
