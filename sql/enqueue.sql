@@ -3,12 +3,12 @@
 -- Each element: {"steps":[{"name","args","max_attempts","backoff_base_ms","backoff_max_ms",
 -- "transactional","compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
 -- "key","on_duplicate":"return"|"error","deadline","timeout_ms"}.
--- Dedupe: a key held by an unfinished job returns that job's id (created = false) or
--- raises SP002; race-free because the unique partial index makes a concurrent inserter
+-- Dedupe: a key held by an unfinished job returns that job's id (created = false; with
+-- on_duplicate = 'error' also duplicate_refused = true); race-free because the unique partial index makes a concurrent inserter
 -- of the same key wait for the first transaction's outcome.
 -- Wakes workers with one NOTIFY per queue (PostgreSQL folds repeats per transaction).
 CREATE OR REPLACE FUNCTION job_enqueue_batch(p_jobs jsonb, p_depth integer DEFAULT 0)
-RETURNS TABLE (ord integer, job_id bigint, created boolean)
+RETURNS TABLE (ord integer, job_id bigint, created boolean, duplicate_refused boolean)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
@@ -84,22 +84,21 @@ BEGIN
     ORDER BY i.ord
   LOOP
     IF v_row.created THEN
-      ord := v_row.ord; job_id := v_row.id; created := true;
+      ord := v_row.ord; job_id := v_row.id; created := true; duplicate_refused := false;
       RETURN NEXT;
       CONTINUE;
     END IF;
     -- The key is held by an unfinished job (perhaps one inserted earlier in this batch).
-    IF v_row.j ->> 'on_duplicate' = 'error' THEN
-      RAISE EXCEPTION 'stepping: an unfinished job already has key %', v_row.j ->> 'key'
-        USING ERRCODE = 'SP002';
-    END IF;
+    -- on_duplicate = 'error' is reported as a row, not raised, so a client can refuse
+    -- the duplicate without aborting the caller's transaction (job_enqueue raises).
     SELECT id INTO v_id FROM jobs WHERE key = v_row.j ->> 'key' AND status IN ('pending', 'running');
     IF FOUND THEN
       ord := v_row.ord; job_id := v_id; created := false;
+      duplicate_refused := (v_row.j ->> 'on_duplicate' = 'error');
       RETURN NEXT;
     ELSE
       -- That job finished between our insert and this look-up: its key is free again.
-      SELECT b.job_id, b.created INTO v_id, created
+      SELECT b.job_id, b.created, b.duplicate_refused INTO v_id, created, duplicate_refused
       FROM job_enqueue_batch(jsonb_build_array(v_row.j), p_depth + 1) b;
       ord := v_row.ord; job_id := v_id;
       RETURN NEXT;
@@ -115,6 +114,16 @@ $$;
 COMMENT ON FUNCTION job_enqueue_batch(jsonb, integer) IS
   'Atomically inserts jobs with their steps in the caller''s transaction; dedupes on key race-free; one NOTIFY per queue.';
 
+CREATE OR REPLACE FUNCTION _raise_duplicate(p_key text) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+  RAISE EXCEPTION 'stepping: an unfinished job already has key %', p_key USING ERRCODE = 'SP002';
+END;
+$$;
+COMMENT ON FUNCTION _raise_duplicate(text) IS 'Raises SP002 for a refused duplicate key (used by job_enqueue).';
+
 -- job_enqueue: the one-job form for psql, triggers and other languages.
 CREATE OR REPLACE FUNCTION job_enqueue(
   p_steps        jsonb,
@@ -129,7 +138,10 @@ LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
   -- JSON nulls read as absent in job_enqueue_batch, so NULL arguments take the defaults.
-  SELECT b.job_id FROM job_enqueue_batch(jsonb_build_array(jsonb_build_object(
+  SELECT CASE WHEN b.duplicate_refused
+              THEN _raise_duplicate(p_key)
+              ELSE b.job_id END
+  FROM job_enqueue_batch(jsonb_build_array(jsonb_build_object(
     'steps', p_steps, 'queue', p_queue, 'priority', p_priority, 'run_at', p_run_at, 'key', p_key,
     'on_duplicate', p_on_duplicate, 'deadline', p_deadline))) b;
 $$;

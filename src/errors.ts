@@ -16,6 +16,12 @@ export class ConfigError extends SteppingError {
 /** An unfinished job already holds the key (onDuplicate: 'error'), or a retry would collide on it. SQLSTATE SP002. */
 export class DuplicateJobError extends SteppingError {
   override name = 'DuplicateJobError';
+  /** The unfinished job holding the key, when known. */
+  readonly existingJobId: string | undefined;
+  constructor(message: string, existingJobId?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.existingJobId = existingJobId;
+  }
 }
 
 /** No job with that id. SQLSTATE SP003. */
@@ -64,7 +70,7 @@ export function translateDatabaseError(error: unknown): unknown {
     case 'SP001':
       return new EngineInputError(message, { cause: error });
     case 'SP002':
-      return new DuplicateJobError(message, { cause: error });
+      return new DuplicateJobError(message, undefined, { cause: error });
     case 'SP003':
       return new JobNotFoundError(message, { cause: error });
     case 'SP004':

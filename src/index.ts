@@ -1,6 +1,6 @@
 /** Stepping: durable atomic jobs inside PostgreSQL. */
 export { createStepping, Stepping, FINAL_STATUSES } from './stepping.js';
-export type { SteppingOptions, JobSpec, JobState, JobStatus } from './stepping.js';
+export type { SteppingOptions, JobSpec, JobState, JobStatus, StepState } from './stepping.js';
 export { defineStep, isStepDefinition } from './steps.js';
 export type {
   AnyStepDefinition,
@@ -35,3 +35,5 @@ export {
   WaitTimeoutError,
   PermanentError,
 } from './errors.js';
+export { httpStep, HttpStatusError } from './http-step.js';
+export type { HttpStepArgs } from './http-step.js';

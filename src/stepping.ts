@@ -5,7 +5,13 @@
  */
 import pg from 'pg';
 import { checkSchema } from './config.js';
-import { ConfigError, EnqueueValidationError, JobNotFoundError, WaitTimeoutError } from './errors.js';
+import {
+  ConfigError,
+  DuplicateJobError,
+  EnqueueValidationError,
+  JobNotFoundError,
+  WaitTimeoutError,
+} from './errors.js';
 import { Engine } from './db/engine.js';
 import { migrateSchema } from './db/migrate.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
@@ -47,6 +53,39 @@ export interface JobState {
   lastError: string | null;
   createdAt: Date;
   finishedAt: Date | null;
+}
+
+/** A step as seen through the step_overview view. */
+export interface StepState {
+  stepIndex: number;
+  name: string;
+  /** pending, running, retrying, succeeded, failed or cancelled. */
+  status: string;
+  attempts: number;
+  maxAttempts: number | null;
+  lastError: string | null;
+  finishedAt: Date | null;
+  compensateName: string | null;
+  /** null (none to run), pending, running or succeeded. */
+  compensationStatus: string | null;
+  compensationAttempts: number;
+  compensationLastError: string | null;
+}
+
+function stepStateFromRow(r: Record<string, unknown>): StepState {
+  return {
+    stepIndex: Number(r.step_index),
+    name: String(r.name),
+    status: String(r.status),
+    attempts: Number(r.attempts),
+    maxAttempts: r.max_attempts === null ? null : Number(r.max_attempts),
+    lastError: (r.last_error as string | null) ?? null,
+    finishedAt: (r.finished_at as Date | null) ?? null,
+    compensateName: (r.compensate_name as string | null) ?? null,
+    compensationStatus: (r.compensation_status as string | null) ?? null,
+    compensationAttempts: Number(r.compensation_attempts ?? 0),
+    compensationLastError: (r.compensation_last_error as string | null) ?? null,
+  };
 }
 
 function jobStateFromRow(r: Record<string, unknown>): JobState {
@@ -137,7 +176,39 @@ export class Stepping {
         }
       }),
     );
-    return await this.engine.enqueueBatch(toQueryable(tx ?? this.pool), payload);
+    if (tx !== undefined)
+      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload));
+    // Without the caller's transaction, use our own so a refused duplicate inserts nothing.
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload));
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Turns refused duplicates (onDuplicate: 'error') into DuplicateJobError. The engine
+   * reports them as rows rather than raising, so the caller's transaction stays usable.
+   */
+  private checkDuplicates(
+    rows: { jobId: string; created: boolean; duplicateRefused: boolean }[],
+  ): { jobId: string; created: boolean }[] {
+    const refused = rows.find((r) => r.duplicateRefused);
+    if (refused) {
+      throw new DuplicateJobError(
+        `an unfinished job (${refused.jobId}) already has this key; nothing was enqueued by this call` +
+          (rows.length > 1 ? ' (roll back the transaction: other jobs of the batch were inserted)' : ''),
+        refused.jobId,
+      );
+    }
+    return rows.map(({ jobId, created }) => ({ jobId, created }));
   }
 
   /** Creates or upgrades the schema (tables, functions, views). Safe to run from many processes at once. */
@@ -154,6 +225,11 @@ export class Stepping {
   async getJob(jobId: string): Promise<JobState | null> {
     const row = await this.engine.jobOverview(this.pool, jobId);
     return row ? jobStateFromRow(row) : null;
+  }
+
+  /** The job's steps in order (empty when there is no such job). */
+  async steps(jobId: string): Promise<StepState[]> {
+    return (await this.engine.stepOverview(this.pool, jobId)).map(stepStateFromRow);
   }
 
   /** Resumes a failed job from its failed step (attempts reset). Other statuses: InvalidJobStateError. */

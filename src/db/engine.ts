@@ -103,11 +103,20 @@ export class Engine {
   }
 
   /** Inserts jobs (a JSON array, see sql/enqueue.sql) in db's transaction. */
-  async enqueueBatch(db: Queryable, jobsJson: string): Promise<{ jobId: string; created: boolean }[]> {
-    const rows = await this.run(db, `SELECT job_id, created FROM ${this.q}.job_enqueue_batch($1::jsonb)`, [
-      jobsJson,
-    ]);
-    return rows.map((r) => ({ jobId: String(r.job_id), created: Boolean(r.created) }));
+  async enqueueBatch(
+    db: Queryable,
+    jobsJson: string,
+  ): Promise<{ jobId: string; created: boolean; duplicateRefused: boolean }[]> {
+    const rows = await this.run(
+      db,
+      `SELECT job_id, created, duplicate_refused FROM ${this.q}.job_enqueue_batch($1::jsonb)`,
+      [jobsJson],
+    );
+    return rows.map((r) => ({
+      jobId: String(r.job_id),
+      created: Boolean(r.created),
+      duplicateRefused: Boolean(r.duplicate_refused),
+    }));
   }
 
   async claim(

@@ -22,6 +22,23 @@ export const SQL_FILES = [
   'views.sql',
 ] as const;
 
+/** Drops every view, then every function, of the schema named by the setting stepping.migrate_schema. */
+const DROP_CODE = `
+DO $drop$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT c.oid::regclass AS v FROM pg_class c
+           WHERE c.relnamespace = to_regnamespace(current_setting('stepping.migrate_schema')) AND c.relkind = 'v' LOOP
+    EXECUTE format('DROP VIEW %s', r.v);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p
+           WHERE p.pronamespace = to_regnamespace(current_setting('stepping.migrate_schema')) LOOP
+    EXECUTE format('DROP FUNCTION %s', r.f);
+  END LOOP;
+END
+$drop$`;
+
 const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
 /** Brings `schema` in the connected database up to date. Idempotent. */
@@ -51,6 +68,11 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
         `SELECT set_config('search_path', format('%I, pg_catalog, pg_temp', $1::text), true)`,
         [schema],
       );
+      // Replace, not patch: CREATE OR REPLACE cannot change a function's result type, and
+      // a function removed from sql/ must not linger. The schema belongs to Stepping;
+      // tables are untouched. All in this transaction: callers see old or new, never none.
+      await client.query(`SELECT set_config('stepping.migrate_schema', $1, true)`, [schema]);
+      await client.query(DROP_CODE);
       for (const file of SQL_FILES) {
         await client.query(await readFile(path.join(packageRoot, 'sql', file), 'utf8'));
       }

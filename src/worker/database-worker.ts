@@ -113,10 +113,14 @@ export class DatabaseWorker {
     if (this.fetching || this.stopping) return;
     this.fetching = true;
     let short = false;
+    let full = false;
     try {
       while (this.moreWork && !this.stopping) {
         const plan = this.slots.reserve(this.config.batchSize, this.config.queues);
-        if (plan.length === 0) break; // full: a finishing unit wakes us again
+        if (plan.length === 0) {
+          full = true; // no room (overall or in every capped queue): a finishing unit wakes us
+          break;
+        }
         // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
         this.moreWork = false;
         short = false;
@@ -149,8 +153,9 @@ export class DatabaseWorker {
     } finally {
       this.fetching = false;
     }
-    if (this.moreWork && this.slots.free() > 0 && !this.stopping && this.errorDelayMs === 0)
-      void this.fetch();
+    // Work arrived while the last claim was in flight: claim again (asynchronously).
+    if (this.moreWork && !full && !this.stopping && this.errorDelayMs === 0)
+      setImmediate(() => void this.fetch());
   }
 
   /** Idle: sleep until the next scheduled unit is due, or the poll interval, whichever is first. */

@@ -1,0 +1,76 @@
+/**
+ * Argument helpers shared by the `stepping` and `stepping-worker` bins: the usage error
+ * (exit code 2), strict integer and duration parsing, and error messages for people.
+ */
+
+/** Exit codes of both bins. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** Where a CLI writes; tests and embedding callers can capture it. */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+/** The process's own stdout and stderr. */
+export const processIo: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+/** The command line is wrong (unknown option, bad value, missing argument): exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Parses a whole non-negative decimal integer within bounds; anything else is a UsageError naming the option. */
+export function parseInteger(option: string, text: string, min: number, max: number): number {
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`${option} must be an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+type DurationUnit = keyof typeof UNIT_MS;
+
+/**
+ * Parses a duration such as `500ms`, `30s`, `30m`, `12h` or `7d` into milliseconds.
+ * A bare number takes `defaultUnit`; without one, the unit is required (so `--older-than 7`
+ * is rejected rather than guessed).
+ */
+export function parseDuration(option: string, text: string, defaultUnit?: DurationUnit): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  const unit = (match?.[2] as DurationUnit | undefined) ?? defaultUnit;
+  if (!match || !unit) {
+    const bare = defaultUnit ? ` or a number of ${defaultUnit}` : '';
+    throw new UsageError(
+      `${option} must be a duration like 500ms, 30s, 30m, 12h or 7d${bare}, got ${JSON.stringify(text)}`,
+    );
+  }
+  const ms = Number(match[1]) * UNIT_MS[unit];
+  if (!Number.isSafeInteger(ms)) throw new UsageError(`${option} is too large: ${text}`);
+  return ms;
+}
+
+/** Turns parseArgs' own errors (unknown option, missing value) into UsageErrors with its message. */
+export function asUsageError(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+    return new UsageError((error as Error).message);
+  }
+  return error;
+}
+
+/**
+ * One line for a person: the error's message without a leading `stepping: ` (the bins add
+ * their own name). Connection failures arrive as AggregateErrors with an empty message.
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof AggregateError && !error.message) {
+    return error.errors.map((e) => describeError(e)).join('; ');
+  }
+  const message = error instanceof Error ? error.message || error.name : String(error);
+  return message.replace(/^stepping: /, '');
+}

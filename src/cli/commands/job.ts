@@ -1,0 +1,29 @@
+/** `stepping job ID`: one job (job_overview) and its steps (step_overview). */
+import { JobNotFoundError } from '../../errors.js';
+import { jobRecord, STEP_COLUMNS } from '../overview.js';
+import { formatRecord, formatTable } from '../table.js';
+import { parseJobId, type Command } from './command.js';
+
+/** The job command. */
+export const jobCommand: Command = {
+  name: 'job',
+  synopsis: 'job ID',
+  summary: 'one job and its steps (job_overview, step_overview)',
+  flags: [],
+  args: ['ID'],
+  prepare: (args) => {
+    const jobId = parseJobId(args[0]!);
+    return async (ctx) => {
+      const job = await ctx.engine.jobOverview(ctx.stepping.pool, jobId);
+      if (!job) throw new JobNotFoundError(`stepping: no job ${jobId}`);
+      const steps = await ctx.engine.stepOverview(ctx.stepping.pool, jobId);
+      if (ctx.json) {
+        ctx.printJson({ job, steps });
+        return;
+      }
+      ctx.print(formatRecord(jobRecord(job)));
+      ctx.print('');
+      ctx.print(formatTable(steps, STEP_COLUMNS));
+    };
+  },
+};

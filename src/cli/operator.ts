@@ -1,0 +1,157 @@
+/**
+ * The `stepping` operator CLI: parses the command line, checks it without touching the
+ * database, then runs one subcommand against one database. Exit codes: 0 ok, 1 failure,
+ * 2 usage.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_SCHEMA } from '../config.js';
+import { Engine } from '../db/engine.js';
+import { ConfigError } from '../errors.js';
+import { createStepping, type Stepping } from '../stepping.js';
+import { asUsageError, describeError, EXIT, processIo, UsageError, type CliIo } from './args.js';
+import { cancelCommand } from './commands/cancel.js';
+import type { Command, CommandContext, CommandFlags } from './commands/command.js';
+import { jobCommand } from './commands/job.js';
+import { DEFAULT_JOBS_LIMIT, jobsCommand, JOB_STATUSES } from './commands/jobs.js';
+import { migrateCommand } from './commands/migrate.js';
+import { pruneCommand } from './commands/prune.js';
+import { retryCommand } from './commands/retry.js';
+import { statusCommand } from './commands/status.js';
+
+/** Every subcommand, in the order --help lists them. */
+export const COMMANDS: readonly Command[] = [
+  migrateCommand,
+  statusCommand,
+  jobsCommand,
+  jobCommand,
+  retryCommand,
+  cancelCommand,
+  pruneCommand,
+];
+
+const OPTIONS = {
+  'database-url': { type: 'string' },
+  schema: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  status: { type: 'string' },
+  limit: { type: 'string' },
+  compensate: { type: 'boolean' },
+  'older-than': { type: 'string' },
+} as const;
+
+/** The `stepping --help` text. */
+export function operatorHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.synopsis.length)) + 2;
+  return `Usage: stepping <command> [options]
+
+Inspect and operate the Stepping jobs of one PostgreSQL database.
+
+Commands:
+${COMMANDS.map((c) => `  ${c.synopsis.padEnd(width)}${c.summary}`).join('\n')}
+
+Options:
+  --database-url URL   PostgreSQL connection string (default: $DATABASE_URL)
+  --schema NAME        schema holding Stepping (default: ${DEFAULT_SCHEMA})
+  --json               print one JSON document instead of text
+  -h, --help           show this help
+  --status S           jobs: only jobs in status S (${JOB_STATUSES.join(', ')})
+  --limit N            jobs: list at most N jobs (default: ${DEFAULT_JOBS_LIMIT})
+  --compensate         cancel: run the compensations of the steps already done
+  --older-than D       prune: minimum age since the job finished, e.g. 30m, 12h, 7d (default: 7d)
+
+Exit codes: 0 ok, 1 failure (no such job, job in the wrong state, database error), 2 usage error.
+`;
+}
+
+interface Invocation {
+  help: boolean;
+  json: boolean;
+  schema: string | undefined;
+  databaseUrl: string | undefined;
+  command: Command;
+  run: (ctx: CommandContext) => Promise<void>;
+}
+
+/** Parses and checks argv; throws UsageError for anything wrong, without connecting. */
+function parseInvocation(argv: readonly string[]): Invocation | { help: true } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw asUsageError(error);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { help: true };
+  const [name, ...args] = positionals;
+  if (name === undefined) throw new UsageError('missing command');
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+  const flags: CommandFlags = {
+    ...(values.status !== undefined ? { status: values.status } : {}),
+    ...(values.limit !== undefined ? { limit: values.limit } : {}),
+    ...(values.compensate !== undefined ? { compensate: values.compensate } : {}),
+    ...(values['older-than'] !== undefined ? { olderThan: values['older-than'] } : {}),
+  };
+  for (const flag of Object.keys(flags) as (keyof CommandFlags)[]) {
+    if (!command.flags.includes(flag)) {
+      const option = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      throw new UsageError(`${command.name} does not take ${option}`);
+    }
+  }
+  if (args.length !== command.args.length) {
+    throw new UsageError(`usage: stepping ${command.synopsis}`);
+  }
+  return {
+    help: false,
+    json: values.json ?? false,
+    schema: values.schema,
+    databaseUrl: values['database-url'] ?? process.env.DATABASE_URL,
+    command,
+    run: command.prepare(args, flags),
+  };
+}
+
+/** Runs the `stepping` CLI with argv (without node and script); resolves with the exit code. */
+export async function runOperatorCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let invocation: Invocation;
+  let stepping: Stepping;
+  try {
+    const parsed = parseInvocation(argv);
+    if (parsed.help) {
+      io.stdout(operatorHelp());
+      return EXIT.ok;
+    }
+    invocation = parsed;
+    if (!invocation.databaseUrl) throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+    stepping = createStepping({
+      connectionString: invocation.databaseUrl,
+      ...(invocation.schema !== undefined ? { schema: invocation.schema } : {}),
+    });
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
+      io.stderr(`stepping: ${describeError(error)}\nRun \`stepping --help\` for usage.\n`);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+  const ctx: CommandContext = {
+    stepping,
+    engine: new Engine(stepping.schema),
+    json: invocation.json,
+    print: (text) => io.stdout(`${text}\n`),
+    printJson: (value) => io.stdout(`${JSON.stringify(value, null, 2)}\n`),
+    note: (text) => io.stderr(`${text}\n`),
+  };
+  // Connection errors of idle clients must become an exit code, not a crash.
+  stepping.pool.on('error', () => {});
+  try {
+    await invocation.run(ctx);
+    return EXIT.ok;
+  } catch (error) {
+    io.stderr(`stepping ${invocation.command.name}: ${describeError(error)}\n`);
+    return EXIT.failure;
+  } finally {
+    await stepping.close().catch(() => {});
+  }
+}

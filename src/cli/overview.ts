@@ -1,0 +1,62 @@
+/**
+ * How rows of the job_overview and step_overview views are shown as text, shared by the
+ * CLI and the demo. Step numbers are 0-based, as in the views.
+ */
+import type { Column } from './table.js';
+
+type Row = Readonly<Record<string, unknown>>;
+
+/** Columns of a job list (job_overview rows). */
+export const JOB_COLUMNS: readonly Column<Row>[] = [
+  { header: 'id', value: (r) => r.job_id, right: true },
+  { header: 'queue', value: (r) => r.queue },
+  { header: 'status', value: (r) => r.status },
+  { header: 'steps', value: (r) => r.step_count, right: true },
+  { header: 'at step', value: (r) => `#${String(r.current_step)} ${String(r.current_step_name)}` },
+  { header: 'attempt', value: (r) => r.current_attempt, right: true },
+  { header: 'created', value: (r) => r.created_at },
+  { header: 'finished', value: (r) => r.finished_at },
+  { header: 'last error', value: (r) => r.last_error, maxWidth: 60 },
+];
+
+/** Columns of one job's steps (step_overview rows). */
+export const STEP_COLUMNS: readonly Column<Row>[] = [
+  { header: '#', value: (r) => r.step_index, right: true },
+  { header: 'name', value: (r) => r.name },
+  { header: 'status', value: (r) => r.status },
+  { header: 'attempts', value: (r) => r.attempts, right: true },
+  { header: 'max', value: (r) => r.max_attempts, right: true },
+  { header: 'finished', value: (r) => r.finished_at },
+  { header: 'last error', value: (r) => r.last_error, maxWidth: 60 },
+  {
+    header: 'compensation',
+    value: (r) =>
+      r.compensate_name && `${String(r.compensate_name)}: ${String(r.compensation_status ?? 'not needed')}`,
+  },
+];
+
+/** One job shown vertically (label, value) from its job_overview row. */
+export function jobRecord(r: Row): [string, unknown][] {
+  return [
+    ['job', r.job_id],
+    ['queue', r.queue],
+    ['status', r.status],
+    ['key', r.key],
+    ['priority', r.priority],
+    ['steps', r.step_count],
+    [
+      'at step',
+      `#${String(r.current_step)} ${String(r.current_step_name)} (${r.phase === 'compensate' ? 'compensating' : 'forward'})`,
+    ],
+    ['attempt', r.current_attempt],
+    ['run at', r.run_at],
+    ['lease expires', r.lease_expires_at],
+    ['locked by', r.locked_by],
+    ['cancel requested', r.cancel_requested],
+    ['deadline', r.deadline],
+    ['last error', r.last_error],
+    ['created', r.created_at],
+    ['updated', r.updated_at],
+    ['finished', r.finished_at],
+  ];
+}

@@ -1,0 +1,209 @@
+/**
+ * The `stepping-worker` bin: options, help, and the run until SIGINT/SIGTERM. Defaults
+ * come from WORKER_DEFAULTS so the help text cannot drift from the library.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_SCHEMA } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { WORKER_DEFAULTS, type WorkerOptions } from '../worker/options.js';
+import { createWorker, type Worker } from '../worker/worker.js';
+import {
+  asUsageError,
+  describeError,
+  EXIT,
+  parseDuration,
+  parseInteger,
+  processIo,
+  UsageError,
+  type CliIo,
+} from './args.js';
+import { loadSteps } from './load-steps.js';
+import { attachWorkerLog } from './worker-log.js';
+
+const OPTIONS = {
+  steps: { type: 'string' },
+  concurrency: { type: 'string' },
+  queue: { type: 'string', multiple: true },
+  schema: { type: 'string' },
+  'poll-interval': { type: 'string' },
+  lease: { type: 'string' },
+  'graceful-stop': { type: 'string' },
+  'pool-size': { type: 'string' },
+  'database-url': { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The `stepping-worker --help` text. */
+export function workerHelp(): string {
+  const d = WORKER_DEFAULTS;
+  return `Usage: stepping-worker --steps <module> [options]
+
+Runs the steps exported by <module> until SIGINT or SIGTERM. Every export made by
+defineStep counts, as do arrays of them and the default export.
+
+Options:
+  --steps <module>        module exporting the step definitions (required)
+  --concurrency <n>       handlers running at once (default: ${d.concurrency})
+  --queue <name[=n]>      serve this queue, at most n of its steps at once; repeatable
+                          (default: every queue)
+  --schema <name>         schema holding Stepping (default: ${DEFAULT_SCHEMA})
+  --poll-interval <ms>    poll when no NOTIFY arrives (default: ${d.pollIntervalMs})
+  --lease <ms>            lease; a dead worker's step runs again after this (default: ${d.leaseMs})
+  --graceful-stop <ms>    on SIGINT/SIGTERM, time running steps get to finish (default: ${d.gracefulStopMs})
+  --pool-size <n>         database connections (default: ${d.poolSize})
+  --database-url <url>    PostgreSQL connection string (default: $DATABASE_URL)
+  --quiet                 no event lines on stdout (errors still go to stderr)
+  -h, --help              show this help
+
+Times are milliseconds, or take a unit: 500ms, 30s, 5m, 1h.
+A compiled .js steps module works with the installed bin. For a .ts module, start the
+bin under tsx: node --import tsx node_modules/.bin/stepping-worker --steps steps.ts
+
+Signals: the first SIGINT/SIGTERM stops claiming and lets running steps finish (then
+exit 0); a second one exits at once (exit 1).
+Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error.
+`;
+}
+
+/** Parsed command line: the worker's options minus its steps, plus the bin's own flags. */
+export interface WorkerCliArgs {
+  help: boolean;
+  quiet: boolean;
+  stepsModule: string;
+  options: Omit<WorkerOptions, 'steps'>;
+}
+
+/** `emails=5` → ['emails', 5]; `emails` → ['emails', undefined]. */
+function parseQueue(text: string): [string, number | undefined] {
+  const at = text.lastIndexOf('=');
+  if (at < 0) return [text, undefined];
+  return [text.slice(0, at), parseInteger(`--queue ${text}`, text.slice(at + 1), 1, 10_000)];
+}
+
+/** Queues as WorkerOptions takes them: a list, or limits for all when any has one. */
+function queuesOption(specs: readonly string[], concurrency: number): WorkerOptions['queues'] {
+  const parsed = specs.map(parseQueue);
+  if (parsed.every(([, limit]) => limit === undefined)) return parsed.map(([name]) => name);
+  // A queue given without a limit may use every slot, which is what concurrency caps anyway.
+  return Object.fromEntries(parsed.map(([name, limit]) => [name, limit ?? concurrency]));
+}
+
+/** Parses argv (without node and script); throws UsageError. */
+export function parseWorkerArgs(argv: readonly string[], env = process.env): WorkerCliArgs {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }));
+  } catch (error) {
+    throw asUsageError(error);
+  }
+  const help = values.help ?? false;
+  const stepsModule = values.steps ?? '';
+  if (!help && !stepsModule) throw new UsageError('--steps <module> is required');
+  const concurrency =
+    values.concurrency === undefined
+      ? WORKER_DEFAULTS.concurrency
+      : parseInteger('--concurrency', values.concurrency, 1, 10_000);
+  const ms = (option: string, text: string | undefined) =>
+    text === undefined ? undefined : parseDuration(option, text, 'ms');
+  const connectionString = values['database-url'] ?? env.DATABASE_URL;
+  if (!help && !connectionString)
+    throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+  const pollIntervalMs = ms('--poll-interval', values['poll-interval']);
+  const leaseMs = ms('--lease', values.lease);
+  const gracefulStopMs = ms('--graceful-stop', values['graceful-stop']);
+  const poolSize =
+    values['pool-size'] === undefined ? undefined : parseInteger('--pool-size', values['pool-size'], 1, 1000);
+  return {
+    help,
+    quiet: values.quiet ?? false,
+    stepsModule,
+    options: {
+      ...(connectionString ? { connectionString } : {}),
+      ...(values.schema !== undefined ? { schema: values.schema } : {}),
+      ...(values.queue !== undefined ? { queues: queuesOption(values.queue, concurrency) } : {}),
+      concurrency,
+      ...(pollIntervalMs !== undefined ? { pollIntervalMs } : {}),
+      ...(leaseMs !== undefined ? { leaseMs } : {}),
+      ...(gracefulStopMs !== undefined ? { gracefulStopMs } : {}),
+      ...(poolSize !== undefined ? { poolSize } : {}),
+    },
+  };
+}
+
+/** Resolves on the first SIGINT/SIGTERM after stopping the worker; a second signal exits at once. */
+function runUntilSignal(worker: Worker, log: (text: string) => void, io: CliIo): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        io.stderr(`stepping-worker: second ${signal}, exiting without waiting for running steps\n`);
+        process.exit(EXIT.failure);
+      }
+      stopping = true;
+      // stop() stops claiming synchronously; the line below is printed after that point.
+      const stopped = worker.stop();
+      log(
+        `stopping on ${signal}: no new steps; ${worker.running} running may take up to ` +
+          `${worker.config.gracefulStopMs}ms (send ${signal} again to exit now)`,
+      );
+      stopped.then(
+        () => {
+          log('stopped');
+          resolve(EXIT.ok);
+        },
+        (error: unknown) => {
+          io.stderr(`stepping-worker: stopping failed: ${describeError(error)}\n`);
+          resolve(EXIT.failure);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** Runs the `stepping-worker` bin; resolves with the exit code once stopped. */
+export async function runWorkerCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let args: WorkerCliArgs;
+  let worker: Worker;
+  try {
+    args = parseWorkerArgs(argv);
+    if (args.help) {
+      io.stdout(workerHelp());
+      return EXIT.ok;
+    }
+    const steps = await loadSteps(args.stepsModule);
+    worker = createWorker({ ...args.options, steps });
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
+      io.stderr(`stepping-worker: ${describeError(error)}\nRun \`stepping-worker --help\` for usage.\n`);
+      return EXIT.usage;
+    }
+    io.stderr(`stepping-worker: ${describeError(error)}\n`);
+    return EXIT.failure;
+  }
+  const stamp = (text: string) => `${new Date().toISOString()} ${text}\n`;
+  const log = (text: string) => {
+    if (!args.quiet) io.stdout(stamp(text));
+  };
+  attachWorkerLog(worker, {
+    info: (line) => {
+      if (!args.quiet) io.stdout(`${line}\n`);
+    },
+    error: (line) => io.stderr(`${line}\n`),
+  });
+  try {
+    await worker.start();
+  } catch (error) {
+    io.stderr(`stepping-worker: cannot start: ${describeError(error)}\n`);
+    await worker.stop().catch(() => {});
+    return EXIT.failure;
+  }
+  const c = worker.config;
+  log(
+    `started worker ${c.workerId}: schema ${c.schema}, ${c.names.length} steps (${c.names.join(', ')}), ` +
+      `queues ${c.queues?.join(', ') ?? 'all'}, concurrency ${c.concurrency}`,
+  );
+  return await runUntilSignal(worker, log, io);
+}

@@ -1,0 +1,38 @@
+/** One log line per worker event, for the `stepping-worker` bin. */
+import type { UnitEvent } from '../worker/events.js';
+import type { Worker } from '../worker/worker.js';
+import { describeError } from './args.js';
+
+/** Where log lines go: `info` for events (silenced by --quiet), `error` for failures. */
+export interface LogSinks {
+  info: (line: string) => void;
+  error: (line: string) => void;
+}
+
+function unit(e: UnitEvent): string {
+  const what = e.phase === 'compensate' ? 'compensation' : 'step';
+  return `job=${e.jobId} ${what}=${e.stepIndex} name=${e.name} attempt=${e.attempt} queue=${e.queue}`;
+}
+
+/** Subscribes to the worker's events and writes one timestamped line for each. */
+export function attachWorkerLog(worker: Worker, sinks: LogSinks): void {
+  const stamp = (text: string) => `${new Date().toISOString()} ${text}`;
+  const info = (text: string) => sinks.info(stamp(text));
+  worker.on('step:started', (e) => info(`step started    ${unit(e)}`));
+  worker.on('step:succeeded', (e) => info(`step succeeded  ${unit(e)} in ${e.durationMs}ms`));
+  worker.on('step:failed', (e) => {
+    const next = e.outcome === 'retry' && e.nextRunAt ? ` at ${e.nextRunAt.toISOString()}` : '';
+    info(`step failed     ${unit(e)} in ${e.durationMs}ms: ${describeError(e.error)} -> ${e.outcome}${next}`);
+  });
+  worker.on('step:retry-scheduled', (e) => {
+    // Failures already said when they retry; only "not yet" needs its own line.
+    if (e.notYet) info(`step not yet    ${unit(e)} -> again at ${e.nextRunAt?.toISOString() ?? 'soon'}`);
+  });
+  worker.on('step:lease-lost', (e) => info(`step lease lost ${unit(e)}: its result was discarded`));
+  for (const status of ['succeeded', 'failed', 'compensated', 'cancelled'] as const) {
+    worker.on(`job:${status}`, (e) => info(`job ${status.padEnd(11)} job=${e.jobId}`));
+  }
+  worker.on('error', (e) =>
+    sinks.error(stamp(`error during ${e.during} on ${e.database}: ${describeError(e.error)}`)),
+  );
+}

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { defineStep, InvalidJobStateError, JobNotFoundError } from '../src/index.js';
+import { deferred, setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+
+const runs = new Map<string, string[]>();
+const log = (jobId: string, what: string) => runs.set(jobId, [...(runs.get(jobId) ?? []), what]);
+/** Handlers that wait for the job's cancel: resolves when they have started. */
+const started = new Map<string, ReturnType<typeof deferred<void>>>();
+const startedFor = (tag: string) => {
+  if (!started.has(tag)) started.set(tag, deferred());
+  return started.get(tag)!;
+};
+
+const first = defineStep(
+  'c.first',
+  async (_a: { tag: string }, ctx) => {
+    log(ctx.jobId, 'first');
+  },
+  { compensate: 'c.undo-first' },
+);
+const undoFirst = defineStep('c.undo-first', async (_a: unknown, ctx) => log(ctx.jobId, 'undo-first'));
+/** Runs until its signal is aborted, then fails with the abort reason. */
+const waitsForCancel = defineStep(
+  'c.wait',
+  async (args: { tag: string }, ctx) => {
+    log(ctx.jobId, 'wait-start');
+    startedFor(args.tag).resolve();
+    await new Promise<void>((_resolve, reject) => {
+      ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error), { once: true });
+    });
+  },
+  { compensate: 'c.undo-wait' },
+);
+const undoWait = defineStep('c.undo-wait', async (_a: unknown, ctx) => log(ctx.jobId, 'undo-wait'));
+const last = defineStep('c.last', async (_a: unknown, ctx) => log(ctx.jobId, 'last'));
+
+await h.worker({
+  steps: [first, undoFirst, waitsForCancel, undoWait, last],
+  concurrency: 4,
+  pollIntervalMs: 200,
+});
+
+test('cancelling a pending job stops it at once; its steps never run', async () => {
+  const id = await h.stepping.enqueue([first({ tag: 'p' }), last({})], {
+    runAt: new Date(Date.now() + 60_000),
+  });
+  assert.equal(await h.stepping.cancel(id), 'cancelled');
+  const job = await h.stepping.getJob(id);
+  assert.equal(job?.status, 'cancelled');
+  assert.ok(job?.finishedAt);
+  assert.deepEqual(
+    (await h.stepping.steps(id)).map((s) => s.status),
+    ['cancelled', 'cancelled'],
+  );
+  assert.equal(runs.get(id), undefined);
+});
+
+test('cancelling a running job aborts ctx.signal; the job stops after that step', async () => {
+  const id = await h.stepping.enqueue([first({ tag: 'r' }), waitsForCancel({ tag: 'r' }), last({})]);
+  await startedFor('r').promise;
+  assert.equal(await h.stepping.cancel(id), 'running');
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 10_000 });
+  assert.equal(final.status, 'cancelled');
+  // Without compensate: nothing is undone, and the last step never runs.
+  assert.deepEqual(runs.get(id), ['first', 'wait-start']);
+  assert.deepEqual(
+    (await h.stepping.steps(id)).map((s) => s.status),
+    ['succeeded', 'cancelled', 'cancelled'],
+  );
+});
+
+test('cancel with compensate runs the compensations in reverse, including the interrupted step', async () => {
+  const id = await h.stepping.enqueue([first({ tag: 'c' }), waitsForCancel({ tag: 'c' }), last({})]);
+  await startedFor('c').promise;
+  await h.stepping.cancel(id, { compensate: true });
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 10_000 });
+  assert.equal(final.status, 'cancelled');
+  assert.deepEqual(runs.get(id), ['first', 'wait-start', 'undo-wait', 'undo-first']);
+});
+
+test('cancel with compensate of a pending job undoes the steps that succeeded', async () => {
+  // The second step is scheduled far ahead, so the job waits pending after step 1.
+  const id = await h.stepping.enqueue([first({ tag: 'pc' })]);
+  assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
+  const two = await h.stepping.enqueue([first({ tag: 'pc2' }), waitsForCancel({ tag: 'pc2' })], {
+    runAt: new Date(Date.now() + 60_000),
+  });
+  // Never started: compensating has nothing to undo, the job ends cancelled.
+  assert.equal(await h.stepping.cancel(two, { compensate: true }), 'cancelled');
+  assert.equal(runs.get(two), undefined);
+});
+
+test('cancel of a finished job or an unknown job is a clear error', async () => {
+  const id = await h.stepping.enqueue([last({})]);
+  assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
+  await assert.rejects(h.stepping.cancel(id), (e: unknown) => {
+    assert.ok(e instanceof InvalidJobStateError);
+    assert.match((e as Error).message, /already succeeded/);
+    return true;
+  });
+  await assert.rejects(h.stepping.cancel('999999999'), JobNotFoundError);
+});

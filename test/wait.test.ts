@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { defineStep, JobNotFoundError, WaitTimeoutError } from '../src/index.js';
+import { deferred, setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+const gate = deferred();
+const gated = defineStep('w.gated', async () => {
+  await gate.promise;
+});
+/** A step no worker has a handler for: its job stays pending. */
+const unserved = { name: 'w.unserved', args: {} };
+await h.worker({ steps: [gated], concurrency: 2, pollIntervalMs: 600_000 });
+
+test('waitForJob resolves with the final state when the job finishes', async () => {
+  const id = await h.stepping.enqueue([gated({}), gated({})]);
+  let settled = false;
+  const waiting = h.stepping.waitForJob(id, { timeoutMs: 10_000 }).finally(() => (settled = true));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(settled, false, 'must not resolve while the job runs');
+  gate.resolve();
+  const state = await waiting;
+  assert.equal(state.status, 'succeeded');
+  assert.equal(state.jobId, id);
+  // Already final: resolves at once.
+  assert.equal((await h.stepping.waitForJob(id)).status, 'succeeded');
+});
+
+test('waitForJob gives up with WaitTimeoutError, and rejects unknown jobs', async () => {
+  const id = await h.stepping.enqueue([unserved]);
+  await assert.rejects(h.stepping.waitForJob(id, { timeoutMs: 150 }), WaitTimeoutError);
+  await assert.rejects(h.stepping.waitForJob('987654321', { timeoutMs: 150 }), JobNotFoundError);
+});
+
+test('waitForJob is woken by NOTIFY, not by polling: no query runs while it waits', async () => {
+  const id = await h.stepping.enqueue([unserved]);
+  const waiting = h.stepping.waitForJob(id, { timeoutMs: 10_000 });
+  await new Promise((r) => setTimeout(r, 50));
+  const before = await statementsOf(h.stepping.pool);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(await statementsOf(h.stepping.pool), before, 'waitForJob queried while waiting');
+  // Finishing the job (here by cancelling it) wakes the waiter through <schema>_done.
+  await h.pool.query('SELECT stepping.job_cancel($1)', [id]);
+  assert.equal((await waiting).status, 'cancelled');
+});
+
+/** Counts queries the pool has sent, by wrapping its query method once. */
+const counts = new WeakMap<object, { n: number }>();
+async function statementsOf(pool: import('pg').Pool): Promise<number> {
+  let c = counts.get(pool);
+  if (!c) {
+    const counter = { n: 0 };
+    const original = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      counter.n++;
+      return original(...args);
+    };
+    counts.set(pool, counter);
+    c = counter;
+  }
+  return c.n;
+}
