@@ -124,6 +124,9 @@ export class Stepping {
       if (!connectionString)
         throw new ConfigError('createStepping needs connectionString, pool or DATABASE_URL');
       this.pool = new pg.Pool({ connectionString, max: 10 });
+      // An idle client dropped by the server (restart, terminate) must not crash the
+      // process; the pool replaces it on next use.
+      this.pool.on('error', () => {});
       this.ownsPool = true;
     }
     this.engine = new Engine(this.schema);
