@@ -37,3 +37,7 @@ export {
 } from './errors.js';
 export { httpStep, HttpStatusError } from './http-step.js';
 export type { HttpStepArgs } from './http-step.js';
+export { migrateDatabases } from './multidb/migrate-many.js';
+export type { MigrateResult } from './multidb/migrate-many.js';
+export type { DatabaseSource, DatabaseSpec } from './multidb/sources.js';
+export type { DatabaseState } from './worker/worker.js';

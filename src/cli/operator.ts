@@ -74,7 +74,7 @@ interface Invocation {
 }
 
 /** Parses and checks argv; throws UsageError for anything wrong, without connecting. */
-function parseInvocation(argv: readonly string[]): Invocation | { help: true } {
+function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invocation | { help: true } {
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
@@ -106,18 +106,25 @@ function parseInvocation(argv: readonly string[]): Invocation | { help: true } {
     help: false,
     json: values.json ?? false,
     schema: values.schema,
-    databaseUrl: values['database-url'] ?? process.env.DATABASE_URL,
+    databaseUrl: values['database-url'] ?? env.DATABASE_URL,
     command,
     run: command.prepare(args, flags),
   };
 }
 
-/** Runs the `stepping` CLI with argv (without node and script); resolves with the exit code. */
-export async function runOperatorCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+/**
+ * Runs the `stepping` CLI with argv (without node and script); resolves with the exit code.
+ * `env` supplies DATABASE_URL.
+ */
+export async function runOperatorCli(
+  argv: readonly string[],
+  io: CliIo = processIo,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   let invocation: Invocation;
   let stepping: Stepping;
   try {
-    const parsed = parseInvocation(argv);
+    const parsed = parseInvocation(argv, env);
     if (parsed.help) {
       io.stdout(operatorHelp());
       return EXIT.ok;
@@ -143,8 +150,6 @@ export async function runOperatorCli(argv: readonly string[], io: CliIo = proces
     printJson: (value) => io.stdout(`${JSON.stringify(value, null, 2)}\n`),
     note: (text) => io.stderr(`${text}\n`),
   };
-  // Connection errors of idle clients must become an exit code, not a crash.
-  stepping.pool.on('error', () => {});
   try {
     await invocation.run(ctx);
     return EXIT.ok;

@@ -29,7 +29,9 @@ const OPTIONS = {
   lease: { type: 'string' },
   'graceful-stop': { type: 'string' },
   'pool-size': { type: 'string' },
-  'database-url': { type: 'string' },
+  'database-url': { type: 'string', multiple: true },
+  'max-connections': { type: 'string' },
+  'idle-poll-max': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -51,8 +53,12 @@ Options:
   --poll-interval <ms>    poll when no NOTIFY arrives (default: ${d.pollIntervalMs})
   --lease <ms>            lease; a dead worker's step runs again after this (default: ${d.leaseMs})
   --graceful-stop <ms>    on SIGINT/SIGTERM, time running steps get to finish (default: ${d.gracefulStopMs})
-  --pool-size <n>         database connections (default: ${d.poolSize})
-  --database-url <url>    PostgreSQL connection string (default: $DATABASE_URL)
+  --pool-size <n>         connections per database (default: ${d.poolSize}; with several databases: ${d.databasePoolSize})
+  --database-url <url>    PostgreSQL connection string (default: $DATABASE_URL); repeat it to
+                          serve several databases from this one worker
+  --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
+  --idle-poll-max <ms>    several databases: longest poll interval of an idle database
+                          without a listener (default: ${d.idlePollMaxMs})
   --quiet                 no event lines on stdout (errors still go to stderr)
   -h, --help              show this help
 
@@ -90,7 +96,10 @@ function queuesOption(specs: readonly string[], concurrency: number): WorkerOpti
 }
 
 /** Parses argv (without node and script); throws UsageError. */
-export function parseWorkerArgs(argv: readonly string[], env = process.env): WorkerCliArgs {
+export function parseWorkerArgs(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): WorkerCliArgs {
   let values;
   try {
     ({ values } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }));
@@ -106,20 +115,27 @@ export function parseWorkerArgs(argv: readonly string[], env = process.env): Wor
       : parseInteger('--concurrency', values.concurrency, 1, 10_000);
   const ms = (option: string, text: string | undefined) =>
     text === undefined ? undefined : parseDuration(option, text, 'ms');
-  const connectionString = values['database-url'] ?? env.DATABASE_URL;
-  if (!help && !connectionString)
+  const urls = values['database-url'] ?? (env.DATABASE_URL ? [env.DATABASE_URL] : []);
+  if (!help && urls.length === 0)
     throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+  const int = (option: string, text: string | undefined, max: number) =>
+    text === undefined ? undefined : parseInteger(option, text, 1, max);
   const pollIntervalMs = ms('--poll-interval', values['poll-interval']);
   const leaseMs = ms('--lease', values.lease);
   const gracefulStopMs = ms('--graceful-stop', values['graceful-stop']);
-  const poolSize =
-    values['pool-size'] === undefined ? undefined : parseInteger('--pool-size', values['pool-size'], 1, 1000);
+  const idlePollMaxMs = ms('--idle-poll-max', values['idle-poll-max']);
+  const poolSize = int('--pool-size', values['pool-size'], 1000);
+  const maxConnections = int('--max-connections', values['max-connections'], 100_000);
+  if (urls.length < 2 && (maxConnections !== undefined || idlePollMaxMs !== undefined)) {
+    throw new UsageError('--max-connections and --idle-poll-max need several --database-url');
+  }
   return {
     help,
     quiet: values.quiet ?? false,
     stepsModule,
     options: {
-      ...(connectionString ? { connectionString } : {}),
+      // One database is the common case; several switch the worker to multi-database mode.
+      ...(urls.length === 1 ? { connectionString: urls[0] } : urls.length > 1 ? { databases: urls } : {}),
       ...(values.schema !== undefined ? { schema: values.schema } : {}),
       ...(values.queue !== undefined ? { queues: queuesOption(values.queue, concurrency) } : {}),
       concurrency,
@@ -127,6 +143,8 @@ export function parseWorkerArgs(argv: readonly string[], env = process.env): Wor
       ...(leaseMs !== undefined ? { leaseMs } : {}),
       ...(gracefulStopMs !== undefined ? { gracefulStopMs } : {}),
       ...(poolSize !== undefined ? { poolSize } : {}),
+      ...(maxConnections !== undefined ? { maxConnections } : {}),
+      ...(idlePollMaxMs !== undefined ? { idlePollMaxMs } : {}),
     },
   };
 }
@@ -143,9 +161,10 @@ function runUntilSignal(worker: Worker, log: (text: string) => void, io: CliIo):
       stopping = true;
       // stop() stops claiming synchronously; the line below is printed after that point.
       const stopped = worker.stop();
+      const n = worker.running;
       log(
-        `stopping on ${signal}: no new steps; ${worker.running} running may take up to ` +
-          `${worker.config.gracefulStopMs}ms (send ${signal} again to exit now)`,
+        `stopping on ${signal}: claiming stopped; waiting up to ${worker.config.gracefulStopMs}ms for ` +
+          `${n} running step${n === 1 ? '' : 's'} (send ${signal} again to exit now)`,
       );
       stopped.then(
         () => {
@@ -163,12 +182,16 @@ function runUntilSignal(worker: Worker, log: (text: string) => void, io: CliIo):
   });
 }
 
-/** Runs the `stepping-worker` bin; resolves with the exit code once stopped. */
-export async function runWorkerCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+/** Runs the `stepping-worker` bin; resolves with the exit code once stopped. `env` supplies DATABASE_URL. */
+export async function runWorkerCli(
+  argv: readonly string[],
+  io: CliIo = processIo,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   let args: WorkerCliArgs;
   let worker: Worker;
   try {
-    args = parseWorkerArgs(argv);
+    args = parseWorkerArgs(argv, env);
     if (args.help) {
       io.stdout(workerHelp());
       return EXIT.ok;
@@ -187,7 +210,7 @@ export async function runWorkerCli(argv: readonly string[], io: CliIo = processI
   const log = (text: string) => {
     if (!args.quiet) io.stdout(stamp(text));
   };
-  attachWorkerLog(worker, {
+  attachWorkerLog(worker, args.options.databases !== undefined, {
     info: (line) => {
       if (!args.quiet) io.stdout(`${line}\n`);
     },
@@ -201,9 +224,12 @@ export async function runWorkerCli(argv: readonly string[], io: CliIo = processI
     return EXIT.failure;
   }
   const c = worker.config;
+  const queues = c.queues?.map((q) => (c.queueLimits.has(q) ? `${q}=${c.queueLimits.get(q)}` : q));
+  const databases = args.options.databases;
   log(
-    `started worker ${c.workerId}: schema ${c.schema}, ${c.names.length} steps (${c.names.join(', ')}), ` +
-      `queues ${c.queues?.join(', ') ?? 'all'}, concurrency ${c.concurrency}`,
+    `started worker ${c.workerId}: schema ${c.schema}, ${c.names.length} step${c.names.length === 1 ? '' : 's'} ` +
+      `(${c.names.join(', ')}), queues ${queues?.join(', ') ?? 'all'}, concurrency ${c.concurrency}` +
+      (Array.isArray(databases) ? `, ${databases.length} databases` : ''),
   );
   return await runUntilSignal(worker, log, io);
 }

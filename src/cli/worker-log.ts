@@ -9,13 +9,16 @@ export interface LogSinks {
   error: (line: string) => void;
 }
 
-function unit(e: UnitEvent): string {
-  const what = e.phase === 'compensate' ? 'compensation' : 'step';
-  return `job=${e.jobId} ${what}=${e.stepIndex} name=${e.name} attempt=${e.attempt} queue=${e.queue}`;
-}
-
-/** Subscribes to the worker's events and writes one timestamped line for each. */
-export function attachWorkerLog(worker: Worker, sinks: LogSinks): void {
+/**
+ * Subscribes to the worker's events and writes one timestamped line for each. With
+ * `manyDatabases`, job lines name their database (`db=`), since job ids repeat across them.
+ */
+export function attachWorkerLog(worker: Worker, manyDatabases: boolean, sinks: LogSinks): void {
+  const unit = (e: UnitEvent) => {
+    const what = e.phase === 'compensate' ? 'compensation' : 'step';
+    const db = manyDatabases ? ` db=${e.database}` : '';
+    return `job=${e.jobId} ${what}=${e.stepIndex} name=${e.name} attempt=${e.attempt} queue=${e.queue}${db}`;
+  };
   const stamp = (text: string) => `${new Date().toISOString()} ${text}`;
   const info = (text: string) => sinks.info(stamp(text));
   worker.on('step:started', (e) => info(`step started    ${unit(e)}`));
@@ -30,8 +33,19 @@ export function attachWorkerLog(worker: Worker, sinks: LogSinks): void {
   });
   worker.on('step:lease-lost', (e) => info(`step lease lost ${unit(e)}: its result was discarded`));
   for (const status of ['succeeded', 'failed', 'compensated', 'cancelled'] as const) {
-    worker.on(`job:${status}`, (e) => info(`job ${status.padEnd(11)} job=${e.jobId}`));
+    worker.on(`job:${status}`, (e) =>
+      info(`job ${status.padEnd(11)} job=${e.jobId}${manyDatabases ? ` db=${e.database}` : ''}`),
+    );
   }
+  worker.on('database:up', (e) =>
+    info(`database up     db=${e.database}${e.listening ? '' : ' (no listener: polling)'}`),
+  );
+  worker.on('database:removed', (e) => info(`database gone   db=${e.database}`));
+  worker.on('database:down', (e) =>
+    sinks.error(
+      stamp(`database down db=${e.database}: ${describeError(e.error)}; retry in ${e.retryInMs}ms`),
+    ),
+  );
   worker.on('error', (e) =>
     sinks.error(stamp(`error during ${e.during} on ${e.database}: ${describeError(e.error)}`)),
   );

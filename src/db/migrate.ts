@@ -44,6 +44,9 @@ const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: (
 /** Brings `schema` in the connected database up to date. Idempotent. */
 export async function migrateSchema(client: pg.ClientBase, schema: string): Promise<{ applied: string[] }> {
   const lockKey = `stepping.migrate:${schema}`;
+  // node-pg-migrate sets search_path for the session; the caller's connection gets its own back.
+  const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path`);
+  const callerPath = rows[0]!.path;
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lockKey]);
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
@@ -83,6 +86,7 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
     }
     return { applied: ran.map((m) => m.name) };
   } finally {
+    await client.query(`SELECT set_config('search_path', $1, false)`, [callerPath]);
     await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey]);
   }
 }

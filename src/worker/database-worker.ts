@@ -1,7 +1,7 @@
 /**
- * Serves one database: the claim loop (NOTIFY wake-ups, precise timers for scheduled work,
- * a slow poll as the fallback), handler runs, batched reports, and lease heartbeats.
- * Shares its concurrency Slots with the Worker that owns it.
+ * Serves one database: wake-ups (NOTIFY, precise timers for scheduled work, a slow poll
+ * as the fallback), claims when the Dispatcher grants slots, handler runs, batched
+ * reports, and lease heartbeats. Shares its concurrency Slots with the other databases.
  */
 import type pg from 'pg';
 import { Engine, type LeasedUnit } from '../db/engine.js';
@@ -27,12 +27,17 @@ interface InFlight {
 export class DatabaseWorker {
   private readonly engine: Engine;
   private readonly hub: NotificationHub;
+  private readonly listenAllowed: boolean;
   private readonly completer: BatchCompleter;
   private readonly inFlight = new Map<string, InFlight>();
   private unsubscribes: (() => Promise<void>)[] = [];
   private moreWork = true;
-  private fetching = false;
+  private claiming = false;
+  private started = false;
   private stopping = false;
+  private listening = false;
+  private idlePolls = 0;
+  private backoffUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private errorDelayMs = 0;
@@ -45,9 +50,14 @@ export class DatabaseWorker {
     readonly database: string,
     private readonly slots: Slots,
     private readonly emit: Emit,
+    /** Asks the dispatcher to hand out free slots (work may be waiting, or a slot freed). */
+    private readonly kick: () => void,
+    /** Connection settings for the LISTEN connection; null: no listener, poll adaptively. */
+    listenConfig: pg.ClientConfig | null,
   ) {
     this.engine = new Engine(config.schema);
-    this.hub = new NotificationHub(pool);
+    this.hub = new NotificationHub(listenConfig ?? {});
+    this.listenAllowed = listenConfig !== null;
     this.hub.onError((error) => this.emit('error', { database, error, during: 'listen' }));
     this.completer = new BatchCompleter(
       this.engine,
@@ -73,34 +83,38 @@ export class DatabaseWorker {
     return this.inFlight.size;
   }
 
-  /** Subscribes to wake-ups and starts claiming. */
+  /** Subscribes to wake-ups (when allowed a listener) and starts claiming. */
   async start(): Promise<void> {
-    try {
-      this.unsubscribes.push(
-        await this.hub.subscribe(
-          this.engine.readyChannel,
-          (queue) => {
-            if (this.config.queues === null || this.config.queues.includes(queue)) this.wake();
-          },
-          () => this.wake(),
-        ),
-        await this.hub.subscribe(this.engine.cancelChannel, (jobId) => {
-          this.inFlight.get(jobId)?.controller.abort(new Error(`job ${jobId} was cancelled`));
-        }),
-      );
-    } catch (error) {
-      // Without LISTEN the worker still runs: the poll finds the work, only later.
-      this.emit('error', { database: this.database, error: error as Error, during: 'listen' });
+    if (this.listenAllowed) {
+      try {
+        this.unsubscribes.push(
+          await this.hub.subscribe(
+            this.engine.readyChannel,
+            (queue) => {
+              if (this.config.queues === null || this.config.queues.includes(queue)) this.wake();
+            },
+            () => this.wake(),
+          ),
+          await this.hub.subscribe(this.engine.cancelChannel, (jobId) => {
+            this.inFlight.get(jobId)?.controller.abort(new Error(`job ${jobId} was cancelled`));
+          }),
+        );
+        this.listening = true;
+      } catch (error) {
+        // Without LISTEN the worker still runs: the poll finds the work, only later.
+        this.emit('error', { database: this.database, error: error as Error, during: 'listen' });
+      }
     }
     this.heartbeat = setInterval(() => void this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
+    this.started = true;
     this.wake();
   }
 
-  /** Notes that work may be waiting and claims if there is room. */
+  /** Notes that work may be waiting; the dispatcher decides when this database claims. */
   wake(): void {
     this.moreWork = true;
-    void this.fetch();
+    this.kick();
   }
 
   private arm(ms: number): void {
@@ -109,59 +123,82 @@ export class DatabaseWorker {
     this.timer = setTimeout(() => this.wake(), Math.max(0, ms));
   }
 
-  private async fetch(): Promise<void> {
-    if (this.fetching || this.stopping) return;
-    this.fetching = true;
-    let short = false;
-    let full = false;
-    try {
-      while (this.moreWork && !this.stopping) {
-        const plan = this.slots.reserve(this.config.batchSize, this.config.queues);
-        if (plan.length === 0) {
-          full = true; // no room (overall or in every capped queue): a finishing unit wakes us
-          break;
-        }
-        // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
-        this.moreWork = false;
-        short = false;
-        for (const p of plan) {
-          let units: LeasedUnit[] = [];
-          try {
-            units = await this.engine.claim(
-              this.pool,
-              this.config.workerId,
-              this.config.names,
-              p.queues,
-              p.n,
-              this.config.leaseMs,
-            );
-          } finally {
-            this.slots.unreserve(p, p.n - units.length);
-          }
-          for (const unit of units) this.startUnit(unit);
-          if (units.length === p.n) this.moreWork = true;
-          else short = true;
-        }
-      }
-      this.errorDelayMs = 0;
-      if (short && !this.moreWork) await this.sleepUntilDue();
-    } catch (error) {
-      this.emit('error', { database: this.database, error: error as Error, during: 'claim' });
-      this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), 30_000);
-      this.moreWork = true;
-      this.arm(this.errorDelayMs);
-    } finally {
-      this.fetching = false;
-    }
-    // Work arrived while the last claim was in flight: claim again (asynchronously).
-    if (this.moreWork && !full && !this.stopping && this.errorDelayMs === 0)
-      setImmediate(() => void this.fetch());
+  /** True when this database may have claimable work and is not claiming or backing off. */
+  get wantsWork(): boolean {
+    return (
+      this.started && this.moreWork && !this.claiming && !this.stopping && Date.now() >= this.backoffUntil
+    );
   }
 
-  /** Idle: sleep until the next scheduled unit is due, or the poll interval, whichever is first. */
+  /**
+   * Reserves up to `max` slots and claims into them (asynchronously). Returns false when
+   * there was no room (every capped queue full). Called by the Dispatcher only.
+   */
+  startClaim(max: number): boolean {
+    const plan = this.slots.reserve(max, this.config.queues);
+    if (plan.length === 0) return false;
+    this.claiming = true;
+    // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
+    this.moreWork = false;
+    void this.claimPlan(plan);
+    return true;
+  }
+
+  private async claimPlan(plan: { queues: string[] | null; n: number }[]): Promise<void> {
+    let short = false;
+    let failed = false;
+    for (const p of plan) {
+      let units: LeasedUnit[] = [];
+      try {
+        units = await this.engine.claim(
+          this.pool,
+          this.config.workerId,
+          this.config.names,
+          p.queues,
+          p.n,
+          this.config.leaseMs,
+        );
+      } catch (error) {
+        if (!failed) this.emit('error', { database: this.database, error: error as Error, during: 'claim' });
+        failed = true;
+      } finally {
+        this.slots.unreserve(p, p.n - units.length);
+      }
+      for (const unit of units) this.startUnit(unit);
+      if (units.length === p.n) this.moreWork = true;
+      else short = true;
+    }
+    if (failed) {
+      this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), 30_000);
+      this.backoffUntil = Date.now() + this.errorDelayMs;
+      this.moreWork = true;
+      this.arm(this.errorDelayMs);
+    } else {
+      this.errorDelayMs = 0;
+      if (short && !this.moreWork) {
+        await this.sleepUntilDue().catch((error: Error) => {
+          this.emit('error', { database: this.database, error, during: 'claim' });
+          this.arm(this.config.pollIntervalMs);
+        });
+      } else {
+        this.idlePolls = 0;
+      }
+    }
+    this.claiming = false;
+    this.kick();
+  }
+
+  /**
+   * Idle: sleep until the next scheduled unit is due, or the poll interval, whichever is
+   * first. Without a listener the poll interval grows while the database stays idle.
+   */
   private async sleepUntilDue(): Promise<void> {
     const dueIn = await this.engine.nextDueInMs(this.pool, this.config.names, this.config.queues);
-    const poll = this.config.pollIntervalMs;
+    let poll = this.config.pollIntervalMs;
+    if (!this.listening) {
+      poll = Math.min(poll * 2 ** Math.min(this.idlePolls, 10), Math.max(poll, this.config.idlePollMaxMs));
+      this.idlePolls++;
+    }
     // Due now but not claimed: another worker is claiming it this instant; look again soon.
     const ms = dueIn === null ? poll : dueIn <= 0 ? Math.min(50, poll) : Math.min(Math.ceil(dueIn) + 5, poll);
     this.arm(ms);
@@ -253,7 +290,7 @@ export class DatabaseWorker {
             notYet: outcome.kind === 'later',
           });
           // The retry may be due before the next poll: sleep no longer than that.
-          if (result.nextRunAt && !this.fetching) {
+          if (result.nextRunAt && !this.claiming) {
             const ms = result.nextRunAt.getTime() - Date.now();
             if (ms < this.config.pollIntervalMs) this.arm(Math.max(ms + 5, 0));
           }
@@ -281,7 +318,7 @@ export class DatabaseWorker {
     }
     this.slots.release(unit.queue);
     if (this.inFlight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-    if (this.moreWork) void this.fetch();
+    this.kick();
   }
 
   /** Heartbeat: extend every held lease; abort what was lost or cancelled. */
@@ -318,6 +355,7 @@ export class DatabaseWorker {
     clearTimeout(this.timer);
     for (const u of this.unsubscribes.splice(0)) await u().catch(() => {});
     await this.hub.close();
+    this.listening = false;
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([

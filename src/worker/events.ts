@@ -29,6 +29,12 @@ export interface WorkerEventMap {
   'job:failed': { database: string; jobId: string };
   'job:compensated': { database: string; jobId: string };
   'job:cancelled': { database: string; jobId: string };
+  /** A database is being served (multi-database mode); listening: it has a LISTEN connection. */
+  'database:up': { database: string; listening: boolean };
+  /** A database could not be served (down, refusing, no schema); retried after retryInMs. */
+  'database:down': { database: string; error: Error; retryInMs: number };
+  /** A database left the list and was drained. */
+  'database:removed': { database: string };
   /** A database call failed; the worker retries with backoff. */
   error: { database: string; error: Error; during: string };
 }

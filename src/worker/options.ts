@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { checkInt, checkSchema } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
+import type { DatabaseSource } from '../multidb/sources.js';
 
 /** Options of createWorker(). */
 export interface WorkerOptions {
@@ -15,6 +16,16 @@ export interface WorkerOptions {
   connectionString?: string;
   /** Your own pool (Stepping will not end it). */
   pool?: pg.Pool;
+  /**
+   * Serve many databases from this one worker (instead of connectionString/pool): a list
+   * of connection strings or `{ id, connectionString }`, a `{ list(), refreshMs }` resolver,
+   * or a `{ catalog, query, refreshMs }` SQL query returning url (and optionally id) rows.
+   */
+  databases?: DatabaseSource;
+  /** Multi-database mode: most connections the process opens in total (listeners + pools). */
+  maxConnections?: number;
+  /** Multi-database mode: a database without a listener is polled at most this far apart when idle. */
+  idlePollMaxMs?: number;
   /** Schema name. Default `stepping`. */
   schema?: string;
   /** The steps this worker can run (handlers). Steps with other names are never claimed. */
@@ -33,7 +44,7 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   /** On stop(), how long in-flight handlers may run before their leases are released. */
   gracefulStopMs?: number;
-  /** Connections in the worker's pool (when it makes its own). */
+  /** Connections in the worker's pool (when it makes its own); per database in multi-database mode. */
   poolSize?: number;
   /** Name shown in locked_by. Default host:pid:random. */
   workerId?: string;
@@ -46,6 +57,9 @@ export const WORKER_DEFAULTS = {
   leaseMs: 30000,
   gracefulStopMs: 10000,
   poolSize: 10,
+  databasePoolSize: 2,
+  maxConnections: 100,
+  idlePollMaxMs: 30000,
 } as const;
 
 /** WorkerOptions after validation and defaults. */
@@ -64,6 +78,8 @@ export interface WorkerConfig {
   heartbeatMs: number;
   gracefulStopMs: number;
   poolSize: number;
+  maxConnections: number;
+  idlePollMaxMs: number;
   workerId: string;
 }
 
@@ -128,7 +144,24 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       0,
       86_400_000,
     ),
-    poolSize: checkInt('poolSize', options.poolSize ?? WORKER_DEFAULTS.poolSize, 2, 1000),
+    poolSize: checkInt(
+      'poolSize',
+      options.poolSize ?? (options.databases ? WORKER_DEFAULTS.databasePoolSize : WORKER_DEFAULTS.poolSize),
+      1,
+      1000,
+    ),
+    maxConnections: checkInt(
+      'maxConnections',
+      options.maxConnections ?? WORKER_DEFAULTS.maxConnections,
+      2,
+      100_000,
+    ),
+    idlePollMaxMs: checkInt(
+      'idlePollMaxMs',
+      options.idlePollMaxMs ?? WORKER_DEFAULTS.idlePollMaxMs,
+      10,
+      86_400_000,
+    ),
     workerId: options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
   };
 }

@@ -1,0 +1,125 @@
+/**
+ * The producer side of each library as the benchmark uses it: migrate a database,
+ * enqueue one job inside the caller's transaction, bulk-enqueue through the batch API,
+ * and check after a drain that every job really finished.
+ */
+import pg from 'pg';
+import { Logger, makeWorkerUtils, runMigrations, type WorkerUtils } from 'graphile-worker';
+import { createStepping, type JobSpec, type Stepping } from '../../src/index.js';
+import type { LibraryName } from './protocol.js';
+import { queryOnce } from './db.js';
+
+const silent = new Logger(() => () => {});
+
+/** Enqueues jobs into one database. */
+export interface Producer {
+  /** Enqueues one job of `steps` no-op steps inside the transaction open on `client`. */
+  enqueueInTx(client: pg.Client, args: Record<string, unknown>, steps?: number): Promise<void>;
+  /**
+   * Enqueues `jobs` jobs of `steps` steps in chunks of `chunk` per batch call (one
+   * transaction each). Building the job specs is not timed; returns the ms of the calls.
+   */
+  bulk(jobs: number, steps: number, chunk: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** One library under test. */
+export interface Library {
+  name: LibraryName;
+  label: string;
+  /** Installs the library's schema into the (empty) database at `url`. */
+  migrate(url: string): Promise<void>;
+  producer(url: string): Promise<Producer>;
+  /** Null when all `jobs` jobs finished successfully, else what is wrong. */
+  verifyDrained(url: string, jobs: number, steps: number): Promise<string | null>;
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+const stepping: Library = {
+  name: 'stepping',
+  label: 'Stepping',
+  async migrate(url) {
+    const s = createStepping({ connectionString: url });
+    try {
+      await s.migrate();
+    } finally {
+      await s.close();
+    }
+  },
+  async producer(url) {
+    const s: Stepping = createStepping({ connectionString: url });
+    const stepsOf = (n: number, args: Record<string, unknown> = {}) =>
+      Array.from({ length: n }, () => ({ name: 'noop', args }));
+    return {
+      async enqueueInTx(client, args, steps = 1) {
+        await s.enqueue(client, stepsOf(steps, args));
+      },
+      async bulk(jobs, steps, chunk) {
+        const specs: JobSpec[] = Array.from({ length: jobs }, () => ({ steps: stepsOf(steps) }));
+        const batches = chunks(specs, chunk);
+        const t0 = performance.now();
+        for (const batch of batches) await s.enqueueMany(undefined, batch);
+        return performance.now() - t0;
+      },
+      close: () => s.close(),
+    };
+  },
+  async verifyDrained(url, jobs, steps) {
+    const [row] = await queryOnce<{ ok: number; total: number; steps_ok: number }>(
+      url,
+      `SELECT (SELECT count(*) FILTER (WHERE status = 'succeeded') FROM stepping.jobs)::int AS ok,
+              (SELECT count(*) FROM stepping.jobs)::int AS total,
+              (SELECT count(*) FILTER (WHERE status = 'succeeded') FROM stepping.steps)::int AS steps_ok`,
+    );
+    if (row?.ok !== jobs || row.total !== jobs || row.steps_ok !== jobs * steps) {
+      return `expected ${jobs} succeeded jobs and ${jobs * steps} steps, found ${JSON.stringify(row)}`;
+    }
+    return null;
+  },
+};
+
+const graphile: Library = {
+  name: 'graphile',
+  label: 'graphile-worker',
+  async migrate(url) {
+    await runMigrations({ connectionString: url, logger: silent });
+  },
+  async producer(url) {
+    const utils: WorkerUtils = await makeWorkerUtils({ connectionString: url, logger: silent });
+    return {
+      async enqueueInTx(client, args, steps = 1) {
+        // graphile's documented way to enqueue inside your own transaction: its SQL function.
+        await client.query('SELECT graphile_worker.add_job($1::text, $2::json)', [
+          'noop',
+          JSON.stringify(steps > 1 ? { ...args, left: steps - 1 } : args),
+        ]);
+      },
+      async bulk(jobs, steps, chunk) {
+        const payload = steps > 1 ? { left: steps - 1 } : {};
+        const specs = Array.from({ length: jobs }, () => ({ identifier: 'noop', payload }));
+        const batches = chunks(specs, chunk);
+        const t0 = performance.now();
+        for (const batch of batches) await utils.addJobs(batch);
+        return performance.now() - t0;
+      },
+      close: async () => {
+        await utils.release();
+      },
+    };
+  },
+  async verifyDrained(url) {
+    const [row] = await queryOnce<{ n: number }>(
+      url,
+      'SELECT count(*)::int AS n FROM graphile_worker._private_jobs',
+    );
+    return row?.n === 0 ? null : `${row?.n} jobs left in graphile_worker._private_jobs`;
+  },
+};
+
+/** Both libraries, Stepping first. */
+export const LIBRARIES: Record<LibraryName, Library> = { stepping, graphile };

@@ -1,0 +1,114 @@
+/**
+ * A process-wide cap on open PostgreSQL connections across every database a worker
+ * serves. Pool connections wait for a permit; listener connections only take one when
+ * it is free at once (and at most half the budget), otherwise the database is polled.
+ */
+import pg from 'pg';
+
+/** Counting semaphore of connection permits. */
+export class ConnectionBudget {
+  private used = 0;
+  private listeners = 0;
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(readonly max: number) {}
+
+  /** True when a connection is waiting for a permit. */
+  get contended(): boolean {
+    return this.waiters.length > 0;
+  }
+
+  /** Permits in use (open or opening connections). */
+  get inUse(): number {
+    return this.used;
+  }
+
+  /** Most permits listeners may hold, so pools always have room. */
+  get listenerLimit(): number {
+    return Math.floor(this.max / 2);
+  }
+
+  /** Waits for a permit. */
+  async acquire(): Promise<void> {
+    if (this.used < this.max) {
+      this.used++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  /** A listener permit, only if one is free now and listeners are under their limit. */
+  tryAcquireListener(): boolean {
+    if (this.used >= this.max || this.listeners >= this.listenerLimit) return false;
+    this.used++;
+    this.listeners++;
+    return true;
+  }
+
+  release(listener = false): void {
+    if (listener) this.listeners--;
+    const next = this.waiters.shift();
+    if (next)
+      next(); // the permit passes straight to the next waiter
+    else this.used--;
+  }
+}
+
+type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
+
+/**
+ * A pg.Client class whose connections hold a budget permit from before connecting until
+ * the connection ends. Pass it as a pool's `Client` option.
+ */
+export function budgetedClient(budget: ConnectionBudget): typeof pg.Client {
+  return class BudgetedClient extends pg.Client {
+    private permit = false;
+    private poolRelease: ((err?: Error | boolean) => void) | undefined;
+
+    /**
+     * pg-pool assigns `client.release` at every checkout. While other connections wait for
+     * a permit, a released connection is closed instead of idling in its pool, so permits
+     * circulate between databases instead of staying with one that polls often.
+     */
+    get release(): (err?: Error | boolean) => void {
+      return (err?: Error | boolean) => this.poolRelease?.(err ?? (budget.contended ? true : undefined));
+    }
+
+    set release(fn: (err?: Error | boolean) => void) {
+      this.poolRelease = fn;
+    }
+
+    private releasePermit(): void {
+      if (!this.permit) return;
+      this.permit = false;
+      budget.release();
+    }
+
+    private async connectWithPermit(): Promise<pg.Client> {
+      await budget.acquire();
+      this.permit = true;
+      // Registered before connecting, so a connection that fails or ends at any point
+      // gives its permit back exactly once.
+      this.once('end', () => this.releasePermit());
+      try {
+        await super.connect();
+        return this;
+      } catch (error) {
+        this.releasePermit();
+        throw error;
+      }
+    }
+
+    // pg-pool calls connect(callback); application code may await connect().
+    override connect(): Promise<pg.Client>;
+    override connect(callback: ConnectCallback): void;
+    override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
+      const done = this.connectWithPermit();
+      if (!callback) return done;
+      done.then(
+        (client) => (callback as (err: null, c: pg.Client) => void)(null, client),
+        (error: Error) => (callback as (err: Error) => void)(error),
+      );
+    }
+  };
+}

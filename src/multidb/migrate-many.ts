@@ -1,0 +1,65 @@
+/**
+ * Migrates many databases concurrently (bounded), reporting each result as it lands;
+ * one database failing never stops the others.
+ */
+import pg from 'pg';
+import { checkSchema } from '../config.js';
+import { migrateSchema } from '../db/migrate.js';
+import { readSource, type DatabaseSource } from './sources.js';
+
+/** Outcome for one database. */
+export interface MigrateResult {
+  database: string;
+  ok: boolean;
+  applied: string[];
+  error: string | null;
+  ms: number;
+}
+
+/** Migrates every database of `source`; `onResult` sees each one as it finishes. */
+export async function migrateDatabases(
+  source: DatabaseSource,
+  options: {
+    schema?: string;
+    concurrency?: number;
+    onResult?: (r: MigrateResult, done: number, total: number) => void;
+  } = {},
+): Promise<MigrateResult[]> {
+  const schema = checkSchema(options.schema);
+  const databases = await readSource(source);
+  const results: MigrateResult[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < databases.length) {
+      const db = databases[next++]!;
+      const started = Date.now();
+      const client = new pg.Client({
+        connectionString: db.connectionString,
+        connectionTimeoutMillis: 10_000,
+      });
+      let result: MigrateResult;
+      try {
+        await client.connect();
+        const { applied } = await migrateSchema(client, schema);
+        result = { database: db.id, ok: true, applied, error: null, ms: Date.now() - started };
+      } catch (error) {
+        result = {
+          database: db.id,
+          ok: false,
+          applied: [],
+          error: (error as Error).message,
+          ms: Date.now() - started,
+        };
+      } finally {
+        await client.end().catch(() => {});
+      }
+      results.push(result);
+      options.onResult?.(result, results.length, databases.length);
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 4, databases.length)) }, lane),
+  );
+  const order = new Map(databases.map((d, i) => [d.id, i]));
+  return results.sort((a, b) => order.get(a.database)! - order.get(b.database)!);
+}

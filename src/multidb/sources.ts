@@ -1,0 +1,85 @@
+/**
+ * Where a multi-database worker learns its databases: a static list, a function, or a
+ * SQL query against a catalog database; the last two are re-read periodically.
+ */
+import pg from 'pg';
+import { ConfigError } from '../errors.js';
+
+/** One database: a connection string, optionally with a stable id (shown as ctx.database). */
+export type DatabaseSpec = string | { id?: string; connectionString: string };
+
+/** A list, or something that yields the list again every `refreshMs`. */
+export type DatabaseSource =
+  | readonly DatabaseSpec[]
+  | { list: () => Promise<readonly DatabaseSpec[]> | readonly DatabaseSpec[]; refreshMs?: number }
+  | { catalog: string; query: string; refreshMs?: number };
+
+/** A database with its resolved id. */
+export interface ResolvedDatabase {
+  id: string;
+  connectionString: string;
+}
+
+/** Default period for re-reading a resolver or catalog. */
+export const DEFAULT_REFRESH_MS = 30_000;
+
+/** The id of a database: the configured one, or the database name (never credentials). */
+export function databaseId(spec: DatabaseSpec): ResolvedDatabase {
+  const connectionString = typeof spec === 'string' ? spec : spec.connectionString;
+  if (typeof connectionString !== 'string' || connectionString.length === 0) {
+    throw new ConfigError(`a database needs a connection string, got ${JSON.stringify(spec)}`);
+  }
+  if (typeof spec === 'object' && spec.id) return { id: spec.id, connectionString };
+  try {
+    const url = new URL(connectionString);
+    const name = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'postgres';
+    const port = url.port ? `:${url.port}` : '';
+    return { id: `${url.hostname}${port}/${name}`, connectionString };
+  } catch {
+    throw new ConfigError(
+      `cannot parse the connection string of a database (id it explicitly): ${connectionString.replace(/:[^:@/]*@/, ':***@')}`,
+    );
+  }
+}
+
+/** True when the source is re-read periodically. */
+export function isDynamic(source: DatabaseSource): boolean {
+  return !Array.isArray(source);
+}
+
+/** How often a dynamic source is re-read. */
+export function refreshMs(source: DatabaseSource): number {
+  return Array.isArray(source) ? 0 : ((source as { refreshMs?: number }).refreshMs ?? DEFAULT_REFRESH_MS);
+}
+
+/** Reads the current list (deduplicated by id). */
+export async function readSource(source: DatabaseSource): Promise<ResolvedDatabase[]> {
+  let specs: readonly DatabaseSpec[];
+  if (Array.isArray(source)) {
+    specs = source as readonly DatabaseSpec[];
+  } else if ('list' in source) {
+    specs = await source.list();
+  } else {
+    const catalog = source as { catalog: string; query: string };
+    const client = new pg.Client({ connectionString: catalog.catalog, connectionTimeoutMillis: 10_000 });
+    await client.connect();
+    try {
+      const { rows } = await client.query<Record<string, unknown>>(catalog.query);
+      specs = rows.map((r) => {
+        const url = r.url ?? r.connection_string ?? Object.values(r)[0];
+        const id = r.id;
+        return typeof id === 'string' || typeof id === 'number'
+          ? { id: String(id), connectionString: String(url) }
+          : String(url);
+      });
+    } finally {
+      await client.end();
+    }
+  }
+  const byId = new Map<string, ResolvedDatabase>();
+  for (const spec of specs) {
+    const db = databaseId(spec);
+    byId.set(db.id, db);
+  }
+  return [...byId.values()];
+}

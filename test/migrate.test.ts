@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { withDatabase } from '../scripts/embedded-db.js';
+import { ConfigError, createStepping, createWorker, defineStep, type Stepping } from '../src/index.js';
+import { serverUrl } from './support/db.js';
+import { setup } from './support/harness.js';
+import { TEST_DB_PREFIX } from './support/names.js';
+
+const h = await setup(import.meta.url);
+
+const MIGRATIONS = readdirSync(fileURLToPath(new URL('../migrations/', import.meta.url)))
+  .filter((f) => /\.(sql|js|ts|cjs|mjs)$/.test(f))
+  .map((f) => f.replace(/\.[^.]+$/, ''))
+  .sort();
+const FIXTURE = fileURLToPath(new URL('./fixtures/core-migrate.ts', import.meta.url));
+
+/** A new database cloned from template1, so it has no Stepping objects at all. Kept like the harness's. */
+async function emptyDatabase(label: string): Promise<string> {
+  const name = `${TEST_DB_PREFIX}core_${label}_${randomBytes(3).toString('hex')}`;
+  const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
+  await admin.connect();
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await admin.query(`CREATE DATABASE "${name}"`);
+        break;
+      } catch (error) {
+        // 55006: someone is connected to template1 right now.
+        if ((error as { code?: string }).code !== '55006' || attempt > 50) throw error;
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+  console.log(`# database ${name}`);
+  return withDatabase(serverUrl(), name);
+}
+
+async function runsAJob(stepping: Stepping, url: string, schema?: string): Promise<void> {
+  const ran: string[] = [];
+  const step = defineStep('migrate.check', async (_args: unknown, ctx) => {
+    ran.push(ctx.jobId);
+  });
+  const worker = createWorker({ connectionString: url, steps: [step], ...(schema ? { schema } : {}) });
+  await worker.start();
+  try {
+    const id = await stepping.enqueue([step({}), step({})]);
+    assert.equal((await stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
+    assert.deepEqual(ran, [id, id]);
+  } finally {
+    await worker.stop();
+  }
+}
+
+test('migrate on an empty database applies every migration; a second run applies nothing', async () => {
+  assert.ok(MIGRATIONS.length >= 1);
+  const url = await emptyDatabase('twice');
+  const stepping = createStepping({ connectionString: url });
+  try {
+    assert.deepEqual((await stepping.migrate()).applied, MIGRATIONS);
+    assert.deepEqual((await stepping.migrate()).applied, []);
+    await runsAJob(stepping, url);
+  } finally {
+    await stepping.close();
+  }
+});
+
+test('three processes migrating one empty database at once all succeed, and it works', async () => {
+  const url = await emptyDatabase('parallel');
+  const runs = await Promise.all(
+    [0, 1, 2].map(
+      () =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+          const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, url], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          child.on('error', reject);
+          child.on('close', (code) => resolve({ code, stdout, stderr }));
+        }),
+    ),
+  );
+  for (const r of runs) assert.equal(r.code, 0, `a migrate process failed: ${r.stderr}`);
+  const applied = runs.map((r) => (JSON.parse(r.stdout) as { applied: string[] }).applied);
+  // Each migration ran exactly once, in one of the processes.
+  assert.deepEqual(applied.flat().sort(), MIGRATIONS);
+  const stepping = createStepping({ connectionString: url });
+  try {
+    assert.deepEqual((await stepping.migrate()).applied, []);
+    await runsAJob(stepping, url);
+  } finally {
+    await stepping.close();
+  }
+});
+
+test('a fresh custom schema migrates and runs jobs on its own, beside the default schema', async () => {
+  const tenant = createStepping({ connectionString: h.url, schema: 'tenant_x' });
+  try {
+    assert.deepEqual((await tenant.migrate()).applied, MIGRATIONS);
+    assert.deepEqual((await tenant.migrate()).applied, []);
+    const before = await h.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM stepping.jobs');
+    await runsAJob(tenant, h.url, 'tenant_x');
+    const tenantJobs = await h.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM tenant_x.jobs WHERE status = 'succeeded'`,
+    );
+    assert.equal(tenantJobs.rows[0]!.n, 1);
+    const after = await h.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM stepping.jobs');
+    assert.equal(after.rows[0]!.n, before.rows[0]!.n, 'nothing was written to the default schema');
+    // The functions resolve names in their own schema, whatever the caller's search_path.
+    const { rows } = await h.pool.query<{ config: string[] }>(
+      `SELECT proconfig AS config FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE n.nspname = 'tenant_x' AND p.proname = 'step_claim'`,
+    );
+    assert.ok(
+      rows[0]?.config.some((c) => /^search_path=tenant_x\b/.test(c)),
+      `step_claim config: ${rows[0]?.config}`,
+    );
+  } finally {
+    await tenant.close();
+  }
+});
+
+test('an invalid schema name throws ConfigError before anything connects', async () => {
+  const bad = [
+    'Tenant',
+    'bad-name',
+    'x; DROP SCHEMA stepping',
+    '1abc',
+    '',
+    'a'.repeat(49),
+    'tenant x',
+    '"q"',
+  ];
+  const noop = defineStep('migrate.noop', async () => {});
+  for (const schema of bad) {
+    assert.throws(
+      () => createStepping({ connectionString: h.url, schema }),
+      ConfigError,
+      `createStepping schema ${JSON.stringify(schema)}`,
+    );
+    assert.throws(
+      () => createWorker({ connectionString: h.url, schema, steps: [noop] }),
+      ConfigError,
+      `createWorker schema ${JSON.stringify(schema)}`,
+    );
+  }
+  // The longest valid name is accepted.
+  const ok = createStepping({ connectionString: h.url, schema: 'a'.repeat(48) });
+  assert.equal(ok.schema, 'a'.repeat(48));
+  await ok.close();
+});

@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import pg from 'pg';
+import { withDatabase } from '../scripts/embedded-db.js';
+import { createStepping, createWorker, defineStep, migrateDatabases, type Worker } from '../src/index.js';
+import { createTestDatabase, serverUrl } from './support/db.js';
+import { eventually } from './support/harness.js';
+
+/** N fresh migrated databases, each with an `effects` table. */
+async function tenants(n: number, label: string): Promise<{ id: string; url: string }[]> {
+  const dbs = await Promise.all(Array.from({ length: n }, (_, i) => createTestDatabase(`${label}_${i}`)));
+  await Promise.all(
+    dbs.map(async (d) => {
+      const c = new pg.Client(d.url);
+      await c.connect();
+      await c.query('CREATE TABLE effects (job_id bigint, database text)');
+      await c.end();
+    }),
+  );
+  return dbs.map((d) => ({ id: d.name, url: d.url }));
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+/** A worker that records every step in its own database's `effects`, through ctx.tx. */
+const record = defineStep(
+  'mt.record',
+  async (_args: unknown, ctx) => {
+    await ctx.tx!.query('INSERT INTO effects VALUES ($1, $2)', [ctx.jobId, ctx.database]);
+  },
+  { transactional: true },
+);
+const noop = defineStep('mt.noop', async () => {});
+
+function startWorker(options: Parameters<typeof createWorker>[0]): Worker {
+  const w = createWorker(options);
+  cleanups.push(() => w.stop());
+  return w;
+}
+
+async function enqueueIn(url: string, n: number, step = record): Promise<string[]> {
+  const s = createStepping({ connectionString: url });
+  try {
+    const r = await s.enqueueMany(
+      undefined,
+      Array.from({ length: n }, () => ({ steps: [step({})] })),
+    );
+    return r.map((x) => x.jobId);
+  } finally {
+    await s.close();
+  }
+}
+
+async function countIn(url: string, sql: string): Promise<number> {
+  const c = new pg.Client(url);
+  await c.connect();
+  try {
+    return Number((await c.query(sql)).rows[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Our connections to the server, per database (application_name is set by the worker). */
+async function ourConnections(): Promise<number> {
+  const c = new pg.Client(withDatabase(serverUrl(), 'postgres'));
+  await c.connect();
+  try {
+    const { rows } = await c.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'stepping-worker'`,
+    );
+    return rows[0].n;
+  } finally {
+    await c.end();
+  }
+}
+
+test('one worker serves 20 databases within its connection budget; each job runs in its own database', async () => {
+  const dbs = await tenants(20, 'mt20');
+  for (const d of dbs) await enqueueIn(d.url, 5);
+  const w = startWorker({
+    databases: dbs.map((d) => ({ id: d.id, connectionString: d.url })),
+    steps: [record],
+    concurrency: 8,
+    maxConnections: 12,
+    pollIntervalMs: 100,
+    idlePollMaxMs: 400,
+  });
+  let peak = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await ourConnections());
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+  await w.start();
+  for (const d of dbs) {
+    await eventually(
+      () =>
+        countIn(d.url, `SELECT count(*) AS n FROM stepping.jobs WHERE status = 'succeeded'`).then(
+          (n) => n === 5,
+        ),
+      30_000,
+      `jobs of ${d.id}`,
+    );
+  }
+  // New work in a database that has no listener is still found (adaptive polling).
+  for (const d of dbs) await enqueueIn(d.url, 1);
+  for (const d of dbs) {
+    await eventually(
+      () =>
+        countIn(d.url, `SELECT count(*) AS n FROM stepping.jobs WHERE status = 'succeeded'`).then(
+          (n) => n === 6,
+        ),
+      30_000,
+      `late job of ${d.id}`,
+    );
+  }
+  sampling = false;
+  await sampler;
+  for (const d of dbs) {
+    // Every effect landed in its own database, written by the step's own transaction.
+    const { rows } = await new pg.Pool({ connectionString: d.url, max: 1 }).query(
+      'SELECT DISTINCT database FROM effects',
+    );
+    assert.deepEqual(rows, [{ database: d.id }]);
+  }
+  assert.ok(peak > 0, 'the sampler saw the worker connected');
+  assert.ok(peak <= 12, `connections peaked at ${peak}, over the budget of 12`);
+  const listening = w.databaseStates().filter((s) => s.listening).length;
+  assert.equal(listening, 6, 'listeners take at most half the budget');
+  await w.stop();
+});
+
+test('tenants added and removed at run time are picked up and drained', async () => {
+  const [a, b] = await tenants(2, 'mtdyn');
+  let list = [{ id: 'tenant-a', connectionString: a!.url }];
+  const w = startWorker({
+    databases: { list: () => list, refreshMs: 100 },
+    steps: [record],
+    concurrency: 4,
+    pollIntervalMs: 100,
+  });
+  const removed: string[] = [];
+  const up: string[] = [];
+  w.on('database:removed', (e) => removed.push(e.database));
+  w.on('database:up', (e) => up.push(e.database));
+  await w.start();
+  await enqueueIn(a!.url, 3);
+  await eventually(
+    () => countIn(a!.url, 'SELECT count(*) AS n FROM effects').then((n) => n === 3),
+    20_000,
+    'tenant a',
+  );
+
+  list = [...list, { id: 'tenant-b', connectionString: b!.url }];
+  await enqueueIn(b!.url, 3);
+  await eventually(
+    () => countIn(b!.url, 'SELECT count(*) AS n FROM effects').then((n) => n === 3),
+    20_000,
+    'tenant b',
+  );
+  assert.deepEqual(up, ['tenant-a', 'tenant-b']);
+  const { rows } = await new pg.Pool({ connectionString: b!.url, max: 1 }).query(
+    'SELECT DISTINCT database FROM effects',
+  );
+  assert.deepEqual(rows, [{ database: 'tenant-b' }]);
+
+  list = [list[1]!];
+  await eventually(() => removed.includes('tenant-a'), 10_000, 'tenant a removed');
+  const conns = await countIn(
+    a!.url,
+    `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'stepping-worker'`,
+  );
+  assert.equal(conns, 0, 'the removed tenant has no connections left');
+  await enqueueIn(a!.url, 1);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(
+    await countIn(a!.url, 'SELECT count(*) AS n FROM effects'),
+    3,
+    'a removed tenant is no longer served',
+  );
+  await w.stop();
+});
+
+test('a database that is down or not migrated is reported and retried while the others run', async () => {
+  const [ok, flaky] = await tenants(2, 'mtdown');
+  const bare = `stepping_t_bare_${Math.random().toString(16).slice(2, 8)}`;
+  const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
+  await admin.connect();
+  cleanups.push(() => admin.end());
+  await admin.query(`CREATE DATABASE "${bare}"`); // no schema: "not migrated"
+  const down: string[] = [];
+  const flakyName = new URL(flaky!.url).pathname.slice(1);
+  await admin.query(`ALTER DATABASE "${flakyName}" ALLOW_CONNECTIONS false`);
+  const w = startWorker({
+    databases: [
+      { id: 'ok', connectionString: ok!.url },
+      { id: 'flaky', connectionString: flaky!.url },
+      { id: 'bare', connectionString: withDatabase(serverUrl(), bare) },
+    ],
+    steps: [record],
+    concurrency: 4,
+    pollIntervalMs: 100,
+  });
+  w.on('database:down', (e) => down.push(e.database));
+  await w.start();
+  await enqueueIn(ok!.url, 4);
+  await eventually(
+    () => countIn(ok!.url, 'SELECT count(*) AS n FROM effects').then((n) => n === 4),
+    20_000,
+    'the healthy tenant',
+  );
+  await eventually(
+    () => down.includes('flaky') && down.includes('bare'),
+    10_000,
+    'both broken databases reported',
+  );
+  const states = Object.fromEntries(w.databaseStates().map((s) => [s.database, s]));
+  assert.equal(states.ok!.state, 'up');
+  assert.equal(states.flaky!.state, 'down');
+  assert.match(states.bare!.lastError ?? '', /run `stepping migrate`/);
+
+  // The database comes back: it is picked up without a restart.
+  await admin.query(`ALTER DATABASE "${flakyName}" ALLOW_CONNECTIONS true`);
+  await enqueueIn(flaky!.url, 2);
+  await eventually(
+    () => countIn(flaky!.url, 'SELECT count(*) AS n FROM effects').then((n) => n === 2),
+    30_000,
+    'the recovered tenant',
+  );
+  await w.stop();
+  await admin.query(`DROP DATABASE "${bare}" WITH (FORCE)`);
+});
+
+test('fairness: 19 quiet tenants are not stuck behind a hot one with 10,000 queued steps', async () => {
+  const dbs = await tenants(20, 'mtfair');
+  const [hot, ...quiet] = dbs;
+  await enqueueIn(hot!.url, 10_000, noop);
+  for (const d of quiet) await enqueueIn(d.url, 10, noop);
+  const w = startWorker({
+    databases: dbs.map((d) => ({ id: d.id, connectionString: d.url })),
+    steps: [noop],
+    concurrency: 16,
+    maxConnections: 60,
+  });
+  let hotDone = 0;
+  let quietDone = 0;
+  let hotDoneWhenQuietFinished = -1;
+  w.on('job:succeeded', (e) => {
+    if (e.database === hot!.id) hotDone++;
+    else if (++quietDone === 190) hotDoneWhenQuietFinished = hotDone;
+  });
+  await w.start();
+  await eventually(() => hotDone === 10_000, 120_000, 'the hot tenant to finish');
+  await w.stop();
+  assert.equal(quietDone, 190);
+  assert.ok(hotDoneWhenQuietFinished >= 0);
+  console.log(
+    `# fairness: the 190 quiet jobs were all done when the hot tenant had done ${hotDoneWhenQuietFinished} of 10000`,
+  );
+  assert.ok(
+    hotDoneWhenQuietFinished < 5000,
+    `quiet tenants finished only after ${hotDoneWhenQuietFinished} hot jobs`,
+  );
+});
+
+test('migrateDatabases migrates every database concurrently and reports a broken one without stopping', async () => {
+  const fresh = await Promise.all(
+    [1, 2, 3].map(async (i) => {
+      const name = `stepping_t_mig_${i}_${Math.random().toString(16).slice(2, 8)}`;
+      const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
+      await admin.connect();
+      await admin.query(`CREATE DATABASE "${name}"`);
+      await admin.end();
+      return withDatabase(serverUrl(), name);
+    }),
+  );
+  const broken = withDatabase(serverUrl(), 'stepping_t_no_such_database');
+  const seen: string[] = [];
+  const results = await migrateDatabases([...fresh, broken], {
+    concurrency: 2,
+    onResult: (r, done, total) => seen.push(`${done}/${total} ${r.ok ? 'ok' : 'failed'}`),
+  });
+  assert.equal(results.length, 4);
+  assert.deepEqual(
+    results.map((r) => r.ok),
+    [true, true, true, false],
+  );
+  assert.match(results[3]!.error ?? '', /does not exist/);
+  assert.ok(results.slice(0, 3).every((r) => r.applied.length === 1));
+  assert.equal(seen.length, 4);
+  assert.equal(seen.at(-1)!.startsWith('4/4'), true);
+  for (const url of fresh) {
+    assert.equal(await countIn(url, `SELECT count(*) AS n FROM pg_proc WHERE proname = 'step_claim'`), 1);
+  }
+});

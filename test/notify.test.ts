@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { defineStep } from '../src/index.js';
+import { setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+
+// Ten minutes: if a job runs within seconds, something other than the poll woke the worker.
+const POLL = 600_000;
+// A functional bound far below the poll interval, not a performance target.
+const PROMPT_MS = 5000;
+
+test('NOTIFY wakes an idle worker whose poll interval is 10 minutes', async () => {
+  const ran = new Map<string, number>();
+  const step = defineStep('notify.step', async (_args: unknown, ctx) => {
+    ran.set(ctx.jobId, Date.now());
+  });
+  // A long lease too, so the idle worker's only timer (its own lease expiring) is far away.
+  await h.worker({ steps: [step], pollIntervalMs: POLL, leaseMs: POLL });
+
+  // Run one job first, so the worker has claimed, finished and gone back to sleep.
+  const first = await h.stepping.enqueue([step({})]);
+  assert.equal((await h.stepping.waitForJob(first, { timeoutMs: PROMPT_MS })).status, 'succeeded');
+
+  for (let round = 0; round < 3; round++) {
+    const enqueuedAt = Date.now();
+    const id = await h.stepping.enqueue([step({ round })]);
+    const job = await h.stepping.waitForJob(id, { timeoutMs: PROMPT_MS });
+    assert.equal(job.status, 'succeeded');
+    assert.ok(
+      ran.get(id)! - enqueuedAt < PROMPT_MS,
+      `round ${round} ran ${ran.get(id)! - enqueuedAt} ms after enqueue`,
+    );
+  }
+});
+
+test('a job scheduled 300 ms ahead runs when due, not before, without waiting for the poll', async () => {
+  const startedAt = new Map<string, number>();
+  const step = defineStep('notify.scheduled', async (_args: unknown, ctx) => {
+    startedAt.set(ctx.jobId, Date.now());
+  });
+  await h.worker({ steps: [step], pollIntervalMs: POLL, leaseMs: POLL });
+
+  const runAt = new Date(Date.now() + 300);
+  const id = await h.stepping.enqueue([step({})], { runAt });
+  const job = await h.stepping.waitForJob(id, { timeoutMs: PROMPT_MS });
+  assert.equal(job.status, 'succeeded');
+  const start = startedAt.get(id)!;
+  assert.ok(start >= runAt.getTime(), `started ${runAt.getTime() - start} ms before its runAt`);
+  assert.ok(start - runAt.getTime() < PROMPT_MS, `started ${start - runAt.getTime()} ms after its runAt`);
+
+  // The same for a delayMs job enqueued while the worker sleeps towards nothing in particular.
+  const enqueuedAt = Date.now();
+  const delayed = await h.stepping.enqueue([step({ delayed: true })], { delayMs: 300 });
+  assert.equal((await h.stepping.waitForJob(delayed, { timeoutMs: PROMPT_MS })).status, 'succeeded');
+  assert.ok(startedAt.get(delayed)! - enqueuedAt >= 300, 'the delayed job did not run early');
+});
