@@ -32,6 +32,9 @@ BEGIN
   -- Pending: a step that already made attempts may have done part of its work.
   v_job := _forward_stop(v_job, v_job.current_step, v_job.attempt > 0, v_job.cancel_compensate, 'cancelled',
                          now(), NULL, NULL, NULL, NULL);
+  IF v_job.status = 'cancelled' THEN
+    PERFORM _notify_done(ARRAY[v_job.id || ':cancelled']);
+  END IF;
   RETURN CASE WHEN v_job.phase = 'compensate' AND v_job.status IN ('pending', 'running')
               THEN 'compensating' ELSE v_job.status END;
 END;

@@ -21,13 +21,17 @@ SET search_path FROM CURRENT
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_now timestamptz := now();
-  v_job jobs;
+  v_now  timestamptz := now();
+  v_row  record;
+  v_job  jobs;
+  v_done text[];
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_lease_ms IS NULL OR p_lease_ms < 1 THEN
     RAISE EXCEPTION 'stepping: step_claim needs p_limit >= 1 and p_lease_ms >= 1' USING ERRCODE = 'SP001';
   END IF;
-  FOR v_job IN
+  -- One statement picks, leases and joins each unit to its step row; the rare job that
+  -- was cancelled or passed its deadline is settled below instead of being returned.
+  FOR v_row IN
     WITH picked AS (
       SELECT j.id FROM jobs j
       WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
@@ -36,23 +40,43 @@ BEGIN
       ORDER BY j.priority, j.available_at, j.id
       LIMIT p_limit
       FOR UPDATE SKIP LOCKED
+    ), leased AS (
+      UPDATE jobs j SET status = 'running', available_at = v_now + p_lease_ms * interval '1 millisecond',
+                        lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = p_worker,
+                        claimed_at = v_now, updated_at = v_now
+      FROM picked WHERE j.id = picked.id
+      RETURNING j.*
     )
-    UPDATE jobs j SET status = 'running', available_at = v_now + p_lease_ms * interval '1 millisecond',
-                      lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = p_worker,
-                      claimed_at = v_now, updated_at = v_now
-    FROM picked WHERE j.id = picked.id
-    RETURNING j.*
+    SELECT l.id, l.lease_token, l.current_step, l.phase, l.step_name,
+           CASE WHEN l.phase = 'forward' THEN s.args ELSE coalesce(s.compensate_args, s.args) END AS args,
+           l.attempt, l.queue, l.priority, l.step_count, s.transactional AND l.phase = 'forward' AS transactional,
+           l.deadline,
+           (l.phase = 'forward' AND (l.cancel_requested OR (l.deadline IS NOT NULL AND l.deadline <= v_now)))
+             AS settle
+    FROM leased l JOIN steps s ON s.job_id = l.id AND s.idx = l.current_step
+    ORDER BY l.priority, l.id
   LOOP
-    IF v_job.phase = 'forward' AND v_job.cancel_requested THEN
-      PERFORM _forward_stop(v_job, v_job.current_step, v_job.attempt > 1, v_job.cancel_compensate, 'cancelled',
-                            v_now, NULL, NULL, NULL, NULL);
-    ELSIF v_job.phase = 'forward' AND v_job.deadline IS NOT NULL AND v_job.deadline <= v_now THEN
-      PERFORM _unit_failed(v_job, jsonb_build_object('message', 'deadline passed', 'deadline', v_job.deadline),
-                           true, NULL, v_now);
+    IF NOT v_row.settle THEN
+      job_id := v_row.id; lease_token := v_row.lease_token; step_index := v_row.current_step;
+      phase := v_row.phase; name := v_row.step_name; args := v_row.args; attempt := v_row.attempt;
+      queue := v_row.queue; priority := v_row.priority; step_count := v_row.step_count;
+      transactional := v_row.transactional; deadline := v_row.deadline;
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    SELECT * INTO v_job FROM jobs WHERE id = v_row.id;
+    IF v_job.cancel_requested THEN
+      v_job := _forward_stop(v_job, v_job.current_step, v_job.attempt > 1, v_job.cancel_compensate, 'cancelled',
+                             v_now, NULL, NULL, NULL, NULL);
     ELSE
-      RETURN QUERY SELECT * FROM _unit_of(v_job);
+      v_job := _unit_failed(v_job, jsonb_build_object('message', 'deadline passed', 'deadline', v_job.deadline),
+                            true, NULL, v_now);
+    END IF;
+    IF v_job.status IN ('succeeded', 'failed', 'compensated', 'cancelled') THEN
+      v_done := v_done || (v_job.id || ':' || v_job.status);
     END IF;
   END LOOP;
+  PERFORM _notify_done(v_done);
 END;
 $$;
 COMMENT ON FUNCTION step_claim(text, text[], text[], integer, integer) IS

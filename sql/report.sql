@@ -21,10 +21,11 @@ SET search_path FROM CURRENT
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_now timestamptz := now();
-  v_in  record;
-  v_job jobs;
-  v_u   record;
+  v_now  timestamptz := now();
+  v_in   record;
+  v_job  jobs;
+  v_u    record;
+  v_done text[];
 BEGIN
   IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens) THEN
     RAISE EXCEPTION 'stepping: p_job_ids and p_tokens differ in length' USING ERRCODE = 'SP001';
@@ -42,6 +43,9 @@ BEGIN
       CONTINUE;
     END IF;
     v_job := _unit_succeeded(v_job, v_now, p_worker, p_names, p_queues, p_lease_ms);
+    IF v_job.status IN ('succeeded', 'failed', 'compensated', 'cancelled') THEN
+      v_done := v_done || (v_job.id || ':' || v_job.status);
+    END IF;
     accepted := true; job_status := v_job.status;
     next_lease_token := NULL; next_step_index := NULL; next_phase := NULL; next_name := NULL; next_args := NULL;
     next_attempt := NULL; next_queue := NULL; next_priority := NULL; next_step_count := NULL;
@@ -55,6 +59,7 @@ BEGIN
     END IF;
     RETURN NEXT;
   END LOOP;
+  PERFORM _notify_done(v_done);
 END;
 $$;
 COMMENT ON FUNCTION step_complete(bigint[], uuid[], text, text[], text[], integer) IS
@@ -83,6 +88,7 @@ DECLARE
   v_in    record;
   v_job   jobs;
   v_phase text;
+  v_done  text[];
 BEGIN
   IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
      OR cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_errors) THEN
@@ -104,6 +110,9 @@ BEGIN
     END IF;
     v_phase := v_job.phase;
     v_job := _unit_failed(v_job, coalesce(v_in.err, '{}'::jsonb), v_in.permanent, v_in.later, v_now);
+    IF v_job.status IN ('succeeded', 'failed', 'compensated', 'cancelled') THEN
+      v_done := v_done || (v_job.id || ':' || v_job.status);
+    END IF;
     accepted := true;
     job_status := v_job.status;
     outcome := CASE
@@ -114,6 +123,7 @@ BEGIN
     next_run_at := CASE WHEN v_job.status = 'pending' THEN v_job.available_at END;
     RETURN NEXT;
   END LOOP;
+  PERFORM _notify_done(v_done);
 END;
 $$;
 COMMENT ON FUNCTION step_fail(bigint[], uuid[], jsonb[], boolean[], integer[]) IS

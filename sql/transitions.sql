@@ -2,6 +2,9 @@
 -- job row lock (FOR UPDATE or an UPDATE of it) and have checked the lease token; these
 -- functions then lock the job's step rows, always job before steps, the same order as
 -- every public function, so no two engine calls can deadlock on one job.
+-- Internal (_-prefixed) functions carry no SET search_path: they are only called from the
+-- public SECURITY DEFINER functions, whose pinned path they inherit, and a SET clause
+-- would stop the planner from inlining them and cost a settings save/restore per call.
 
 -- What a worker needs to run the job's current unit (a step, or a step's compensation).
 CREATE OR REPLACE FUNCTION _unit_of(p_job jobs)
@@ -9,7 +12,6 @@ RETURNS TABLE (job_id bigint, lease_token uuid, step_index integer, phase text, 
                attempt integer, queue text, priority integer, step_count integer, transactional boolean,
                deadline timestamptz)
 LANGUAGE sql STABLE
-SET search_path FROM CURRENT
 AS $$
   SELECT p_job.id, p_job.lease_token, p_job.current_step, p_job.phase, p_job.step_name,
          CASE WHEN p_job.phase = 'forward' THEN s.args ELSE coalesce(s.compensate_args, s.args) END,
@@ -27,7 +29,6 @@ CREATE OR REPLACE FUNCTION _job_next_unit(p_job jobs, p_idx integer, p_phase tex
                                           p_worker text, p_names text[], p_queues text[], p_lease_ms integer)
 RETURNS jobs
 LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
 AS $$
 DECLARE
   v_job  jobs;
@@ -59,7 +60,6 @@ COMMENT ON FUNCTION _job_next_unit(jobs, integer, text, text, timestamptz, text,
 CREATE OR REPLACE FUNCTION _job_finish(p_job jobs, p_status text, p_now timestamptz)
 RETURNS jobs
 LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
 AS $$
 DECLARE
   v_job jobs;
@@ -71,11 +71,11 @@ BEGIN
                   lease_token = NULL, locked_by = NULL, available_at = p_now
   WHERE id = p_job.id
   RETURNING * INTO v_job;
-  PERFORM _notify_done(v_job.id, p_status);
+  -- The public function that caused this announces it, one NOTIFY per batch (_notify_done).
   RETURN v_job;
 END;
 $$;
-COMMENT ON FUNCTION _job_finish(jobs, text, timestamptz) IS 'Puts a job in a final status and announces it on <schema>_done.';
+COMMENT ON FUNCTION _job_finish(jobs, text, timestamptz) IS 'Puts a job in a final status (the caller announces it with _notify_done).';
 
 -- Runs the next pending compensation, highest step index first; with none left the job
 -- ends: cancelled when a cancel started this, compensated when any compensation ran,
@@ -84,7 +84,6 @@ CREATE OR REPLACE FUNCTION _compensation_next(p_job jobs, p_now timestamptz, p_w
                                               p_queues text[], p_lease_ms integer)
 RETURNS jobs
 LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
 AS $$
 DECLARE
   v_next record;
@@ -117,7 +116,6 @@ CREATE OR REPLACE FUNCTION _forward_stop(p_job jobs, p_from integer, p_include_f
                                          p_queues text[], p_lease_ms integer)
 RETURNS jobs
 LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
 AS $$
 BEGIN
   IF p_compensate THEN
@@ -140,7 +138,6 @@ CREATE OR REPLACE FUNCTION _unit_succeeded(p_job jobs, p_now timestamptz, p_work
                                            p_queues text[], p_lease_ms integer)
 RETURNS jobs
 LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
 AS $$
 DECLARE
   v_next_name text;
@@ -177,7 +174,6 @@ CREATE OR REPLACE FUNCTION _unit_failed(p_job jobs, p_error jsonb, p_permanent b
                                         p_now timestamptz)
 RETURNS jobs
 LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
 AS $$
 DECLARE
   v_step      steps;

@@ -267,8 +267,9 @@ export class Stepping {
     this.hub ??= new NotificationHub(this.pool);
     const channel = this.engine.doneChannel;
     let wake: () => void = () => {};
+    // Payload: "id:status,id:status,..." for every job one engine call finished.
     const onDone = (payload: string) => {
-      if (payload.split(':')[0] === jobId) wake();
+      if (payload.split(',').some((item) => item.slice(0, item.indexOf(':')) === jobId)) wake();
     };
     const unsubscribe = await this.hub.subscribe(channel, onDone, () => wake());
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;

@@ -399,6 +399,53 @@ test('stepping-worker options map onto WorkerOptions', () => {
   });
   assert.throws(
     () => parseWorkerArgs(['--steps', 'x.js', '--max-connections', '20'], { DATABASE_URL: 'u' }),
-    /--max-connections and --idle-poll-max need several --database-url/,
+    /--max-connections and --idle-poll-max need several databases/,
   );
+});
+
+test('migrate and status --databases work over many databases and report a broken one', async () => {
+  const { createTestDatabase, serverUrl } = await import('./support/db.js');
+  const { withDatabase } = await import('../scripts/embedded-db.js');
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const os = await import('node:os');
+  const a = await createTestDatabase('cli_many_a');
+  const b = await createTestDatabase('cli_many_b');
+  const broken = withDatabase(serverUrl(), 'stepping_t_cli_no_such_db');
+
+  const migrated = await inProcess(
+    runOperatorCli,
+    ['migrate', '--databases', `${a.url},${b.url},${broken}`],
+    {},
+  );
+  assert.equal(migrated.code, 1, 'one database failed');
+  assert.match(migrated.stderr, /\[3\/3\]/);
+  assert.match(migrated.stdout, new RegExp(`${a.name}\\s+migrated`));
+  assert.match(migrated.stdout, new RegExp(`${b.name}\\s+migrated`));
+  assert.match(migrated.stdout, /stepping_t_cli_no_such_db\s+failed.*does not exist/);
+
+  // A file with id=url lines and a comment.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'stepping-cli-'));
+  const file = path.join(dir, 'tenants.txt');
+  await writeFile(file, `# tenants\ntenant-a=${a.url}\n\ntenant-b=${b.url}\n`);
+  await h.stepping.enqueue([{ name: 'x', args: {} }]);
+  const status = await inProcess(runOperatorCli, ['status', '--databases', file, '--json'], {});
+  assert.equal(status.code, 0);
+  const rows = JSON.parse(status.stdout) as { database: string; state: string }[];
+  assert.deepEqual(
+    rows.map((r) => [r.database, r.state]),
+    [
+      ['tenant-a', 'ok'],
+      ['tenant-b', 'ok'],
+    ],
+  );
+  const down = await inProcess(runOperatorCli, ['status', '--databases', `${a.url},${broken}`], {});
+  assert.equal(down.code, 1);
+  assert.match(down.stdout, /stepping_t_cli_no_such_db\s+down/);
+  const wrong = await inProcess(runOperatorCli, ['jobs', '--databases', a.url], {});
+  assert.equal(wrong.code, 2);
+
+  const args = parseWorkerArgs(['--steps', 'x.js', '--databases', file, '--max-connections', '20'], {});
+  assert.equal(typeof (args.options.databases as { list?: unknown }).list, 'function', 'a file is re-read');
+  assert.equal(args.options.maxConnections, 20);
 });

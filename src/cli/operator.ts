@@ -17,6 +17,9 @@ import { migrateCommand } from './commands/migrate.js';
 import { pruneCommand } from './commands/prune.js';
 import { retryCommand } from './commands/retry.js';
 import { statusCommand } from './commands/status.js';
+import { parseDatabasesArg } from './databases-arg.js';
+import { migrateMany, statusMany } from './multi-database.js';
+import type { DatabaseSpec } from '../multidb/sources.js';
 
 /** Every subcommand, in the order --help lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -31,6 +34,7 @@ export const COMMANDS: readonly Command[] = [
 
 const OPTIONS = {
   'database-url': { type: 'string' },
+  databases: { type: 'string' },
   schema: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -52,6 +56,8 @@ ${COMMANDS.map((c) => `  ${c.synopsis.padEnd(width)}${c.summary}`).join('\n')}
 
 Options:
   --database-url URL   PostgreSQL connection string (default: $DATABASE_URL)
+  --databases LIST     migrate, status: many databases at once; LIST is url,url,... or a file
+                       with one url (or id=url) per line. Failures are reported per database.
   --schema NAME        schema holding Stepping (default: ${DEFAULT_SCHEMA})
   --json               print one JSON document instead of text
   -h, --help           show this help
@@ -66,6 +72,7 @@ Exit codes: 0 ok, 1 failure (no such job, job in the wrong state, database error
 
 interface Invocation {
   help: boolean;
+  databases: DatabaseSpec[] | undefined;
   json: boolean;
   schema: string | undefined;
   databaseUrl: string | undefined;
@@ -102,8 +109,13 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
   if (args.length !== command.args.length) {
     throw new UsageError(`usage: stepping ${command.synopsis}`);
   }
+  const databases = values.databases === undefined ? undefined : parseDatabasesArg(values.databases);
+  if (databases && command.name !== 'migrate' && command.name !== 'status') {
+    throw new UsageError(`--databases works with migrate and status, not ${command.name}`);
+  }
   return {
     help: false,
+    databases,
     json: values.json ?? false,
     schema: values.schema,
     databaseUrl: values['database-url'] ?? env.DATABASE_URL,
@@ -130,6 +142,10 @@ export async function runOperatorCli(
       return EXIT.ok;
     }
     invocation = parsed;
+    if (invocation.databases) {
+      const many = invocation.command.name === 'migrate' ? migrateMany : statusMany;
+      return await many(invocation.databases, invocation.schema, invocation.json, io);
+    }
     if (!invocation.databaseUrl) throw new UsageError('no database: pass --database-url or set DATABASE_URL');
     stepping = createStepping({
       connectionString: invocation.databaseUrl,

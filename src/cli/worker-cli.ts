@@ -17,6 +17,7 @@ import {
   UsageError,
   type CliIo,
 } from './args.js';
+import { parseDatabasesArg } from './databases-arg.js';
 import { loadSteps } from './load-steps.js';
 import { attachWorkerLog } from './worker-log.js';
 
@@ -30,6 +31,7 @@ const OPTIONS = {
   'graceful-stop': { type: 'string' },
   'pool-size': { type: 'string' },
   'database-url': { type: 'string', multiple: true },
+  databases: { type: 'string' },
   'max-connections': { type: 'string' },
   'idle-poll-max': { type: 'string' },
   quiet: { type: 'boolean' },
@@ -56,6 +58,8 @@ Options:
   --pool-size <n>         connections per database (default: ${d.poolSize}; with several databases: ${d.databasePoolSize})
   --database-url <url>    PostgreSQL connection string (default: $DATABASE_URL); repeat it to
                           serve several databases from this one worker
+  --databases <list>      serve many databases: url,url,... or a file with one url (or
+                          id=url) per line, re-read every 30 s (tenants come and go)
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
   --idle-poll-max <ms>    several databases: longest poll interval of an idle database
                           without a listener (default: ${d.idlePollMaxMs})
@@ -115,7 +119,15 @@ export function parseWorkerArgs(
       : parseInteger('--concurrency', values.concurrency, 1, 10_000);
   const ms = (option: string, text: string | undefined) =>
     text === undefined ? undefined : parseDuration(option, text, 'ms');
-  const urls = values['database-url'] ?? (env.DATABASE_URL ? [env.DATABASE_URL] : []);
+  const listArg = values.databases;
+  if (listArg !== undefined && values['database-url'] !== undefined) {
+    throw new UsageError('give --databases or --database-url, not both');
+  }
+  // A file is re-read periodically (tenants come and go); a URL list is fixed.
+  const fromList = listArg === undefined ? undefined : parseDatabasesArg(listArg);
+  const urls = fromList
+    ? fromList.map((d) => (typeof d === 'string' ? d : d.connectionString))
+    : (values['database-url'] ?? (env.DATABASE_URL ? [env.DATABASE_URL] : []));
   if (!help && urls.length === 0)
     throw new UsageError('no database: pass --database-url or set DATABASE_URL');
   const int = (option: string, text: string | undefined, max: number) =>
@@ -126,16 +138,21 @@ export function parseWorkerArgs(
   const idlePollMaxMs = ms('--idle-poll-max', values['idle-poll-max']);
   const poolSize = int('--pool-size', values['pool-size'], 1000);
   const maxConnections = int('--max-connections', values['max-connections'], 100_000);
-  if (urls.length < 2 && (maxConnections !== undefined || idlePollMaxMs !== undefined)) {
-    throw new UsageError('--max-connections and --idle-poll-max need several --database-url');
+  const many = fromList !== undefined || urls.length > 1;
+  if (!many && (maxConnections !== undefined || idlePollMaxMs !== undefined)) {
+    throw new UsageError('--max-connections and --idle-poll-max need several databases');
   }
+  const databases =
+    listArg !== undefined && !listArg.includes('://')
+      ? { list: () => parseDatabasesArg(listArg) }
+      : (fromList ?? (urls.length > 1 ? urls : undefined));
   return {
     help,
     quiet: values.quiet ?? false,
     stepsModule,
     options: {
       // One database is the common case; several switch the worker to multi-database mode.
-      ...(urls.length === 1 ? { connectionString: urls[0] } : urls.length > 1 ? { databases: urls } : {}),
+      ...(databases !== undefined ? { databases } : urls.length === 1 ? { connectionString: urls[0] } : {}),
       ...(values.schema !== undefined ? { schema: values.schema } : {}),
       ...(values.queue !== undefined ? { queues: queuesOption(values.queue, concurrency) } : {}),
       concurrency,

@@ -84,7 +84,7 @@ export class Engine {
     return `${this.schema}_ready`;
   }
 
-  /** Channel on which finished jobs are announced (payload: `id:status`). */
+  /** Channel on which finished jobs are announced (payload: `id:status,id:status,...`). */
   get doneChannel(): string {
     return `${this.schema}_done`;
   }

@@ -5,7 +5,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { runner } from 'node-pg-migrate';
 import type pg from 'pg';
 import { quoteIdent } from '../config.js';
 import { packageRoot } from '../paths.js';
@@ -50,6 +49,8 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lockKey]);
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+    // Loaded only when migrating, so workers do not carry it.
+    const { runner } = await import('node-pg-migrate');
     const ran = await runner({
       dbClient: client,
       dir: path.join(packageRoot, 'migrations'),

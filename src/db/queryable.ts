@@ -1,4 +1,4 @@
-import { CompiledQuery } from 'kysely';
+import type { CompiledQuery } from 'kysely';
 
 /** Anything that runs a parameterised query: a pg Pool, Client or PoolClient. */
 export interface Queryable {
@@ -26,6 +26,8 @@ export function toQueryable(tx: TransactionLike): Queryable {
     const kysely = tx;
     return {
       query: async (text, values = []) => {
+        // Loaded on first use: workers and pg-only producers never pay for kysely.
+        const { CompiledQuery } = await import('kysely');
         const result = await kysely.executeQuery(CompiledQuery.raw(text, values));
         return { rows: [...result.rows] };
       },

@@ -39,6 +39,10 @@ export class DatabaseWorker {
   private idlePolls = 0;
   private backoffUntil = 0;
   private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
+  private claimDone: Promise<void> = Promise.resolve();
+  /** A short claim got some units: look up the next due time once they are done. */
+  private dueCheckPending = false;
   private heartbeat: NodeJS.Timeout | undefined;
   private errorDelayMs = 0;
   private idleWaiters: (() => void)[] = [];
@@ -117,10 +121,20 @@ export class DatabaseWorker {
     this.kick();
   }
 
+  /**
+   * Wakes this database after `ms`, unless a wake-up is already due sooner: a backoff
+   * retry armed while a claim was in flight must not be pushed back by the idle timer.
+   */
   private arm(ms: number): void {
-    clearTimeout(this.timer);
     if (this.stopping) return;
-    this.timer = setTimeout(() => this.wake(), Math.max(0, ms));
+    const at = Date.now() + Math.max(0, ms);
+    if (this.timer !== undefined && this.timerAt <= at) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.wake();
+    }, at - Date.now());
   }
 
   /** True when this database may have claimable work and is not claiming or backing off. */
@@ -140,13 +154,14 @@ export class DatabaseWorker {
     this.claiming = true;
     // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
     this.moreWork = false;
-    void this.claimPlan(plan);
+    this.claimDone = this.claimPlan(plan);
     return true;
   }
 
   private async claimPlan(plan: { queues: string[] | null; n: number }[]): Promise<void> {
     let short = false;
     let failed = false;
+    let claimed = 0;
     for (const p of plan) {
       let units: LeasedUnit[] = [];
       try {
@@ -164,7 +179,14 @@ export class DatabaseWorker {
       } finally {
         this.slots.unreserve(p, p.n - units.length);
       }
+      if (this.stopping && units.length > 0) {
+        // stop() began while this claim was in flight: hand the units straight back.
+        await this.engine.releaseLeases(this.pool, units).catch(() => {});
+        for (const unit of units) this.slots.release(unit.queue);
+        units = [];
+      }
       for (const unit of units) this.startUnit(unit);
+      claimed += units.length;
       if (units.length === p.n) this.moreWork = true;
       else short = true;
     }
@@ -176,16 +198,24 @@ export class DatabaseWorker {
     } else {
       this.errorDelayMs = 0;
       if (short && !this.moreWork) {
-        await this.sleepUntilDue().catch((error: Error) => {
-          this.emit('error', { database: this.database, error, during: 'claim' });
-          this.arm(this.config.pollIntervalMs);
-        });
+        // Nothing more is due now. When this claim found nothing, look up when something
+        // will be; otherwise do that once the units just claimed have finished (idle).
+        if (claimed === 0) await this.scheduleDueCheck();
+        else this.dueCheckPending = true;
       } else {
         this.idlePolls = 0;
       }
     }
     this.claiming = false;
     this.kick();
+  }
+
+  private async scheduleDueCheck(): Promise<void> {
+    this.dueCheckPending = false;
+    await this.sleepUntilDue().catch((error: Error) => {
+      this.emit('error', { database: this.database, error, during: 'claim' });
+      this.arm(this.config.pollIntervalMs);
+    });
   }
 
   /**
@@ -249,6 +279,15 @@ export class DatabaseWorker {
     const base = this.unitEvent(unit);
     let next: LeasedUnit | null = null;
     let jobStatus: string | null = null;
+    // The slot is for running handlers. When no continuation can follow (a failure, or
+    // the job's last step) it is freed now, so the next claim overlaps this report.
+    let slotHeld = true;
+    const lastStep = unit.phase === 'forward' && unit.stepIndex + 1 >= unit.stepCount;
+    if (outcome.kind === 'failure' || outcome.kind === 'later' || (outcome.kind === 'success' && lastStep)) {
+      slotHeld = false;
+      this.slots.release(unit.queue);
+      this.kick();
+    }
 
     if (flight.abandoned && outcome.kind !== 'applied') {
       // Released at stop or lease lost: another worker owns the unit now.
@@ -290,10 +329,7 @@ export class DatabaseWorker {
             notYet: outcome.kind === 'later',
           });
           // The retry may be due before the next poll: sleep no longer than that.
-          if (result.nextRunAt && !this.claiming) {
-            const ms = result.nextRunAt.getTime() - Date.now();
-            if (ms < this.config.pollIntervalMs) this.arm(Math.max(ms + 5, 0));
-          }
+          if (result.nextRunAt) this.arm(result.nextRunAt.getTime() - Date.now() + 5);
         }
       }
     }
@@ -308,16 +344,18 @@ export class DatabaseWorker {
 
     this.inFlight.delete(unit.jobId);
     if (next) {
-      if (this.stopping) {
-        await this.engine.releaseLeases(this.pool, [next]).catch(() => {});
-      } else {
-        // The job's next step, already leased to us: run it in the same slot.
+      // The job's next step, already leased to us: run it in the same slot (or a free one).
+      if (!this.stopping && (slotHeld || this.slots.tryTake(next.queue))) {
         this.startUnit(next);
         return;
       }
+      await this.engine.releaseLeases(this.pool, [next]).catch(() => {});
     }
-    this.slots.release(unit.queue);
-    if (this.inFlight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (slotHeld) this.slots.release(unit.queue);
+    if (this.inFlight.size === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+      if (this.dueCheckPending && !this.claiming && !this.moreWork && !this.stopping) void this.scheduleDueCheck();
+    }
     this.kick();
   }
 
@@ -353,6 +391,8 @@ export class DatabaseWorker {
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.timer);
+    // A claim already sent returns its units to the queue (see claimPlan); wait for it.
+    await this.claimDone;
     for (const u of this.unsubscribes.splice(0)) await u().catch(() => {});
     await this.hub.close();
     this.listening = false;

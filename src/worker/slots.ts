@@ -53,6 +53,16 @@ export class Slots {
     if (queue !== undefined) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) - unused);
   }
 
+  /** Takes one slot for a unit of `queue` if there is room; false otherwise. */
+  tryTake(queue: string): boolean {
+    if (this.free() <= 0) return false;
+    const limit = this.queueLimits.get(queue);
+    if (limit !== undefined && (this.usedByQueue.get(queue) ?? 0) >= limit) return false;
+    this.used += 1;
+    if (limit !== undefined) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) + 1);
+    return true;
+  }
+
   /** Frees the slot of a finished unit of `queue`. */
   release(queue: string): void {
     this.used -= 1;

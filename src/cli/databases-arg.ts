@@ -1,0 +1,40 @@
+/**
+ * `--databases <file|url,...>`: a comma-separated list of connection strings, or a file
+ * with one database per line (`url` or `id=url`; blank lines and # comments skipped).
+ */
+import { readFileSync } from 'node:fs';
+import type { DatabaseSpec } from '../multidb/sources.js';
+import { UsageError } from './args.js';
+
+function spec(text: string): DatabaseSpec {
+  const eq = text.indexOf('=');
+  const scheme = text.indexOf('://');
+  // "id=postgres://..." names the database; an "=" inside the URL's query does not.
+  if (eq > 0 && (scheme < 0 || eq < scheme))
+    return { id: text.slice(0, eq).trim(), connectionString: text.slice(eq + 1).trim() };
+  return text.trim();
+}
+
+/** Parses the option's value into database specs. */
+export function parseDatabasesArg(value: string): DatabaseSpec[] {
+  let items: string[];
+  if (value.includes('://')) {
+    items = value.split(',');
+  } else {
+    let text: string;
+    try {
+      text = readFileSync(value, 'utf8');
+    } catch (error) {
+      throw new UsageError(
+        `--databases ${value}: not a URL list and not a readable file (${(error as Error).message})`,
+      );
+    }
+    items = text.split('\n').filter((line) => line.trim() !== '' && !line.trim().startsWith('#'));
+  }
+  const specs = items
+    .map((item) => item.trim())
+    .filter(Boolean)
+    .map(spec);
+  if (specs.length === 0) throw new UsageError(`--databases ${value}: no databases listed`);
+  return specs;
+}
