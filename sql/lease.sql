@@ -7,9 +7,16 @@ RETURNS TABLE (job_id bigint, cancel_requested boolean)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
+  -- Lock in id order, like step_complete, so a heartbeat and a report never deadlock.
+  WITH locked AS (
+    SELECT j.id FROM jobs j JOIN unnest(p_job_ids, p_tokens) AS t(id, token)
+      ON j.id = t.id AND j.lease_token = t.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+  )
   UPDATE jobs j SET available_at = now() + p_lease_ms * interval '1 millisecond', updated_at = now()
-  FROM (SELECT t.id, t.token FROM unnest(p_job_ids, p_tokens) AS t(id, token) ORDER BY t.id) t
-  WHERE j.id = t.id AND j.lease_token = t.token AND j.status = 'running'
+  FROM locked l WHERE j.id = l.id
   RETURNING j.id, j.cancel_requested;
 $$;
 COMMENT ON FUNCTION lease_extend(bigint[], uuid[], integer) IS
@@ -27,10 +34,16 @@ DECLARE
   v_job jobs;
 BEGIN
   FOR v_job IN
+    WITH locked AS (
+      SELECT j.id FROM jobs j JOIN unnest(p_job_ids, p_tokens) AS t(id, token)
+        ON j.id = t.id AND j.lease_token = t.token
+      WHERE j.status = 'running'
+      ORDER BY j.id
+      FOR UPDATE OF j
+    )
     UPDATE jobs j SET status = 'pending', available_at = now(), attempt = greatest(j.attempt - 1, 0),
                       lease_token = NULL, locked_by = NULL, updated_at = now()
-    FROM (SELECT t.id, t.token FROM unnest(p_job_ids, p_tokens) AS t(id, token) ORDER BY t.id) t
-    WHERE j.id = t.id AND j.lease_token = t.token AND j.status = 'running'
+    FROM locked l WHERE j.id = l.id
     RETURNING j.*
   LOOP
     PERFORM _notify_ready(v_job.queue);

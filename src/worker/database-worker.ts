@@ -354,7 +354,8 @@ export class DatabaseWorker {
     if (slotHeld) this.slots.release(unit.queue);
     if (this.inFlight.size === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
-      if (this.dueCheckPending && !this.claiming && !this.moreWork && !this.stopping) void this.scheduleDueCheck();
+      if (this.dueCheckPending && !this.claiming && !this.moreWork && !this.stopping)
+        void this.scheduleDueCheck();
     }
     this.kick();
   }
