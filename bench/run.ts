@@ -28,13 +28,14 @@ import { chainScenario } from './scenarios/chain.js';
 import { enqueueScenario } from './scenarios/enqueue.js';
 import { floorScenario } from './scenarios/floor.js';
 import { latencyScenario } from './scenarios/latency.js';
+import { manyDatabasesScenario, type ManyDatabasesResult } from './scenarios/many-databases.js';
 
 const t0 = Date.now();
 const log = (line: string) =>
   process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
 
 type PerLibrary = (ctx: BenchContext, library: LibraryName, rep: number) => Promise<void>;
-const PER_LIBRARY: Record<Exclude<ScenarioName, 'floor'>, PerLibrary> = {
+const PER_LIBRARY: Record<Exclude<ScenarioName, 'floor' | 'many-databases'>, PerLibrary> = {
   enqueue: enqueueScenario,
   'bulk-drain': bulkDrainScenario,
   chain: chainScenario,
@@ -64,6 +65,11 @@ async function main(): Promise<void> {
         for (const library of order) await scenario(ctx, library, rep);
       }
       if (only.has('floor')) await floorScenario(ctx, rep);
+    }
+    // Stepping only (no peer serves many databases from one worker); one run.
+    let manyDatabases: ManyDatabasesResult | null = null;
+    if (only.has('many-databases') && libraries.includes('stepping')) {
+      manyDatabases = await manyDatabasesScenario(factory, params.manyHotJobs, log);
     }
 
     const { results } = ctx;
@@ -108,6 +114,7 @@ async function main(): Promise<void> {
       ratios: Object.fromEntries(rows.map((r) => [r.label, r.ratio])),
       figures: summarizeAll(results),
       profiles: profileList,
+      manyDatabases,
       failures: results.failures,
     };
     const target = out ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
@@ -124,6 +131,16 @@ async function main(): Promise<void> {
         `completeJobBatchDelay ${params.graphile.completeJobBatchDelay}\n`,
     );
     console.log(markdownTable(rows, floor));
+    if (manyDatabases) {
+      const m = manyDatabases;
+      console.log(
+        `\n**Many databases** (Stepping only; one worker, concurrency 24, budget ${m.maxConnections} connections): ` +
+          `${m.databases} databases, a hot tenant with ${m.hotJobs} queued jobs and ${m.quietJobs} quiet jobs in the ` +
+          `other ${m.databases - 1}. The quiet tenants were all done after ${m.quietDoneMs} ms, when the hot one ` +
+          `had done ${m.hotDoneWhenQuietDone} of ${m.hotJobs}; the hot one finished after ${m.hotDoneMs} ms. ` +
+          `${m.jobsPerSecond} jobs/s overall; peak connections ${m.peakConnections}.\n`,
+      );
+    }
     console.log(markdownProfiles(profileList));
     if (results.failures.length > 0)
       console.log(`\nFailures:\n${results.failures.map((f) => `- ${f}`).join('\n')}`);

@@ -18,6 +18,11 @@ RETURNS TABLE (job_id bigint, lease_token uuid, step_index integer, phase text, 
                deadline timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
+-- Always walk jobs_claimable in claim order and stop after p_limit rows. With the stale
+-- statistics of a freshly bulk-loaded table the planner would otherwise pick a bitmap
+-- scan and sort every runnable row on each claim (measured: 27 ms against 2 ms at 40k rows).
+SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -39,11 +39,6 @@ export class EngineInputError extends SteppingError {
   override name = 'EngineInputError';
 }
 
-/** A result was reported with a lease token that is no longer current: another worker owns the step now. */
-export class StaleLeaseError extends SteppingError {
-  override name = 'StaleLeaseError';
-}
-
 /** The schema is missing or older than this driver: run `stepping migrate`. */
 export class SchemaNotReadyError extends SteppingError {
   override name = 'SchemaNotReadyError';

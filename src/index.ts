@@ -30,7 +30,6 @@ export {
   JobNotFoundError,
   InvalidJobStateError,
   EngineInputError,
-  StaleLeaseError,
   SchemaNotReadyError,
   WaitTimeoutError,
   PermanentError,

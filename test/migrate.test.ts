@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { withDatabase } from '../scripts/embedded-db.js';
 import { ConfigError, createStepping, createWorker, defineStep, type Stepping } from '../src/index.js';
-import { serverUrl } from './support/db.js';
+import { createTestDatabase } from './support/db.js';
 import { setup } from './support/harness.js';
-import { TEST_DB_PREFIX } from './support/names.js';
 
 const h = await setup(import.meta.url);
 
@@ -19,27 +15,11 @@ const MIGRATIONS = readdirSync(fileURLToPath(new URL('../migrations/', import.me
   .sort();
 const FIXTURE = fileURLToPath(new URL('./fixtures/core-migrate.ts', import.meta.url));
 
-/** A new database cloned from template1, so it has no Stepping objects at all. Kept like the harness's. */
+/** A new database with no Stepping objects at all. Kept after a failure like the harness's. */
 async function emptyDatabase(label: string): Promise<string> {
-  const name = `${TEST_DB_PREFIX}core_${label}_${randomBytes(3).toString('hex')}`;
-  const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
-  await admin.connect();
-  try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await admin.query(`CREATE DATABASE "${name}"`);
-        break;
-      } catch (error) {
-        // 55006: someone is connected to template1 right now.
-        if ((error as { code?: string }).code !== '55006' || attempt > 50) throw error;
-        await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
-      }
-    }
-  } finally {
-    await admin.end();
-  }
+  const { url, name } = await createTestDatabase(`core_${label}`, { empty: true });
   console.log(`# database ${name}`);
-  return withDatabase(serverUrl(), name);
+  return url;
 }
 
 async function runsAJob(stepping: Stepping, url: string, schema?: string): Promise<void> {

@@ -42,6 +42,8 @@ export interface BenchParams {
   floorBatch: number;
   /** A drain that takes longer than this is reported as failed. */
   timeoutMs: number;
+  /** Many databases (Stepping only): queued jobs of the hot tenant (19 quiet ones have 10 each). */
+  manyHotJobs: number;
 }
 
 const common = {
@@ -69,6 +71,7 @@ const FULL: BenchParams = {
   bulkJobs: 50_000,
   chainJobs: 10_000,
   latencyJobs: 500,
+  manyHotJobs: 10_000,
 };
 
 const QUICK: BenchParams = {
@@ -80,10 +83,11 @@ const QUICK: BenchParams = {
   bulkJobs: 3000,
   chainJobs: 300,
   latencyJobs: 40,
+  manyHotJobs: 1000,
 };
 
 /** Scenario names accepted by --only. */
-export const SCENARIOS = ['enqueue', 'bulk-drain', 'chain', 'latency', 'floor'] as const;
+export const SCENARIOS = ['enqueue', 'bulk-drain', 'chain', 'latency', 'floor', 'many-databases'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** Parsed command line. */

@@ -58,20 +58,22 @@ type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => vo
 
 /**
  * A pg.Client class whose connections hold a budget permit from before connecting until
- * the connection ends. Pass it as a pool's `Client` option.
+ * the connection ends. Pass it as a pool's `Client` option; `busy` tells whether its
+ * database has work in flight.
  */
-export function budgetedClient(budget: ConnectionBudget): typeof pg.Client {
+export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): typeof pg.Client {
   return class BudgetedClient extends pg.Client {
     private permit = false;
     private poolRelease: ((err?: Error | boolean) => void) | undefined;
 
     /**
      * pg-pool assigns `client.release` at every checkout. While other connections wait for
-     * a permit, a released connection is closed instead of idling in its pool, so permits
-     * circulate between databases instead of staying with one that polls often.
+     * a permit, a database that is not busy closes a released connection instead of keeping
+     * it idle, so permits move to databases with work; a busy one keeps its connections.
      */
     get release(): (err?: Error | boolean) => void {
-      return (err?: Error | boolean) => this.poolRelease?.(err ?? (budget.contended ? true : undefined));
+      return (err?: Error | boolean) =>
+        this.poolRelease?.(err ?? (budget.contended && !busy() ? true : undefined));
     }
 
     set release(fn: (err?: Error | boolean) => void) {

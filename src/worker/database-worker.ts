@@ -82,6 +82,11 @@ export class DatabaseWorker {
     };
   }
 
+  /** True while this database has work in hand: units held, a claim running, or more waiting. */
+  get busy(): boolean {
+    return this.inFlight.size > 0 || this.claiming || this.moreWork;
+  }
+
   /** Units held now (running or waiting to be reported). */
   get running(): number {
     return this.inFlight.size;

@@ -83,9 +83,14 @@ export async function runUnit(
 
   const transactional = unit.transactional && definition.options.transactional === true;
   let client: pg.PoolClient | undefined;
+  // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
+  // server while the handler runs would otherwise crash the process.
+  let broken: Error | undefined;
+  const onClientError = (error: Error) => (broken = error);
   try {
     if (transactional) {
       client = await deps.pool.connect();
+      client.on('error', onClientError);
       await client.query('BEGIN');
     }
     const ctx: StepContext = {
@@ -138,6 +143,8 @@ export async function runUnit(
     return { kind: 'failure', error, permanent };
   } finally {
     clearTimeout(timer);
-    client?.release();
+    client?.off('error', onClientError);
+    // A broken connection is destroyed instead of going back to the pool.
+    client?.release(broken);
   }
 }

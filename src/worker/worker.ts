@@ -246,10 +246,10 @@ export class Worker {
       connectionString,
       max: this.config.poolSize,
       // Idle connections hold budget permits: give them back quickly to busier databases.
-      idleTimeoutMillis: 1000,
+      idleTimeoutMillis: 250,
       // No pool connect timeout: it would also count the wait for a budget permit and end
       // a client that is still queued for one. A down database refuses at once.
-      Client: budgetedClient(this.budget!),
+      Client: budgetedClient(this.budget!, () => this.databases.get(d.id)?.worker?.busy ?? false),
     });
     const m = this.manage(d.id, pool, true, { connectionString, connectionTimeoutMillis: 10_000 });
     void this.bringUp(m);

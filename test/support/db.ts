@@ -15,8 +15,14 @@ export function serverUrl(): string {
   return url;
 }
 
-/** Creates a fresh, migrated database for one test file; returns its URL. */
-export async function createTestDatabase(label: string): Promise<{ url: string; name: string }> {
+/**
+ * Creates a fresh database for one test file: migrated (cloned from the template), or
+ * with `empty`, one without any Stepping objects. Returns its URL and name.
+ */
+export async function createTestDatabase(
+  label: string,
+  options: { empty?: boolean } = {},
+): Promise<{ url: string; name: string }> {
   const slug = path
     .basename(label)
     .replace(/\.test\.ts$/, '')
@@ -29,7 +35,9 @@ export async function createTestDatabase(label: string): Promise<{ url: string; 
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        await admin.query(`CREATE DATABASE "${name}" TEMPLATE "${TEMPLATE_DB}"`);
+        await admin.query(
+          `CREATE DATABASE "${name}" TEMPLATE "${options.empty ? 'template1' : TEMPLATE_DB}"`,
+        );
         break;
       } catch (error) {
         // 55006: another clone is reading the template right now; wait and try again.
