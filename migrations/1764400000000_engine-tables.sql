@@ -49,7 +49,8 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE steps (
   job_id           bigint      NOT NULL,
   idx              integer     NOT NULL,
-  name             text        NOT NULL,
+  -- Checked here, per row in C, rather than by a second pass over the enqueued JSON.
+  name             text        NOT NULL CONSTRAINT step_name_length CHECK (length(name) BETWEEN 1 AND 200),
   args             jsonb       NOT NULL,
   -- pending / succeeded / failed (the step that ended the forward path) / cancelled.
   status           text        NOT NULL DEFAULT 'pending'

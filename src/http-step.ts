@@ -60,13 +60,30 @@ async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
     body = JSON.stringify(args.body);
     headers['content-type'] ??= 'application/json';
   }
-  const response = await fetch(args.url, {
-    method: args.method ?? 'POST',
-    headers,
-    ...(body !== undefined ? { body } : {}),
-    // Aborted by a cancel, a lost lease or a stopping worker, or by the attempt's timeout.
-    signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(args.timeoutMs ?? 10_000)]),
-  });
+  // Aborted by a cancel, a lost lease or a stopping worker, or by the attempt's timeout.
+  // Composed by hand and kept referenced until the request ends: on Node 20 a signal from
+  // AbortSignal.any() can be garbage-collected before it fires, leaving fetch hanging.
+  const timeoutMs = args.timeoutMs ?? 10_000;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new Error(`HTTP step timed out after ${timeoutMs} ms: ${args.url}`)),
+    timeoutMs,
+  );
+  const onAbort = () => controller.abort(ctx.signal.reason);
+  if (ctx.signal.aborted) onAbort();
+  else ctx.signal.addEventListener('abort', onAbort, { once: true });
+  let response: Response;
+  try {
+    response = await fetch(args.url, {
+      method: args.method ?? 'POST',
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      signal: controller.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
   if (response.ok) {
     await response.body?.cancel();
     return undefined;

@@ -139,3 +139,28 @@ test('enqueueMany inserts all jobs in one call, in order', async () => {
   const byId = new Map(rows.map((r) => [String(r.id), Number(r.i)]));
   result.forEach((r, i) => assert.equal(byId.get(r.jobId), i));
 });
+
+test('the SQL functions refuse bad input themselves (for psql and other clients), with clear errors', async () => {
+  const cases: [string, RegExp][] = [
+    [`SELECT stepping.job_enqueue('[]')`, /job 0 has no steps/],
+    [`SELECT stepping.job_enqueue('{"name":"x"}')`, /job 0 has no steps/],
+    [`SELECT stepping.job_enqueue_batch('{"steps":[]}')`, /p_jobs must be a JSON array/],
+    [`SELECT stepping.job_enqueue('[{"name":""}]')`, /step_name_length/],
+    [`SELECT stepping.job_enqueue('[{"args":{}}]')`, /null value in column "(step_)?name"/],
+    [
+      `SELECT stepping.job_enqueue('[{"name":"x"}]', p_on_duplicate => 'maybe')`,
+      /on_duplicate other than return or error/,
+    ],
+    [`SELECT stepping.step_claim('w', ARRAY['x'], NULL, 0, 1000)`, /p_limit >= 1/],
+  ];
+  for (const [sql, message] of cases) {
+    await assert.rejects(h.pool.query(sql), (e: unknown) => {
+      assert.match((e as Error).message, message, sql);
+      return true;
+    });
+  }
+  const ok = await h.pool.query(
+    `SELECT stepping.job_enqueue('[{"name":"psql.step","args":{"a":1}}]', 'psql') AS id`,
+  );
+  assert.equal((await h.stepping.getJob(String(ok.rows[0].id)))?.queue, 'psql');
+});

@@ -109,7 +109,7 @@ export class Engine {
   ): Promise<{ jobId: string; created: boolean; duplicateRefused: boolean }[]> {
     const rows = await this.run(
       db,
-      `SELECT job_id, created, duplicate_refused FROM ${this.q}.job_enqueue_batch($1::jsonb)`,
+      `SELECT job_id, created, duplicate_refused FROM ${this.q}.job_enqueue_batch($1::jsonb) ORDER BY ord`,
       [jobsJson],
     );
     return rows.map((r) => ({
