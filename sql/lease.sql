@@ -1,3 +1,18 @@
+-- _lock_held: locks the jobs still running under the given lease tokens, in id order (the
+-- order step_complete and step_fail use, so a heartbeat and a report never deadlock), and
+-- returns their ids.
+CREATE OR REPLACE FUNCTION _lock_held(p_job_ids bigint[], p_tokens uuid[])
+RETURNS SETOF bigint
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT j.id FROM jobs j JOIN unnest(p_job_ids, p_tokens) AS t(id, token)
+    ON j.id = t.id AND j.lease_token = t.token
+  WHERE j.status = 'running'
+  ORDER BY j.id
+  FOR UPDATE OF j;
+$$;
+COMMENT ON FUNCTION _lock_held(bigint[], uuid[]) IS 'Locks, in id order, the running jobs held under the given tokens; returns their ids.';
+
 -- lease_extend: the heartbeat. Pushes the lease deadline of every listed unit still held
 -- under that token to now + p_lease_ms; returns those rows (with cancel_requested, so a
 -- worker learns of a cancel even if it missed the NOTIFY). A unit missing from the result
@@ -7,16 +22,8 @@ RETURNS TABLE (job_id bigint, cancel_requested boolean)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
-  -- Lock in id order, like step_complete, so a heartbeat and a report never deadlock.
-  WITH locked AS (
-    SELECT j.id FROM jobs j JOIN unnest(p_job_ids, p_tokens) AS t(id, token)
-      ON j.id = t.id AND j.lease_token = t.token
-    WHERE j.status = 'running'
-    ORDER BY j.id
-    FOR UPDATE OF j
-  )
   UPDATE jobs j SET available_at = now() + p_lease_ms * interval '1 millisecond', updated_at = now()
-  FROM locked l WHERE j.id = l.id
+  FROM _lock_held(p_job_ids, p_tokens) l(id) WHERE j.id = l.id
   RETURNING j.id, j.cancel_requested;
 $$;
 COMMENT ON FUNCTION lease_extend(bigint[], uuid[], integer) IS
@@ -34,16 +41,9 @@ DECLARE
   v_job jobs;
 BEGIN
   FOR v_job IN
-    WITH locked AS (
-      SELECT j.id FROM jobs j JOIN unnest(p_job_ids, p_tokens) AS t(id, token)
-        ON j.id = t.id AND j.lease_token = t.token
-      WHERE j.status = 'running'
-      ORDER BY j.id
-      FOR UPDATE OF j
-    )
     UPDATE jobs j SET status = 'pending', available_at = now(), attempt = greatest(j.attempt - 1, 0),
                       lease_token = NULL, locked_by = NULL, updated_at = now()
-    FROM locked l WHERE j.id = l.id
+    FROM _lock_held(p_job_ids, p_tokens) l(id) WHERE j.id = l.id
     RETURNING j.*
   LOOP
     PERFORM _notify_ready(v_job.queue);
