@@ -7,10 +7,32 @@ import type { WorkerChild } from './child-process.js';
 import type { BenchContext } from './context.js';
 import { committedTransactions, functionStats, queryOnce, tableStats } from './db.js';
 import { LIBRARIES } from './libraries.js';
-import type { ChildResult, LibraryName } from './protocol.js';
+import type { BenchParams } from './params.js';
+import type { ChildResult, ChildSpec, LibraryName } from './protocol.js';
 import { sleep } from './stats.js';
 
 /** Drains `jobs` jobs of `steps` steps with a booted worker child and records the figures under `key`. */
+/** What a worker child runs: the shared worker settings of the run, for one library and database. */
+export function childSpec(
+  params: BenchParams,
+  library: LibraryName,
+  connectionString: string,
+  mode: ChildSpec['mode'],
+  expectFinals: number,
+): ChildSpec {
+  return {
+    library,
+    connectionString,
+    mode,
+    expectFinals,
+    concurrency: params.concurrency,
+    poolSize: params.poolSize,
+    pollIntervalMs: params.pollIntervalMs,
+    graphile: params.graphile,
+    timeoutMs: params.timeoutMs,
+  };
+}
+
 export async function measuredDrain(
   ctx: BenchContext,
   child: WorkerChild,
@@ -25,17 +47,7 @@ export async function measuredDrain(
   await queryOnce(ctx.factory.serverUrl, 'CHECKPOINT');
   const xact0 = await committedTransactions(url);
   const cpu0 = ctx.serverCpu?.read() ?? Number.NaN;
-  child.run({
-    library,
-    connectionString: url,
-    mode: 'drain',
-    expectFinals: jobs,
-    concurrency: params.concurrency,
-    poolSize: params.poolSize,
-    pollIntervalMs: params.pollIntervalMs,
-    graphile: params.graphile,
-    timeoutMs: params.timeoutMs,
-  });
+  child.run(childSpec(params, library, url, 'drain', jobs));
   let result: ChildResult;
   try {
     result = await child.result;

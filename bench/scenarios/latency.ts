@@ -9,7 +9,7 @@ import type { BenchContext } from '../lib/context.js';
 import { LIBRARIES } from '../lib/libraries.js';
 import type { LibraryName } from '../lib/protocol.js';
 import { percentile, sleep, wallMs } from '../lib/stats.js';
-import { pushProfile } from '../lib/worker-run.js';
+import { childSpec, pushProfile } from '../lib/worker-run.js';
 import type { ChildResult } from '../lib/protocol.js';
 
 /** Records latency.p50/p95/p99/max (ms). */
@@ -24,25 +24,12 @@ export async function latencyScenario(ctx: BenchContext, library: LibraryName, r
       let allHit: () => void = () => {};
       const allHitSeen = new Promise<void>((resolve) => (allHit = resolve));
       const child = await booting;
-      child.run(
-        {
-          library,
-          connectionString: url,
-          mode: 'latency',
-          expectFinals: jobs,
-          concurrency: params.concurrency,
-          poolSize: params.poolSize,
-          pollIntervalMs: params.pollIntervalMs,
-          graphile: params.graphile,
-          timeoutMs: params.timeoutMs,
-        },
-        (seq, t) => {
-          if (Number.isNaN(startedAt[seq]!)) {
-            startedAt[seq] = t;
-            if (++hits === jobs) allHit();
-          }
-        },
-      );
+      child.run(childSpec(params, library, url, 'latency', jobs), (seq, t) => {
+        if (Number.isNaN(startedAt[seq]!)) {
+          startedAt[seq] = t;
+          if (++hits === jobs) allHit();
+        }
+      });
       let result: ChildResult | undefined;
       const producer = await LIBRARIES[library].producer(url);
       const client = new pg.Client({ connectionString: url });

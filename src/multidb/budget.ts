@@ -18,11 +18,6 @@ export class ConnectionBudget {
     return this.waiters.length > 0;
   }
 
-  /** Permits in use (open or opening connections). */
-  get inUse(): number {
-    return this.used;
-  }
-
   /** Most permits listeners may hold, so pools always have room. */
   get listenerLimit(): number {
     return Math.floor(this.max / 2);

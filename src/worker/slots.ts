@@ -16,11 +16,6 @@ export class Slots {
     return this.total - this.used;
   }
 
-  /** Slots in use. */
-  inUse(): number {
-    return this.used;
-  }
-
   /**
    * What to claim now, at most `batch` units in total: one entry for all queues (no caps),
    * or one per capped queue with room. Reserves the slots it plans.
@@ -67,10 +62,5 @@ export class Slots {
   release(queue: string): void {
     this.used -= 1;
     if (this.queueLimits.has(queue)) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) - 1);
-  }
-
-  /** Units running on `queue` now (capped queues only). */
-  runningIn(queue: string): number {
-    return this.usedByQueue.get(queue) ?? 0;
   }
 }
