@@ -1,0 +1,38 @@
+/**
+ * Every input limit of the engine, in one place. The driver checks these before any SQL
+ * runs (so a rejected call leaves the caller's transaction usable); the SQL functions
+ * check the same numbers again (SQLSTATE SP001 naming the field), so psql, triggers and
+ * other languages get the same guarantees. The README's limits table lists them.
+ */
+
+/** Steps in one job. */
+export const MAX_STEPS = 1000;
+/** Characters in a step name (and a compensation's name). */
+export const MAX_NAME_LENGTH = 200;
+/** Characters in a queue name. */
+export const MAX_QUEUE_LENGTH = 100;
+/** Characters in a dedupe key. */
+export const MAX_KEY_LENGTH = 500;
+/**
+ * Bytes of one JSON value (a step's args, a compensation's args, a step's result),
+ * measured as PostgreSQL prints the stored jsonb: `octet_length(value::text)`.
+ */
+export const MAX_JSON_BYTES = 1024 * 1024;
+/** Nesting depth of one JSON value (arrays and objects). */
+export const MAX_JSON_DEPTH = 100;
+/** Priority range (lower runs first). */
+export const MIN_PRIORITY = -1_000_000;
+export const MAX_PRIORITY = 1_000_000;
+/** Largest value of integer options (maxAttempts, backoff.baseMs, backoff.maxMs): PostgreSQL's integer. */
+export const MAX_INT = 2_147_483_647;
+/** runAt and deadline must lie in [MIN_DATE, MAX_DATE) (UTC). */
+export const MIN_DATE = new Date('2000-01-01T00:00:00.000Z');
+export const MAX_DATE = new Date('2200-01-01T00:00:00.000Z');
+/** Longest delayMs / timeoutMs at enqueue: 100 years. */
+export const MAX_DELAY_MS = 3_155_760_000_000;
+/** retryLater / Retry-After delays are clamped to [0, MAX_RETRY_LATER_MS]: 7 days. */
+export const MAX_RETRY_LATER_MS = 7 * 24 * 3600 * 1000;
+/** Stored error records: characters kept of the message, the error's name and the stack. */
+export const MAX_ERROR_MESSAGE_LENGTH = 2000;
+export const MAX_ERROR_NAME_LENGTH = 200;
+export const MAX_ERROR_STACK_LENGTH = 8000;
