@@ -39,8 +39,6 @@ let exitCode = 1;
 try {
   const admin = new pg.Client(withDatabase(server.url, 'postgres'));
   await admin.connect();
-  // Databases of an earlier failed run were kept for inspection; start clean.
-  await dropTestDatabases(admin, true);
   await admin.query(`CREATE DATABASE "${TEMPLATE_DB}"`);
   const template = new pg.Client(withDatabase(server.url, TEMPLATE_DB));
   await template.connect();
@@ -53,7 +51,16 @@ try {
   exitCode = await new Promise<number>((resolve) => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, ...files],
+      [
+        '--import',
+        'tsx',
+        '--test',
+        '--test-reporter=spec',
+        `--test-concurrency=${concurrency}`,
+        // A hung test fails with a message instead of stalling the run.
+        `--test-timeout=${Number(process.env.TEST_TIMEOUT_MS ?? 180_000)}`,
+        ...files,
+      ],
       { stdio: 'inherit', env: { ...process.env, STEPPING_TEST_SERVER: server.url } },
     );
     child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
