@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.data/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.data/**', '.scratch/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -16,7 +16,7 @@ SET search_path FROM CURRENT
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_now  timestamptz := now();
+  v_now  timestamptz := engine_now();
   v_seq  regclass := pg_get_serial_sequence('jobs', 'id')::regclass;
   v_bad      record;
   v_id       bigint;
@@ -74,12 +74,11 @@ BEGIN
     RETURNING id
   ), steps_ins AS (
     INSERT INTO steps (job_id, idx, name, args, max_attempts, backoff_base_ms, backoff_max_ms,
-                       transactional, compensate_name, compensate_args)
+                       compensate_name, compensate_args)
     SELECT i.id, (s.o - 1)::integer, s.st ->> 'name', coalesce(s.st -> 'args', 'null'::jsonb),
            (s.st ->> 'max_attempts')::integer,
-           coalesce((s.st ->> 'backoff_base_ms')::integer, 1000),
-           coalesce((s.st ->> 'backoff_max_ms')::integer, 3600000),
-           coalesce((s.st ->> 'transactional')::boolean, false),
+           (s.st ->> 'backoff_base_ms')::integer,
+           (s.st ->> 'backoff_max_ms')::integer,
            s.st -> 'compensate' ->> 'name', s.st -> 'compensate' -> 'args'
     FROM input i
     JOIN ins ON ins.id = i.id

@@ -1,159 +1,167 @@
--- step_complete: reports succeeded units, in a batch. A row is applied only when its job
--- is running under exactly that lease token: a stale worker (its lease expired and the
--- unit was claimed again) is answered accepted = false and changes nothing. When the
--- job's next unit is runnable now and p_names (the reporting worker's handlers) covers
--- it, it is leased to the same worker in the same statement and returned in next_*.
--- Locks job rows in id order (then their steps), the order every engine function uses.
+-- Reports of finished attempts, in batches. Both functions first lock every job of the
+-- batch that is still held under its presented token, in id order (_lock_held, the order
+-- lease_extend and lease_release use too), so reports and heartbeats never deadlock.
+-- A report is idempotent: a batch retried after its answer was lost finds its jobs moved
+-- on under the same token (or the continuation's derived token) and answers accepted
+-- without applying anything twice. A stale worker (its lease expired and the unit was
+-- claimed again) is answered accepted = false and changes nothing.
+
+-- step_complete: reports succeeded units. p_results[i] is the unit's result (JSON, stored
+-- on the step; at most MAX_JSON_BYTES), p_compensations[i] the compensation the worker's
+-- step definition gives the step ({"name", "args"}; one set at enqueue wins). When the
+-- job's next unit is runnable now and p_names (the reporting worker's handlers) covers it,
+-- it is leased to the same worker in the same statement and returned in `next`.
 CREATE OR REPLACE FUNCTION step_complete(
-  p_job_ids  bigint[],
-  p_tokens   uuid[],
-  p_worker   text    DEFAULT NULL,
-  p_names    text[]  DEFAULT NULL,
-  p_queues   text[]  DEFAULT NULL,
-  p_lease_ms integer DEFAULT 30000
+  p_job_ids       bigint[],
+  p_tokens        uuid[],
+  p_results       jsonb[]  DEFAULT NULL,
+  p_compensations jsonb[]  DEFAULT NULL,
+  p_worker        text     DEFAULT NULL,
+  p_names         text[]   DEFAULT NULL,
+  p_queues        text[]   DEFAULT NULL,
+  p_lease_ms      integer  DEFAULT NULL
 )
-RETURNS TABLE (job_id bigint, accepted boolean, job_status text,
-               next_lease_token uuid, next_step_index integer, next_phase text, next_name text, next_args jsonb,
-               next_attempt integer, next_queue text, next_priority integer, next_step_count integer,
-               next_transactional boolean, next_deadline timestamptz)
+RETURNS TABLE (job_id bigint, accepted boolean, job_status text, next unit)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_now  timestamptz := now();
-  v_in   record;
-  v_job  jobs;
-  v_u    record;
-  v_done text[];
-  v_fast bigint[];
+  v_now   timestamptz := engine_now();
+  v_lease interval    := _lease(p_lease_ms);
+  v_held  bigint[];
+  v_fast  bigint[];
+  v_bad   bigint;
+  v_in    record;
+  v_job   jobs;
+  v_done  text[];
 BEGIN
-  IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens) THEN
-    RAISE EXCEPTION 'stepping: p_job_ids and p_tokens differ in length' USING ERRCODE = 'SP001';
+  IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
+     OR cardinality(p_results) > cardinality(p_job_ids)
+     OR cardinality(p_compensations) > cardinality(p_job_ids) THEN
+    PERFORM _bad_input('step_complete: p_job_ids and p_tokens differ in length, or p_results/p_compensations are longer');
   END IF;
-  -- Fast path, set-based: the usual case of a job's last forward step, not cancelled,
-  -- reported under its current token. Same effect as _unit_succeeded + _job_finish.
-  WITH locked AS (
-    SELECT j.id, j.current_step, j.attempt FROM jobs j
-    JOIN unnest(p_job_ids, p_tokens) AS t(id, token) ON j.id = t.id AND j.lease_token = t.token
-    WHERE j.status = 'running' AND j.phase = 'forward' AND NOT j.cancel_requested
-      AND j.current_step + 1 = j.step_count
-    ORDER BY j.id
-    FOR UPDATE OF j
-  ), finished AS (
-    UPDATE jobs j SET status = 'succeeded', finished_at = v_now, updated_at = v_now,
-                      lease_token = NULL, locked_by = NULL, available_at = v_now
-    FROM locked l WHERE j.id = l.id
-    RETURNING j.id
-  ), steps_done AS (
-    UPDATE steps s SET status = 'succeeded', attempts = l.attempt, finished_at = v_now
-    FROM locked l WHERE s.job_id = l.id AND s.idx = l.current_step
-  )
-  SELECT array_agg(f.id) INTO v_fast FROM finished f;
-  IF v_fast IS NOT NULL THEN
-    v_done := ARRAY(SELECT f || ':succeeded' FROM unnest(v_fast) f);
-    RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::uuid, NULL::integer, NULL::text, NULL::text, NULL::jsonb,
-                        NULL::integer, NULL::text, NULL::integer, NULL::integer, NULL::boolean, NULL::timestamptz
-                 FROM unnest(v_fast) f;
+  -- Check every result and compensation before changing anything: one bad entry fails the
+  -- call, and the worker then reports that unit alone as a failure.
+  PERFORM _compensation_of(c) FROM unnest(p_compensations) c;
+  SELECT t.id INTO v_bad FROM unnest(p_job_ids, p_results) AS t(id, res) WHERE NOT _json_fits(t.res) LIMIT 1;
+  IF v_bad IS NOT NULL THEN
+    PERFORM _bad_input(format('job %s: the step''s result is over %s bytes', v_bad, _limit_max_json_bytes()));
   END IF;
 
-  FOR v_in IN SELECT t.id, t.token FROM unnest(p_job_ids, p_tokens) AS t(id, token)
+  v_held := ARRAY(SELECT _lock_held(p_job_ids, p_tokens));
+
+  -- Fast path, set-based: the usual case of a job's last forward step, not cancelled (the
+  -- job succeeds, so that step's compensation can never run and is not recorded).
+  WITH fast AS (
+    SELECT j.id, j.current_step, j.attempt, t.res
+    FROM jobs j JOIN unnest(p_job_ids, p_results) AS t(id, res) ON t.id = j.id
+    WHERE j.id = ANY (v_held) AND j.phase = 'forward' AND NOT j.cancel_requested
+      AND j.current_step + 1 = j.step_count
+  ), steps_done AS (
+    UPDATE steps s SET status = 'succeeded', attempts = f.attempt, finished_at = v_now, result = f.res
+    FROM fast f WHERE s.job_id = f.id AND s.idx = f.current_step
+  )
+  SELECT array_agg(f.id) INTO v_fast FROM fast f;
+  IF v_fast IS NOT NULL THEN
+    PERFORM _job_finish(v_fast, 'succeeded', v_now, true);
+    v_done := ARRAY(SELECT f || ':succeeded' FROM unnest(v_fast) f);
+    RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::unit FROM unnest(v_fast) f;
+  END IF;
+
+  FOR v_in IN SELECT t.id, t.token, t.res, _compensation_of(t.comp) AS comp
+              FROM unnest(p_job_ids, p_tokens, p_results, p_compensations) AS t(id, token, res, comp)
               WHERE v_fast IS NULL OR t.id <> ALL (v_fast)
               ORDER BY t.id LOOP
-    SELECT * INTO v_job FROM jobs
-    WHERE id = v_in.id AND lease_token = v_in.token AND status = 'running'
-    FOR UPDATE;
-    job_id := v_in.id;
-    IF NOT FOUND THEN
-      accepted := false; job_status := NULL; next_lease_token := NULL; next_step_index := NULL;
-      next_phase := NULL; next_name := NULL; next_args := NULL; next_attempt := NULL; next_queue := NULL;
-      next_priority := NULL; next_step_count := NULL; next_transactional := NULL; next_deadline := NULL;
-      RETURN NEXT;
-      CONTINUE;
+    job_id := v_in.id; accepted := false; job_status := NULL; next := NULL;
+    SELECT * INTO v_job FROM jobs WHERE id = v_in.id;
+    IF v_in.id = ANY (v_held) THEN
+      v_job := _unit_succeeded(v_job, v_in.res, v_in.comp, v_now, p_worker, p_names, p_queues, v_lease);
+      IF v_job.lease_token = v_in.token THEN
+        -- Nothing was leased on: mark the token as spent by a success (see _done_token).
+        UPDATE jobs SET lease_token = _done_token(v_in.token) WHERE id = v_in.id RETURNING * INTO v_job;
+      END IF;
+      accepted := true;
+      IF _is_final(v_job.status) THEN
+        v_done := v_done || (v_job.id || ':' || v_job.status);
+      END IF;
+    ELSIF v_job.status = 'running' AND v_job.lease_token = _next_token(v_in.token)
+          AND v_job.locked_by IS NOT DISTINCT FROM p_worker THEN
+      accepted := true; -- applied before; its continuation is still ours
+    ELSIF v_job.status <> 'running' AND v_job.lease_token = _done_token(v_in.token) THEN
+      accepted := true; -- applied before; the job moved on without us
     END IF;
-    v_job := _unit_succeeded(v_job, v_now, p_worker, p_names, p_queues, p_lease_ms);
-    IF v_job.status IN ('succeeded', 'failed', 'compensated', 'cancelled') THEN
-      v_done := v_done || (v_job.id || ':' || v_job.status);
-    END IF;
-    accepted := true; job_status := v_job.status;
-    next_lease_token := NULL; next_step_index := NULL; next_phase := NULL; next_name := NULL; next_args := NULL;
-    next_attempt := NULL; next_queue := NULL; next_priority := NULL; next_step_count := NULL;
-    next_transactional := NULL; next_deadline := NULL;
-    IF v_job.status = 'running' AND v_job.locked_by IS NOT DISTINCT FROM p_worker THEN
-      SELECT * INTO v_u FROM _unit_of(v_job);
-      next_lease_token := v_u.lease_token; next_step_index := v_u.step_index; next_phase := v_u.phase;
-      next_name := v_u.name; next_args := v_u.args; next_attempt := v_u.attempt; next_queue := v_u.queue;
-      next_priority := v_u.priority; next_step_count := v_u.step_count;
-      next_transactional := v_u.transactional; next_deadline := v_u.deadline;
+    IF accepted THEN
+      job_status := v_job.status;
+      IF v_job.status = 'running' AND v_job.locked_by IS NOT DISTINCT FROM p_worker THEN
+        SELECT * INTO next FROM _unit_of(v_job);
+      END IF;
     END IF;
     RETURN NEXT;
   END LOOP;
   PERFORM _notify_done(v_done);
 END;
 $$;
-COMMENT ON FUNCTION step_complete(bigint[], uuid[], text, text[], text[], integer) IS
-  'Applies succeeded results whose lease token is current (stale ones: accepted=false); may lease the next step to the same worker.';
+COMMENT ON FUNCTION step_complete(bigint[], uuid[], jsonb[], jsonb[], text, text[], text[], integer) IS
+  'Applies succeeded results whose lease token is current (idempotent; stale ones: accepted=false); may lease the next unit to the same worker.';
 
--- step_fail: reports failed attempts, in a batch, under the same lease rule as
--- step_complete. p_errors[i] is a JSON object (message, stack, ...). p_permanent[i] ends
--- the forward path at once; p_retry_after_ms[i] (not null) is "not yet": run again after
--- that many ms without counting the attempt. Otherwise the step waits its backoff, or ends
--- the forward path when max_attempts or the deadline is reached. outcome says which:
--- retry | not_yet | failed | compensating | compensated | cancelled.
-CREATE OR REPLACE FUNCTION step_fail(
-  p_job_ids        bigint[],
-  p_tokens         uuid[],
-  p_errors         jsonb[],
-  p_permanent      boolean[] DEFAULT NULL,
-  p_retry_after_ms integer[] DEFAULT NULL
-)
+-- step_fail: reports failed attempts (or "not yet"), in a batch, under the same lease and
+-- idempotency rules as step_complete. p_reports[i] is described at _unit_failed. outcome
+-- says what the engine did: retry | not_yet | failed | compensating | compensated |
+-- cancelled (for a report applied before, what the job is doing now).
+CREATE OR REPLACE FUNCTION step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[])
 RETURNS TABLE (job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_now timestamptz := now();
+  v_now   timestamptz := engine_now();
+  v_held  bigint[];
   v_in    record;
   v_job   jobs;
   v_phase text;
   v_done  text[];
 BEGIN
   IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
-     OR cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_errors) THEN
-    RAISE EXCEPTION 'stepping: p_job_ids, p_tokens and p_errors differ in length' USING ERRCODE = 'SP001';
+     OR cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_reports) THEN
+    PERFORM _bad_input('step_fail: p_job_ids, p_tokens and p_reports differ in length');
   END IF;
+  -- Validate every entry's compensation before changing anything (see step_complete).
+  PERFORM _compensation_of(r -> 'compensate') FROM unnest(p_reports) r;
+  v_held := ARRAY(SELECT _lock_held(p_job_ids, p_tokens));
+
   FOR v_in IN
-    SELECT t.id, t.token, t.err, coalesce(p_permanent[t.n], false) AS permanent, p_retry_after_ms[t.n] AS later
-    FROM unnest(p_job_ids, p_tokens, p_errors) WITH ORDINALITY AS t(id, token, err, n)
+    SELECT t.id, t.token, t.report FROM unnest(p_job_ids, p_tokens, p_reports) AS t(id, token, report)
     ORDER BY t.id
   LOOP
-    SELECT * INTO v_job FROM jobs
-    WHERE id = v_in.id AND lease_token = v_in.token AND status = 'running'
-    FOR UPDATE;
-    job_id := v_in.id;
-    IF NOT FOUND THEN
-      accepted := false; job_status := NULL; outcome := NULL; next_run_at := NULL;
-      RETURN NEXT;
-      CONTINUE;
+    job_id := v_in.id; accepted := false; job_status := NULL; outcome := NULL; next_run_at := NULL;
+    SELECT * INTO v_job FROM jobs WHERE id = v_in.id;
+    IF v_in.id = ANY (v_held) THEN
+      v_phase := v_job.phase;
+      v_job := _unit_failed(v_job, v_in.report, v_now);
+      accepted := true;
+      outcome := CASE
+        WHEN _is_final(v_job.status) THEN v_job.status
+        WHEN v_phase = 'forward' AND v_job.phase = 'compensate' THEN 'compensating'
+        WHEN jsonb_typeof(v_in.report -> 'retry_after_ms') = 'number' THEN 'not_yet'
+        ELSE 'retry' END;
+      IF _is_final(v_job.status) THEN
+        v_done := v_done || (v_job.id || ':' || v_job.status);
+      END IF;
+    ELSIF v_job.status <> 'running' AND v_job.lease_token = v_in.token THEN
+      accepted := true; -- applied before (a retried report): say what the job does now
+      outcome := CASE WHEN _is_final(v_job.status) THEN v_job.status
+                      WHEN v_job.phase = 'compensate' THEN 'compensating' ELSE 'retry' END;
     END IF;
-    v_phase := v_job.phase;
-    v_job := _unit_failed(v_job, coalesce(v_in.err, '{}'::jsonb), v_in.permanent, v_in.later, v_now);
-    IF v_job.status IN ('succeeded', 'failed', 'compensated', 'cancelled') THEN
-      v_done := v_done || (v_job.id || ':' || v_job.status);
+    IF accepted THEN
+      job_status := v_job.status;
+      next_run_at := CASE WHEN v_job.status = 'pending' THEN v_job.available_at END;
     END IF;
-    accepted := true;
-    job_status := v_job.status;
-    outcome := CASE
-      WHEN v_job.status IN ('failed', 'compensated', 'cancelled', 'succeeded') THEN v_job.status
-      WHEN v_phase = 'forward' AND v_job.phase = 'compensate' THEN 'compensating'
-      WHEN v_in.later IS NOT NULL THEN 'not_yet'
-      ELSE 'retry' END;
-    next_run_at := CASE WHEN v_job.status = 'pending' THEN v_job.available_at END;
     RETURN NEXT;
   END LOOP;
   PERFORM _notify_done(v_done);
 END;
 $$;
-COMMENT ON FUNCTION step_fail(bigint[], uuid[], jsonb[], boolean[], integer[]) IS
-  'Applies failed attempts whose lease token is current: backoff retry, not-yet, or end of the forward path.';
+COMMENT ON FUNCTION step_fail(bigint[], uuid[], jsonb[]) IS
+  'Applies failed attempts whose lease token is current (idempotent): backoff retry, not-yet, or end of the forward path.';

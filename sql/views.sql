@@ -1,9 +1,14 @@
 -- The documented views are Stepping's stable plain-SQL API; the tables behind them are not.
+-- Views are replaced in place on migrate (CREATE OR REPLACE): columns are only ever added
+-- at the end, so views and grants of your own built on them survive upgrades. Each reads
+-- the engine's clock once per query (the materialized `c`).
 
 -- job_overview: one row per job. status adds 'compensating' (unfinished, running
 -- compensations) to the table's statuses; the current_* columns describe the unit the job
--- is at (its step, or during compensation the step being compensated).
+-- is at (its step, or during compensation the step being compensated); output is the
+-- result of the job's last step.
 CREATE OR REPLACE VIEW job_overview AS
+WITH c AS MATERIALIZED (SELECT engine_now() AS now)
 SELECT j.id                                                  AS job_id,
        j.queue,
        j.priority,
@@ -17,7 +22,7 @@ SELECT j.id                                                  AS job_id,
        j.attempt                                             AS current_attempt,
        CASE WHEN j.status = 'pending' THEN j.available_at END AS run_at,
        CASE WHEN j.status = 'running' THEN j.available_at END AS lease_expires_at,
-       (j.status = 'running' AND j.available_at < now())     AS lease_expired,
+       (j.status = 'running' AND j.available_at < c.now)     AS lease_expired,
        j.locked_by,
        j.cancel_requested,
        j.failed_step,
@@ -26,12 +31,16 @@ SELECT j.id                                                  AS job_id,
        j.deadline,
        j.created_at,
        j.updated_at,
-       j.finished_at
-FROM jobs j;
+       j.finished_at,
+       o.result                                              AS output
+FROM jobs j
+CROSS JOIN c
+LEFT JOIN steps o ON o.job_id = j.id AND o.idx = j.step_count - 1;
 COMMENT ON VIEW job_overview IS
-  'One row per job: status (with compensating), current step, attempts, last error, lease and timestamps.';
+  'One row per job: status (with compensating), current step, attempts, last error, lease, timestamps, output.';
 
--- step_overview: one row per step, with the live state of the job's current step.
+-- step_overview: one row per step, with the live state of the job's current step, its
+-- stored result and its compensation's state. skipped: never ran because the job ended.
 CREATE OR REPLACE VIEW step_overview AS
 SELECT s.job_id,
        s.idx                                                  AS step_index,
@@ -52,25 +61,28 @@ SELECT s.job_id,
        CASE WHEN j.phase = 'compensate' AND j.current_step = s.idx AND j.status IN ('pending', 'running')
             THEN j.attempt ELSE s.comp_attempts END           AS compensation_attempts,
        s.comp_last_error ->> 'message'                        AS compensation_last_error,
-       s.comp_finished_at                                     AS compensation_finished_at
+       s.comp_finished_at                                     AS compensation_finished_at,
+       s.result
 FROM steps s
 JOIN jobs j ON j.id = s.job_id;
 COMMENT ON VIEW step_overview IS
-  'One row per step: status (running/retrying live), attempts, last error, and its compensation''s state.';
+  'One row per step: status (running/retrying live, skipped), attempts, last error, result, and its compensation''s state.';
 
 -- queue_stats: per queue and status, how many jobs, how many of them can run now, and
 -- how long the oldest runnable one has waited (the lag a monitor should alert on).
 CREATE OR REPLACE VIEW queue_stats AS
+WITH c AS MATERIALIZED (SELECT engine_now() AS now)
 SELECT j.queue,
        CASE WHEN j.phase = 'compensate' AND j.status IN ('pending', 'running') THEN 'compensating'
             ELSE j.status END                                                         AS status,
        count(*)                                                                       AS jobs,
-       count(*) FILTER (WHERE j.status IN ('pending', 'running') AND j.available_at <= now()
-                          AND (j.status = 'pending' OR j.available_at < now()))       AS runnable,
-       count(*) FILTER (WHERE j.status = 'pending' AND j.available_at > now())        AS scheduled,
-       max(now() - j.available_at) FILTER (WHERE j.status IN ('pending', 'running')
-                                             AND j.available_at <= now())             AS oldest_runnable_age
+       count(*) FILTER (WHERE j.status IN ('pending', 'running') AND j.available_at <= c.now
+                          AND (j.status = 'pending' OR j.available_at < c.now))       AS runnable,
+       count(*) FILTER (WHERE j.status = 'pending' AND j.available_at > c.now)        AS scheduled,
+       max(c.now - j.available_at) FILTER (WHERE j.status IN ('pending', 'running')
+                                             AND j.available_at <= c.now)             AS oldest_runnable_age
 FROM jobs j
+CROSS JOIN c
 GROUP BY 1, 2;
 COMMENT ON VIEW queue_stats IS
   'Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job''s wait.';

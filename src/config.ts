@@ -9,12 +9,25 @@ export const DEFAULT_SCHEMA = 'stepping';
  */
 const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
 
+/**
+ * Schemas Stepping must never take over: migrate replaces every function and view in its
+ * schema and revokes PUBLIC's rights there, which would wreck an application's `public`.
+ */
+function isReservedSchema(name: string): boolean {
+  return name === 'public' || name === 'information_schema' || name.startsWith('pg_');
+}
+
 /** Validates a schema name and returns it. */
 export function checkSchema(schema: string | undefined): string {
   const value = schema ?? DEFAULT_SCHEMA;
-  if (!SCHEMA_PATTERN.test(value)) {
+  if (typeof value !== 'string' || !SCHEMA_PATTERN.test(value)) {
     throw new ConfigError(
-      `schema ${JSON.stringify(value)} is invalid: use 1-48 characters of a-z, 0-9 and _, not starting with a digit`,
+      `schema ${JSON.stringify(String(value))} is invalid: use 1-48 characters of a-z, 0-9 and _, not starting with a digit`,
+    );
+  }
+  if (isReservedSchema(value)) {
+    throw new ConfigError(
+      `schema ${value} is reserved: Stepping needs a schema of its own (it owns every function and view in it); use e.g. "stepping"`,
     );
   }
   return value;

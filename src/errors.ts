@@ -8,6 +8,11 @@ export class EnqueueValidationError extends SteppingError {
   override name = 'EnqueueValidationError';
 }
 
+/** A call got an argument it cannot use (e.g. `ctx.retryLater(NaN)`); the message names it. */
+export class InvalidArgumentError extends SteppingError {
+  override name = 'InvalidArgumentError';
+}
+
 /** Configuration passed to createStepping/createWorker is invalid. */
 export class ConfigError extends SteppingError {
   override name = 'ConfigError';
@@ -42,6 +47,14 @@ export class EngineInputError extends SteppingError {
 /** The schema is missing or older than this driver: run `stepping migrate`. */
 export class SchemaNotReadyError extends SteppingError {
   override name = 'SchemaNotReadyError';
+}
+
+/**
+ * migrate refused to touch the database: the schema (or an object in it) belongs to
+ * another role, which could otherwise run code as the migrating role.
+ */
+export class MigrationRefusedError extends SteppingError {
+  override name = 'MigrationRefusedError';
 }
 
 /** waitForJob gave up before the job finished. */

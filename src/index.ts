@@ -1,6 +1,9 @@
 /** Stepping: durable atomic jobs inside PostgreSQL. */
-export { createStepping, Stepping, FINAL_STATUSES } from './stepping.js';
-export type { SteppingOptions, JobSpec, JobState, JobStatus, StepState } from './stepping.js';
+export { createStepping, Stepping } from './stepping.js';
+export type { SteppingOptions, JobSpec, JobState, FinishedJob, StepState } from './stepping.js';
+export { FINAL_STATUSES, isFinalStatus } from './job-status.js';
+export type { JobStatus, FinalStatus } from './job-status.js';
+export type { MigrateOutcome } from './db/migrate.js';
 export { defineStep, isStepDefinition } from './steps.js';
 export type {
   AnyStepDefinition,
@@ -21,7 +24,7 @@ export { createWorker, Worker } from './worker/worker.js';
 export type { WorkerOptions, WorkerConfig } from './worker/options.js';
 export { WORKER_DEFAULTS } from './worker/options.js';
 export type { WorkerEventMap, WorkerEventName, UnitEvent } from './worker/events.js';
-export { RetryLaterSignal } from './worker/runner.js';
+export { AttemptEndedError, RetryLaterSignal } from './worker/executor.js';
 export {
   SteppingError,
   EnqueueValidationError,
@@ -29,6 +32,8 @@ export {
   DuplicateJobError,
   JobNotFoundError,
   InvalidJobStateError,
+  InvalidArgumentError,
+  MigrationRefusedError,
   EngineInputError,
   SchemaNotReadyError,
   WaitTimeoutError,

@@ -36,3 +36,10 @@ export const MAX_RETRY_LATER_MS = 7 * 24 * 3600 * 1000;
 export const MAX_ERROR_MESSAGE_LENGTH = 2000;
 export const MAX_ERROR_NAME_LENGTH = 200;
 export const MAX_ERROR_STACK_LENGTH = 8000;
+/** Units one step_claim call may lease. */
+export const MAX_CLAIM_BATCH = 1000;
+/** Lease length range (ms) accepted by step_claim, step_complete and lease_extend. */
+export const MIN_LEASE_MS = 100;
+export const MAX_LEASE_MS = 86_400_000;
+/** Jobs one job_prune call may delete. */
+export const MAX_PRUNE_BATCH = 100_000;

@@ -3,7 +3,7 @@
  * retry, cancel and wait. Holds a pool for calls made without a transaction; holds no
  * job state of its own.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { checkSchema } from './config.js';
 import {
   ConfigError,
@@ -13,11 +13,13 @@ import {
   WaitTimeoutError,
 } from './errors.js';
 import { Engine } from './db/engine.js';
-import { migrateSchema } from './db/migrate.js';
+import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
+import { createPool } from './db/pool.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { serializeJob, type EnqueueOptions } from './enqueue/serialize.js';
-import type { StepCall } from './steps.js';
+import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { NotificationHub } from './db/notifications.js';
+import type { StepCall } from './steps.js';
 
 /** How to reach the database. */
 export interface SteppingOptions {
@@ -35,11 +37,6 @@ export interface JobSpec {
   options?: EnqueueOptions;
 }
 
-/** Final statuses: the job will not change again (except a retry of `failed`). */
-export const FINAL_STATUSES = ['succeeded', 'failed', 'compensated', 'cancelled'] as const;
-/** A job's status as shown by job_overview. */
-export type JobStatus = 'pending' | 'running' | 'compensating' | (typeof FINAL_STATUSES)[number];
-
 /** A job as seen through the job_overview view. */
 export interface JobState {
   jobId: string;
@@ -53,23 +50,33 @@ export interface JobState {
   lastError: string | null;
   createdAt: Date;
   finishedAt: Date | null;
+  /** The result of the job's last step (its output), once it has one. */
+  output: unknown;
 }
 
 /** A step as seen through the step_overview view. */
 export interface StepState {
   stepIndex: number;
   name: string;
-  /** pending, running, retrying, succeeded, failed or cancelled. */
+  /** pending, running, retrying, succeeded, failed, cancelled or skipped (never ran: the job ended). */
   status: string;
   attempts: number;
   maxAttempts: number | null;
   lastError: string | null;
   finishedAt: Date | null;
+  /** The handler's return value, stored with the step's completion (undefined: none). */
+  result: unknown;
   compensateName: string | null;
   /** null (none to run), pending, running or succeeded. */
   compensationStatus: string | null;
   compensationAttempts: number;
   compensationLastError: string | null;
+}
+
+/** A finished job with every step's result, as waitForJob resolves it. */
+export interface FinishedJob extends JobState {
+  /** Results by step index (undefined where a step returned nothing or did not run). */
+  results: unknown[];
 }
 
 function stepStateFromRow(r: Record<string, unknown>): StepState {
@@ -81,6 +88,7 @@ function stepStateFromRow(r: Record<string, unknown>): StepState {
     maxAttempts: r.max_attempts === null ? null : Number(r.max_attempts),
     lastError: (r.last_error as string | null) ?? null,
     finishedAt: (r.finished_at as Date | null) ?? null,
+    result: r.result ?? undefined,
     compensateName: (r.compensate_name as string | null) ?? null,
     compensationStatus: (r.compensation_status as string | null) ?? null,
     compensationAttempts: Number(r.compensation_attempts ?? 0),
@@ -101,6 +109,7 @@ function jobStateFromRow(r: Record<string, unknown>): JobState {
     lastError: (r.last_error as string | null) ?? null,
     createdAt: r.created_at as Date,
     finishedAt: (r.finished_at as Date | null) ?? null,
+    output: r.output ?? undefined,
   };
 }
 
@@ -123,10 +132,7 @@ export class Stepping {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
       if (!connectionString)
         throw new ConfigError('createStepping needs connectionString, pool or DATABASE_URL');
-      this.pool = new pg.Pool({ connectionString, max: 10 });
-      // An idle client dropped by the server (restart, terminate) must not crash the
-      // process; the pool replaces it on next use.
-      this.pool.on('error', () => {});
+      this.pool = createPool({ connectionString, applicationName: 'stepping', max: 10 });
       this.ownsPool = true;
     }
     this.engine = new Engine(this.schema);
@@ -214,8 +220,11 @@ export class Stepping {
     return rows.map(({ jobId, created }) => ({ jobId, created }));
   }
 
-  /** Creates or upgrades the schema (tables, functions, views). Safe to run from many processes at once. */
-  async migrate(): Promise<{ applied: string[] }> {
+  /**
+   * Creates or upgrades the schema (tables, functions, views, roles and grants). Safe to
+   * run from many processes at once; costs one query when already up to date.
+   */
+  async migrate(): Promise<MigrateOutcome> {
     const client = await this.pool.connect();
     try {
       return await migrateSchema(client, this.schema);
@@ -235,9 +244,12 @@ export class Stepping {
     return (await this.engine.stepOverview(this.pool, jobId)).map(stepStateFromRow);
   }
 
-  /** Resumes a failed job from its failed step (attempts reset). Other statuses: InvalidJobStateError. */
-  async retry(jobId: string): Promise<void> {
-    await this.engine.retry(this.pool, jobId);
+  /**
+   * Resumes a failed job from its failed step (attempts reset; a deadline that has passed
+   * is removed, or replaced by `deadline`). Other statuses: InvalidJobStateError.
+   */
+  async retry(jobId: string, options: { deadline?: Date } = {}): Promise<void> {
+    await this.engine.retry(this.pool, jobId, options.deadline ?? null);
   }
 
   /**
@@ -249,21 +261,27 @@ export class Stepping {
     return await this.engine.cancel(this.pool, jobId, options.compensate ?? false);
   }
 
-  /** Deletes finished jobs older than `olderThanMs` (default 7 days); failed jobs are kept unless listed. */
-  async prune(options: { olderThanMs?: number; statuses?: string[]; limit?: number } = {}): Promise<number> {
+  /**
+   * Deletes finished jobs older than `olderThanMs` (default 7 days), at most `limit` per
+   * call (default 10,000); failed jobs are kept unless listed in `statuses`.
+   */
+  async prune(
+    options: { olderThanMs?: number; statuses?: readonly string[]; limit?: number } = {},
+  ): Promise<number> {
     return await this.engine.prune(
       this.pool,
-      options.olderThanMs ?? 7 * 24 * 3600 * 1000,
-      options.statuses ?? ['succeeded', 'compensated', 'cancelled'],
-      options.limit ?? 10000,
+      options.olderThanMs ?? null,
+      options.statuses ?? PRUNABLE_STATUSES,
+      options.limit ?? null,
     );
   }
 
   /**
-   * Resolves with the job's state once it is final (succeeded, failed, compensated,
-   * cancelled). Woken by NOTIFY on the <schema>_done channel, not by polling.
+   * Resolves with the job's state and every step's result once it is final (succeeded,
+   * failed, compensated, cancelled). Woken by NOTIFY on the <schema>_done channel (a hint
+   * to re-read the job, never trusted by itself), not by polling.
    */
-  async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<JobState> {
+  async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<FinishedJob> {
     this.hub ??= new NotificationHub(this.pool);
     const channel = this.engine.doneChannel;
     let wake: () => void = () => {};
@@ -278,7 +296,11 @@ export class Stepping {
         const woken = new Promise<void>((resolve) => (wake = resolve));
         const state = await this.getJob(jobId);
         if (!state) throw new JobNotFoundError(`stepping: no job ${jobId}`);
-        if ((FINAL_STATUSES as readonly string[]).includes(state.status)) return state;
+        if (isFinalStatus(state.status)) {
+          const results = new Array<unknown>(state.stepCount);
+          for (const step of await this.steps(jobId)) results[step.stepIndex] = step.result;
+          return { ...state, results };
+        }
         const left = deadline - Date.now();
         if (left <= 0)
           throw new WaitTimeoutError(`job ${jobId} is still ${state.status} after ${options.timeoutMs} ms`);

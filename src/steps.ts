@@ -1,14 +1,31 @@
 /**
  * Step definitions: a name, a handler, options. Calling a definition with arguments makes
  * a StepCall, the serialisable thing that enqueue takes. Producers that do not import
- * handler code pass plain `{ name, args }` objects instead.
+ * handler code pass plain `{ name, args }` objects instead: the worker's definition decides
+ * how a step runs (transactional, timeout, compensation, maxAttempts, backoff); options
+ * given explicitly at enqueue (StepCallOptions, or the job's maxAttempts) override it.
  */
 import type pg from 'pg';
+import { InvalidArgumentError } from './errors.js';
+import { MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';
 
 /** Returned by `ctx.retryLater(ms)`: run this step again later without counting a failed attempt. */
 export interface RetryLater {
   readonly kind: 'stepping.retryLater';
   readonly delayMs: number;
+}
+
+/**
+ * A "not yet" delay, checked and clamped: a non-finite or non-number delay is a caller's
+ * mistake (thrown at the call); the rest is clamped to [0, MAX_RETRY_LATER_MS].
+ */
+export function retryLaterDelay(delayMs: unknown): number {
+  if (typeof delayMs !== 'number' || !Number.isFinite(delayMs)) {
+    throw new InvalidArgumentError(
+      `retryLater(ms) needs a finite number of milliseconds, got ${typeof delayMs === 'number' ? delayMs : typeof delayMs}`,
+    );
+  }
+  return Math.min(MAX_RETRY_LATER_MS, Math.max(0, Math.round(delayMs)));
 }
 
 /** What a handler gets besides its arguments. */
@@ -29,16 +46,31 @@ export interface StepContext {
   readonly queue: string;
   /** Aborted when the job is cancelled, the lease is lost, the step times out or the worker stops hard. */
   readonly signal: AbortSignal;
-  /** Identifier of the database the job lives in (name, never credentials). */
+  /** Identifier of the database the job lives in (`host:port/dbname` or its configured id; never credentials). */
   readonly database: string;
-  /** Only for transactional steps: a client inside the transaction that also records this step as done. */
+  /**
+   * Results of the job's steps that returned a value, by step index (`results[0]` is the
+   * first step's). A step sees the results of the steps before it; a compensation sees all.
+   */
+  readonly results: readonly unknown[];
+  /**
+   * Only for transactional steps: a client inside the transaction that also records this
+   * step as done. It refuses queries once the attempt has ended (timeout, abort, return).
+   */
   readonly tx: pg.ClientBase | undefined;
-  /** Returns a marker: "not yet" — run again after `delayMs` without counting a failure. */
+  /** Returns a marker: "not yet" — run again after `delayMs` (clamped to 0..7 days) without counting a failure. */
   retryLater(delayMs: number): RetryLater;
 }
 
-/** A step handler. Throw to fail the attempt; throw PermanentError to end the forward path. */
-export type StepHandler<A> = (args: A, ctx: StepContext) => Promise<unknown> | unknown;
+/**
+ * A step handler. Return a JSON value to store it as the step's result (seen by later
+ * steps, by the compensation and by waitForJob); throw to fail the attempt; throw
+ * PermanentError to end the forward path.
+ */
+export type StepHandler<A, R = unknown> = (
+  args: A,
+  ctx: StepContext,
+) => Promise<R | RetryLater> | R | RetryLater;
 
 /** Retry backoff: delay = min(maxMs, baseMs * 2^(attempt-1)), times a random factor in [0.5, 1). */
 export interface BackoffOptions {
@@ -48,24 +80,29 @@ export interface BackoffOptions {
   maxMs?: number;
 }
 
-/** The compensating step of a step: a name (args are the step's own) or a function of the step's args. */
-export type CompensationSpec<A> = string | ((args: A) => { name: string; args?: unknown });
+/**
+ * The compensating step of a step: a step name (its args are the step's own), or a
+ * function of the step's args and result (`result` is undefined when the step itself
+ * failed: its own compensation runs too and must tolerate "nothing to undo").
+ */
+export type CompensationSpec<A, R = unknown> =
+  string | ((args: A, result: R | undefined) => { name: string; args?: unknown });
 
-/** Options fixed where a step is defined. */
-export interface StepOptions<A = unknown> {
+/** Options fixed where a step is defined; the worker applies them. */
+export interface StepOptions<A = unknown, R = unknown> {
   /** Attempts before the forward path ends (permanent failure). Default: unlimited. */
   maxAttempts?: number;
   /** Retry delays. */
   backoff?: BackoffOptions;
   /** Compensating step run (in reverse order) when the job fails permanently or is cancelled with compensation. */
-  compensate?: CompensationSpec<A>;
+  compensate?: CompensationSpec<A, R>;
   /** Run the handler inside the transaction that records the step done; the handler gets `ctx.tx`. */
   transactional?: boolean;
   /** Abort the handler's signal and fail the attempt after this long. Default: no timeout. */
   timeoutMs?: number;
 }
 
-/** Per-call overrides at enqueue time. */
+/** Per-call overrides at enqueue time: they take precedence over the worker's definition. */
 export interface StepCallOptions {
   maxAttempts?: number;
   backoff?: BackoffOptions;
@@ -78,51 +115,52 @@ export interface StepCall<A = unknown> {
   readonly name: string;
   readonly args?: A;
   readonly options?: StepCallOptions;
-  readonly transactional?: boolean;
 }
 
 /** A defined step: callable to build StepCalls, and carrying the handler for workers. */
-export interface StepDefinition<A = unknown> {
+export interface StepDefinition<A = unknown, R = unknown> {
   (args: A, options?: StepCallOptions): StepCall<A>;
   readonly stepName: string;
-  readonly handler: StepHandler<A>;
-  readonly options: Readonly<StepOptions<A>>;
+  readonly handler: StepHandler<A, R>;
+  readonly options: Readonly<StepOptions<A, R>>;
   readonly kind: 'stepping.step';
 }
 
-/** Any step definition, whatever its argument type (for worker step lists). */
-// Handlers are contravariant in their args, so a list of mixed steps needs this erasure.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyStepDefinition = StepDefinition<any>;
+/**
+ * Any step definition, whatever its argument and result types (for worker step lists).
+ * Handlers are contravariant in their args, so a list of mixed steps needs this erasure;
+ * the result is erased to `never` in the compensation (it only ever receives undefined
+ * or the handler's own result) and to `unknown` in the handler.
+ */
+export interface AnyStepDefinition {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  (args: any, options?: StepCallOptions): StepCall;
+  readonly stepName: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly handler: StepHandler<any, unknown>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly options: Readonly<StepOptions<any, never>>;
+  readonly kind: 'stepping.step';
+}
 
-/** Defines a step: `defineStep('mail.send', async (args: {to: string}, ctx) => {...}, { maxAttempts: 5 })`. */
-export function defineStep<A>(
+/**
+ * Defines a step: `defineStep('mail.send', async (args: {to: string}, ctx) => {...}, { maxAttempts: 5 })`.
+ * Calling the definition makes a step call carrying only the options given at that call;
+ * the definition's own options are applied by the worker that runs the step.
+ */
+export function defineStep<A, R = unknown>(
   name: string,
-  handler: StepHandler<A>,
-  options: StepOptions<A> = {},
-): StepDefinition<A> {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
-    throw new TypeError(`defineStep: the name must be 1 to 200 characters, got ${JSON.stringify(name)}`);
+  handler: StepHandler<A, R>,
+  options: StepOptions<A, R> = {},
+): StepDefinition<A, R> {
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) {
+    throw new TypeError(`defineStep: the name must be 1 to ${MAX_NAME_LENGTH} characters`);
   }
   if (typeof handler !== 'function')
     throw new TypeError(`defineStep(${name}): the handler must be a function`);
   const frozen = Object.freeze({ ...options });
-  const call = (args: A, callOptions?: StepCallOptions): StepCall<A> => {
-    const compensation =
-      callOptions?.compensate ??
-      (typeof frozen.compensate === 'string'
-        ? { name: frozen.compensate, args }
-        : typeof frozen.compensate === 'function'
-          ? frozen.compensate(args)
-          : undefined);
-    const merged: StepCallOptions = {
-      ...(frozen.maxAttempts !== undefined ? { maxAttempts: frozen.maxAttempts } : {}),
-      ...(frozen.backoff !== undefined ? { backoff: frozen.backoff } : {}),
-      ...callOptions,
-      ...(compensation ? { compensate: compensation } : {}),
-    };
-    return { name, args, options: merged, ...(frozen.transactional ? { transactional: true } : {}) };
-  };
+  const call = (args: A, callOptions?: StepCallOptions): StepCall<A> =>
+    callOptions === undefined ? { name, args } : { name, args, options: callOptions };
   return Object.assign(call, { stepName: name, handler, options: frozen, kind: 'stepping.step' as const });
 }
 

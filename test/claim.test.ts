@@ -184,7 +184,8 @@ test('with a limit, step_claim takes the most urgent jobs', async () => {
     ids.push({ priority, id: await h.stepping.enqueue([{ name, args: {} }], { priority }) });
   }
   const { rows } = await h.pool.query<{ job_id: string; priority: number }>(
-    `SELECT job_id::text, priority FROM stepping.step_claim('w', ARRAY[$1], NULL, 3, 30000)`,
+    `SELECT c.job_id::text, j.priority FROM stepping.step_claim('w', ARRAY[$1], NULL, 3, 30000) c
+     JOIN stepping.job_overview j USING (job_id)`,
     [name],
   );
   assert.deepEqual(rows.map((r) => r.priority).sort(), [1, 1, 2]);

@@ -35,7 +35,7 @@ async function failedJob(queue: string): Promise<string> {
   assert.equal(String(claimed.rows[0].job_id), jobId);
   const failed = await h.pool.query(
     `SELECT accepted, job_status FROM stepping.step_fail(ARRAY[$1]::bigint[], ARRAY[$2]::uuid[], ARRAY[$3]::jsonb[])`,
-    [jobId, claimed.rows[0].lease_token, JSON.stringify({ message: 'card declined' })],
+    [jobId, claimed.rows[0].lease_token, JSON.stringify({ error: { message: 'card declined' } })],
   );
   assert.deepEqual(failed.rows[0], { accepted: true, job_status: 'failed' });
   return jobId;

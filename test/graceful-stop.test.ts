@@ -70,8 +70,8 @@ test('stop() lets the running step finish, claims nothing new, then resolves', a
   ]);
   const f = await jobRow(first);
   assert.deepEqual(
-    [f.status, f.current_step, f.attempt, f.locked_by, f.lease_token],
-    ['pending', 1, 0, null, null],
+    [f.status, f.current_step, f.attempt, f.locked_by],
+    ['pending', 1, 0, null],
     'the next step is left for other workers',
   );
   const s = await jobRow(second);
@@ -167,7 +167,7 @@ test('stop() during a claim in flight settles the claimed step: done and recorde
   // resolved: finished and reported, or given back. Never still leased to a stopped worker.
   const row = await jobRow(id);
   assert.ok(
-    row.status === 'succeeded' || (row.status === 'pending' && row.attempt === 0 && row.lease_token === null),
+    row.status === 'succeeded' || (row.status === 'pending' && row.attempt === 0 && row.locked_by === null),
     `after stop() the job is ${row.status} (attempt ${row.attempt}, locked by ${row.locked_by}); ` +
       `the handler ran ${calls} time(s)`,
   );

@@ -95,13 +95,14 @@ test('a fresh custom schema migrates and runs jobs on its own, beside the defaul
     assert.equal(tenantJobs.rows[0]!.n, 1);
     const after = await h.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM stepping.jobs');
     assert.equal(after.rows[0]!.n, before.rows[0]!.n, 'nothing was written to the default schema');
-    // The functions resolve names in their own schema, whatever the caller's search_path.
+    // The functions resolve names in pg_catalog, then their own schema, whatever the
+    // caller's search_path (nothing in the schema can shadow a built-in).
     const { rows } = await h.pool.query<{ config: string[] }>(
       `SELECT proconfig AS config FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
        WHERE n.nspname = 'tenant_x' AND p.proname = 'step_claim'`,
     );
     assert.ok(
-      rows[0]?.config.some((c) => /^search_path=tenant_x\b/.test(c)),
+      rows[0]?.config.some((c) => /^search_path=pg_catalog, tenant_x, pg_temp$/.test(c)),
       `step_claim config: ${rows[0]?.config}`,
     );
   } finally {

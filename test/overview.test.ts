@@ -69,7 +69,7 @@ test('queue_stats counts jobs per queue and status, runnable and scheduled, and 
   // Two hours later (engine clock) the running job's lease has expired: it counts as runnable,
   // and the scheduled ov-a job is due.
   const later = await h.client();
-  await later.query(`SET stepping.time_offset = '2 hours'`);
+  await h.shiftClock('2 hours');
   const shifted = await queueStats(later);
   const running = shifted.find((s) => s.queue === 'ov-b' && s.status === 'running')!;
   assert.equal(running.runnable, 1);

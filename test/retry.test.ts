@@ -199,7 +199,8 @@ test('maxAttempts exhausted ends the job failed, with the step failed and nothin
   );
   assert.deepEqual(steps.rows, [
     { idx: 0, status: 'failed', attempts: 3, error: 'doomed attempt 3', comp_status: null },
-    { idx: 1, status: 'pending', attempts: 0, error: null, comp_status: null },
+    // Never ran because the job ended: skipped, not left pending for ever.
+    { idx: 1, status: 'skipped', attempts: 0, error: null, comp_status: null },
   ]);
 });
 

@@ -1,12 +1,13 @@
 /**
  * The engine's SQL calls: the only module with SQL text for jobs and steps. Every state
- * change is one call of a function in sql/; values always travel as parameters.
+ * change is one call of a function in sql/; values always travel as parameters, and
+ * identifiers (the schema) are validated and quoted.
  */
 import { quoteIdent } from '../config.js';
 import { translateDatabaseError } from '../errors.js';
 import type { Queryable } from './queryable.js';
 
-/** A unit of work (a step, or a step's compensation) leased to a worker. */
+/** A unit of work (a step, or a step's compensation) leased to a worker: the SQL type `unit`. */
 export interface LeasedUnit {
   jobId: string;
   leaseToken: string;
@@ -16,57 +17,120 @@ export interface LeasedUnit {
   args: unknown;
   attempt: number;
   queue: string;
-  priority: number;
   stepCount: number;
-  transactional: boolean;
-  deadline: Date | null;
+  /** Stored results of the job's steps, by step index (only steps that returned a value). */
+  results: Readonly<Record<number, unknown>>;
 }
 
-/** Outcome of reporting a success. */
-export interface CompleteResult {
-  jobId: string;
-  accepted: boolean;
-  jobStatus: string | null;
-  /** The job's next unit, already leased to the reporting worker. */
-  next: LeasedUnit | null;
+/** A compensation as the worker's step definition gives it, reported with the step's outcome. */
+export interface CompensationCall {
+  name: string;
+  args: unknown;
 }
 
-/** Outcome of reporting a failure. */
-export interface FailResult {
-  jobId: string;
-  accepted: boolean;
-  jobStatus: string | null;
-  outcome: 'retry' | 'not_yet' | 'failed' | 'compensating' | 'compensated' | 'cancelled' | null;
-  nextRunAt: Date | null;
+/** A succeeded unit as reported to the engine. */
+export interface SuccessReport {
+  unit: LeasedUnit;
+  /** The handler's return value as JSON text (checked for size by the caller), or null. */
+  resultJson: string | null;
+  compensation: CompensationCall | null;
 }
 
-/** A failed attempt as reported to the engine. */
+/** What step_fail did. */
+export type FailOutcome = 'retry' | 'not_yet' | 'failed' | 'compensating' | 'compensated' | 'cancelled';
+
+/** A stored error: message, name and stack truncated to the limits of src/limits.ts. */
+export interface ErrorRecord {
+  message: string;
+  name: string;
+  stack?: string;
+  attempt: number;
+  at: string;
+}
+
+/** A failed attempt (or a "not yet") as reported to the engine; see _unit_failed in sql/transitions.sql. */
 export interface FailureReport {
   jobId: string;
   leaseToken: string;
-  error: Record<string, unknown>;
+  error: ErrorRecord;
   permanent: boolean;
+  /** "Not yet": run again after this many ms without counting the attempt. */
   retryAfterMs: number | null;
+  /** The worker's definition's options, used when the step stored none at enqueue. */
+  maxAttempts: number | null;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  compensation: CompensationCall | null;
+}
+
+/** The engine's answer to one report (success or failure). */
+export interface ReportResult {
+  jobId: string;
+  accepted: boolean;
+  jobStatus: string | null;
+  /** After a success: the job's next unit, already leased to the reporting worker. */
+  next: LeasedUnit | null;
+  /** After a failure: what the engine did. */
+  outcome: FailOutcome | null;
+  nextRunAt: Date | null;
+}
+
+/** Who may be handed the job's next unit with a completion (the reporting worker). */
+export interface Continuation {
+  worker: string;
+  names: string[];
+  queues: string[] | null;
+  leaseMs: number;
 }
 
 type Row = Record<string, unknown>;
 
-function unitFromRow(r: Row, prefix = ''): LeasedUnit {
-  const get = (k: string) => r[prefix + k];
+/**
+ * A `unit` from a claim row or a continuation's JSON object. `jobId` is passed for the
+ * latter: JSON numbers lose bigint precision, the report's own job id does not.
+ */
+function unitFrom(r: Row, jobId = String(r.job_id)): LeasedUnit {
+  const results: Record<number, unknown> = {};
+  if (r.results !== null && typeof r.results === 'object') {
+    for (const [k, v] of Object.entries(r.results as Row)) results[Number(k)] = v;
+  }
   return {
-    jobId: String(r.job_id),
-    leaseToken: String(get('lease_token')),
-    stepIndex: Number(get('step_index')),
-    phase: get('phase') as LeasedUnit['phase'],
-    name: String(get('name')),
-    args: get('args'),
-    attempt: Number(get('attempt')),
-    queue: String(get('queue')),
-    priority: Number(get('priority')),
-    stepCount: Number(get('step_count')),
-    transactional: Boolean(get('transactional')),
-    deadline: (get('deadline') as Date | null) ?? null,
+    jobId,
+    leaseToken: String(r.lease_token),
+    stepIndex: Number(r.step_index),
+    phase: r.phase as LeasedUnit['phase'],
+    name: String(r.name),
+    args: r.args,
+    attempt: Number(r.attempt),
+    queue: String(r.queue),
+    stepCount: Number(r.step_count),
+    results,
   };
+}
+
+function reportFrom(r: Row): ReportResult {
+  const jobId = String(r.job_id);
+  return {
+    jobId,
+    accepted: Boolean(r.accepted),
+    jobStatus: (r.job_status as string | null) ?? null,
+    next: r.next ? unitFrom(r.next as Row, jobId) : null,
+    outcome: (r.outcome as FailOutcome | null | undefined) ?? null,
+    nextRunAt: (r.next_run_at as Date | null | undefined) ?? null,
+  };
+}
+
+/** The JSON of a failure report, as sql/transitions.sql's _unit_failed reads it. */
+function failureJson(f: FailureReport): string {
+  return JSON.stringify({
+    error: f.error,
+    permanent: f.permanent,
+    retry_after_ms: f.retryAfterMs,
+    max_attempts: f.maxAttempts,
+    backoff_base_ms: f.backoffBaseMs,
+    backoff_max_ms: f.backoffMaxMs,
+    compensate: f.compensation,
+  });
 }
 
 /** Typed access to the SQL functions of one schema. */
@@ -89,7 +153,7 @@ export class Engine {
     return `${this.schema}_done`;
   }
 
-  /** Channel on which cancels of running jobs are announced (payload: job id). */
+  /** Channel hinting that a running job was cancelled (payload: job id; a hint, never trusted). */
   get cancelChannel(): string {
     return `${this.schema}_cancel`;
   }
@@ -100,6 +164,14 @@ export class Engine {
     } catch (error) {
       throw translateDatabaseError(error);
     }
+  }
+
+  /** True when the schema holds a Stepping engine this driver can use. */
+  async isMigrated(db: Queryable): Promise<boolean> {
+    const rows = await this.run(db, `SELECT to_regprocedure($1) IS NOT NULL AS ready`, [
+      `${this.q}.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer)`,
+    ]);
+    return rows[0]?.ready === true;
   }
 
   /** Inserts jobs (a JSON array, see sql/enqueue.sql) in db's transaction. */
@@ -119,6 +191,7 @@ export class Engine {
     }));
   }
 
+  /** Leases up to `limit` runnable units this worker has handlers for. */
   async claim(
     db: Queryable,
     worker: string,
@@ -134,7 +207,7 @@ export class Engine {
       limit,
       leaseMs,
     ]);
-    return rows.map((r) => unitFromRow(r));
+    return rows.map((r) => unitFrom(r));
   }
 
   /** Milliseconds until the next unit this worker could run is due (<= 0: now), or null. */
@@ -144,56 +217,46 @@ export class Engine {
     return ms === null || ms === undefined ? null : Number(ms);
   }
 
+  /** Reports succeeded units; the answers come in the order of `done`. */
   async complete(
     db: Queryable,
-    done: { jobId: string; leaseToken: string }[],
-    continueWith: { worker: string; names: string[]; queues: string[] | null; leaseMs: number } | null,
-  ): Promise<CompleteResult[]> {
+    done: readonly SuccessReport[],
+    continuation: Continuation | null,
+  ): Promise<ReportResult[]> {
     const rows = await this.run(
       db,
-      `SELECT * FROM ${this.q}.step_complete($1::bigint[], $2::uuid[], $3, $4, $5, $6)`,
+      `SELECT r.job_id, r.accepted, r.job_status, to_jsonb(r.next) AS next
+       FROM ${this.q}.step_complete($1::bigint[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5, $6, $7, $8) r`,
       [
-        done.map((d) => d.jobId),
-        done.map((d) => d.leaseToken),
-        continueWith?.worker ?? null,
-        continueWith?.names ?? null,
-        continueWith?.queues ?? null,
-        continueWith?.leaseMs ?? 30000,
+        done.map((d) => d.unit.jobId),
+        done.map((d) => d.unit.leaseToken),
+        done.map((d) => d.resultJson),
+        done.map((d) => (d.compensation ? JSON.stringify(d.compensation) : null)),
+        continuation?.worker ?? null,
+        continuation?.names ?? null,
+        continuation?.queues ?? null,
+        continuation?.leaseMs ?? null,
       ],
     );
-    return rows.map((r) => ({
-      jobId: String(r.job_id),
-      accepted: Boolean(r.accepted),
-      jobStatus: (r.job_status as string | null) ?? null,
-      next: r.next_lease_token ? unitFromRow(r, 'next_') : null,
-    }));
+    const byId = new Map(rows.map((r) => [String(r.job_id), reportFrom(r)]));
+    return done.map((d) => byId.get(d.unit.jobId) ?? rejected(d.unit.jobId));
   }
 
-  async fail(db: Queryable, failures: FailureReport[]): Promise<FailResult[]> {
+  /** Reports failed attempts; the answers come in the order of `failures`. */
+  async fail(db: Queryable, failures: readonly FailureReport[]): Promise<ReportResult[]> {
     const rows = await this.run(
       db,
-      `SELECT * FROM ${this.q}.step_fail($1::bigint[], $2::uuid[], $3::jsonb[], $4::boolean[], $5::integer[])`,
-      [
-        failures.map((f) => f.jobId),
-        failures.map((f) => f.leaseToken),
-        failures.map((f) => JSON.stringify(f.error)),
-        failures.map((f) => f.permanent),
-        failures.map((f) => f.retryAfterMs),
-      ],
+      `SELECT * FROM ${this.q}.step_fail($1::bigint[], $2::uuid[], $3::jsonb[])`,
+      [failures.map((f) => f.jobId), failures.map((f) => f.leaseToken), failures.map(failureJson)],
     );
-    return rows.map((r) => ({
-      jobId: String(r.job_id),
-      accepted: Boolean(r.accepted),
-      jobStatus: (r.job_status as string | null) ?? null,
-      outcome: (r.outcome as FailResult['outcome']) ?? null,
-      nextRunAt: (r.next_run_at as Date | null) ?? null,
-    }));
+    const byId = new Map(rows.map((r) => [String(r.job_id), reportFrom(r)]));
+    return failures.map((f) => byId.get(f.jobId) ?? rejected(f.jobId));
   }
 
   /** Heartbeat: returns the job ids whose leases are still held, with their cancel flags. */
   async extendLeases(
     db: Queryable,
-    held: { jobId: string; leaseToken: string }[],
+    held: readonly { jobId: string; leaseToken: string }[],
     leaseMs: number,
   ): Promise<Map<string, boolean>> {
     const rows = await this.run(
@@ -204,7 +267,11 @@ export class Engine {
     return new Map(rows.map((r) => [String(r.job_id), Boolean(r.cancel_requested)]));
   }
 
-  async releaseLeases(db: Queryable, held: { jobId: string; leaseToken: string }[]): Promise<string[]> {
+  /** Gives units back to the queue (runnable now, attempt not counted). */
+  async releaseLeases(
+    db: Queryable,
+    held: readonly { jobId: string; leaseToken: string }[],
+  ): Promise<string[]> {
     const rows = await this.run(db, `SELECT job_id FROM ${this.q}.lease_release($1::bigint[], $2::uuid[])`, [
       held.map((h) => h.jobId),
       held.map((h) => h.leaseToken),
@@ -217,11 +284,17 @@ export class Engine {
     return String(rows[0]?.status);
   }
 
-  async retry(db: Queryable, jobId: string): Promise<void> {
-    await this.run(db, `SELECT ${this.q}.job_retry($1)`, [jobId]);
+  async retry(db: Queryable, jobId: string, deadline: Date | null): Promise<void> {
+    await this.run(db, `SELECT ${this.q}.job_retry($1, $2)`, [jobId, deadline]);
   }
 
-  async prune(db: Queryable, olderThanMs: number, statuses: string[], limit: number): Promise<number> {
+  /** Deletes finished jobs; null options take the engine's defaults. */
+  async prune(
+    db: Queryable,
+    olderThanMs: number | null,
+    statuses: readonly string[],
+    limit: number | null,
+  ): Promise<number> {
     const rows = await this.run(
       db,
       `SELECT ${this.q}.job_prune($1 * interval '1 millisecond', $2::text[], $3) AS n`,
@@ -252,4 +325,9 @@ export class Engine {
       [status, limit],
     );
   }
+}
+
+/** The answer for a report the engine did not accept (stale lease, or given up). */
+export function rejected(jobId: string): ReportResult {
+  return { jobId, accepted: false, jobStatus: null, next: null, outcome: null, nextRunAt: null };
 }

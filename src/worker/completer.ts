@@ -1,57 +1,93 @@
 /**
- * BatchCompleter: collects handler results and reports them in as few statements as
- * possible. While one report is in flight, new results queue up and go out together
- * right after it, so batches grow with load and an idle worker reports at once.
+ * BatchCompleter: reports handler results in as few statements as possible, and never lets
+ * one result stop the others. Successes and failures go out in two independent lanes
+ * (one never waits for, or is retried with, the other). While a lane's report is in flight,
+ * new results queue up and go out together right after it, so batches grow with load and
+ * an idle worker reports at once.
+ *
+ * A failing call is handled by what failed:
+ * - the database rejected the data (an SQLSTATE that is not about the connection): the
+ *   batch is split in halves until the bad entry is alone; a success that cannot be
+ *   stored is reported as a permanent failure, a failure report that cannot be stored is
+ *   replaced by a generic one; if even that fails the entry is given up;
+ * - the connection failed: the batch is retried with backoff (reports are idempotent, so
+ *   a retry after a lost answer applies nothing twice) until it is as old as a lease; then
+ *   it is given up, and the worker stops heart-beating the unit so another can recover it.
  */
 import type pg from 'pg';
-import type { CompleteResult, Engine, FailResult, FailureReport, LeasedUnit } from '../db/engine.js';
-import type { ContinueWith } from './runner.js';
+import {
+  type Continuation,
+  type Engine,
+  type FailureReport,
+  rejected,
+  type ReportResult,
+  type SuccessReport,
+} from '../db/engine.js';
+import { errorRecord } from './error-record.js';
 
 const MAX_BATCH = 500;
 
-type Pending =
-  | { kind: 'success'; unit: LeasedUnit; resolve: (r: CompleteResult) => void }
-  | { kind: 'failure'; report: FailureReport; resolve: (r: FailResult) => void };
+/** A report's answer, or why there is none. */
+export interface Settled extends ReportResult {
+  /** The report could not be delivered: the unit's lease must be left to expire. */
+  gaveUp: boolean;
+  /** A success that could not be stored was reported as this failure instead. */
+  storedAsFailure: Error | null;
+}
 
-/** Batches step_complete / step_fail calls. */
-export class BatchCompleter {
-  private queue: Pending[] = [];
+/** A success and how to report it as a failure should its result be refused. */
+export interface SuccessEntry extends SuccessReport {
+  asFailure(error: Error): FailureReport;
+}
+
+/** True for errors about the data of a report (splitting the batch helps); false for connection trouble. */
+export function isDataError(error: unknown): boolean {
+  const code =
+    (error as { code?: unknown; cause?: { code?: unknown } } | null)?.code ??
+    (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  if (typeof code !== 'string') return false;
+  // 08 connection, 40 serialization/deadlock, 53 resources, 55 object state (lock), 57
+  // operator intervention (shutdown, terminate), 58 system, XX internal: try again.
+  return !/^(08|40|53|55|57|58|XX)/.test(code);
+}
+
+interface Entry<T> {
+  payload: T;
+  queuedAt: number;
+  resolve: (result: Settled) => void;
+}
+
+function settled(result: ReportResult, extra: Partial<Settled> = {}): Settled {
+  return { ...result, gaveUp: false, storedAsFailure: null, ...extra };
+}
+
+/** One lane: a queue of reports of one kind and its delivery loop. */
+class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
+  private queue: Entry<T>[] = [];
   private flushing = false;
   private scheduled = false;
-  private closed = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly engine: Engine,
-    private readonly pool: pg.Pool,
-    private readonly continueWith: () => ContinueWith | null,
-    private readonly onError: (error: Error) => void,
+    private readonly send: (batch: T[]) => Promise<ReportResult[]>,
+    private readonly onDataError: (payload: T, error: Error) => Promise<Settled>,
+    private readonly owner: BatchCompleter,
   ) {}
 
-  /** Reports a success; resolves with the engine's answer (maybe with the job's next unit leased to us). */
-  complete(unit: LeasedUnit): Promise<CompleteResult> {
-    return new Promise((resolve) => this.push({ kind: 'success', unit, resolve }));
+  push(payload: T): Promise<Settled> {
+    return new Promise((resolve) => {
+      this.queue.push({ payload, queuedAt: Date.now(), resolve });
+      this.schedule();
+    });
   }
 
-  /** Reports a failure (or a "not yet"). */
-  fail(report: FailureReport): Promise<FailResult> {
-    return new Promise((resolve) => this.push({ kind: 'failure', report, resolve }));
+  get idle(): boolean {
+    return !this.flushing && this.queue.length === 0;
   }
 
-  /** Resolves when nothing is queued or in flight. */
-  async idle(): Promise<void> {
-    if (!this.flushing && this.queue.length === 0) return;
-    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-  }
-
-  /** Stops retrying failed reports (their leases will expire and the units run again). */
-  close(): void {
-    this.closed = true;
-  }
-
-  private push(item: Pending): void {
-    this.queue.push(item);
-    this.schedule();
+  waitIdle(): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private schedule(): void {
@@ -65,79 +101,140 @@ export class BatchCompleter {
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || this.queue.length === 0) return;
+    if (this.flushing) return;
     this.flushing = true;
-    const batch = this.queue.splice(0, MAX_BATCH);
-    const successes = batch.filter((p): p is Extract<Pending, { kind: 'success' }> => p.kind === 'success');
-    const failures = batch.filter((p): p is Extract<Pending, { kind: 'failure' }> => p.kind === 'failure');
+    while (this.queue.length > 0) await this.deliver(this.queue.splice(0, MAX_BATCH));
+    this.flushing = false;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private async deliver(batch: Entry<T>[]): Promise<void> {
     let delay = 100;
     for (;;) {
       try {
-        const [done, failed] = await Promise.all([
-          successes.length
-            ? this.engine.complete(
-                this.pool,
-                successes.map((s) => s.unit),
-                this.continueWith(),
-              )
-            : Promise.resolve([]),
-          failures.length
-            ? this.engine.fail(
-                this.pool,
-                failures.map((f) => f.report),
-              )
-            : Promise.resolve([]),
-        ]);
-        const doneById = new Map(done.map((r) => [r.jobId, r]));
-        const failedById = new Map(failed.map((r) => [r.jobId, r]));
-        for (const s of successes) {
-          s.resolve(
-            doneById.get(s.unit.jobId) ?? {
-              jobId: s.unit.jobId,
-              accepted: false,
-              jobStatus: null,
-              next: null,
-            },
-          );
-        }
-        for (const f of failures) {
-          f.resolve(
-            failedById.get(f.report.jobId) ?? {
-              jobId: f.report.jobId,
-              accepted: false,
-              jobStatus: null,
-              outcome: null,
-              nextRunAt: null,
-            },
-          );
-        }
-        break;
+        const results = await this.send(batch.map((e) => e.payload));
+        batch.forEach((e, i) => e.resolve(settled(results[i]!)));
+        return;
       } catch (error) {
-        this.onError(error instanceof Error ? error : new Error(String(error)));
-        if (this.closed) {
-          // Give up: the leases lapse and the units run again elsewhere (at-least-once).
-          for (const s of successes)
-            s.resolve({ jobId: s.unit.jobId, accepted: false, jobStatus: null, next: null });
-          for (const f of failures) {
-            f.resolve({
-              jobId: f.report.jobId,
-              accepted: false,
-              jobStatus: null,
-              outcome: null,
-              nextRunAt: null,
-            });
+        const err = error instanceof Error ? error : new Error(String(error));
+        this.owner.reportError(err);
+        if (isDataError(err)) {
+          if (batch.length > 1) {
+            const half = Math.ceil(batch.length / 2);
+            await this.deliver(batch.slice(0, half));
+            await this.deliver(batch.slice(half));
+          } else {
+            batch[0]!.resolve(await this.onDataError(batch[0]!.payload, err));
           }
-          break;
+          return;
         }
+        // The connection failed: keep trying while the units' leases may still be ours.
+        const live: Entry<T>[] = [];
+        for (const e of batch) {
+          if (!this.owner.closed && Date.now() - e.queuedAt < this.owner.giveUpAfterMs) live.push(e);
+          else e.resolve(settled(rejected(jobIdOf(e.payload)), { gaveUp: true }));
+        }
+        if (live.length === 0) return;
+        batch = live;
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 5000);
       }
     }
-    this.flushing = false;
-    if (this.queue.length > 0) {
-      void this.flush();
-    } else {
-      for (const w of this.idleWaiters.splice(0)) w();
+  }
+}
+
+function jobIdOf(payload: { unit?: { jobId: string }; jobId?: string }): string {
+  return payload.unit?.jobId ?? payload.jobId ?? '';
+}
+
+/** Batches step_complete / step_fail calls; see the module comment for what it guarantees. */
+export class BatchCompleter {
+  /** After close(), failed deliveries are given up at once (leases lapse; the units run again). */
+  closed = false;
+  private readonly successes: Lane<SuccessEntry>;
+  private readonly failures: Lane<FailureReport>;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly pool: pg.Pool,
+    /** Who may be handed a job's next unit (null while stopping: nobody). */
+    private readonly continuation: () => Continuation | null,
+    /** A report older than this is given up rather than retried (the lease length). */
+    readonly giveUpAfterMs: number,
+    private readonly onError: (error: Error) => void,
+  ) {
+    this.successes = new Lane<SuccessEntry>(
+      (batch) => this.engine.complete(this.pool, batch, this.continuation()),
+      async (entry, error) => {
+        // The result (or the compensation) was refused: the attempt fails, permanently.
+        const failure = new Error(`the step's result could not be stored: ${error.message}`);
+        failure.name = 'PermanentError';
+        const answer = await this.fail(entry.asFailure(failure));
+        return { ...answer, storedAsFailure: failure };
+      },
+      this,
+    );
+    this.failures = new Lane<FailureReport>(
+      (batch) => this.engine.fail(this.pool, batch),
+      (report, error) => this.failGeneric(report, error),
+      this,
+    );
+  }
+
+  /** Passes a delivery error on (the worker emits it). */
+  reportError(error: Error): void {
+    this.onError(error);
+  }
+
+  /** Reports a success; resolves with the engine's answer (maybe with the job's next unit leased to us). */
+  complete(entry: SuccessEntry): Promise<Settled> {
+    return this.successes.push(entry);
+  }
+
+  /** Reports a failure (or a "not yet"). */
+  fail(report: FailureReport): Promise<Settled> {
+    return this.failures.push(report);
+  }
+
+  /**
+   * A failure report the database refused: store a generic error instead (keeping the
+   * outcome's other fields), then a bare one; give up only if even that is refused.
+   */
+  private async failGeneric(report: FailureReport, error: Error): Promise<Settled> {
+    const generic = errorRecord(
+      new Error(`the failure report could not be stored: ${error.message}`),
+      report.error.attempt,
+    );
+    const fallbacks: FailureReport[] = [
+      { ...report, error: generic, compensation: null },
+      {
+        ...report,
+        error: generic,
+        compensation: null,
+        retryAfterMs: null,
+        maxAttempts: null,
+        permanent: false,
+      },
+    ];
+    for (const fallback of fallbacks) {
+      try {
+        const [answer] = await this.engine.fail(this.pool, [fallback]);
+        return settled(answer!);
+      } catch (retryError) {
+        this.onError(retryError as Error);
+        if (!isDataError(retryError)) break;
+      }
     }
+    return settled(rejected(report.jobId), { gaveUp: true });
+  }
+
+  /** Resolves when nothing is queued or in flight. */
+  async idle(): Promise<void> {
+    await Promise.all([this.successes.waitIdle(), this.failures.waitIdle()]);
+  }
+
+  /** Stops retrying failed deliveries (their leases will expire and the units run again). */
+  close(): void {
+    this.closed = true;
   }
 }

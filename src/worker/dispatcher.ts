@@ -8,8 +8,8 @@ import type { Slots } from './slots.js';
 /** What the dispatcher needs of a database. */
 export interface Claimant {
   readonly wantsWork: boolean;
-  /** Reserves up to `max` slots and starts claiming; false when there was no room. */
-  startClaim(max: number): boolean;
+  /** Reserves up to `max` slots and starts claiming; returns how many it reserved (0: no room). */
+  startClaim(max: number): number;
 }
 
 /** Round-robin slot dispatcher over a changing set of databases. */
@@ -58,8 +58,7 @@ export class Dispatcher {
       if (free <= 0) break;
       const share = Math.min(this.batchSize, Math.max(1, Math.floor(free / left)));
       left--;
-      const before = this.slots.free();
-      if (c.startClaim(share)) free -= before - this.slots.free();
+      free -= c.startClaim(share);
     }
   }
 }

@@ -1,3 +1,9 @@
+/** Part of a claim: up to `n` units from `queues` (null: every queue the worker serves). */
+export interface ClaimPlan {
+  queues: string[] | null;
+  n: number;
+}
+
 /**
  * Concurrency accounting: a total number of handler slots and optional per-queue caps.
  * A claim first reserves slots, then gives back what it did not fill.
@@ -20,14 +26,14 @@ export class Slots {
    * What to claim now, at most `batch` units in total: one entry for all queues (no caps),
    * or one per capped queue with room. Reserves the slots it plans.
    */
-  reserve(batch: number, queues: string[] | null): { queues: string[] | null; n: number }[] {
+  reserve(batch: number, queues: string[] | null): ClaimPlan[] {
     let room = Math.min(this.free(), batch);
     if (room <= 0) return [];
     if (this.queueLimits.size === 0) {
       this.used += room;
       return [{ queues, n: room }];
     }
-    const plan: { queues: string[] | null; n: number }[] = [];
+    const plan: ClaimPlan[] = [];
     for (const [queue, limit] of this.queueLimits) {
       const n = Math.min(room, limit - (this.usedByQueue.get(queue) ?? 0));
       if (n <= 0) continue;
@@ -41,7 +47,7 @@ export class Slots {
   }
 
   /** Gives back reserved slots a claim did not fill. */
-  unreserve(planned: { queues: string[] | null; n: number }, unused: number): void {
+  unreserve(planned: ClaimPlan, unused: number): void {
     if (unused <= 0) return;
     this.used -= unused;
     const queue = this.queueLimits.size > 0 ? planned.queues?.[0] : undefined;

@@ -1,19 +1,22 @@
 /**
- * The public worker: validated config, its databases (one, or many with a connection
- * budget and a refreshable list), the shared slots and dispatcher, typed events,
- * start/stop. `createWorker(options)` is the entry point.
+ * The public worker: validated config, the databases it serves, the shared slots and
+ * dispatcher, typed events, start/stop. One database (connectionString or pool) is a
+ * static list of one, with no connection budget and always a listener; `databases` is a
+ * list or a refreshable source under a connection budget. `createWorker(options)` is the
+ * entry point.
  */
 import { EventEmitter } from 'node:events';
-import pg from 'pg';
-import { quoteIdent } from '../config.js';
+import type pg from 'pg';
+import { Engine } from '../db/engine.js';
+import { createPool } from '../db/pool.js';
 import { ConfigError, SchemaNotReadyError } from '../errors.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import {
   databaseId,
+  type DatabaseSource,
   isDynamic,
   readSource,
   refreshMs,
-  type DatabaseSource,
   type ResolvedDatabase,
 } from '../multidb/sources.js';
 import { DatabaseWorker } from './database-worker.js';
@@ -22,14 +25,17 @@ import type { WorkerEventMap, WorkerEventName } from './events.js';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './options.js';
 import { Slots } from './slots.js';
 
+/** A served database's lifecycle state. */
+export type DatabaseLifecycle = 'starting' | 'up' | 'down' | 'removed';
+
 /** One served database and its lifecycle. */
 interface ManagedDatabase {
   id: string;
   pool: pg.Pool;
   ownsPool: boolean;
-  listenConfig: pg.ClientConfig | null;
+  listenConfig: pg.ClientConfig;
   worker: DatabaseWorker | null;
-  state: 'starting' | 'up' | 'down' | 'removed';
+  state: DatabaseLifecycle;
   hasListenerPermit: boolean;
   retryTimer: NodeJS.Timeout | undefined;
   retryDelayMs: number;
@@ -39,58 +45,42 @@ interface ManagedDatabase {
 /** A database's state as reported by Worker.databaseStates(). */
 export interface DatabaseState {
   database: string;
-  state: 'starting' | 'up' | 'down' | 'removed';
+  state: DatabaseLifecycle;
+  /** True when the database has a LISTEN connection (else it is polled). */
   listening: boolean;
   running: number;
   lastError: string | null;
 }
 
-/**
- * Labels the worker's connections in pg_stat_activity (application_name), unless the URL
- * sets its own. pg ignores an application_name option next to a connection string, so it
- * goes into the URL.
- */
-function withApplicationName(connectionString: string): string {
-  try {
-    const url = new URL(connectionString);
-    if (!url.searchParams.has('application_name'))
-      url.searchParams.set('application_name', 'stepping-worker');
-    return url.toString();
-  } catch {
-    return connectionString;
-  }
-}
-
-/** Name of the database a pool connects to, for ctx.database: never the password. */
+/** ctx.database for a pool given by the caller: `host:port/dbname`, never credentials. */
 function poolDatabaseId(pool: pg.Pool): string {
   const options = pool.options as pg.PoolConfig;
-  if (options.connectionString) {
-    try {
-      return databaseId(options.connectionString).id.replace(/^.*\//, '');
-    } catch {
-      return 'database';
-    }
-  }
-  return options.database ?? process.env.PGDATABASE ?? 'postgres';
+  if (options.connectionString) return databaseId(options.connectionString).id;
+  const host = options.host ?? process.env.PGHOST ?? 'localhost';
+  const port = options.port ?? (process.env.PGPORT ? Number(process.env.PGPORT) : 5432);
+  return `${host}:${port}/${options.database ?? process.env.PGDATABASE ?? 'postgres'}`;
 }
 
 /** A running (or stopped) worker. Listen to its events for logs and metrics. */
 export class Worker {
   /** The validated configuration (defaults applied). */
   readonly config: WorkerConfig;
+  private readonly engine: Engine;
   private readonly emitter = new EventEmitter();
   private readonly slots: Slots;
   private readonly dispatcher: Dispatcher;
   private readonly databases = new Map<string, ManagedDatabase>();
-  private readonly source: DatabaseSource | null;
+  /** Where the databases come from; a given pool is its own single source. */
+  private readonly source: DatabaseSource | { pool: pg.Pool };
+  /** The connection budget of `databases` mode; null: one database, unbounded. */
   private readonly budget: ConnectionBudget | null;
-  private single: ManagedDatabase | null = null;
   private refreshTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopped: Promise<void> | undefined;
 
   constructor(options: WorkerOptions) {
     this.config = resolveWorkerConfig(options);
+    this.engine = new Engine(this.config.schema);
     this.slots = new Slots(this.config.concurrency, this.config.queueLimits);
     this.dispatcher = new Dispatcher(this.slots, this.config.batchSize);
     const given = [options.databases, options.pool, options.connectionString].filter(
@@ -100,19 +90,16 @@ export class Worker {
     if (options.databases !== undefined) {
       this.source = options.databases;
       this.budget = new ConnectionBudget(this.config.maxConnections);
-      return;
-    }
-    this.source = null;
-    this.budget = null;
-    let pool = options.pool;
-    const ownsPool = !pool;
-    if (!pool) {
+    } else if (options.pool) {
+      this.source = { pool: options.pool };
+      this.budget = null;
+    } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
       if (!connectionString)
         throw new ConfigError('createWorker needs connectionString, pool, databases or DATABASE_URL');
-      pool = new pg.Pool({ connectionString, max: this.config.poolSize });
+      this.source = [connectionString];
+      this.budget = null;
     }
-    this.single = this.manage(poolDatabaseId(pool), pool, ownsPool, pool.options as pg.ClientConfig);
   }
 
   /** Subscribes to an event. */
@@ -149,25 +136,67 @@ export class Worker {
     return [...this.databases.values()].map((m) => ({
       database: m.id,
       state: m.state,
-      listening: m.hasListenerPermit || (this.single !== null && m === this.single),
+      listening: m.worker?.hasListener ?? false,
       running: m.worker?.running ?? 0,
       lastError: m.lastError,
     }));
   }
 
-  private manage(
-    id: string,
-    pool: pg.Pool,
-    ownsPool: boolean,
-    listenConfig: pg.ClientConfig | null,
-  ): ManagedDatabase {
-    // An idle client's connection error (database restart) must not crash the process.
-    pool.on('error', (error) => this.emit('error', { database: id, error, during: 'pool' }));
+  /**
+   * Checks the schema is migrated, then starts listening and claiming. With one database
+   * (connectionString or pool) it throws when that database cannot be served
+   * (SchemaNotReadyError when not migrated); with `databases` such a database is reported
+   * (`database:down`) and retried while the others run.
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new ConfigError(`worker already ${this.state}`);
+    this.state = 'running';
+    if ('pool' in this.source) {
+      await this.startSingle(this.manage(poolDatabaseId(this.source.pool), this.source.pool, false));
+      return;
+    }
+    if (this.budget === null) {
+      const [only] = await readSource(this.source);
+      await this.startSingle(this.add(only!));
+      return;
+    }
+    await this.refresh();
+    if (isDynamic(this.source)) {
+      this.refreshTimer = setInterval(() => {
+        this.refresh().catch((error: Error) =>
+          this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
+        );
+      }, refreshMs(this.source));
+      this.refreshTimer.unref();
+    }
+  }
+
+  private async startSingle(m: ManagedDatabase): Promise<void> {
+    try {
+      await this.bringUp(m, true);
+    } catch (error) {
+      this.databases.delete(m.id);
+      if (m.ownsPool) await m.pool.end().catch(() => {});
+      this.state = 'new';
+      throw error;
+    }
+  }
+
+  /** Re-reads the database list: starts new databases, drains and closes removed ones. */
+  async refresh(): Promise<void> {
+    if (this.budget === null || 'pool' in this.source || this.state !== 'running') return;
+    const wanted = await readSource(this.source);
+    const ids = new Set(wanted.map((d) => d.id));
+    for (const d of wanted) if (!this.databases.has(d.id)) void this.bringUp(this.add(d), false);
+    await Promise.all([...this.databases.values()].filter((m) => !ids.has(m.id)).map((m) => this.remove(m)));
+  }
+
+  private manage(id: string, pool: pg.Pool, ownsPool: boolean): ManagedDatabase {
     const m: ManagedDatabase = {
       id,
       pool,
       ownsPool,
-      listenConfig,
+      listenConfig: pool.options as pg.ClientConfig,
       worker: null,
       state: 'starting',
       hasListenerPermit: false,
@@ -179,80 +208,26 @@ export class Worker {
     return m;
   }
 
-  private async checkSchema(pool: pg.Pool): Promise<void> {
-    const { rows } = await pool.query(`SELECT to_regprocedure($1) IS NOT NULL AS ready`, [
-      `${quoteIdent(this.config.schema)}.step_claim(text,text[],text[],integer,integer)`,
-    ]);
-    if (!rows[0]?.ready) {
-      throw new SchemaNotReadyError(
-        `schema ${this.config.schema} has no Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
-      );
-    }
-  }
-
-  private async launch(m: ManagedDatabase, listenConfig: pg.ClientConfig | null): Promise<void> {
-    const worker = new DatabaseWorker(
-      this.config,
-      m.pool,
-      m.id,
-      this.slots,
-      (e, p) => this.emit(e, p),
-      () => this.dispatcher.kick(),
-      listenConfig,
-    );
-    m.worker = worker;
-    this.dispatcher.add(worker);
-    await worker.start();
-  }
-
-  /** Checks the schema is migrated, then starts listening and claiming. */
-  async start(): Promise<void> {
-    if (this.state !== 'new') throw new ConfigError(`worker already ${this.state}`);
-    this.state = 'running';
-    if (this.single) {
-      try {
-        await this.checkSchema(this.single.pool);
-      } catch (error) {
-        this.state = 'new';
-        throw error;
-      }
-      await this.launch(this.single, this.single.listenConfig);
-      this.single.state = 'up';
-      return;
-    }
-    await this.refresh();
-    if (this.source && isDynamic(this.source)) {
-      this.refreshTimer = setInterval(() => {
-        this.refresh().catch((error: Error) =>
-          this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
-        );
-      }, refreshMs(this.source));
-      this.refreshTimer.unref();
-    }
-  }
-
-  /** Re-reads the database list: starts new databases, drains and closes removed ones. */
-  async refresh(): Promise<void> {
-    if (!this.source || this.state !== 'running') return;
-    const wanted = await readSource(this.source);
-    const ids = new Set(wanted.map((d) => d.id));
-    for (const d of wanted) if (!this.databases.has(d.id)) this.add(d);
-    await Promise.all([...this.databases.values()].filter((m) => !ids.has(m.id)).map((m) => this.remove(m)));
-  }
-
-  private add(d: ResolvedDatabase): void {
-    const connectionString = withApplicationName(d.connectionString);
-    const pool = new pg.Pool({
-      connectionString,
+  private add(d: ResolvedDatabase): ManagedDatabase {
+    const budget = this.budget;
+    const pool = createPool({
+      connectionString: d.connectionString,
+      applicationName: 'stepping-worker',
       max: this.config.poolSize,
-      // Idle connections hold budget permits: give them back quickly to busier databases.
-      idleTimeoutMillis: 250,
-      // No pool connect timeout: it would also count the wait for a budget permit and end
-      // a client that is still queued for one. A down database refuses at once.
-      Client: budgetedClient(this.budget!, () => this.databases.get(d.id)?.worker?.busy ?? false),
+      // An idle error (database restart) must not crash the process; the pool replaces it.
+      onError: (error) => this.emit('error', { database: d.id, error, during: 'pool' }),
+      ...(budget
+        ? {
+            // Idle connections hold budget permits: give them back quickly to busier databases.
+            idleTimeoutMillis: 250,
+            // No pool connect timeout: it would also count the wait for a budget permit.
+            Client: budgetedClient(budget, () => this.databases.get(d.id)?.worker?.busy ?? false),
+          }
+        : {}),
     });
-    const m = this.manage(d.id, pool, true, { connectionString, connectionTimeoutMillis: 10_000 });
-    void this.bringUp(m);
+    const m = this.manage(d.id, pool, true);
+    m.listenConfig = { ...(pool.options as pg.ClientConfig), connectionTimeoutMillis: 10_000 };
+    return m;
   }
 
   /** True once the database was removed or the worker is stopping (state changes across awaits). */
@@ -260,20 +235,38 @@ export class Worker {
     return m.state === 'removed' || this.state !== 'running';
   }
 
-  /** Starts serving a database; on failure reports it and tries again with backoff. */
-  private async bringUp(m: ManagedDatabase): Promise<void> {
+  /**
+   * Starts serving a database. On failure: throws (`throwOnFailure`, one database), or
+   * reports it and tries again with backoff while the other databases run.
+   */
+  private async bringUp(m: ManagedDatabase, throwOnFailure: boolean): Promise<void> {
     if (this.gone(m)) return;
     // Taken before any pool connection of this start (synchronously), so the pools of many
     // databases starting at once cannot crowd out every listener.
-    if (!m.hasListenerPermit) m.hasListenerPermit = this.budget!.tryAcquireListener();
+    if (!m.hasListenerPermit) m.hasListenerPermit = this.budget ? this.budget.tryAcquireListener() : true;
     try {
-      await this.checkSchema(m.pool);
+      if (!(await this.engine.isMigrated(m.pool))) {
+        throw new SchemaNotReadyError(
+          `schema ${this.config.schema} has no up-to-date Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
+        );
+      }
       if (this.gone(m)) return;
-      await this.launch(m, m.hasListenerPermit ? m.listenConfig : null);
+      const worker = new DatabaseWorker(
+        this.config,
+        m.pool,
+        m.id,
+        this.slots,
+        (e, p) => this.emit(e, p),
+        () => this.dispatcher.kick(),
+        m.hasListenerPermit ? m.listenConfig : null,
+      );
+      m.worker = worker;
+      this.dispatcher.add(worker);
+      await worker.start();
       m.state = 'up';
       m.retryDelayMs = 0;
       m.lastError = null;
-      this.emit('database:up', { database: m.id, listening: m.hasListenerPermit });
+      this.emit('database:up', { database: m.id, listening: worker.hasListener });
     } catch (error) {
       if (m.worker) {
         this.dispatcher.remove(m.worker);
@@ -282,14 +275,15 @@ export class Worker {
       }
       if (m.hasListenerPermit) {
         m.hasListenerPermit = false;
-        this.budget!.release(true);
+        this.budget?.release(true);
       }
+      if (throwOnFailure) throw error;
       if (this.gone(m)) return;
       m.state = 'down';
       m.lastError = (error as Error).message;
       m.retryDelayMs = Math.min(Math.max(m.retryDelayMs * 2, 500), 60_000);
       this.emit('database:down', { database: m.id, error: error as Error, retryInMs: m.retryDelayMs });
-      m.retryTimer = setTimeout(() => void this.bringUp(m), m.retryDelayMs);
+      m.retryTimer = setTimeout(() => void this.bringUp(m, false), m.retryDelayMs);
       m.retryTimer.unref();
     }
   }
@@ -308,7 +302,7 @@ export class Worker {
       this.budget?.release(true);
     }
     if (m.ownsPool) await m.pool.end().catch(() => {});
-    if (this.source) this.emit('database:removed', { database: m.id });
+    if (this.budget) this.emit('database:removed', { database: m.id });
   }
 
   /**

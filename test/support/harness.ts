@@ -1,5 +1,5 @@
 /** Shared test scaffolding: a database per file, clients and workers that clean up after themselves. */
-import { after } from 'node:test';
+import { after, afterEach } from 'node:test';
 import pg from 'pg';
 import {
   createStepping,
@@ -21,6 +21,26 @@ export interface Harness {
   client(): Promise<pg.Client>;
   /** A started worker on this database, stopped after the file (if the test did not). */
   worker(options: Omit<WorkerOptions, 'connectionString'>): Promise<Worker>;
+  /**
+   * Moves the engine's clock (engine_now()) to `offset` from real time, e.g. '2 hours', for
+   * every connection of this database. Reset to zero after each test.
+   */
+  shiftClock(offset: string): Promise<void>;
+  /**
+   * Takes running units of these step names over as another worker would once their leases
+   * expired: in one transaction, expires the leases and claims the units for `worker` (the
+   * rows are locked by that transaction, so neither a heartbeat nor SKIP LOCKED gets in
+   * between). Returns what was claimed.
+   */
+  takeOver(names: string[], worker?: string): Promise<TakenUnit[]>;
+}
+
+/** A unit claimed by takeOver. */
+export interface TakenUnit {
+  job_id: string;
+  token: string;
+  attempt: number;
+  step_index: number;
 }
 
 /** Sets up a database for the calling test file (pass import.meta.url). */
@@ -32,6 +52,12 @@ export async function setup(fileUrl: string): Promise<Harness> {
   const pool = new pg.Pool({ connectionString: url, max: 30 });
   const clients: pg.Client[] = [];
   const workers: Worker[] = [];
+  const shiftClock = async (offset: string) => {
+    await pool.query(`UPDATE stepping.settings SET clock_offset = $1::interval`, [offset]);
+  };
+  afterEach(async () => {
+    await shiftClock('0');
+  });
   after(async () => {
     await Promise.all(workers.map((w) => w.stop()));
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
@@ -48,6 +74,30 @@ export async function setup(fileUrl: string): Promise<Harness> {
       await c.connect();
       clients.push(c);
       return c;
+    },
+    shiftClock,
+    async takeOver(names, worker = 'intruder') {
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query(
+          `UPDATE stepping.jobs SET available_at = stepping.engine_now() - interval '1 second'
+           WHERE status = 'running' AND step_name = ANY ($1)`,
+          [names],
+        );
+        const { rows } = await c.query<TakenUnit>(
+          `SELECT job_id::text, lease_token::text AS token, attempt, step_index
+           FROM stepping.step_claim($1, $2, NULL, 100, 600000)`,
+          [worker, names],
+        );
+        await c.query('COMMIT');
+        return rows;
+      } catch (error) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        c.release();
+      }
     },
     async worker(options) {
       const w = createWorker({ ...options, connectionString: url });

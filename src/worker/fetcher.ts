@@ -1,0 +1,214 @@
+/**
+ * The fetcher of one database: knows when work may be waiting (NOTIFY on <schema>_ready,
+ * a precise timer for the next scheduled unit, a slow poll as the fallback for lost
+ * notifications) and claims it when the Dispatcher grants slots.
+ *
+ * Claim errors back off (200 ms doubling to 5 s); the listener's reconnect ends the
+ * backoff at once (the server is back, and notifications sent meanwhile were lost). A
+ * wake-up that arrives during the backoff is never dropped: it re-arms for the backoff's end.
+ */
+import type pg from 'pg';
+import type { Engine, LeasedUnit } from '../db/engine.js';
+import type { NotificationHub } from '../db/notifications.js';
+import type { WorkerConfig } from './options.js';
+import type { ClaimPlan, Slots } from './slots.js';
+import { WakeTimer } from './wake-timer.js';
+
+/** Longest pause between claims after claim errors. */
+const MAX_CLAIM_BACKOFF_MS = 5000;
+
+/** What a Fetcher needs from its DatabaseWorker. */
+export interface FetcherDeps {
+  engine: Engine;
+  pool: pg.Pool;
+  config: WorkerConfig;
+  slots: Slots;
+  /** The database's LISTEN connection; null: none (poll adaptively). */
+  hub: NotificationHub | null;
+  /** Takes claimed units (their slots are already taken). */
+  accept(units: LeasedUnit[]): void;
+  error(error: Error, during: string): void;
+  /** Asks the dispatcher to hand out free slots. */
+  kick(): void;
+}
+
+/** Wake-ups and claims of one database. */
+export class Fetcher {
+  private moreWork = true;
+  private claiming = false;
+  private started = false;
+  private stopping = false;
+  private listening = false;
+  private idlePolls = 0;
+  private backoffUntil = 0;
+  private errorDelayMs = 0;
+  /** A short claim got some units: look up the next due time once they are done. */
+  private dueCheckPending = false;
+  private claimDone: Promise<void> = Promise.resolve();
+  private readonly timer = new WakeTimer(() => this.wake());
+  private unsubscribe: (() => Promise<void>) | null = null;
+
+  constructor(private readonly deps: FetcherDeps) {}
+
+  /** True when this database has a LISTEN connection subscribed. */
+  get hasListener(): boolean {
+    return this.listening;
+  }
+
+  /** True while a claim is running or more work may be waiting. */
+  get busy(): boolean {
+    return this.claiming || this.moreWork;
+  }
+
+  /** Subscribes to wake-ups (when there is a listener) and starts claiming. */
+  async start(): Promise<void> {
+    const { hub, engine, config } = this.deps;
+    if (hub) {
+      try {
+        this.unsubscribe = await hub.subscribe(
+          engine.readyChannel,
+          (queue) => {
+            if (config.queues === null || config.queues.includes(queue)) this.wake();
+          },
+          () => this.reconnected(),
+        );
+        this.listening = true;
+      } catch (error) {
+        // Without LISTEN the worker still runs: the poll finds the work, only later.
+        this.deps.error(error as Error, 'listen');
+      }
+    }
+    this.started = true;
+    this.wake();
+  }
+
+  /** Notes that work may be waiting; the dispatcher decides when this database claims. */
+  wake(): void {
+    this.moreWork = true;
+    this.deps.kick();
+  }
+
+  /** The listener reconnected: the server answers again and notifications may have been lost. */
+  private reconnected(): void {
+    this.errorDelayMs = 0;
+    this.backoffUntil = 0;
+    this.wake();
+  }
+
+  /** True when this database may have claimable work and is not claiming or backing off. */
+  get wantsWork(): boolean {
+    if (!this.started || this.stopping || this.claiming || !this.moreWork) return false;
+    if (Date.now() < this.backoffUntil) {
+      // Come back when the backoff ends; the wake-up that brought us here is not lost.
+      this.timer.wakeAt(this.backoffUntil);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Reserves up to `max` slots and claims into them (asynchronously). Returns how many
+   * slots it reserved (0: no room, e.g. every capped queue full). Called by the Dispatcher.
+   */
+  startClaim(max: number): number {
+    const plan = this.deps.slots.reserve(max, this.deps.config.queues);
+    const reserved = plan.reduce((n, p) => n + p.n, 0);
+    if (reserved === 0) return 0;
+    this.claiming = true;
+    // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
+    this.moreWork = false;
+    this.claimDone = this.claimPlan(plan);
+    return reserved;
+  }
+
+  private async claimPlan(plan: ClaimPlan[]): Promise<void> {
+    const { engine, pool, config, slots } = this.deps;
+    let short = false;
+    let failed = false;
+    let claimed = 0;
+    for (const p of plan) {
+      let units: LeasedUnit[] = [];
+      try {
+        units = await engine.claim(pool, config.workerId, config.names, p.queues, p.n, config.leaseMs);
+      } catch (error) {
+        if (!failed) this.deps.error(error as Error, 'claim');
+        failed = true;
+      } finally {
+        slots.unreserve(p, p.n - units.length);
+      }
+      if (this.stopping && units.length > 0) {
+        // stop() began while this claim was in flight: hand the units straight back.
+        await engine.releaseLeases(pool, units).catch(() => {});
+        for (const unit of units) slots.release(unit.queue);
+        units = [];
+      }
+      if (units.length > 0) this.deps.accept(units);
+      claimed += units.length;
+      if (units.length === p.n) this.moreWork = true;
+      else short = true;
+    }
+    if (failed) {
+      this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), MAX_CLAIM_BACKOFF_MS);
+      this.backoffUntil = Date.now() + this.errorDelayMs;
+      this.moreWork = true;
+    } else {
+      this.errorDelayMs = 0;
+      if (short && !this.moreWork) {
+        // Nothing more is due now. When this claim found nothing, look up when something
+        // will be; otherwise do that once the units just claimed have finished (idle).
+        if (claimed === 0) await this.scheduleDueCheck();
+        else this.dueCheckPending = true;
+      } else {
+        this.idlePolls = 0;
+      }
+    }
+    this.claiming = false;
+    this.deps.kick();
+  }
+
+  /** The worker holds no unit of this database any more: look up the next due time if a claim asked for it. */
+  noteIdle(): void {
+    if (this.dueCheckPending && !this.claiming && !this.moreWork && !this.stopping)
+      void this.scheduleDueCheck();
+  }
+
+  /** A retry or "not yet" of this database is due at `at`: wake no later than that. */
+  wakeAt(at: number): void {
+    this.timer.wakeAt(at);
+  }
+
+  private async scheduleDueCheck(): Promise<void> {
+    this.dueCheckPending = false;
+    await this.sleepUntilDue().catch((error: Error) => {
+      this.deps.error(error, 'claim');
+      this.timer.wakeIn(this.deps.config.pollIntervalMs);
+    });
+  }
+
+  /**
+   * Idle: sleep until the next scheduled unit is due, or the poll interval, whichever is
+   * first. Without a listener the poll interval grows while the database stays idle.
+   */
+  private async sleepUntilDue(): Promise<void> {
+    const { engine, pool, config } = this.deps;
+    const dueIn = await engine.nextDueInMs(pool, config.names, config.queues);
+    let poll = config.pollIntervalMs;
+    if (!this.listening) {
+      poll = Math.min(poll * 2 ** Math.min(this.idlePolls, 10), Math.max(poll, config.idlePollMaxMs));
+      this.idlePolls++;
+    }
+    // Due now but not claimed: another worker is claiming it this instant; look again soon.
+    const ms = dueIn === null ? poll : dueIn <= 0 ? Math.min(50, poll) : Math.min(Math.ceil(dueIn) + 5, poll);
+    this.timer.wakeIn(ms);
+  }
+
+  /** Stops claiming; a claim already sent hands its units back. Resolves when it has. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.timer.stop();
+    await this.claimDone;
+    await this.unsubscribe?.().catch(() => {});
+    this.unsubscribe = null;
+    this.listening = false;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The lease keeper of one database: the units held from it, and their heartbeats. A beat
+ * extends every held lease in one call; a unit missing from the answer lost its lease and
+ * is aborted; a unit the database says was cancelled has its signal aborted. Beats never
+ * overlap: a beat asked for while one runs happens right after it. A cancel NOTIFY is only
+ * a hint to beat now: the database's answer decides.
+ */
+import type pg from 'pg';
+import type { Engine, LeasedUnit } from '../db/engine.js';
+
+/** A unit held by this worker, from its claim until its report is settled. */
+export interface HeldUnit {
+  readonly unit: LeasedUnit;
+  readonly controller: AbortController;
+  readonly startedAt: number;
+  /** Lease lost, released, or its report given up: do not heartbeat, do not report. */
+  abandoned: boolean;
+}
+
+/** Heartbeats of the units held from one database. */
+export class LeaseKeeper {
+  private readonly held = new Map<string, HeldUnit>();
+  private interval: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | null = null;
+  private again = false;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly pool: pg.Pool,
+    private readonly leaseMs: number,
+    private readonly heartbeatMs: number,
+    private readonly onError: (error: Error) => void,
+  ) {}
+
+  /** Number of units held. */
+  get size(): number {
+    return this.held.size;
+  }
+
+  /** True when a unit of this job is held. */
+  has(jobId: string): boolean {
+    return this.held.has(jobId);
+  }
+
+  /** Starts heart-beating periodically. */
+  start(): void {
+    this.interval = setInterval(() => this.beatSoon(), this.heartbeatMs);
+    this.interval.unref();
+  }
+
+  /** Holds a newly claimed unit. */
+  hold(unit: LeasedUnit): HeldUnit {
+    const held: HeldUnit = {
+      unit,
+      controller: new AbortController(),
+      startedAt: Date.now(),
+      abandoned: false,
+    };
+    this.held.set(unit.jobId, held);
+    return held;
+  }
+
+  /** Forgets a unit whose report is settled. */
+  drop(held: HeldUnit): void {
+    if (this.held.get(held.unit.jobId) === held) this.held.delete(held.unit.jobId);
+  }
+
+  /** Units still held and not abandoned. */
+  live(): HeldUnit[] {
+    return [...this.held.values()].filter((h) => !h.abandoned);
+  }
+
+  /** A hint (a cancel NOTIFY) that this job changed: beat now if it is held here. */
+  hint(jobId: string): void {
+    if (this.held.has(jobId)) this.beatSoon();
+  }
+
+  /** Beats as soon as possible, never two at once. */
+  beatSoon(): void {
+    if (this.beating) {
+      this.again = true;
+      return;
+    }
+    this.beating = this.beat().finally(() => {
+      this.beating = null;
+      if (this.again) {
+        this.again = false;
+        this.beatSoon();
+      }
+    });
+  }
+
+  private async beat(): Promise<void> {
+    const held = this.live();
+    if (held.length === 0) return;
+    try {
+      const kept = await this.engine.extendLeases(
+        this.pool,
+        held.map((h) => h.unit),
+        this.leaseMs,
+      );
+      for (const h of held) {
+        if (this.held.get(h.unit.jobId) !== h || h.abandoned) continue; // settled meanwhile
+        const cancelled = kept.get(h.unit.jobId);
+        if (cancelled === undefined) {
+          h.abandoned = true;
+          h.controller.abort(new Error(`lease on job ${h.unit.jobId} was lost`));
+        } else if (cancelled && !h.controller.signal.aborted) {
+          h.controller.abort(new Error(`job ${h.unit.jobId} was cancelled`));
+        }
+      }
+    } catch (error) {
+      this.onError(error as Error);
+    }
+  }
+
+  /** Stops heart-beating; waits for a beat in flight. */
+  async stop(): Promise<void> {
+    clearInterval(this.interval);
+    this.again = false;
+    await this.beating;
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * Outcome → report → events: the one place that turns what a handler did into the engine
+ * report (through the BatchCompleter, or inside the unit's own transaction for a
+ * transactional step) and into the worker's events, in causal order for the job.
+ */
+import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS } from '../defaults.js';
+import type { CompensationCall, Continuation, Engine, FailureReport, LeasedUnit } from '../db/engine.js';
+import { isFinalStatus } from '../job-status.js';
+import type { AnyStepDefinition } from '../steps.js';
+import { type BatchCompleter, isDataError, type Settled } from './completer.js';
+import { asError, errorRecord } from './error-record.js';
+import type { UnitEvent, WorkerEventMap, WorkerEventName } from './events.js';
+import type { Outcome } from './executor.js';
+
+/** How settle reports events. */
+export type Emit = <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => void;
+
+/** What settle needs besides the unit and its outcome. */
+export interface SettleDeps {
+  engine: Engine;
+  completer: BatchCompleter;
+  continuation: () => Continuation | null;
+  emit: Emit;
+  database: string;
+  /** A retry or "not yet" is due at this time (epoch ms): wake the fetcher then. */
+  dueAt(at: number): void;
+}
+
+/** What happened to the report. */
+export interface SettleResult {
+  /** The job's next unit, already leased to this worker (run it next). */
+  next: LeasedUnit | null;
+  /** The report was given up: stop heart-beating the unit and let its lease lapse. */
+  gaveUp: boolean;
+}
+
+/** The unit as events name it. */
+export function unitEvent(database: string, unit: LeasedUnit): UnitEvent {
+  return {
+    database,
+    jobId: unit.jobId,
+    stepIndex: unit.stepIndex,
+    name: unit.name,
+    phase: unit.phase,
+    attempt: unit.attempt,
+    queue: unit.queue,
+  };
+}
+
+/**
+ * The compensation the worker's definition gives a forward step (with its result; without
+ * when the step itself failed). Null when there is none or it cannot be computed.
+ */
+function compensationFor(
+  definition: AnyStepDefinition | undefined,
+  unit: LeasedUnit,
+  result: unknown,
+): CompensationCall | null {
+  const spec = definition?.options.compensate;
+  if (unit.phase !== 'forward' || spec === undefined) return null;
+  if (typeof spec === 'string') return { name: spec, args: unit.args ?? null };
+  // The definition's result type is erased here; the handler produced `result`.
+  const call = (spec as (args: unknown, result: unknown) => { name: string; args?: unknown })(
+    unit.args,
+    result,
+  );
+  if (typeof call !== 'object' || call === null || typeof call.name !== 'string') {
+    throw new Error(`compensate(args, result) of step ${unit.name} must return { name, args }`);
+  }
+  return { name: call.name, args: call.args === undefined ? (unit.args ?? null) : call.args };
+}
+
+/** A failure report carrying the definition's options (values stored at enqueue win in SQL). */
+function failureReport(
+  unit: LeasedUnit,
+  definition: AnyStepDefinition | undefined,
+  error: Error,
+  permanent: boolean,
+  retryAfterMs: number | null,
+): FailureReport {
+  let compensation: CompensationCall | null = null;
+  try {
+    compensation = compensationFor(definition, unit, undefined);
+  } catch {
+    // The failing step's own compensation cannot be computed: it is left out.
+  }
+  const options = definition?.options;
+  return {
+    jobId: unit.jobId,
+    leaseToken: unit.leaseToken,
+    error: errorRecord(error, unit.attempt),
+    permanent,
+    retryAfterMs,
+    maxAttempts: options?.maxAttempts ?? null,
+    backoffBaseMs: options?.backoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS,
+    backoffMaxMs: options?.backoff?.maxMs ?? DEFAULT_BACKOFF_MAX_MS,
+    compensation,
+  };
+}
+
+/**
+ * Reports a success inside the unit's own transaction: its ctx.tx writes and the step's
+ * completion commit together or not at all. A refused result rolls back and is reported
+ * as a permanent failure.
+ */
+async function completeInTransaction(
+  deps: SettleDeps,
+  outcome: Extract<Outcome, { kind: 'success' }>,
+  entry: { unit: LeasedUnit; resultJson: string | null; compensation: CompensationCall | null },
+  asFailure: (error: Error) => FailureReport,
+): Promise<Settled> {
+  const tx = outcome.tx!;
+  let answer;
+  try {
+    [answer] = await deps.engine.complete(tx.client, [entry], deps.continuation());
+  } catch (error) {
+    await tx.finish(false).catch(() => {});
+    if (!isDataError(error))
+      return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
+    const failure = new Error(`the step's result could not be stored: ${(error as Error).message}`);
+    failure.name = 'PermanentError';
+    return { ...(await deps.completer.fail(asFailure(failure))), storedAsFailure: failure };
+  }
+  try {
+    await tx.finish(answer!.accepted);
+  } catch {
+    // The commit's fate is unknown (connection lost): treat it as not applied; if it was,
+    // the job moved on and a continuation leased to us lapses and is claimed again.
+    return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
+  }
+  return { ...answer!, gaveUp: false, storedAsFailure: null };
+}
+
+function rejectedAnswer(jobId: string) {
+  return { jobId, accepted: false, jobStatus: null, next: null, outcome: null, nextRunAt: null };
+}
+
+/** Reports `outcome` for `unit` and emits its events; returns the continuation, if any. */
+export async function settle(
+  deps: SettleDeps,
+  unit: LeasedUnit,
+  definition: AnyStepDefinition | undefined,
+  outcome: Outcome,
+  startedAt: number,
+): Promise<SettleResult> {
+  const base = unitEvent(deps.database, unit);
+  const durationMs = Date.now() - startedAt;
+  let answer: Settled;
+  let failedWith: Error | null = null;
+  if (outcome.kind === 'success') {
+    const asFailure = (error: Error) => failureReport(unit, definition, error, true, null);
+    let compensation: CompensationCall | null = null;
+    try {
+      compensation = compensationFor(definition, unit, outcome.result);
+    } catch (error) {
+      failedWith = asError(error);
+    }
+    if (failedWith) {
+      await outcome.tx?.finish(false).catch(() => {});
+      answer = await deps.completer.fail(asFailure(failedWith));
+    } else {
+      const entry = { unit, resultJson: outcome.resultJson, compensation };
+      answer = outcome.tx
+        ? await completeInTransaction(deps, outcome, entry, asFailure)
+        : await deps.completer.complete({ ...entry, asFailure });
+      failedWith = answer.storedAsFailure;
+    }
+  } else {
+    failedWith = outcome.kind === 'failure' ? outcome.error : null;
+    answer = await deps.completer.fail(
+      failureReport(
+        unit,
+        definition,
+        failedWith ?? new Error('not yet'),
+        outcome.kind === 'failure' && outcome.permanent,
+        outcome.kind === 'later' ? outcome.delayMs : null,
+      ),
+    );
+  }
+
+  if (!answer.accepted) {
+    deps.emit('step:lease-lost', base);
+    return { next: null, gaveUp: answer.gaveUp };
+  }
+  if (failedWith) {
+    deps.emit('step:failed', {
+      ...base,
+      durationMs,
+      error: failedWith,
+      outcome: answer.outcome ?? 'retry',
+      nextRunAt: answer.nextRunAt,
+    });
+  } else if (outcome.kind !== 'later') {
+    deps.emit('step:succeeded', { ...base, durationMs });
+  }
+  if (answer.outcome === 'retry' || answer.outcome === 'not_yet') {
+    deps.emit('step:retry-scheduled', {
+      ...base,
+      nextRunAt: answer.nextRunAt,
+      notYet: outcome.kind === 'later',
+    });
+    // The retry may be due before the next poll: wake no later than that.
+    if (answer.nextRunAt) deps.dueAt(answer.nextRunAt.getTime() + 5);
+  }
+  if (isFinalStatus(answer.jobStatus)) {
+    deps.emit(`job:${answer.jobStatus}`, { database: deps.database, jobId: unit.jobId });
+  }
+  return { next: answer.next, gaveUp: false };
+}
