@@ -45,19 +45,30 @@ after(() => {
 
 const worker = await h.worker({ steps: [httpStep], concurrency: 4, pollIntervalMs: 200 });
 
-/** The first `event` of the worker for job `jobId`. */
-function nextEvent<K extends 'step:failed' | 'step:retry-scheduled'>(
-  event: K,
-  jobId: () => string | undefined,
-): Promise<WorkerEventMap[K]> {
-  return new Promise((resolve) => {
-    const listener = (e: WorkerEventMap[K]) => {
-      if (e.jobId !== jobId()) return;
-      worker.off(event, listener);
-      resolve(e);
-    };
-    worker.on(event, listener);
-  });
+/**
+ * Starts recording the worker's `event`s (before the job exists, so none is missed);
+ * `of(jobId)` resolves with the job's first one and stops recording.
+ */
+function recordEvents<K extends 'step:failed' | 'step:retry-scheduled'>(event: K) {
+  const seen: WorkerEventMap[K][] = [];
+  const waiters: [string, (e: WorkerEventMap[K]) => void][] = [];
+  const listener = (e: WorkerEventMap[K]) => {
+    seen.push(e);
+    for (const [jobId, resolve] of waiters) if (e.jobId === jobId) resolve(e);
+  };
+  worker.on(event, listener);
+  return {
+    async of(jobId: string): Promise<WorkerEventMap[K]> {
+      try {
+        return (
+          seen.find((e) => e.jobId === jobId) ??
+          (await new Promise<WorkerEventMap[K]>((resolve) => waiters.push([jobId, resolve])))
+        );
+      } finally {
+        worker.off(event, listener);
+      }
+    },
+  };
 }
 
 async function run(
@@ -181,12 +192,11 @@ test("reading the answer's body counts against timeoutMs", async () => {
     res.writeHead(500);
     res.write('partial');
   });
-  let id: string | undefined;
-  const failed = nextEvent('step:failed', () => id);
-  id = await enqueueRaw({ url: `${base}/stalled-body`, timeoutMs: 500 }, { maxAttempts: 2 });
+  const failures = recordEvents('step:failed');
+  const id = await enqueueRaw({ url: `${base}/stalled-body`, timeoutMs: 500 }, { maxAttempts: 2 });
   const final = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
   assert.equal(final.status, 'succeeded');
-  assert.match((await failed).error.message, /HTTP step timed out after 500 ms/);
+  assert.match((await failures.of(id)).error.message, /HTTP step timed out after 500 ms/);
   assert.equal(calls, 2);
 });
 
@@ -291,14 +301,13 @@ test('Retry-After is parsed and clamped: a month-long "not yet" waits maxRetryAf
     [undefined, DEFAULT_MAX_RETRY_AFTER_MS],
     [5000, 5000],
   ] as const) {
-    let id: string | undefined;
-    const scheduled = nextEvent('step:retry-scheduled', () => id);
+    const scheduled = recordEvents('step:retry-scheduled');
     const before = Date.now();
-    id = await enqueueRaw({
+    const id = await enqueueRaw({
       url: `${base}/too-early-month`,
       ...(maxRetryAfterMs !== undefined ? { maxRetryAfterMs } : {}),
     });
-    const { nextRunAt, notYet } = await scheduled;
+    const { nextRunAt, notYet } = await scheduled.of(id);
     assert.equal(notYet, true);
     const delay = nextRunAt!.getTime() - before;
     // The engine's clock and this one may differ a little; a month is far outside.
