@@ -302,8 +302,9 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
   }
   const aborted = rejectOnAbort(signal);
   const response = await Promise.race([fetch(sent), aborted]);
-  // The body is not needed (the lead's later change may store a 2xx body as the step's result).
-  const discard = () => Promise.race([response.body?.cancel(), aborted]);
+  // Bodies other than an error's are not read: the step's result is undefined. Cancelling
+  // closes the connection, so nothing more is downloaded.
+  const discard = () => Promise.race([response.body?.cancel().catch(() => {}), aborted]);
   if (response.ok) {
     await discard();
     return undefined;
