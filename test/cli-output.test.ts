@@ -155,6 +155,18 @@ test('stepping status --databases never prints a password, whatever its shape', 
   const rows = JSON.parse(stdout) as { database: string; state: string }[];
   assert.equal(rows.length, Object.keys(SECRETS).length);
 
+  // migrate reports each database on its own row, none with its password.
+  let migrateOut = '';
+  let migrateErr = '';
+  const migrated = await runOperatorCli(['migrate', '--databases', list], {
+    stdout: (t) => (migrateOut += t),
+    stderr: (t) => (migrateErr += t),
+  });
+  assertSafe({ stdout: migrateOut, stderr: migrateErr }, 'migrate --databases url,url');
+  assert.equal(migrated, 1);
+  assert.match(migrateOut, /^127\.0\.0\.1:1\/orders1\s+failed.*percent-encode it/m);
+  assert.match(migrateErr, new RegExp(`\\[${Object.keys(SECRETS).length}/${Object.keys(SECRETS).length}\\]`));
+
   // A keyword/value string (not supported by node-postgres) is refused, masked.
   const keywords = await run(
     'src/cli/stepping.ts',

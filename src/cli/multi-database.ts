@@ -5,8 +5,8 @@
  */
 import pg from 'pg';
 import { checkSchema, quoteIdent } from '../config.js';
-import { migrateDatabases } from '../multidb/migrate-many.js';
-import { readSource, type DatabaseSpec } from '../multidb/sources.js';
+import { migrateDatabases, type MigrateResult } from '../multidb/migrate-many.js';
+import { readSource, type DatabaseSpec, type ResolvedDatabase } from '../multidb/sources.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl, jsonForTerminal } from '../text.js';
 import { errorText, EXIT, type CliIo } from './args.js';
@@ -20,21 +20,39 @@ export async function migrateMany(
   io: CliIo,
 ): Promise<number> {
   // Errors are the databases' own words: masked in case one quotes a connection string.
-  const masked = <R extends { error: string | null }>(r: R): R => ({
+  const masked = (r: MigrateResult): MigrateResult => ({
     ...r,
     error: r.error === null ? null : maskConnectionString(r.error),
   });
-  const results = (
-    await migrateDatabases(specs, {
-      ...(schema !== undefined ? { schema } : {}),
-      concurrency: 4,
-      onResult: (result, done, total) => {
-        const r = masked(result);
-        const outcome = r.ok ? `ok (${r.applied.length} applied)` : `FAILED: ${r.error}`;
-        io.stderr(`${escapeControl(`[${done}/${total}] ${r.database}: ${outcome}`)}\n`);
-      },
-    })
-  ).map(masked);
+  const databases = await readSource(specs);
+  const total = databases.length;
+  let done = 0;
+  const report = (r: MigrateResult) => {
+    done += 1;
+    const outcome = r.ok ? `ok (${r.applied.length} applied)` : `FAILED: ${r.error}`;
+    io.stderr(`${escapeControl(`[${done}/${total}] ${r.database}: ${outcome}`)}\n`);
+  };
+  // Strings node-postgres cannot use fail here, each on its own row, not the whole run.
+  const refused: MigrateResult[] = [];
+  const usable: ResolvedDatabase[] = [];
+  for (const d of databases) {
+    const reason = unusable(d.connectionString);
+    if (reason === null) usable.push(d);
+    else refused.push({ database: d.id, ok: false, applied: [], error: reason, ms: 0 });
+  }
+  refused.forEach(report);
+  const migrated =
+    usable.length === 0
+      ? []
+      : await migrateDatabases(usable, {
+          ...(schema !== undefined ? { schema } : {}),
+          concurrency: 4,
+          onResult: (result) => report(masked(result)),
+        });
+  const order = new Map(databases.map((d, i) => [d.id, i]));
+  const results = [...refused, ...migrated.map(masked)].sort(
+    (a, b) => order.get(a.database)! - order.get(b.database)!,
+  );
   if (json) io.stdout(`${jsonForTerminal(results)}\n`);
   else {
     io.stdout(
