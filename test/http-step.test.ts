@@ -193,11 +193,12 @@ test("reading the answer's body counts against timeoutMs", async () => {
     res.write('partial');
   });
   const failures = recordEvents('step:failed');
-  const id = await enqueueRaw({ url: `${base}/stalled-body`, timeoutMs: 500 }, { maxAttempts: 2 });
+  // Attempts are not limited: on a slow machine a later attempt may time out too.
+  const id = await enqueueRaw({ url: `${base}/stalled-body`, timeoutMs: 1000 });
   const final = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
   assert.equal(final.status, 'succeeded');
-  assert.match((await failures.of(id)).error.message, /HTTP step timed out after 500 ms/);
-  assert.equal(calls, 2);
+  assert.match((await failures.of(id)).error.message, /HTTP step timed out after 1000 ms/);
+  assert.ok(calls >= 2, `${calls} requests`);
 });
 
 test("a cancel aborts the reading of the answer's body", async () => {
