@@ -177,6 +177,20 @@ test('stepping status --databases never prints a password, whatever its shape', 
   assert.equal(keywords.code, 2);
   assert.ok(!keywords.stderr.includes('k3y'), keywords.stderr);
   assert.match(keywords.stderr, /password=\*\*\* dbname=x/);
+  // The same in a databases file: the line is not read as `id=url`.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'stepping-cli-output-'));
+  const keywordFile = path.join(dir, 'keywords.txt');
+  await writeFile(keywordFile, "host=127.0.0.1 port=1 password='k3y w0rd' dbname=x\n");
+  let fileOut = '';
+  let fileErr = '';
+  const fromFile = await runOperatorCli(['status', '--databases', keywordFile], {
+    stdout: (t) => (fileOut += t),
+    stderr: (t) => (fileErr += t),
+  });
+  assert.ok(!fileErr.includes('k3y'), fileErr);
+  assert.equal(fromFile, 2, fileErr);
+  assert.match(fileErr, /keyword\/value strings are not supported by node-postgres/);
+  assert.equal(fileOut, '');
 });
 
 test('stepping-worker logs hostile names and errors escaped, and database-down lines without passwords', async () => {

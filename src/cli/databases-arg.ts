@@ -13,8 +13,9 @@ const ITEM_SEPARATOR = /,(?=\s*(?:[^\s,=/]+=)?[A-Za-z][A-Za-z0-9+.-]*:\/\/)/;
 function spec(text: string): DatabaseSpec {
   const eq = text.indexOf('=');
   const scheme = text.indexOf('://');
-  // "id=postgres://..." names the database; an "=" inside the URL's query does not.
-  if (eq > 0 && (scheme < 0 || eq < scheme))
+  // "id=postgres://..." names the database; an "=" inside the URL's query does not, nor
+  // does one of a keyword/value string (left whole, so databaseId refuses it by name).
+  if (eq > 0 && eq < scheme)
     return { id: text.slice(0, eq).trim(), connectionString: text.slice(eq + 1).trim() };
   return text.trim();
 }
