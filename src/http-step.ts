@@ -2,25 +2,48 @@
  * The built-in HTTP step (remote invoker). Status mapping follows DTM's conventions:
  * 2xx succeeds; 409 Conflict is a permanent failure (the forward path ends, compensations
  * run); 425 Too Early is "not yet" (run again later without counting a failed attempt,
- * after Retry-After seconds when the server sends it); every other status, a timeout or a
- * connection error fails the attempt and is retried with backoff.
+ * after Retry-After when the server sends it); every other status (3xx included: redirects
+ * are not followed), a timeout or a connection error fails the attempt and is retried
+ * with backoff. Arguments that can never make a request (a bad URL, a header with a line
+ * break) fail permanently.
+ *
+ * The remote server is not trusted: its answer is read within the attempt's timeout and
+ * the step's abort signal, at most ERROR_BODY_READ_BYTES of it, and its Retry-After is
+ * clamped.
  */
-import { PermanentError } from './errors.js';
-import { defineStep, type StepContext } from './steps.js';
+import { EnqueueValidationError, PermanentError } from './errors.js';
+import { MAX_INT, MAX_RETRY_LATER_MS } from './limits.js';
+import { maskConnectionString } from './redact.js';
+import { defineStep, type StepCallOptions, type StepContext, type StepDefinition } from './steps.js';
 
 /** Arguments of an HTTP step (stored as the step's JSON args). */
 export interface HttpStepArgs {
+  /** Absolute http: or https: URL, without credentials (send those in a header). */
   url: string;
-  /** Default POST. */
+  /** Default POST. Sent upper-cased. CONNECT, TRACE and TRACK are refused. */
   method?: string;
+  /** Header values are strings without line breaks. `Idempotency-Key` may be overridden. */
   headers?: Record<string, string>;
   /** A string is sent as is; anything else as JSON (content-type application/json). */
   body?: unknown;
-  /** Per-attempt timeout. Default 10,000 ms. */
+  /** Per-attempt timeout, covering connecting, sending, the answer and reading its body. Default 10,000 ms. */
   timeoutMs?: number;
-  /** "Not yet" delay when a 425 carries no Retry-After. Default 1,000 ms. */
+  /** "Not yet" delay when a 425 carries no (or an unreadable) Retry-After. Default 1,000 ms. */
   notYetMs?: number;
+  /** Longest "not yet" delay a 425's Retry-After can ask for; longer ones are cut to it. Default 1 hour. */
+  maxRetryAfterMs?: number;
 }
+
+/** Default of HttpStepArgs.timeoutMs. */
+export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
+/** Default of HttpStepArgs.notYetMs. */
+export const DEFAULT_NOT_YET_MS = 1000;
+/** Default of HttpStepArgs.maxRetryAfterMs: as long as the default backoff's cap. */
+export const DEFAULT_MAX_RETRY_AFTER_MS = 3_600_000;
+/** Bytes of an error answer's body read for its excerpt; the rest is never read (the connection is closed). */
+export const ERROR_BODY_READ_BYTES = 2048;
+/** Characters of that body kept in the error message. */
+const EXCERPT_LENGTH = 500;
 
 /** Error of an attempt that got a non-2xx answer. */
 export class HttpStatusError extends Error {
@@ -29,77 +52,339 @@ export class HttpStatusError extends Error {
     readonly status: number,
     readonly url: string,
     readonly bodyExcerpt: string,
+    message = `HTTP ${status} from ${url}${bodyExcerpt ? `: ${bodyExcerpt}` : ''}`,
   ) {
-    super(`HTTP ${status} from ${url}${bodyExcerpt ? `: ${bodyExcerpt}` : ''}`);
+    super(message);
   }
 }
 
-async function excerpt(response: Response): Promise<string> {
+/**
+ * Error of an attempt answered with a redirect (3xx). Redirects are not followed: one
+ * would send the body and headers (API keys) to wherever the server points, or turn a
+ * POST into a GET that "succeeds". Retried like other statuses; fix the step's URL.
+ */
+export class HttpRedirectError extends HttpStatusError {
+  override name = 'HttpRedirectError';
+  constructor(
+    status: number,
+    url: string,
+    /** The Location header (resolved against the URL), or null when the server sent none. */
+    readonly location: string | null,
+  ) {
+    super(
+      status,
+      url,
+      '',
+      `HTTP ${status} from ${url}: redirect to ${location ?? '(no Location header)'} not followed ` +
+        `(the HTTP step does not follow redirects; give the step the final URL)`,
+    );
+  }
+}
+
+/** An HTTP step's arguments, checked and ready to send. */
+interface PreparedRequest {
+  url: string;
+  method: string;
+  headers: Headers;
+  body: string | undefined;
+  timeoutMs: number;
+  notYetMs: number;
+  maxRetryAfterMs: number;
+}
+
+const ARG_KEYS: readonly string[] = [
+  'url',
+  'method',
+  'headers',
+  'body',
+  'timeoutMs',
+  'notYetMs',
+  'maxRetryAfterMs',
+] satisfies (keyof HttpStepArgs)[];
+/** RFC 9110 token: method and header names. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A header value fetch accepts: tab, visible ASCII, space, obs-text; never CR, LF or NUL. */
+const HEADER_VALUE = /^[\t\u0020-\u007e\u0080-\u00ff]*$/;
+const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
+
+/** A value for an error message: quoted, cut, with any credentials masked. */
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+  const cut = text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  return JSON.stringify(maskConnectionString(cut));
+}
+
+function checkInteger(
+  args: Record<string, unknown>,
+  key: string,
+  min: number,
+  max: number,
+): number | undefined {
+  const value = args[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new TypeError(`${key} must be an integer from ${min} to ${max}, got ${shown(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Checks an HTTP step's arguments and builds the request; throws a TypeError naming the
+ * problem (never a header's value: it may be a secret).
+ */
+function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRequest {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new TypeError(`the arguments must be an object like { url }, got ${shown(input)}`);
+  }
+  const args = input as Record<string, unknown>;
+  const unknown = Object.keys(args).filter((key) => !ARG_KEYS.includes(key));
+  if (unknown.length > 0) {
+    throw new TypeError(`unknown argument ${shown(unknown[0])} (known: ${ARG_KEYS.join(', ')})`);
+  }
+  if (typeof args.url !== 'string') throw new TypeError(`url must be a string, got ${shown(args.url)}`);
+  let url: URL;
   try {
-    return (await response.text()).slice(0, 500);
+    url = new URL(args.url);
   } catch {
-    return '';
+    throw new TypeError(`url is not an absolute URL: ${shown(args.url)}`);
   }
-}
-
-function retryAfterMs(response: Response, fallback: number): number {
-  const header = response.headers.get('retry-after');
-  if (header === null) return fallback;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? fallback : Math.max(0, at - Date.now());
-}
-
-async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
-  const headers: Record<string, string> = { 'idempotency-key': ctx.idempotencyKey, ...args.headers };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TypeError(`url must be http: or https:, got ${shown(args.url)}`);
+  }
+  if (url.username || url.password) {
+    throw new TypeError(
+      `url must not carry credentials (send them in a header such as Authorization): ${shown(args.url)}`,
+    );
+  }
+  const method = args.method === undefined ? 'POST' : args.method;
+  if (typeof method !== 'string' || !TOKEN.test(method)) {
+    throw new TypeError(`method must be an HTTP method such as POST, got ${shown(method)}`);
+  }
+  const upper = method.toUpperCase();
+  if (FORBIDDEN_METHODS.has(upper)) throw new TypeError(`method ${upper} cannot be sent by fetch`);
+  const given = args.headers;
+  if (given !== undefined && (typeof given !== 'object' || given === null || Array.isArray(given))) {
+    throw new TypeError(`headers must be an object of name: value strings, got ${shown(given)}`);
+  }
+  const headers = new Headers();
+  if (idempotencyKey !== undefined) headers.set('idempotency-key', idempotencyKey);
+  for (const [name, value] of Object.entries((given ?? {}) as Record<string, unknown>)) {
+    if (!TOKEN.test(name)) throw new TypeError(`header name ${shown(name)} is not a valid HTTP header name`);
+    if (typeof value !== 'string')
+      throw new TypeError(`header ${name} must be a string, got a ${typeof value}`);
+    if (!HEADER_VALUE.test(value)) {
+      throw new TypeError(
+        `header ${name} holds a character HTTP cannot carry (a line break, NUL or a character above U+00FF)`,
+      );
+    }
+    headers.set(name, value);
+  }
   let body: string | undefined;
   if (typeof args.body === 'string') {
     body = args.body;
   } else if (args.body !== undefined) {
     body = JSON.stringify(args.body);
-    headers['content-type'] ??= 'application/json';
+    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
   }
-  // Aborted by a cancel, a lost lease or a stopping worker, or by the attempt's timeout.
-  // Composed by hand and kept referenced until the request ends: on Node 20 a signal from
-  // AbortSignal.any() can be garbage-collected before it fires, leaving fetch hanging.
-  const timeoutMs = args.timeoutMs ?? 10_000;
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new Error(`HTTP step timed out after ${timeoutMs} ms: ${args.url}`)),
-    timeoutMs,
-  );
-  const onAbort = () => controller.abort(ctx.signal.reason);
-  if (ctx.signal.aborted) onAbort();
-  else ctx.signal.addEventListener('abort', onAbort, { once: true });
-  let response: Response;
+  if (body !== undefined && (upper === 'GET' || upper === 'HEAD')) {
+    throw new TypeError(`a ${upper} request cannot have a body`);
+  }
+  return {
+    url: url.href,
+    method: upper,
+    headers,
+    body,
+    timeoutMs: checkInteger(args, 'timeoutMs', 1, MAX_INT) ?? DEFAULT_HTTP_TIMEOUT_MS,
+    notYetMs: checkInteger(args, 'notYetMs', 0, MAX_RETRY_LATER_MS) ?? DEFAULT_NOT_YET_MS,
+    maxRetryAfterMs:
+      checkInteger(args, 'maxRetryAfterMs', 0, MAX_RETRY_LATER_MS) ?? DEFAULT_MAX_RETRY_AFTER_MS,
+  };
+}
+
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';
+/** RFC 9110 §5.6.7 HTTP-date: IMF-fixdate, and the obsolete RFC 850 and asctime forms. */
+const IMF_FIXDATE = new RegExp(`^${DAY}, \\d{2} ${MONTH} \\d{4} \\d{2}:\\d{2}:\\d{2} GMT$`);
+const RFC850_DATE = new RegExp(
+  `^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \\d{2}-${MONTH}-\\d{2} \\d{2}:\\d{2}:\\d{2} GMT$`,
+);
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} (?: \\d|\\d{2}) \\d{2}:\\d{2}:\\d{2} \\d{4}$`);
+
+/**
+ * A Retry-After header in milliseconds from `now`: delta-seconds (`120`) or an HTTP-date
+ * (a past date is 0). Null when absent or unreadable (`soon`, `-1`, `1.5`, a free-form
+ * date). Not clamped: the caller bounds it.
+ */
+export function parseRetryAfter(header: string | null, now: number = Date.now()): number | null {
+  if (header === null) return null;
+  const text = header.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  let at = NaN;
+  if (IMF_FIXDATE.test(text) || RFC850_DATE.test(text)) at = Date.parse(text);
+  // asctime carries no zone; HTTP dates are always GMT.
+  else if (ASCTIME_DATE.test(text)) at = Date.parse(`${text} GMT`);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/** The "not yet" delay of a 425: its Retry-After clamped to [0, maxRetryAfterMs], else notYetMs. */
+function notYetDelay(response: Response, request: PreparedRequest): number {
+  const asked = parseRetryAfter(response.headers.get('retry-after'));
+  if (asked === null) return request.notYetMs;
+  return Math.min(Math.max(0, asked), request.maxRetryAfterMs);
+}
+
+/** A promise that rejects with the signal's reason once it aborts (and never resolves). */
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  aborted.catch(() => {}); // only ever raced: an abort nobody awaits is not unhandled
+  return aborted;
+}
+
+/**
+ * Reads at most `maxBytes` of a body, racing every read against the abort; then cancels
+ * the stream so nothing more is downloaded. Decoded as UTF-8 (a character cut at the cap
+ * is dropped). A broken body gives what arrived; an abort rejects with its reason.
+ */
+async function readCapped(
+  response: Response,
+  maxBytes: number,
+  signal: AbortSignal,
+  aborted: Promise<never>,
+): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
   try {
-    response = await fetch(args.url, {
-      method: args.method ?? 'POST',
-      headers,
-      ...(body !== undefined ? { body } : {}),
-      signal: controller.signal,
-    });
+    while (size < maxBytes) {
+      const { done, value } = await Promise.race([reader.read(), aborted]);
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } catch {
+    if (signal.aborted) throw signal.reason;
+    // Otherwise a connection broken mid-body: the status is what matters, keep what arrived.
   } finally {
-    clearTimeout(timer);
-    ctx.signal.removeEventListener('abort', onAbort);
+    void reader.cancel().catch(() => {});
   }
+  const bytes = new Uint8Array(Math.min(size, maxBytes));
+  let offset = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, bytes.length - offset);
+    bytes.set(part, offset);
+    offset += part.length;
+    if (offset >= bytes.length) break;
+  }
+  return new TextDecoder().decode(bytes, { stream: true });
+}
+
+/** One request and its answer, all within `signal`. */
+async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepContext): Promise<unknown> {
+  let sent: Request;
+  try {
+    sent = new Request(request.url, {
+      method: request.method,
+      headers: request.headers,
+      ...(request.body !== undefined ? { body: request.body } : {}),
+      // A 3xx is answered as is (its Location is in the error), never followed.
+      redirect: 'manual',
+      signal,
+    });
+  } catch (error) {
+    // Whatever fetch refuses to send, it refuses every time: retrying cannot help.
+    throw new PermanentError(`HTTP step: the request cannot be made: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const aborted = rejectOnAbort(signal);
+  const response = await Promise.race([fetch(sent), aborted]);
+  // Bodies other than an error's are not read: the step's result is undefined. Cancelling
+  // closes the connection, so nothing more is downloaded.
+  const discard = () => Promise.race([response.body?.cancel().catch(() => {}), aborted]);
   if (response.ok) {
-    await response.body?.cancel();
+    await discard();
     return undefined;
   }
   if (response.status === 425) {
-    const ms = retryAfterMs(response, args.notYetMs ?? 1000);
-    await response.body?.cancel();
-    return ctx.retryLater(ms);
+    const delayMs = notYetDelay(response, request);
+    await discard();
+    return ctx.retryLater(delayMs);
   }
-  const error = new HttpStatusError(response.status, args.url, await excerpt(response));
+  if (response.status >= 300 && response.status < 400) {
+    const location = response.headers.get('location');
+    await discard();
+    let target = location;
+    try {
+      if (location !== null) target = new URL(location, request.url).href;
+    } catch {
+      // Shown as sent.
+    }
+    throw new HttpRedirectError(response.status, request.url, target && shownText(target));
+  }
+  const text = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
+  const error = new HttpStatusError(response.status, request.url, text.slice(0, EXCERPT_LENGTH));
   if (response.status === 409) throw new PermanentError(error.message, { cause: error });
   throw error;
 }
 
+/** Remote text for a message: cut, credentials masked. */
+function shownText(text: string): string {
+  const cut = text.length > EXCERPT_LENGTH ? `${text.slice(0, EXCERPT_LENGTH)}…` : text;
+  return maskConnectionString(cut);
+}
+
+async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
+  let request: PreparedRequest;
+  try {
+    request = prepare(args, ctx.idempotencyKey);
+  } catch (error) {
+    // Retrying cannot fix the arguments.
+    throw new PermanentError(`HTTP step: ${(error as Error).message}`, { cause: error });
+  }
+  // Aborted by a cancel, a lost lease or a stopping worker, or by the attempt's timeout;
+  // the timer runs until the body is read, not just until the headers arrive. Composed by
+  // hand and kept referenced until the request ends: on Node 20 a signal from
+  // AbortSignal.any() can be garbage-collected before it fires, leaving fetch hanging.
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new Error(`HTTP step timed out after ${request.timeoutMs} ms: ${request.url}`)),
+    request.timeoutMs,
+  );
+  const onAbort = () => controller.abort(ctx.signal.reason);
+  if (ctx.signal.aborted) onAbort();
+  else ctx.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await attempt(request, controller.signal, ctx);
+  } finally {
+    clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+const definition = defineStep<HttpStepArgs>('stepping.http', invoke);
+
 /**
- * The HTTP step: `httpStep({ url, method, headers, body, timeoutMs })` makes a step call;
- * add `httpStep` to a worker's `steps` to run it. Sends `Idempotency-Key: <jobId>:<step>`.
+ * The HTTP step: `httpStep({ url, method, headers, body, timeoutMs })` makes a step call
+ * (its arguments checked at once: EnqueueValidationError); add `httpStep` to a worker's
+ * `steps` to run it. Sends `Idempotency-Key: <jobId>:<step>`.
  */
-export const httpStep = defineStep<HttpStepArgs>('stepping.http', invoke);
+export const httpStep: StepDefinition<HttpStepArgs> = Object.assign(
+  (args: HttpStepArgs, options?: StepCallOptions) => {
+    try {
+      prepare(args, undefined);
+    } catch (error) {
+      throw new EnqueueValidationError(`httpStep: ${(error as Error).message}`, { cause: error });
+    }
+    return definition(args, options);
+  },
+  {
+    stepName: definition.stepName,
+    handler: definition.handler,
+    options: definition.options,
+    kind: definition.kind,
+  },
+);

@@ -2,6 +2,8 @@
  * Argument helpers shared by the `stepping` and `stepping-worker` bins: the usage error
  * (exit code 2), strict integer and duration parsing, and error messages for people.
  */
+import { maskConnectionString } from '../redact.js';
+import { escapeControl } from '../text.js';
 
 /** Exit codes of both bins. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -17,6 +19,18 @@ export const processIo: CliIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
 };
+
+/**
+ * `io` with every control character but the line feed escaped on the way out: the last
+ * guard, behind the per-line and per-cell escaping, so no data printed by a bin can drive
+ * the operator's terminal. (JSON output passes unchanged: it holds no raw controls.)
+ */
+export function terminalIo(io: CliIo): CliIo {
+  return {
+    stdout: (text) => io.stdout(escapeControl(text, { keepNewlines: true })),
+    stderr: (text) => io.stderr(escapeControl(text, { keepNewlines: true })),
+  };
+}
 
 /** The command line is wrong (unknown option, bad value, missing argument): exit code 2. */
 export class UsageError extends Error {
@@ -64,13 +78,19 @@ export function asUsageError(error: unknown): unknown {
 }
 
 /**
- * One line for a person: the error's message without a leading `stepping: ` (the bins add
- * their own name). Connection failures arrive as AggregateErrors with an empty message.
+ * The error's message for a person or a JSON field, without a leading `stepping: ` (the
+ * bins add their own name) and with connection-string passwords masked. Connection
+ * failures arrive as AggregateErrors with an empty message. Not escaped: see describeError.
  */
-export function describeError(error: unknown): string {
+export function errorText(error: unknown): string {
   if (error instanceof AggregateError && !error.message) {
-    return error.errors.map((e) => describeError(e)).join('; ');
+    return error.errors.map((e) => errorText(e)).join('; ');
   }
   const message = error instanceof Error ? error.message || error.name : String(error);
-  return message.replace(/^stepping: /, '');
+  return maskConnectionString(message.replace(/^stepping: /, ''));
+}
+
+/** errorText as one line of terminal text: control characters (line breaks too) escaped. */
+export function describeError(error: unknown): string {
+  return escapeControl(errorText(error));
 }

@@ -4,13 +4,18 @@
  */
 import { readFileSync } from 'node:fs';
 import type { DatabaseSpec } from '../multidb/sources.js';
+import { maskConnectionString } from '../redact.js';
 import { UsageError } from './args.js';
+
+/** A comma that starts the next item: the one before `url` or `id=url` (a multi-host URL keeps its own commas). */
+const ITEM_SEPARATOR = /,(?=\s*(?:[^\s,=/]+=)?[A-Za-z][A-Za-z0-9+.-]*:\/\/)/;
 
 function spec(text: string): DatabaseSpec {
   const eq = text.indexOf('=');
   const scheme = text.indexOf('://');
-  // "id=postgres://..." names the database; an "=" inside the URL's query does not.
-  if (eq > 0 && (scheme < 0 || eq < scheme))
+  // "id=postgres://..." names the database; an "=" inside the URL's query does not, nor
+  // does one of a keyword/value string (left whole, so databaseId refuses it by name).
+  if (eq > 0 && eq < scheme)
     return { id: text.slice(0, eq).trim(), connectionString: text.slice(eq + 1).trim() };
   return text.trim();
 }
@@ -19,14 +24,17 @@ function spec(text: string): DatabaseSpec {
 export function parseDatabasesArg(value: string): DatabaseSpec[] {
   let items: string[];
   if (value.includes('://')) {
-    items = value.split(',');
+    items = value.split(ITEM_SEPARATOR);
   } else {
     let text: string;
     try {
       text = readFileSync(value, 'utf8');
     } catch (error) {
+      // The value may be a mistyped connection string; fs quotes it in its message.
       throw new UsageError(
-        `--databases ${value}: not a URL list and not a readable file (${(error as Error).message})`,
+        maskConnectionString(
+          `--databases ${value}: not a URL list and not a readable file (${(error as Error).message})`,
+        ),
       );
     }
     items = text.split('\n').filter((line) => line.trim() !== '' && !line.trim().startsWith('#'));
@@ -35,6 +43,7 @@ export function parseDatabasesArg(value: string): DatabaseSpec[] {
     .map((item) => item.trim())
     .filter(Boolean)
     .map(spec);
-  if (specs.length === 0) throw new UsageError(`--databases ${value}: no databases listed`);
+  if (specs.length === 0)
+    throw new UsageError(`--databases ${maskConnectionString(value)}: no databases listed`);
   return specs;
 }

@@ -5,9 +5,11 @@
  */
 import pg from 'pg';
 import { checkSchema, quoteIdent } from '../config.js';
-import { migrateDatabases } from '../multidb/migrate-many.js';
-import { readSource, type DatabaseSpec } from '../multidb/sources.js';
-import { describeError, EXIT, type CliIo } from './args.js';
+import { migrateDatabases, type MigrateResult } from '../multidb/migrate-many.js';
+import { readSource, type DatabaseSpec, type ResolvedDatabase } from '../multidb/sources.js';
+import { maskConnectionString, parseConnectionUrl } from '../redact.js';
+import { escapeControl, jsonForTerminal } from '../text.js';
+import { errorText, EXIT, type CliIo } from './args.js';
 import { formatTable } from './table.js';
 
 /** Migrates every database, printing progress on stderr and a result table on stdout. */
@@ -17,15 +19,41 @@ export async function migrateMany(
   json: boolean,
   io: CliIo,
 ): Promise<number> {
-  const results = await migrateDatabases(specs, {
-    ...(schema !== undefined ? { schema } : {}),
-    concurrency: 4,
-    onResult: (r, done, total) =>
-      io.stderr(
-        `[${done}/${total}] ${r.database}: ${r.ok ? `ok (${r.applied.length} applied)` : `FAILED: ${r.error}`}\n`,
-      ),
+  // Errors are the databases' own words: masked in case one quotes a connection string.
+  const masked = (r: MigrateResult): MigrateResult => ({
+    ...r,
+    error: r.error === null ? null : maskConnectionString(r.error),
   });
-  if (json) io.stdout(`${JSON.stringify(results, null, 2)}\n`);
+  const databases = await readSource(specs);
+  const total = databases.length;
+  let done = 0;
+  const report = (r: MigrateResult) => {
+    done += 1;
+    const outcome = r.ok ? `ok (${r.applied.length} applied)` : `FAILED: ${r.error}`;
+    io.stderr(`${escapeControl(`[${done}/${total}] ${r.database}: ${outcome}`)}\n`);
+  };
+  // Strings node-postgres cannot use fail here, each on its own row, not the whole run.
+  const refused: MigrateResult[] = [];
+  const usable: ResolvedDatabase[] = [];
+  for (const d of databases) {
+    const reason = unusable(d.connectionString);
+    if (reason === null) usable.push(d);
+    else refused.push({ database: d.id, ok: false, applied: [], error: reason, ms: 0 });
+  }
+  refused.forEach(report);
+  const migrated =
+    usable.length === 0
+      ? []
+      : await migrateDatabases(usable, {
+          ...(schema !== undefined ? { schema } : {}),
+          concurrency: 4,
+          onResult: (result) => report(masked(result)),
+        });
+  const order = new Map(databases.map((d, i) => [d.id, i]));
+  const results = [...refused, ...migrated.map(masked)].sort(
+    (a, b) => order.get(a.database)! - order.get(b.database)!,
+  );
+  if (json) io.stdout(`${jsonForTerminal(results)}\n`);
   else {
     io.stdout(
       `${formatTable(results, [
@@ -50,10 +78,30 @@ interface DatabaseStatus {
   error: string | null;
 }
 
+/**
+ * Why node-postgres cannot use a connection string that databaseId accepted, where its
+ * own error would be a bare "Invalid URL" or a connection to the wrong host; else null.
+ */
+function unusable(connectionString: string): string | null {
+  const url = parseConnectionUrl(connectionString);
+  if (url?.ambiguity === 'password') {
+    return (
+      'the password in this connection string holds a /, ? or # that a URL cannot carry: ' +
+      'percent-encode it (/ is %2F, ? is %3F, # is %23)'
+    );
+  }
+  if (url?.hosts.includes(',')) return 'node-postgres cannot connect to a list of hosts: give one host';
+  return null;
+}
+
 async function statusOf(id: string, connectionString: string, schema: string): Promise<DatabaseStatus> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
   const base = { database: id, pending: null, running: null, failed: null, oldest_runnable_ms: null };
+  const reason = unusable(connectionString);
+  if (reason !== null) return { ...base, state: 'down', error: reason };
+  let client: pg.Client | undefined;
   try {
+    // Inside the try: pg parses the connection string here and may throw.
+    client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
     await client.connect();
     const { rows: ready } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [
       `${quoteIdent(schema)}.queue_stats`,
@@ -78,9 +126,9 @@ async function statusOf(id: string, connectionString: string, schema: string): P
       error: null,
     };
   } catch (error) {
-    return { ...base, state: 'down', error: describeError(error) };
+    return { ...base, state: 'down', error: errorText(error) };
   } finally {
-    await client.end().catch(() => {});
+    await client?.end().catch(() => {});
   }
 }
 
@@ -101,7 +149,7 @@ export async function statusMany(
       )),
     );
   }
-  if (json) io.stdout(`${JSON.stringify(results, null, 2)}\n`);
+  if (json) io.stdout(`${jsonForTerminal(results)}\n`);
   else {
     io.stdout(
       `${formatTable(results, [

@@ -8,7 +8,8 @@ import { DEFAULT_SCHEMA } from '../config.js';
 import { Engine } from '../db/engine.js';
 import { ConfigError } from '../errors.js';
 import { createStepping, type Stepping } from '../stepping.js';
-import { asUsageError, describeError, EXIT, processIo, UsageError, type CliIo } from './args.js';
+import { jsonForTerminal } from '../text.js';
+import { asUsageError, describeError, EXIT, processIo, terminalIo, UsageError, type CliIo } from './args.js';
 import { cancelCommand } from './commands/cancel.js';
 import type { Command, CommandContext, CommandFlags } from './commands/command.js';
 import { jobCommand } from './commands/job.js';
@@ -130,9 +131,10 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
  */
 export async function runOperatorCli(
   argv: readonly string[],
-  io: CliIo = processIo,
+  rawIo: CliIo = processIo,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
+  const io = terminalIo(rawIo);
   let invocation: Invocation;
   let stepping: Stepping;
   try {
@@ -156,14 +158,16 @@ export async function runOperatorCli(
       io.stderr(`stepping: ${describeError(error)}\nRun \`stepping --help\` for usage.\n`);
       return EXIT.usage;
     }
-    throw error;
+    // Printed here, masked and escaped, rather than by node as an unhandled rejection.
+    io.stderr(`stepping: ${describeError(error)}\n`);
+    return EXIT.failure;
   }
   const ctx: CommandContext = {
     stepping,
     engine: new Engine(stepping.schema),
     json: invocation.json,
     print: (text) => io.stdout(`${text}\n`),
-    printJson: (value) => io.stdout(`${JSON.stringify(value, null, 2)}\n`),
+    printJson: (value) => io.stdout(`${jsonForTerminal(value)}\n`),
     note: (text) => io.stderr(`${text}\n`),
   };
   try {

@@ -1,7 +1,10 @@
 /**
  * Plain aligned text tables and cell formatting for the operator CLI (and the demo).
  * No colours and no box drawing, so the output pastes cleanly into tickets and greps well.
+ * Cells are data (queue and step names, keys, errors): their control characters are
+ * escaped, so a value can neither drive the terminal nor break a row.
  */
+import { escapeControl } from '../text.js';
 
 /** A column: its header, how to read the cell from a row, and optional layout. */
 export interface Column<R> {
@@ -60,15 +63,18 @@ export function formatMs(ms: number): string {
     .join(' ');
 }
 
-/** A cell as text: `-` for null, UTC timestamps to the second, intervals humanised, JSON for objects. */
+/**
+ * A cell as text: `-` for null, UTC timestamps to the second, intervals humanised, JSON for
+ * objects; always one line without control characters (escaped as `\u001b`).
+ */
 export function formatCell(value: unknown): string {
   if (value === null || value === undefined || value === '') return '-';
   if (value instanceof Date) return value.toISOString().replace('T', ' ').slice(0, 19);
   const ms = intervalMs(value);
   if (ms !== null) return formatMs(ms);
-  if (typeof value === 'object') return JSON.stringify(value);
+  if (typeof value === 'object') return escapeControl(JSON.stringify(value));
   // One line per row: stack traces and multi-line messages are flattened.
-  return String(value).replace(/\s*\n\s*/g, ' ');
+  return escapeControl(String(value).replace(/\s*\n\s*/g, ' '));
 }
 
 function cut(text: string, maxWidth: number | undefined): string {

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_SCHEMA } from '../config.js';
 import { ConfigError } from '../errors.js';
+import { escapeControl } from '../text.js';
 import { WORKER_DEFAULTS, type WorkerOptions } from '../worker/options.js';
 import { createWorker, type Worker } from '../worker/worker.js';
 import {
@@ -14,6 +15,7 @@ import {
   parseDuration,
   parseInteger,
   processIo,
+  terminalIo,
   UsageError,
   type CliIo,
 } from './args.js';
@@ -202,9 +204,10 @@ function runUntilSignal(worker: Worker, log: (text: string) => void, io: CliIo):
 /** Runs the `stepping-worker` bin; resolves with the exit code once stopped. `env` supplies DATABASE_URL. */
 export async function runWorkerCli(
   argv: readonly string[],
-  io: CliIo = processIo,
+  rawIo: CliIo = processIo,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
+  const io = terminalIo(rawIo);
   let args: WorkerCliArgs;
   let worker: Worker;
   try {
@@ -223,7 +226,7 @@ export async function runWorkerCli(
     io.stderr(`stepping-worker: ${describeError(error)}\n`);
     return EXIT.failure;
   }
-  const stamp = (text: string) => `${new Date().toISOString()} ${text}\n`;
+  const stamp = (text: string) => `${new Date().toISOString()} ${escapeControl(text)}\n`;
   const log = (text: string) => {
     if (!args.quiet) io.stdout(stamp(text));
   };

@@ -1,4 +1,9 @@
-/** One log line per worker event, for the `stepping-worker` bin. */
+/**
+ * One log line per worker event, for the `stepping-worker` bin. Queue and step names,
+ * database ids and errors are data: each line is escaped whole (control characters,
+ * line breaks included), so a value can neither drive the terminal nor forge a line.
+ */
+import { escapeControl } from '../text.js';
 import type { UnitEvent } from '../worker/events.js';
 import type { Worker } from '../worker/worker.js';
 import { describeError } from './args.js';
@@ -19,7 +24,7 @@ export function attachWorkerLog(worker: Worker, manyDatabases: boolean, sinks: L
     const db = manyDatabases ? ` db=${e.database}` : '';
     return `job=${e.jobId} ${what}=${e.stepIndex} name=${e.name} attempt=${e.attempt} queue=${e.queue}${db}`;
   };
-  const stamp = (text: string) => `${new Date().toISOString()} ${text}`;
+  const stamp = (text: string) => `${new Date().toISOString()} ${escapeControl(text)}`;
   const info = (text: string) => sinks.info(stamp(text));
   worker.on('step:started', (e) => info(`step started    ${unit(e)}`));
   worker.on('step:succeeded', (e) => info(`step succeeded  ${unit(e)} in ${e.durationMs}ms`));

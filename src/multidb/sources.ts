@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { ConfigError } from '../errors.js';
+import { isValidHostList, maskConnectionString, parseConnectionUrl } from '../redact.js';
 
 /** One database: a connection string, optionally with a stable id (shown as ctx.database). */
 export type DatabaseSpec = string | { id?: string; connectionString: string };
@@ -23,22 +24,53 @@ export interface ResolvedDatabase {
 /** Default period for re-reading a resolver or catalog. */
 export const DEFAULT_REFRESH_MS = 30_000;
 
-/** The id of a database: the configured one, or the database name (never credentials). */
+/**
+ * The id of a database: the configured one, or `host:port/dbname` from its URL (never
+ * credentials, even when an unencoded `/`, `?` or `#` in the password defeats URL
+ * parsers: see src/redact.ts). A connection string that cannot be read is a ConfigError
+ * that shows it with its password masked.
+ */
 export function databaseId(spec: DatabaseSpec): ResolvedDatabase {
-  const connectionString = typeof spec === 'string' ? spec : spec.connectionString;
+  const connectionString = typeof spec === 'string' ? spec : spec?.connectionString;
   if (typeof connectionString !== 'string' || connectionString.length === 0) {
-    throw new ConfigError(`a database needs a connection string, got ${JSON.stringify(spec)}`);
+    const shown = typeof spec === 'object' && spec !== null ? { ...spec, connectionString } : spec;
+    throw new ConfigError(
+      `a database needs a connection string, got ${maskConnectionString(JSON.stringify(shown) ?? String(shown))}`,
+    );
   }
   if (typeof spec === 'object' && spec.id) return { id: spec.id, connectionString };
-  try {
-    const url = new URL(connectionString);
-    const name = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'postgres';
-    const port = url.port ? `:${url.port}` : '';
-    return { id: `${url.hostname}${port}/${name}`, connectionString };
-  } catch {
+  const url = parseConnectionUrl(connectionString);
+  if (url === null) {
+    // Shown only when its password can be found (keyword form); anything else may be all secret.
+    if (/^\s*[A-Za-z_]+\s*=/.test(connectionString)) {
+      throw new ConfigError(
+        `cannot use the connection string of a database: keyword/value strings are not supported by ` +
+          `node-postgres, write a postgres:// URL: ${maskConnectionString(connectionString)}`,
+      );
+    }
     throw new ConfigError(
-      `cannot parse the connection string of a database (id it explicitly): ${connectionString.replace(/:[^:@/]*@/, ':***@')}`,
+      `cannot parse the connection string of a database (${connectionString.length} characters, not shown): ` +
+        `expected postgres://user:password@host:port/dbname`,
     );
+  }
+  if (url.ambiguity === 'unclear' || !isValidHostList(url.hosts)) {
+    // An id from a misreading could name another database (two tenants would then share
+    // one id and one would be dropped), or show part of the password.
+    throw new ConfigError(
+      `cannot tell where the credentials of a database's connection string end: give the database ` +
+        `an id, or percent-encode "@" in its query (%40) and "/", "?", "#" in its password ` +
+        `(%2F, %3F, %23): ${maskConnectionString(connectionString)}`,
+    );
+  }
+  const name = decode(url.path.replace(/^\//, '')) || 'postgres';
+  return { id: `${url.hosts}/${name}`, connectionString };
+}
+
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 

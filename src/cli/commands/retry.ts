@@ -1,4 +1,5 @@
 /** `stepping retry ID`: resume a failed job from its failed step. */
+import { escapeControl } from '../../text.js';
 import { parseJobId, type Command } from './command.js';
 
 /** The retry command. */
@@ -17,7 +18,7 @@ export const retryCommand: Command = {
         ctx.printJson({ job_id: jobId, status: job?.status ?? null });
         return;
       }
-      const at = job ? ` from step #${job.currentStep} ${job.currentStepName}` : '';
+      const at = job ? ` from step #${job.currentStep} ${escapeControl(job.currentStepName)}` : '';
       ctx.print(`job ${jobId}: ${job?.status ?? 'retried'}${at}`);
     };
   },
