@@ -39,7 +39,9 @@ export {
   WaitTimeoutError,
   PermanentError,
 } from './errors.js';
-export { httpStep, HttpStatusError } from './http-step.js';
+export { httpStep, HttpRedirectError, HttpStatusError } from './http-step.js';
+export { escapeControl, jsonForTerminal } from './text.js';
+export { maskConnectionString } from './redact.js';
 export type { HttpStepArgs } from './http-step.js';
 export { migrateDatabases } from './multidb/migrate-many.js';
 export type { MigrateResult } from './multidb/migrate-many.js';

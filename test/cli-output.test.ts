@@ -73,7 +73,7 @@ async function hostileFailedJob(): Promise<string> {
   const error = { message: 'declined\u001b[2J\u009b1;1H\nFORGED operator line' };
   await h.pool.query(
     `SELECT accepted FROM stepping.step_fail(ARRAY[$1]::bigint[], ARRAY[$2]::uuid[], ARRAY[$3]::jsonb[])`,
-    [jobId, claimed.rows[0].lease_token, JSON.stringify(error)],
+    [jobId, claimed.rows[0].lease_token, JSON.stringify({ error })],
   );
   return jobId;
 }

@@ -4,6 +4,7 @@
  * server (restart, terminate) never crashes the process.
  */
 import pg from 'pg';
+import { parseConnectionUrl } from '../redact.js';
 
 /**
  * `connectionString` with application_name set, unless it sets its own. pg ignores an
@@ -13,6 +14,9 @@ import pg from 'pg';
 export function withApplicationName(connectionString: string, name: string): string {
   if (/(^|[?&\s])application_name=/.test(connectionString)) return connectionString;
   if (/^postgres(ql)?:\/\//i.test(connectionString)) {
+    // A URL that a URL parser misreads (a password with an unencoded / ? #) is left alone:
+    // rewriting it through new URL() would change where it connects.
+    if (parseConnectionUrl(connectionString)?.ambiguity !== 'none') return connectionString;
     try {
       const url = new URL(connectionString);
       url.searchParams.set('application_name', name);

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { checkSchema } from '../config.js';
 import { migrateSchema } from '../db/migrate.js';
+import { maskConnectionString } from '../redact.js';
 import { readSource, type DatabaseSource } from './sources.js';
 
 /** Outcome for one database. */
@@ -33,12 +34,11 @@ export async function migrateDatabases(
     while (next < databases.length) {
       const db = databases[next++]!;
       const started = Date.now();
-      const client = new pg.Client({
-        connectionString: db.connectionString,
-        connectionTimeoutMillis: 10_000,
-      });
+      let client: pg.Client | undefined;
       let result: MigrateResult;
       try {
+        // Inside the try: pg throws from the constructor for a string it cannot parse.
+        client = new pg.Client({ connectionString: db.connectionString, connectionTimeoutMillis: 10_000 });
         await client.connect();
         const { applied } = await migrateSchema(client, schema);
         result = { database: db.id, ok: true, applied, error: null, ms: Date.now() - started };
@@ -47,11 +47,11 @@ export async function migrateDatabases(
           database: db.id,
           ok: false,
           applied: [],
-          error: (error as Error).message,
+          error: maskConnectionString((error as Error).message),
           ms: Date.now() - started,
         };
       } finally {
-        await client.end().catch(() => {});
+        await client?.end().catch(() => {});
       }
       results.push(result);
       options.onResult?.(result, results.length, databases.length);

@@ -84,8 +84,15 @@ export function refreshMs(source: DatabaseSource): number {
   return Array.isArray(source) ? 0 : ((source as { refreshMs?: number }).refreshMs ?? DEFAULT_REFRESH_MS);
 }
 
-/** Reads the current list (deduplicated by id). */
-export async function readSource(source: DatabaseSource): Promise<ResolvedDatabase[]> {
+/**
+ * Reads the current list (deduplicated by id). An entry that cannot be used throws, or,
+ * with `onInvalid`, is reported there and left out, so one bad row of a tenant catalog
+ * never stops the others from being served.
+ */
+export async function readSource(
+  source: DatabaseSource,
+  onInvalid?: (error: ConfigError) => void,
+): Promise<ResolvedDatabase[]> {
   let specs: readonly DatabaseSpec[];
   if (Array.isArray(source)) {
     specs = source as readonly DatabaseSpec[];
@@ -110,7 +117,14 @@ export async function readSource(source: DatabaseSource): Promise<ResolvedDataba
   }
   const byId = new Map<string, ResolvedDatabase>();
   for (const spec of specs) {
-    const db = databaseId(spec);
+    let db: ResolvedDatabase;
+    try {
+      db = databaseId(spec);
+    } catch (error) {
+      if (!onInvalid || !(error instanceof ConfigError)) throw error;
+      onInvalid(error);
+      continue;
+    }
     byId.set(db.id, db);
   }
   return [...byId.values()];

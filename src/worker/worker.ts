@@ -10,6 +10,8 @@ import type pg from 'pg';
 import { Engine } from '../db/engine.js';
 import { createPool } from '../db/pool.js';
 import { ConfigError, SchemaNotReadyError } from '../errors.js';
+import { maskConnectionString, parseConnectionUrl } from '../redact.js';
+import { escapeControl } from '../text.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import {
   databaseId,
@@ -118,7 +120,12 @@ export class Worker {
     // An 'error' without listeners would throw inside the worker; print it instead.
     if (event === 'error' && this.emitter.listenerCount('error') === 0) {
       const p = payload as WorkerEventMap['error'];
-      console.error(`stepping worker: ${p.during} failed on ${p.database}: ${p.error.message}`);
+      // Errors may quote data and connection strings: never a password or a terminal escape.
+      console.error(
+        escapeControl(
+          maskConnectionString(`stepping worker: ${p.during} failed on ${p.database}: ${p.error.message}`),
+        ),
+      );
       return;
     }
     this.emitter.emit(event, payload);
@@ -185,7 +192,9 @@ export class Worker {
   /** Re-reads the database list: starts new databases, drains and closes removed ones. */
   async refresh(): Promise<void> {
     if (this.budget === null || 'pool' in this.source || this.state !== 'running') return;
-    const wanted = await readSource(this.source);
+    const wanted = await readSource(this.source, (error) =>
+      this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
+    );
     const ids = new Set(wanted.map((d) => d.id));
     for (const d of wanted) if (!this.databases.has(d.id)) void this.bringUp(this.add(d), false);
     await Promise.all([...this.databases.values()].filter((m) => !ids.has(m.id)).map((m) => this.remove(m)));
@@ -245,6 +254,13 @@ export class Worker {
     // databases starting at once cannot crowd out every listener.
     if (!m.hasListenerPermit) m.hasListenerPermit = this.budget ? this.budget.tryAcquireListener() : true;
     try {
+      const { connectionString } = m.pool.options as pg.PoolConfig;
+      if (connectionString && parseConnectionUrl(connectionString)?.ambiguity === 'password') {
+        throw new ConfigError(
+          `the password in this database's connection string holds an unencoded "/", "?" or "#", which ` +
+            'node-postgres misreads: percent-encode it (/ is %2F, ? is %3F, # is %23)',
+        );
+      }
       if (!(await this.engine.isMigrated(m.pool))) {
         throw new SchemaNotReadyError(
           `schema ${this.config.schema} has no up-to-date Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
