@@ -18,7 +18,8 @@ export type {
   StepOptions,
 } from './steps.js';
 export type { EnqueueOptions } from './enqueue/serialize.js';
-export { MAX_ARGS_BYTES, MAX_STEPS } from './enqueue/serialize.js';
+export { MAX_ARGS_BYTES } from './enqueue/serialize.js';
+export * from './limits.js';
 export type { TransactionLike, Queryable, KyselyExecutor } from './db/queryable.js';
 export { createWorker, Worker } from './worker/worker.js';
 export type { WorkerOptions, WorkerConfig } from './worker/options.js';

@@ -58,12 +58,18 @@ export function errorRecord(error: unknown, attempt: number): ErrorRecord {
   const message = read(error, 'message');
   const name = read(error, 'name');
   const stack = read(error, 'stack');
+  const shownName = typeof name === 'string' ? name : 'Error';
+  const text =
+    typeof message === 'string'
+      ? message
+      : message !== undefined
+        ? describe(message)
+        : error instanceof Error
+          ? `${shownName} (its message could not be read)`
+          : describe(error);
   const record: ErrorRecord = {
-    message: storableText(
-      typeof message === 'string' ? message : describe(message ?? error),
-      MAX_ERROR_MESSAGE_LENGTH,
-    ),
-    name: storableText(typeof name === 'string' ? name : 'Error', MAX_ERROR_NAME_LENGTH),
+    message: storableText(text, MAX_ERROR_MESSAGE_LENGTH),
+    name: storableText(shownName, MAX_ERROR_NAME_LENGTH),
     attempt,
     at: new Date().toISOString(),
   };

@@ -154,6 +154,8 @@ export async function runUnit(
     if (timeoutMs === undefined) return;
     timer = setTimeout(() => {
       const error = new Error(`step ${unit.name} timed out after ${timeoutMs} ms`);
+      // Before the abort: a handler woken by it must already find ctx.tx closed.
+      ended = true;
       controller.abort(error);
       resolve({ kind: 'failure', error, permanent: false });
     }, timeoutMs);
