@@ -71,6 +71,28 @@ for (const name of CLIENT_NAMES) {
       });
     });
 
+    test('runs a statement as pg would: same rows, placeholders only outside literals', async () => {
+      const rows = await client.transaction(async (tx) => {
+        const { rows } = await toQueryable(tx).query(
+          `SELECT $1::int + $1::int AS two, '{"a": 1}'::jsonb ? 'a' AS has, '$2 ?' AS lit,
+                  $2::jsonb AS j, $3::int AS n, 9007199254740993::int8 AS big, $4::text[] AS arr`,
+          [5, JSON.stringify({ b: [1, 'x'] }), null, ['p', 'q']],
+        );
+        return rows;
+      });
+      assert.deepEqual(rows, [
+        {
+          two: 10,
+          has: true,
+          lit: '$2 ?',
+          j: { b: [1, 'x'] },
+          n: null,
+          big: '9007199254740993',
+          arr: ['p', 'q'],
+        },
+      ]);
+    });
+
     test('commit: the job and the business row exist together, and a worker runs the job', async () => {
       const orderId = `${q}-committed`;
       const [jobId, many] = await client.transaction(async (tx, insertOrder) => {

@@ -81,7 +81,8 @@ export function notTransactionLikeMessage(value: unknown): string {
 
 /** Rows of a result: `{ rows }` (pg, Knex, Drizzle on node-postgres) or the rows array (postgres.js, TypeORM, Prisma). */
 function rowsOf(kind: ClientKind, result: unknown): unknown[] {
-  if (Array.isArray(result)) return result;
+  // A plain array: postgres.js resolves to a Result, an Array subclass carrying metadata.
+  if (Array.isArray(result)) return [...(result as unknown[])];
   const rows = (result as { rows?: unknown } | null)?.rows;
   if (Array.isArray(rows)) return rows;
   throw new SteppingError(
