@@ -19,7 +19,7 @@ import {
   type JobState,
 } from '../src/index.js';
 import { runOperatorCli } from '../src/cli/operator.js';
-import { ListenCheck } from '../src/db/listen-check.js';
+import { describeConnection, ListenCheck } from '../src/db/listen-check.js';
 import { NotificationHub } from '../src/db/notifications.js';
 import { waitForFinalState } from '../src/db/wait-for-job.js';
 import { run, trackChildren } from './fixtures/processes.js';
@@ -296,9 +296,13 @@ describe('LISTEN through PgBouncer', () => {
     const hub = new NotificationHub({ connectionString: viaBouncer });
     const direct = new NotificationHub({ connectionString: h.url });
     try {
+      // Where the listener connects, without credentials (the embedded server's URL has a password).
+      const where = describeConnection({ connectionString: viaBouncer });
+      assert.equal(where, `127.0.0.1:${bouncer.port}/${h.dbName}`);
+      assert.equal(describeConnection(bouncerPool), where);
       const check = new ListenCheck(hub, bouncerPool, probeChannel, {
         timeoutMs: 3000,
-        describe: `127.0.0.1:${bouncer.port}/${h.dbName}`,
+        describe: where,
         onUnavailable: (m) => notes.push(m),
       });
       assert.equal(await check.delivers(), false);
@@ -341,7 +345,8 @@ describe('LISTEN through PgBouncer', () => {
         doneChannel,
         listenCheck: check,
         pollMs: 200,
-        timeoutMs: 60_000,
+        // No deadline to wake at: only polling can end this wait (the test runner's timeout would fail it).
+        timeoutMs: 3_600_000,
       });
       await firstRead.promise;
       release();

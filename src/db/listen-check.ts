@@ -6,6 +6,7 @@
  * channel, NOTIFY a random token through the ordinary pool, and wait for it.
  */
 import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
 import type { NotificationHub } from './notifications.js';
 import type { Queryable } from './queryable.js';
 
@@ -88,4 +89,26 @@ export class ListenCheck {
       `pooling mode. Falling back to polling. Set listenConnectionString to a direct server URL to be woken by NOTIFY.`
     );
   }
+}
+
+/**
+ * `host:port/database` of a pool's or a client config's target, for messages: never
+ * credentials. Unknown parts are left out.
+ */
+export function describeConnection(source: pg.Pool | pg.ClientConfig): string {
+  const config = (source as { options?: pg.ClientConfig }).options ?? (source as pg.ClientConfig);
+  let host = config.host;
+  let port = config.port === undefined ? undefined : String(config.port);
+  let database = config.database;
+  if (config.connectionString) {
+    try {
+      const url = new URL(config.connectionString);
+      host ??= url.hostname || undefined;
+      port ??= url.port || undefined;
+      database ??= decodeURIComponent(url.pathname.slice(1)) || undefined;
+    } catch {
+      // Not a URL (e.g. a libpq key=value string): say nothing rather than risk a password.
+    }
+  }
+  return `${host ?? 'localhost'}${port ? `:${port}` : ''}${database ? `/${database}` : ''}`;
 }

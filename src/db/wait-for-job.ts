@@ -54,28 +54,34 @@ export async function waitForFinalState<T extends { status: string }>(
   let listening: boolean | undefined;
   const verdict = options.listenCheck.delivers().then((ok) => {
     listening = ok;
-    // No longer sure notifications arrive: read again now and start polling.
+    // Notifications cannot be relied on: read again now, then poll.
     if (!ok) wake();
   });
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   try {
     for (;;) {
-      const woken = new Promise<void>((resolve) => (wake = resolve));
+      const woken = new Promise<'woken'>((resolve) => (wake = () => resolve('woken')));
       const state = await read();
       if (!state) throw new JobNotFoundError(`stepping: no job ${jobId}`);
       if (isFinal(state)) return state;
-      const left = deadline - Date.now();
-      if (left <= 0)
+      if (deadline - Date.now() <= 0)
         throw new WaitTimeoutError(`job ${jobId} is still ${state.status} after ${timeoutMs} ms`);
-      const sleepMs = listening === true ? left : Math.min(left, pollMs);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        woken,
-        new Promise<void>((resolve) => {
-          if (Number.isFinite(sleepMs)) timer = setTimeout(resolve, sleepMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      // Sleep until woken, the deadline, or (unless LISTEN is known to work) the next poll.
+      // A verdict arriving meanwhile only changes how long to sleep; it is no reason to read.
+      for (;;) {
+        const left = deadline - Date.now();
+        const sleepMs = listening === true ? left : Math.min(left, pollMs);
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([
+          woken,
+          new Promise<'timer'>((resolve) => {
+            if (Number.isFinite(sleepMs)) timer = setTimeout(() => resolve('timer'), Math.max(0, sleepMs));
+          }),
+          ...(listening === undefined ? [verdict.then(() => 'verdict' as const)] : []),
+        ]);
+        clearTimeout(timer);
+        if (outcome !== 'verdict') break;
+      }
     }
   } finally {
     await unsubscribe();

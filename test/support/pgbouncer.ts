@@ -48,6 +48,9 @@ export interface PgBouncer {
   stop(): Promise<void>;
 }
 
+/** Longest wait for PgBouncer to listen after its start. */
+const STARTUP_TIMEOUT_MS = 30_000;
+
 const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'];
 
 /** The pgbouncer binary: $PGBOUNCER, or the usual install paths, or one on PATH. */
@@ -124,18 +127,31 @@ async function launch(
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const listening = `listening on 127.0.0.1:${port}`;
-  await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      output += d.toString();
-      if (output.includes(listening)) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('error', reject);
-    child.once('exit', (code, signal) =>
-      reject(new Error(`pgbouncer exited (${signal ?? code}) before listening:\n${output}`)),
-    );
-  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onData = (d: Buffer) => {
+        output += d.toString();
+        if (output.includes(listening)) resolve();
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('error', reject);
+      child.once('exit', (code, signal) =>
+        reject(new Error(`pgbouncer exited (${signal ?? code}) before listening:\n${output}`)),
+      );
+      // It listens within milliseconds; this only turns a hang into an error with its log.
+      timer = setTimeout(
+        () => reject(new Error(`pgbouncer did not listen within ${STARTUP_TIMEOUT_MS} ms:\n${output}`)),
+        STARTUP_TIMEOUT_MS,
+      );
+    });
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
   return { child, output: () => output };
 }
 
