@@ -124,7 +124,15 @@ async function launch(
 ): Promise<{ child: ChildProcess; output: () => string }> {
   const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const args = [...(asRoot ? ['-u', process.env.PGBOUNCER_USER ?? 'postgres'] : []), iniPath];
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // PgBouncer runs under a small shell guard holding our end of a pipe on its stdin: when
+  // this process goes, however it goes (a test timeout kills it outright), the pipe closes
+  // and the guard stops PgBouncer, so none is left behind. The shell exits with PgBouncer.
+  // (fd 3: a background list's own stdin is /dev/null in a non-interactive shell.)
+  const guard =
+    'exec 3<&0; "$@" </dev/null & p=$!; { cat <&3 >/dev/null; kill -TERM $p 2>/dev/null; } & wait $p';
+  const child = spawn('/bin/sh', ['-c', guard, 'pgbouncer-guard', binary, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let output = '';
   const listening = `listening on 127.0.0.1:${port}`;
   let timer: NodeJS.Timeout | undefined;
@@ -147,7 +155,7 @@ async function launch(
       );
     });
   } catch (error) {
-    child.kill('SIGKILL');
+    child.stdin!.end();
     throw error;
   } finally {
     clearTimeout(timer);
@@ -193,9 +201,6 @@ export async function startPgBouncer(serverUrl: string, options: PgBouncerOption
     throw lastError;
   }
   const { child, output, port } = started;
-  // A test process that dies must not leave PgBouncer behind.
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
 
   const url = (database: string) => {
     const u = new URL(serverUrl);
@@ -238,11 +243,12 @@ export async function startPgBouncer(serverUrl: string, options: PgBouncerOption
     log: output,
     stop() {
       stopping ??= (async () => {
-        process.removeListener('exit', killOnExit);
         if (child.exitCode === null && child.signalCode === null) {
           const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-          child.kill('SIGTERM');
+          // Closing the guard's stdin stops PgBouncer (immediate shutdown); the guard then exits.
+          child.stdin!.end();
           const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          timer.unref();
           await exited;
           clearTimeout(timer);
         }
