@@ -1,8 +1,22 @@
+/**
+ * The shapes of client that `enqueue(tx, ...)` accepts, and the one shape the engine runs
+ * its SQL through. Detection and the per-client adapters live in adapters.ts.
+ */
 import type { CompiledQuery } from 'kysely';
+import { adaptClient, clientKind } from './adapters.js';
 
-/** Anything that runs a parameterised query: a pg Pool, Client or PoolClient. */
+/** What the engine runs SQL through: `query(text, values)` resolving to `{ rows }` (a pg Pool, Client or PoolClient). */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/**
+ * Any client with `query(text, values)` using `$1` placeholders and resolving to `{ rows }`
+ * or to the rows themselves: pg's Client, PoolClient and Pool, TypeORM's EntityManager
+ * and QueryRunner, and look-alikes.
+ */
+export interface QueryClient {
+  query(text: string, values?: unknown[]): PromiseLike<unknown>;
 }
 
 /** A Kysely instance or transaction (`db.transaction().execute(async (trx) => ...)`). */
@@ -10,28 +24,51 @@ export interface KyselyExecutor {
   executeQuery(query: CompiledQuery): Promise<{ rows: unknown[] }>;
 }
 
-/** What `enqueue(tx, ...)` accepts as the caller's transaction. */
-export type TransactionLike = Queryable | KyselyExecutor;
-
-/** True when `value` can run queries (pg client/pool, or Kysely). */
-export function isTransactionLike(value: unknown): value is TransactionLike {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  return typeof v.query === 'function' || typeof v.executeQuery === 'function';
+/** A Knex instance or transaction (`knex.transaction(async (trx) => ...)`): a callable with `raw(sql, bindings)`. */
+export interface KnexExecutor {
+  raw(sql: string, bindings: readonly unknown[]): PromiseLike<unknown>;
 }
 
-/** Adapts a pg or Kysely executor to one `query(text, values)` shape. */
+/**
+ * A postgres.js `sql`, or the `sql` of `sql.begin(async (sql) => ...)`: a callable with
+ * `unsafe(text, values, options)`. The arguments after the text are left open (`never`)
+ * so that postgres.js's own, narrower parameter types fit.
+ */
+export interface PostgresJsExecutor {
+  unsafe(query: string, ...rest: never[]): PromiseLike<unknown>;
+}
+
+/** A Prisma client or interactive transaction (`prisma.$transaction(async (tx) => ...)`). */
+export interface PrismaExecutor {
+  $queryRawUnsafe(query: string, ...values: unknown[]): PromiseLike<unknown>;
+}
+
+/**
+ * A Drizzle PostgreSQL database or transaction (`db.transaction(async (tx) => ...)`).
+ * `execute` receives a statement built with drizzle-orm's `sql`; its parameter is left
+ * open (`never`) so that Drizzle's own type fits.
+ */
+export interface DrizzleExecutor {
+  execute(query: never): PromiseLike<unknown>;
+  select(...fields: never[]): unknown;
+  insert(...tables: never[]): unknown;
+}
+
+/**
+ * What `enqueue(tx, ...)` accepts as the caller's transaction: a pg client, or a
+ * transaction of Kysely, Knex, postgres.js, Prisma, Drizzle or TypeORM, or any object
+ * with `query(text, values)`. A pool or an ORM instance outside a transaction works too;
+ * the job then commits at once.
+ */
+export type TransactionLike =
+  QueryClient | KyselyExecutor | KnexExecutor | PostgresJsExecutor | PrismaExecutor | DrizzleExecutor;
+
+/** True when `value` is a client that enqueue can run its statement through (see adapters.ts for the detection order). */
+export function isTransactionLike(value: unknown): value is TransactionLike {
+  return clientKind(value) !== undefined;
+}
+
+/** Adapts any accepted client to the engine's `query(text, values) → { rows }`. */
 export function toQueryable(tx: TransactionLike): Queryable {
-  if ('executeQuery' in tx && typeof tx.executeQuery === 'function') {
-    const kysely = tx;
-    return {
-      query: async (text, values = []) => {
-        // Loaded on first use: workers and pg-only producers never pay for kysely.
-        const { CompiledQuery } = await import('kysely');
-        const result = await kysely.executeQuery(CompiledQuery.raw(text, values));
-        return { rows: [...result.rows] };
-      },
-    };
-  }
-  return tx as Queryable;
+  return adaptClient(tx);
 }

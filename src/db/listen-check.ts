@@ -1,0 +1,114 @@
+/**
+ * Does LISTEN work on this connection? Behind PgBouncer in transaction pooling mode it
+ * does not, and silently: the LISTEN runs on whichever server connection that statement
+ * borrowed, which goes back to the pool (and to other clients) right after, so the
+ * listener never hears a NOTIFY. The only reliable test is to try: LISTEN on a private
+ * channel, NOTIFY a random token through the ordinary pool, and wait for it.
+ */
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import type { NotificationHub } from './notifications.js';
+import type { Queryable } from './queryable.js';
+
+/**
+ * How long the probe's NOTIFY may take to arrive before LISTEN is taken to be broken.
+ * Generous: waiting costs nothing (callers poll meanwhile), a false "broken" costs
+ * polling for the client's lifetime.
+ */
+export const LISTEN_PROBE_TIMEOUT_MS = 10_000;
+
+/** Options of a ListenCheck. */
+export interface ListenCheckOptions {
+  /** Default LISTEN_PROBE_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** Called once when the probe did not arrive, with a message for people (what, why, what to do). */
+  onUnavailable?: (message: string) => void;
+  /** Names the listening connection in that message, e.g. `127.0.0.1:6432/app`. */
+  describe?: string;
+}
+
+/** Probes once whether NOTIFYs reach a hub's connection; the answer is kept. */
+export class ListenCheck {
+  private answer: Promise<boolean> | undefined;
+
+  /**
+   * `hub` listens; `notifier` sends the probe (the pool ordinary statements use, so the
+   * probe travels the same way the engine's own NOTIFYs do); `channel` is private to
+   * the probe (e.g. `<schema>_probe`).
+   */
+  constructor(
+    private readonly hub: NotificationHub,
+    private readonly notifier: Queryable,
+    private readonly channel: string,
+    private readonly options: ListenCheckOptions = {},
+  ) {}
+
+  /** True once a probe arrived; false when none did in time (or the probe could not be sent). Probes on first call only. */
+  delivers(): Promise<boolean> {
+    this.answer ??= this.probe();
+    return this.answer;
+  }
+
+  private async probe(): Promise<boolean> {
+    const token = randomBytes(8).toString('hex');
+    let arrived: () => void = () => {};
+    const heard = new Promise<void>((resolve) => (arrived = resolve));
+    let unsubscribe: (() => Promise<void>) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      unsubscribe = await this.hub.subscribe(this.channel, (payload) => {
+        if (payload === token) arrived();
+      });
+      await this.notifier.query('SELECT pg_notify($1, $2)', [this.channel, token]);
+      const timeoutMs = this.options.timeoutMs ?? LISTEN_PROBE_TIMEOUT_MS;
+      const ok = await Promise.race([
+        heard.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+          // Never keeps a process alive on its own.
+          timer.unref();
+        }),
+      ]);
+      if (!ok) this.options.onUnavailable?.(this.message(`no probe NOTIFY arrived within ${timeoutMs} ms`));
+      return ok;
+    } catch (error) {
+      this.options.onUnavailable?.(
+        this.message(`the probe failed: ${error instanceof Error ? error.message : String(error)}`),
+      );
+      return false;
+    } finally {
+      clearTimeout(timer);
+      await unsubscribe?.().catch(() => {});
+    }
+  }
+
+  private message(reason: string): string {
+    const where = this.options.describe ? ` on ${this.options.describe}` : '';
+    return (
+      `stepping: LISTEN does not work${where} (${reason}); this happens behind PgBouncer in transaction ` +
+      `pooling mode. Falling back to polling. Set listenConnectionString to a direct server URL to be woken by NOTIFY.`
+    );
+  }
+}
+
+/**
+ * `host:port/database` of a pool's or a client config's target, for messages: never
+ * credentials. Unknown parts are left out.
+ */
+export function describeConnection(source: pg.Pool | pg.ClientConfig): string {
+  const config = (source as { options?: pg.ClientConfig }).options ?? (source as pg.ClientConfig);
+  let host = config.host;
+  let port = config.port === undefined ? undefined : String(config.port);
+  let database = config.database;
+  if (config.connectionString) {
+    try {
+      const url = new URL(config.connectionString);
+      host ??= url.hostname || undefined;
+      port ??= url.port || undefined;
+      database ??= decodeURIComponent(url.pathname.slice(1)) || undefined;
+    } catch {
+      // Not a URL (e.g. a libpq key=value string): say nothing rather than risk a password.
+    }
+  }
+  return `${host ?? 'localhost'}${port ? `:${port}` : ''}${database ? `/${database}` : ''}`;
+}
