@@ -20,7 +20,16 @@ export type {
 export type { EnqueueOptions } from './enqueue/serialize.js';
 export { MAX_ARGS_BYTES } from './enqueue/serialize.js';
 export * from './limits.js';
-export type { TransactionLike, Queryable, KyselyExecutor } from './db/queryable.js';
+export type {
+  TransactionLike,
+  Queryable,
+  QueryClient,
+  KyselyExecutor,
+  KnexExecutor,
+  PostgresJsExecutor,
+  PrismaExecutor,
+  DrizzleExecutor,
+} from './db/queryable.js';
 export { createWorker, Worker } from './worker/worker.js';
 export type { WorkerOptions, WorkerConfig } from './worker/options.js';
 export { WORKER_DEFAULTS } from './worker/options.js';

@@ -5,17 +5,14 @@
  */
 import type pg from 'pg';
 import { checkSchema } from './config.js';
-import {
-  ConfigError,
-  DuplicateJobError,
-  EnqueueValidationError,
-  JobNotFoundError,
-  WaitTimeoutError,
-} from './errors.js';
+import { ConfigError, DuplicateJobError, EnqueueValidationError } from './errors.js';
 import { Engine } from './db/engine.js';
 import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
 import { createPool } from './db/pool.js';
+import { notTransactionLikeMessage } from './db/adapters.js';
+import { describeConnection, ListenCheck } from './db/listen-check.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
+import { waitForFinalState } from './db/wait-for-job.js';
 import { serializeJob, type EnqueueOptions } from './enqueue/serialize.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { NotificationHub } from './db/notifications.js';
@@ -29,6 +26,12 @@ export interface SteppingOptions {
   pool?: pg.Pool;
   /** Schema holding Stepping's tables and functions. Default `stepping`. */
   schema?: string;
+  /**
+   * A direct server URL for waitForJob's LISTEN, when `connectionString`/`pool` go through
+   * PgBouncer in transaction pooling mode (where LISTEN hears nothing). Without it,
+   * waitForJob checks that notifications arrive and otherwise polls, with one warning.
+   */
+  listenConnectionString?: string;
 }
 
 /** One job of a bulk enqueue. */
@@ -122,6 +125,8 @@ export class Stepping {
   private readonly ownsPool: boolean;
   private readonly engine: Engine;
   private hub: NotificationHub | undefined;
+  private listenCheck: ListenCheck | undefined;
+  private readonly listenConnectionString: string | undefined;
 
   constructor(options: SteppingOptions = {}) {
     this.schema = checkSchema(options.schema);
@@ -136,6 +141,7 @@ export class Stepping {
       this.ownsPool = true;
     }
     this.engine = new Engine(this.schema);
+    this.listenConnectionString = options.listenConnectionString;
   }
 
   /**
@@ -155,9 +161,7 @@ export class Stepping {
       ? [undefined, a as readonly StepCall[], b as EnqueueOptions | undefined]
       : [a as TransactionLike, b as readonly StepCall[], c];
     if (tx !== undefined && !isTransactionLike(tx)) {
-      throw new EnqueueValidationError(
-        'the first argument must be a pg client/pool, a Kysely transaction, or the steps',
-      );
+      throw new EnqueueValidationError(notTransactionLikeMessage(tx));
     }
     const [result] = await this.enqueueMany(tx, [{ steps, ...(options ? { options } : {}) }]);
     return result!.jobId;
@@ -279,49 +283,38 @@ export class Stepping {
   /**
    * Resolves with the job's state and every step's result once it is final (succeeded,
    * failed, compensated, cancelled). Woken by NOTIFY on the <schema>_done channel (a hint
-   * to re-read the job, never trusted by itself), not by polling.
+   * to re-read the job, never trusted by itself); where LISTEN does not work (PgBouncer in
+   * transaction pooling mode, no listenConnectionString) it re-reads the job every second.
    */
   async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<FinishedJob> {
-    this.hub ??= new NotificationHub(this.pool);
-    const channel = this.engine.doneChannel;
-    let wake: () => void = () => {};
-    // Payload: "id:status,id:status,..." for every job one engine call finished.
-    const onDone = (payload: string) => {
-      if (payload.split(',').some((item) => item.slice(0, item.indexOf(':')) === jobId)) wake();
-    };
-    const unsubscribe = await this.hub.subscribe(channel, onDone, () => wake());
-    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
-    try {
-      for (;;) {
-        const woken = new Promise<void>((resolve) => (wake = resolve));
-        const state = await this.getJob(jobId);
-        if (!state) throw new JobNotFoundError(`stepping: no job ${jobId}`);
-        if (isFinalStatus(state.status)) {
-          const results = new Array<unknown>(state.stepCount);
-          for (const step of await this.steps(jobId)) results[step.stepIndex] = step.result;
-          return { ...state, results };
-        }
-        const left = deadline - Date.now();
-        if (left <= 0)
-          throw new WaitTimeoutError(`job ${jobId} is still ${state.status} after ${options.timeoutMs} ms`);
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          woken,
-          new Promise<void>((resolve) => {
-            if (Number.isFinite(left)) timer = setTimeout(resolve, left);
-          }),
-        ]);
-        clearTimeout(timer);
-      }
-    } finally {
-      await unsubscribe();
-    }
+    const listenOn = this.listenConnectionString
+      ? { connectionString: this.listenConnectionString }
+      : this.pool;
+    this.hub ??= new NotificationHub(listenOn);
+    this.listenCheck ??= new ListenCheck(this.hub, this.pool, `${this.schema}_probe`, {
+      describe: describeConnection(listenOn),
+      // Once per client: the check keeps its answer.
+      onUnavailable: (message) => process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' }),
+    });
+    const state = await waitForFinalState({
+      jobId,
+      read: () => this.getJob(jobId),
+      isFinal: (job) => isFinalStatus(job.status),
+      hub: this.hub,
+      doneChannel: this.engine.doneChannel,
+      listenCheck: this.listenCheck,
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    });
+    const results = new Array<unknown>(state.stepCount);
+    for (const step of await this.steps(jobId)) results[step.stepIndex] = step.result;
+    return { ...state, results };
   }
 
   /** Closes the listener and, when Stepping created it, the pool. */
   async close(): Promise<void> {
     await this.hub?.close();
     this.hub = undefined;
+    this.listenCheck = undefined;
     if (this.ownsPool) await this.pool.end();
   }
 }

@@ -370,6 +370,18 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
   if ((await installedFingerprint(client, schema)) === code.fingerprint) {
     return { applied: [], upToDate: true, missingRoles: [] };
   }
+  // The advisory lock and node-pg-migrate's SET need one server session: behind a
+  // transaction-pooling PgBouncer they would land on different server connections (a lock
+  // left held on a pooled connection hangs the next migrate). The process id the client
+  // was given at connect is PgBouncer's own there, not the server backend's.
+  const { rows: pid } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const given = (client as { processID?: number | null }).processID;
+  if (typeof given === 'number' && given !== pid[0]?.pid) {
+    throw new MigrationRefusedError(
+      'migrate needs a direct connection to the server (it holds a session lock): this connection goes ' +
+        'through a pooler such as PgBouncer in transaction mode. Run `stepping migrate` with a direct URL.',
+    );
+  }
   const lockKey = `stepping.migrate:${schema}`;
   // node-pg-migrate sets search_path for the session; the caller's connection gets its own back.
   const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path`);
