@@ -60,8 +60,11 @@ test('a slow transactional step leases its next step from the clock at commit, s
     },
     { transactional: true },
   );
+  const checked = deferred();
   const next = defineStep('race.slow-next', async (_args: unknown, ctx) => {
     ranNext.push(ctx.database);
+    // Held until the lease was looked at, so the job is still running then.
+    await checked.promise;
   });
   const w1 = await h.worker({ steps: [slow, next], leaseMs: 2000, heartbeatMs: 500, workerId: 'w1' });
   t.after(() => w1.stop());
@@ -76,6 +79,7 @@ test('a slow transactional step leases its next step from the clock at commit, s
     [id],
   );
   assert.deepEqual(rows[0], { lease_expired: false, locked_by: 'w1' });
+  checked.resolve();
   assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 20_000 })).status, 'succeeded');
   assert.equal(ranNext.length, 1, 'the next step ran exactly once');
 });

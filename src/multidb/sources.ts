@@ -7,7 +7,14 @@ import { ConfigError } from '../errors.js';
 import { isValidHostList, maskConnectionString, parseConnectionUrl } from '../redact.js';
 
 /** One database: a connection string, optionally with a stable id (shown as ctx.database). */
-export type DatabaseSpec = string | { id?: string; connectionString: string };
+export type DatabaseSpec =
+  | string
+  | {
+      id?: string;
+      connectionString: string;
+      /** A direct server URL for LISTEN when connectionString goes through a transaction-pooling PgBouncer. */
+      listenConnectionString?: string;
+    };
 
 /** A list, or something that yields the list again every `refreshMs`. */
 export type DatabaseSource =
@@ -19,6 +26,7 @@ export type DatabaseSource =
 export interface ResolvedDatabase {
   id: string;
   connectionString: string;
+  listenConnectionString?: string;
 }
 
 /** Default period for re-reading a resolver or catalog. */
@@ -38,7 +46,11 @@ export function databaseId(spec: DatabaseSpec): ResolvedDatabase {
       `a database needs a connection string, got ${maskConnectionString(JSON.stringify(shown) ?? String(shown))}`,
     );
   }
-  if (typeof spec === 'object' && spec.id) return { id: spec.id, connectionString };
+  const listen =
+    typeof spec === 'object' && spec.listenConnectionString
+      ? { listenConnectionString: spec.listenConnectionString }
+      : {};
+  if (typeof spec === 'object' && spec.id) return { id: spec.id, connectionString, ...listen };
   const url = parseConnectionUrl(connectionString);
   if (url === null) {
     // Shown only when its password can be found (keyword form); anything else may be all secret.
@@ -63,7 +75,7 @@ export function databaseId(spec: DatabaseSpec): ResolvedDatabase {
     );
   }
   const name = decode(url.path.replace(/^\//, '')) || 'postgres';
-  return { id: `${url.hosts}/${name}`, connectionString };
+  return { id: `${url.hosts}/${name}`, connectionString, ...listen };
 }
 
 function decode(text: string): string {

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { Engine, type LeasedUnit } from '../db/engine.js';
+import { describeConnection, ListenCheck } from '../db/listen-check.js';
 import { NotificationHub } from '../db/notifications.js';
 import { BatchCompleter } from './completer.js';
 import { runUnit } from './executor.js';
@@ -117,6 +118,20 @@ export class DatabaseWorker {
     }
     this.keeper.start();
     await this.fetcher.start();
+    if (this.hub && this.fetcher.hasListener) void this.checkListener(this.hub);
+  }
+
+  /**
+   * LISTEN through a transaction-pooling PgBouncer hears nothing, silently: probe once
+   * (a NOTIFY through the pool must reach the listener) and poll when it does not.
+   */
+  private async checkListener(hub: NotificationHub): Promise<void> {
+    const check = new ListenCheck(hub, this.pool, `${this.config.schema}_probe`, {
+      describe: describeConnection(this.pool),
+      onUnavailable: (message) =>
+        this.emit('error', { database: this.database, error: new Error(message), during: 'listen' }),
+    });
+    if (!(await check.delivers()) && !this.stopping) this.fetcher.listenerUnavailable();
   }
 
   /** Notes that work may be waiting. */

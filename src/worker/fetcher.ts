@@ -88,6 +88,15 @@ export class Fetcher {
     this.deps.kick();
   }
 
+  /**
+   * LISTEN turned out to hear nothing (a transaction-pooling PgBouncer): poll as a database
+   * without a listener does.
+   */
+  listenerUnavailable(): void {
+    this.listening = false;
+    this.wake();
+  }
+
   /** The listener reconnected: the server answers again and notifications may have been lost. */
   private reconnected(): void {
     this.errorDelayMs = 0;

@@ -17,6 +17,12 @@ export interface WorkerOptions {
   /** Your own pool (Stepping will not end it). */
   pool?: pg.Pool;
   /**
+   * A direct server URL for the LISTEN connection, when connectionString/pool go through
+   * PgBouncer in transaction pooling mode (where LISTEN hears nothing). Without it the
+   * worker checks that notifications arrive and otherwise polls, saying so once.
+   */
+  listenConnectionString?: string;
+  /**
    * Serve many databases from this one worker (instead of connectionString/pool): a list
    * of connection strings or `{ id, connectionString }`, a `{ list(), refreshMs }` resolver,
    * or a `{ catalog, query, refreshMs }` SQL query returning url (and optionally id) rows.

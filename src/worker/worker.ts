@@ -76,6 +76,8 @@ export class Worker {
   private readonly source: DatabaseSource | { pool: pg.Pool };
   /** The connection budget of `databases` mode; null: one database, unbounded. */
   private readonly budget: ConnectionBudget | null;
+  /** listenConnectionString given with a pool. */
+  private readonly listenOverride: string | null;
   private refreshTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopped: Promise<void> | undefined;
@@ -99,9 +101,19 @@ export class Worker {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
       if (!connectionString)
         throw new ConfigError('createWorker needs connectionString, pool, databases or DATABASE_URL');
-      this.source = [connectionString];
+      this.source = [
+        options.listenConnectionString
+          ? { connectionString, listenConnectionString: options.listenConnectionString }
+          : connectionString,
+      ];
       this.budget = null;
     }
+    if (options.databases !== undefined && options.listenConnectionString !== undefined) {
+      throw new ConfigError(
+        'with databases, give listenConnectionString per database ({ connectionString, listenConnectionString })',
+      );
+    }
+    this.listenOverride = options.pool ? (options.listenConnectionString ?? null) : null;
   }
 
   /** Subscribes to an event. */
@@ -159,7 +171,9 @@ export class Worker {
     if (this.state !== 'new') throw new ConfigError(`worker already ${this.state}`);
     this.state = 'running';
     if ('pool' in this.source) {
-      await this.startSingle(this.manage(poolDatabaseId(this.source.pool), this.source.pool, false));
+      const m = this.manage(poolDatabaseId(this.source.pool), this.source.pool, false);
+      if (this.listenOverride) m.listenConfig = { connectionString: this.listenOverride };
+      await this.startSingle(m);
       return;
     }
     if (this.budget === null) {
@@ -235,7 +249,9 @@ export class Worker {
         : {}),
     });
     const m = this.manage(d.id, pool, true);
-    m.listenConfig = { ...(pool.options as pg.ClientConfig), connectionTimeoutMillis: 10_000 };
+    m.listenConfig = d.listenConnectionString
+      ? { connectionString: d.listenConnectionString, connectionTimeoutMillis: 10_000 }
+      : { ...(pool.options as pg.ClientConfig), connectionTimeoutMillis: 10_000 };
     return m;
   }
 
