@@ -34,7 +34,8 @@ export class NotificationHub {
         parse: (text: string) => text,
         // Keep trying while the database is away; a worker falls back to polling meanwhile.
         retryTimeout: Number.POSITIVE_INFINITY,
-        retryInterval: (attempt: number) => Math.min(5000, 100 * 2 ** Math.min(attempt, 6)),
+        // At most a second apart, so a worker hears that the server is back within a second.
+        retryInterval: (attempt: number) => Math.min(1000, 100 * 2 ** Math.min(attempt, 4)),
         paranoidChecking: 10_000,
       });
       subscriber.events.on('notification', (n) => {
