@@ -17,8 +17,8 @@ function isReservedSchema(name: string): boolean {
   return name === 'public' || name === 'information_schema' || name.startsWith('pg_');
 }
 
-/** Validates a schema name and returns it. */
-export function checkSchema(schema: string | undefined): string {
+/** The schema name to use: `schema` (default `stepping`) once validated. */
+export function schemaName(schema: string | undefined): string {
   const value = schema ?? DEFAULT_SCHEMA;
   if (typeof value !== 'string' || !SCHEMA_PATTERN.test(value)) {
     throw new ConfigError(

@@ -4,7 +4,7 @@
  * job state of its own.
  */
 import type pg from 'pg';
-import { checkSchema } from './config.js';
+import { schemaName } from './config.js';
 import { ConfigError, DuplicateJobError, EnqueueValidationError } from './errors.js';
 import { Engine } from './db/engine.js';
 import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
@@ -129,7 +129,7 @@ export class Stepping {
   private readonly listenConnectionString: string | undefined;
 
   constructor(options: SteppingOptions = {}) {
-    this.schema = checkSchema(options.schema);
+    this.schema = schemaName(options.schema);
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
-import { databaseId } from '../src/multidb/sources.js';
+import { resolveDatabase } from '../src/multidb/sources.js';
 import { maskConnectionString, parseConnectionUrl } from '../src/redact.js';
 
 test('maskConnectionString masks the password of every URL and keyword/value shape', () => {
@@ -73,7 +73,7 @@ test('maskConnectionString masks the password of every URL and keyword/value sha
   for (const [input, expected] of cases) assert.equal(maskConnectionString(input), expected, input);
 });
 
-test('databaseId is host:port/dbname, never credentials, even for passwords URL parsers misread', () => {
+test('resolveDatabase is host:port/dbname, never credentials, even for passwords URL parsers misread', () => {
   const cases: [string, string][] = [
     ['postgres://app:hunter2@db:5432/orders', 'db:5432/orders'],
     ['postgres://app:pa/ss@127.0.0.1:5432/orders', '127.0.0.1:5432/orders'],
@@ -87,8 +87,8 @@ test('databaseId is host:port/dbname, never credentials, even for passwords URL 
     ['postgres://db/orders?application_name=worker', 'db/orders'],
     ['postgres:///orders', '/orders'],
   ];
-  for (const [input, expected] of cases) assert.equal(databaseId(input).id, expected, input);
-  assert.deepEqual(databaseId({ id: 'tenant-a', connectionString: 'postgres://x:y/z@h/d' }), {
+  for (const [input, expected] of cases) assert.equal(resolveDatabase(input).id, expected, input);
+  assert.deepEqual(resolveDatabase({ id: 'tenant-a', connectionString: 'postgres://x:y/z@h/d' }), {
     id: 'tenant-a',
     connectionString: 'postgres://x:y/z@h/d',
   });
@@ -100,13 +100,13 @@ test('databaseId is host:port/dbname, never credentials, even for passwords URL 
   ];
   for (const [input, message] of refused) {
     assert.throws(
-      () => databaseId(input),
+      () => resolveDatabase(input),
       (e: unknown) => e instanceof ConfigError && message.test(e.message) && !e.message.includes('s3cret'),
       input,
     );
   }
   assert.throws(
-    () => databaseId({ connectionString: '' }),
+    () => resolveDatabase({ connectionString: '' }),
     (e: unknown) => e instanceof ConfigError && /needs a connection string/.test(e.message),
   );
 });
@@ -129,7 +129,7 @@ function random(seed: number): () => number {
   };
 }
 
-test('no random password shows through maskConnectionString or databaseId', () => {
+test('no random password shows through maskConnectionString or resolveDatabase', () => {
   const next = random(20250101);
   const alphabet = "abcXYZ0123456789/@:%?#=&._-~!$ '\\";
   const templates = [
@@ -156,7 +156,7 @@ test('no random password shows through maskConnectionString or databaseId', () =
       }
       const shown = [maskConnectionString(url)];
       try {
-        shown.push(databaseId(url.replace(/^failed to reach /, '').replace(/: timeout$/, '')).id);
+        shown.push(resolveDatabase(url.replace(/^failed to reach /, '').replace(/: timeout$/, '')).id);
       } catch (error) {
         assert.ok(error instanceof ConfigError, String(error));
         shown.push(error.message);

@@ -14,7 +14,7 @@ function spec(text: string): DatabaseSpec {
   const eq = text.indexOf('=');
   const scheme = text.indexOf('://');
   // "id=postgres://..." names the database; an "=" inside the URL's query does not, nor
-  // does one of a keyword/value string (left whole, so databaseId refuses it by name).
+  // does one of a keyword/value string (left whole, so resolveDatabase refuses it by name).
   if (eq > 0 && eq < scheme)
     return { id: text.slice(0, eq).trim(), connectionString: text.slice(eq + 1).trim() };
   return text.trim();

@@ -4,13 +4,14 @@
  * stopping the others. Exit code 1 when any database failed.
  */
 import pg from 'pg';
-import { checkSchema, quoteIdent } from '../config.js';
+import { schemaName } from '../config.js';
+import { Engine } from '../db/engine.js';
 import { migrateDatabases, type MigrateResult } from '../multidb/migrate-many.js';
 import { readSource, type DatabaseSpec, type ResolvedDatabase } from '../multidb/sources.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl, jsonForTerminal } from '../text.js';
 import { errorText, EXIT, type CliIo } from './args.js';
-import { formatTable } from './table.js';
+import { formatTable, intervalMs } from './table.js';
 
 /** Migrates every database, printing progress on stderr and a result table on stdout. */
 export async function migrateMany(
@@ -79,7 +80,7 @@ interface DatabaseStatus {
 }
 
 /**
- * Why node-postgres cannot use a connection string that databaseId accepted, where its
+ * Why node-postgres cannot use a connection string that resolveDatabase accepted, where its
  * own error would be a bare "Invalid URL" or a connection to the wrong host; else null.
  */
 function unusable(connectionString: string): string | null {
@@ -103,28 +104,23 @@ async function statusOf(id: string, connectionString: string, schema: string): P
     // Inside the try: pg parses the connection string here and may throw.
     client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
     await client.connect();
-    const { rows: ready } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [
-      `${quoteIdent(schema)}.queue_stats`,
-    ]);
-    if (!ready[0]?.ok)
+    // The same reads as `stepping status`: the engine check and the queue_stats view.
+    const engine = new Engine(schema);
+    if (!(await engine.isMigrated(client)))
       return { ...base, state: 'not migrated', error: `no schema ${schema}: run stepping migrate` };
-    const { rows } = await client.query(
-      `SELECT coalesce(sum(jobs) FILTER (WHERE status = 'pending'), 0)::int AS pending,
-              coalesce(sum(jobs) FILTER (WHERE status IN ('running', 'compensating')), 0)::int AS running,
-              coalesce(sum(jobs) FILTER (WHERE status = 'failed'), 0)::int AS failed,
-              (extract(epoch FROM max(oldest_runnable_age)) * 1000)::bigint AS oldest
-       FROM ${quoteIdent(schema)}.queue_stats`,
-    );
-    const r = rows[0] as { pending: number; running: number; failed: number; oldest: string | null };
-    return {
-      database: id,
-      state: 'ok',
-      pending: r.pending,
-      running: r.running,
-      failed: r.failed,
-      oldest_runnable_ms: r.oldest === null ? null : Number(r.oldest),
-      error: null,
-    };
+    let pending = 0;
+    let running = 0;
+    let failed = 0;
+    let oldest: number | null = null;
+    for (const row of await engine.queueStats(client)) {
+      const jobs = Number(row.jobs);
+      if (row.status === 'pending') pending += jobs;
+      else if (row.status === 'running' || row.status === 'compensating') running += jobs;
+      else if (row.status === 'failed') failed += jobs;
+      const age = intervalMs(row.oldest_runnable_age);
+      if (age !== null) oldest = Math.max(oldest ?? 0, age);
+    }
+    return { database: id, state: 'ok', pending, running, failed, oldest_runnable_ms: oldest, error: null };
   } catch (error) {
     return { ...base, state: 'down', error: errorText(error) };
   } finally {
@@ -139,7 +135,7 @@ export async function statusMany(
   json: boolean,
   io: CliIo,
 ): Promise<number> {
-  const schema = checkSchema(schemaOption);
+  const schema = schemaName(schemaOption);
   const databases = await readSource(specs);
   const results: DatabaseStatus[] = [];
   for (let i = 0; i < databases.length; i += 8) {

@@ -4,6 +4,7 @@
  * line breaks included), so a value can neither drive the terminal nor forge a line.
  */
 import { escapeControl } from '../text.js';
+import { FINAL_STATUSES } from '../job-status.js';
 import type { UnitEvent } from '../worker/events.js';
 import type { Worker } from '../worker/worker.js';
 import { describeError } from './args.js';
@@ -37,7 +38,7 @@ export function attachWorkerLog(worker: Worker, manyDatabases: boolean, sinks: L
     if (e.notYet) info(`step not yet    ${unit(e)} -> again at ${e.nextRunAt?.toISOString() ?? 'soon'}`);
   });
   worker.on('step:lease-lost', (e) => info(`step lease lost ${unit(e)}: its result was discarded`));
-  for (const status of ['succeeded', 'failed', 'compensated', 'cancelled'] as const) {
+  for (const status of FINAL_STATUSES) {
     worker.on(`job:${status}`, (e) =>
       info(`job ${status.padEnd(11)} job=${e.jobId}${manyDatabases ? ` db=${e.database}` : ''}`),
     );

@@ -1,7 +1,8 @@
 /**
- * The engine's SQL calls: the only module with SQL text for jobs and steps. Every state
- * change is one call of a function in sql/; values always travel as parameters, and
- * identifiers (the schema) are validated and quoted.
+ * The engine's calls for jobs and steps: every state change is one call of a function in
+ * sql/, and every read of job state goes through a documented view. Values always travel
+ * as parameters; the schema is validated and quoted. (migrate, the LISTEN probe and the
+ * CLI's catalog checks keep their own SQL, about the installation rather than jobs.)
  */
 import { quoteIdent } from '../config.js';
 import { translateDatabaseError } from '../errors.js';

@@ -1,6 +1,7 @@
 /**
- * One LISTEN connection (pg-listen, reconnecting forever) shared by everything in a
- * process that waits on a database: workers' wake-ups, cancels, waitForJob.
+ * One LISTEN connection (pg-listen, reconnecting forever) to one database, shared by the
+ * subscriptions made through it: a database worker's wake-ups and cancel hints, or a
+ * Stepping client's waitForJob calls. Opened on the first subscription.
  */
 import pgListen, { type Subscriber } from 'pg-listen';
 import type pg from 'pg';

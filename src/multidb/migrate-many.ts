@@ -3,7 +3,7 @@
  * one database failing never stops the others.
  */
 import pg from 'pg';
-import { checkSchema } from '../config.js';
+import { schemaName } from '../config.js';
 import { migrateSchema } from '../db/migrate.js';
 import { maskConnectionString } from '../redact.js';
 import { readSource, type DatabaseSource } from './sources.js';
@@ -26,7 +26,7 @@ export async function migrateDatabases(
     onResult?: (r: MigrateResult, done: number, total: number) => void;
   } = {},
 ): Promise<MigrateResult[]> {
-  const schema = checkSchema(options.schema);
+  const schema = schemaName(options.schema);
   const databases = await readSource(source);
   const results: MigrateResult[] = [];
   let next = 0;

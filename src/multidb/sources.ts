@@ -38,7 +38,7 @@ export const DEFAULT_REFRESH_MS = 30_000;
  * parsers: see src/redact.ts). A connection string that cannot be read is a ConfigError
  * that shows it with its password masked.
  */
-export function databaseId(spec: DatabaseSpec): ResolvedDatabase {
+export function resolveDatabase(spec: DatabaseSpec): ResolvedDatabase {
   const connectionString = typeof spec === 'string' ? spec : spec?.connectionString;
   if (typeof connectionString !== 'string' || connectionString.length === 0) {
     const shown = typeof spec === 'object' && spec !== null ? { ...spec, connectionString } : spec;
@@ -131,7 +131,7 @@ export async function readSource(
   for (const spec of specs) {
     let db: ResolvedDatabase;
     try {
-      db = databaseId(spec);
+      db = resolveDatabase(spec);
     } catch (error) {
       if (!onInvalid || !(error instanceof ConfigError)) throw error;
       onInvalid(error);

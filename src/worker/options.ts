@@ -1,12 +1,15 @@
 /**
- * The worker's one validated configuration object. Defaults live here only; the
- * `stepping-worker --help` text and the README table are made from WORKER_DEFAULTS.
+ * The worker's one validated configuration object. Worker defaults live here
+ * (WORKER_DEFAULTS, from which `stepping-worker --help` prints its defaults); engine
+ * defaults shared with SQL (lease, backoff) come from src/defaults.ts.
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { checkInt, checkSchema } from '../config.js';
+import { checkInt, schemaName } from '../config.js';
+import { DEFAULT_LEASE_MS } from '../defaults.js';
 import { ConfigError } from '../errors.js';
+import { MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
 
@@ -60,7 +63,7 @@ export interface WorkerOptions {
 export const WORKER_DEFAULTS = {
   concurrency: 10,
   pollIntervalMs: 2000,
-  leaseMs: 30000,
+  leaseMs: DEFAULT_LEASE_MS,
   gracefulStopMs: 10000,
   poolSize: 10,
   databasePoolSize: 2,
@@ -117,14 +120,16 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     }
     if (queues.length === 0) throw new ConfigError('queues, when given, must name at least one queue');
     for (const q of queues) {
-      if (typeof q !== 'string' || q.length === 0 || q.length > 100) {
-        throw new ConfigError(`queue names must be 1 to 100 characters, got ${JSON.stringify(q)}`);
+      if (typeof q !== 'string' || q.length === 0 || q.length > MAX_QUEUE_LENGTH) {
+        throw new ConfigError(
+          `queue names must be 1 to ${MAX_QUEUE_LENGTH} characters, got ${JSON.stringify(q)}`,
+        );
       }
     }
   }
-  const leaseMs = checkInt('leaseMs', options.leaseMs ?? WORKER_DEFAULTS.leaseMs, 100, 86_400_000);
+  const leaseMs = checkInt('leaseMs', options.leaseMs ?? WORKER_DEFAULTS.leaseMs, MIN_LEASE_MS, MAX_LEASE_MS);
   return {
-    schema: checkSchema(options.schema),
+    schema: schemaName(options.schema),
     handlers,
     names: [...handlers.keys()],
     queues,

@@ -14,7 +14,7 @@ import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl } from '../text.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import {
-  databaseId,
+  resolveDatabase,
   type DatabaseSource,
   isDynamic,
   readSource,
@@ -57,7 +57,7 @@ export interface DatabaseState {
 /** ctx.database for a pool given by the caller: `host:port/dbname`, never credentials. */
 function poolDatabaseId(pool: pg.Pool): string {
   const options = pool.options as pg.PoolConfig;
-  if (options.connectionString) return databaseId(options.connectionString).id;
+  if (options.connectionString) return resolveDatabase(options.connectionString).id;
   const host = options.host ?? process.env.PGHOST ?? 'localhost';
   const port = options.port ?? (process.env.PGPORT ? Number(process.env.PGPORT) : 5432);
   return `${host}:${port}/${options.database ?? process.env.PGDATABASE ?? 'postgres'}`;

@@ -1,4 +1,5 @@
 /** `stepping prune [--older-than D]`: delete old finished jobs. */
+import { DEFAULT_PRUNE_AGE_MS } from '../../defaults.js';
 import { parseDuration } from '../args.js';
 import { formatMs } from '../table.js';
 import type { Command } from './command.js';
@@ -33,7 +34,7 @@ export const pruneCommand: Command = {
         ctx.printJson({ deleted: total });
         return;
       }
-      const age = olderThanMs === undefined ? '7d' : formatMs(olderThanMs);
+      const age = formatMs(olderThanMs ?? DEFAULT_PRUNE_AGE_MS);
       ctx.print(`pruned ${total} job${total === 1 ? '' : 's'} finished more than ${age} ago`);
     };
   },
