@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defineStep, PermanentError, type StepContext } from '../src/index.js';
-import { MAX_JSON_BYTES } from '../src/limits.js';
+import { MAX_JOB_RESULTS_BYTES, MAX_JSON_BYTES } from '../src/limits.js';
 import { start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';
 
@@ -129,6 +129,8 @@ function badValue(kind: string): unknown {
 }
 const badStep = defineStep('res.bad', async (args: { kind: string }) => badValue(args.kind));
 
+const lastStep = defineStep('res.last', async () => 'one more');
+
 const txStep = defineStep(
   'res.tx',
   async (args: { id: string; big: boolean }, ctx) => {
@@ -161,6 +163,7 @@ const worker = await h.worker({
     failStep,
     badStep,
     txStep,
+    lastStep,
     badCompensations.throws,
     badCompensations.notJson,
   ],
@@ -308,6 +311,48 @@ test('a result that cannot be stored fails the step at once and permanently, nam
   const reported = workerErrors.slice(errorsBefore);
   assert.ok(reported.length > 0, 'the refused report is reported as an error');
   for (const e of reported) assert.match(e, new RegExp(`^report: .*result is over ${MAX_JSON_BYTES} bytes`));
+});
+
+test('the results of one job together are bounded: a result that would bring them over the limit is refused', async () => {
+  // Steps whose results of MAX_JSON_BYTES each fill the budget, then one more with a small result.
+  const filling = MAX_JOB_RESULTS_BYTES / MAX_JSON_BYTES;
+  const jobId = await h.stepping.enqueue(
+    [...Array.from({ length: filling }, () => ({ name: 'res.sql', args: {} })), lastStep({})],
+    { queue: 'res-total' },
+  );
+  // The filling steps run through the engine's SQL functions, as a worker in any language
+  // would: each result is a string that PostgreSQL prints in exactly MAX_JSON_BYTES.
+  for (let i = 0; i < filling; i++) {
+    const claimed = await h.pool.query(
+      `SELECT job_id::text, lease_token::text AS token, step_index
+       FROM stepping.step_claim('sql-worker', ARRAY['res.sql'], ARRAY['res-total'], 1, 600000)`,
+    );
+    const unit = claimed.rows[0] as { job_id: string; token: string; step_index: number };
+    assert.deepEqual([unit.job_id, unit.step_index], [jobId, i]);
+    const completed = await h.pool.query(
+      `SELECT accepted FROM stepping.step_complete(ARRAY[$1]::bigint[], ARRAY[$2]::uuid[],
+                                                   ARRAY[to_jsonb(repeat('x', $3))])`,
+      [jobId, unit.token, MAX_JSON_BYTES - 2],
+    );
+    assert.deepEqual(completed.rows, [{ accepted: true }]);
+  }
+  const { rows } = await h.pool.query(
+    `SELECT sum(octet_length(result::text))::int AS total FROM stepping.step_overview WHERE job_id = $1`,
+    [jobId],
+  );
+  assert.deepEqual(rows, [{ total: MAX_JOB_RESULTS_BYTES }]);
+  // The worker runs the last step; the engine refuses its report, and the step fails
+  // permanently, named.
+  const done = await h.stepping.waitForJob(jobId, WAIT);
+  assert.equal(done.status, 'failed');
+  assert.match(
+    done.lastError ?? '',
+    new RegExp(
+      `^step res\\.last succeeded, but its report was refused: .*results over ${MAX_JOB_RESULTS_BYTES} bytes`,
+    ),
+  );
+  const last = (await h.stepping.steps(jobId))[filling]!;
+  assert.deepEqual([last.status, last.attempts, last.result], ['failed', 1, undefined]);
 });
 
 test('a compensation that cannot be computed or stored fails its step clearly instead of stalling reports', async () => {
