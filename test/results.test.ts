@@ -129,7 +129,14 @@ function badValue(kind: string): unknown {
 }
 const badStep = defineStep('res.bad', async (args: { kind: string }) => badValue(args.kind));
 
-const lastStep = defineStep('res.last', async () => 'one more');
+const lastStep = defineStep(
+  'res.last',
+  async (_args: unknown, ctx) => {
+    await ctx.tx!.query('INSERT INTO res_tx_effects (id, job_id) VALUES ($1, $2)', ['last', ctx.jobId]);
+    return 'one more';
+  },
+  { transactional: true },
+);
 
 const txStep = defineStep(
   'res.tx',
@@ -341,18 +348,21 @@ test('the results of one job together are bounded: a result that would bring the
     [jobId],
   );
   assert.deepEqual(rows, [{ total: MAX_JOB_RESULTS_BYTES }]);
-  // The worker runs the last step; the engine refuses its report, and the step fails
-  // permanently, named.
+  // The worker runs the last step (transactional); the engine refuses its report (the
+  // driver cannot know the job's total), its ctx.tx write is rolled back, and the step
+  // fails permanently, named.
   const done = await h.stepping.waitForJob(jobId, WAIT);
   assert.equal(done.status, 'failed');
   assert.match(
     done.lastError ?? '',
     new RegExp(
-      `^step res\\.last succeeded, but its report was refused: .*results over ${MAX_JOB_RESULTS_BYTES} bytes`,
+      `^step res\\.last succeeded, but its report was refused \\(its ctx\\.tx writes were rolled back\\): .*results over ${MAX_JOB_RESULTS_BYTES} bytes`,
     ),
   );
   const last = (await h.stepping.steps(jobId))[filling]!;
   assert.deepEqual([last.status, last.attempts, last.result], ['failed', 1, undefined]);
+  const written = await h.pool.query(`SELECT id FROM res_tx_effects WHERE id = 'last'`);
+  assert.equal(written.rowCount, 0);
 });
 
 test('a compensation that cannot be computed or stored fails its step clearly instead of stalling reports', async () => {
