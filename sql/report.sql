@@ -7,7 +7,8 @@
 -- claimed again) is answered accepted = false and changes nothing.
 
 -- step_complete: reports succeeded units. p_results[i] is the unit's result (JSON, stored
--- on the step; at most MAX_JSON_BYTES), p_compensations[i] the compensation the worker's
+-- on the step; at most MAX_JSON_BYTES, and all the job's results together at most
+-- MAX_JOB_RESULTS_BYTES), p_compensations[i] the compensation the worker's
 -- step definition gives the step ({"name", "args"}; one set at enqueue wins). When the
 -- job's next unit is runnable now and p_names (the reporting worker's handlers) covers it,
 -- it is leased to the same worker in the same statement and returned in `next`.
@@ -50,6 +51,19 @@ BEGIN
   END IF;
 
   v_held := ARRAY(SELECT _lock_held(p_job_ids, p_tokens));
+  -- Every unit of a job carries the job's stored results (_unit_of), so their total is
+  -- bounded: a unit always fits in one jsonb value (255 MB) and in a worker's memory.
+  SELECT t.id INTO v_bad
+  FROM unnest(p_job_ids, p_results) AS t(id, res) JOIN jobs j ON j.id = t.id
+  WHERE t.res IS NOT NULL AND t.id = ANY (v_held) AND j.phase = 'forward'
+    AND octet_length(t.res::text) + coalesce((SELECT sum(octet_length(s.result::text)) FROM steps s
+                                              WHERE s.job_id = j.id AND s.idx <> j.current_step), 0)
+        > _limit_max_job_results_bytes()
+  LIMIT 1;
+  IF v_bad IS NOT NULL THEN
+    PERFORM _bad_input(format('job %s: the step''s result would bring the job''s results over %s bytes',
+                              v_bad, _limit_max_job_results_bytes()));
+  END IF;
 
   -- Fast path, set-based: the usual case of a job's last forward step, not cancelled (the
   -- job succeeds, so that step's compensation can never run and is not recorded).

@@ -18,6 +18,11 @@ export const MAX_KEY_LENGTH = 500;
  * measured as PostgreSQL prints the stored jsonb: `octet_length(value::text)`.
  */
 export const MAX_JSON_BYTES = 1024 * 1024;
+/**
+ * Bytes of all step results of one job together (as PostgreSQL prints them): every unit of
+ * the job carries them to its worker (ctx.results).
+ */
+export const MAX_JOB_RESULTS_BYTES = 16 * 1024 * 1024;
 /** Nesting depth of one JSON value (arrays and objects). */
 export const MAX_JSON_DEPTH = 100;
 /** Priority range (lower runs first). */

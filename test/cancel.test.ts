@@ -6,7 +6,8 @@ import { deferred, setup } from './support/harness.js';
 const h = await setup(import.meta.url);
 
 const runs = new Map<string, string[]>();
-const log = (jobId: string, what: string) => runs.set(jobId, [...(runs.get(jobId) ?? []), what]);
+// Returns nothing: a handler returning the Map would store it as its result, and a Map is not JSON.
+const log = (jobId: string, what: string): void => void runs.set(jobId, [...(runs.get(jobId) ?? []), what]);
 /** Handlers that wait for the job's cancel: resolves when they have started. */
 const started = new Map<string, ReturnType<typeof deferred<void>>>();
 const startedFor = (tag: string) => {

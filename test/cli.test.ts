@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WORKER_DEFAULTS } from '../src/index.js';
 import { runOperatorCli } from '../src/cli/operator.js';
+import { RESULT_WIDTH } from '../src/cli/overview.js';
 import { parseWorkerArgs, runWorkerCli } from '../src/cli/worker-cli.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { setup } from './support/harness.js';
@@ -143,6 +144,60 @@ test('jobs lists job_overview rows newest first, filtered and limited; job ID sh
   assert.deepEqual(
     oneJson.steps.map((s) => s.name),
     ['cli.a', 'cli.b'],
+  );
+});
+
+/** Runs the job's next unit through the engine's own functions, as a worker would, storing `result`. */
+async function completeNext(jobId: string, name: string, queue: string, result: unknown): Promise<void> {
+  const claimed = await h.pool.query(
+    `SELECT job_id, lease_token FROM stepping.step_claim('test', $1, $2, 1, 30000)`,
+    [[name], [queue]],
+  );
+  assert.equal(String(claimed.rows[0].job_id), jobId);
+  const done = await h.pool.query(
+    `SELECT accepted FROM stepping.step_complete(ARRAY[$1]::bigint[], ARRAY[$2]::uuid[], ARRAY[$3]::jsonb[])`,
+    [jobId, claimed.rows[0].lease_token, JSON.stringify(result)],
+  );
+  assert.deepEqual(done.rows, [{ accepted: true }]);
+}
+
+test('job ID shows each step’s result and the job’s output on one line, escaped and cut; --json has them in full', async () => {
+  const queue = 'cli-results';
+  const jobId = await h.stepping.enqueue(
+    [
+      { name: 'cli.r0', args: {} },
+      { name: 'cli.r1', args: {} },
+    ],
+    { queue },
+  );
+  // Keys in jsonb's order (shorter first), so the stored JSON starts like JSON.stringify's.
+  const charge = { id: 'ch-1', memo: 'x'.repeat(200) };
+  const receipt = 'paid\u001b[31m\nFORGED line\u202e';
+  await completeNext(jobId, 'cli.r0', queue, charge);
+  await completeNext(jobId, 'cli.r1', queue, receipt);
+
+  const text = await stepping('job', jobId);
+  assert.equal(text.code, 0, text.stderr);
+  assert.doesNotMatch(text.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
+  assert.doesNotMatch(text.stdout, /^FORGED/m);
+  assert.match(text.stdout, /^status\s+succeeded$/m);
+  // The output (the last step's result) as JSON, its controls shown as escapes.
+  assert.match(text.stdout, /^output\s+"paid\\u001b\[31m\\nFORGED line\\u202e"$/m);
+  assert.match(text.stdout, /^#\s+NAME\s+STATUS\s+ATTEMPTS.*\sRESULT$/m);
+  // A long result is cut to RESULT_WIDTH characters, ending in an ellipsis.
+  const cut = `${JSON.stringify(charge).slice(0, RESULT_WIDTH - 1)}…`;
+  assert.equal(cut.length, RESULT_WIDTH);
+  const line0 = text.stdout.split('\n').find((l) => /^0\s+cli\.r0\s+succeeded\s/.test(l));
+  assert.ok(line0?.endsWith(`  ${cut}`), text.stdout);
+  assert.match(text.stdout, /^1\s+cli\.r1\s+succeeded\s.*\s"paid\\u001b\[31m\\nFORGED line\\u202e"$/m);
+
+  const full = json<{ job: { output: unknown }; steps: { result: unknown }[] }>(
+    (await quick('job', jobId, '--json')).stdout,
+  );
+  assert.equal(full.job.output, receipt);
+  assert.deepEqual(
+    full.steps.map((s) => s.result),
+    [charge, receipt],
   );
 });
 

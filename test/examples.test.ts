@@ -5,14 +5,34 @@ import { main as moneyTransfer } from '../examples/money-transfer.js';
 import { main as orderOutbox } from '../examples/order-outbox.js';
 import { createTestDatabase } from './support/db.js';
 
-test('money transfer saga: the refused transfer is refunded', async () => {
+test('money transfer saga: the refused transfer is refunded by the debit id its step returned', async (t) => {
   const { url } = await createTestDatabase('example_transfer');
-  const result = await moneyTransfer(url);
+  const log = t.mock.method(console, 'log', () => {});
+  const { acceptedResults, acceptedOutput, refusedDebit, ...result } = await moneyTransfer(url);
   assert.deepEqual(result, {
     accepted: 'succeeded',
     refused: 'compensated',
     balances: { 'bank1:alice': 7500, 'bank2:bob': 2500, 'bank2:carol': 0 },
   });
+  // Each step's result is the bank's id of its operation; the output is the last one's.
+  const [debit, credit] = acceptedResults as [{ debitId: string }, { creditId: string }];
+  assert.equal(acceptedResults.length, 2);
+  assert.match(debit.debitId, /^bank1-op-\d+$/);
+  assert.match(credit.creditId, /^bank2-op-\d+$/);
+  assert.deepEqual(acceptedOutput, credit);
+  // The refund (the compensation) got the refused transfer's debit id from its step's
+  // result, and printed it.
+  const { debitId } = refusedDebit as { debitId: string };
+  assert.match(debitId, /^bank1-op-\d+$/);
+  assert.notEqual(debitId, debit.debitId);
+  const printed = log.mock.calls.map((call) => String(call.arguments[0]));
+  assert.equal(printed.filter((line) => line.startsWith('refunded')).length, 1, printed.join('\n'));
+  assert.ok(
+    printed.some((line) =>
+      new RegExp(`^refunded debit ${debitId} of transfer t2 as bank1-op-\\d+$`).test(line),
+    ),
+    printed.join('\n'),
+  );
 });
 
 test('order outbox: the committed order sends both messages, the rolled back one nothing', async () => {

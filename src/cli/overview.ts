@@ -1,10 +1,33 @@
 /**
  * How rows of the job_overview and step_overview views are shown as text, shared by the
- * CLI and the demo. Step numbers are 0-based, as in the views.
+ * CLI and the demo. Step numbers are 0-based, as in the views. Results and the job's
+ * output are data from handlers: shown escaped and cut to one line.
  */
+import { escapeControl } from '../text.js';
 import type { Column } from './table.js';
 
 type Row = Readonly<Record<string, unknown>>;
+
+/** Characters of a step's result shown in the step table (`--json` has them all). */
+export const RESULT_WIDTH = 40;
+/** Characters of the job's output shown by `stepping job ID` (`--json` has them all). */
+export const OUTPUT_WIDTH = 100;
+
+/**
+ * A stored result (or output) as one line of JSON, control characters escaped, cut to
+ * `maxWidth` characters with an ellipsis; null when there is none. JSON rather than the
+ * bare value, so that the string "42" and the number 42 look different.
+ */
+export function resultText(value: unknown, maxWidth: number): string | null {
+  if (value === null || value === undefined) return null;
+  const text = escapeControl(JSON.stringify(value));
+  if (text.length <= maxWidth) return text;
+  // Never split a surrogate pair (half of one would print as a replacement character).
+  let end = maxWidth - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}…`;
+}
 
 /** Columns of a job list (job_overview rows). */
 export const JOB_COLUMNS: readonly Column<Row>[] = [
@@ -33,6 +56,7 @@ export const STEP_COLUMNS: readonly Column<Row>[] = [
     value: (r) =>
       r.compensate_name && `${String(r.compensate_name)}: ${String(r.compensation_status ?? 'not needed')}`,
   },
+  { header: 'result', value: (r) => resultText(r.result, RESULT_WIDTH) },
 ];
 
 /** One job shown vertically (label, value) from its job_overview row. */
@@ -55,6 +79,7 @@ export function jobRecord(r: Row): [string, unknown][] {
     ['cancel requested', r.cancel_requested],
     ['deadline', r.deadline],
     ['last error', r.last_error],
+    ['output', resultText(r.output, OUTPUT_WIDTH)],
     ['created', r.created_at],
     ['updated', r.updated_at],
     ['finished', r.finished_at],

@@ -167,7 +167,9 @@ export class BatchCompleter {
       (batch) => this.engine.complete(this.pool, batch, this.continuation()),
       async (entry, error) => {
         // The result (or the compensation) was refused: the attempt fails, permanently.
-        const failure = new Error(`the step's result could not be stored: ${error.message}`);
+        const failure = new Error(
+          `step ${entry.unit.name} succeeded, but its report was refused: ${error.message}`,
+        );
         failure.name = 'PermanentError';
         const answer = await this.fail(entry.asFailure(failure));
         return { ...answer, storedAsFailure: failure };

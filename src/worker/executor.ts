@@ -85,11 +85,9 @@ export interface RunDeps {
   database: string;
 }
 
-/** The results array a handler sees: stored results by step index. */
+/** The results array a handler sees: stored results by step index, undefined where none (no holes). */
 function resultsArray(unit: LeasedUnit): unknown[] {
-  const out = new Array<unknown>(unit.stepCount);
-  for (const [index, value] of Object.entries(unit.results)) out[Number(index)] = value;
-  return out;
+  return Array.from({ length: unit.stepCount }, (_, index) => unit.results[index]);
 }
 
 /** Runs the handler of `unit`; never throws. */
@@ -138,6 +136,9 @@ export async function runUnit(
     };
     const value: unknown = await definition.handler(unit.args, ctx);
     if (isRetryLater(value)) return { kind: 'later', delayMs: value.delayMs };
+    // A compensation's return value is not stored: it need not be JSON.
+    if (unit.phase === 'compensate')
+      return { kind: 'success', resultJson: null, result: undefined, tx: null };
     return { kind: 'success', resultJson: encodeResult(value, unit.name), result: value, tx: null };
   })().catch((thrown: unknown): Outcome => {
     if (thrown instanceof RetryLaterSignal) return { kind: 'later', delayMs: thrown.delayMs };

@@ -11,6 +11,7 @@ import { type BatchCompleter, isDataError, type Settled } from './completer.js';
 import { asError, errorRecord } from './error-record.js';
 import type { UnitEvent, WorkerEventMap, WorkerEventName } from './events.js';
 import type { Outcome } from './executor.js';
+import { encodeJson } from './result.js';
 
 /** How settle reports events. */
 export type Emit = <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => void;
@@ -59,15 +60,24 @@ function compensationFor(
   const spec = definition?.options.compensate;
   if (unit.phase !== 'forward' || spec === undefined) return null;
   if (typeof spec === 'string') return { name: spec, args: unit.args ?? null };
-  // The definition's result type is erased here; the handler produced `result`.
-  const call = (spec as (args: unknown, result: unknown) => { name: string; args?: unknown })(
-    unit.args,
-    result,
-  );
+  let call: { name: string; args?: unknown };
+  try {
+    // The definition's result type is erased here; the handler produced `result`.
+    call = (spec as (args: unknown, result: unknown) => { name: string; args?: unknown })(unit.args, result);
+  } catch (error) {
+    throw new Error(`compensate(args, result) of step ${unit.name} threw: ${asError(error).message}`);
+  }
   if (typeof call !== 'object' || call === null || typeof call.name !== 'string') {
     throw new Error(`compensate(args, result) of step ${unit.name} must return { name, args }`);
   }
-  return { name: call.name, args: call.args === undefined ? (unit.args ?? null) : call.args };
+  if (call.args === undefined) return { name: call.name, args: unit.args ?? null };
+  // Checked here: args that are not JSON would otherwise fail the whole report batch.
+  const text = encodeJson(
+    call.args,
+    `compensate(args, result) of step ${unit.name} returned args that cannot be stored`,
+    'args',
+  );
+  return { name: call.name, args: JSON.parse(text) as unknown };
 }
 
 /** A failure report carrying the definition's options (values stored at enqueue win in SQL). */
@@ -117,7 +127,9 @@ async function completeInTransaction(
     await tx.finish(false).catch(() => {});
     if (!isDataError(error))
       return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
-    const failure = new Error(`the step's result could not be stored: ${(error as Error).message}`);
+    const failure = new Error(
+      `step ${entry.unit.name} succeeded, but its report was refused (its ctx.tx writes were rolled back): ${(error as Error).message}`,
+    );
     failure.name = 'PermanentError';
     return { ...(await deps.completer.fail(asFailure(failure))), storedAsFailure: failure };
   }

@@ -1,4 +1,4 @@
-/** `stepping job ID`: one job (job_overview) and its steps (step_overview). */
+/** `stepping job ID`: one job (job_overview, with its output) and its steps (step_overview, with their results). */
 import { JobNotFoundError } from '../../errors.js';
 import { jobRecord, STEP_COLUMNS } from '../overview.js';
 import { formatRecord, formatTable } from '../table.js';
@@ -8,7 +8,7 @@ import { parseJobId, type Command } from './command.js';
 export const jobCommand: Command = {
   name: 'job',
   synopsis: 'job ID',
-  summary: 'one job and its steps (job_overview, step_overview)',
+  summary: 'one job, its output and its steps with their results (job_overview, step_overview)',
   flags: [],
   args: ['ID'],
   prepare: (args) => {
