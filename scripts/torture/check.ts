@@ -7,9 +7,11 @@
  * again while an earlier run of it is still going — but only after that earlier run's
  * lease expired (its worker was killed, stopped, or could not heartbeat because the
  * server was away). Two properties follow and are checked:
- *  - fencing (must hold whatever the timing): a run whose result the engine accepted
- *    overlaps no run of its job that started after it (any later claim would have made
- *    its token stale); and
+ *  - fencing (must hold whatever the timing): a run leased after a run whose result the
+ *    engine accepted — a later attempt of the same unit, or a later unit of the job —
+ *    starts only after that run ended (a claim in between would have made its token
+ *    stale). Start order alone proves nothing: a stale worker may invoke its handler
+ *    late; and
  *  - every other overlap is explained by a SIGKILL or SIGTERM of the earlier run's worker
  *    before the later run started, by the server being unavailable between a lease
  *    before the earlier run started and the later run's start, or by the earlier run's
@@ -102,7 +104,6 @@ export function emptyFigures(): CheckFigures {
 
 const bump = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
 const minStart = (rs: readonly Run[]) => Math.min(...rs.map((r) => r.start ?? Infinity));
-const maxStart = (rs: readonly Run[]) => Math.max(...rs.map((r) => r.start ?? -Infinity));
 
 /** Checks one database; appends to `out` and `fig`. */
 export function checkDatabase(
@@ -301,21 +302,16 @@ export function checkDatabase(
       }
     }
 
-    // 3. Order: step i+1 starts only after every start of step i and after step i's applied run ended.
+    // 3. Order: every run of step i+1 starts after step i's applied run ended. (A stale run
+    // of step i may still start its handler late: its lease was granted before, and only
+    // the fencing below says what it may overlap.)
     for (let i = 1; i < spec.steps.length; i++) {
       const cur = unitRuns('forward', i);
       if (cur.length === 0) continue;
-      const prev = unitRuns('forward', i - 1);
-      if (prev.length === 0) {
+      if (unitRuns('forward', i - 1).length === 0) {
         violation('order', id, `step ${i} ran, but step ${i - 1} never did: ${cur.map(d).join('; ')}`);
         continue;
       }
-      if (maxStart(prev) >= minStart(cur))
-        violation(
-          'order',
-          id,
-          `step ${i} started at ${t(minStart(cur))}, before a run of step ${i - 1} started at ${t(maxStart(prev))}`,
-        );
       const a = acceptedOf.get(`forward|${i - 1}`);
       if (a && a.end !== null && a.end >= minStart(cur))
         violation(
@@ -373,12 +369,6 @@ export function checkDatabase(
         );
         continue;
       }
-      if (maxStart(hiRuns) >= minStart(loRuns))
-        violation(
-          'compensation',
-          id,
-          `compensation of step ${lo} started before one of step ${hi} (reverse order broken)`,
-        );
       const a = acceptedOf.get(`compensate|${hi}`);
       if (a && a.end !== null && a.end >= minStart(loRuns))
         violation(
@@ -388,13 +378,6 @@ export function checkDatabase(
         );
     }
     if (compRuns.length > 0) {
-      const fwd = runs.filter((r) => r.phase === 'forward' && r.start !== null);
-      if (fwd.length > 0 && maxStart(fwd) >= minStart(compRuns))
-        violation(
-          'order',
-          id,
-          `a compensation started at ${t(minStart(compRuns))} before the last forward start ${t(maxStart(fwd))}`,
-        );
       const failed = spec.failAt !== null ? acceptedOf.get(`forward|${spec.failAt}`) : undefined;
       if (failed && failed.end !== null && failed.end >= minStart(compRuns))
         violation('order', id, `a compensation started before the failing step's run ended (${d(failed)})`);
@@ -450,51 +433,57 @@ export function checkDatabase(
       if (r && !accepted.includes(r)) accepted.push(r);
     }
 
-    // 6a. Fencing: nothing of this job starts while a run the engine accepted is still running.
+    // 6a. Fencing: a run leased after a run the engine accepted (a later attempt of the same
+    // unit, or any later unit of the job) starts only after that run ended. Lease order, not
+    // start order: a stale worker may invoke its handler late.
+    const rank = (r: Run) => (r.phase === 'forward' ? r.stepIndex : 2 * spec.steps.length - 1 - r.stepIndex);
     for (const a of accepted) {
       if (a.start === null || a.end === null) continue;
       for (const s of runs) {
         if (s === a || s.start === null) continue;
-        if (s.start > a.start && s.start < a.end)
-          violation('overlap', id, `${d(s)} started while the accepted run ${d(a)} was still running`);
+        const leasedAfter = rank(s) > rank(a) || (rank(s) === rank(a) && s.attempt > a.attempt);
+        if (leasedAfter && s.start < a.end)
+          violation('overlap', id, `${d(s)} started before the accepted run ${d(a)} ended`);
       }
     }
 
-    // 6b. Every other overlap needs a fault that can expire the earlier run's lease.
+    // 6b. Every overlap needs a fault that can expire the older lease of the two (by lease
+    // order; by start when the order is unknown, e.g. an attempt given back by a release).
     const started = runs.filter((r) => r.start !== null);
     for (let b = 0; b < started.length; b++) {
-      const s = started[b]!;
       for (let a = 0; a < b; a++) {
-        const r = started[a]!;
-        if (r.end !== null && r.end <= s.start!) continue;
-        const at = s.start! + CLOCK_SLACK_MS;
-        if (kills.some((k) => k.pid === r.pid && k.at <= at)) fig.overlaps.killed++;
-        else if (terms.some((k) => k.pid === r.pid && k.at <= at)) fig.overlaps.stopped++;
-        else if (inputs.unavailable.some((u) => u.from <= at && u.answeredAt >= r.start! - inputs.leaseMs))
-          fig.overlaps.outage++;
+        const first = started[a]!;
+        const second = started[b]!;
+        if (first.end !== null && first.end <= second.start!) continue;
+        const secondOlder =
+          rank(second) < rank(first) || (rank(second) === rank(first) && second.attempt < first.attempt);
+        const [old, young] = secondOlder ? [second, first] : [first, second];
+        // The old lease must have lapsed before the young run's lease was granted (<= its start).
+        const at = young.start! + CLOCK_SLACK_MS;
+        const since = first.start! - inputs.leaseMs;
+        if (kills.some((k) => k.pid === old.pid && k.at <= at)) fig.overlaps.killed++;
+        else if (terms.some((k) => k.pid === old.pid && k.at <= at)) fig.overlaps.stopped++;
+        else if (inputs.unavailable.some((u) => u.from <= at && u.answeredAt >= since)) fig.overlaps.outage++;
         else if (
           inputs.stalls.some(
-            (x) =>
-              x.pid === r.pid &&
-              x.to - x.from >= inputs.leaseMs / 3 &&
-              x.to >= r.start! - inputs.leaseMs &&
-              x.from <= at,
+            (x) => x.pid === old.pid && x.to - x.from >= inputs.leaseMs / 3 && x.to >= since && x.from <= at,
           )
         )
           fig.overlaps.stalled++;
         else {
           fig.overlaps.unexplained++;
-          // The unit before the earlier run: how its lease came to be (e.g. by continuation).
+          // The unit before the old run: how its lease came to be (e.g. by continuation).
           const before =
-            r.phase === 'forward' && r.stepIndex > 0
-              ? acceptedOf.get(`forward|${r.stepIndex - 1}`)
+            old.phase === 'forward' && old.stepIndex > 0
+              ? acceptedOf.get(`forward|${old.stepIndex - 1}`)
               : undefined;
           violation(
             'overlap',
             id,
-            `${d(s)} started while ${d(r)} was running, with no kill, stop or outage to expire its lease` +
+            `${d(second)} started while ${d(first)} was running; the older lease (${old === first ? 'the first' : 'the second'}) ` +
+              'had no kill, stop, outage or stall to expire it' +
               (before
-                ? `; the step before: ${d(before)}, ${((before.end! - before.start!) / 1000).toFixed(1)} s long`
+                ? `; the step before it: ${d(before)}, ${((before.end! - before.start!) / 1000).toFixed(1)} s long`
                 : ''),
           );
         }

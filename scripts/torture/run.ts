@@ -110,11 +110,13 @@ async function main(o: TortureOptions): Promise<number> {
     fleet?.killAllNow();
     server.destroySync(o.keep);
   };
-  process.once('SIGINT', () => {
-    log('interrupted: stopping workers and the server');
-    cleanup();
-    process.exit(130);
-  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping workers and the server`);
+      cleanup();
+      process.exit(130);
+    });
+  }
   const producers: ProducerDatabase[] = [];
   try {
     const urls = await prepareDatabases(server);
