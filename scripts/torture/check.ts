@@ -12,11 +12,12 @@
  *    starts only after that run ended (a claim in between would have made its token
  *    stale). Start order alone proves nothing: a stale worker may invoke its handler
  *    late; and
- *  - every other overlap is explained by a SIGKILL or SIGTERM of the earlier run's worker
- *    before the later run started, by the server being unavailable between a lease
- *    before the earlier run started and the later run's start, or by the earlier run's
- *    worker process not running (event loop stalled for a heartbeat period or more) in
- *    that time. Anything else means a live worker with a reachable server lost a lease.
+ *  - every overlap of two runs of one job is explained by a fault that can expire the
+ *    older lease of the two (lease order as above) before the younger run started: a
+ *    SIGKILL or SIGTERM of its worker, the server unavailable between a lease before the
+ *    first start and the younger start, or its worker process not running (event loop
+ *    stalled for a heartbeat period or more) in that time. Anything else means a live
+ *    worker with a reachable server lost a lease, or was handed one already lapsed.
  */
 import type { DatabaseEvidence, Run, StepRow } from './evidence.js';
 import type { JobSpec } from './protocol.js';
@@ -71,7 +72,14 @@ export interface CheckFigures {
   compensationRuns: number;
   effects: number;
   transactionalSteps: number;
-  overlaps: { killed: number; stopped: number; outage: number; stalled: number; unexplained: number };
+  overlaps: {
+    killed: number;
+    stopped: number;
+    outage: number;
+    stalled: number;
+    died: number;
+    unexplained: number;
+  };
   /** Accepted runs the ledger could not single out (two ok runs of the same attempt, no log line). */
   ambiguousAccepted: number;
   loggedAccepted: number;
@@ -95,7 +103,7 @@ export function emptyFigures(): CheckFigures {
     compensationRuns: 0,
     effects: 0,
     transactionalSteps: 0,
-    overlaps: { killed: 0, stopped: 0, outage: 0, stalled: 0, unexplained: 0 },
+    overlaps: { killed: 0, stopped: 0, outage: 0, stalled: 0, died: 0, unexplained: 0 },
     ambiguousAccepted: 0,
     loggedAccepted: 0,
     loggedLeaseLost: 0,
@@ -120,12 +128,16 @@ export function checkDatabase(
     out.push({ check, database: db.name, jobId, message });
 
   const logs = new Map<string, LoggedResult[]>();
+  const logsByJob = new Map<string, LoggedResult[]>();
+  const push = <V>(m: Map<string, V[]>, k: string, v: V) => {
+    const list = m.get(k);
+    if (list) list.push(v);
+    else m.set(k, [v]);
+  };
   for (const r of inputs.results) {
     if (r.database !== db.name) continue;
-    const key = `${r.jobId}|${r.phase}|${r.stepIndex}`;
-    const list = logs.get(key);
-    if (list) list.push(r);
-    else logs.set(key, [r]);
+    push(logs, `${r.jobId}|${r.phase}|${r.stepIndex}`, r);
+    push(logsByJob, r.jobId, r);
     if (r.kind === 'lost') fig.loggedLeaseLost++;
     else fig.loggedAccepted++;
   }
@@ -283,7 +295,8 @@ export function checkDatabase(
             violation(
               'stale-completion',
               id,
-              `step ${i} is failed with attempts=${row.attempts}, but no run of that attempt failed; runs: ${rs.map(d).join('; ') || 'none'}`,
+              `step ${i} is failed with attempts=${row.attempts}, but no run of that attempt failed ` +
+                `(last error: ${row.lastError ?? 'none'}); runs: ${rs.map(d).join('; ') || 'none'}`,
             );
           else if (f.length === 1) {
             accepted.push(f[0]!);
@@ -424,8 +437,8 @@ export function checkDatabase(
     }
 
     // Accepted failures (from the workers' logs) are fenced like accepted successes.
-    for (const l of inputs.results) {
-      if (l.database !== db.name || l.jobId !== id || l.kind !== 'failed') continue;
+    for (const l of logsByJob.get(id) ?? []) {
+      if (l.kind !== 'failed') continue;
       const r = runs.find(
         (x) =>
           x.phase === l.phase && x.stepIndex === l.stepIndex && x.attempt === l.attempt && x.pid === l.pid,
@@ -461,7 +474,12 @@ export function checkDatabase(
         // The old lease must have lapsed before the young run's lease was granted (<= its start).
         const at = young.start! + CLOCK_SLACK_MS;
         const since = first.start! - inputs.leaseMs;
+        const died = inputs.processes.find(
+          (p) => p.pid === old.pid && p.exitedAt !== null && p.exitedAt <= at,
+        );
         if (kills.some((k) => k.pid === old.pid && k.at <= at)) fig.overlaps.killed++;
+        // A worker that died by itself: its death is a `workers` violation of its own.
+        else if (died) fig.overlaps.died++;
         else if (terms.some((k) => k.pid === old.pid && k.at <= at)) fig.overlaps.stopped++;
         else if (inputs.unavailable.some((u) => u.from <= at && u.answeredAt >= since)) fig.overlaps.outage++;
         else if (

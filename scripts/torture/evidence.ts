@@ -35,6 +35,7 @@ export interface StepRow {
   stepIndex: number;
   status: string;
   attempts: number;
+  lastError: string | null;
   compensationStatus: string | null;
   compensationAttempts: number | null;
 }
@@ -113,7 +114,7 @@ export async function loadEvidence(name: string, url: string): Promise<DatabaseE
     const steps = new Map<string, StepRow[]>();
     for (const r of (
       await client.query(
-        `SELECT job_id::text AS id, step_index, status, attempts, compensation_status, compensation_attempts
+        `SELECT job_id::text AS id, step_index, status, attempts, last_error, compensation_status, compensation_attempts
          FROM stepping.step_overview ORDER BY job_id, step_index`,
       )
     ).rows) {
@@ -121,6 +122,7 @@ export async function loadEvidence(name: string, url: string): Promise<DatabaseE
         stepIndex: Number(r.step_index),
         status: r.status as string,
         attempts: Number(r.attempts),
+        lastError: (r.last_error as string | null) ?? null,
         compensationStatus: (r.compensation_status as string | null) ?? null,
         compensationAttempts: ms(r.compensation_attempts),
       });

@@ -86,7 +86,8 @@ export function parseOptions(argv: readonly string[]): TortureOptions | 'help' {
     gracefulStopMs: 2000,
     backlogTarget: 120,
     drainTimeoutMs: quick ? 60_000 : 180_000,
-    resumeLimitMs: 5000,
+    // 3x the target (a second): room for a loaded machine, well under a claim backoff.
+    resumeLimitMs: 3000,
     keep: values.keep ?? false,
     reportFile: values.report ?? null,
   };

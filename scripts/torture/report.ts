@@ -103,6 +103,7 @@ export function printSummary(s: Summary, t0: number): void {
   out(
     `overlapping runs of one job: ${f.overlaps.killed} after a SIGKILL, ${f.overlaps.stopped} after a SIGTERM, ` +
       `${f.overlaps.outage} across an outage/restart, ${f.overlaps.stalled} after the worker stalled, ` +
+      `${f.overlaps.died} after the worker died, ` +
       `${f.overlaps.unexplained} unexplained; ` +
       `${f.ambiguousAccepted} accepted runs not singled out`,
   );

@@ -220,6 +220,11 @@ async function main(o: TortureOptions): Promise<number> {
       checkDatabase(e, inputs, violations, figures);
       evidence.push(e);
     }
+    if (fleet.results.length === 0 && figures.runs > 0)
+      log(
+        'warning: no "step succeeded/failed/lease lost" lines recognised in the worker logs ' +
+          '(format changed?): the log-based checks (double acceptance, accepted failures) did not run',
+      );
     const resume = checkResume(evidence, inputs, violations);
     const xmin = xminThroughput(evidence, faults.holds);
     // One violation per kind of worker problem (a restart loop repeats the same one).
