@@ -592,7 +592,13 @@ export function checkResume(
             message:
               `after the ${u.kind} (-m ${u.mode}) answered again at ${((u.answeredAt - inputs.t0) / 1000).toFixed(1)}s, ` +
               `worker ${p.worker} pid ${p.pid} started no step in ${db.name} for ` +
-              `${delay === null ? 'the rest of the run' : `${delay} ms`} (limit ${inputs.resumeLimitMs} ms) ` +
+              `${
+                delay === null
+                  ? p.exitedAt === null
+                    ? 'the rest of the run'
+                    : `the ${((p.exitedAt - u.answeredAt) / 1000).toFixed(1)} s it still lived (exit: ${p.exit})`
+                  : `${delay} ms`
+              } (limit ${inputs.resumeLimitMs} ms) ` +
               `while ${waiting} jobs there had work left`,
           });
         }
