@@ -106,10 +106,15 @@ async function main(o: TortureOptions): Promise<number> {
 
   const server = await PrivateServer.create(log);
   let fleet: Fleet | undefined;
+  let destroyed = false;
   const cleanup = () => {
+    if (destroyed) return;
+    destroyed = true;
     fleet?.killAllNow();
     server.destroySync(o.keep);
   };
+  // Whatever ends the driver (even an uncaught error), the server and workers go with it.
+  process.once('exit', cleanup);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       log(`${signal}: stopping workers and the server`);
@@ -275,7 +280,10 @@ async function main(o: TortureOptions): Promise<number> {
   } finally {
     for (const p of producers) await p.close();
     fleet?.killAllNow();
-    await server.destroy(o.keep).catch(() => server.destroySync(o.keep));
+    if (!destroyed) {
+      destroyed = true;
+      await server.destroy(o.keep).catch(() => server.destroySync(o.keep));
+    }
     if (o.keep) log(`kept ${server.dir} (data/, server.log)`);
   }
 }
