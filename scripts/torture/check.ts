@@ -278,7 +278,7 @@ export function checkDatabase(
           violation(
             'final',
             id,
-            `step ${i} is ${row.status}, designed to succeed; runs: ${rs.map(d).join('; ')}`,
+            `step ${i} is ${row.status}, designed to succeed (last error: ${row.lastError ?? 'none'}); runs: ${rs.map(d).join('; ')}`,
           );
       } else if (i === okUpTo) {
         if (final && row.status !== 'failed')
@@ -334,9 +334,15 @@ export function checkDatabase(
         );
     }
 
-    // 4. Compensations: exactly the steps up to the failing one that have one, in reverse order.
+    // 4. Compensations: exactly the steps up to the failing one that have one, in reverse
+    // order. The failing step is the one the engine failed (a job that failed elsewhere than
+    // designed is a `final` violation already; its compensations are judged by what happened).
+    const failedRow = [...rows.values()]
+      .filter((r) => r.status === 'failed')
+      .sort((a, b) => a.stepIndex - b.stepIndex)[0];
+    const failAt = failedRow?.stepIndex ?? spec.failAt;
     const due = new Set<number>();
-    if (spec.failAt !== null) for (let j = 0; j <= spec.failAt; j++) if (spec.steps[j]!.comp) due.add(j);
+    if (failAt !== null) for (let j = 0; j <= failAt; j++) if (spec.steps[j]?.comp) due.add(j);
     const compRuns = runs.filter((r) => r.phase === 'compensate' && r.start !== null);
     for (const j of new Set(compRuns.map((r) => r.stepIndex))) {
       if (!due.has(j))
@@ -391,7 +397,7 @@ export function checkDatabase(
         );
     }
     if (compRuns.length > 0) {
-      const failed = spec.failAt !== null ? acceptedOf.get(`forward|${spec.failAt}`) : undefined;
+      const failed = failAt !== null ? acceptedOf.get(`forward|${failAt}`) : undefined;
       if (failed && failed.end !== null && failed.end >= minStart(compRuns))
         violation('order', id, `a compensation started before the failing step's run ended (${d(failed)})`);
     }
