@@ -41,13 +41,28 @@ export interface PoolOptions {
   onError?: (error: Error) => void;
 }
 
-/** A labelled pool that survives its idle connections being dropped. */
+/**
+ * A pg.Client class whose connections never crash the process with an unhandled 'error'
+ * event: pg-pool listens for errors on idle clients only, so a checked-out connection
+ * terminated by the server (restart, pg_terminate_backend) would otherwise emit one with
+ * no listener. The error still reaches the caller through the failing query.
+ */
+function quietClient(Base: typeof pg.Client): typeof pg.Client {
+  return class QuietClient extends Base {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      this.on('error', () => {});
+    }
+  };
+}
+
+/** A labelled pool that survives its connections being dropped. */
 export function createPool(options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: withApplicationName(options.connectionString, options.applicationName),
     max: options.max,
     ...(options.idleTimeoutMillis !== undefined ? { idleTimeoutMillis: options.idleTimeoutMillis } : {}),
-    ...(options.Client ? { Client: options.Client } : {}),
+    Client: quietClient(options.Client ?? pg.Client),
   });
   pool.on('error', options.onError ?? (() => {}));
   return pool;

@@ -45,7 +45,9 @@ export function isDataError(error: unknown): boolean {
   const code =
     (error as { code?: unknown; cause?: { code?: unknown } } | null)?.code ??
     (error as { cause?: { code?: unknown } } | null)?.cause?.code;
-  if (typeof code !== 'string') return false;
+  // Only a SQLSTATE (five characters) says the server judged the data; Node's own codes
+  // (ECONNREFUSED, ECONNRESET, ...) are connection trouble.
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return false;
   // 08 connection, 40 serialization/deadlock, 53 resources, 55 object state (lock), 57
   // operator intervention (shutdown, terminate), 58 system, XX internal: try again.
   return !/^(08|40|53|55|57|58|XX)/.test(code);

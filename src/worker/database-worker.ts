@@ -12,6 +12,7 @@ import { BatchCompleter } from './completer.js';
 import { runUnit } from './executor.js';
 import { Fetcher } from './fetcher.js';
 import { type HeldUnit, LeaseKeeper } from './lease-keeper.js';
+import { Permits } from './permits.js';
 import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
@@ -31,6 +32,8 @@ export class DatabaseWorker {
    * units never overlap in this worker and its events come in causal order.
    */
   private readonly waiting = new Map<string, LeasedUnit>();
+  /** Pool connections transactional handlers may hold at once: all but one. */
+  private readonly transactions: Permits;
   private stopping = false;
   private unsubscribeCancel: (() => Promise<void>) | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -48,6 +51,9 @@ export class DatabaseWorker {
     listenConfig: pg.ClientConfig | null,
   ) {
     this.engine = new Engine(config.schema);
+    this.transactions = new Permits(
+      Math.max(1, ((pool.options as pg.PoolConfig).max ?? config.poolSize) - 1),
+    );
     this.hub = listenConfig ? new NotificationHub(listenConfig) : null;
     this.hub?.onError((error) => this.emit('error', { database, error, during: 'listen' }));
     const error = (e: Error, during: string) => this.emit('error', { database, error: e, during });
@@ -156,7 +162,11 @@ export class DatabaseWorker {
     const { unit } = held;
     const definition = this.config.handlers.get(unit.name);
     const outcome = definition
-      ? await runUnit(unit, definition, held.controller, { pool: this.pool, database: this.database })
+      ? await runUnit(unit, definition, held.controller, {
+          pool: this.pool,
+          database: this.database,
+          acquireTransaction: () => this.transactions.acquire(),
+        })
       : { kind: 'failure' as const, error: new Error(`no handler for ${unit.name}`), permanent: false };
     // The slot is for running handlers. When no continuation can follow (a failure, or
     // the job's last step) it is freed now, so the next claim overlaps this report.

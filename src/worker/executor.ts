@@ -83,7 +83,16 @@ function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: st
 export interface RunDeps {
   pool: pg.Pool;
   database: string;
+  /**
+   * Waits until a transactional handler may hold a pool connection for its whole run:
+   * transactions may never take every connection, or heartbeats and reports would starve
+   * and healthy leases lapse.
+   */
+  acquireTransaction(): Promise<() => void>;
 }
+
+/** "Not yet" delay when a transactional attempt could not even open its transaction. */
+const TX_OPEN_RETRY_MS = 1000;
 
 /** The results array a handler sees: stored results by step index, undefined where none (no holes). */
 function resultsArray(unit: LeasedUnit): unknown[] {
@@ -105,21 +114,33 @@ export async function runUnit(
   // server (terminate, restart) would otherwise crash the process. Remember it instead.
   let broken: Error | undefined;
   const onClientError = (error: Error) => (broken = error);
+  let releasePermit: (() => void) | undefined;
   /** Returns the connection to the pool, or destroys it (broken, or its transaction left open). */
   const releaseClient = (destroy: boolean) => {
     const c = client;
-    if (!c) return;
     client = undefined;
-    c.off('error', onClientError);
-    c.release(destroy ? (broken ?? new Error('attempt ended with its transaction open')) : broken);
+    if (c) {
+      c.off('error', onClientError);
+      c.release(destroy ? (broken ?? new Error('attempt ended with its transaction open')) : broken);
+    }
+    releasePermit?.();
   };
 
-  const handlerDone = (async (): Promise<Outcome> => {
-    if (transactional) {
+  if (transactional) {
+    // Opening the transaction is the worker's part, not the handler's: when it fails
+    // (database away, connection killed) the attempt is "not yet", never counted.
+    try {
+      releasePermit = await deps.acquireTransaction();
       client = await deps.pool.connect();
       client.on('error', onClientError);
       await client.query('BEGIN');
+    } catch {
+      releaseClient(true);
+      return { kind: 'later', delayMs: TX_OPEN_RETRY_MS };
     }
+  }
+
+  const handlerDone = (async (): Promise<Outcome> => {
     const ctx: StepContext = {
       jobId: unit.jobId,
       stepIndex: unit.stepIndex,
@@ -184,7 +205,10 @@ export async function runUnit(
     return outcome;
   }
   const held = client;
-  if (!held) return outcome;
+  if (!held) {
+    releasePermit?.();
+    return outcome;
+  }
   if (outcome.kind === 'success') {
     // The report commits (or rolls back) in this transaction; see settle.ts.
     const open: OpenTransaction = {

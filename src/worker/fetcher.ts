@@ -3,7 +3,7 @@
  * a precise timer for the next scheduled unit, a slow poll as the fallback for lost
  * notifications) and claims it when the Dispatcher grants slots.
  *
- * Claim errors back off (200 ms doubling to 5 s); the listener's reconnect ends the
+ * Claim errors back off (200 ms doubling to 1 s, or 5 s without a listener); the listener's reconnect ends the
  * backoff at once (the server is back, and notifications sent meanwhile were lost). A
  * wake-up that arrives during the backoff is never dropped: it re-arms for the backoff's end.
  */
@@ -14,8 +14,11 @@ import type { WorkerConfig } from './options.js';
 import type { ClaimPlan, Slots } from './slots.js';
 import { WakeTimer } from './wake-timer.js';
 
-/** Longest pause between claims after claim errors. */
-const MAX_CLAIM_BACKOFF_MS = 5000;
+/**
+ * Longest pause between claims after claim errors: short with a listener (the goal is to
+ * resume within a second of the server answering again), longer for a polled database.
+ */
+const MAX_CLAIM_BACKOFF_MS = { listening: 1000, polled: 5000 } as const;
 
 /** What a Fetcher needs from its DatabaseWorker. */
 export interface FetcherDeps {
@@ -157,7 +160,8 @@ export class Fetcher {
       else short = true;
     }
     if (failed) {
-      this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), MAX_CLAIM_BACKOFF_MS);
+      const cap = this.listening ? MAX_CLAIM_BACKOFF_MS.listening : MAX_CLAIM_BACKOFF_MS.polled;
+      this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), cap);
       this.backoffUntil = Date.now() + this.errorDelayMs;
       this.moreWork = true;
     } else {

@@ -53,7 +53,11 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   /** On stop(), how long in-flight handlers may run before their leases are released. */
   gracefulStopMs?: number;
-  /** Connections in the worker's pool (when it makes its own); per database in multi-database mode. */
+  /**
+   * Connections in the worker's pool (when it makes its own); per database in
+   * multi-database mode. At least 2: transactional handlers hold at most all but one, so
+   * heartbeats and reports always have a connection.
+   */
   poolSize?: number;
   /** Name shown in locked_by. Default host:pid:random. */
   workerId?: string;
@@ -158,7 +162,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     poolSize: checkInt(
       'poolSize',
       options.poolSize ?? (options.databases ? WORKER_DEFAULTS.databasePoolSize : WORKER_DEFAULTS.poolSize),
-      1,
+      2,
       1000,
     ),
     maxConnections: checkInt(

@@ -41,6 +41,8 @@ interface ManagedDatabase {
   hasListenerPermit: boolean;
   retryTimer: NodeJS.Timeout | undefined;
   retryDelayMs: number;
+  /** When the current run of failed starts began (0: up). */
+  downSince: number;
   lastError: string | null;
 }
 
@@ -188,7 +190,6 @@ export class Worker {
           this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
         );
       }, refreshMs(this.source));
-      this.refreshTimer.unref();
     }
   }
 
@@ -225,6 +226,7 @@ export class Worker {
       hasListenerPermit: false,
       retryTimer: undefined,
       retryDelayMs: 0,
+      downSince: 0,
       lastError: null,
     };
     this.databases.set(id, m);
@@ -297,6 +299,7 @@ export class Worker {
       await worker.start();
       m.state = 'up';
       m.retryDelayMs = 0;
+      m.downSince = 0;
       m.lastError = null;
       this.emit('database:up', { database: m.id, listening: worker.hasListener });
     } catch (error) {
@@ -313,10 +316,14 @@ export class Worker {
       if (this.gone(m)) return;
       m.state = 'down';
       m.lastError = (error as Error).message;
-      m.retryDelayMs = Math.min(Math.max(m.retryDelayMs * 2, 500), 60_000);
+      // Every second for the first minute (a restart or a short outage is over quickly and
+      // should not leave the database unserved for long), then doubling up to a minute.
+      m.downSince ||= Date.now();
+      m.retryDelayMs =
+        Date.now() - m.downSince < 60_000 ? 1000 : Math.min(Math.max(m.retryDelayMs * 2, 1000), 60_000);
       this.emit('database:down', { database: m.id, error: error as Error, retryInMs: m.retryDelayMs });
+      // Not unref'd: a worker whose databases are all down must stay alive to retry them.
       m.retryTimer = setTimeout(() => void this.bringUp(m, false), m.retryDelayMs);
-      m.retryTimer.unref();
     }
   }
 

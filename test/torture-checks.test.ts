@@ -1,14 +1,20 @@
 /**
  * The torture run's checks on synthetic evidence: each check fires on a planted violation
  * and accepts what the engine's contract allows (a killed worker's unit running again,
- * a stale run starting late). Run: node --import tsx --test scripts/torture/check.test.ts
+ * a stale run starting late). Run: npm test -- test/torture-checks.test.ts
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkDatabase, checkResume, emptyFigures, type CheckInputs, type Violation } from './check.js';
-import type { DatabaseEvidence, Effect, JobRow, Run, StepRow } from './evidence.js';
-import type { LoggedResult, ProcessRecord, SignalRecord } from './fleet.js';
-import type { JobSpec, StepSpec } from './protocol.js';
+import {
+  checkDatabase,
+  checkResume,
+  emptyFigures,
+  type CheckInputs,
+  type Violation,
+} from '../scripts/torture/check.js';
+import type { DatabaseEvidence, Effect, JobRow, Run, StepRow } from '../scripts/torture/evidence.js';
+import type { LoggedResult, ProcessRecord, SignalRecord } from '../scripts/torture/fleet.js';
+import type { JobSpec, StepSpec } from '../scripts/torture/protocol.js';
 
 const LEASE = 5000;
 
