@@ -3,7 +3,7 @@
  * function and view in sql/ replaced in place (CREATE OR REPLACE, so grants and objects
  * of your own built on them survive), then the roles and grants of src/db/roles.ts.
  * Safe to run concurrently (an advisory lock per schema serialises runners); an
- * installation that is already up to date costs one query (a fingerprint check).
+ * installation that is already up to date costs a few short queries (a fingerprint check).
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -135,16 +135,31 @@ function engineCode(schema: string): EngineCode {
 
 const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
-/** The installed fingerprint, or null when the schema is missing or older than the settings table. */
+/**
+ * The installed fingerprint, or null when the schema is missing, older than the settings
+ * table, or not entirely the migrating role's: `settings` is read only when the schema and
+ * that table are owned by it, since reading a relation another role controls (a view in
+ * its place) would run that role's code as the migrator. Otherwise the full path runs and
+ * checkOwnership() refuses with the reason.
+ */
 async function installedFingerprint(client: pg.ClientBase, schema: string): Promise<string | null> {
+  const { rows: mine } = await client.query<{ ok: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+       WHERE n.nspname = $1 AND c.relname = 'settings' AND c.relkind = 'r'
+         AND n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+         AND c.relowner = n.nspowner) AS ok`,
+    [schema],
+  );
+  if (!mine[0]?.ok) return null;
   try {
     const { rows } = await client.query<{ fingerprint: string | null }>(
       `SELECT fingerprint FROM ${quoteIdent(schema)}.settings`,
     );
     return rows[0]?.fingerprint ?? null;
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === '42P01' || code === '3F000' || code === '42703') return null;
+    // 42703: a settings table without a fingerprint column (not an installation of ours yet).
+    if ((error as { code?: string }).code === '42703') return null;
     throw error;
   }
 }
@@ -364,16 +379,40 @@ async function applyGrants(client: pg.ClientBase, schema: string): Promise<strin
   return missing;
 }
 
+/**
+ * The search_path migrate runs with: built-ins only (pg_temp, the session's own, last).
+ * The caller's path may name schemas other roles can create objects in (`"$user"` resolves
+ * to any schema named like the migrating role, whoever created it), where a function such
+ * as `hashtextextended(text, integer)` would win over the built-in and run as the migrator.
+ */
+const MIGRATE_PATH = 'pg_catalog, pg_temp';
+
 /** Brings `schema` in the connected database up to date. Idempotent. */
 export async function migrateSchema(client: pg.ClientBase, schema: string): Promise<MigrateOutcome> {
   const code = engineCode(schema);
-  if ((await installedFingerprint(client, schema)) === code.fingerprint) {
-    return { applied: [], upToDate: true, missingRoles: [] };
-  }
-  const lockKey = `stepping.migrate:${schema}`;
-  // node-pg-migrate sets search_path for the session; the caller's connection gets its own back.
-  const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path`);
+  // node-pg-migrate sets search_path for the session too; the caller gets its own back.
+  const { rows } = await client.query<{ path: string }>(
+    `SELECT pg_catalog.current_setting('search_path') AS path`,
+  );
   const callerPath = rows[0]!.path;
+  await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [MIGRATE_PATH]);
+  try {
+    if ((await installedFingerprint(client, schema)) === code.fingerprint) {
+      return { applied: [], upToDate: true, missingRoles: [] };
+    }
+    return await migrateLocked(client, schema, code);
+  } finally {
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [callerPath]);
+  }
+}
+
+/** The migration proper, under the schema's advisory lock. */
+async function migrateLocked(
+  client: pg.ClientBase,
+  schema: string,
+  code: EngineCode,
+): Promise<MigrateOutcome> {
+  const lockKey = `stepping.migrate:${schema}`;
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lockKey]);
   try {
     // Another runner may have finished while this one waited for the lock.
@@ -421,7 +460,8 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
       throw error;
     }
   } finally {
-    await client.query(`SELECT set_config('search_path', $1, false)`, [callerPath]);
+    // node-pg-migrate left its own path: back to the safe one before the last call.
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [MIGRATE_PATH]);
     await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey]);
   }
 }
