@@ -5,11 +5,13 @@
  * through SQL, the driver, a real worker and the `stepping` CLI.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { createStepping, createWorker, defineStep, type WorkerEventMap } from '../src/index.js';
 import { runOperatorCli } from '../src/cli/operator.js';
+import { ROLE_GRANTS, ROLE_KINDS } from '../src/db/roles.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { deferred, eventually, setup } from './support/harness.js';
 import { TEST_RUN_ID } from './support/names.js';
@@ -487,5 +489,20 @@ test('stepping roles prints the SQL for a DBA; migrate without CREATEROLE names 
   } finally {
     await h.pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     for (const name of names) await h.pool.query(`DROP ROLE IF EXISTS "${name}"`);
+  }
+});
+
+test("the README's role table lists exactly each role's grants (src/db/roles.ts)", () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  for (const kind of ROLE_KINDS) {
+    const row = readme.split('\n').find((line) => line.startsWith(`| \`<schema>_${kind}\` |`));
+    assert.ok(row, `no README row for ${kind}`);
+    const [, , functions, relations] = row
+      .split('|')
+      .map((cell) => [...cell.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]));
+    assert.deepEqual(functions, ROLE_GRANTS[kind].functions, `${kind}: functions`);
+    assert.deepEqual(relations, ROLE_GRANTS[kind].relations, `${kind}: relations`);
+    assert.deepEqual([...ROLE_GRANTS[kind].functions].sort(), [...ALLOWED[kind].functions].sort());
+    assert.deepEqual([...ROLE_GRANTS[kind].relations].sort(), [...ALLOWED[kind].relations].sort());
   }
 });
