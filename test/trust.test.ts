@@ -204,6 +204,22 @@ test("migrate refuses a schema it owns that holds another role's objects; it tak
   }
 });
 
+test('a role that does not own the schema gets "up to date" from migrate when it is, and is refused when it is not', async () => {
+  const ops = createStepping({ connectionString: operator.url() });
+  try {
+    assert.deepEqual(await ops.migrate(), { applied: [], upToDate: true, missingRoles: [] });
+    await h.pool.query(`UPDATE stepping.settings SET fingerprint = 'an older version'`);
+    await assert.rejects(ops.migrate(), (error: Error) => {
+      assert.ok(error instanceof MigrationRefusedError, `${error.name}: ${error.message}`);
+      assert.match(error.message, new RegExp(`owned by role postgres, not by ${operator.name}`));
+      return true;
+    });
+  } finally {
+    await ops.close();
+    assert.equal((await h.stepping.migrate()).upToDate, false);
+  }
+});
+
 test('migrate runs no function of a schema another role named after the migrating role', async () => {
   // The default search_path is "$user", public: "$user" is any schema named like the
   // migrating role, whoever created it. A role with CREATE on the database makes one and

@@ -136,30 +136,32 @@ function engineCode(schema: string): EngineCode {
 const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
 /**
- * The installed fingerprint, or null when the schema is missing, older than the settings
- * table, or not entirely the migrating role's: `settings` is read only when the schema and
- * that table are owned by it, since reading a relation another role controls (a view in
- * its place) would run that role's code as the migrator. Otherwise the full path runs and
- * checkOwnership() refuses with the reason.
+ * The installed fingerprint, or null when the schema is missing or not (yet) an
+ * installation of this engine. `settings` is read only when it is a plain table without
+ * row security, locked first so its owner cannot swap it for something else meanwhile:
+ * reading a view or a table with policies would run their owner's code as the migrating
+ * role (the schema may be someone else's; checkOwnership() refuses that on the full path).
  */
 async function installedFingerprint(client: pg.ClientBase, schema: string): Promise<string | null> {
-  const { rows: mine } = await client.query<{ ok: boolean }>(
-    `SELECT EXISTS (
-       SELECT 1 FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
-       WHERE n.nspname = $1 AND c.relname = 'settings' AND c.relkind = 'r'
-         AND n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-         AND c.relowner = n.nspowner) AS ok`,
-    [schema],
-  );
-  if (!mine[0]?.ok) return null;
+  const settings = `${quoteIdent(schema)}.settings`;
+  await client.query('BEGIN');
   try {
-    const { rows } = await client.query<{ fingerprint: string | null }>(
-      `SELECT fingerprint FROM ${quoteIdent(schema)}.settings`,
+    // Locking runs no code, and holds off DROP, ALTER and RENAME until COMMIT.
+    await client.query(`LOCK TABLE ${settings} IN ACCESS SHARE MODE`);
+    const { rows: plain } = await client.query<{ ok: boolean }>(
+      `SELECT relkind = 'r' AND NOT relrowsecurity AS ok FROM pg_class WHERE oid = $1::regclass`,
+      [settings],
     );
+    const { rows } = plain[0]?.ok
+      ? await client.query<{ fingerprint: string | null }>(`SELECT fingerprint FROM ONLY ${settings}`)
+      : { rows: [] };
+    await client.query('COMMIT');
     return rows[0]?.fingerprint ?? null;
   } catch (error) {
-    // 42703: a settings table without a fingerprint column (not an installation of ours yet).
-    if ((error as { code?: string }).code === '42703') return null;
+    await client.query('ROLLBACK');
+    // No schema, no settings relation, one without the column, or one this role may not read.
+    const code = (error as { code?: string }).code;
+    if (code === '42P01' || code === '3F000' || code === '42703' || code === '42501') return null;
     throw error;
   }
 }
