@@ -258,6 +258,32 @@ test('producer, worker and operator may each use exactly their share of function
   }
 });
 
+test("migrate makes each role's share exact again: a right an older version gave is taken back", async () => {
+  await h.pool.query(`
+    GRANT EXECUTE ON FUNCTION stepping.job_cancel(bigint, boolean) TO stepping_producer;
+    GRANT SELECT, UPDATE ON stepping.jobs TO stepping_producer;
+    GRANT SELECT ON stepping.queue_stats TO stepping_worker;
+    GRANT USAGE ON SEQUENCE stepping.jobs_id_seq TO stepping_operator;
+    UPDATE stepping.settings SET fingerprint = NULL;
+  `);
+  assert.equal((await h.stepping.migrate()).upToDate, false);
+  for (const [kind, role] of [
+    ['producer', producer],
+    ['worker', worker],
+    ['operator', operator],
+  ] as const) {
+    const expected = {
+      functions: [...ALLOWED[kind].functions].sort(),
+      relations: [...ALLOWED[kind].relations].sort(),
+    };
+    assert.deepEqual(await allowedFor(role), expected, kind);
+  }
+  const { rows } = await h.pool.query(
+    `SELECT has_sequence_privilege('stepping_operator', 'stepping.jobs_id_seq', 'USAGE') AS seq`,
+  );
+  assert.equal(rows[0].seq, false);
+});
+
 test('producer: enqueues in its own pg and Kysely transactions and follows its jobs through the views', async () => {
   const step = defineStep('roles.produced', async (args: { n: number }) => ({ doubled: args.n * 2 }));
   await h.worker({ steps: [step] });

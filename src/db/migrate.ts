@@ -339,8 +339,9 @@ async function pinPaths(client: pg.ClientBase, schema: string): Promise<void> {
 }
 
 /**
- * Revokes everything from PUBLIC, creates the roles when this role may, and grants each
- * role exactly its share (src/db/roles.ts). Returns the roles that do not exist.
+ * Revokes everything from PUBLIC, creates the roles when this role may, and gives each
+ * role exactly its share (src/db/roles.ts), taking back anything else it held in the
+ * schema. Returns the roles that do not exist.
  */
 async function applyGrants(client: pg.ClientBase, schema: string): Promise<string[]> {
   const s = quoteIdent(schema);
@@ -367,6 +368,10 @@ async function applyGrants(client: pg.ClientBase, schema: string): Promise<strin
       );
     }
     const grants = ROLE_GRANTS[kind];
+    // Exactly its share: what an older version granted and this one does not is taken back.
+    await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${s} FROM ${r}`);
+    await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${s} FROM ${r}`);
+    await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${s} FROM ${r}`);
     await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${r}`);
     const fns = await client.query<{ identity: string }>(
       `SELECT p.oid::regprocedure::text AS identity FROM pg_proc p
