@@ -204,6 +204,48 @@ test("migrate refuses a schema it owns that holds another role's objects; it tak
   }
 });
 
+test("migrate refuses a schema it owns that holds another role's operator, which would outrank a built-in", async () => {
+  // The engine computes `integer * interval` (lease lengths): no built-in takes exactly
+  // that, so an operator of that signature in the engine's schema would be chosen inside
+  // the SECURITY DEFINER functions and run its function as the owner.
+  const app = await roles.create('operator_maker');
+  const schema = `tr_${TEST_RUN_ID}_operator`;
+  try {
+    await h.pool.query(`
+      GRANT CREATE ON DATABASE "${h.dbName}" TO "${app.name}";
+      CREATE SCHEMA "${schema}";
+      GRANT USAGE, CREATE ON SCHEMA "${schema}" TO "${app.name}";
+    `);
+    const c = await app.client();
+    await c.query(`
+      CREATE SCHEMA "${app.name}";
+      CREATE TABLE "${app.name}".ran (who text);
+      GRANT USAGE ON SCHEMA "${app.name}" TO PUBLIC;
+      GRANT INSERT ON "${app.name}".ran TO PUBLIC;
+      CREATE FUNCTION "${app.name}".mul(integer, interval) RETURNS interval LANGUAGE sql
+        AS $$ INSERT INTO "${app.name}".ran VALUES (current_user) RETURNING $2 OPERATOR(pg_catalog.*) $1::float8 $$;
+      CREATE OPERATOR "${schema}".* (LEFTARG = integer, RIGHTARG = interval, FUNCTION = "${app.name}".mul);
+    `);
+    const tenant = createStepping({ connectionString: h.url, schema });
+    try {
+      await assert.rejects(tenant.migrate(), (error: Error) => {
+        assert.ok(error instanceof MigrationRefusedError, `${error.name}: ${error.message}`);
+        assert.match(
+          error.message,
+          new RegExp(`operator "?${schema}"?\\.\\*\\(integer,interval\\) owned by ${app.name}`),
+        );
+        return true;
+      });
+    } finally {
+      await tenant.close();
+    }
+    assert.deepEqual((await h.pool.query(`SELECT who FROM "${app.name}".ran`)).rows, []);
+  } finally {
+    await h.pool.query(`DROP SCHEMA IF EXISTS "${app.name}" CASCADE`);
+    await dropInstallation(h.pool, schema);
+  }
+});
+
 test('a role that does not own the schema gets "up to date" from migrate when it is, and is refused when it is not', async () => {
   const ops = createStepping({ connectionString: operator.url() });
   try {

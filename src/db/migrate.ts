@@ -196,6 +196,31 @@ async function checkOwnership(client: pg.ClientBase, schema: string): Promise<vo
        UNION ALL
        SELECT 'type', t.typname::text, pg_get_userbyid(t.typowner), t.typowner
        FROM pg_type t WHERE t.typnamespace = to_regnamespace($1) AND t.typrelid = 0 AND t.typelem = 0
+       UNION ALL
+       -- An operator here outranks a built-in that needs a cast (integer * interval).
+       SELECT 'operator', r.oid::regoperator::text, pg_get_userbyid(r.oprowner), r.oprowner
+       FROM pg_operator r WHERE r.oprnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'operator class', c.opcname::text, pg_get_userbyid(c.opcowner), c.opcowner
+       FROM pg_opclass c WHERE c.opcnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'operator family', f.opfname::text, pg_get_userbyid(f.opfowner), f.opfowner
+       FROM pg_opfamily f WHERE f.opfnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'collation', c.collname::text, pg_get_userbyid(c.collowner), c.collowner
+       FROM pg_collation c WHERE c.collnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'conversion', c.conname::text, pg_get_userbyid(c.conowner), c.conowner
+       FROM pg_conversion c WHERE c.connamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'text search configuration', c.cfgname::text, pg_get_userbyid(c.cfgowner), c.cfgowner
+       FROM pg_ts_config c WHERE c.cfgnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'text search dictionary', d.dictname::text, pg_get_userbyid(d.dictowner), d.dictowner
+       FROM pg_ts_dict d WHERE d.dictnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'statistics object', x.stxname::text, pg_get_userbyid(x.stxowner), x.stxowner
+       FROM pg_statistic_ext x WHERE x.stxnamespace = to_regnamespace($1)
      ) o WHERE o.o <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
      LIMIT 5`,
     [schema],
