@@ -37,13 +37,16 @@ export function loginRoles(dbUrl: string): {
       const admin = new pg.Client(withDatabase(serverUrl(), database));
       try {
         await admin.connect();
-      } catch {
-        continue; // dropped already
+      } catch (error) {
+        if ((error as { code?: string }).code === '3D000') continue; // that database is gone already
+        throw error;
       }
       try {
         for (const name of names) {
-          const exists = await admin.query(`SELECT 1 FROM pg_roles WHERE rolname = $1`, [name]);
-          if (exists.rows.length > 0) await admin.query(`DROP OWNED BY "${name}" CASCADE`);
+          await retried(`DROP OWNED BY ${name} in ${database}`, async () => {
+            const exists = await admin.query(`SELECT 1 FROM pg_roles WHERE rolname = $1`, [name]);
+            if (exists.rows.length > 0) await admin.query(`DROP OWNED BY "${name}" CASCADE`);
+          });
         }
       } finally {
         await admin.end();
@@ -52,7 +55,9 @@ export function loginRoles(dbUrl: string): {
     const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
     await admin.connect();
     try {
-      for (const name of names) await admin.query(`DROP ROLE IF EXISTS "${name}"`);
+      for (const name of names) {
+        await retried(`DROP ROLE ${name}`, () => admin.query(`DROP ROLE IF EXISTS "${name}"`));
+      }
     } finally {
       await admin.end();
     }
@@ -105,6 +110,23 @@ export function loginRoles(dbUrl: string): {
       roles.delete(role.name);
     },
   };
+}
+
+/**
+ * Runs a catalog change again after a failure (up to 5 times): the server is shared with
+ * other test runs, whose catalog updates can collide with ours ("tuple concurrently
+ * updated"). The last failure is thrown with `what` in its message.
+ */
+async function retried(what: string, work: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await work();
+      return;
+    } catch (error) {
+      if (attempt >= 5) throw new Error(`${what}: ${(error as Error).message}`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
+  }
 }
 
 /** Runs `sql` on `db` (outside a transaction) and returns the SQLSTATE it failed with, or 'ok'. */
