@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { AttemptEndedError, defineStep, PermanentError, type StepCall } from '../src/index.js';
 import { nextEvent, withTimeout } from './fixtures/core-util.js';
 import { deferred, eventually, setup } from './support/harness.js';
-import { loginRole } from './support/roles.js';
+import { loginRole } from './support/login-role.js';
 
 const h = await setup(import.meta.url);
 await h.pool.query('CREATE TABLE ledger (job_id bigint, attempt int, note text)');

@@ -4,27 +4,29 @@
  * 2 usage.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_SCHEMA } from '../config.js';
+import { checkSchema, DEFAULT_SCHEMA } from '../config.js';
 import { Engine } from '../db/engine.js';
 import { ConfigError } from '../errors.js';
 import { createStepping, type Stepping } from '../stepping.js';
 import { jsonForTerminal } from '../text.js';
 import { asUsageError, describeError, EXIT, processIo, terminalIo, UsageError, type CliIo } from './args.js';
 import { cancelCommand } from './commands/cancel.js';
-import type { Command, CommandContext, CommandFlags } from './commands/command.js';
+import type { AnyCommand, CommandContext, CommandFlags, OutputContext } from './commands/command.js';
 import { jobCommand } from './commands/job.js';
 import { DEFAULT_JOBS_LIMIT, jobsCommand, JOB_STATUSES } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
 import { pruneCommand } from './commands/prune.js';
 import { retryCommand } from './commands/retry.js';
+import { rolesCommand } from './commands/roles.js';
 import { statusCommand } from './commands/status.js';
 import { parseDatabasesArg } from './databases-arg.js';
 import { migrateMany, statusMany } from './multi-database.js';
 import type { DatabaseSpec } from '../multidb/sources.js';
 
 /** Every subcommand, in the order --help lists them. */
-export const COMMANDS: readonly Command[] = [
+export const COMMANDS: readonly AnyCommand[] = [
   migrateCommand,
+  rolesCommand,
   statusCommand,
   jobsCommand,
   jobCommand,
@@ -77,9 +79,14 @@ interface Invocation {
   json: boolean;
   schema: string | undefined;
   databaseUrl: string | undefined;
-  command: Command;
-  run: (ctx: CommandContext) => Promise<void>;
+  command: AnyCommand;
+  work: Work;
 }
+
+/** A prepared command: offline ones get output only, the others a database too. */
+type Work =
+  | { offline: true; run: (ctx: OutputContext) => Promise<void> }
+  | { offline: false; run: (ctx: CommandContext) => Promise<void> };
 
 /** Parses and checks argv; throws UsageError for anything wrong, without connecting. */
 function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invocation | { help: true } {
@@ -121,7 +128,9 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     schema: values.schema,
     databaseUrl: values['database-url'] ?? env.DATABASE_URL,
     command,
-    run: command.prepare(args, flags),
+    work: command.offline
+      ? { offline: true, run: command.prepare(args, flags) }
+      : { offline: false, run: command.prepare(args, flags) },
   };
 }
 
@@ -136,7 +145,8 @@ export async function runOperatorCli(
 ): Promise<number> {
   const io = terminalIo(rawIo);
   let invocation: Invocation;
-  let stepping: Stepping;
+  let stepping: Stepping | undefined;
+  let run: () => Promise<void>;
   try {
     const parsed = parseInvocation(argv, env);
     if (parsed.help) {
@@ -148,11 +158,23 @@ export async function runOperatorCli(
       const many = invocation.command.name === 'migrate' ? migrateMany : statusMany;
       return await many(invocation.databases, invocation.schema, invocation.json, io);
     }
-    if (!invocation.databaseUrl) throw new UsageError('no database: pass --database-url or set DATABASE_URL');
-    stepping = createStepping({
-      connectionString: invocation.databaseUrl,
-      ...(invocation.schema !== undefined ? { schema: invocation.schema } : {}),
-    });
+    const output: OutputContext = {
+      schema: checkSchema(invocation.schema),
+      json: invocation.json,
+      print: (text) => io.stdout(`${text}\n`),
+      printJson: (value) => io.stdout(`${jsonForTerminal(value)}\n`),
+      note: (text) => io.stderr(`${text}\n`),
+    };
+    const work = invocation.work;
+    if (work.offline) {
+      run = () => work.run(output);
+    } else {
+      if (!invocation.databaseUrl)
+        throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+      const client = createStepping({ connectionString: invocation.databaseUrl, schema: output.schema });
+      stepping = client;
+      run = () => work.run({ ...output, stepping: client, engine: new Engine(output.schema) });
+    }
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) {
       io.stderr(`stepping: ${describeError(error)}\nRun \`stepping --help\` for usage.\n`);
@@ -162,21 +184,13 @@ export async function runOperatorCli(
     io.stderr(`stepping: ${describeError(error)}\n`);
     return EXIT.failure;
   }
-  const ctx: CommandContext = {
-    stepping,
-    engine: new Engine(stepping.schema),
-    json: invocation.json,
-    print: (text) => io.stdout(`${text}\n`),
-    printJson: (value) => io.stdout(`${jsonForTerminal(value)}\n`),
-    note: (text) => io.stderr(`${text}\n`),
-  };
   try {
-    await invocation.run(ctx);
+    await run();
     return EXIT.ok;
   } catch (error) {
     io.stderr(`stepping ${invocation.command.name}: ${describeError(error)}\n`);
     return EXIT.failure;
   } finally {
-    await stepping.close().catch(() => {});
+    await stepping?.close().catch(() => {});
   }
 }

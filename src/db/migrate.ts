@@ -3,7 +3,7 @@
  * function and view in sql/ replaced in place (CREATE OR REPLACE, so grants and objects
  * of your own built on them survive), then the roles and grants of src/db/roles.ts.
  * Safe to run concurrently (an advisory lock per schema serialises runners); an
- * installation that is already up to date costs one query (a fingerprint check).
+ * installation that is already up to date costs a few short queries (a fingerprint check).
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -135,16 +135,33 @@ function engineCode(schema: string): EngineCode {
 
 const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
-/** The installed fingerprint, or null when the schema is missing or older than the settings table. */
+/**
+ * The installed fingerprint, or null when the schema is missing or not (yet) an
+ * installation of this engine. `settings` is read only when it is a plain table without
+ * row security, locked first so its owner cannot swap it for something else meanwhile:
+ * reading a view or a table with policies would run their owner's code as the migrating
+ * role (the schema may be someone else's; checkOwnership() refuses that on the full path).
+ */
 async function installedFingerprint(client: pg.ClientBase, schema: string): Promise<string | null> {
+  const settings = `${quoteIdent(schema)}.settings`;
+  await client.query('BEGIN');
   try {
-    const { rows } = await client.query<{ fingerprint: string | null }>(
-      `SELECT fingerprint FROM ${quoteIdent(schema)}.settings`,
+    // Locking runs no code, and holds off DROP, ALTER and RENAME until COMMIT.
+    await client.query(`LOCK TABLE ${settings} IN ACCESS SHARE MODE`);
+    const { rows: plain } = await client.query<{ ok: boolean }>(
+      `SELECT relkind = 'r' AND NOT relrowsecurity AS ok FROM pg_class WHERE oid = $1::regclass`,
+      [settings],
     );
+    const { rows } = plain[0]?.ok
+      ? await client.query<{ fingerprint: string | null }>(`SELECT fingerprint FROM ONLY ${settings}`)
+      : { rows: [] };
+    await client.query('COMMIT');
     return rows[0]?.fingerprint ?? null;
   } catch (error) {
+    await client.query('ROLLBACK');
+    // No schema, no settings relation, one without the column, or one this role may not read.
     const code = (error as { code?: string }).code;
-    if (code === '42P01' || code === '3F000' || code === '42703') return null;
+    if (code === '42P01' || code === '3F000' || code === '42703' || code === '42501') return null;
     throw error;
   }
 }
@@ -179,6 +196,31 @@ async function checkOwnership(client: pg.ClientBase, schema: string): Promise<vo
        UNION ALL
        SELECT 'type', t.typname::text, pg_get_userbyid(t.typowner), t.typowner
        FROM pg_type t WHERE t.typnamespace = to_regnamespace($1) AND t.typrelid = 0 AND t.typelem = 0
+       UNION ALL
+       -- An operator here outranks a built-in that needs a cast (integer * interval).
+       SELECT 'operator', r.oid::regoperator::text, pg_get_userbyid(r.oprowner), r.oprowner
+       FROM pg_operator r WHERE r.oprnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'operator class', c.opcname::text, pg_get_userbyid(c.opcowner), c.opcowner
+       FROM pg_opclass c WHERE c.opcnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'operator family', f.opfname::text, pg_get_userbyid(f.opfowner), f.opfowner
+       FROM pg_opfamily f WHERE f.opfnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'collation', c.collname::text, pg_get_userbyid(c.collowner), c.collowner
+       FROM pg_collation c WHERE c.collnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'conversion', c.conname::text, pg_get_userbyid(c.conowner), c.conowner
+       FROM pg_conversion c WHERE c.connamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'text search configuration', c.cfgname::text, pg_get_userbyid(c.cfgowner), c.cfgowner
+       FROM pg_ts_config c WHERE c.cfgnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'text search dictionary', d.dictname::text, pg_get_userbyid(d.dictowner), d.dictowner
+       FROM pg_ts_dict d WHERE d.dictnamespace = to_regnamespace($1)
+       UNION ALL
+       SELECT 'statistics object', x.stxname::text, pg_get_userbyid(x.stxowner), x.stxowner
+       FROM pg_statistic_ext x WHERE x.stxnamespace = to_regnamespace($1)
      ) o WHERE o.o <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
      LIMIT 5`,
     [schema],
@@ -322,8 +364,9 @@ async function pinPaths(client: pg.ClientBase, schema: string): Promise<void> {
 }
 
 /**
- * Revokes everything from PUBLIC, creates the roles when this role may, and grants each
- * role exactly its share (src/db/roles.ts). Returns the roles that do not exist.
+ * Revokes everything from PUBLIC, creates the roles when this role may, and gives each
+ * role exactly its share (src/db/roles.ts), taking back anything else it held in the
+ * schema. Returns the roles that do not exist.
  */
 async function applyGrants(client: pg.ClientBase, schema: string): Promise<string[]> {
   const s = quoteIdent(schema);
@@ -350,6 +393,10 @@ async function applyGrants(client: pg.ClientBase, schema: string): Promise<strin
       );
     }
     const grants = ROLE_GRANTS[kind];
+    // Exactly its share: what an older version granted and this one does not is taken back.
+    await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${s} FROM ${r}`);
+    await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${s} FROM ${r}`);
+    await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${s} FROM ${r}`);
     await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${r}`);
     const fns = await client.query<{ identity: string }>(
       `SELECT p.oid::regprocedure::text AS identity FROM pg_proc p
@@ -364,17 +411,44 @@ async function applyGrants(client: pg.ClientBase, schema: string): Promise<strin
   return missing;
 }
 
+/**
+ * The search_path migrate runs with: built-ins only (pg_temp, the session's own, last).
+ * The caller's path may name schemas other roles can create objects in (`"$user"` resolves
+ * to any schema named like the migrating role, whoever created it), where a function such
+ * as `hashtextextended(text, integer)` would win over the built-in and run as the migrator.
+ */
+const MIGRATE_PATH = 'pg_catalog, pg_temp';
+
 /** Brings `schema` in the connected database up to date. Idempotent. */
 export async function migrateSchema(client: pg.ClientBase, schema: string): Promise<MigrateOutcome> {
   const code = engineCode(schema);
-  if ((await installedFingerprint(client, schema)) === code.fingerprint) {
-    return { applied: [], upToDate: true, missingRoles: [] };
+  // node-pg-migrate sets search_path for the session too; the caller gets its own back.
+  const { rows } = await client.query<{ path: string }>(
+    `SELECT pg_catalog.current_setting('search_path') AS path`,
+  );
+  const callerPath = rows[0]!.path;
+  await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [MIGRATE_PATH]);
+  try {
+    if ((await installedFingerprint(client, schema)) === code.fingerprint) {
+      return { applied: [], upToDate: true, missingRoles: [] };
+    }
+    return await migrateLocked(client, schema, code);
+  } finally {
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [callerPath]);
   }
+}
+
+/** The migration proper, under the schema's advisory lock. */
+async function migrateLocked(
+  client: pg.ClientBase,
+  schema: string,
+  code: EngineCode,
+): Promise<MigrateOutcome> {
   // The advisory lock and node-pg-migrate's SET need one server session: behind a
   // transaction-pooling PgBouncer they would land on different server connections (a lock
   // left held on a pooled connection hangs the next migrate). The process id the client
   // was given at connect is PgBouncer's own there, not the server backend's.
-  const { rows: pid } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const { rows: pid } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
   const given = (client as { processID?: number | null }).processID;
   if (typeof given === 'number' && given !== pid[0]?.pid) {
     throw new MigrationRefusedError(
@@ -383,9 +457,6 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
     );
   }
   const lockKey = `stepping.migrate:${schema}`;
-  // node-pg-migrate sets search_path for the session; the caller's connection gets its own back.
-  const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path`);
-  const callerPath = rows[0]!.path;
   await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lockKey]);
   try {
     // Another runner may have finished while this one waited for the lock.
@@ -433,7 +504,8 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
       throw error;
     }
   } finally {
-    await client.query(`SELECT set_config('search_path', $1, false)`, [callerPath]);
+    // node-pg-migrate left its own path: back to the safe one before the last call.
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [MIGRATE_PATH]);
     await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey]);
   }
 }

@@ -54,10 +54,28 @@ export function roleName(schema: string, kind: RoleKind): string {
 /** Every role kind, in the order the README lists them. */
 export const ROLE_KINDS: readonly RoleKind[] = ['producer', 'worker', 'operator'];
 
+/** Example login roles for the commented GRANT lines. */
+const EXAMPLE_LOGIN: Readonly<Record<RoleKind, string>> = {
+  producer: 'app',
+  worker: 'app_worker',
+  operator: 'ops',
+};
+
 /**
- * SQL a DBA can run to create the roles and grant them, for installations whose migrating
- * role may not create roles (`stepping roles` prints it).
+ * SQL a DBA can run to create the roles, for installations whose migrating role may not
+ * create roles (`stepping roles` prints it); the next migrate grants them their share.
+ * Commented GRANT lines show how to give the roles to login roles.
  */
 export function createRolesSql(schema: string): string {
-  return ROLE_KINDS.map((kind) => `CREATE ROLE ${quoteIdent(roleName(schema, kind))} NOLOGIN;`).join('\n');
+  const width = Math.max(...ROLE_KINDS.map((kind) => quoteIdent(roleName(schema, kind)).length));
+  return [
+    `-- The roles of the Stepping installation in schema ${schema}. Run as a role with`,
+    '-- CREATEROLE (or a superuser), then run `stepping migrate` again: it grants them their share.',
+    ...ROLE_KINDS.map((kind) => {
+      const role = quoteIdent(roleName(schema, kind));
+      return `CREATE ROLE ${role} NOLOGIN;${' '.repeat(width - role.length)} -- ${ROLE_GRANTS[kind].summary}`;
+    }),
+    '-- Then give each to the login roles that need it, e.g.:',
+    ...ROLE_KINDS.map((kind) => `-- GRANT ${quoteIdent(roleName(schema, kind))} TO ${EXAMPLE_LOGIN[kind]};`),
+  ].join('\n');
 }

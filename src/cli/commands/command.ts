@@ -11,10 +11,10 @@ export interface CommandFlags {
   olderThan?: string;
 }
 
-/** What a prepared command runs with: a client, the engine's typed SQL calls, and output. */
-export interface CommandContext {
-  stepping: Stepping;
-  engine: Engine;
+/** Output, and the schema named on the command line: what every command runs with. */
+export interface OutputContext {
+  /** The schema (--schema, checked), e.g. `stepping`. */
+  schema: string;
   /** True with --json: print one JSON document instead of text. */
   json: boolean;
   /** Writes text (a line break is added). */
@@ -25,8 +25,14 @@ export interface CommandContext {
   note(text: string): void;
 }
 
-/** A subcommand: validated without a database, then run with one. */
-export interface Command {
+/** What a prepared command that uses the database runs with: a client and the engine's typed SQL calls too. */
+export interface CommandContext extends OutputContext {
+  stepping: Stepping;
+  engine: Engine;
+}
+
+/** What every subcommand declares. */
+export interface CommandShape {
   name: string;
   /** `jobs [--status S] [--limit N]` */
   synopsis: string;
@@ -35,12 +41,27 @@ export interface Command {
   flags: readonly (keyof CommandFlags)[];
   /** Names of its positional arguments (all required). */
   args: readonly string[];
+}
+
+/** A subcommand that works on a database: validated without one, then run with one. */
+export interface Command extends CommandShape {
+  offline?: false;
   /**
    * Checks arguments and flag values (throwing UsageError) and returns the work to do, so
    * a mistyped command line never opens a connection.
    */
   prepare(args: readonly string[], flags: CommandFlags): (ctx: CommandContext) => Promise<void>;
 }
+
+/** A subcommand that needs no database (it only prints): runs without DATABASE_URL. */
+export interface OfflineCommand extends CommandShape {
+  offline: true;
+  /** As Command.prepare; the work gets only output. */
+  prepare(args: readonly string[], flags: CommandFlags): (ctx: OutputContext) => Promise<void>;
+}
+
+/** Any subcommand of `stepping`. */
+export type AnyCommand = Command | OfflineCommand;
 
 const BIGINT_MAX = 2n ** 63n - 1n;
 
