@@ -4,7 +4,7 @@
  * 2 usage.
  */
 import { parseArgs } from 'node:util';
-import { checkSchema, DEFAULT_SCHEMA } from '../config.js';
+import { schemaName, DEFAULT_SCHEMA } from '../config.js';
 import { Engine } from '../db/engine.js';
 import { ConfigError } from '../errors.js';
 import { createStepping, type Stepping } from '../stepping.js';
@@ -159,7 +159,7 @@ export async function runOperatorCli(
       return await many(invocation.databases, invocation.schema, invocation.json, io);
     }
     const output: OutputContext = {
-      schema: checkSchema(invocation.schema),
+      schema: schemaName(invocation.schema),
       json: invocation.json,
       print: (text) => io.stdout(`${text}\n`),
       printJson: (value) => io.stdout(`${jsonForTerminal(value)}\n`),
