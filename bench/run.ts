@@ -93,7 +93,8 @@ async function main(): Promise<void> {
     const used = [...variants, ...(only.has('sweep') ? sweep : [])];
     const ctx = await BenchContext.create(params, factory, used, node, serverCpu, walMeter, log);
     const libraries = [...new Set(variants.map((v) => v.library))] as LibraryName[];
-    for (let rep = 0; rep < params.reps; rep++) {
+    const perRep = [...only].some((name) => name !== 'many-databases');
+    for (let rep = 0; perRep && rep < params.reps; rep++) {
       // Alternate the order, so no configuration always runs on a warmer (or busier) server.
       const flip = <T>(list: readonly T[]): T[] => (rep % 2 === 0 ? [...list] : [...list].reverse());
       log(`repetition ${rep + 1}/${params.reps}`);
@@ -199,9 +200,13 @@ async function main(): Promise<void> {
           chainSteps: params.chainSteps,
         }),
       );
-      if (results.capped.size > 0) {
-        console.log(`\n⏱ stopped after ${params.drainCapMs} ms with jobs left; rate = handler runs / time.`);
-      }
+      console.log(
+        `\nWAL: ${walMeter ? "the run's database's own records (pg_waldump)" : 'server-wide'}` +
+          `${walMeter ? '; † server-wide, when its segments were recycled before they could be decoded' : ''}.` +
+          (results.capped.size > 0
+            ? ` ⏱ stopped after ${params.drainCapMs} ms with jobs left; rate = handler runs / time.`
+            : ''),
+      );
       console.log('');
       console.log(markdownGoals(goalList));
     }

@@ -36,8 +36,8 @@ export class Results {
   readonly failures: string[] = [];
   /** Runs that hit the drain cap, as `figure/variant`. */
   readonly capped = new Set<string>();
-  /** Runs whose WAL could not be decoded per database (server-wide bytes used), as `figure/variant`. */
-  readonly walUndecoded = new Set<string>();
+  /** `figure/variant` whose WAL was decoded once (later repetitions skip the decoding). */
+  readonly walDecoded = new Set<string>();
 
   record(figure: string, who: Who, value: number): void {
     let byWho = this.figures.get(figure);

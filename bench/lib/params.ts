@@ -74,12 +74,12 @@ const common = {
 const FULL: BenchParams = {
   ...common,
   mode: 'full',
-  enqueueSingleJobs: 500,
-  enqueuePerClient: 100,
+  enqueueSingleJobs: 300,
+  enqueuePerClient: 50,
   bulkJobs: 50_000,
-  chainJobs: 4_000,
+  chainJobs: 2_000,
   latencyJobs: 100,
-  drainCapMs: 15_000,
+  drainCapMs: 8_000,
   node: '22',
   sweepJobs: 20_000,
   many: {
@@ -191,8 +191,9 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === '--no-append') params.many.appendTenant = false;
     else if (arg === '--variants') {
       const selector = value(i++, arg);
-      variants = pick(VARIANTS, selector);
+      variants = pick(VARIANTS, selector, false);
       sweep = pick(sweepVariants(), selector, false);
+      if (variants.length + sweep.length === 0) pick(VARIANTS, selector);
     } else if (arg === '--only') {
       const names = value(i++, arg).split(',');
       for (const n of names) {

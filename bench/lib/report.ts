@@ -67,6 +67,13 @@ export function markdownFigures(
   ];
   const s = (figure: string, who: Who) => summarize(results.values(figure, who));
   const capped = (figure: string, who: Who) => (results.capped.has(`${figure}/${who}`) ? ' ⏱' : '');
+  // The database's own WAL when it was decoded; else the server-wide figure, marked †.
+  const wal = (who: Who) => {
+    const own = s('drain.walBytesPerStep', who);
+    if (own.runs.length > 0) return fmt(own.median, 0);
+    const server = s('drain.walServerBytesPerStep', who);
+    return server.runs.length > 0 ? `${fmt(server.median, 0)} †` : '–';
+  };
   for (const v of variants) {
     const w = v.id;
     const updates = s('drain.updatesPerStep', w);
@@ -77,7 +84,7 @@ export function markdownFigures(
         `${fmt(s('drain.percentOfFloor', w).median, 0)} | ` +
         `${cell(s('chain.throughput', w), 0)}${capped('chain', w)} | ` +
         `${fmt(s('latency.p50', w).median, 1)} / ${fmt(s('latency.p99', w).median, 1)} | ` +
-        `${fmt(s('drain.walBytesPerStep', w).median, 0)} | ` +
+        `${wal(w)} | ` +
         `${fmt(updates.median, 2)} (${fmt(hot.median, 0)}%) + ${fmt(deletes.median, 2)} | ` +
         `${fmt(s('drain.statementsPerStep', w).median, 3)} | ` +
         `${fmt(s('drain.transactionsPerStep', w).median, 3)} | ` +
@@ -88,7 +95,7 @@ export function markdownFigures(
   if (floor.runs.length > 0) {
     lines.push(
       `| SQL floor (plain table, SKIP LOCKED claim of 100 + DELETE, 2 connections) | ${cell(floor, 0)} | 100 | | | ` +
-        `${fmt(s('drain.walBytesPerStep', 'floor').median, 0)} | 1 + 1 | ` +
+        `${wal('floor')} | 1 + 1 | ` +
         `${fmt(s('drain.statementsPerStep', 'floor').median, 3)} | ` +
         `${fmt(s('drain.transactionsPerStep', 'floor').median, 3)} | |`,
     );
@@ -166,9 +173,13 @@ export function goals(results: Results): Goal[] {
     x,
     (v) => v >= 3.5,
   );
+  const walOf = (who: Who) => {
+    const own = m('drain.walBytesPerStep', who);
+    return Number.isFinite(own) ? own : m('drain.walServerBytesPerStep', who);
+  };
   add(
     'WAL bytes per drained job: Stepping best ≤ graphile-worker best',
-    ratio(m('drain.walBytesPerStep', 'stepping:best'), m('drain.walBytesPerStep', 'graphile:best')),
+    ratio(walOf('stepping:best'), walOf('graphile:best')),
     x,
     (v) => v <= 1,
   );
@@ -203,7 +214,7 @@ export function markdownSweep(results: Results, variants: readonly Variant[]): s
     const s = (f: string) => summarize(results.values(`sweep.${f}`, v.id));
     lines.push(
       `| ${v.id} | \`${v.settings}\` | ${cell(s('throughput'), 0)}${results.capped.has(`sweep/${v.id}`) ? ' ⏱' : ''} | ` +
-        `${fmt(s('walBytesPerStep').median, 0)} | ${fmt(s('statementsPerStep').median, 3)} | ` +
+        `${fmt(s('walBytesPerStep').runs.length ? s('walBytesPerStep').median : s('walServerBytesPerStep').median, 0)}${s('walBytesPerStep').runs.length ? '' : ' †'} | ${fmt(s('statementsPerStep').median, 3)} | ` +
         `${fmt(s('transactionsPerStep').median, 3)} |`,
     );
   }

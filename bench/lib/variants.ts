@@ -117,7 +117,7 @@ export function pgbossVariant(id: string, tuning: Variant['tuning'], options: Pg
  */
 export const VARIANTS: readonly Variant[] = [
   steppingVariant('stepping:default', 'default', {}),
-  steppingVariant('stepping:best', 'best', { concurrency: 100, batchSize: 100 }),
+  steppingVariant('stepping:best', 'best', { concurrency: 100, batchSize: 100, poolSize: 20 }),
   graphileVariant('graphile:default', 'default', { concurrency: 24 }),
   // graphile-worker's performance page: concurrency 24, pool 25, localQueue 500, batch delays 0.
   graphileVariant('graphile:best', 'best', {

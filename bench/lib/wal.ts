@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import pg from 'pg';
 import { queryOnce } from './db.js';
 
 /** One kind of record (`rmgr/OP`), with its count and bytes. */
@@ -37,6 +38,9 @@ const REL = / rel \d+\/(\d+)\/\d+/g;
 
 /** Decodes WAL of a local server with pg_waldump; null when that is not possible. */
 export class WalMeter {
+  /** Why the last decode returned null (for the log). */
+  lastError = '';
+
   private constructor(
     private readonly waldump: string,
     private readonly walDir: string,
@@ -105,8 +109,10 @@ export class WalMeter {
       else child.once('exit', resolve);
     });
     // pg_waldump exits non-zero when a segment was already recycled: no attribution then.
-    if (code !== 0 && records === 0) return null;
-    if (code !== 0 && /could not find file|could not open file/.test(stderr)) return null;
+    if (code !== 0 && (records === 0 || /could not find file|could not open file/.test(stderr))) {
+      this.lastError = stderr.trim().split('\n').pop() ?? `pg_waldump exited ${code}`;
+      return null;
+    }
     return { bytes, records, fpiBytes, kinds: [...kinds.values()].sort((a, b) => b.bytes - a.bytes) };
   }
 }
@@ -139,11 +145,33 @@ export async function databaseOid(url: string): Promise<number> {
 export interface WalMark {
   lsn: string;
   oid: number;
+  /** The session holding a temporary replication slot that keeps the interval's WAL; null without one. */
+  slot: pg.Client | null;
 }
 
-/** Marks the start of an interval for the database at `url`. */
-export async function walMark(url: string): Promise<WalMark> {
-  return { lsn: await currentLsn(url), oid: await databaseOid(url) };
+let slots = 0;
+
+/**
+ * Marks the start of an interval for the database at `url`. With a meter, a temporary
+ * physical replication slot (dropped by the server when its session ends, so a crashed
+ * benchmark leaves nothing behind) keeps the interval's WAL segments from being recycled
+ * by the checkpoints of other sessions on a shared server until they are decoded.
+ */
+export async function walMark(url: string, meter: WalMeter | null): Promise<WalMark> {
+  let slot: pg.Client | null = null;
+  if (meter) {
+    slot = new pg.Client({ connectionString: url });
+    try {
+      await slot.connect();
+      await slot.query('SELECT pg_create_physical_replication_slot($1, true, true)', [
+        `bench_wal_${process.pid}_${++slots}`,
+      ]);
+    } catch {
+      await slot.end().catch(() => {});
+      slot = null;
+    }
+  }
+  return { lsn: await currentLsn(url), oid: await databaseOid(url), slot };
 }
 
 /** WAL since `mark`: server-wide bytes, and the database's own records when they can be decoded. */
@@ -152,7 +180,11 @@ export async function walSince(
   url: string,
   mark: WalMark,
 ): Promise<{ serverBytes: number; own: OwnWal | null }> {
-  const end = await currentLsn(url);
-  const own = meter ? await meter.own(mark.oid, mark.lsn, end).catch(() => null) : null;
-  return { serverBytes: lsnDiff(mark.lsn, end), own };
+  try {
+    const end = await currentLsn(url);
+    const own = meter ? await meter.own(mark.oid, mark.lsn, end).catch(() => null) : null;
+    return { serverBytes: lsnDiff(mark.lsn, end), own };
+  } finally {
+    await mark.slot?.end().catch(() => {});
+  }
 }
