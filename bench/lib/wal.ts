@@ -78,15 +78,25 @@ export class WalMeter {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1000)));
     const lines = createInterface({ input: child.stdout });
+    const marker = `/${db}/`;
     for await (const line of lines) {
+      // Most lines of a shared server are other databases': skip them before the regex.
+      const mentions = line.includes(marker);
+      if (!mentions) {
+        const at = line.indexOf(', tx:');
+        const tx = at < 0 ? '' : line.slice(at + 5, line.indexOf(',', at + 5)).trim();
+        if (tx === '0' || !ours.has(tx)) continue;
+      }
       const m = LINE.exec(line);
       if (!m) continue;
       const [, rmgr, rec, tot, tx, op, rest] = m;
       let mine = false;
-      for (const r of rest!.matchAll(REL)) {
-        if (r[1] === db) {
-          mine = true;
-          break;
+      if (mentions) {
+        for (const r of rest!.matchAll(REL)) {
+          if (r[1] === db) {
+            mine = true;
+            break;
+          }
         }
       }
       if (mine && tx !== '0') ours.add(tx!);
