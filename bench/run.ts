@@ -174,7 +174,14 @@ async function main(): Promise<void> {
       manyDatabases,
       failures: results.failures,
     };
-    const target = out ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
+    // A quick run (CI's smoke run) must not overwrite the full run the README quotes.
+    const target =
+      out ??
+      path.join(
+        path.dirname(fileURLToPath(import.meta.url)),
+        'results',
+        params.mode === 'quick' ? 'quick.tmp.json' : 'latest.json',
+      );
     await mkdir(path.dirname(target), { recursive: true });
     await writeFile(target, `${JSON.stringify(document, null, 2)}\n`);
 
@@ -201,8 +208,8 @@ async function main(): Promise<void> {
         }),
       );
       console.log(
-        `\nWAL: ${walMeter ? "the run's database's own records (pg_waldump)" : 'server-wide'}` +
-          `${walMeter ? '; † server-wide, when its segments were recycled before they could be decoded' : ''}.` +
+        "\nWAL: the run's database's own records, decoded with pg_waldump; † the server-wide " +
+          'pg_current_wal_lsn() difference instead (no pg_waldump for this server, or its WAL was recycled).' +
           (results.capped.size > 0
             ? ` ⏱ stopped after ${params.drainCapMs} ms with jobs left; rate = handler runs / time.`
             : ''),

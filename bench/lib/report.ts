@@ -236,6 +236,8 @@ export interface Profile {
     hotPercent: number;
     deletedPerStep: number;
   }[];
+  /** The database's own WAL by record kind, per step (from the decoded repetition). */
+  wal: { kind: string; recordsPerStep: number; bytesPerStep: number; fpiBytesPerStep: number }[];
 }
 
 /** Aggregates the profile samples of each (scenario, variant). */
@@ -275,6 +277,7 @@ export function profiles(samples: ProfileSample[]): Profile[] {
         tables.set(t.table, e);
       }
     }
+    const decoded = group.find((s) => s.walKinds.length > 0);
     const totalCount = [...stmts.values()].reduce((a, e) => a + e.count, 0);
     const totalMs = [...stmts.values()].reduce((a, e) => a + e.ms, 0);
     out.push({
@@ -307,6 +310,12 @@ export function profiles(samples: ProfileSample[]): Profile[] {
           hotPercent: e.upd ? (e.hot / e.upd) * 100 : 0,
           deletedPerStep: e.del / steps,
         })),
+      wal: (decoded?.walKinds ?? []).map((k) => ({
+        kind: k.kind,
+        recordsPerStep: k.records / decoded!.steps,
+        bytesPerStep: k.bytes / decoded!.steps,
+        fpiBytesPerStep: k.fpiBytes / decoded!.steps,
+      })),
     });
   }
   return out;
@@ -324,6 +333,18 @@ export function markdownProfiles(list: Profile[]): string {
       parts.push(
         `| \`${s.text.slice(0, 90).replace(/\|/g, '\\|')}\` | ${s.perStep.toFixed(3)} | ${s.meanMs.toFixed(2)} |`,
       );
+    }
+    if (p.wal.length > 0) {
+      parts.push(
+        '',
+        '| WAL record (own database) | records/job | bytes/job | of which full-page images |',
+        '|---|---:|---:|---:|',
+      );
+      for (const k of p.wal.slice(0, 6)) {
+        parts.push(
+          `| ${k.kind} | ${k.recordsPerStep.toFixed(2)} | ${k.bytesPerStep.toFixed(0)} | ${k.fpiBytesPerStep.toFixed(0)} |`,
+        );
+      }
     }
     if (p.tables.length > 0) {
       parts.push(
