@@ -36,6 +36,61 @@ const LINE =
   /^rmgr: (\S+)\s+len \(rec\/tot\):\s*(\d+)\/\s*(\d+), tx:\s*(\d+), lsn: \S+, prev \S+, desc: (\S+)(.*)$/;
 const REL = / rel \d+\/(\d+)\/\d+/g;
 
+/**
+ * Sums the records of `pg_waldump` output lines that belong to database `dbOid`: those
+ * whose block references name a relation of it, and the later records (commits) of
+ * transactions that wrote such a record. Server records (checkpoints, running
+ * transactions) and other databases' records are left out.
+ */
+export async function attributeWal(
+  lines: AsyncIterable<string> | Iterable<string>,
+  dbOid: number,
+): Promise<OwnWal> {
+  const ours = new Set<string>();
+  const kinds = new Map<string, WalKind>();
+  let bytes = 0;
+  let records = 0;
+  let fpiBytes = 0;
+  const db = String(dbOid);
+  const marker = `/${db}/`;
+  for await (const line of lines) {
+    // Most lines of a shared server are other databases': skip them before the regex.
+    const mentions = line.includes(marker);
+    if (!mentions) {
+      const at = line.indexOf(', tx:');
+      const tx = at < 0 ? '' : line.slice(at + 5, line.indexOf(',', at + 5)).trim();
+      if (tx === '0' || !ours.has(tx)) continue;
+    }
+    const m = LINE.exec(line);
+    if (!m) continue;
+    const [, rmgr, rec, tot, tx, op, rest] = m;
+    let mine = false;
+    if (mentions) {
+      for (const r of rest!.matchAll(REL)) {
+        if (r[1] === db) {
+          mine = true;
+          break;
+        }
+      }
+    }
+    if (mine && tx !== '0') ours.add(tx!);
+    else if (!mine && tx !== '0' && ours.has(tx!)) mine = true;
+    if (!mine) continue;
+    const total = Number(tot);
+    const fpi = Math.max(0, total - Number(rec));
+    bytes += total;
+    records += 1;
+    fpiBytes += fpi;
+    const kind = `${rmgr}/${op}`;
+    const k = kinds.get(kind) ?? { kind, records: 0, bytes: 0, fpiBytes: 0 };
+    k.records += 1;
+    k.bytes += total;
+    k.fpiBytes += fpi;
+    kinds.set(kind, k);
+  }
+  return { bytes, records, fpiBytes, kinds: [...kinds.values()].sort((a, b) => b.bytes - a.bytes) };
+}
+
 /** Decodes WAL of a local server with pg_waldump; null when that is not possible. */
 export class WalMeter {
   /** Why the last decode returned null (for the log). */
@@ -69,61 +124,19 @@ export class WalMeter {
     const child = spawn(this.waldump, ['-p', this.walDir, '-s', startLsn, '-e', endLsn], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const ours = new Set<string>();
-    const kinds = new Map<string, WalKind>();
-    let bytes = 0;
-    let records = 0;
-    let fpiBytes = 0;
-    const db = String(dbOid);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1000)));
-    const lines = createInterface({ input: child.stdout });
-    const marker = `/${db}/`;
-    for await (const line of lines) {
-      // Most lines of a shared server are other databases': skip them before the regex.
-      const mentions = line.includes(marker);
-      if (!mentions) {
-        const at = line.indexOf(', tx:');
-        const tx = at < 0 ? '' : line.slice(at + 5, line.indexOf(',', at + 5)).trim();
-        if (tx === '0' || !ours.has(tx)) continue;
-      }
-      const m = LINE.exec(line);
-      if (!m) continue;
-      const [, rmgr, rec, tot, tx, op, rest] = m;
-      let mine = false;
-      if (mentions) {
-        for (const r of rest!.matchAll(REL)) {
-          if (r[1] === db) {
-            mine = true;
-            break;
-          }
-        }
-      }
-      if (mine && tx !== '0') ours.add(tx!);
-      else if (!mine && tx !== '0' && ours.has(tx!)) mine = true;
-      if (!mine) continue;
-      const total = Number(tot);
-      const fpi = Math.max(0, total - Number(rec));
-      bytes += total;
-      records += 1;
-      fpiBytes += fpi;
-      const kind = `${rmgr}/${op}`;
-      const k = kinds.get(kind) ?? { kind, records: 0, bytes: 0, fpiBytes: 0 };
-      k.records += 1;
-      k.bytes += total;
-      k.fpiBytes += fpi;
-      kinds.set(kind, k);
-    }
+    const own = await attributeWal(createInterface({ input: child.stdout }), dbOid);
     const code = await new Promise<number | null>((resolve) => {
       if (child.exitCode !== null) resolve(child.exitCode);
       else child.once('exit', resolve);
     });
     // pg_waldump exits non-zero when a segment was already recycled: no attribution then.
-    if (code !== 0 && (records === 0 || /could not find file|could not open file/.test(stderr))) {
+    if (code !== 0 && (own.records === 0 || /could not find file|could not open file/.test(stderr))) {
       this.lastError = stderr.trim().split('\n').pop() ?? `pg_waldump exited ${code}`;
       return null;
     }
-    return { bytes, records, fpiBytes, kinds: [...kinds.values()].sort((a, b) => b.bytes - a.bytes) };
+    return own;
   }
 }
 
