@@ -30,8 +30,12 @@ export class WorkerChild {
   private readonly resultD = deferred<ChildResult>();
   private onHit: (seq: number, t: number) => void = () => {};
 
-  private constructor(readonly library: LibraryName) {
+  private constructor(
+    readonly library: LibraryName,
+    nodePath: string,
+  ) {
     this.child = fork(CHILD_ENTRY, [library], {
+      execPath: nodePath,
       execArgv: ['--import', 'tsx', '--expose-gc'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -53,17 +57,17 @@ export class WorkerChild {
     );
   }
 
-  /** Forks a child and lets it load `library`; resolves when it is ready for run(). */
-  static async boot(library: LibraryName): Promise<WorkerChild> {
-    const child = new WorkerChild(library);
+  /** Forks a child on `nodePath` and lets it load `library`; resolves when it is ready for run(). */
+  static async boot(library: LibraryName, nodePath: string): Promise<WorkerChild> {
+    const child = new WorkerChild(library, nodePath);
     await child.ready.promise;
     return child;
   }
 
   /** Starts the run; `onHit` receives handler starts (latency mode). */
   run(spec: ChildSpec, onHit: (seq: number, t: number) => void = () => {}): void {
-    if (spec.library !== this.library)
-      throw new Error(`this child loaded ${this.library}, not ${spec.library}`);
+    if (spec.variant.library !== this.library)
+      throw new Error(`this child loaded ${this.library}, not ${spec.variant.library}`);
     this.onHit = onHit;
     this.send({ type: 'spec', spec });
   }
@@ -109,9 +113,10 @@ export class WorkerChild {
 /** Boots a child for `library` now (so it loads while `fn` prepares), and closes it afterwards. */
 export async function withWorkerChild<T>(
   library: LibraryName,
+  nodePath: string,
   fn: (child: Promise<WorkerChild>) => Promise<T>,
 ): Promise<T> {
-  const booting = WorkerChild.boot(library);
+  const booting = WorkerChild.boot(library, nodePath);
   booting.catch(() => {});
   try {
     return await fn(booting);

@@ -39,20 +39,45 @@ export class DatabaseFactory {
     return withDatabase(this.serverUrl, database);
   }
 
-  /** Creates a database (optionally a copy of `template`) and returns its name. */
-  async create(label: string, template?: string): Promise<string> {
+  /**
+   * Creates a database (optionally a copy of `template`) and returns its name. `strategy`
+   * (PostgreSQL 15+) picks how a template is copied; `trackFunctions` turns on
+   * per-function statistics for the profile.
+   */
+  async create(
+    label: string,
+    template?: string,
+    options: { strategy?: 'WAL_LOG' | 'FILE_COPY'; trackFunctions?: boolean } = {},
+  ): Promise<string> {
     const name = `${this.prefix}_${label}_${++this.counter}`;
+    const strategy =
+      template && options.strategy && (await this.serverVersionNum()) >= 150000
+        ? ` STRATEGY ${options.strategy}`
+        : '';
     await queryOnce(
       this.serverUrl,
-      `CREATE DATABASE ${ident(name)}${template ? ` TEMPLATE ${ident(template)}` : ''}`,
+      `CREATE DATABASE ${ident(name)}${template ? ` TEMPLATE ${ident(template)}${strategy}` : ''}`,
     );
     this.created.add(name);
-    // Per-function call counts and times (pg_stat_user_functions) for the profile; needs
-    // superuser, so a server reached through DATABASE_URL may refuse it (then: no profile).
-    await queryOnce(this.serverUrl, `ALTER DATABASE ${ident(name)} SET track_functions = 'all'`).catch(
-      () => {},
-    );
+    if (options.trackFunctions ?? true) {
+      // Per-function call counts and times (pg_stat_user_functions) for the profile; needs
+      // superuser, so a server reached through DATABASE_URL may refuse it (then: no profile).
+      await queryOnce(this.serverUrl, `ALTER DATABASE ${ident(name)} SET track_functions = 'all'`).catch(
+        () => {},
+      );
+    }
     return name;
+  }
+
+  private versionNum: number | null = null;
+
+  /** server_version_num of the server. */
+  async serverVersionNum(): Promise<number> {
+    if (this.versionNum === null) {
+      const [row] = await queryOnce<{ v: string }>(this.serverUrl, 'SHOW server_version_num');
+      this.versionNum = Number(row?.v ?? 0);
+    }
+    return this.versionNum;
   }
 
   /** Drops a database made by create(), closing its remaining connections. */
@@ -61,9 +86,14 @@ export class DatabaseFactory {
     this.created.delete(name);
   }
 
-  /** Drops every database this factory made and has not dropped yet. */
+  /** Drops every database this factory made and has not dropped yet, four at a time. */
   async dropAll(): Promise<void> {
-    for (const name of [...this.created]) await this.drop(name).catch(() => {});
+    const names = [...this.created];
+    let next = 0;
+    const lane = async () => {
+      while (next < names.length) await this.drop(names[next++]!).catch(() => {});
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
   }
 }
 
@@ -136,8 +166,26 @@ export async function serverFacts(url: string): Promise<Record<string, string>> 
   const rows = await queryOnce<{ name: string; setting: string }>(
     url,
     `SELECT name, setting FROM pg_settings
-     WHERE name IN ('server_version', 'fsync', 'synchronous_commit', 'shared_buffers', 'max_connections',
-                    'shared_preload_libraries', 'wal_level')`,
+     WHERE name IN ('server_version', 'fsync', 'synchronous_commit', 'full_page_writes', 'wal_compression',
+                    'shared_buffers', 'max_connections', 'shared_preload_libraries', 'wal_level',
+                    'autovacuum', 'checkpoint_timeout', 'max_wal_size')`,
   );
   return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+}
+
+/** Per-table differences of two tableStats() readings (tables only in `after` count from zero). */
+export function tableStatsDelta(before: TableStats[], after: TableStats[]): TableStats[] {
+  const old = new Map(before.map((t) => [t.table, t]));
+  return after.map((t) => {
+    const b = old.get(t.table);
+    return {
+      table: t.table,
+      inserted: t.inserted - (b?.inserted ?? 0),
+      updated: t.updated - (b?.updated ?? 0),
+      hotUpdated: t.hotUpdated - (b?.hotUpdated ?? 0),
+      deleted: t.deleted - (b?.deleted ?? 0),
+      seqScans: t.seqScans - (b?.seqScans ?? 0),
+      indexScans: t.indexScans - (b?.indexScans ?? 0),
+    };
+  });
 }

@@ -3,47 +3,58 @@
  * command-line parsing. Every figure in the report is produced with these values, and
  * they are written into results/latest.json.
  */
+import { VARIANTS, sweepVariants, type Variant } from './variants.js';
 
-/** Settings of graphile-worker's batching (preset.worker.*) used in every worker scenario. */
-export interface GraphileBatching {
-  /** preset.worker.localQueue.size: jobs fetched and locked per fetch. */
-  localQueueSize: number;
-  /** preset.worker.completeJobBatchDelay (ms; -1 disables). */
-  completeJobBatchDelay: number;
-  /** preset.worker.failJobBatchDelay (ms; -1 disables). */
-  failJobBatchDelay: number;
+/** The many-databases scenario (Stepping only), issue 17's setup. */
+export interface ManyParams {
+  /** Tenant databases, each made from one migrated template. */
+  databases: number;
+  /** Queued one-step jobs of the hot tenant (database 0). */
+  hotJobs: number;
+  /** Queued one-step jobs of every other tenant. */
+  quietJobs: number;
+  /** stepping-worker --max-connections and --concurrency. */
+  maxConnections: number;
+  concurrency: number;
+  /** Seconds the drained worker is watched idle (CPU, transactions/s, new connections/s). */
+  idleSeconds: number;
+  /** Also time a tenant appended to the databases file until its job is done (the file is re-read every 30 s). */
+  appendTenant: boolean;
 }
 
 /** Everything that sizes a run. */
 export interface BenchParams {
   mode: 'quick' | 'full';
   reps: number;
-  /** Scenario 1: jobs enqueued by the single client. */
+  /** Enqueue scenario: jobs enqueued by one client, concurrent clients and jobs each. */
   enqueueSingleJobs: number;
-  /** Scenario 1: concurrent clients, and jobs each of them enqueues. */
   enqueueClients: number;
   enqueuePerClient: number;
-  /** Scenarios 2 and 3: jobs bulk-enqueued, then drained. */
+  /** Drain scenario: one-step jobs bulk-enqueued, then drained; rows per batch call. */
   bulkJobs: number;
   bulkChunk: number;
-  /** Scenario 4: jobs of chainSteps steps each. */
+  /** Chain scenario: jobs of chainSteps steps each. */
   chainJobs: number;
   chainSteps: number;
-  /** Scenario 5: jobs enqueued one by one, latencyGapMs apart, to an idle worker. */
+  /** Latency scenario: jobs enqueued one per transaction, latencyGapMs apart, to an idle worker. */
   latencyJobs: number;
   latencyGapMs: number;
-  /** Worker settings shared by both libraries. */
-  concurrency: number;
-  poolSize: number;
-  pollIntervalMs: number;
-  graphile: GraphileBatching;
-  /** Scenario 6: connections running claim/delete loops, and rows claimed per statement. */
+  /** SQL floor: connections running claim/delete loops, and rows claimed per statement. */
   floorConnections: number;
   floorBatch: number;
-  /** A drain that takes longer than this is reported as failed. */
+  /** A drain still running after this many ms stops; its rate is then handler runs / time (marked "capped"). */
+  drainCapMs: number;
+  /** A drain that has not reported after this long is a failure. */
   timeoutMs: number;
-  /** Many databases (Stepping only): queued jobs of the hot tenant (19 quiet ones have 10 each). */
-  manyHotJobs: number;
+  /** ANALYZE after the pre-load (as autovacuum would have); --no-analyze reproduces the old runs. */
+  analyze: boolean;
+  /** Count statements in the worker children; --no-count measures the counter's own cost. */
+  countStatements: boolean;
+  /** Node binary of the worker children: '22' (bench/node22), 'current', or a path. */
+  node: string;
+  /** Sweep scenario: jobs per drain. */
+  sweepJobs: number;
+  many: ManyParams;
 }
 
 const common = {
@@ -51,91 +62,139 @@ const common = {
   enqueueClients: 8,
   bulkChunk: 5000,
   chainSteps: 5,
-  latencyGapMs: 10,
-  concurrency: 24,
-  // Both libraries' default pool size (node-postgres' default of 10).
-  poolSize: 10,
-  pollIntervalMs: 1000,
-  graphile: { localQueueSize: 25, completeJobBatchDelay: 0, failJobBatchDelay: 0 },
-  floorConnections: 10,
-  floorBatch: 24,
+  latencyGapMs: 20,
+  // Issue 11's floor: 2 connections, SKIP LOCKED claims of 100, DELETE.
+  floorConnections: 2,
+  floorBatch: 100,
   timeoutMs: 300_000,
+  analyze: true,
+  countStatements: true,
 } as const;
 
 const FULL: BenchParams = {
   ...common,
-  graphile: { ...common.graphile },
   mode: 'full',
-  enqueueSingleJobs: 1500,
-  enqueuePerClient: 250,
+  enqueueSingleJobs: 200,
+  enqueuePerClient: 40,
   bulkJobs: 50_000,
-  chainJobs: 10_000,
-  latencyJobs: 500,
-  manyHotJobs: 10_000,
+  chainJobs: 1_500,
+  latencyJobs: 60,
+  drainCapMs: 8_000,
+  node: '22',
+  sweepJobs: 20_000,
+  many: {
+    databases: 20,
+    hotJobs: 20_000,
+    quietJobs: 3,
+    maxConnections: 60,
+    concurrency: 24,
+    idleSeconds: 10,
+    appendTenant: true,
+  },
 };
 
 const QUICK: BenchParams = {
   ...common,
-  graphile: { ...common.graphile },
   mode: 'quick',
-  enqueueSingleJobs: 150,
+  reps: 1,
+  enqueueSingleJobs: 100,
   enqueuePerClient: 20,
-  bulkJobs: 3000,
-  chainJobs: 300,
-  latencyJobs: 40,
-  manyHotJobs: 1000,
+  bulkJobs: 2000,
+  chainJobs: 200,
+  latencyJobs: 20,
+  drainCapMs: 4_000,
+  // CI runs this: no 50 MB download, the children run on the Node that runs the benchmark.
+  node: 'current',
+  sweepJobs: 3000,
+  many: {
+    databases: 5,
+    hotJobs: 500,
+    quietJobs: 3,
+    maxConnections: 20,
+    concurrency: 24,
+    idleSeconds: 2,
+    appendTenant: false,
+  },
 };
 
-/** Scenario names accepted by --only. */
-export const SCENARIOS = ['enqueue', 'bulk-drain', 'chain', 'latency', 'floor', 'many-databases'] as const;
+/** Scenario names accepted by --only. `sweep` runs only when asked for. */
+export const SCENARIOS = [
+  'enqueue',
+  'bulk-drain',
+  'chain',
+  'latency',
+  'floor',
+  'many-databases',
+  'sweep',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** Parsed command line. */
 export interface CliOptions {
   params: BenchParams;
   only: Set<ScenarioName>;
-  /** Libraries to run (--libs stepping,graphile; default both). */
-  libraries: ('stepping' | 'graphile')[];
+  /** The configurations of the per-library scenarios. */
+  variants: Variant[];
+  /** The configurations of the sweep. */
+  sweep: Variant[];
   /** Where to write the JSON (default bench/results/latest.json; --out). */
   out: string | null;
 }
 
+/** Picks variants by id (`stepping:best`) or library (`graphile`). */
+function pick(list: readonly Variant[], selector: string, strict = true): Variant[] {
+  const wanted = selector.split(',');
+  const out = list.filter((v) => wanted.includes(v.id) || wanted.includes(v.library));
+  if (out.length === 0 && strict) {
+    throw new Error(`--variants ${selector}: none of ${list.map((v) => v.id).join(', ')}`);
+  }
+  return out;
+}
+
 /**
- * Parses `--quick`, `--reps N`, `--only a,b`, `--libs a,b`, `--out FILE`, and for trying
- * settings `--bulk-jobs N`, `--graphile-local-queue N`, `--graphile-complete-delay N`.
+ * Parses `--quick`, `--reps N`, `--only a,b`, `--variants a,b` (ids or library names),
+ * `--out FILE`, `--node 22|current|PATH`, `--no-analyze`, `--no-count`, `--bulk-jobs N`,
+ * `--cap-ms N`, and for many-databases `--databases N`, `--hot-jobs N`, `--no-append`.
  */
 export function parseArgs(argv: readonly string[]): CliOptions {
   const quick = argv.includes('--quick');
   const params: BenchParams = structuredClone(quick ? QUICK : FULL);
-  let only = new Set<ScenarioName>(SCENARIOS);
+  let only = new Set<ScenarioName>(SCENARIOS.filter((s) => s !== 'sweep'));
   let out: string | null = null;
-  let libraries: CliOptions['libraries'] = ['stepping', 'graphile'];
+  // Quick mode (CI): every library at its best, and Stepping at its defaults.
+  let variants = quick
+    ? VARIANTS.filter((v) => v.tuning === 'best' || v.library === 'stepping')
+    : [...VARIANTS];
+  let sweep = sweepVariants();
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const int = (i: number, flag: string): number => {
+  const int = (i: number, flag: string, min = 1): number => {
     const n = Number(value(i, flag));
-    if (!Number.isInteger(n)) throw new Error(`${flag} needs an integer`);
+    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer >= ${min}`);
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--quick' || arg === '--') continue;
-    if (arg === '--reps') params.reps = Math.max(1, int(i++, arg));
+    if (arg === '--reps') params.reps = int(i++, arg);
     else if (arg === '--out') out = value(i++, arg);
-    else if (arg === '--bulk-jobs') params.bulkJobs = int(i++, arg);
-    else if (arg === '--libs') {
-      libraries = value(i++, arg)
-        .split(',')
-        .map((l) => {
-          if (l !== 'stepping' && l !== 'graphile') throw new Error(`unknown library ${l}`);
-          return l;
-        });
-    } else if (arg === '--graphile-local-queue') params.graphile.localQueueSize = int(i++, arg);
-    else if (arg === '--graphile-complete-delay') params.graphile.completeJobBatchDelay = int(i++, arg);
-    else if (arg === '--only') {
+    else if (arg === '--bulk-jobs') params.bulkJobs = params.sweepJobs = int(i++, arg);
+    else if (arg === '--cap-ms') params.drainCapMs = int(i++, arg);
+    else if (arg === '--node') params.node = value(i++, arg);
+    else if (arg === '--no-analyze') params.analyze = false;
+    else if (arg === '--no-count') params.countStatements = false;
+    else if (arg === '--databases') params.many.databases = int(i++, arg, 2);
+    else if (arg === '--hot-jobs') params.many.hotJobs = int(i++, arg);
+    else if (arg === '--no-append') params.many.appendTenant = false;
+    else if (arg === '--variants') {
+      const selector = value(i++, arg);
+      variants = pick(VARIANTS, selector, false);
+      sweep = pick(sweepVariants(), selector, false);
+      if (variants.length + sweep.length === 0) pick(VARIANTS, selector);
+    } else if (arg === '--only') {
       const names = value(i++, arg).split(',');
       for (const n of names) {
         if (!(SCENARIOS as readonly string[]).includes(n)) {
@@ -145,5 +204,5 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       only = new Set(names as ScenarioName[]);
     } else throw new Error(`unknown argument ${arg}`);
   }
-  return { params, only, libraries, out };
+  return { params, only, variants, sweep, out };
 }

@@ -1,24 +1,24 @@
 /**
  * Messages between the benchmark (parent) and a worker child process. The worker runs in
- * its own process so that its RSS and CPU are the worker's alone.
+ * its own process so that its RSS and CPU are the worker's alone, and on the Node binary
+ * the run chose (the same for every library).
  */
-import type { GraphileBatching } from './params.js';
 import type { StatementStat } from './query-counter.js';
+import type { Variant } from './variants.js';
 
-/** The two libraries compared. */
-export type LibraryName = 'stepping' | 'graphile';
+export type { LibraryName } from './variants.js';
 
 /** What a child runs. */
 export interface ChildSpec {
-  library: LibraryName;
+  variant: Variant;
   connectionString: string;
-  /** drain: run until `expectFinals` jobs finished and the database agrees; latency: run until told to stop. */
+  /** drain: run until `expectFinals` jobs finished and the database agrees (or capMs passed); latency: until told to stop. */
   mode: 'drain' | 'latency';
   expectFinals: number;
-  concurrency: number;
-  poolSize: number;
-  pollIntervalMs: number;
-  graphile: GraphileBatching;
+  /** Drain mode: stop after this many ms even if jobs are left (the rate is then handler runs / time). */
+  capMs: number;
+  /** Count statements in the driver (pg.Client.prototype.query); off only to measure the counter's own cost. */
+  countStatements: boolean;
   timeoutMs: number;
 }
 
@@ -27,12 +27,14 @@ export type ToChild = { type: 'spec'; spec: ChildSpec } | { type: 'stop' };
 
 /** What a child measured. */
 export interface ChildResult {
-  /** Worker start() call until it resolved. */
+  /** The call that starts consuming (createWorker+start, run(), work()) until it resolved. */
   startMs: number;
-  /** Worker start() call until the last job's final handler returned. */
+  /** From that call until the last job's final handler returned. */
   handlersDoneMs: number;
-  /** Worker start() call until the database showed no unfinished job (drain) or until stop (latency). */
+  /** From that call until the database showed no unfinished job (drain), the cap, or stop (latency). */
   elapsedMs: number;
+  /** True when the drain stopped at capMs with jobs left. */
+  capped: boolean;
   /** Handler invocations. */
   handlerRuns: number;
   /** RSS after imports, before the library's pool and worker were made. */
@@ -44,9 +46,11 @@ export interface ChildResult {
   /** process.cpuUsage() over the run. */
   cpuUserMs: number;
   cpuSystemMs: number;
-  /** Statements the library sent through its pool during the run (not the LISTEN-only connection of Stepping). */
+  /** Statements the library sent on every connection it opened (LISTEN connections included). */
   statements: number;
   statementsByText: StatementStat[];
+  /** The Node.js version the child ran on. */
+  node: string;
 }
 
 /** Child to parent. */

@@ -1,9 +1,12 @@
 /**
- * Counts the SQL statements a library sends, in the driver: every client a counted pool
- * connects has its query() wrapped, so each call (including BEGIN/COMMIT, prepared
- * statements and LISTEN) is counted once, grouped by its text, with the round-trip time
- * seen by the client. pg_stat_statements is not loaded on the embedded server, so this
- * is the method the report uses for "statements per step".
+ * Counts the SQL statements a library sends, in the driver: pg.Client.prototype.query is
+ * wrapped once in the worker child, so every call on every connection any library opens
+ * (its own pools, LISTEN connections, BEGIN/COMMIT, prepared statements) is counted the
+ * same way, grouped by text, with the round-trip time seen by the client. The libraries
+ * keep their own pools, made from the connection string as a user's would be.
+ * pg_stat_statements is not loaded on the servers the benchmark uses, so this is the
+ * method behind "statements per job". Its cost was measured (docs/benchmarks.md): within
+ * run-to-run noise.
  */
 import pg from 'pg';
 
@@ -16,15 +19,25 @@ export interface StatementStat {
   totalMs: number;
 }
 
-/** Accumulates statement counts over every client of the pools it instruments. */
+type QueryFn = (...args: unknown[]) => unknown;
+
+/** Accumulates statement counts over every pg.Client of the process. */
 export class QueryCounter {
   private readonly byText = new Map<string, StatementStat>();
+  private readonly ignored = new WeakSet<object>();
   total = 0;
+  private original: QueryFn | null = null;
 
-  /** Wraps `client.query` so every call is counted. */
-  instrument(client: pg.Client | pg.PoolClient): void {
-    const original = client.query.bind(client) as (...args: unknown[]) => unknown;
-    const wrapped = (...args: unknown[]): unknown => {
+  /** Wraps pg.Client.prototype.query; every client made afterwards or before is counted. */
+  install(): void {
+    if (this.original) return;
+    const proto = pg.Client.prototype as unknown as { query: QueryFn };
+    const original = proto.query;
+    this.original = original;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const counter = this;
+    proto.query = function (this: object, ...args: unknown[]): unknown {
+      if (counter.ignored.has(this)) return original.apply(this, args);
       const first = args[0];
       const raw =
         typeof first === 'string'
@@ -32,9 +45,9 @@ export class QueryCounter {
           : typeof first === 'object' && first !== null && 'text' in first
             ? String((first as { text: unknown }).text)
             : '?';
-      const stat = this.statFor(raw);
+      const stat = counter.statFor(raw);
       stat.count += 1;
-      this.total += 1;
+      counter.total += 1;
       const started = performance.now();
       const done = () => {
         stat.totalMs += performance.now() - started;
@@ -45,14 +58,18 @@ export class QueryCounter {
       if (typeof callback === 'function') {
         args[last] = (...cbArgs: unknown[]) => {
           done();
-          return (callback as (...a: unknown[]) => unknown)(...cbArgs);
+          return (callback as QueryFn)(...cbArgs);
         };
       }
-      const result = original(...args);
+      const result = original.apply(this, args);
       if (result instanceof Promise) result.then(done, done);
       return result;
     };
-    (client as unknown as { query: unknown }).query = wrapped;
+  }
+
+  /** Leaves this client's statements uncounted (the benchmark's own probe). */
+  ignore(client: pg.Client): void {
+    this.ignored.add(client);
   }
 
   private statFor(raw: string): StatementStat {
@@ -65,17 +82,14 @@ export class QueryCounter {
     return stat;
   }
 
+  /** Forgets what was counted so far (statements of start-up). */
+  reset(): void {
+    this.byText.clear();
+    this.total = 0;
+  }
+
   /** Every statement text seen, most frequent first. */
   snapshot(): StatementStat[] {
     return [...this.byText.values()].map((s) => ({ ...s })).sort((a, b) => b.count - a.count);
   }
-}
-
-/** A pg Pool whose clients are counted by `counter`. */
-export function countingPool(config: pg.PoolConfig, counter: QueryCounter): pg.Pool {
-  const pool = new pg.Pool(config);
-  pool.on('connect', (client) => counter.instrument(client));
-  // A benchmark pool's idle-client errors are reported, not fatal.
-  pool.on('error', (error) => console.error(`bench pool: ${error.message}`));
-  return pool;
 }

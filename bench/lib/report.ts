@@ -1,158 +1,28 @@
 /**
- * Turns recorded figures into the markdown table (stdout) and the JSON document
- * (results/latest.json): medians with min–max over repetitions, Stepping ÷
- * graphile-worker ratios, targets (reported, not asserted), and a profile of what each
- * library sends to the database per step.
+ * Turns recorded figures into markdown (stdout) and the JSON document
+ * (results/latest.json): per configuration, medians with min–max over repetitions;
+ * the goals of issue 11 as ratios of medians measured in the same run (reported, never
+ * asserted); and a profile of what each configuration sends to the database per step.
  */
 import type { ProfileSample, Results, Who } from './context.js';
-import type { LibraryName } from './protocol.js';
 import { summarize, type Summary } from './stats.js';
+import { LIBRARY_LABEL, type Variant } from './variants.js';
 
-/** One row of the main table. */
-interface RowSpec {
-  label: string;
-  figure: string;
-  unit: string;
-  digits: number;
-  /** Target on Stepping's figure or on the ratio, reported as met or not. */
-  target?: { text: string; met: (stepping: number, ratio: number) => boolean };
-}
+const fmt = (v: number, digits: number): string =>
+  Number.isFinite(v)
+    ? v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : '–';
 
-/** A rendered row, as stored in the JSON. */
-export interface TableRow {
-  label: string;
-  unit: string;
-  stepping: Summary;
-  graphile: Summary;
-  ratio: number;
-  target: string | null;
-  met: boolean | null;
-  digits: number;
-}
-
-function rowSpecs(jobsLabel: { bulk: number; chain: number; chainSteps: number }): RowSpec[] {
-  const atLeast = (x: number) => ({ text: `≥ ${x}×`, met: (_: number, r: number) => r >= x });
-  const atMost = (x: number) => ({ text: `≤ ${x}×`, met: (_: number, r: number) => r <= x });
-  const n = (v: number) => v.toLocaleString('en-US');
-  return [
-    {
-      label: 'Enqueue, 1 job/tx, 1 client',
-      figure: 'enqueue.single',
-      unit: 'jobs/s',
-      digits: 0,
-      target: atLeast(1),
-    },
-    {
-      label: 'Enqueue, 1 job/tx, 8 clients',
-      figure: 'enqueue.concurrent',
-      unit: 'jobs/s',
-      digits: 0,
-      target: atLeast(1),
-    },
-    {
-      label: `Bulk enqueue ${n(jobsLabel.bulk)}`,
-      figure: 'bulk',
-      unit: 'jobs/s',
-      digits: 0,
-      target: atLeast(1),
-    },
-    {
-      label: `Drain ${n(jobsLabel.bulk)} one-step jobs`,
-      figure: 'drain.throughput',
-      unit: 'jobs/s',
-      digits: 0,
-      target: atLeast(1.5),
-    },
-    {
-      label: `Drain ${n(jobsLabel.chain)} ${jobsLabel.chainSteps}-step jobs`,
-      figure: 'chain.throughput',
-      unit: 'steps/s',
-      digits: 0,
-      target: atLeast(2),
-    },
-    { label: 'Latency p50 (idle worker)', figure: 'latency.p50', unit: 'ms', digits: 1, target: atMost(1) },
-    { label: 'Latency p95', figure: 'latency.p95', unit: 'ms', digits: 1 },
-    { label: 'Latency p99', figure: 'latency.p99', unit: 'ms', digits: 1, target: atMost(1) },
-    {
-      label: 'Drain as % of SQL floor',
-      figure: 'drain.percentOfFloor',
-      unit: '%',
-      digits: 0,
-      target: { text: 'Stepping ≥ 50%', met: (s) => s >= 50 },
-    },
-    {
-      label: 'Worker peak RSS, one-step drain',
-      figure: 'drain.hwmMb',
-      unit: 'MB',
-      digits: 0,
-      target: { text: 'Stepping ≤ 150 MB', met: (s) => s <= 150 },
-    },
-    { label: 'Worker peak RSS, multi-step drain', figure: 'chain.hwmMb', unit: 'MB', digits: 0 },
-    { label: 'Statements per step, one-step', figure: 'drain.statementsPerStep', unit: 'stmts', digits: 2 },
-    { label: 'Statements per step, multi-step', figure: 'chain.statementsPerStep', unit: 'stmts', digits: 2 },
-    {
-      label: 'Transactions per step, one-step',
-      figure: 'drain.transactionsPerStep',
-      unit: 'xacts',
-      digits: 2,
-    },
-    {
-      label: 'Transactions per step, multi-step',
-      figure: 'chain.transactionsPerStep',
-      unit: 'xacts',
-      digits: 2,
-    },
-    {
-      label: 'Server CPU per 1k steps, one-step',
-      figure: 'drain.serverCpuMsPer1kSteps',
-      unit: 'ms',
-      digits: 0,
-    },
-    {
-      label: 'Server CPU per 1k steps, multi-step',
-      figure: 'chain.serverCpuMsPer1kSteps',
-      unit: 'ms',
-      digits: 0,
-    },
-    {
-      label: 'Worker CPU per 1k steps, one-step',
-      figure: 'drain.workerCpuMsPer1kSteps',
-      unit: 'ms',
-      digits: 0,
-    },
-    {
-      label: 'Worker CPU per 1k steps, multi-step',
-      figure: 'chain.workerCpuMsPer1kSteps',
-      unit: 'ms',
-      digits: 0,
-    },
-  ];
-}
-
-function fmt(v: number, digits: number): string {
-  if (!Number.isFinite(v)) return '–';
-  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
-function cell(s: Summary, digits: number): string {
+/** `median (min–max)`, or the single value of one repetition. */
+export function cell(s: Summary, digits: number): string {
   if (s.runs.length === 0) return '–';
+  if (s.runs.length === 1) return fmt(s.median, digits);
   return `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
 }
 
-/** Adds derived figures (drain as % of the floor, per repetition). */
-export function deriveFigures(results: Results): void {
-  const floor = results.values('drain.throughput', 'floor');
-  for (const library of ['stepping', 'graphile'] as const) {
-    results.values('drain.throughput', library).forEach((v, i) => {
-      const f = floor[i];
-      if (f !== undefined) results.record('drain.percentOfFloor', library, (v / f) * 100);
-    });
-  }
-}
-
-/** Summaries of every figure, per producer. */
-export function summarizeAll(results: Results): Record<string, Partial<Record<Who, Summary>>> {
-  const out: Record<string, Partial<Record<Who, Summary>>> = {};
+/** Every figure summarised, for the JSON. */
+export function summarizeAll(results: Results): Record<string, Record<Who, Summary>> {
+  const out: Record<string, Record<Who, Summary>> = {};
   for (const [figure, byWho] of results.figures) {
     out[figure] = {};
     for (const [who, values] of byWho) out[figure][who] = summarize(values);
@@ -160,59 +30,203 @@ export function summarizeAll(results: Results): Record<string, Partial<Record<Wh
   return out;
 }
 
-/** The main table's rows. */
-export function tableRows(results: Results, labels: Parameters<typeof rowSpecs>[0]): TableRow[] {
-  return rowSpecs(labels)
-    .filter((spec) => results.figures.has(spec.figure))
-    .map((spec) => {
-      const stepping = summarize(results.values(spec.figure, 'stepping'));
-      const graphile = summarize(results.values(spec.figure, 'graphile'));
-      const ratio = stepping.median / graphile.median;
-      const met =
-        spec.target && Number.isFinite(stepping.median) ? spec.target.met(stepping.median, ratio) : null;
-      return {
-        label: spec.label,
-        unit: spec.unit,
-        stepping,
-        graphile,
-        ratio,
-        target: spec.target?.text ?? null,
-        met,
-        digits: spec.digits,
-      };
-    });
+/** Adds derived figures: each drain as a percentage of the floor's median. */
+export function deriveFigures(results: Results, variants: readonly Variant[]): void {
+  const floor = summarize(results.values('drain.throughput', 'floor')).median;
+  if (!Number.isFinite(floor)) return;
+  for (const v of variants) {
+    for (const value of results.values('drain.throughput', v.id)) {
+      results.record('drain.percentOfFloor', v.id, (value / floor) * 100);
+    }
+  }
 }
 
-/** The main markdown table. */
-export function markdownTable(rows: TableRow[], floor: Summary): string {
+/** The configurations and their settings. */
+export function markdownSettings(variants: readonly Variant[]): string {
+  const lines = ['| Configuration | Settings |', '|---|---|'];
+  for (const v of variants) lines.push(`| ${label(v)} | \`${v.settings}\` |`);
+  return lines.join('\n');
+}
+
+function label(v: Variant): string {
+  return `${LIBRARY_LABEL[v.library]} · ${v.id.split(':')[1]}`;
+}
+
+/** The main table: one row per configuration (and the floor). */
+export function markdownFigures(
+  results: Results,
+  variants: readonly Variant[],
+  sizes: { bulk: number; chain: number; chainSteps: number },
+): string {
+  const n = (v: number) => v.toLocaleString('en-US');
   const lines = [
-    '| Scenario | Unit | Stepping, median (min–max) | graphile-worker, median (min–max) | Stepping ÷ graphile | Target | Met |',
-    '|---|---|---:|---:|---:|---|---|',
+    `| Configuration | Drain ${n(sizes.bulk)} one-step jobs, jobs/s | % of SQL floor | ` +
+      `${n(sizes.chain)} ${sizes.chainSteps}-step jobs, steps/s | Latency p50 / p99, ms | WAL bytes/job | ` +
+      'Row updates/job (HOT %) + deletes | Statements/job | Transactions/job | Worker RSS, MB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  for (const r of rows) {
+  const s = (figure: string, who: Who) => summarize(results.values(figure, who));
+  const capped = (figure: string, who: Who) => (results.capped.has(`${figure}/${who}`) ? ' ⏱' : '');
+  // The database's own WAL when it was decoded; else the server-wide figure, marked †.
+  const wal = (who: Who) => {
+    const own = s('drain.walBytesPerStep', who);
+    if (own.runs.length > 0) return fmt(own.median, 0);
+    const server = s('drain.walServerBytesPerStep', who);
+    return server.runs.length > 0 ? `${fmt(server.median, 0)} †` : '–';
+  };
+  for (const v of variants) {
+    const w = v.id;
+    const updates = s('drain.updatesPerStep', w);
+    const hot = s('drain.hotPercent', w);
+    const deletes = s('drain.deletesPerStep', w);
     lines.push(
-      `| ${r.label} | ${r.unit} | ${cell(r.stepping, r.digits)} | ${cell(r.graphile, r.digits)} | ` +
-        `${Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : '–'} | ${r.target ?? ''} | ` +
-        `${r.met === null ? '' : r.met ? 'yes' : 'no'} |`,
+      `| ${label(v)} | ${cell(s('drain.throughput', w), 0)}${capped('drain', w)} | ` +
+        `${fmt(s('drain.percentOfFloor', w).median, 0)} | ` +
+        `${cell(s('chain.throughput', w), 0)}${capped('chain', w)} | ` +
+        `${fmt(s('latency.p50', w).median, 1)} / ${fmt(s('latency.p99', w).median, 1)} | ` +
+        `${wal(w)} | ` +
+        `${fmt(updates.median, 2)} (${fmt(hot.median, 0)}%) + ${fmt(deletes.median, 2)} | ` +
+        `${fmt(s('drain.statementsPerStep', w).median, 3)} | ` +
+        `${fmt(s('drain.transactionsPerStep', w).median, 3)} | ` +
+        `${fmt(s('drain.hwmMb', w).median, 0)} |`,
     );
   }
+  const floor = s('drain.throughput', 'floor');
   if (floor.runs.length > 0) {
     lines.push(
-      `| SQL floor (plain table, SKIP LOCKED claim + DELETE) | jobs/s | ${cell(floor, 0)} | | | | |`,
+      `| SQL floor (plain table, SKIP LOCKED claim of 100 + DELETE, 2 connections) | ${cell(floor, 0)} | 100 | | | ` +
+        `${wal('floor')} | 1 + 1 | ` +
+        `${fmt(s('drain.statementsPerStep', 'floor').median, 3)} | ` +
+        `${fmt(s('drain.transactionsPerStep', 'floor').median, 3)} | |`,
     );
   }
   return lines.join('\n');
 }
 
-/** Per-step database work of one library in one scenario, summed over repetitions. */
+/** Per-library enqueue figures. */
+export function markdownEnqueue(results: Results, libraries: readonly string[], bulkJobs: number): string {
+  const rows = libraries.filter(
+    (l) => results.values('bulk', l).length + results.values('enqueue.single', l).length > 0,
+  );
+  if (rows.length === 0) return '';
+  const lines = [
+    `| Library | Enqueue 1 job/tx, 1 client, jobs/s | 1 job/tx, 8 clients, jobs/s | Bulk ${bulkJobs.toLocaleString('en-US')} (batches of 5,000), jobs/s |`,
+    '|---|---:|---:|---:|',
+  ];
+  for (const l of rows) {
+    lines.push(
+      `| ${LIBRARY_LABEL[l as keyof typeof LIBRARY_LABEL] ?? l} | ${cell(summarize(results.values('enqueue.single', l)), 0)} | ` +
+        `${cell(summarize(results.values('enqueue.concurrent', l)), 0)} | ${cell(summarize(results.values('bulk', l)), 0)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** One goal of issue 11, evaluated on medians of this run. */
+export interface Goal {
+  goal: string;
+  measured: string;
+  met: boolean | null;
+}
+
+/** Issue 11's goals, from the medians of this run (null: not measured in this run). */
+export function goals(results: Results): Goal[] {
+  const m = (figure: string, who: Who) => summarize(results.values(figure, who)).median;
+  const ratio = (a: number, b: number) => a / b;
+  const out: Goal[] = [];
+  const add = (goal: string, value: number, text: (v: number) => string, met: (v: number) => boolean) =>
+    out.push({
+      goal,
+      measured: Number.isFinite(value) ? text(value) : 'not measured',
+      met: Number.isFinite(value) ? met(value) : null,
+    });
+  const x = (v: number) => `${v.toFixed(2)}×`;
+  add(
+    'One-step drain: Stepping best ≥ 1.5× graphile-worker best',
+    ratio(m('drain.throughput', 'stepping:best'), m('drain.throughput', 'graphile:best')),
+    x,
+    (v) => v >= 1.5,
+  );
+  add(
+    'One-step drain: Stepping best ≥ 50% of the SQL floor',
+    m('drain.percentOfFloor', 'stepping:best'),
+    (v) => `${v.toFixed(0)}%`,
+    (v) => v >= 50,
+  );
+  add(
+    'No tuning: Stepping default ≥ 80% of Stepping best (drain)',
+    ratio(m('drain.throughput', 'stepping:default'), m('drain.throughput', 'stepping:best')) * 100,
+    (v) => `${v.toFixed(0)}%`,
+    (v) => v >= 80,
+  );
+  for (const p of ['p50', 'p99'] as const) {
+    add(
+      `Latency ${p}, idle worker: Stepping default ≤ graphile-worker best`,
+      ratio(m(`latency.${p}`, 'stepping:default'), m(`latency.${p}`, 'graphile:best')),
+      x,
+      (v) => v <= 1,
+    );
+  }
+  add(
+    'Five-step jobs: Stepping best keeps its lead over graphile-worker best (about 4×)',
+    ratio(m('chain.throughput', 'stepping:best'), m('chain.throughput', 'graphile:best')),
+    x,
+    (v) => v >= 3.5,
+  );
+  const walOf = (who: Who) => {
+    const own = m('drain.walBytesPerStep', who);
+    return Number.isFinite(own) ? own : m('drain.walServerBytesPerStep', who);
+  };
+  add(
+    'WAL bytes per drained job: Stepping best ≤ graphile-worker best',
+    ratio(walOf('stepping:best'), walOf('graphile:best')),
+    x,
+    (v) => v <= 1,
+  );
+  add(
+    'Worker RSS ≤ 150 MB (Stepping best, one-step drain)',
+    m('drain.hwmMb', 'stepping:best'),
+    (v) => `${v.toFixed(0)} MB`,
+    (v) => v <= 150,
+  );
+  return out;
+}
+
+/** The goals as a markdown table. */
+export function markdownGoals(list: Goal[]): string {
+  const lines = ['| Goal (issue 11) | Measured (medians of this run) | Met |', '|---|---:|---|'];
+  for (const g of list)
+    lines.push(`| ${g.goal} | ${g.measured} | ${g.met === null ? '' : g.met ? 'yes' : 'no'} |`);
+  return lines.join('\n');
+}
+
+/** The sweep: every setting's drain, best first within each library. */
+export function markdownSweep(results: Results, variants: readonly Variant[]): string {
+  const lines = [
+    '| Configuration | Settings | Drain, jobs/s | WAL bytes/job | Statements/job | Transactions/job |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  const rate = (v: Variant) => summarize(results.values('sweep.throughput', v.id)).median;
+  const sorted = [...variants].sort((a, b) =>
+    a.library === b.library ? rate(b) - rate(a) : a.library.localeCompare(b.library),
+  );
+  for (const v of sorted) {
+    const s = (f: string) => summarize(results.values(`sweep.${f}`, v.id));
+    lines.push(
+      `| ${v.id} | \`${v.settings}\` | ${cell(s('throughput'), 0)}${results.capped.has(`sweep/${v.id}`) ? ' ⏱' : ''} | ` +
+        `${fmt(s('walBytesPerStep').runs.length ? s('walBytesPerStep').median : s('walServerBytesPerStep').median, 0)}${s('walBytesPerStep').runs.length ? '' : ' †'} | ${fmt(s('statementsPerStep').median, 3)} | ` +
+        `${fmt(s('transactionsPerStep').median, 3)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Per-step database work of one configuration in one scenario, summed over repetitions. */
 export interface Profile {
   scenario: string;
-  library: LibraryName;
+  variant: string;
   steps: number;
   statementsPerStep: number;
-  /** Wall time of the runs per step, and client-observed statement time per step (> wall: statements overlapped). */
-  wallMsPerStep: number;
-  statementMsPerStep: number;
   statements: { text: string; perStep: number; meanMs: number; shareOfClientTime: number }[];
   functions: { fn: string; callsPerStep: number; selfUsPerStep: number; totalUsPerStep: number }[];
   tables: {
@@ -222,13 +236,15 @@ export interface Profile {
     hotPercent: number;
     deletedPerStep: number;
   }[];
+  /** The database's own WAL by record kind, per step (from the decoded repetition). */
+  wal: { kind: string; recordsPerStep: number; bytesPerStep: number; fpiBytesPerStep: number }[];
 }
 
-/** Aggregates the profile samples of each (scenario, library). */
+/** Aggregates the profile samples of each (scenario, variant). */
 export function profiles(samples: ProfileSample[]): Profile[] {
   const groups = new Map<string, ProfileSample[]>();
   for (const s of samples) {
-    const key = `${s.scenario}/${s.library}`;
+    const key = `${s.scenario}/${s.variant}`;
     groups.set(key, [...(groups.get(key) ?? []), s]);
   }
   const out: Profile[] = [];
@@ -261,15 +277,14 @@ export function profiles(samples: ProfileSample[]): Profile[] {
         tables.set(t.table, e);
       }
     }
+    const decoded = group.find((s) => s.walKinds.length > 0);
     const totalCount = [...stmts.values()].reduce((a, e) => a + e.count, 0);
     const totalMs = [...stmts.values()].reduce((a, e) => a + e.ms, 0);
     out.push({
       scenario: first.scenario,
-      library: first.library,
+      variant: first.variant,
       steps,
       statementsPerStep: totalCount / steps,
-      wallMsPerStep: group.reduce((a, s) => a + s.elapsedMs, 0) / steps,
-      statementMsPerStep: totalMs / steps,
       statements: [...stmts.entries()]
         .map(([text, e]) => ({
           text,
@@ -295,44 +310,46 @@ export function profiles(samples: ProfileSample[]): Profile[] {
           hotPercent: e.upd ? (e.hot / e.upd) * 100 : 0,
           deletedPerStep: e.del / steps,
         })),
+      wal: (decoded?.walKinds ?? []).map((k) => ({
+        kind: k.kind,
+        recordsPerStep: k.records / decoded!.steps,
+        bytesPerStep: k.bytes / decoded!.steps,
+        fpiBytesPerStep: k.fpiBytes / decoded!.steps,
+      })),
     });
   }
   return out;
 }
 
-/** A short markdown rendering of the profiles (top statements and functions). */
+/** A short markdown rendering of the drain profiles: statements and table writes per job. */
 export function markdownProfiles(list: Profile[]): string {
   const parts: string[] = [];
-  for (const p of list) {
+  for (const p of list.filter((x) => x.scenario === 'drain')) {
     parts.push(
-      `\n**${p.library}, ${p.scenario}**: ${p.statementsPerStep.toFixed(2)} statements per step ` +
-        `(driver count, all repetitions); statements in flight ${p.statementMsPerStep.toFixed(3)} ms per step ` +
-        `against ${p.wallMsPerStep.toFixed(3)} ms of wall time per step\n`,
+      `\n**${p.variant}, one-step drain**: ${p.statementsPerStep.toFixed(3)} statements per job (driver count)\n`,
     );
-    parts.push('| Statement | per step | mean ms | share of client DB time |', '|---|---:|---:|---:|');
-    for (const s of p.statements.slice(0, 6)) {
+    parts.push('| Statement | per job | mean ms |', '|---|---:|---:|');
+    for (const s of p.statements.slice(0, 4)) {
       parts.push(
-        `| \`${s.text.slice(0, 90).replace(/\|/g, '\\|')}\` | ${s.perStep.toFixed(3)} | ${s.meanMs.toFixed(2)} | ` +
-          `${(s.shareOfClientTime * 100).toFixed(0)}% |`,
+        `| \`${s.text.slice(0, 90).replace(/\|/g, '\\|')}\` | ${s.perStep.toFixed(3)} | ${s.meanMs.toFixed(2)} |`,
       );
     }
-    const fns = p.functions.filter((f) => f.callsPerStep > 0.001).slice(0, 6);
-    if (fns.length > 0) {
+    if (p.wal.length > 0) {
       parts.push(
         '',
-        '| Function (pg_stat_user_functions) | calls/step | self µs/step | total µs/step |',
+        '| WAL record (own database) | records/job | bytes/job | of which full-page images |',
         '|---|---:|---:|---:|',
       );
-      for (const f of fns) {
+      for (const k of p.wal.slice(0, 6)) {
         parts.push(
-          `| ${f.fn} | ${f.callsPerStep.toFixed(3)} | ${f.selfUsPerStep.toFixed(0)} | ${f.totalUsPerStep.toFixed(0)} |`,
+          `| ${k.kind} | ${k.recordsPerStep.toFixed(2)} | ${k.bytesPerStep.toFixed(0)} | ${k.fpiBytesPerStep.toFixed(0)} |`,
         );
       }
     }
     if (p.tables.length > 0) {
       parts.push(
         '',
-        '| Table | inserts/step | updates/step | HOT % | deletes/step |',
+        '| Table | inserts/job | updates/job | HOT % | deletes/job |',
         '|---|---:|---:|---:|---:|',
       );
       for (const t of p.tables) {

@@ -8,13 +8,18 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 
-function ticksPerSecond(): number {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
+/** Clock ticks per second of /proc's CPU times (getconf CLK_TCK, usually 100). */
+export function ticksPerSecond(): number {
+  if (cachedTicks === null) {
+    try {
+      cachedTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      cachedTicks = 100;
+    }
   }
+  return cachedTicks;
 }
+let cachedTicks: number | null = null;
 
 interface ProcStat {
   ppid: number;

@@ -1,33 +1,41 @@
 /**
- * Scenarios 2 and 3 on one fresh database: bulk-enqueue bulkJobs one-step jobs through
- * the library's batch API (jobs/s), then drain them with one worker child at the shared
- * concurrency, batching on (jobs/s from worker start to the database showing none left).
+ * The one-step drain on one fresh database: bulk-enqueue `jobs` one-step jobs through the
+ * library's batch API (jobs/s), then drain them with one worker child of the variant
+ * (jobs/s from worker start to the database showing none left, or to the cap). The sweep
+ * runs the same drain under the key `sweep`.
  */
 import { withWorkerChild } from '../lib/child-process.js';
 import type { BenchContext } from '../lib/context.js';
-import { queryOnce } from '../lib/db.js';
 import { LIBRARIES } from '../lib/libraries.js';
-import type { LibraryName } from '../lib/protocol.js';
+import type { Variant } from '../lib/variants.js';
 import { measuredDrain } from '../lib/worker-run.js';
 
-/** Records bulk (jobs/s) and drain.* figures. */
-export async function bulkDrainScenario(ctx: BenchContext, library: LibraryName, rep: number): Promise<void> {
+/** Records bulk (jobs/s, under the library's name) and `key`.* figures of the variant. */
+export async function bulkDrainScenario(
+  ctx: BenchContext,
+  variant: Variant,
+  rep: number,
+  key = 'drain',
+  jobs = ctx.params.bulkJobs,
+): Promise<void> {
   const { params, results } = ctx;
-  await withWorkerChild(library, (booting) =>
-    ctx.withFreshDatabase(library, 'drain', async (url) => {
-      // The child loads while the database is made, but not during the timed bulk enqueue.
-      const child = await booting;
-      const producer = await LIBRARIES[library].producer(url);
-      try {
-        await queryOnce(ctx.factory.serverUrl, 'CHECKPOINT');
-        const ms = await producer.bulk(params.bulkJobs, 1, params.bulkChunk);
-        const rate = (params.bulkJobs / ms) * 1000;
-        results.record('bulk', library, rate);
-        ctx.log(`  bulk ${library}: ${Math.round(rate)} jobs/s`);
-      } finally {
-        await producer.close();
-      }
-      await measuredDrain(ctx, child, url, 'drain', rep, params.bulkJobs, 1);
-    }),
+  await withWorkerChild(variant.library, ctx.node.path, (booting) =>
+    ctx.withFreshDatabase(
+      variant.library,
+      key,
+      async (url) => {
+        // The child loads while the database is made and filled; that is not timed.
+        const producer = await LIBRARIES[variant.library].producer(url);
+        try {
+          const ms = await producer.bulk(jobs, 1, params.bulkChunk);
+          const rate = (jobs / ms) * 1000;
+          if (key === 'drain') results.record('bulk', variant.library, rate);
+        } finally {
+          await producer.close();
+        }
+        await measuredDrain(ctx, await booting, variant, url, key, rep, jobs, 1);
+      },
+      variant,
+    ),
   );
 }

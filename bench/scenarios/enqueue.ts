@@ -1,11 +1,12 @@
 /**
- * Scenario 1: enqueue one job per transaction (BEGIN; enqueue; COMMIT) from one client,
- * then from several concurrent clients, into a fresh database. Figures in jobs/s.
+ * Enqueue one job per transaction (BEGIN; enqueue; COMMIT) from one client, then from
+ * several concurrent clients, into a fresh database, through each library's documented
+ * in-transaction API. Figures in jobs/s, per library (no worker runs).
  */
 import pg from 'pg';
 import type { BenchContext } from '../lib/context.js';
 import { LIBRARIES, type Producer } from '../lib/libraries.js';
-import type { LibraryName } from '../lib/protocol.js';
+import type { LibraryName } from '../lib/variants.js';
 
 async function enqueueLoop(producer: Producer, client: pg.Client, jobs: number): Promise<void> {
   for (let i = 0; i < jobs; i++) {

@@ -1,16 +1,18 @@
 /**
- * Entry of a worker child process (forked by lib/child-process.ts). Loads only the library
- * named in argv[2], then receives a ChildSpec, runs its worker on a counted pool, samples RSS and CPU, and
- * reports a ChildResult. In drain mode it stops once every job's last handler has run
- * and the database shows no unfinished job; in latency mode it reports each handler's
- * start (wall-clock ms) and stops when told.
+ * Entry of a worker child process (forked by lib/child-process.ts on the Node binary the
+ * run chose). Loads only the library named in argv[2], then receives a ChildSpec, counts
+ * the statements of every connection (pg.Client.prototype.query), runs the library's
+ * worker on its own pool, samples RSS and CPU, and reports a ChildResult. In drain mode
+ * it stops once every job's last handler has run and the database shows no unfinished
+ * job, or at the cap; in latency mode it reports each handler's start (wall-clock ms) and
+ * stops when told.
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import type { ChildResult, ChildSpec, FromChild, ToChild } from '../lib/protocol.js';
-import { QueryCounter, countingPool } from '../lib/query-counter.js';
+import type { ChildResult, ChildSpec, FromChild, LibraryName, ToChild } from '../lib/protocol.js';
+import { QueryCounter } from '../lib/query-counter.js';
 import { sleep, wallMs } from '../lib/stats.js';
-import type { StartWorker } from './adapter.js';
+import type { WorkerStarter } from './adapter.js';
 
 const MB = 1024 * 1024;
 
@@ -28,17 +30,32 @@ function vmHwmMb(): number {
 }
 
 /** The query that is 0 when no job is left unfinished. */
-const REMAINING: Record<ChildSpec['library'], string> = {
-  stepping: `SELECT count(*)::int AS n FROM stepping.jobs WHERE status IN ('pending', 'running')`,
+const REMAINING: Record<LibraryName, string> = {
+  stepping: `SELECT count(*)::int AS n FROM stepping.job_overview
+             WHERE status IN ('pending', 'running', 'compensating')`,
   graphile: `SELECT count(*)::int AS n FROM graphile_worker._private_jobs`,
+  pgboss: `SELECT count(*)::int AS n FROM pgboss.job WHERE state < 'completed'`,
 };
 
-async function loadStarter(library: ChildSpec['library']): Promise<StartWorker> {
-  if (library === 'stepping') return (await import('./stepping.js')).startSteppingWorker;
-  return (await import('./graphile.js')).startGraphileWorker;
+async function loadStarter(library: LibraryName): Promise<WorkerStarter> {
+  if (library === 'stepping') return (await import('./stepping.js')).steppingStarter;
+  if (library === 'graphile') return (await import('./graphile.js')).graphileStarter;
+  return (await import('./pgboss.js')).pgbossStarter;
 }
 
-async function main(spec: ChildSpec, start: StartWorker, stopRequested: Promise<void>): Promise<ChildResult> {
+async function main(
+  spec: ChildSpec,
+  starter: WorkerStarter,
+  stopRequested: Promise<void>,
+): Promise<ChildResult> {
+  const counter = new QueryCounter();
+  if (spec.countStatements) counter.install();
+  // An uncounted connection that confirms the end of a drain in the database.
+  const probe = new pg.Client({ connectionString: spec.connectionString });
+  counter.ignore(probe);
+  await probe.connect();
+  await starter.prepare?.(spec);
+
   global.gc?.();
   const rssBaselineMb = process.memoryUsage().rss / MB;
   let rssPeak = process.memoryUsage().rss;
@@ -46,15 +63,9 @@ async function main(spec: ChildSpec, start: StartWorker, stopRequested: Promise<
     rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
   }, 20);
 
-  const counter = new QueryCounter();
-  const pool = countingPool({ connectionString: spec.connectionString, max: spec.poolSize }, counter);
-  // An uncounted connection that confirms the end of a drain in the database.
-  const probe = new pg.Client({ connectionString: spec.connectionString });
-  await probe.connect();
-
   let handlerRuns = 0;
   let finals = 0;
-  let handlersDone = 0;
+  let handlersDone = Number.NaN;
   let allFinal: () => void = () => {};
   const allFinalSeen = new Promise<void>((resolve) => (allFinal = resolve));
   const onRun = (seq: number | undefined, final: boolean): void => {
@@ -68,34 +79,45 @@ async function main(spec: ChildSpec, start: StartWorker, stopRequested: Promise<
 
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const worker = await start(spec, pool, onRun);
+  const worker = await starter.start(spec, onRun);
   const startMs = performance.now() - t0;
   send({ type: 'started' });
 
   let timer: NodeJS.Timeout | undefined;
+  let capTimer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new Error(`timed out after ${spec.timeoutMs} ms (${finals} jobs finished)`)),
       spec.timeoutMs,
     );
   });
+  let capped = false;
   let t1: number;
   try {
     if (spec.mode === 'drain') {
-      await Promise.race([allFinalSeen, timeout]);
-      // The last handlers have run; their results may still be on the way (batched).
-      for (;;) {
-        const { rows } = await probe.query<{ n: number }>(REMAINING[spec.library]);
-        if (rows[0]?.n === 0) break;
-        await Promise.race([sleep(2), timeout]);
+      const cap = new Promise<'cap'>((resolve) => {
+        capTimer = setTimeout(() => resolve('cap'), spec.capMs);
+      });
+      const first = await Promise.race([allFinalSeen.then(() => 'done' as const), cap, timeout]);
+      if (first === 'cap') {
+        capped = true;
+        t1 = performance.now();
+      } else {
+        // The last handlers have run; their results may still be on the way (batched).
+        for (;;) {
+          const { rows } = await probe.query<{ n: number }>(REMAINING[spec.variant.library]);
+          if (rows[0]?.n === 0) break;
+          await Promise.race([sleep(2), timeout]);
+        }
+        t1 = performance.now();
       }
-      t1 = performance.now();
     } else {
       await Promise.race([stopRequested, timeout]);
       t1 = performance.now();
     }
   } finally {
     clearTimeout(timer);
+    clearTimeout(capTimer);
   }
   const cpu = process.cpuUsage(cpu0);
   const statementsByText = counter.snapshot();
@@ -103,12 +125,12 @@ async function main(spec: ChildSpec, start: StartWorker, stopRequested: Promise<
   clearInterval(sampler);
   rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
   await worker.stop();
-  await pool.end();
   await probe.end();
   return {
     startMs,
-    handlersDoneMs: spec.mode === 'drain' ? handlersDone - t0 : Number.NaN,
+    handlersDoneMs: handlersDone - t0,
     elapsedMs: t1 - t0,
+    capped,
     handlerRuns,
     rssBaselineMb,
     rssPeakMb: rssPeak / MB,
@@ -117,12 +139,14 @@ async function main(spec: ChildSpec, start: StartWorker, stopRequested: Promise<
     cpuSystemMs: cpu.system / 1000,
     statements,
     statementsByText,
+    node: process.version,
   };
 }
 
 // Load the library first (argv[2]), say so, then wait for the spec: the parent can boot
 // the next child while it prepares that run's database.
-const library = process.argv[2] === 'graphile' ? 'graphile' : 'stepping';
+const arg = process.argv[2];
+const library: LibraryName = arg === 'graphile' || arg === 'pgboss' ? arg : 'stepping';
 const starter = await loadStarter(library);
 let requestStop: () => void = () => {};
 const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
@@ -135,6 +159,8 @@ process.on('message', (message: ToChild) => {
     (result) => {
       send({ type: 'result', result });
       process.disconnect?.();
+      // A library that leaves a timer or socket behind must not keep the child alive.
+      setTimeout(() => process.exit(0), 2000).unref();
     },
     (error: unknown) => {
       send({
