@@ -22,7 +22,7 @@ async function jobRows(ids: string[]) {
   return rows;
 }
 
-test('three workers never run the same step at once, and every step runs exactly once', async () => {
+test('three workers never run the same step at once, and every step runs exactly once', async (t) => {
   const running = new Map<string, number>();
   const runs = new Map<string, number>();
   let maxPerStep = 0;
@@ -37,7 +37,7 @@ test('three workers never run the same step at once, and every step runs exactly
   });
   const ranOn = new Map<string, number>();
   const workers = await Promise.all(
-    [0, 1, 2].map((i) => h.worker({ steps: [step], concurrency: 10, workerId: `claim-${i}` })),
+    [0, 1, 2].map((i) => h.worker({ steps: [step], concurrency: 10, workerId: `claim-${i}` }, t)),
   );
   workers.forEach((w, i) =>
     w.on('step:started', () => ranOn.set(`claim-${i}`, (ranOn.get(`claim-${i}`) ?? 0) + 1)),
@@ -110,9 +110,9 @@ test('step_claim in two open transactions hands out disjoint jobs (SKIP LOCKED, 
   assert.equal(rows.filter((r) => r.locked_by === 'w2').length, 4);
 });
 
-test('a worker never claims a step it has no handler for; the job waits untouched', async () => {
+test('a worker never claims a step it has no handler for; the job waits untouched', async (t) => {
   const known = defineStep('claim.known', async () => {});
-  await h.worker({ steps: [known] });
+  await h.worker({ steps: [known] }, t);
   // Most urgent first: a worker ignoring names would take this one before anything else.
   const unknown = await h.stepping.enqueue([{ name: 'unknown.step', args: {} }], { priority: -100 });
   // A known step followed by an unknown one: the job must stop at the unknown step.
@@ -191,9 +191,9 @@ test('with a limit, step_claim takes the most urgent jobs', async () => {
   assert.deepEqual(rows.map((r) => r.priority).sort(), [1, 1, 2]);
 });
 
-test('a worker serving queue a never claims queue b jobs', async () => {
+test('a worker serving queue a never claims queue b jobs', async (t) => {
   const step = defineStep('claim.q', async () => {});
-  await h.worker({ steps: [step], queues: ['claim-a'] });
+  await h.worker({ steps: [step], queues: ['claim-a'] }, t);
   const b = await h.stepping.enqueueMany(
     undefined,
     Array.from({ length: 5 }, () => ({ steps: [step({})], options: { queue: 'claim-b', priority: -100 } })),

@@ -5,7 +5,7 @@ import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
-test('the worker emits typed events for every step and job outcome', async () => {
+test('the events of a retried step and of a compensated job come in causal order', async (t) => {
   let failures = 1;
   const ok = defineStep('e.ok', async () => {});
   const flaky = defineStep(
@@ -23,6 +23,7 @@ test('the worker emits typed events for every step and job outcome', async () =>
     { compensate: 'e.ok' },
   );
   const worker = createWorker({ connectionString: h.url, steps: [ok, flaky, refuse], concurrency: 1 });
+  t.after(() => worker.stop());
   const seen: string[] = [];
   const names: WorkerEventName[] = [
     'step:started',

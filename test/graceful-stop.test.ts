@@ -22,7 +22,7 @@ async function jobRow(id: string) {
   };
 }
 
-test('stop() lets the running step finish, claims nothing new, then resolves', async () => {
+test('stop() lets the running step finish, claims nothing new, then resolves', async (t) => {
   const started = deferred();
   const release = deferred();
   let calls = 0;
@@ -31,7 +31,7 @@ test('stop() lets the running step finish, claims nothing new, then resolves', a
     started.resolve();
     await release.promise;
   });
-  const worker = await h.worker({ steps: [held], workerId: 'gs-worker' });
+  const worker = await h.worker({ steps: [held], workerId: 'gs-worker' }, t);
 
   // Two steps: the second must not be leased to a stopping worker either.
   const first = await h.stepping.enqueue([held({ n: 1 }), held({ n: 2 })], { queue: 'gs' });
@@ -82,7 +82,7 @@ test('stop() lets the running step finish, claims nothing new, then resolves', a
   );
 });
 
-test('past gracefulStopMs, stop() aborts the step and releases it for another worker', async () => {
+test('past gracefulStopMs, stop() aborts the step and releases it for another worker', async (t) => {
   const started = deferred();
   const release = deferred();
   let signal: AbortSignal | undefined;
@@ -92,7 +92,7 @@ test('past gracefulStopMs, stop() aborts the step and releases it for another wo
     // Ignores its signal on purpose: only the test lets it end.
     await release.promise;
   });
-  const worker = await h.worker({ steps: [stuck], gracefulStopMs: 200, workerId: 'gs-stuck' });
+  const worker = await h.worker({ steps: [stuck], gracefulStopMs: 200, workerId: 'gs-stuck' }, t);
   const id = await h.stepping.enqueue([stuck({})]);
   await withTimeout(started.promise, 10_000, 'the step to start');
   const running = await jobRow(id);
@@ -118,14 +118,14 @@ test('past gracefulStopMs, stop() aborts the step and releases it for another wo
   const rescuer = defineStep('gs.stuck', async (_args: unknown, ctx) => {
     attempts.push(ctx.attempt);
   });
-  await h.worker({ steps: [rescuer], workerId: 'gs-rescuer' });
+  await h.worker({ steps: [rescuer], workerId: 'gs-rescuer' }, t);
   assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
   assert.deepEqual(attempts, [1], 'the released attempt was not counted');
   const steps = await h.pool.query('SELECT status, attempts FROM stepping.steps WHERE job_id = $1', [id]);
   assert.deepEqual(steps.rows, [{ status: 'succeeded', attempts: 1 }]);
 });
 
-test('stop() during a claim in flight settles the claimed step: done and recorded, or given back', async () => {
+test('stop() during a claim in flight settles the claimed step: done and recorded, or given back', async (t) => {
   let calls = 0;
   const raced = defineStep('gs.raced', async () => {
     calls += 1;
@@ -145,7 +145,7 @@ test('stop() during a claim in flight settles the claimed step: done and recorde
       )
     ).rows;
   const before = new Set((await backends()).map((b) => b.pid));
-  const worker = await h.worker({ steps: [raced], workerId: 'gs-raced' });
+  const worker = await h.worker({ steps: [raced], workerId: 'gs-raced' }, t);
   const claimPid = await eventually(
     async () => (await backends()).find((b) => b.waiting)?.pid,
     10_000,

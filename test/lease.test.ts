@@ -158,7 +158,7 @@ test('after the current holder recorded a failure, the previous holder still can
   assert.deepEqual(await snapshot(id), before);
 });
 
-test('a worker whose lease was taken over has its success and its failure rejected; the job does not move', async () => {
+test('a worker whose lease was taken over has its success and its failure rejected; the job does not move', async (t) => {
   const gate = deferred();
   const started = new Map([
     ['ok', deferred()],
@@ -171,12 +171,15 @@ test('a worker whose lease was taken over has its success and its failure reject
   });
   const next = defineStep('lease.held-next', async () => {});
   // No heartbeat during the test: the worker learns of the takeover only when it reports.
-  const worker = await h.worker({
-    steps: [held, next],
-    leaseMs: 60_000,
-    heartbeatMs: 60_000,
-    workerId: 'lease-worker',
-  });
+  const worker = await h.worker(
+    {
+      steps: [held, next],
+      leaseMs: 60_000,
+      heartbeatMs: 60_000,
+      workerId: 'lease-worker',
+    },
+    t,
+  );
   const reported: string[] = [];
   worker.on('step:succeeded', (e) => reported.push(`succeeded ${e.jobId}`));
   worker.on('step:failed', (e) => reported.push(`failed ${e.jobId}`));
@@ -226,7 +229,7 @@ test('a worker whose lease was taken over has its success and its failure reject
   );
 });
 
-test('a heartbeat that finds its lease taken over aborts the handler, and nothing is reported', async () => {
+test('a heartbeat that finds its lease taken over aborts the handler, and nothing is reported', async (t) => {
   const started = deferred();
   const aborted = deferred<unknown>();
   const beat = defineStep('lease.beat', async (_args: unknown, ctx) => {
@@ -238,7 +241,7 @@ test('a heartbeat that finds its lease taken over aborts the handler, and nothin
       }),
     );
   });
-  const worker = await h.worker({ steps: [beat], leaseMs: 1000, heartbeatMs: 50 });
+  const worker = await h.worker({ steps: [beat], heartbeatMs: 100 }, t);
   const id = await h.stepping.enqueue([beat({})]);
   await withTimeout(started.promise, 10_000, 'handler start');
 
@@ -253,14 +256,15 @@ test('a heartbeat that finds its lease taken over aborts the handler, and nothin
   assert.equal(before.job.locked_by, 'intruder');
 });
 
-test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim it meanwhile', async () => {
+test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim it meanwhile', async (t) => {
   const started = deferred();
   const gate = deferred();
   const long = defineStep('lease.long', async () => {
     started.resolve();
     await gate.promise;
   });
-  await h.worker({ steps: [long], leaseMs: 300, heartbeatMs: 50 });
+  // A normal lease; time is moved on the engine's clock instead of waiting it out.
+  await h.worker({ steps: [long], leaseMs: 30_000, heartbeatMs: 200 }, t);
   const id = await h.stepping.enqueue([long({})]);
   await withTimeout(started.promise, 10_000, 'handler start');
   const { rows } = await h.pool.query<{ claimed_at: Date }>(
@@ -268,13 +272,13 @@ test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim i
     [id],
   );
   const claimedAt = rows[0]!.claimed_at;
-  // Wait until the lease has been pushed well past the original 300 ms.
+  // 40 s later the original lease would have expired; a heartbeat pushes it past that.
+  await h.shiftClock('40 seconds');
   await eventually(
     async () =>
       (
         await h.pool.query(
-          `SELECT available_at > $2::timestamptz + interval '900 milliseconds' AND available_at > now() AS ok
-           FROM stepping.jobs WHERE id = $1`,
+          `SELECT available_at > $2::timestamptz + interval '60 seconds' AS ok FROM stepping.jobs WHERE id = $1`,
           [id, claimedAt],
         )
       ).rows[0]?.ok === true,

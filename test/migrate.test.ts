@@ -110,7 +110,7 @@ test('a fresh custom schema migrates and runs jobs on its own, beside the defaul
   }
 });
 
-test('an invalid schema name throws ConfigError before anything connects', async () => {
+test('an invalid schema name is refused with ConfigError by createStepping and createWorker', async () => {
   const bad = [
     'Tenant',
     'bad-name',

@@ -10,13 +10,13 @@ const POLL = 600_000;
 // A functional bound far below the poll interval, not a performance target.
 const PROMPT_MS = 5000;
 
-test('NOTIFY wakes an idle worker whose poll interval is 10 minutes', async () => {
+test('NOTIFY wakes an idle worker whose poll interval is 10 minutes', async (t) => {
   const ran = new Map<string, number>();
   const step = defineStep('notify.step', async (_args: unknown, ctx) => {
     ran.set(ctx.jobId, Date.now());
   });
   // A long lease too, so the idle worker's only timer (its own lease expiring) is far away.
-  await h.worker({ steps: [step], pollIntervalMs: POLL, leaseMs: POLL });
+  await h.worker({ steps: [step], pollIntervalMs: POLL, leaseMs: POLL }, t);
 
   // Run one job first, so the worker has claimed, finished and gone back to sleep.
   const first = await h.stepping.enqueue([step({})]);
@@ -34,12 +34,12 @@ test('NOTIFY wakes an idle worker whose poll interval is 10 minutes', async () =
   }
 });
 
-test('a job scheduled 300 ms ahead runs when due, not before, without waiting for the poll', async () => {
+test('a job scheduled 300 ms ahead runs when due, not before, without waiting for the poll', async (t) => {
   const startedAt = new Map<string, number>();
   const step = defineStep('notify.scheduled', async (_args: unknown, ctx) => {
     startedAt.set(ctx.jobId, Date.now());
   });
-  await h.worker({ steps: [step], pollIntervalMs: POLL, leaseMs: POLL });
+  await h.worker({ steps: [step], pollIntervalMs: POLL, leaseMs: POLL }, t);
 
   const runAt = new Date(Date.now() + 300);
   const id = await h.stepping.enqueue([step({})], { runAt });

@@ -15,7 +15,7 @@ interface Run {
   end: number;
 }
 
-test('each job runs its 5 steps strictly in order, once each, while 4 workers run jobs in parallel', async () => {
+test('each job runs its 5 steps strictly in order, once each, while 4 workers run jobs in parallel', async (t) => {
   const JOBS = 60;
   const STEPS = 5;
   let clock = 0;
@@ -42,7 +42,7 @@ test('each job runs its 5 steps strictly in order, once each, while 4 workers ru
   });
 
   const workers = await Promise.all(
-    [0, 1, 2, 3].map((i) => h.worker({ steps: [step], concurrency: 8, workerId: `order-${i}` })),
+    [0, 1, 2, 3].map((i) => h.worker({ steps: [step], concurrency: 8, workerId: `order-${i}` }, t)),
   );
   const startedBy = new Map<string, string[]>();
   workers.forEach((w, i) =>

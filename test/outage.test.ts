@@ -36,7 +36,7 @@ test('a worker resumes claiming within seconds of the server answering again aft
     },
     { backoff: { baseMs: 10, maxMs: 10 } },
   );
-  const worker = await h.worker({ steps: [slow], concurrency: 10, leaseMs: 3000 });
+  const worker = await h.worker({ steps: [slow], concurrency: 10, leaseMs: 3000 }, t);
   t.after(() => worker.stop());
   worker.on('error', () => {});
   const ids = await h.stepping.enqueueMany(

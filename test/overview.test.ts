@@ -78,7 +78,7 @@ test('queue_stats counts jobs per queue and status, runnable and scheduled, and 
   assert.deepEqual([pendingA.runnable, pendingA.scheduled], [4, 0]);
 });
 
-test('job_overview and step_overview show a job at each stage: pending, running, retrying, succeeded', async () => {
+test('job_overview and step_overview show a job at each stage: pending, running, retrying, succeeded', async (t) => {
   const started = deferred();
   const gate = deferred();
   const flaky = defineStep(
@@ -146,12 +146,15 @@ test('job_overview and step_overview show a job at each stage: pending, running,
   assert.equal(getJob?.currentStepName, 'ov.flaky');
 
   // Running: the handler is held open.
-  const worker = await h.worker({
-    steps: [flaky, finish],
-    workerId: 'ov-worker',
-    leaseMs: 60_000,
-    pollIntervalMs: 100,
-  });
+  const worker = await h.worker(
+    {
+      steps: [flaky, finish],
+      workerId: 'ov-worker',
+      leaseMs: 60_000,
+      pollIntervalMs: 100,
+    },
+    t,
+  );
   await withTimeout(started.promise, 10_000, 'attempt 1 to start');
   j = await job(id);
   assert.equal(j.status, 'running');

@@ -38,7 +38,7 @@ test('a transactional step past its timeoutMs commits nothing, whatever its hand
     },
     { transactional: true, timeoutMs: 300, maxAttempts: 3, backoff: { baseMs: 1, maxMs: 1 } },
   );
-  const worker = await h.worker({ steps: [late] });
+  const worker = await h.worker({ steps: [late] }, t);
   t.after(() => worker.stop());
   const id = await h.stepping.enqueue([{ name: 'race.late-tx', args: {} }]);
   const final = await h.stepping.waitForJob(id, { timeoutMs: 60_000 });
@@ -51,11 +51,12 @@ test('a transactional step past its timeoutMs commits nothing, whatever its hand
 test('a slow transactional step leases its next step from the clock at commit, so nobody else runs it', async (t) => {
   // The old engine took the continuation's lease from the transaction's start: a step
   // slower than the lease handed out a next step that was already expired at commit.
+  // Here the step's transaction lasts an hour on the engine's clock.
   const ranNext: string[] = [];
   const slow = defineStep(
     'race.slow-tx',
     async (_args: unknown, ctx) => {
-      await new Promise((r) => setTimeout(r, 2500));
+      await h.shiftClock('1 hour');
       await ctx.tx!.query('INSERT INTO ledger VALUES ($1, $2, $3)', [ctx.jobId, ctx.attempt, 'slow']);
     },
     { transactional: true },
@@ -66,12 +67,13 @@ test('a slow transactional step leases its next step from the clock at commit, s
     // Held until the lease was looked at, so the job is still running then.
     await checked.promise;
   });
-  const w1 = await h.worker({ steps: [slow, next], leaseMs: 2000, heartbeatMs: 500, workerId: 'w1' });
+  // No polls: w1 must not reclaim its own step while the clock jumps.
+  const w1 = await h.worker({ steps: [slow, next], workerId: 'w1', pollIntervalMs: 600_000 }, t);
   t.after(() => w1.stop());
   const id = await h.stepping.enqueue([slow({}), next({})]);
   const startedNext = nextEvent(w1, 'step:started', (e) => e.jobId === id && e.stepIndex === 1);
   // A second worker polls often: it would take an expired continuation.
-  const w2 = await h.worker({ steps: [next], pollIntervalMs: 20, workerId: 'w2' });
+  const w2 = await h.worker({ steps: [next], pollIntervalMs: 20, workerId: 'w2' }, t);
   t.after(() => w2.stop());
   await withTimeout(startedNext, 20_000, 'the next step to start on w1');
   const { rows } = await h.pool.query(
@@ -241,7 +243,7 @@ test('plain { name, args } producers get the worker definition’s options; expl
     },
     { transactional: true },
   );
-  const worker = await h.worker({ steps: [once, undo, compensated, stop, writes] });
+  const worker = await h.worker({ steps: [once, undo, compensated, stop, writes] }, t);
   t.after(() => worker.stop());
 
   const plain = (name: string, args: unknown, options?: StepCall['options']): StepCall =>

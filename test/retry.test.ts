@@ -12,7 +12,7 @@ const h = await setup(import.meta.url);
 // A poll interval far beyond the tests' bounds: a retry must be woken by its own timer.
 const NO_POLL = 600_000;
 
-test('a throwing step is retried with growing delays, then succeeds', async () => {
+test('a throwing step is retried with growing delays, then succeeds', async (t) => {
   // Records the delay the engine chose at each failure (available_at - the failure's own
   // time), exactly, so "the delays grow" does not depend on how busy the machine is.
   await h.pool.query(`
@@ -39,7 +39,7 @@ test('a throwing step is retried with growing delays, then succeeds', async () =
     },
     { backoff: { baseMs: 50, maxMs: 5000 } },
   );
-  await h.worker({ steps: [flaky] });
+  await h.worker({ steps: [flaky] }, t);
   const id = await h.stepping.enqueue([flaky({})]);
   const job = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
   await h.pool.query(
@@ -74,7 +74,7 @@ test('a throwing step is retried with growing delays, then succeeds', async () =
   assert.deepEqual(rows, [{ status: 'succeeded', attempts: 4 }]);
 });
 
-test('while a step keeps failing, its last error and attempt count show in the views', async () => {
+test('while a step keeps failing, its last error and attempt count show in the views', async (t) => {
   const started = [1, 2, 3, 4].map(() => deferred());
   const gates = [1, 2, 3, 4].map(() => deferred());
   const visible = defineStep(
@@ -86,7 +86,7 @@ test('while a step keeps failing, its last error and attempt count show in the v
     },
     { backoff: { baseMs: 20, maxMs: 100 } },
   );
-  await h.worker({ steps: [visible] });
+  await h.worker({ steps: [visible] }, t);
   const id = await h.stepping.enqueue([visible({})]);
 
   const views = async () => {
@@ -131,7 +131,7 @@ test('while a step keeps failing, its last error and attempt count show in the v
   assert.deepEqual(step.rows, [{ status: 'succeeded', attempts: 4 }]);
 });
 
-test('without maxAttempts a step keeps being retried until it succeeds', async () => {
+test('without maxAttempts a step keeps being retried until it succeeds', async (t) => {
   let calls = 0;
   const stubborn = defineStep(
     'retry.unlimited',
@@ -141,7 +141,7 @@ test('without maxAttempts a step keeps being retried until it succeeds', async (
     },
     { backoff: { baseMs: 1, maxMs: 5 } },
   );
-  await h.worker({ steps: [stubborn] });
+  await h.worker({ steps: [stubborn] }, t);
   const id = await h.stepping.enqueue([stubborn({})]);
   const job = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
   assert.equal(job.status, 'succeeded');
@@ -153,7 +153,7 @@ test('without maxAttempts a step keeps being retried until it succeeds', async (
   assert.deepEqual(rows, [{ status: 'succeeded', attempts: 7, max_attempts: null }]);
 });
 
-test('maxAttempts exhausted ends the job failed, with the step failed and nothing after it run', async () => {
+test('maxAttempts exhausted ends the job failed, with the step failed and nothing after it run', async (t) => {
   let calls = 0;
   let laterCalls = 0;
   const doomed = defineStep(
@@ -167,7 +167,7 @@ test('maxAttempts exhausted ends the job failed, with the step failed and nothin
   const later = defineStep('retry.after-doomed', async () => {
     laterCalls += 1;
   });
-  const worker = await h.worker({ steps: [doomed, later] });
+  const worker = await h.worker({ steps: [doomed, later] }, t);
   const failedEvents: string[] = [];
   worker.on('step:failed', (e) => failedEvents.push(`${e.attempt}:${e.outcome}`));
 

@@ -284,9 +284,9 @@ test("migrate makes each role's share exact again: a right an older version gave
   assert.equal(rows[0].seq, false);
 });
 
-test('producer: enqueues in its own pg and Kysely transactions and follows its jobs through the views', async () => {
+test('producer: enqueues in its own pg and Kysely transactions and follows its jobs through the views', async (t) => {
   const step = defineStep('roles.produced', async (args: { n: number }) => ({ doubled: args.n * 2 }));
-  await h.worker({ steps: [step] });
+  await h.worker({ steps: [step] }, t);
   const c = await producer.client();
   const single = await c.query(
     `SELECT stepping.job_enqueue('[{"name":"roles.produced","args":{"n":1}}]') AS id`,

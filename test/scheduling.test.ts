@@ -5,7 +5,7 @@ import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
-test('priority: lower numbers run first', async () => {
+test('priority: lower numbers run first', async (t) => {
   const order: number[] = [];
   const step = defineStep('s.prio', async (args: { p: number }) => {
     order.push(args.p);
@@ -13,7 +13,7 @@ test('priority: lower numbers run first', async () => {
   const priorities = [5, -3, 12, 0, 7, -10, 3, 3, 1, 9];
   // All enqueued before the worker starts, so the claim order alone decides.
   for (const p of priorities) await h.stepping.enqueue([step({ p })], { priority: p, queue: 'prio' });
-  const w = await h.worker({ steps: [step], concurrency: 1, batchSize: 1, queues: ['prio'] });
+  const w = await h.worker({ steps: [step], concurrency: 1, batchSize: 1, queues: ['prio'] }, t);
   await eventually(() => order.length === priorities.length, 10_000, 'all jobs');
   await w.stop();
   assert.deepEqual(
@@ -22,12 +22,12 @@ test('priority: lower numbers run first', async () => {
   );
 });
 
-test('runAt and delayMs are honoured: the step does not start before its time', async () => {
+test('runAt and delayMs are honoured: the step does not start before its time', async (t) => {
   const startedAt = new Map<string, number>();
   const step = defineStep('s.timed', async (args: { tag: string }) => {
     startedAt.set(args.tag, Date.now());
   });
-  await h.worker({ steps: [step], concurrency: 2, pollIntervalMs: 600_000, queues: ['timed'] });
+  await h.worker({ steps: [step], concurrency: 2, pollIntervalMs: 600_000, queues: ['timed'] }, t);
   const runAt = new Date(Date.now() + 400);
   const enqueuedAt = Date.now();
   await h.stepping.enqueue([step({ tag: 'runAt' })], { runAt, queue: 'timed' });

@@ -94,7 +94,7 @@ test('kill -9 right after the transactional step committed: it never runs again'
   await killed(second.child);
 });
 
-test('a throwing transactional handler rolls its writes back; the retry writes once', async () => {
+test('a throwing transactional handler rolls its writes back; the retry writes once', async (t) => {
   let failures = 2;
   const step = defineStep(
     'inbox.flaky',
@@ -107,7 +107,7 @@ test('a throwing transactional handler rolls its writes back; the retry writes o
     },
     { transactional: true, backoff: { baseMs: 10, maxMs: 20 } },
   );
-  const w = await h.worker({ steps: [step], pollIntervalMs: 100, queues: ['flaky'] });
+  const w = await h.worker({ steps: [step], pollIntervalMs: 100, queues: ['flaky'] }, t);
   const id = await h.stepping.enqueue([step({ eventId: 'e3' })], { queue: 'flaky' });
   assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
   assert.equal(await effects('e3'), 1);
@@ -115,7 +115,7 @@ test('a throwing transactional handler rolls its writes back; the retry writes o
   await w.stop();
 });
 
-test('a transactional step whose lease was taken over commits nothing', async () => {
+test('a transactional step whose lease was taken over commits nothing', async (t) => {
   const inside = deferred();
   const release = deferred();
   const step = defineStep(
@@ -130,7 +130,7 @@ test('a transactional step whose lease was taken over commits nothing', async ()
     },
     { transactional: true },
   );
-  const w = await h.worker({ steps: [step], pollIntervalMs: 100, queues: ['slow'] });
+  const w = await h.worker({ steps: [step], pollIntervalMs: 100, queues: ['slow'] }, t);
   const lost: string[] = [];
   w.on('step:lease-lost', (e) => lost.push(e.jobId));
   const id = await h.stepping.enqueue([step({ eventId: 'e4' })], { queue: 'slow' });

@@ -48,7 +48,7 @@ async function dropInstallation(db: pg.Pool | pg.Client, schema: string): Promis
   }
 }
 
-test('a cancel NOTIFY from a role without any grant does not abort a running step; stepping.cancel does', async () => {
+test('a cancel NOTIFY from a role without any grant does not abort a running step; stepping.cancel does', async (t) => {
   const nobody = await roles.create('nobody');
   const started = deferred<AbortSignal>();
   const hold = defineStep('trust.cancel.hold', async (_args: unknown, ctx) => {
@@ -60,7 +60,7 @@ test('a cancel NOTIFY from a role without any grant does not abort a running ste
   });
   // A 10-minute lease: the periodic heartbeat (every 200 s) never falls inside this test,
   // so a heartbeat seen here is the worker's answer to the hint.
-  await h.worker({ steps: [hold], leaseMs: 600_000 });
+  await h.worker({ steps: [hold], leaseMs: 600_000 }, t);
   const id = await h.stepping.enqueue([hold({})]);
   const signal = await started.promise;
   const claimed = await updatedAt(id);

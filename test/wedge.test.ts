@@ -50,7 +50,7 @@ const first = defineStep('wedge.first', async () => {});
 const second = defineStep('wedge.second', async () => {});
 
 test('poison results among good ones: every good job finishes, every poison is stored bounded', async (t) => {
-  const worker = await h.worker({ steps: [poison, badCompensation, first, second], concurrency: 4 });
+  const worker = await h.worker({ steps: [poison, badCompensation, first, second], concurrency: 4 }, t);
   t.after(() => worker.stop());
   worker.on('error', () => {});
   const kinds = [
@@ -162,7 +162,7 @@ test('a report the engine keeps refusing is given up: its lease lapses and anoth
   release();
   await worker.stop();
   await h.shiftClock('1 minute');
-  const rescuer = await h.worker({ steps: [refusedStep] });
+  const rescuer = await h.worker({ steps: [refusedStep] }, t);
   t.after(() => rescuer.stop());
   assert.equal((await h.stepping.waitForJob(refused, { timeoutMs: 20_000 })).status, 'succeeded');
 });

@@ -1,5 +1,5 @@
 /** Shared test scaffolding: a database per file, clients and workers that clean up after themselves. */
-import { after, afterEach } from 'node:test';
+import { after, afterEach, type TestContext } from 'node:test';
 import pg from 'pg';
 import {
   createStepping,
@@ -19,8 +19,11 @@ export interface Harness {
   pool: pg.Pool;
   /** A new connected client, closed after the file. */
   client(): Promise<pg.Client>;
-  /** A started worker on this database, stopped after the file (if the test did not). */
-  worker(options: Omit<WorkerOptions, 'connectionString'>): Promise<Worker>;
+  /**
+   * A started worker on this database, stopped after the test `t` when given (a worker
+   * made inside a test), else after the file (a worker shared by the file's tests).
+   */
+  worker(options: Omit<WorkerOptions, 'connectionString'>, t?: TestContext): Promise<Worker>;
   /**
    * Moves the engine's clock (engine_now()) to `offset` from real time, e.g. '2 hours', for
    * every connection of this database. Reset to zero after each test.
@@ -99,9 +102,10 @@ export async function setup(fileUrl: string): Promise<Harness> {
         c.release();
       }
     },
-    async worker(options) {
+    async worker(options, t) {
       const w = createWorker({ ...options, connectionString: url });
-      workers.push(w);
+      if (t) t.after(() => w.stop());
+      else workers.push(w);
       await w.start();
       return w;
     },
