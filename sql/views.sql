@@ -41,6 +41,8 @@ COMMENT ON VIEW job_overview IS
 
 -- step_overview: one row per step, with the live state of the job's current step, its
 -- stored result and its compensation's state. skipped: never ran because the job ended.
+-- The last step of a succeeded job is written only when it stored a result (see
+-- step_complete); its state is the job row's.
 CREATE OR REPLACE VIEW step_overview AS
 SELECT s.job_id,
        s.idx                                                  AS step_index,
@@ -48,13 +50,16 @@ SELECT s.job_id,
        CASE WHEN j.phase = 'forward' AND j.current_step = s.idx AND j.status = 'running' THEN 'running'
             WHEN j.phase = 'forward' AND j.current_step = s.idx AND j.status = 'pending' AND j.attempt > 0
               THEN 'retrying'
+            WHEN j.status = 'succeeded' AND s.status = 'pending' THEN 'succeeded'
             ELSE s.status END                                 AS status,
-       CASE WHEN j.phase = 'forward' AND j.current_step = s.idx AND j.status IN ('pending', 'running')
+       CASE WHEN j.phase = 'forward' AND j.current_step = s.idx
+             AND (j.status IN ('pending', 'running') OR (j.status = 'succeeded' AND s.status = 'pending'))
             THEN j.attempt ELSE s.attempts END                AS attempts,
        s.max_attempts,
        s.last_error ->> 'message'                             AS last_error,
        s.last_error                                           AS last_error_detail,
-       s.finished_at,
+       CASE WHEN j.status = 'succeeded' AND s.status = 'pending' THEN j.finished_at
+            ELSE s.finished_at END                            AS finished_at,
        s.compensate_name,
        CASE WHEN j.phase = 'compensate' AND j.current_step = s.idx AND j.status = 'running' THEN 'running'
             ELSE s.comp_status END                            AS compensation_status,

@@ -127,7 +127,7 @@ test('a worker never claims a step it has no handler for; the job waits untouche
     assert.equal((await h.stepping.waitForJob(o.jobId, { timeoutMs: 10_000 })).status, 'succeeded');
   }
   const steps = await h.pool.query(
-    'SELECT idx, status, attempts FROM stepping.steps WHERE job_id = $1 ORDER BY idx',
+    'SELECT step_index AS idx, status, attempts FROM stepping.step_overview WHERE job_id = $1 ORDER BY step_index',
     [mixed],
   );
   // The job's first step ran, which proves the worker reached it.

@@ -61,7 +61,7 @@ test('stop() lets the running step finish, claims nothing new, then resolves', a
   assert.equal(calls, 1);
 
   const steps = await h.pool.query(
-    'SELECT idx, status, attempts FROM stepping.steps WHERE job_id = $1 ORDER BY idx',
+    'SELECT step_index AS idx, status, attempts FROM stepping.step_overview WHERE job_id = $1 ORDER BY step_index',
     [first],
   );
   assert.deepEqual(steps.rows, [
@@ -121,7 +121,9 @@ test('past gracefulStopMs, stop() aborts the step and releases it for another wo
   await h.worker({ steps: [rescuer], workerId: 'gs-rescuer' }, t);
   assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
   assert.deepEqual(attempts, [1], 'the released attempt was not counted');
-  const steps = await h.pool.query('SELECT status, attempts FROM stepping.steps WHERE job_id = $1', [id]);
+  const steps = await h.pool.query('SELECT status, attempts FROM stepping.step_overview WHERE job_id = $1', [
+    id,
+  ]);
   assert.deepEqual(steps.rows, [{ status: 'succeeded', attempts: 1 }]);
 });
 

@@ -288,6 +288,6 @@ test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim i
   assert.deepEqual(await claim(h.pool, 'other', ['lease.long'], 1000), [], 'not claimable while held');
   gate.resolve();
   assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
-  const step = await h.pool.query('SELECT attempts FROM stepping.steps WHERE job_id = $1', [id]);
+  const step = await h.pool.query('SELECT attempts FROM stepping.step_overview WHERE job_id = $1', [id]);
   assert.equal(step.rows[0].attempts, 1);
 });

@@ -100,7 +100,7 @@ test('each job runs its 5 steps strictly in order, once each, while 4 workers ru
 
   const { rows } = await h.pool.query<{ n: number; bad: number }>(
     `SELECT count(*)::int AS n, count(*) FILTER (WHERE status <> 'succeeded' OR attempts <> 1)::int AS bad
-     FROM stepping.steps WHERE job_id = ANY($1::bigint[])`,
+     FROM stepping.step_overview WHERE job_id = ANY($1::bigint[])`,
     [ids],
   );
   assert.deepEqual(rows[0], { n: JOBS * STEPS, bad: 0 });

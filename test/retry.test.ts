@@ -70,7 +70,10 @@ test('a throwing step is retried with growing delays, then succeeds', async (t) 
     assert.ok(gaps[i]! >= 0.5 * cap, `gap after failure ${i + 1} is ${gaps[i]!.toFixed(1)} ms`);
   });
   assert.ok(delays[2]! > delays[0]!, `third delay (${delays[2]} ms) exceeds the first (${delays[0]} ms)`);
-  const { rows } = await h.pool.query('SELECT status, attempts FROM stepping.steps WHERE job_id = $1', [id]);
+  const { rows } = await h.pool.query(
+    'SELECT status, attempts FROM stepping.step_overview WHERE job_id = $1',
+    [id],
+  );
   assert.deepEqual(rows, [{ status: 'succeeded', attempts: 4 }]);
 });
 
@@ -147,7 +150,7 @@ test('without maxAttempts a step keeps being retried until it succeeds', async (
   assert.equal(job.status, 'succeeded');
   assert.equal(calls, 7);
   const { rows } = await h.pool.query(
-    'SELECT status, attempts, max_attempts FROM stepping.steps WHERE job_id = $1',
+    'SELECT status, attempts, max_attempts FROM stepping.step_overview WHERE job_id = $1',
     [id],
   );
   assert.deepEqual(rows, [{ status: 'succeeded', attempts: 7, max_attempts: null }]);

@@ -20,6 +20,7 @@ import { installPreviousEngine } from './fixtures/previous-engine.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { createTestDatabase } from './support/db.js';
 import { deferred, eventually, setup } from './support/harness.js';
+import { MIGRATIONS } from './support/migrations.js';
 import { TEST_RUN_ID } from './support/names.js';
 import { loginRoles, sqlState } from './support/roles.js';
 
@@ -393,7 +394,8 @@ test("an upgrade from the previous version keeps grants and views built on it, a
     `);
     const outcome = await stepping.migrate();
     assert.deepEqual(outcome, {
-      applied: ['1764600000000_settings-unit-results'],
+      // Everything after the old engine's one migration.
+      applied: MIGRATIONS.slice(1),
       upToDate: false,
       missingRoles: [],
     });

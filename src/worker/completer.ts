@@ -26,6 +26,9 @@ import {
 import { errorRecord } from './error-record.js';
 
 const MAX_BATCH = 500;
+/** Calls of one lane in flight at once, and the queue length that starts the second. */
+const MAX_PARALLEL = 2;
+const PARALLEL_BACKLOG = 64;
 
 /** A report's answer, or why there is none. */
 export interface Settled extends ReportResult {
@@ -66,7 +69,7 @@ function settled(result: ReportResult, extra: Partial<Settled> = {}): Settled {
 /** One lane: a queue of reports of one kind and its delivery loop. */
 class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
   private queue: Entry<T>[] = [];
-  private flushing = false;
+  private inFlight = 0;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -84,7 +87,7 @@ class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
   }
 
   get idle(): boolean {
-    return !this.flushing && this.queue.length === 0;
+    return this.inFlight === 0 && this.queue.length === 0;
   }
 
   waitIdle(): Promise<void> {
@@ -93,21 +96,33 @@ class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
   }
 
   private schedule(): void {
-    if (this.flushing || this.scheduled || this.queue.length === 0) return;
+    if (this.scheduled || this.queue.length === 0) return;
     this.scheduled = true;
     // setImmediate lets results of the same tick join one batch.
     setImmediate(() => {
       this.scheduled = false;
-      void this.flush();
+      this.pump();
     });
   }
 
-  private async flush(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
-    while (this.queue.length > 0) await this.deliver(this.queue.splice(0, MAX_BATCH));
-    this.flushing = false;
-    for (const w of this.idleWaiters.splice(0)) w();
+  /**
+   * Sends what is queued: one call at a time while results trickle in (each batch then
+   * holds what arrived during the previous call), a second call at once when a backlog
+   * builds up behind the first, so a slow report never holds the others back.
+   */
+  private pump(): void {
+    while (
+      this.queue.length > 0 &&
+      (this.inFlight === 0 || (this.inFlight < MAX_PARALLEL && this.queue.length >= PARALLEL_BACKLOG))
+    ) {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      this.inFlight++;
+      void this.deliver(batch).finally(() => {
+        this.inFlight--;
+        if (this.queue.length > 0) this.pump();
+        else if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+    }
   }
 
   private async deliver(batch: Entry<T>[]): Promise<void> {

@@ -9,15 +9,24 @@ import { Engine, type LeasedUnit } from '../db/engine.js';
 import { describeConnection, ListenCheck } from '../db/listen-check.js';
 import { NotificationHub } from '../db/notifications.js';
 import { BatchCompleter } from './completer.js';
-import { runUnit } from './executor.js';
+import { type Outcome, runUnit } from './executor.js';
 import { Fetcher } from './fetcher.js';
 import { type HeldUnit, LeaseKeeper } from './lease-keeper.js';
 import { Permits } from './permits.js';
+import { RateMeter } from './rate.js';
 import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
 
 export type { Emit } from './settle.js';
+
+/**
+ * Units claimed ahead ("prefetched") are kept for at most about this long's worth of the
+ * handler rate seen lately, and never more than MAX_KEPT: enough to hide a claim's round
+ * trip behind the handlers, few enough not to hoard work other workers could run.
+ */
+const PREFETCH_HORIZON_MS = 500;
+const MAX_KEPT = 500;
 
 /** One database's claim loop and everything in flight from it. */
 export class DatabaseWorker {
@@ -32,6 +41,10 @@ export class DatabaseWorker {
    * units never overlap in this worker and its events come in causal order.
    */
   private readonly waiting = new Map<string, LeasedUnit>();
+  /** Units claimed ahead of free slots, held (heart-beaten) until a slot starts them. */
+  private readonly kept: HeldUnit[] = [];
+  /** Handlers finished per second, which sizes the prefetch. */
+  private readonly finished = new RateMeter();
   /** Pool connections transactional handlers may hold at once: all but one. */
   private readonly transactions: Permits;
   private stopping = false;
@@ -63,7 +76,7 @@ export class DatabaseWorker {
       config,
       slots,
       hub: this.hub,
-      accept: (units) => this.accept(units),
+      accept: (start, keep) => this.accept(start, keep),
       error,
       kick,
     });
@@ -101,14 +114,37 @@ export class DatabaseWorker {
     return this.fetcher.hasListener;
   }
 
-  /** For the dispatcher: may have claimable work and is not claiming or backing off. */
+  /** For the dispatcher: has units in hand to start, or may have claimable work. */
   get wantsWork(): boolean {
-    return this.fetcher.wantsWork;
+    return this.kept.length > 0 || this.fetcher.wantsWork;
   }
 
-  /** For the dispatcher: reserves up to `max` slots and claims into them; returns how many it reserved. */
+  /**
+   * For the dispatcher: takes up to `max` slots, first for units already in hand, then by
+   * claiming (with a prefetch sized to the backlog); returns how many slots it took.
+   */
   startClaim(max: number): number {
-    return this.fetcher.startClaim(max);
+    let taken = 0;
+    while (taken < max && this.kept.length > 0 && !this.stopping) {
+      const held = this.kept[0]!;
+      if (held.abandoned) {
+        this.kept.shift();
+        this.keeper.drop(held);
+        continue;
+      }
+      if (!this.slots.tryTake(held.unit.queue)) break;
+      this.kept.shift();
+      this.begin(held);
+      taken++;
+    }
+    return taken + this.fetcher.startClaim(max - taken, this.prefetchWanted());
+  }
+
+  /** How many more units to claim ahead: only with a backlog, sized to the recent handler rate. */
+  private prefetchWanted(): number {
+    if (this.stopping || !this.fetcher.backlog) return 0;
+    const target = Math.min(MAX_KEPT, Math.ceil((this.finished.perSecond * PREFETCH_HORIZON_MS) / 1000));
+    return Math.max(0, target - this.kept.length);
   }
 
   /** Subscribes to wake-ups and cancel hints (when allowed a listener) and starts claiming. */
@@ -145,29 +181,42 @@ export class DatabaseWorker {
     this.fetcher.wake();
   }
 
-  private accept(units: LeasedUnit[]): void {
-    for (const unit of units) {
+  private accept(start: LeasedUnit[], keep: LeasedUnit[]): void {
+    for (const unit of start) {
       if (this.keeper.has(unit.jobId)) this.waiting.set(unit.jobId, unit);
-      else this.startUnit(unit);
+      else this.begin(this.keeper.hold(unit));
     }
+    const clash: LeasedUnit[] = [];
+    for (const unit of keep) {
+      // A job already held here (a stale unit winding down) is given back, not kept.
+      if (this.keeper.has(unit.jobId) || this.waiting.has(unit.jobId)) clash.push(unit);
+      else this.kept.push(this.keeper.hold(unit));
+    }
+    if (clash.length > 0) void this.engine.releaseLeases(this.pool, clash).catch(() => {});
+  }
+
+  /** Starts a held unit's handler (its slot is taken). */
+  private begin(held: HeldUnit): void {
+    held.startedAt = Date.now();
+    this.emit('step:started', unitEvent(this.database, held.unit));
+    void this.execute(held);
   }
 
   private startUnit(unit: LeasedUnit): void {
-    const held = this.keeper.hold(unit);
-    this.emit('step:started', unitEvent(this.database, unit));
-    void this.execute(held);
+    this.begin(this.keeper.hold(unit));
   }
 
   private async execute(held: HeldUnit): Promise<void> {
     const { unit } = held;
     const definition = this.config.handlers.get(unit.name);
-    const outcome = definition
+    const outcome: Outcome = definition
       ? await runUnit(unit, definition, held.controller, {
           pool: this.pool,
           database: this.database,
           acquireTransaction: () => this.transactions.acquire(),
         })
       : { kind: 'failure' as const, error: new Error(`no handler for ${unit.name}`), permanent: false };
+    this.finished.add();
     // The slot is for running handlers. When no continuation can follow (a failure, or
     // the job's last step) it is freed now, so the next claim overlaps this report.
     let slotHeld = true;
@@ -234,6 +283,19 @@ export class DatabaseWorker {
     await this.fetcher.stop();
     await this.unsubscribeCancel?.().catch(() => {});
     await this.hub?.close();
+    if (this.kept.length > 0) {
+      const kept = this.kept.splice(0).filter((h) => !h.abandoned);
+      for (const h of kept) {
+        h.abandoned = true;
+        this.keeper.drop(h);
+      }
+      await this.engine
+        .releaseLeases(
+          this.pool,
+          kept.map((h) => h.unit),
+        )
+        .catch(() => {});
+    }
     if (this.waiting.size > 0) {
       const units = [...this.waiting.values()];
       this.waiting.clear();

@@ -18,10 +18,7 @@ export class Dispatcher {
   private offset = 0;
   private scheduled = false;
 
-  constructor(
-    private readonly slots: Slots,
-    private readonly batchSize: number,
-  ) {}
+  constructor(private readonly slots: Slots) {}
 
   add(claimant: Claimant): void {
     this.claimants.push(claimant);
@@ -56,7 +53,7 @@ export class Dispatcher {
     let left = waiting.length;
     for (const c of waiting) {
       if (free <= 0) break;
-      const share = Math.min(this.batchSize, Math.max(1, Math.floor(free / left)));
+      const share = Math.max(1, Math.floor(free / left));
       left--;
       free -= c.startClaim(share);
     }

@@ -28,8 +28,8 @@ export interface FetcherDeps {
   slots: Slots;
   /** The database's LISTEN connection; null: none (poll adaptively). */
   hub: NotificationHub | null;
-  /** Takes claimed units (their slots are already taken). */
-  accept(units: LeasedUnit[]): void;
+  /** Takes claimed units: `start` have their slots taken, `keep` are prefetched (no slot yet). */
+  accept(start: LeasedUnit[], keep: LeasedUnit[]): void;
   error(error: Error, during: string): void;
   /** Asks the dispatcher to hand out free slots. */
   kick(): void;
@@ -45,6 +45,7 @@ export class Fetcher {
   private idlePolls = 0;
   private backoffUntil = 0;
   private errorDelayMs = 0;
+  private lastClaimFull = false;
   /** A short claim got some units: look up the next due time once they are done. */
   private dueCheckPending = false;
   private claimDone: Promise<void> = Promise.resolve();
@@ -118,47 +119,62 @@ export class Fetcher {
     return true;
   }
 
+  /** True when the last claim came back full: more is waiting than was asked for. */
+  get backlog(): boolean {
+    return this.lastClaimFull;
+  }
+
   /**
-   * Reserves up to `max` slots and claims into them (asynchronously). Returns how many
-   * slots it reserved (0: no room, e.g. every capped queue full). Called by the Dispatcher.
+   * Reserves up to `max` slots and claims into them, plus up to `extra` units to keep in
+   * hand (prefetch), asynchronously; one statement takes at most batchSize units. Returns
+   * how many slots it reserved. Called (through DatabaseWorker) by the Dispatcher.
    */
-  startClaim(max: number): number {
-    const plan = this.deps.slots.reserve(max, this.deps.config.queues);
+  startClaim(max: number, extra = 0): number {
+    if (!this.wantsWork) return 0;
+    const { slots, config } = this.deps;
+    let plan = max > 0 ? slots.reserve(max, config.queues) : [];
     const reserved = plan.reduce((n, p) => n + p.n, 0);
-    if (reserved === 0) return 0;
+    // Prefetch only without per-queue caps (a unit kept in hand must be able to start).
+    const prefetch = config.queueLimits.size === 0 ? extra : 0;
+    if (reserved === 0 && prefetch === 0) return 0;
+    if (plan.length === 0) plan = [{ queues: config.queues, n: 0 }];
     this.claiming = true;
     // Cleared before claiming: a NOTIFY arriving meanwhile sets it again.
     this.moreWork = false;
-    this.claimDone = this.claimPlan(plan);
+    this.claimDone = this.claimPlan(plan, prefetch);
     return reserved;
   }
 
-  private async claimPlan(plan: ClaimPlan[]): Promise<void> {
+  private async claimPlan(plan: ClaimPlan[], prefetch: number): Promise<void> {
     const { engine, pool, config, slots } = this.deps;
     let short = false;
     let failed = false;
     let claimed = 0;
-    for (const p of plan) {
+    for (const [i, p] of plan.entries()) {
+      // The first part carries the prefetch; one statement takes at most batchSize units.
+      const limit = Math.min(p.n + (i === 0 ? prefetch : 0), config.batchSize);
       let units: LeasedUnit[] = [];
       try {
-        units = await engine.claim(pool, config.workerId, config.names, p.queues, p.n, config.leaseMs);
+        if (limit > 0)
+          units = await engine.claim(pool, config.workerId, config.names, p.queues, limit, config.leaseMs);
       } catch (error) {
         if (!failed) this.deps.error(error as Error, 'claim');
         failed = true;
-      } finally {
-        slots.unreserve(p, p.n - units.length);
       }
+      const toStart = Math.min(units.length, p.n);
+      slots.unreserve(p, p.n - toStart);
       if (this.stopping && units.length > 0) {
         // stop() began while this claim was in flight: hand the units straight back.
         await engine.releaseLeases(pool, units).catch(() => {});
-        for (const unit of units) slots.release(unit.queue);
+        for (const unit of units.slice(0, toStart)) slots.release(unit.queue);
         units = [];
       }
-      if (units.length > 0) this.deps.accept(units);
+      if (units.length > 0) this.deps.accept(units.slice(0, toStart), units.slice(toStart));
       claimed += units.length;
-      if (units.length === p.n) this.moreWork = true;
+      if (limit > 0 && units.length === limit) this.moreWork = true;
       else short = true;
     }
+    this.lastClaimFull = !failed && !short;
     if (failed) {
       const cap = this.listening ? MAX_CLAIM_BACKOFF_MS.listening : MAX_CLAIM_BACKOFF_MS.polled;
       this.errorDelayMs = Math.min(Math.max(this.errorDelayMs * 2, 200), cap);

@@ -12,7 +12,8 @@ import type { Engine, LeasedUnit } from '../db/engine.js';
 export interface HeldUnit {
   readonly unit: LeasedUnit;
   readonly controller: AbortController;
-  readonly startedAt: number;
+  /** When its handler started (0: claimed ahead, not started yet). */
+  startedAt: number;
   /** Lease lost, released, or its report given up: do not heartbeat, do not report. */
   abandoned: boolean;
 }
@@ -48,7 +49,7 @@ export class LeaseKeeper {
     this.interval.unref();
   }
 
-  /** Holds a newly claimed unit. */
+  /** Holds a newly claimed unit (started or kept in hand). */
   hold(unit: LeasedUnit): HeldUnit {
     const held: HeldUnit = {
       unit,

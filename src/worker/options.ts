@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { checkInt, schemaName } from '../config.js';
 import { DEFAULT_LEASE_MS } from '../defaults.js';
 import { ConfigError } from '../errors.js';
-import { MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
+import { MAX_CLAIM_BATCH, MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
 
@@ -43,7 +43,11 @@ export interface WorkerOptions {
   queues?: readonly string[] | Readonly<Record<string, number>>;
   /** Handlers running at once. */
   concurrency?: number;
-  /** Most units claimed in one statement. Default: concurrency. */
+  /**
+   * Most units one claim statement takes. Default MAX_CLAIM_BATCH (1000): claims are sized
+   * to the free slots plus, while a backlog lasts, units claimed ahead for about half a
+   * second of the recent handler rate, so there is nothing to tune.
+   */
   batchSize?: number;
   /** Fallback poll when no NOTIFY arrives (lost notifications); scheduled work wakes the worker precisely. */
   pollIntervalMs?: number;
@@ -139,7 +143,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     queues,
     queueLimits,
     concurrency,
-    batchSize: checkInt('batchSize', options.batchSize ?? concurrency, 1, 10000),
+    batchSize: checkInt('batchSize', options.batchSize ?? MAX_CLAIM_BATCH, 1, MAX_CLAIM_BATCH),
     pollIntervalMs: checkInt(
       'pollIntervalMs',
       options.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs,

@@ -88,7 +88,7 @@ export class Worker {
     this.config = resolveWorkerConfig(options);
     this.engine = new Engine(this.config.schema);
     this.slots = new Slots(this.config.concurrency, this.config.queueLimits);
-    this.dispatcher = new Dispatcher(this.slots, this.config.batchSize);
+    this.dispatcher = new Dispatcher(this.slots);
     const given = [options.databases, options.pool, options.connectionString].filter(
       (x) => x !== undefined,
     ).length;
