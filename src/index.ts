@@ -15,7 +15,25 @@ export type {
   StepOptions,
 } from './steps.js';
 export type { EnqueueOptions } from './enqueue/serialize.js';
-export { MAX_ARGS_BYTES, MAX_STEPS } from './enqueue/serialize.js';
+export { MAX_CALL_JSON_BYTES } from './enqueue/serialize.js';
+export { jsonbTextBytes } from './enqueue/jsonb-text.js';
+export type { JsonValue } from './enqueue/jsonb-text.js';
+export {
+  MAX_STEPS,
+  MAX_NAME_LENGTH,
+  MAX_QUEUE_LENGTH,
+  MAX_KEY_LENGTH,
+  MAX_JSON_BYTES,
+  MAX_JSON_DEPTH,
+  MIN_PRIORITY,
+  MAX_PRIORITY,
+  MAX_INT,
+  MIN_DATE,
+  MAX_DATE,
+  MAX_DELAY_MS,
+} from './limits.js';
+/** @deprecated Use MAX_JSON_BYTES (the same limit, now also applied to compensation args). */
+export { MAX_JSON_BYTES as MAX_ARGS_BYTES } from './limits.js';
 export type { TransactionLike, Queryable, KyselyExecutor } from './db/queryable.js';
 export { createWorker, Worker } from './worker/worker.js';
 export type { WorkerOptions, WorkerConfig } from './worker/options.js';
