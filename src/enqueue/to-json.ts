@@ -129,7 +129,7 @@ class Converter {
       case 'number':
         if (!Number.isFinite(value)) this.fail(`is ${value}, which JSON cannot represent`);
         this.add(jsonbNumberBytes(value));
-        return value;
+        return value === 0 ? 0 : value; // -0 is stored (and printed) as 0
       case 'boolean':
         this.add(value ? 4 : 5);
         return value;
