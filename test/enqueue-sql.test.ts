@@ -130,6 +130,12 @@ test('every field of job_enqueue_batch is checked for type and range, never reac
     ['no steps', job([]), /job 0: steps must be an array/],
     ['a step that is a string', job([{ name: 's' }, 'x']), /^stepping: job 0 step 1: is not an object$/],
     [
+      'a job without steps, then one with a bad step',
+      '[{"queue": "q"}, {"steps": [1]}]',
+      /^stepping: job 1 step 0: is not an object$/,
+    ],
+    ['steps null', job(null), /^stepping: job 0: steps must be an array of 1 to 1000 steps$/],
+    [
       'a step that is an array (22023 from jsonb_to_recordset before)',
       job([[{ name: 's' }]]),
       /job 0 step 0: is not an object/,
