@@ -58,7 +58,7 @@ BEGIN
   IF jsonb_typeof(p_value) = 'string' THEN
     BEGIN
       v_at := (p_value #>> '{}')::timestamptz;
-    EXCEPTION WHEN data_exception THEN
+    EXCEPTION WHEN data_exception OR feature_not_supported THEN
       v_at := NULL;
     END;
   END IF;
@@ -107,6 +107,86 @@ $$;
 COMMENT ON FUNCTION _enqueue_json(integer, integer, text, jsonb) IS
   'Args of enqueue input when within the size and depth limits, or SP001.';
 
+-- _enqueue_steps(p_job, p_steps): the steps of job p_job (a JSON array of step objects) as
+-- rows for the steps table, each field checked (type, range, the limits) so that no cast
+-- or constraint ever sees a bad value: the last branch of each CASE raises SP001 through
+-- _enqueue_reject. A JSON null reads as absent. Args prove to fit without being printed
+-- when their jsonb is at most _limit_max_json_bytes() / 10534 bytes: the element with the
+-- most text per byte of jsonb is a number of the widest numeric (131,072 digits, a point
+-- and 16,383 decimals, a sign: 147,457 characters, plus ", ") stored in 14 bytes (a
+-- 4-byte entry, 10 bytes of numeric); strings print at most 6 characters per byte
+-- (\u00XX), containers less. So a value prints at most 10,534 bytes per byte of jsonb.
+-- pg_column_size measures values taken out of p_steps, which are never compressed. Below
+-- 8 * _limit_max_json_depth() bytes only the size needs checking (see _enqueue_json).
+-- An SQL function so that the planner inlines it into job_enqueue_batch's statement (it
+-- costs nothing there), and job_enqueue_batch can check the steps of a job it does not
+-- insert (a duplicate key) with the same code. STABLE, though _enqueue_reject raises:
+-- a VOLATILE set-returning function is never inlined.
+CREATE OR REPLACE FUNCTION _enqueue_steps(p_job integer, p_steps jsonb)
+RETURNS TABLE (idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer,
+               backoff_max_ms integer, transactional boolean, compensate_name text, compensate_args jsonb)
+LANGUAGE sql STABLE
+AS $$
+  SELECT (g.o - 1)::integer AS idx,
+    CASE WHEN jsonb_typeof(g.name) = 'string' AND length(g.name #>> '{}') BETWEEN 1 AND _limit_max_name_length()
+           THEN g.name #>> '{}'
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'name', NULL::text)
+    END AS name,
+    CASE WHEN g.args IS NULL THEN 'null'::jsonb
+         WHEN pg_column_size(g.args) <= _limit_max_json_bytes() / 10534
+              OR (pg_column_size(g.args) <= 8 * _limit_max_json_depth()
+                  AND octet_length(g.args::text) <= _limit_max_json_bytes())
+           THEN g.args
+         ELSE _enqueue_json(p_job, (g.o - 1)::integer, 'args', g.args)
+    END AS args,
+    CASE WHEN g.max_attempts IS NULL THEN NULL
+         WHEN CASE WHEN jsonb_typeof(g.max_attempts) = 'number'
+                   THEN g.max_attempts::numeric BETWEEN 1 AND _limit_max_int()
+                        AND g.max_attempts::numeric = trunc(g.max_attempts::numeric) END
+           THEN g.max_attempts::numeric::integer
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'max_attempts', NULL::integer)
+    END AS max_attempts,
+    CASE WHEN g.backoff_base_ms IS NULL THEN 1000
+         WHEN CASE WHEN jsonb_typeof(g.backoff_base_ms) = 'number'
+                   THEN g.backoff_base_ms::numeric BETWEEN 1 AND _limit_max_int()
+                        AND g.backoff_base_ms::numeric = trunc(g.backoff_base_ms::numeric) END
+           THEN g.backoff_base_ms::numeric::integer
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_base_ms', NULL::integer)
+    END AS backoff_base_ms,
+    CASE WHEN g.backoff_max_ms IS NULL THEN 3600000
+         WHEN CASE WHEN jsonb_typeof(g.backoff_max_ms) = 'number'
+                   THEN g.backoff_max_ms::numeric BETWEEN 1 AND _limit_max_int()
+                        AND g.backoff_max_ms::numeric = trunc(g.backoff_max_ms::numeric) END
+           THEN g.backoff_max_ms::numeric::integer
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_max_ms', NULL::integer)
+    END AS backoff_max_ms,
+    CASE WHEN g.transactional IS NULL THEN false
+         WHEN jsonb_typeof(g.transactional) = 'boolean' THEN g.transactional::boolean
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'transactional', NULL::boolean)
+    END AS transactional,
+    CASE WHEN g.compensate IS NULL THEN NULL
+         WHEN jsonb_typeof(g.compensate) <> 'object'
+           THEN _enqueue_reject(p_job, (g.o - 1)::integer, 'compensate', NULL::text)
+         WHEN jsonb_typeof(g.compensate -> 'name') = 'string'
+              AND length(g.compensate ->> 'name') BETWEEN 1 AND _limit_max_name_length()
+           THEN g.compensate ->> 'name'
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'compensate.name', NULL::text)
+    END AS compensate_name,
+    CASE WHEN g.compensate -> 'args' IS NULL THEN NULL
+         WHEN pg_column_size(g.compensate -> 'args') <= _limit_max_json_bytes() / 10534
+              OR (pg_column_size(g.compensate -> 'args') <= 8 * _limit_max_json_depth()
+                  AND octet_length((g.compensate -> 'args')::text) <= _limit_max_json_bytes())
+           THEN g.compensate -> 'args'
+         ELSE _enqueue_json(p_job, (g.o - 1)::integer, 'compensate.args', g.compensate -> 'args')
+    END AS compensate_args
+  FROM ROWS FROM (jsonb_to_recordset(p_steps)
+                    AS (name jsonb, args jsonb, max_attempts jsonb, backoff_base_ms jsonb, backoff_max_ms jsonb,
+                        transactional jsonb, compensate jsonb))
+       WITH ORDINALITY AS g(name, args, max_attempts, backoff_base_ms, backoff_max_ms, transactional, compensate, o);
+$$;
+COMMENT ON FUNCTION _enqueue_steps(integer, jsonb) IS
+  'The steps of one enqueued job as checked rows (SP001 on bad input); inlined by job_enqueue_batch.';
+
 -- job_enqueue_batch(p_jobs): inserts every job of p_jobs with all its steps in one
 -- statement, in the caller's transaction, so the jobs exist exactly when it commits.
 -- Returns one row per input job; `ord` is its 0-based position in p_jobs (rows are not
@@ -129,19 +209,6 @@ AS $$
 DECLARE
   v_now  timestamptz := now();
   v_seq  regclass := pg_get_serial_sequence('jobs', 'id')::regclass;
-  -- Values of at most this many jsonb bytes print within the size limit, so they skip
-  -- the (costly) printing. The bound: the element with the most text per byte of jsonb is
-  -- a number of the widest numeric (131,072 digits, a point and 16,383 decimals, a sign:
-  -- 147,457 characters, plus ", ") stored in 14 bytes (a 4-byte entry, 10 bytes of
-  -- numeric); strings print at most 6 characters per byte (\u00XX), containers less. So a
-  -- value prints at most 10,534 bytes per byte of jsonb. pg_column_size measures values
-  -- taken out with ->, which are never compressed.
-  v_small    integer := _limit_max_json_bytes() / 10534;
-  -- A nesting depth over the limit needs more than this many bytes of jsonb (see
-  -- _enqueue_json), so smaller values only need their size checked.
-  v_shallow  integer := 8 * _limit_max_json_depth();
-  v_max_bytes integer := _limit_max_json_bytes();
-  v_max_name integer := _limit_max_name_length();
   v_id       bigint;
   v_ords     integer[];
   v_ids      bigint[];
@@ -149,7 +216,6 @@ DECLARE
   v_dup_jobs jsonb[];
   v_job      jsonb;
   v_i        integer;
-  v_steps    bigint;
 BEGIN
   IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
     RAISE EXCEPTION 'stepping: p_jobs must be a JSON array of jobs' USING ERRCODE = 'SP001';
@@ -196,7 +262,7 @@ BEGIN
       -- The job row names its first step: checked here, as the steps are checked below
       -- only after the job rows are written.
       CASE WHEN jsonb_typeof(f.steps #> '{0,name}') = 'string'
-                AND length(f.steps #>> '{0,name}') BETWEEN 1 AND v_max_name
+                AND length(f.steps #>> '{0,name}') BETWEEN 1 AND _limit_max_name_length()
              THEN f.steps #>> '{0,name}'
            ELSE _enqueue_reject((f.o - 1)::integer, 0, 'name', NULL::text)
       END AS step_name,
@@ -244,63 +310,12 @@ BEGIN
                       AS (steps jsonb, queue jsonb, priority jsonb, key jsonb, on_duplicate jsonb, run_at jsonb,
                           delay_ms jsonb, deadline jsonb, timeout_ms jsonb))
          WITH ORDINALITY AS f(steps, queue, priority, key, on_duplicate, run_at, delay_ms, deadline, timeout_ms, o)
-  ), step_input AS MATERIALIZED (
-    SELECT i.id, (g.o - 1)::integer AS idx,
-      CASE WHEN jsonb_typeof(g.name) = 'string' AND length(g.name #>> '{}') BETWEEN 1 AND v_max_name
-             THEN g.name #>> '{}'
-           ELSE _enqueue_reject(i.ord, (g.o - 1)::integer, 'name', NULL::text)
-      END AS name,
-      CASE WHEN g.args IS NULL THEN 'null'::jsonb
-           WHEN pg_column_size(g.args) <= v_small
-                OR (pg_column_size(g.args) <= v_shallow AND octet_length(g.args::text) <= v_max_bytes)
-             THEN g.args
-           ELSE _enqueue_json(i.ord, (g.o - 1)::integer, 'args', g.args)
-      END AS args,
-      CASE WHEN g.max_attempts IS NULL THEN NULL
-           WHEN CASE WHEN jsonb_typeof(g.max_attempts) = 'number'
-                     THEN g.max_attempts::numeric BETWEEN 1 AND _limit_max_int()
-                          AND g.max_attempts::numeric = trunc(g.max_attempts::numeric) END
-             THEN g.max_attempts::numeric::integer
-           ELSE _enqueue_reject(i.ord, (g.o - 1)::integer, 'max_attempts', NULL::integer)
-      END AS max_attempts,
-      CASE WHEN g.backoff_base_ms IS NULL THEN 1000
-           WHEN CASE WHEN jsonb_typeof(g.backoff_base_ms) = 'number'
-                     THEN g.backoff_base_ms::numeric BETWEEN 1 AND _limit_max_int()
-                          AND g.backoff_base_ms::numeric = trunc(g.backoff_base_ms::numeric) END
-             THEN g.backoff_base_ms::numeric::integer
-           ELSE _enqueue_reject(i.ord, (g.o - 1)::integer, 'backoff_base_ms', NULL::integer)
-      END AS backoff_base_ms,
-      CASE WHEN g.backoff_max_ms IS NULL THEN 3600000
-           WHEN CASE WHEN jsonb_typeof(g.backoff_max_ms) = 'number'
-                     THEN g.backoff_max_ms::numeric BETWEEN 1 AND _limit_max_int()
-                          AND g.backoff_max_ms::numeric = trunc(g.backoff_max_ms::numeric) END
-             THEN g.backoff_max_ms::numeric::integer
-           ELSE _enqueue_reject(i.ord, (g.o - 1)::integer, 'backoff_max_ms', NULL::integer)
-      END AS backoff_max_ms,
-      CASE WHEN g.transactional IS NULL THEN false
-           WHEN jsonb_typeof(g.transactional) = 'boolean' THEN g.transactional::boolean
-           ELSE _enqueue_reject(i.ord, (g.o - 1)::integer, 'transactional', NULL::boolean)
-      END AS transactional,
-      CASE WHEN g.compensate IS NULL THEN NULL
-           WHEN jsonb_typeof(g.compensate) <> 'object'
-             THEN _enqueue_reject(i.ord, (g.o - 1)::integer, 'compensate', NULL::text)
-           WHEN jsonb_typeof(g.compensate -> 'name') = 'string'
-                AND length(g.compensate ->> 'name') BETWEEN 1 AND v_max_name
-             THEN g.compensate ->> 'name'
-           ELSE _enqueue_reject(i.ord, (g.o - 1)::integer, 'compensate.name', NULL::text)
-      END AS compensate_name,
-      CASE WHEN g.compensate -> 'args' IS NULL THEN NULL
-           WHEN pg_column_size(g.compensate -> 'args') <= v_small
-                OR (pg_column_size(g.compensate -> 'args') <= v_shallow
-                    AND octet_length((g.compensate -> 'args')::text) <= v_max_bytes)
-             THEN g.compensate -> 'args'
-           ELSE _enqueue_json(i.ord, (g.o - 1)::integer, 'compensate.args', g.compensate -> 'args')
-      END AS compensate_args
+  ), step_input AS (
+    -- Inlined (see _enqueue_steps). Every row the insert below reads has passed its checks;
+    -- the steps of a job whose key is held are checked in the loop further down.
+    SELECT i.id, s.*
     FROM input i
-    CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(i.steps)
-                                   AS (name jsonb, args jsonb, max_attempts jsonb, backoff_base_ms jsonb,
-                                       backoff_max_ms jsonb, transactional jsonb, compensate jsonb))
-         WITH ORDINALITY AS g(name, args, max_attempts, backoff_base_ms, backoff_max_ms, transactional, compensate, o)
+    CROSS JOIN LATERAL _enqueue_steps(i.ord, i.steps) s
   ), ins AS (
     INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
                       created_at, updated_at)
@@ -320,10 +335,8 @@ BEGIN
   SELECT array_agg(i.ord) FILTER (WHERE ins.id IS NOT NULL),
          array_agg(i.id) FILTER (WHERE ins.id IS NOT NULL),
          array_agg(i.ord ORDER BY i.ord) FILTER (WHERE ins.id IS NULL),
-         array_agg(p_jobs -> i.ord ORDER BY i.ord) FILTER (WHERE ins.id IS NULL),
-         -- Reads every step, so the steps of a duplicate (not inserted) are checked too.
-         (SELECT count(*) FROM step_input)
-  INTO v_ords, v_ids, v_dup_ords, v_dup_jobs, v_steps
+         array_agg(p_jobs -> i.ord ORDER BY i.ord) FILTER (WHERE ins.id IS NULL)
+  INTO v_ords, v_ids, v_dup_ords, v_dup_jobs
   FROM input i LEFT JOIN ins ON ins.id = i.id;
 
   RETURN QUERY SELECT c.ord, c.id, true, false FROM unnest(v_ords, v_ids) AS c(ord, id);
@@ -333,6 +346,8 @@ BEGIN
   -- the duplicate without aborting the caller's transaction (job_enqueue raises).
   FOR v_i IN 1 .. coalesce(cardinality(v_dup_ords), 0) LOOP
     v_job := v_dup_jobs[v_i];
+    -- Its steps were not inserted, so not read: check them all the same.
+    PERFORM count(*) FROM _enqueue_steps(v_dup_ords[v_i], v_job -> 'steps');
     SELECT id INTO v_id FROM jobs WHERE key = v_job ->> 'key' AND status IN ('pending', 'running');
     IF FOUND THEN
       ord := v_dup_ords[v_i]; job_id := v_id; created := false;
