@@ -259,13 +259,10 @@ BEGIN
              THEN f.steps
            ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'steps', NULL::jsonb)
       END AS steps,
-      -- The job row names its first step: checked here, as the steps are checked below
-      -- only after the job rows are written.
-      CASE WHEN jsonb_typeof(f.steps #> '{0,name}') = 'string'
-                AND length(f.steps #>> '{0,name}') BETWEEN 1 AND _limit_max_name_length()
-             THEN f.steps #>> '{0,name}'
-           ELSE _enqueue_reject((f.o - 1)::integer, 0, 'name', NULL::text)
-      END AS step_name,
+      -- The job row names its first step. Not checked here: the steps are checked as
+      -- they are inserted below, in the same statement, so a bad name never outlives it;
+      -- coalesce and left() only keep it clear of the column's NOT NULL and any index.
+      left(coalesce(f.steps #>> '{0,name}', ''), _limit_max_name_length()) AS step_name,
       CASE WHEN f.queue IS NULL THEN 'default'
            WHEN jsonb_typeof(f.queue) = 'string' AND length(f.queue #>> '{}') BETWEEN 1 AND _limit_max_queue_length()
              THEN f.queue #>> '{}'
