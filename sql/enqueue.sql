@@ -245,10 +245,11 @@ BEGIN
   END IF;
 
   -- One statement checks and inserts jobs and steps. Each column is a CASE whose last
-  -- branch raises (_enqueue_reject), so no cast ever sees a bad value and no row reaches a
-  -- table before its checks passed; checking while reading costs no second pass over the
-  -- JSON, and jsonb_to_recordset takes every field out in one call per job (and one per
-  -- job's steps) rather than one -> per field. A JSON null reads as SQL NULL: absent.
+  -- branch raises (_enqueue_reject), so no cast or constraint ever sees a bad value, and a
+  -- bad value anywhere fails the whole statement; checking while reading costs no second
+  -- pass over the JSON, and jsonb_to_recordset takes every field out in one call per job
+  -- (and one per job's steps) rather than one -> per field. A JSON null reads as SQL NULL:
+  -- absent.
   -- Ids are drawn up front so steps can refer to them and results map back to input
   -- order. Created rows are returned set-based; only the (rare) duplicates of a held key
   -- are looked at one by one below.
