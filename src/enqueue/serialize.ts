@@ -87,7 +87,7 @@ function serializeStep(
   const s = step as StepCall & Record<string, unknown>;
   const name = checkText(s.name, `step ${i} name`, MAX_NAME_LENGTH);
   const rawArgs = s.args;
-  const args = toStoredJson(rawArgs, `step ${i} (${printable(name)}) args`);
+  const args = toStoredJson(rawArgs, () => `step ${i} (${printable(name)}) args`);
   const out: Record<string, unknown> = { name, args: args.value };
   let bytes = args.bytes + STEP_ALLOWANCE_BYTES;
 
@@ -119,7 +119,7 @@ function serializeStep(
     const cargs: StoredJson =
       rawCompArgs === undefined || rawCompArgs === rawArgs
         ? args
-        : toStoredJson(rawCompArgs, `step ${i} (${printable(name)}) compensate.args`);
+        : toStoredJson(rawCompArgs, () => `step ${i} (${printable(name)}) compensate.args`);
     out.compensate = { name: cname, args: cargs.value };
     bytes += cargs.bytes;
   }

@@ -40,9 +40,17 @@ const SUSPECT = /[\u0000\ud800-\udfff]/;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 const IDENTIFIER = /^[A-Za-z_$][\w$]{0,39}$/;
 
-/** Turns `input` into storable JSON, or throws EnqueueValidationError naming `what` and the path. */
-export function toStoredJson(input: unknown, what: string, bounds: JsonBounds = DEFAULT_BOUNDS): StoredJson {
-  const converter = new Converter(what, bounds);
+/**
+ * Turns `input` into storable JSON, or throws EnqueueValidationError naming `what` (the
+ * value's name in messages, e.g. `step 0 (mail.send) args`; a function, so that it is
+ * built only for an error) and the path.
+ */
+export function toStoredJson(
+  input: unknown,
+  what: string | (() => string),
+  bounds: JsonBounds = DEFAULT_BOUNDS,
+): StoredJson {
+  const converter = new Converter(typeof what === 'string' ? () => what : what, bounds);
   try {
     const value = converter.convert('', input, 0);
     if (value === undefined) return { value: null, bytes: 4 };
@@ -51,7 +59,7 @@ export function toStoredJson(input: unknown, what: string, bounds: JsonBounds = 
     if (error instanceof EnqueueValidationError) throw error;
     // The caller's getters, toJSON or proxy traps threw (or recursed without end).
     throw new EnqueueValidationError(
-      `${what}${converter.where()} could not be read: a getter, toJSON() or proxy threw ${thrownKind(error)}`,
+      `${converter.name()}${converter.where()} could not be read: a getter, toJSON() or proxy threw ${thrownKind(error)}`,
       { cause: error },
     );
   }
@@ -60,12 +68,13 @@ export function toStoredJson(input: unknown, what: string, bounds: JsonBounds = 
 class Converter {
   /** Bytes printed so far; only grows, so it can stop a conversion as soon as it is over. */
   bytes = 0;
-  private readonly ancestors = new Set<object>();
+  /** Containers being read (a cycle leads back to one); made on the first container. */
+  private ancestors: Set<object> | undefined;
   /** Path from the root to the value being read: array indexes and object keys. */
   private readonly path: (string | number)[] = [];
 
   constructor(
-    private readonly what: string,
+    readonly name: () => string,
     private readonly bounds: JsonBounds,
   ) {}
 
@@ -77,7 +86,7 @@ class Converter {
   }
 
   private fail(problem: string): never {
-    throw new EnqueueValidationError(`${this.what}${this.where()} ${problem}`);
+    throw new EnqueueValidationError(`${this.name()}${this.where()} ${problem}`);
   }
 
   private add(bytes: number): void {
@@ -87,7 +96,7 @@ class Converter {
 
   private tooBig(): never {
     throw new EnqueueValidationError(
-      `${this.what} are more than ${this.bounds.maxBytes} bytes as PostgreSQL prints JSON, over the limit` +
+      `${this.name()} are more than ${this.bounds.maxBytes} bytes as PostgreSQL prints JSON, over the limit` +
         ` (reached at ${this.where() || 'the top'})`,
     );
   }
@@ -156,15 +165,16 @@ class Converter {
     if (depth > this.bounds.maxDepth) {
       this.fail(`is nested more than ${this.bounds.maxDepth} levels deep, over the limit`);
     }
-    if (this.ancestors.has(obj)) this.fail('refers back to itself (a cycle), which JSON cannot represent');
+    const ancestors = (this.ancestors ??= new Set());
+    if (ancestors.has(obj)) this.fail('refers back to itself (a cycle), which JSON cannot represent');
     if (types.isMap(obj) || types.isSet(obj)) {
       this.fail(`is a ${types.isMap(obj) ? 'Map' : 'Set'}, which JSON.stringify would turn into {}`);
     }
-    this.ancestors.add(obj);
+    ancestors.add(obj);
     try {
       return Array.isArray(obj) ? this.array(obj as unknown[], depth) : this.object(obj, depth);
     } finally {
-      this.ancestors.delete(obj);
+      ancestors.delete(obj);
     }
   }
 
