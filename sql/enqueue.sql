@@ -1,24 +1,210 @@
+-- Enqueue: job_enqueue_batch (the driver's bulk path) and job_enqueue (one job, for psql,
+-- triggers and other languages). Every limit of src/limits.ts is enforced here as well as
+-- in the driver (the _limit_*() constants are generated from it by migrate): bad input
+-- raises SQLSTATE SP001 naming the job (0-based position), the step and the field, never
+-- a raw cast or constraint error, and never the offending value (args may hold secrets).
+
+-- _enqueue_reject: raises SP001 for job p_job (and step p_step, when not NULL) about
+-- p_field: a field name stands for its rule (so the big enqueue statement carries no
+-- message-building expressions); anything else is the problem as written. Returns
+-- anyelement so that it can stand in any branch of a CASE; it never returns.
+CREATE OR REPLACE FUNCTION _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement)
+RETURNS anyelement
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_problem text := CASE p_field
+    WHEN 'object' THEN 'is not an object'
+    WHEN 'steps' THEN format('steps must be an array of 1 to %s steps', _limit_max_steps())
+    WHEN 'name' THEN format('name must be a string of 1 to %s characters', _limit_max_name_length())
+    WHEN 'compensate' THEN 'compensate must be an object {name, args}'
+    WHEN 'compensate.name'
+      THEN format('compensate.name must be a string of 1 to %s characters', _limit_max_name_length())
+    WHEN 'queue' THEN format('queue must be a string of 1 to %s characters', _limit_max_queue_length())
+    WHEN 'key' THEN format('key must be a string of 1 to %s characters', _limit_max_key_length())
+    WHEN 'priority'
+      THEN format('priority must be an integer from %s to %s', _limit_min_priority(), _limit_max_priority())
+    WHEN 'on_duplicate' THEN 'on_duplicate must be "return" or "error"'
+    WHEN 'run_at' THEN 'give run_at or delay_ms, not both'
+    WHEN 'deadline' THEN 'give deadline or timeout_ms, not both'
+    WHEN 'delay_ms' THEN format('delay_ms must be a number from 0 to %s', _limit_max_delay_ms())
+    WHEN 'timeout_ms' THEN format('timeout_ms must be a number from 0 to %s', _limit_max_delay_ms())
+    WHEN 'max_attempts' THEN format('max_attempts must be an integer from 1 to %s', _limit_max_int())
+    WHEN 'backoff_base_ms' THEN format('backoff_base_ms must be an integer from 1 to %s', _limit_max_int())
+    WHEN 'backoff_max_ms' THEN format('backoff_max_ms must be an integer from 1 to %s', _limit_max_int())
+    ELSE p_field END;
+BEGIN
+  IF p_step IS NULL THEN
+    RAISE EXCEPTION 'stepping: job %: %', p_job, v_problem USING ERRCODE = 'SP001';
+  END IF;
+  RAISE EXCEPTION 'stepping: job % step %: %', p_job, p_step, v_problem USING ERRCODE = 'SP001';
+END;
+$$;
+COMMENT ON FUNCTION _enqueue_reject(integer, integer, text, anyelement) IS
+  'Raises SP001 for enqueue input naming the job, the step and the rule broken (used in CASE branches by job_enqueue_batch).';
+
+-- _enqueue_timestamptz: p_value (a JSON string) as a finite timestamptz in
+-- [_limit_min_date(), _limit_max_date()), or SP001. The cast is guarded by an exception
+-- block because PostgreSQL 15 has no error-free input check (pg_input_is_valid is 16+);
+-- it runs only for jobs that carry a run_at or deadline.
+CREATE OR REPLACE FUNCTION _enqueue_timestamptz(p_job integer, p_field text, p_value jsonb)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_at timestamptz;
+BEGIN
+  IF jsonb_typeof(p_value) = 'string' THEN
+    BEGIN
+      v_at := (p_value #>> '{}')::timestamptz;
+    EXCEPTION WHEN data_exception OR feature_not_supported THEN
+      v_at := NULL;
+    END;
+  END IF;
+  IF v_at IS NULL OR NOT isfinite(v_at) OR v_at < _limit_min_date() OR v_at >= _limit_max_date() THEN
+    RETURN _enqueue_reject(p_job, NULL,
+      format('%s must be a timestamp (a string) from %s to before %s', p_field,
+             to_json(_limit_min_date()) #>> '{}', to_json(_limit_max_date()) #>> '{}'),
+      NULL::timestamptz);
+  END IF;
+  RETURN v_at;
+END;
+$$;
+COMMENT ON FUNCTION _enqueue_timestamptz(integer, text, jsonb) IS
+  'A run_at/deadline of enqueue input as a timestamptz within the limits, or SP001.';
+
+-- _enqueue_json: p_value (a step's args or a compensation's args) when it is within
+-- _limit_max_json_bytes() as PostgreSQL prints it (octet_length(p_value::text), the measure
+-- the driver computes exactly) and within _limit_max_json_depth() levels of nesting; SP001
+-- otherwise. job_enqueue_batch calls it only for values too big to fit provably (below).
+CREATE OR REPLACE FUNCTION _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_bytes bigint := octet_length(p_value::text);
+BEGIN
+  IF v_bytes > _limit_max_json_bytes() THEN
+    RETURN _enqueue_reject(p_job, p_step,
+      format('%s are %s bytes as PostgreSQL prints them, over the limit of %s', p_field, v_bytes,
+             _limit_max_json_bytes()), NULL::jsonb);
+  END IF;
+  -- Depth d means containers nested d deep; the outermost is at jsonpath level 0, so a
+  -- container at level max_json_depth exists exactly when the depth is over the limit.
+  -- A depth over D needs more than 8·D bytes of jsonb (a 4-byte header per container and
+  -- a 4-byte entry in its parent), so smaller values skip the walk.
+  IF pg_column_size(p_value) > 8 * _limit_max_json_depth()
+     AND jsonb_path_exists(p_value,
+           format('strict $.**{%s} ? (@.type() == "array" || @.type() == "object")',
+                  _limit_max_json_depth())::jsonpath) THEN
+    RETURN _enqueue_reject(p_job, p_step,
+      format('%s are nested more than %s levels deep', p_field, _limit_max_json_depth()), NULL::jsonb);
+  END IF;
+  RETURN p_value;
+END;
+$$;
+COMMENT ON FUNCTION _enqueue_json(integer, integer, text, jsonb) IS
+  'Args of enqueue input when within the size and depth limits, or SP001.';
+
+-- _enqueue_steps(p_job, p_steps): the steps of job p_job (a JSON array of step objects) as
+-- rows for the steps table, each field checked (type, range, the limits) so that no cast
+-- or constraint ever sees a bad value: the last branch of each CASE raises SP001 through
+-- _enqueue_reject. A JSON null reads as absent. Args prove to fit without being printed
+-- when their jsonb is at most _limit_max_json_bytes() / 10534 bytes: the element with the
+-- most text per byte of jsonb is a number of the widest numeric (131,072 digits, a point
+-- and 16,383 decimals, a sign: 147,457 characters, plus ", ") stored in 14 bytes (a
+-- 4-byte entry, 10 bytes of numeric); strings print at most 6 characters per byte
+-- (\u00XX), containers less. So a value prints at most 10,534 bytes per byte of jsonb.
+-- pg_column_size measures values taken out of p_steps, which are never compressed. Below
+-- 8 * _limit_max_json_depth() bytes only the size needs checking (see _enqueue_json).
+-- An SQL function so that the planner inlines it into job_enqueue_batch's statement (it
+-- costs nothing there), and job_enqueue_batch can check the steps of a job it does not
+-- insert (a duplicate key) with the same code. STABLE, though _enqueue_reject raises:
+-- a VOLATILE set-returning function is never inlined.
+CREATE OR REPLACE FUNCTION _enqueue_steps(p_job integer, p_steps jsonb)
+RETURNS TABLE (idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer,
+               backoff_max_ms integer, compensate_name text, compensate_args jsonb)
+LANGUAGE sql STABLE
+AS $$
+  SELECT (g.o - 1)::integer AS idx,
+    CASE WHEN jsonb_typeof(g.name) = 'string' AND length(g.name #>> '{}') BETWEEN 1 AND _limit_max_name_length()
+           THEN g.name #>> '{}'
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'name', NULL::text)
+    END AS name,
+    CASE WHEN g.args IS NULL THEN 'null'::jsonb
+         WHEN pg_column_size(g.args) <= _limit_max_json_bytes() / 10534
+              OR (pg_column_size(g.args) <= 8 * _limit_max_json_depth()
+                  AND octet_length(g.args::text) <= _limit_max_json_bytes())
+           THEN g.args
+         ELSE _enqueue_json(p_job, (g.o - 1)::integer, 'args', g.args)
+    END AS args,
+    CASE WHEN g.max_attempts IS NULL THEN NULL
+         WHEN CASE WHEN jsonb_typeof(g.max_attempts) = 'number'
+                   THEN g.max_attempts::numeric BETWEEN 1 AND _limit_max_int()
+                        AND g.max_attempts::numeric = trunc(g.max_attempts::numeric) END
+           THEN g.max_attempts::numeric::integer
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'max_attempts', NULL::integer)
+    END AS max_attempts,
+    CASE WHEN g.backoff_base_ms IS NULL THEN NULL
+         WHEN CASE WHEN jsonb_typeof(g.backoff_base_ms) = 'number'
+                   THEN g.backoff_base_ms::numeric BETWEEN 1 AND _limit_max_int()
+                        AND g.backoff_base_ms::numeric = trunc(g.backoff_base_ms::numeric) END
+           THEN g.backoff_base_ms::numeric::integer
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_base_ms', NULL::integer)
+    END AS backoff_base_ms,
+    CASE WHEN g.backoff_max_ms IS NULL THEN NULL
+         WHEN CASE WHEN jsonb_typeof(g.backoff_max_ms) = 'number'
+                   THEN g.backoff_max_ms::numeric BETWEEN 1 AND _limit_max_int()
+                        AND g.backoff_max_ms::numeric = trunc(g.backoff_max_ms::numeric) END
+           THEN g.backoff_max_ms::numeric::integer
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_max_ms', NULL::integer)
+    END AS backoff_max_ms,
+    CASE WHEN g.compensate IS NULL THEN NULL
+         WHEN jsonb_typeof(g.compensate) <> 'object'
+           THEN _enqueue_reject(p_job, (g.o - 1)::integer, 'compensate', NULL::text)
+         WHEN jsonb_typeof(g.compensate -> 'name') = 'string'
+              AND length(g.compensate ->> 'name') BETWEEN 1 AND _limit_max_name_length()
+           THEN g.compensate ->> 'name'
+         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'compensate.name', NULL::text)
+    END AS compensate_name,
+    CASE WHEN g.compensate -> 'args' IS NULL THEN NULL
+         WHEN pg_column_size(g.compensate -> 'args') <= _limit_max_json_bytes() / 10534
+              OR (pg_column_size(g.compensate -> 'args') <= 8 * _limit_max_json_depth()
+                  AND octet_length((g.compensate -> 'args')::text) <= _limit_max_json_bytes())
+           THEN g.compensate -> 'args'
+         ELSE _enqueue_json(p_job, (g.o - 1)::integer, 'compensate.args', g.compensate -> 'args')
+    END AS compensate_args
+  FROM ROWS FROM (jsonb_to_recordset(p_steps)
+                    AS (name jsonb, args jsonb, max_attempts jsonb, backoff_base_ms jsonb, backoff_max_ms jsonb,
+                        compensate jsonb))
+       WITH ORDINALITY AS g(name, args, max_attempts, backoff_base_ms, backoff_max_ms, compensate, o);
+$$;
+COMMENT ON FUNCTION _enqueue_steps(integer, jsonb) IS
+  'The steps of one enqueued job as checked rows (SP001 on bad input); inlined by job_enqueue_batch.';
+
 -- job_enqueue_batch(p_jobs): inserts every job of p_jobs with all its steps in one
 -- statement, in the caller's transaction, so the jobs exist exactly when it commits.
 -- Returns one row per input job; `ord` is its 0-based position in p_jobs (rows are not
 -- in input order).
 -- Each element: {"steps":[{"name","args","max_attempts","backoff_base_ms","backoff_max_ms",
--- "transactional","compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
--- "key","on_duplicate":"return"|"error","deadline","timeout_ms"}.
+-- "compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
+-- "key","on_duplicate":"return"|"error","deadline","timeout_ms"}. A JSON null reads as
+-- absent. Every field is checked (type, range, the limits) before its row is written: bad
+-- input raises SP001 and, like any error, leaves nothing of the call behind.
 -- Dedupe: a key held by an unfinished job returns that job's id (created = false; with
 -- on_duplicate = 'error' also duplicate_refused = true); race-free because the unique partial index makes a concurrent inserter
 -- of the same key wait for the first transaction's outcome.
 -- Wakes workers with one NOTIFY per queue (PostgreSQL folds repeats per transaction).
-CREATE OR REPLACE FUNCTION job_enqueue_batch(p_jobs jsonb, p_depth integer DEFAULT 0)
+-- (This is the body, _job_enqueue_batch; p_depth counts its rare retries for a key freed
+-- meanwhile. job_enqueue_batch(p_jobs), below, is the public entry point.)
+CREATE OR REPLACE FUNCTION _job_enqueue_batch(p_jobs jsonb, p_depth integer)
 RETURNS TABLE (ord integer, job_id bigint, created boolean, duplicate_refused boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path FROM CURRENT
+LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_column
 DECLARE
   v_now  timestamptz := engine_now();
   v_seq  regclass := pg_get_serial_sequence('jobs', 'id')::regclass;
-  v_bad      record;
   v_id       bigint;
   v_ords     integer[];
   v_ids      bigint[];
@@ -31,63 +217,121 @@ BEGIN
     RAISE EXCEPTION 'stepping: p_jobs must be a JSON array of jobs' USING ERRCODE = 'SP001';
   END IF;
   IF p_depth > 5 THEN
-    RAISE EXCEPTION 'stepping: could not settle duplicate keys after % tries', p_depth USING ERRCODE = 'SP002';
+    -- Keys kept being taken and freed by concurrent transactions: like any serialization
+    -- failure, the caller's transaction should be retried.
+    RAISE EXCEPTION 'stepping: could not settle duplicate keys after % tries', p_depth USING ERRCODE = '40001';
   END IF;
 
-  -- Validate the jobs before writing anything, and name the first problem. Step names
-  -- (present, 1-200 characters) are enforced by NOT NULL and the step_name_length CHECK of
-  -- the steps table: a second pass over every step's JSON cost ~20% of a bulk enqueue.
-  SELECT e.o - 1 AS job_ord, problem INTO v_bad
-  FROM jsonb_array_elements(p_jobs) WITH ORDINALITY e(j, o),
-  LATERAL (SELECT CASE
-      WHEN jsonb_typeof(e.j) <> 'object' THEN 'is not an object'
-      WHEN jsonb_typeof(e.j -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(e.j -> 'steps') = 0
-        THEN 'has no steps'
-      WHEN e.j ? 'on_duplicate' AND e.j ->> 'on_duplicate' NOT IN ('return', 'error')
-        THEN 'has on_duplicate other than return or error'
-    END AS problem) p
-  WHERE problem IS NOT NULL
-  LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION 'stepping: job % %', v_bad.job_ord, v_bad.problem USING ERRCODE = 'SP001';
-  END IF;
-
-  -- One statement inserts jobs and steps; ids are drawn up front so steps can refer to
-  -- them and results map back to input order. Created rows are returned set-based; only
-  -- the (rare) duplicates of a held key are looked at one by one below.
-  WITH input AS MATERIALIZED (
-    SELECT (e.o - 1)::integer AS ord, e.j, nextval(v_seq) AS id,
-           coalesce(e.j ->> 'queue', 'default') AS queue
+  -- jsonb_to_recordset (below) needs every job and every step to be an object. Two
+  -- jsonpath walks check that (simple paths: a filter with exists() per job cost 40% more);
+  -- the second errs, and so answers NULL, when a job has no steps: the slow query below
+  -- then finds nothing and the statement reports the missing steps.
+  IF jsonb_path_exists(p_jobs, 'strict $[*] ? (@.type() != "object")')
+     OR coalesce(jsonb_path_exists(p_jobs, 'strict $[*].steps ? (@.type() == "array")[*] ? (@.type() != "object")',
+                                   '{}', true), true) THEN
+    -- Name the first job or step that is not an object.
+    PERFORM _enqueue_reject((e.o - 1)::integer,
+                            (SELECT (s.o - 1)::integer
+                             FROM jsonb_array_elements(e.j -> 'steps') WITH ORDINALITY s(st, o)
+                             WHERE jsonb_typeof(st) <> 'object' ORDER BY s.o LIMIT 1),
+                            'object', NULL::integer)
     FROM jsonb_array_elements(p_jobs) WITH ORDINALITY e(j, o)
+    WHERE jsonb_typeof(e.j) <> 'object'
+       OR (jsonb_typeof(e.j -> 'steps') = 'array'
+           AND jsonb_path_exists(e.j -> 'steps', 'strict $[*] ? (@.type() != "object")'))
+    ORDER BY e.o LIMIT 1;
+  END IF;
+
+  -- One statement checks and inserts jobs and steps. Each column is a CASE whose last
+  -- branch raises (_enqueue_reject), so no cast or constraint ever sees a bad value, and a
+  -- bad value anywhere fails the whole statement; checking while reading costs no second
+  -- pass over the JSON, and jsonb_to_recordset takes every field out in one call per job
+  -- (and one per job's steps) rather than one -> per field. A JSON null reads as SQL NULL:
+  -- absent.
+  -- Ids are drawn up front so steps can refer to them and results map back to input
+  -- order. Created rows are returned set-based; only the (rare) duplicates of a held key
+  -- are looked at one by one below.
+  WITH input AS MATERIALIZED (
+    SELECT (f.o - 1)::integer AS ord, nextval(v_seq) AS id,
+      CASE WHEN CASE WHEN jsonb_typeof(f.steps) = 'array' THEN jsonb_array_length(f.steps) END
+                BETWEEN 1 AND _limit_max_steps()
+             THEN f.steps
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'steps', NULL::jsonb)
+      END AS steps,
+      -- The job row names its first step. Not checked here: the steps are checked as
+      -- they are inserted below, in the same statement, so a bad name never outlives it;
+      -- coalesce and left() only keep it clear of the column's NOT NULL and any index.
+      left(coalesce(f.steps #>> '{0,name}', ''), _limit_max_name_length()) AS step_name,
+      CASE WHEN f.queue IS NULL THEN 'default'
+           WHEN jsonb_typeof(f.queue) = 'string' AND length(f.queue #>> '{}') BETWEEN 1 AND _limit_max_queue_length()
+             THEN f.queue #>> '{}'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'queue', NULL::text)
+      END AS queue,
+      CASE WHEN f.priority IS NULL THEN 0
+           WHEN CASE WHEN jsonb_typeof(f.priority) = 'number'
+                     THEN f.priority::numeric BETWEEN _limit_min_priority() AND _limit_max_priority()
+                          AND f.priority::numeric = trunc(f.priority::numeric) END
+             THEN f.priority::numeric::integer
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'priority', NULL::integer)
+      END AS priority,
+      CASE WHEN f.key IS NULL THEN NULL
+           WHEN jsonb_typeof(f.key) = 'string' AND length(f.key #>> '{}') BETWEEN 1 AND _limit_max_key_length()
+             THEN f.key #>> '{}'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'key', NULL::text)
+      END AS key,
+      CASE WHEN f.on_duplicate IS NULL OR f.on_duplicate IN ('"return"', '"error"') THEN f.on_duplicate #>> '{}'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'on_duplicate', NULL::text)
+      END AS on_duplicate,
+      CASE WHEN f.run_at IS NOT NULL
+             THEN CASE WHEN f.delay_ms IS NOT NULL
+                         THEN _enqueue_reject((f.o - 1)::integer, NULL, 'run_at', NULL::timestamptz)
+                       ELSE _enqueue_timestamptz((f.o - 1)::integer, 'run_at', f.run_at) END
+           WHEN f.delay_ms IS NULL THEN v_now
+           WHEN CASE WHEN jsonb_typeof(f.delay_ms) = 'number' THEN f.delay_ms::numeric END
+                BETWEEN 0 AND _limit_max_delay_ms()
+             THEN v_now + round(f.delay_ms::numeric)::bigint * interval '1 millisecond'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'delay_ms', NULL::timestamptz)
+      END AS available_at,
+      CASE WHEN f.deadline IS NOT NULL
+             THEN CASE WHEN f.timeout_ms IS NOT NULL
+                         THEN _enqueue_reject((f.o - 1)::integer, NULL, 'deadline', NULL::timestamptz)
+                       ELSE _enqueue_timestamptz((f.o - 1)::integer, 'deadline', f.deadline) END
+           WHEN f.timeout_ms IS NULL THEN NULL
+           WHEN CASE WHEN jsonb_typeof(f.timeout_ms) = 'number' THEN f.timeout_ms::numeric END
+                BETWEEN 0 AND _limit_max_delay_ms()
+             THEN v_now + round(f.timeout_ms::numeric)::bigint * interval '1 millisecond'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'timeout_ms', NULL::timestamptz)
+      END AS deadline
+    FROM ROWS FROM (jsonb_to_recordset(p_jobs)
+                      AS (steps jsonb, queue jsonb, priority jsonb, key jsonb, on_duplicate jsonb, run_at jsonb,
+                          delay_ms jsonb, deadline jsonb, timeout_ms jsonb))
+         WITH ORDINALITY AS f(steps, queue, priority, key, on_duplicate, run_at, delay_ms, deadline, timeout_ms, o)
+  ), step_input AS (
+    -- Inlined (see _enqueue_steps). Every row the insert below reads has passed its checks;
+    -- the steps of a job whose key is held are checked in the loop further down.
+    SELECT i.id, s.*
+    FROM input i
+    CROSS JOIN LATERAL _enqueue_steps(i.ord, i.steps) s
   ), ins AS (
     INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
                       created_at, updated_at)
-    SELECT i.id, i.queue, coalesce((i.j ->> 'priority')::integer, 0), i.j ->> 'key',
-           jsonb_array_length(i.j -> 'steps'), i.j -> 'steps' -> 0 ->> 'name',
-           coalesce((i.j ->> 'run_at')::timestamptz,
-                    v_now + coalesce((i.j ->> 'delay_ms')::bigint, 0) * interval '1 millisecond'),
-           coalesce((i.j ->> 'deadline')::timestamptz,
-                    v_now + (i.j ->> 'timeout_ms')::bigint * interval '1 millisecond'),
-           v_now, v_now
+    SELECT i.id, i.queue, i.priority, i.key, jsonb_array_length(i.steps), i.step_name, i.available_at,
+           i.deadline, v_now, v_now
     FROM input i
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
     RETURNING id
   ), steps_ins AS (
     INSERT INTO steps (job_id, idx, name, args, max_attempts, backoff_base_ms, backoff_max_ms,
                        compensate_name, compensate_args)
-    SELECT i.id, (s.o - 1)::integer, s.st ->> 'name', coalesce(s.st -> 'args', 'null'::jsonb),
-           (s.st ->> 'max_attempts')::integer,
-           (s.st ->> 'backoff_base_ms')::integer,
-           (s.st ->> 'backoff_max_ms')::integer,
-           s.st -> 'compensate' ->> 'name', s.st -> 'compensate' -> 'args'
-    FROM input i
-    JOIN ins ON ins.id = i.id
-    CROSS JOIN LATERAL jsonb_array_elements(i.j -> 'steps') WITH ORDINALITY s(st, o)
+    SELECT s.id, s.idx, s.name, s.args, s.max_attempts, s.backoff_base_ms, s.backoff_max_ms,
+           s.compensate_name, s.compensate_args
+    FROM step_input s
+    JOIN ins ON ins.id = s.id
   )
   SELECT array_agg(i.ord) FILTER (WHERE ins.id IS NOT NULL),
          array_agg(i.id) FILTER (WHERE ins.id IS NOT NULL),
          array_agg(i.ord ORDER BY i.ord) FILTER (WHERE ins.id IS NULL),
-         array_agg(i.j ORDER BY i.ord) FILTER (WHERE ins.id IS NULL)
+         array_agg(p_jobs -> i.ord ORDER BY i.ord) FILTER (WHERE ins.id IS NULL)
   INTO v_ords, v_ids, v_dup_ords, v_dup_jobs
   FROM input i LEFT JOIN ins ON ins.id = i.id;
 
@@ -98,6 +342,8 @@ BEGIN
   -- the duplicate without aborting the caller's transaction (job_enqueue raises).
   FOR v_i IN 1 .. coalesce(cardinality(v_dup_ords), 0) LOOP
     v_job := v_dup_jobs[v_i];
+    -- Its steps were not inserted, so not read: check them all the same.
+    PERFORM count(*) FROM _enqueue_steps(v_dup_ords[v_i], v_job -> 'steps');
     SELECT id INTO v_id FROM jobs WHERE key = v_job ->> 'key' AND status IN ('pending', 'running');
     IF FOUND THEN
       ord := v_dup_ords[v_i]; job_id := v_id; created := false;
@@ -106,20 +352,29 @@ BEGIN
     ELSE
       -- That job finished between our insert and this look-up: its key is free again.
       SELECT b.job_id, b.created, b.duplicate_refused INTO v_id, created, duplicate_refused
-      FROM job_enqueue_batch(jsonb_build_array(v_job), p_depth + 1) b;
+      FROM _job_enqueue_batch(jsonb_build_array(v_job), p_depth + 1) b;
       ord := v_dup_ords[v_i]; job_id := v_id;
       RETURN NEXT;
     END IF;
   END LOOP;
 
   IF p_depth = 0 THEN
-    PERFORM _notify_ready(q) FROM (SELECT DISTINCT coalesce(e ->> 'queue', 'default') AS q
+    PERFORM _notify_ready(q) FROM (SELECT DISTINCT coalesce(e ->> 'queue', _default_queue()) AS q
                                    FROM jsonb_array_elements(p_jobs) e) qs;
   END IF;
 END;
 $$;
-COMMENT ON FUNCTION job_enqueue_batch(jsonb, integer) IS
-  'Atomically inserts jobs with their steps in the caller''s transaction; dedupes on key race-free; one NOTIFY per queue.';
+COMMENT ON FUNCTION _job_enqueue_batch(jsonb, integer) IS
+  'The body of job_enqueue_batch; p_depth counts retries of a key freed meanwhile.';
+
+-- job_enqueue_batch(p_jobs): see _job_enqueue_batch above.
+CREATE OR REPLACE FUNCTION job_enqueue_batch(p_jobs jsonb)
+RETURNS TABLE (ord integer, job_id bigint, created boolean, duplicate_refused boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$ SELECT * FROM _job_enqueue_batch(p_jobs, 0) $$;
+COMMENT ON FUNCTION job_enqueue_batch(jsonb) IS
+  'Atomically inserts jobs with their steps in the caller''s transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.';
 
 CREATE OR REPLACE FUNCTION _raise_duplicate(p_key text) RETURNS bigint
 LANGUAGE plpgsql
@@ -148,7 +403,7 @@ AS $$
   SELECT CASE WHEN b.duplicate_refused
               THEN _raise_duplicate(p_key)
               ELSE b.job_id END
-  FROM job_enqueue_batch(jsonb_build_array(jsonb_build_object(
+  FROM _job_enqueue_batch(jsonb_build_array(jsonb_build_object(
     'steps', p_steps, 'queue', p_queue, 'priority', p_priority, 'run_at', p_run_at, 'key', p_key,
     'on_duplicate', p_on_duplicate, 'deadline', p_deadline))) b;
 $$;

@@ -18,8 +18,12 @@ export type {
   StepOptions,
 } from './steps.js';
 export type { EnqueueOptions } from './enqueue/serialize.js';
-export { MAX_ARGS_BYTES } from './enqueue/serialize.js';
+export { MAX_CALL_JSON_BYTES } from './enqueue/serialize.js';
+export { jsonbTextBytes } from './enqueue/jsonb-text.js';
+export type { JsonValue } from './enqueue/jsonb-text.js';
 export * from './limits.js';
+/** @deprecated Use MAX_JSON_BYTES (the same limit, now also applied to compensation args). */
+export { MAX_JSON_BYTES as MAX_ARGS_BYTES } from './limits.js';
 export type {
   TransactionLike,
   Queryable,

@@ -48,3 +48,11 @@ export const MIN_LEASE_MS = 100;
 export const MAX_LEASE_MS = 86_400_000;
 /** Jobs one job_prune call may delete. */
 export const MAX_PRUNE_BATCH = 100_000;
+/**
+ * Most bytes of JSON one enqueue or enqueueMany call sends: the args and compensation args
+ * of all its jobs as PostgreSQL prints them, plus an allowance per step for names and
+ * options. PostgreSQL refuses a jsonb value over 256 MiB (54000), and jsonb can take 4
+ * times the printed size (a one-digit number in an array: 3 bytes printed, 12 stored).
+ * Checked by the driver only (SQL receives the value already parsed).
+ */
+export const MAX_CALL_JSON_BYTES = 32 * 1024 * 1024;

@@ -13,7 +13,7 @@ import { notTransactionLikeMessage } from './db/adapters.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { waitForFinalState } from './db/wait-for-job.js';
-import { serializeJob, type EnqueueOptions } from './enqueue/serialize.js';
+import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { NotificationHub } from './db/notifications.js';
 import type { StepCall } from './steps.js';
@@ -177,18 +177,7 @@ export class Stepping {
   ): Promise<{ jobId: string; created: boolean }[]> {
     if (!Array.isArray(jobs) || jobs.length === 0)
       throw new EnqueueValidationError('enqueueMany needs at least one job');
-    const payload = JSON.stringify(
-      jobs.map((job, i) => {
-        try {
-          return serializeJob(job.steps, job.options);
-        } catch (error) {
-          if (error instanceof EnqueueValidationError && jobs.length > 1) {
-            throw new EnqueueValidationError(`job ${i}: ${error.message}`);
-          }
-          throw error;
-        }
-      }),
-    );
+    const payload = serializeJobs(jobs);
     if (tx !== undefined)
       return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload));
     // Without the caller's transaction, use our own so a refused duplicate inserts nothing.

@@ -6,7 +6,8 @@
  * given explicitly at enqueue (StepCallOptions, or the job's maxAttempts) override it.
  */
 import type pg from 'pg';
-import { InvalidArgumentError } from './errors.js';
+import { checkText } from './enqueue/checks.js';
+import { ConfigError, InvalidArgumentError } from './errors.js';
 import { MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';
 
 /** Returned by `ctx.retryLater(ms)`: run this step again later without counting a failed attempt. */

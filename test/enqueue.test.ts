@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { defineStep, EnqueueValidationError, MAX_ARGS_BYTES } from '../src/index.js';
+import { defineStep, EnqueueValidationError, MAX_JSON_BYTES } from '../src/index.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -66,7 +66,7 @@ test('enqueue without a transaction commits at once; plain { name, args } object
 test('bad input throws EnqueueValidationError before any SQL, and the transaction still commits', async () => {
   const cyclic: Record<string, unknown> = { a: 1 };
   cyclic.self = cyclic;
-  const big = 'x'.repeat(MAX_ARGS_BYTES + 1);
+  const big = 'x'.repeat(MAX_JSON_BYTES + 1);
   const cases: [string, () => Promise<unknown>, RegExp][] = [
     ['no steps', () => h.stepping.enqueue(c, []), /at least one step/],
     [
@@ -142,14 +142,14 @@ test('enqueueMany inserts all jobs in one call, in order', async () => {
 
 test('the SQL functions refuse bad input themselves (for psql and other clients), with clear errors', async () => {
   const cases: [string, RegExp][] = [
-    [`SELECT stepping.job_enqueue('[]')`, /job 0 has no steps/],
-    [`SELECT stepping.job_enqueue('{"name":"x"}')`, /job 0 has no steps/],
+    [`SELECT stepping.job_enqueue('[]')`, /job 0: steps must be an array of 1 to 1000 steps/],
+    [`SELECT stepping.job_enqueue('{"name":"x"}')`, /job 0: steps must be an array of 1 to 1000 steps/],
     [`SELECT stepping.job_enqueue_batch('{"steps":[]}')`, /p_jobs must be a JSON array/],
-    [`SELECT stepping.job_enqueue('[{"name":""}]')`, /step_name_length/],
-    [`SELECT stepping.job_enqueue('[{"args":{}}]')`, /null value in column "(step_)?name"/],
+    [`SELECT stepping.job_enqueue('[{"name":""}]')`, /job 0 step 0: name must be a string of 1 to 200/],
+    [`SELECT stepping.job_enqueue('[{"args":{}}]')`, /job 0 step 0: name must be a string of 1 to 200/],
     [
       `SELECT stepping.job_enqueue('[{"name":"x"}]', p_on_duplicate => 'maybe')`,
-      /on_duplicate other than return or error/,
+      /job 0: on_duplicate must be "return" or "error"/,
     ],
     [`SELECT stepping.step_claim('w', ARRAY['x'], NULL, 0, 1000)`, /p_limit from 1 to/],
   ];

@@ -1,35 +1,49 @@
 /**
- * Turns enqueue input into the JSON the engine takes, rejecting anything PostgreSQL's
- * jsonb would refuse or silently change, before any SQL runs (so a rejected enqueue never
- * aborts the caller's transaction).
+ * Turns enqueue input into the JSON that sql/enqueue.sql takes, enforcing every limit of
+ * src/limits.ts before any SQL runs, so that a rejected enqueue never aborts the caller's
+ * transaction. Total: whatever the input, the result is JSON the engine accepts or an
+ * EnqueueValidationError naming the problem (errors thrown by the caller's own getters,
+ * toJSON or proxies included).
  */
 import { EnqueueValidationError } from '../errors.js';
+import {
+  MAX_INT,
+  MAX_KEY_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_PRIORITY,
+  MAX_QUEUE_LENGTH,
+  MAX_STEPS,
+  MIN_PRIORITY,
+} from '../limits.js';
 import type { StepCall } from '../steps.js';
+import { checkDate, checkDuration, checkInteger, checkText, fail } from './checks.js';
+import { MAX_CALL_JSON_BYTES } from '../limits.js';
+import { describeValue, printable, thrownKind } from './describe.js';
+import { toStoredJson, type StoredJson } from './to-json.js';
 
-/** Largest serialised `args` of one step, in bytes (UTF-8). */
-export const MAX_ARGS_BYTES = 1024 * 1024;
-/** Largest number of steps in one job. */
-export const MAX_STEPS = 1000;
+export { MAX_CALL_JSON_BYTES } from '../limits.js';
+/** What one step's names and options can print to, at most (two 200-character names, escaped). */
+const STEP_ALLOWANCE_BYTES = 4096;
 
 /** Options of one enqueued job. */
 export interface EnqueueOptions {
-  /** Queue name (1-100 characters). Default `default`. */
+  /** Queue name (1 to MAX_QUEUE_LENGTH characters). Default `default`. */
   queue?: string;
-  /** Lower runs first. Default 0. */
+  /** Lower runs first, MIN_PRIORITY to MAX_PRIORITY. Default 0. */
   priority?: number;
-  /** Not before this time. Default: now. */
+  /** Not before this time (MIN_DATE to before MAX_DATE). Default: now. */
   runAt?: Date;
-  /** Not before this many ms from now (alternative to runAt). */
+  /** Not before this many ms from now (0 to MAX_DELAY_MS; alternative to runAt). */
   delayMs?: number;
-  /** Dedupe key: unique among unfinished jobs. */
+  /** Dedupe key (1 to MAX_KEY_LENGTH characters): unique among unfinished jobs. */
   key?: string;
   /** With a key held by an unfinished job: return its id (default) or throw DuplicateJobError. */
   onDuplicate?: 'return' | 'error';
-  /** The forward path ends (compensating) once this time has passed. */
+  /** The forward path ends (compensating) once this time has passed (MIN_DATE to before MAX_DATE). */
   deadline?: Date;
-  /** Deadline as a duration from now (alternative to deadline). */
+  /** Deadline as a duration from now (1 to MAX_DELAY_MS ms; alternative to deadline). */
   timeoutMs?: number;
-  /** Default maxAttempts for steps that do not set one. Default: unlimited. */
+  /** Default maxAttempts (1 to MAX_INT) for steps that do not set one. Default: unlimited. */
   maxAttempts?: number;
 }
 
@@ -45,165 +59,169 @@ const OPTION_NAMES = new Set<string>([
   'maxAttempts',
 ]);
 
-function fail(message: string): never {
-  throw new EnqueueValidationError(message);
-}
-
-/** Copies a value into plain JSON, or throws naming the first offending path. */
-function toJson(value: unknown, where: string, seen: Set<object>): unknown {
-  switch (typeof value) {
-    case 'string':
-      if (value.includes('\u0000'))
-        fail(`${where} contains the character \\u0000, which PostgreSQL jsonb cannot store`);
-      return value;
-    case 'number':
-      if (!Number.isFinite(value)) fail(`${where} is ${value}, which JSON cannot represent`);
-      return value;
-    case 'boolean':
-      return value;
-    case 'bigint':
-      fail(`${where} is a BigInt, which JSON cannot represent (convert it to a string)`);
-    // falls through: fail() never returns
-    case 'function':
-    case 'symbol':
-      fail(`${where} is a ${typeof value}, which is not JSON`);
-    // falls through
-    case 'undefined':
-      return undefined;
-    default:
-      break;
-  }
-  if (value === null) return null;
-  const obj = value as object;
-  if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
-    return toJson((obj as { toJSON: () => unknown }).toJSON(), where, seen);
-  }
-  if (seen.has(obj)) fail(`${where} refers back to itself (a cycle), which JSON cannot represent`);
-  seen.add(obj);
-  try {
-    if (Array.isArray(obj)) {
-      return obj.map((item, i) => {
-        const v = toJson(item, `${where}[${i}]`, seen);
-        return v === undefined ? null : v;
-      });
-    }
-    const proto = Object.getPrototypeOf(obj) as unknown;
-    if (proto !== Object.prototype && proto !== null) {
-      const kind = (obj as { constructor?: { name?: string } }).constructor?.name ?? 'object';
-      if (obj instanceof Map || obj instanceof Set)
-        fail(`${where} is a ${kind}, which JSON.stringify would drop`);
-    }
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(obj)) {
-      if (k.includes('\u0000'))
-        fail(`${where} has a key containing \\u0000, which PostgreSQL jsonb cannot store`);
-      const converted = toJson(v, `${where}.${k}`, seen);
-      if (converted !== undefined) out[k] = converted;
-    }
-    return out;
-  } finally {
-    seen.delete(obj);
-  }
-}
-
-function checkString(value: unknown, what: string, max: number): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
-    fail(`${what} must be a string of 1 to ${max} characters, got ${JSON.stringify(value) ?? String(value)}`);
-  }
-  if (value.includes('\u0000')) fail(`${what} contains \\u0000`);
-  return value;
-}
-
-function checkPositiveInt(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
-    fail(`${what} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
-
-function checkDate(value: unknown, what: string): string {
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) fail(`${what} must be a valid Date`);
-  return value.toISOString();
+/** A serialised job and the bytes its args take, for the per-call total. */
+interface SerializedJob {
+  job: Record<string, unknown>;
+  bytes: number;
 }
 
 function serializeStep(
   step: unknown,
   i: number,
   jobMaxAttempts: number | undefined,
-): Record<string, unknown> {
+): { step: Record<string, unknown>; bytes: number } {
   if (typeof step === 'function') {
+    const stepName = (step as { stepName?: unknown }).stepName;
     fail(
-      `step ${i} is a step definition, not a call: write ${(step as { stepName?: string }).stepName ?? 'step'}(args)`,
+      `step ${i} is a step definition, not a call: write ${typeof stepName === 'string' ? printable(stepName) : 'step'}(args)`,
     );
   }
-  if (typeof step !== 'object' || step === null) fail(`step ${i} must be an object { name, args }`);
-  const s = step as StepCall & Record<string, unknown>;
-  const name = checkString(s.name, `step ${i} name`, 200);
-  const where = `step ${i} (${name}) args`;
-  const args = toJson(s.args, where, new Set());
-  const argsText = JSON.stringify(args ?? null);
-  const bytes = Buffer.byteLength(argsText, 'utf8');
-  if (bytes > MAX_ARGS_BYTES) fail(`${where} are ${bytes} bytes, over the limit of ${MAX_ARGS_BYTES} bytes`);
-
-  const out: Record<string, unknown> = { name, args: args ?? null };
-  const o = s.options ?? {};
-  const maxAttempts = o.maxAttempts ?? jobMaxAttempts;
-  if (maxAttempts !== undefined) out.max_attempts = checkPositiveInt(maxAttempts, `step ${i} maxAttempts`);
-  if (o.backoff?.baseMs !== undefined)
-    out.backoff_base_ms = checkPositiveInt(o.backoff.baseMs, `step ${i} backoff.baseMs`);
-  if (o.backoff?.maxMs !== undefined)
-    out.backoff_max_ms = checkPositiveInt(o.backoff.maxMs, `step ${i} backoff.maxMs`);
-  if (s.transactional === true) out.transactional = true;
-  if (o.compensate !== undefined) {
-    const c = o.compensate;
-    const cname = checkString(c?.name, `step ${i} compensate.name`, 200);
-    const cargs = toJson(c.args === undefined ? s.args : c.args, `step ${i} compensate args`, new Set());
-    out.compensate = { name: cname, args: cargs ?? null };
+  if (typeof step !== 'object' || step === null) {
+    fail(`step ${i} must be an object { name, args }, got ${describeValue(step)}`);
   }
-  return out;
+  const s = step as StepCall & Record<string, unknown>;
+  const name = checkText(s.name, `step ${i} name`, MAX_NAME_LENGTH);
+  const rawArgs = s.args;
+  const args = toStoredJson(rawArgs, () => `step ${i} (${printable(name)}) args`);
+  const out: Record<string, unknown> = { name, args: args.value };
+  let bytes = args.bytes + STEP_ALLOWANCE_BYTES;
+
+  const o: unknown = s.options ?? {};
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+    fail(`step ${i} options must be an object, got ${describeValue(o)}`);
+  }
+  const { maxAttempts = jobMaxAttempts, backoff, compensate } = o as Record<string, unknown>;
+  if (maxAttempts !== undefined)
+    out.max_attempts = checkInteger(maxAttempts, `step ${i} maxAttempts`, 1, MAX_INT);
+  if (backoff !== undefined) {
+    if (typeof backoff !== 'object' || backoff === null) {
+      fail(`step ${i} backoff must be an object { baseMs, maxMs }, got ${describeValue(backoff)}`);
+    }
+    const { baseMs, maxMs } = backoff as Record<string, unknown>;
+    if (baseMs !== undefined)
+      out.backoff_base_ms = checkInteger(baseMs, `step ${i} backoff.baseMs`, 1, MAX_INT);
+    if (maxMs !== undefined) out.backoff_max_ms = checkInteger(maxMs, `step ${i} backoff.maxMs`, 1, MAX_INT);
+  }
+  if (compensate !== undefined) {
+    if (typeof compensate !== 'object' || compensate === null) {
+      fail(`step ${i} compensate must be an object { name, args }, got ${describeValue(compensate)}`);
+    }
+    const c = compensate as Record<string, unknown>;
+    const cname = checkText(c.name, `step ${i} compensate.name`, MAX_NAME_LENGTH);
+    const rawCompArgs = c.args;
+    // Its args default to the step's own (read once: toJSON and getters may have effects).
+    const cargs: StoredJson =
+      rawCompArgs === undefined || rawCompArgs === rawArgs
+        ? args
+        : toStoredJson(rawCompArgs, () => `step ${i} (${printable(name)}) compensate.args`);
+    out.compensate = { name: cname, args: cargs.value };
+    bytes += cargs.bytes;
+  }
+  return { step: out, bytes };
+}
+
+function serializeJobChecked(steps: unknown, options: unknown): SerializedJob {
+  if (!Array.isArray(steps))
+    fail(`steps must be an array of step calls or { name, args } objects, got ${describeValue(steps)}`);
+  const count = steps.length;
+  if (count === 0) fail('a job needs at least one step');
+  if (count > MAX_STEPS) fail(`a job has at most ${MAX_STEPS} steps, got ${count}`);
+  const o: unknown = options ?? {};
+  if (typeof o !== 'object' || o === null || Array.isArray(o))
+    fail(`options must be an object, got ${describeValue(o)}`);
+  for (const key of Object.keys(o)) {
+    if (!OPTION_NAMES.has(key)) {
+      fail(`unknown enqueue option "${printable(key, 40)}" (known: ${[...OPTION_NAMES].join(', ')})`);
+    }
+  }
+  const opts = o as Record<string, unknown>;
+  const job: Record<string, unknown> = {};
+  const maxAttempts =
+    opts.maxAttempts === undefined ? undefined : checkInteger(opts.maxAttempts, 'maxAttempts', 1, MAX_INT);
+  // Indexes, not map(): map() skips the holes of a sparse array.
+  const out: Record<string, unknown>[] = [];
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const s = serializeStep(steps[i], i, maxAttempts);
+    out.push(s.step);
+    bytes += s.bytes;
+  }
+  job.steps = out;
+  if (opts.queue !== undefined) job.queue = checkText(opts.queue, 'queue', MAX_QUEUE_LENGTH);
+  if (opts.priority !== undefined)
+    job.priority = checkInteger(opts.priority, 'priority', MIN_PRIORITY, MAX_PRIORITY);
+  if (opts.runAt !== undefined && opts.delayMs !== undefined) fail('give runAt or delayMs, not both');
+  if (opts.runAt !== undefined) job.run_at = checkDate(opts.runAt, 'runAt');
+  if (opts.delayMs !== undefined) job.delay_ms = checkDuration(opts.delayMs, 'delayMs', 0);
+  if (opts.key !== undefined) job.key = checkText(opts.key, 'key', MAX_KEY_LENGTH);
+  if (opts.onDuplicate !== undefined) {
+    if (opts.onDuplicate !== 'return' && opts.onDuplicate !== 'error') {
+      fail(`onDuplicate must be 'return' or 'error', got ${describeValue(opts.onDuplicate)}`);
+    }
+    job.on_duplicate = opts.onDuplicate;
+  }
+  if (opts.deadline !== undefined && opts.timeoutMs !== undefined)
+    fail('give deadline or timeoutMs, not both');
+  if (opts.deadline !== undefined) job.deadline = checkDate(opts.deadline, 'deadline');
+  // The engine adds timeoutMs to its own clock, so client clock skew does not matter.
+  if (opts.timeoutMs !== undefined) job.timeout_ms = checkDuration(opts.timeoutMs, 'timeoutMs', 1);
+  if (bytes > MAX_CALL_JSON_BYTES) {
+    fail(
+      `the job's args print to more than ${MAX_CALL_JSON_BYTES} bytes of JSON in all, over the limit of one call`,
+    );
+  }
+  return { job, bytes };
+}
+
+/** Runs `read`, turning anything the caller's own code throws into EnqueueValidationError. */
+function guarded<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof EnqueueValidationError) throw error;
+    throw new EnqueueValidationError(
+      `the enqueue input could not be read: a getter or proxy threw ${thrownKind(error)}`,
+      { cause: error },
+    );
+  }
 }
 
 /** Validates one job and returns the object sql/enqueue.sql expects. */
-export function serializeJob(steps: unknown, options: EnqueueOptions | undefined): Record<string, unknown> {
-  if (!Array.isArray(steps)) fail('steps must be an array of step calls or { name, args } objects');
-  if (steps.length === 0) fail('a job needs at least one step');
-  if (steps.length > MAX_STEPS) fail(`a job has at most ${MAX_STEPS} steps, got ${steps.length}`);
-  const o = options ?? {};
-  if (typeof o !== 'object') fail('options must be an object');
-  for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.has(key))
-      fail(`unknown enqueue option "${key}" (known: ${[...OPTION_NAMES].join(', ')})`);
-  }
-  const job: Record<string, unknown> = {};
-  if (o.maxAttempts !== undefined) checkPositiveInt(o.maxAttempts, 'maxAttempts');
-  job.steps = steps.map((s, i) => serializeStep(s, i, o.maxAttempts));
-  if (o.queue !== undefined) job.queue = checkString(o.queue, 'queue', 100);
-  if (o.priority !== undefined) {
-    if (!Number.isInteger(o.priority) || Math.abs(o.priority) > 1_000_000) {
-      fail(`priority must be an integer from -1000000 to 1000000, got ${String(o.priority)}`);
+export function serializeJob(steps: unknown, options: unknown): Record<string, unknown> {
+  return guarded(() => serializeJobChecked(steps, options).job);
+}
+
+/**
+ * Validates the jobs of one enqueueMany call and returns the JSON text of the batch for
+ * job_enqueue_batch; errors name the job (`job 3: ...`) when there are several.
+ */
+export function serializeJobs(jobs: unknown): string {
+  return guarded(() => {
+    if (!Array.isArray(jobs) || jobs.length === 0) fail('enqueueMany needs an array of at least one job');
+    const out: Record<string, unknown>[] = [];
+    let bytes = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const spec: unknown = jobs[i];
+      if (typeof spec !== 'object' || spec === null) {
+        fail(`job ${i} must be an object { steps, options }, got ${describeValue(spec)}`);
+      }
+      try {
+        const { steps, options } = spec as Record<string, unknown>;
+        const s = serializeJobChecked(steps, options);
+        out.push(s.job);
+        bytes += s.bytes;
+      } catch (error) {
+        if (error instanceof EnqueueValidationError && jobs.length > 1) {
+          throw new EnqueueValidationError(`job ${i}: ${error.message}`, { cause: error.cause });
+        }
+        throw error;
+      }
+      if (bytes > MAX_CALL_JSON_BYTES) {
+        fail(
+          `jobs 0 to ${i} print to more than ${MAX_CALL_JSON_BYTES} bytes of JSON, over the limit of one call: split the batch`,
+        );
+      }
     }
-    job.priority = o.priority;
-  }
-  if (o.runAt !== undefined && o.delayMs !== undefined) fail('give runAt or delayMs, not both');
-  if (o.runAt !== undefined) job.run_at = checkDate(o.runAt, 'runAt');
-  if (o.delayMs !== undefined) {
-    if (typeof o.delayMs !== 'number' || !Number.isFinite(o.delayMs) || o.delayMs < 0) {
-      fail(`delayMs must be a non-negative number, got ${String(o.delayMs)}`);
-    }
-    job.delay_ms = Math.round(o.delayMs);
-  }
-  if (o.key !== undefined) job.key = checkString(o.key, 'key', 500);
-  if (o.onDuplicate !== undefined) {
-    if (o.onDuplicate !== 'return' && o.onDuplicate !== 'error') {
-      fail(`onDuplicate must be 'return' or 'error', got ${JSON.stringify(o.onDuplicate)}`);
-    }
-    job.on_duplicate = o.onDuplicate;
-  }
-  if (o.deadline !== undefined && o.timeoutMs !== undefined) fail('give deadline or timeoutMs, not both');
-  if (o.deadline !== undefined) job.deadline = checkDate(o.deadline, 'deadline');
-  if (o.timeoutMs !== undefined) {
-    // The engine adds it to its own clock, so client clock skew does not matter.
-    job.timeout_ms = checkPositiveInt(o.timeoutMs, 'timeoutMs');
-  }
-  return job;
+    return JSON.stringify(out);
+  });
 }
