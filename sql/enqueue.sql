@@ -405,7 +405,7 @@ AS $$
               ELSE b.job_id END
   FROM _job_enqueue_batch(jsonb_build_array(jsonb_build_object(
     'steps', p_steps, 'queue', p_queue, 'priority', p_priority, 'run_at', p_run_at, 'key', p_key,
-    'on_duplicate', p_on_duplicate, 'deadline', p_deadline))) b;
+    'on_duplicate', p_on_duplicate, 'deadline', p_deadline)), 0) b;
 $$;
 COMMENT ON FUNCTION job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz) IS
   'Enqueues one job (steps as a JSON array of {name, args}) in the caller''s transaction; returns its id.';

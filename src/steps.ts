@@ -154,11 +154,13 @@ export function defineStep<A, R = unknown>(
   handler: StepHandler<A, R>,
   options: StepOptions<A, R> = {},
 ): StepDefinition<A, R> {
-  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) {
-    throw new TypeError(`defineStep: the name must be 1 to ${MAX_NAME_LENGTH} characters`);
+  try {
+    checkText(name, 'defineStep: the step name', MAX_NAME_LENGTH);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
   }
   if (typeof handler !== 'function')
-    throw new TypeError(`defineStep(${name}): the handler must be a function`);
+    throw new ConfigError(`defineStep(${name}): the handler must be a function`);
   const frozen = Object.freeze({ ...options });
   const call = (args: A, callOptions?: StepCallOptions): StepCall<A> =>
     callOptions === undefined ? { name, args } : { name, args, options: callOptions };

@@ -299,8 +299,8 @@ async function checkStored(c: pg.Client, jobId: string, job: Job): Promise<void>
   const o = (job.options ?? {}) as EnqueueOptions;
   const { rows: jobs } = await c.query(
     `SELECT queue, priority, key, step_count,
-            extract(epoch FROM available_at - now()) * 1000 AS delay_ms, available_at,
-            extract(epoch FROM deadline - now()) * 1000 AS timeout_ms, deadline
+            extract(epoch FROM available_at - created_at) * 1000 AS delay_ms, available_at,
+            extract(epoch FROM deadline - created_at) * 1000 AS timeout_ms, deadline
      FROM stepping.jobs WHERE id = $1`,
     [jobId],
   );

@@ -194,7 +194,6 @@ const step = fc.oneof(
         max_attempts: intField(1, MAX_INT),
         backoff_base_ms: intField(1, MAX_INT),
         backoff_max_ms: intField(1, MAX_INT),
-        transactional: field(fc.constantFrom('true', 'false'), fc.constantFrom('"yes"', '1', '0', '[]')),
         compensate,
       },
       ['name'],

@@ -224,11 +224,6 @@ test('every field of job_enqueue_batch is checked for type and range, never reac
     ],
     ['backoff_base_ms 2.5', job([{ name: 's', backoff_base_ms: 2.5 }]), /backoff_base_ms must be/],
     [
-      'transactional "yes" (22P02 before)',
-      job([{ name: 's', transactional: 'yes' }]),
-      /job 0 step 0: transactional must be true or false/,
-    ],
-    [
       'compensate a string',
       job([{ name: 's', compensate: 'undo' }]),
       /job 0 step 0: compensate must be an object \{name, args\}/,
@@ -354,14 +349,14 @@ test('every limit is accepted by SQL exactly at its bound', async () => {
       job([{ name: 's', max_attempts: 1 }]).replace('"max_attempts":1', '"max_attempts":1.000'),
     ],
     [
-      'MAX_INT attempts and backoff, transactional false',
+      'MAX_INT attempts and backoff, an unknown field (transactional) ignored',
       job([
         {
           name: 's',
           max_attempts: MAX_INT,
           backoff_base_ms: MAX_INT,
           backoff_max_ms: MAX_INT,
-          transactional: false,
+          transactional: 'no longer a field: the worker decides',
         },
       ]),
     ],

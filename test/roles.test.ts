@@ -69,7 +69,9 @@ async function probes(): Promise<{ functions: Map<string, Probe[]>; relations: M
   );
   const functions = new Map<string, Probe[]>();
   for (const f of fns.rows) {
-    const call = `SELECT stepping."${f.name}"(${f.args.map((t) => `NULL::${t}`).join(', ')})`;
+    // A polymorphic parameter (anyelement) needs a concrete type to be called at all.
+    const typed = (t: string) => `NULL::${t === 'anyelement' ? 'text' : t}`;
+    const call = `SELECT stepping."${f.name}"(${f.args.map(typed).join(', ')})`;
     functions.set(f.name, [...(functions.get(f.name) ?? []), { what: f.identity, sql: call }]);
   }
   const rels = await h.pool.query<{ name: string }>(
@@ -508,7 +510,7 @@ test('stepping roles prints the SQL for a DBA; migrate without CREATEROLE names 
               has_function_privilege($3, $6, 'EXECUTE') AS o, has_function_privilege($1, $5, 'EXECUTE') AS p_claims`,
       [
         ...names,
-        `${schema}.job_enqueue_batch(jsonb, integer)`,
+        `${schema}.job_enqueue_batch(jsonb)`,
         `${schema}.step_claim(text, text[], text[], integer, integer)`,
         `${schema}.job_cancel(bigint, boolean)`,
       ],

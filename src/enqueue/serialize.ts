@@ -19,11 +19,12 @@ import type { StepCall } from '../steps.js';
 import { checkDate, checkDuration, checkInteger, checkText, fail } from './checks.js';
 import { MAX_CALL_JSON_BYTES } from '../limits.js';
 import { describeValue, printable, thrownKind } from './describe.js';
+import { jsonbTextBytes } from './jsonb-text.js';
 import { toStoredJson, type StoredJson } from './to-json.js';
 
 export { MAX_CALL_JSON_BYTES } from '../limits.js';
-/** What one step's names and options can print to, at most (two 200-character names, escaped). */
-const STEP_ALLOWANCE_BYTES = 4096;
+/** What a step's keys, numbers and separators print to, at most, besides its names and args. */
+const STEP_OVERHEAD_BYTES = 256;
 
 /** Options of one enqueued job. */
 export interface EnqueueOptions {
@@ -84,7 +85,7 @@ function serializeStep(
   const rawArgs = s.args;
   const args = toStoredJson(rawArgs, () => `step ${i} (${printable(name)}) args`);
   const out: Record<string, unknown> = { name, args: args.value };
-  let bytes = args.bytes + STEP_ALLOWANCE_BYTES;
+  let bytes = args.bytes + jsonbTextBytes(name) + STEP_OVERHEAD_BYTES;
 
   const o: unknown = s.options ?? {};
   if (typeof o !== 'object' || o === null || Array.isArray(o)) {
@@ -115,7 +116,7 @@ function serializeStep(
         ? args
         : toStoredJson(rawCompArgs, () => `step ${i} (${printable(name)}) compensate.args`);
     out.compensate = { name: cname, args: cargs.value };
-    bytes += cargs.bytes;
+    bytes += cargs.bytes + jsonbTextBytes(cname);
   }
   return { step: out, bytes };
 }
