@@ -264,7 +264,8 @@ test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim i
     await gate.promise;
   });
   // A normal lease; time is moved on the engine's clock instead of waiting it out.
-  await h.worker({ steps: [long], leaseMs: 30_000, heartbeatMs: 200 }, t);
+  // No polls: the worker must not reclaim its own unit in the moment the clock jumps.
+  await h.worker({ steps: [long], leaseMs: 30_000, heartbeatMs: 200, pollIntervalMs: 600_000 }, t);
   const id = await h.stepping.enqueue([long({})]);
   await withTimeout(started.promise, 10_000, 'handler start');
   const { rows } = await h.pool.query<{ claimed_at: Date }>(

@@ -10,7 +10,18 @@ import { serverUrl } from './db.js';
 import { TEST_RUN_ID } from './names.js';
 
 const created: string[] = [];
-let hooked = false;
+
+// Registered when a test file imports this module, so roles live until the file ends
+// (registered inside a test, the hook would run when that test ends).
+after(async () => {
+  if (created.length === 0) return;
+  await admin(async (c) => {
+    for (const role of created) {
+      // Objects granted to it in kept test databases would block DROP ROLE; ignore.
+      await c.query(`DROP ROLE IF EXISTS "${role}"`).catch(() => {});
+    }
+  });
+});
 
 async function admin<T>(work: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client(withDatabase(serverUrl(), 'postgres'));
@@ -31,17 +42,6 @@ export async function loginRole(
   memberOf: readonly string[],
   label: string,
 ): Promise<string> {
-  if (!hooked) {
-    hooked = true;
-    after(async () => {
-      await admin(async (c) => {
-        for (const role of created) {
-          // Objects granted to it in kept test databases would block DROP ROLE; ignore.
-          await c.query(`DROP ROLE IF EXISTS "${role}"`).catch(() => {});
-        }
-      });
-    });
-  }
   const role = `stp_${TEST_RUN_ID}_${label}_${randomBytes(2).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
   await admin(async (c) => {
