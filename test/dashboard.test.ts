@@ -88,6 +88,12 @@ test('pages carry a strict CSP with their own nonce and load nothing from elsewh
     assert.equal(page.headers['x-content-type-options'], 'nosniff');
     assert.equal(page.headers['cache-control'], 'no-store');
     assert.equal(page.headers['access-control-allow-origin'], undefined);
+    // What the page's script fetches on a live update: the live part alone, no style or script.
+    const fragment = await request(new URL(path, d.url).href, { headers: { 'x-stepping-live': '1' } });
+    assert.equal(fragment.status, 200);
+    assert.doesNotMatch(fragment.body, /<html|<style|<script|<header/);
+    assert.match(fragment.body, /^<section class="card"/);
+    assert.match(page.body, /<div id="live"><section class="card"/);
   }
 });
 
@@ -266,7 +272,7 @@ test('the job list filters by status, queue, step, key prefix and age, and pages
   assert.equal(back, `/jobs?queue=${queue}&limit=3&after=${all[6]}`);
   assert.deepEqual((await ids(back.slice(6))).ids, all.slice(3, 6));
   // The filter form shows the filter it was reached with.
-  assert.match(first.body, new RegExp(`<input name="queue" value="${queue}"`));
+  assert.match(first.body, new RegExp(`<input\\s+name="queue"\\s+value="${queue}"`));
 
   for (const [query, message] of [
     ['status=done', /status must be one of pending, running/],
@@ -379,7 +385,7 @@ test('workers and unrunnable steps: "not available" without the views, rows from
     assert.match(unrunnable, /&lt;i&gt;nobody&lt;\/i&gt;\.step/);
     assert.match(
       unrunnable,
-      /step=%3Ci%3Enobody%3C%2Fi%3E.step&amp;queue=default&amp;status=pending">3<\/a>/,
+      /step=%3Ci%3Enobody%3C%2Fi%3E.step&amp;queue=default&amp;status=pending"\s*>3<\/a/,
     );
     assert.match(unrunnable, /5m/);
   } finally {

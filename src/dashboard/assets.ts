@@ -79,11 +79,12 @@ ol.timeline > li.t-retrying::before { background: var(--warn); }
 .step-name { font-weight: 600; }
 .comp { margin: 8px 0 0 12px; padding: 6px 10px; border-left: 3px solid #f3c58a; background: #fffaf2; }
 details summary { cursor: pointer; color: var(--dim); }
+.error-block { margin-top: 8px; }
 `;
 
 /**
  * Live updates: an EventSource on the page's events URL; each `change` event (a hint: a
- * NOTIFY or the slow poll) re-fetches the page and swaps the `#live` part, at most once a
+ * NOTIFY or the slow poll) re-fetches the page's `#live` part and swaps it in, at most once a
  * second and not while the tab is hidden. Open <details> stay open. Forms marked
  * data-confirm ask first. Plain ES2017 for any current browser; no libraries.
  */
@@ -116,20 +117,21 @@ export const SCRIPT = `
     var wait = Math.max(0, last + 1000 - Date.now());
     setTimeout(function () {
       last = Date.now();
-      fetch(location.pathname + location.search, { credentials: 'same-origin', cache: 'no-store' })
+      fetch(location.pathname + location.search, {
+        credentials: 'same-origin', cache: 'no-store', headers: { 'X-Stepping-Live': '1' }
+      })
         .then(function (res) {
           var type = res.headers.get('content-type') || '';
           return res.ok && type.indexOf('text/html') === 0 ? res.text() : null;
         })
         .then(function (text) {
           if (text === null) return;
-          var next = new DOMParser().parseFromString(text, 'text/html').getElementById('live');
-          if (!next) return;
+          // The live part only (escaped by the server); a template parses it inertly.
+          var next = document.createElement('template');
+          next.innerHTML = text;
           var open = {};
           live.querySelectorAll('details[open][data-key]').forEach(function (d) { open[d.dataset.key] = true; });
-          live.replaceChildren.apply(live, Array.prototype.map.call(next.childNodes, function (n) {
-            return document.adoptNode(n);
-          }));
+          live.replaceChildren(next.content);
           live.querySelectorAll('details[data-key]').forEach(function (d) { if (open[d.dataset.key]) d.open = true; });
           live.dataset.refreshed = String(Number(live.dataset.refreshed || 0) + 1);
         })

@@ -67,7 +67,7 @@ export function renderPage(shell: Shell, content: { before?: Html | null; live: 
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${shell.title} · Stepping</title>
 <style nonce="${shell.nonce}">${trustedHtml(STYLE)}</style>
 </head>

@@ -411,6 +411,16 @@ export class DashboardQueries {
     return rows.map(jobListRow);
   }
 
+  /** The newest jobs (walks the primary key backwards). */
+  async latestJobs(db: Queryable, limit: number): Promise<JobListRow[]> {
+    const rows = await this.rows(
+      db,
+      `SELECT ${LIST_COLUMNS} FROM ${this.q}.job_overview ORDER BY job_id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map(jobListRow);
+  }
+
   /** A page of jobs matching `filter`, newest first; ages count back from `now`. */
   async jobs(db: Queryable, filter: JobFilter, page: JobPageRequest, now: Date): Promise<JobPage> {
     const newer = page.after !== null && page.before === null;

@@ -11,7 +11,8 @@ import { readSource, resolveDatabase, type DatabaseSpec, type ResolvedDatabase }
 import { DatabaseRegistry } from './databases.js';
 import { LIVE_TIMING, type LiveTiming } from './live.js';
 import { DashboardQueries } from './queries.js';
-import { handleRequest, type RouteContext } from './routes.js';
+import type { RouteContext } from './respond.js';
+import { handleRequest } from './routes.js';
 import { randomToken, type ListenAddress } from './security.js';
 
 /** Port when none is given. */

@@ -43,12 +43,15 @@ export function jobHref(base: string, jobId: string): string {
 /** Characters of an error message shown in a table cell (the whole one is on the job page). */
 export const ERROR_CELL_CHARS = 160;
 
-/** An error message in a table cell: one line, cut with an ellipsis, the whole message on hover. */
-export function errorCell(message: string | null): Html {
+/**
+ * An error message in a table cell: one line, cut with an ellipsis, the whole message on
+ * hover; `past` (a job that succeeded after it) shows it dimmed rather than red.
+ */
+export function errorCell(message: string | null, past = false): Html {
   if (message === null || message === '') return html`<span class="dim">–</span>`;
   const line = message.replace(/\s*\n\s*/g, ' ');
   const cut = line.length > ERROR_CELL_CHARS ? `${line.slice(0, ERROR_CELL_CHARS - 1)}…` : line;
-  return html`<span class="err" title="${message}">${cut}</span>`;
+  return html`<span class="${past ? 'dim' : 'err'}" title="${message}">${cut}</span>`;
 }
 
 /** A panel the installed version cannot fill, or whose query failed. */

@@ -5,9 +5,12 @@
  */
 import { isFinalStatus } from '../../job-status.js';
 import { jsonText, utc } from '../format.js';
-import { html, type Html } from '../html.js';
+import { html, trustedHtml, type Html } from '../html.js';
 import type { ErrorDetail, JobDetail, StepDetail } from '../queries.js';
 import { jobHref, statusBadge, timeCell } from './common.js';
+
+/** Results up to this many characters (as shown) are open on the page; longer ones are one click away. */
+const OPEN_RESULT_CHARS = 400;
 
 /** What the job page shows. */
 export interface JobData {
@@ -110,7 +113,10 @@ function stepItem(d: JobData, s: StepDetail): Html {
   const result =
     s.result === null
       ? null
-      : html`<details data-key="r${s.stepIndex}" ${s.stepIndex === d.steps.length - 1 ? html` open` : null}>
+      : html`<details
+          data-key="r${s.stepIndex}"
+          ${jsonText(s.result).length <= OPEN_RESULT_CHARS ? trustedHtml('open') : null}
+        >
           <summary>result</summary>
           <pre data-result>${jsonText(s.result)}</pre>
         </details>`;
@@ -143,7 +149,7 @@ export function jobHeading(jobId: string): Html {
 export function jobContent(d: JobData): Html {
   const j = d.job;
   return html`<section class="card" id="job" data-job="${j.jobId}" data-job-status="${j.status}">
-      <h2>${statusBadge(j.status)} <span class="dim">queue</span> ${j.queue}</h2>
+      <h2>${statusBadge(j.status)}</h2>
       ${facts(d)}
       ${j.status !== 'succeeded' ? errorBlock('last error', j.lastError, j.lastErrorDetail, 'job-error') : null}
       ${
@@ -159,7 +165,19 @@ export function jobContent(d: JobData): Html {
     <section class="card" id="steps">
       <h2>Steps</h2>
       <ol class="timeline">
+        <li class="t-other" data-event="enqueued">
+          <div class="step-head"><span class="step-name">enqueued</span> ${timeCell(d.now, j.createdAt)}</div>
+        </li>
         ${d.steps.map((s) => stepItem(d, s))}
+        ${
+          j.finishedAt
+            ? html`<li class="t-${statusClass(j.status)}" data-event="finished">
+                <div class="step-head">
+                  <span class="step-name">job ${j.status}</span> ${timeCell(d.now, j.finishedAt)}
+                </div>
+              </li>`
+            : null
+        }
       </ol>
     </section>`;
 }

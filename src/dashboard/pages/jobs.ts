@@ -1,7 +1,13 @@
 /** The job list: a filter form (status, queue, step, key prefix, age) and keyset-paged rows. */
 import { DEFAULT_PAGE_SIZE, filterParams } from '../filters.js';
 import { html, trustedHtml, type Html } from '../html.js';
-import { DASHBOARD_STATUSES, type JobFilter, type JobPage, type JobPageRequest } from '../queries.js';
+import {
+  DASHBOARD_STATUSES,
+  type JobFilter,
+  type JobListRow,
+  type JobPage,
+  type JobPageRequest,
+} from '../queries.js';
 import { errorCell, href, jobHref, statusBadge, timeCell } from './common.js';
 
 /** What the job list shows. */
@@ -17,27 +23,25 @@ export interface JobsData {
 export function jobsFilterForm(base: string, filter: JobFilter, page: JobPageRequest): Html {
   const values = filterParams(filter);
   const field = (name: string, label: string, placeholder: string, title: string) =>
-    html`<label
-      >${label}<input
-        name="${name}"
-        value="${values[name] ?? ''}"
-        placeholder="${placeholder}"
-        title="${title}"
-    /></label>`;
+    html`<label>
+      <span>${label}</span>
+      <input name="${name}" value="${values[name] ?? ''}" placeholder="${placeholder}" title="${title}" />
+    </label>`;
   return html`<h1>Jobs</h1>
     <section class="card">
       <form class="filters" method="get" action="${base}/jobs">
-        <label
-          >status<select name="status">
+        <label>
+          <span>status</span>
+          <select name="status">
             <option value="">any</option>
             ${DASHBOARD_STATUSES.map(
               (s) =>
-                html`<option value="${s}" ${filter.status === s ? trustedHtml(' selected') : null}>
+                html`<option value="${s}" ${filter.status === s ? trustedHtml('selected') : null}>
                   ${s}
                 </option>`,
             )}
-          </select></label
-        >
+          </select>
+        </label>
         ${field('queue', 'queue', 'any', 'exact queue name')}
         ${field('step', 'step', 'any', 'jobs with a step of this name')}
         ${field('key', 'key starts with', 'any', 'dedupe key prefix')}
@@ -48,6 +52,41 @@ export function jobsFilterForm(base: string, filter: JobFilter, page: JobPageReq
         <a href="${base}/jobs">clear</a>
       </form>
     </section>`;
+}
+
+/** Jobs as a table (the job list, the overview's latest jobs); `id` names the table. */
+export function jobTable(base: string, now: Date, rows: readonly JobListRow[], id: string): Html {
+  return html`<table id="${id}">
+    <thead>
+      <tr>
+        <th class="n">job</th>
+        <th>queue</th>
+        <th>status</th>
+        <th>at step</th>
+        <th class="n">attempt</th>
+        <th>key</th>
+        <th>created</th>
+        <th>finished</th>
+        <th>last error</th>
+      </tr>
+    </thead>
+    <tbody>
+      ${rows.map(
+        (j) =>
+          html`<tr data-job="${j.jobId}" data-job-status="${j.status}">
+            <td class="n"><a href="${jobHref(base, j.jobId)}">${j.jobId}</a></td>
+            <td>${j.queue}</td>
+            <td>${statusBadge(j.status)}</td>
+            <td class="mono">#${j.currentStep} ${j.currentStepName}</td>
+            <td class="n">${j.currentAttempt}</td>
+            <td class="mono">${j.key ?? ''}</td>
+            <td>${timeCell(now, j.createdAt)}</td>
+            <td>${timeCell(now, j.finishedAt)}</td>
+            <td>${errorCell(j.lastError, j.status === 'succeeded')}</td>
+          </tr>`,
+      )}
+    </tbody>
+  </table>`;
 }
 
 /** The job list's live part: rows and paging links. */
@@ -70,38 +109,5 @@ export function jobsContent(d: JobsData): Html {
       ${pager}
     </section>`;
   }
-  return html`<section class="card">
-    <table id="jobs">
-      <thead>
-        <tr>
-          <th class="n">job</th>
-          <th>queue</th>
-          <th>status</th>
-          <th>at step</th>
-          <th class="n">attempt</th>
-          <th>key</th>
-          <th>created</th>
-          <th>finished</th>
-          <th>last error</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${rows.map(
-          (j) =>
-            html`<tr data-job="${j.jobId}" data-job-status="${j.status}">
-              <td class="n"><a href="${jobHref(d.base, j.jobId)}">${j.jobId}</a></td>
-              <td>${j.queue}</td>
-              <td>${statusBadge(j.status)}</td>
-              <td class="mono">#${j.currentStep}/${j.stepCount} ${j.currentStepName}</td>
-              <td class="n">${j.currentAttempt}</td>
-              <td class="mono">${j.key ?? ''}</td>
-              <td>${timeCell(d.now, j.createdAt)}</td>
-              <td>${timeCell(d.now, j.finishedAt)}</td>
-              <td>${errorCell(j.lastError)}</td>
-            </tr>`,
-        )}
-      </tbody>
-    </table>
-    ${pager}
-  </section>`;
+  return html`<section class="card">${jobTable(d.base, d.now, rows, 'jobs')} ${pager}</section>`;
 }

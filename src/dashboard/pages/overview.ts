@@ -11,6 +11,7 @@ import {
   type WorkerRow,
 } from '../queries.js';
 import { errorCell, href, jobHref, panelProblem, statusBadge, timeCell, type PanelResult } from './common.js';
+import { jobTable } from './jobs.js';
 
 /** What the overview shows. */
 export interface OverviewData {
@@ -21,6 +22,8 @@ export interface OverviewData {
   recentFailures: JobListRow[];
   workers: PanelResult<WorkerRow[]>;
   unrunnable: PanelResult<UnrunnableRow[]>;
+  /** The newest jobs. */
+  latest: JobListRow[];
 }
 
 /** Step names of a worker shown before "and N more". */
@@ -256,10 +259,22 @@ function unrunnablePanel(d: OverviewData): Html {
   </section>`;
 }
 
+function latestPanel(d: OverviewData): Html {
+  const body =
+    d.latest.length === 0
+      ? html`<p class="empty">no jobs yet</p>`
+      : html`${jobTable(d.base, d.now, d.latest, 'latest')}
+          <nav class="pager"><a href="${href(d.base, '/jobs')}">all jobs →</a></nav>`;
+  return html`<section class="card" id="latest-jobs">
+    <h2>Latest jobs</h2>
+    ${body}
+  </section>`;
+}
+
 /** The overview's live part. */
 export function overviewContent(d: OverviewData): Html {
   return html`${queuesPanel(d)}
     <div class="grid">${failingPanel(d)}${unrunnablePanel(d)}</div>
-    ${workersPanel(d)}
+    ${workersPanel(d)} ${latestPanel(d)}
     <p class="dim">engine time ${utc(d.now)}</p>`;
 }
