@@ -71,7 +71,10 @@ test('in a browser: a failed job in the list, its page, retry, and the page upda
     })),
   );
   const reportJob = await h.stepping.enqueue([report({})], { queue: 'reports' });
-  await h.stepping.enqueue([reserve({ order: 'A-1002' })], { queue: 'orders', delayMs: 3_600_000 });
+  const scheduled = await h.stepping.enqueue([reserve({ order: 'A-1002' })], {
+    queue: 'orders',
+    delayMs: 3_600_000,
+  });
   const order = { order: 'A-1001', cents: 4999 };
   const jobId = await h.stepping.enqueue([reserve(order), charge(order), receipt(order)], {
     queue: 'orders',
@@ -117,6 +120,8 @@ test('in a browser: a failed job in the list, its page, retry, and the page upda
 
     await page.click('#retry');
     await page.locator('.notice:text("Retried")').waitFor();
+    // Opened by the operator: stays open across live updates.
+    await step(1).locator('details[data-key="e1"] summary').click();
     const retried = await job.getAttribute('data-job-status');
     assert.ok(retried === 'pending' || retried === 'running', `after retry: ${retried}`);
     const refreshes = Number((await page.locator('#live').getAttribute('data-refreshed')) ?? 0);
@@ -137,6 +142,21 @@ test('in a browser: a failed job in the list, its page, retry, and the page upda
     assert.equal(await page.locator('#steps li').first().getAttribute('data-event'), 'enqueued');
     assert.match(await page.locator('#steps li[data-event="finished"]').innerText(), /^job succeeded/);
     assert.equal(chargeRuns.get('A-1001'), 2);
+
+    assert.equal(await step(1).locator('details[data-key="e1"]').getAttribute('open'), '');
+
+    // A box ticked on a page stays ticked when the page updates itself.
+    await page.goto(new URL(`jobs/${scheduled}`, d.url).href);
+    await page.locator('#live-state.on').waitFor();
+    await page.check('input[name="compensate"]');
+    const before = Number((await page.locator('#live').getAttribute('data-refreshed')) ?? 0);
+    await h.stepping.enqueue([mail({ to: 'late@example.com' })], { queue: 'emails' });
+    // The NOTIFY of that job (or at the latest the slow poll) refreshes the page.
+    // (refreshed only counts up; a selector, since the page's CSP rightly forbids eval.)
+    await page
+      .locator(before === 0 ? '#live[data-refreshed]' : `#live:not([data-refreshed="${before}"])`)
+      .waitFor();
+    assert.equal(await page.isChecked('input[name="compensate"]'), true);
 
     // The overview, as the README shows it.
     await page.click('header a:text-is("Overview")');

@@ -85,7 +85,7 @@ details summary { cursor: pointer; color: var(--dim); }
 /**
  * Live updates: an EventSource on the page's events URL; each `change` event (a hint: a
  * NOTIFY or the slow poll) re-fetches the page's `#live` part and swaps it in, at most once a
- * second and not while the tab is hidden. Open <details> stay open. Forms marked
+ * second and not while the tab is hidden. Open <details> stay open, ticked boxes ticked. Forms marked
  * data-confirm ask first. Plain ES2017 for any current browser; no libraries.
  */
 export const SCRIPT = `
@@ -129,10 +129,13 @@ export const SCRIPT = `
           // The live part only (escaped by the server); a template parses it inertly.
           var next = document.createElement('template');
           next.innerHTML = text;
-          var open = {};
+          // What the operator opened or ticked stays so (matched by data-key).
+          var open = {}, ticked = {};
           live.querySelectorAll('details[open][data-key]').forEach(function (d) { open[d.dataset.key] = true; });
+          live.querySelectorAll('input[data-key]:checked').forEach(function (i) { ticked[i.dataset.key] = true; });
           live.replaceChildren(next.content);
           live.querySelectorAll('details[data-key]').forEach(function (d) { if (open[d.dataset.key]) d.open = true; });
+          live.querySelectorAll('input[data-key]').forEach(function (i) { if (ticked[i.dataset.key]) i.checked = true; });
           live.dataset.refreshed = String(Number(live.dataset.refreshed || 0) + 1);
         })
         .catch(function () {})

@@ -63,7 +63,10 @@ function actions(d: JobData): Html | null {
   const cancel = !isFinalStatus(d.job.status)
     ? html`<form method="post" action="${path}/cancel" data-confirm="Cancel job ${d.job.jobId}?">
         <input type="hidden" name="_csrf" value="${d.actionToken}" />
-        <label><input type="checkbox" name="compensate" value="1" /> compensate steps already done</label>
+        <label
+          ><input type="checkbox" name="compensate" value="1" data-key="compensate" /> compensate steps
+          already done</label
+        >
         <button type="submit" class="danger" id="cancel">Cancel</button>
       </form>`
     : null;
