@@ -289,7 +289,7 @@ test('the job list filters by status, queue, step, key prefix and age, and pages
   }
 });
 
-test('unknown pages and jobs are 404, wrong methods 405, and an unmigrated schema says so', async () => {
+test('unknown pages and jobs are 404, wrong methods 405, a taken port or bad options are errors, an unmigrated schema says so', async () => {
   const d = await dashboard({ connectionString: h.url });
   for (const path of ['nope', 'jobs/0', 'jobs/abc', 'jobs/999999999', 'jobs/1/frob', 'db/x/']) {
     const page = await request(new URL(path, d.url).href);
@@ -300,6 +300,20 @@ test('unknown pages and jobs are 404, wrong methods 405, and an unmigrated schem
   const head = await request(d.url, { method: 'HEAD' });
   assert.equal(head.status, 200);
   assert.equal(head.body, '');
+  await assert.rejects(
+    dashboard({ connectionString: h.url, port: Number(new URL(d.url).port) }),
+    (error: Error) =>
+      error.name === 'DashboardListenError' &&
+      /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/.test(error.message),
+  );
+  await assert.rejects(
+    dashboard({ connectionString: h.url, port: 70_000 }),
+    /port must be an integer from 0 to 65535/,
+  );
+  await assert.rejects(
+    dashboard({ connectionString: h.url, databases: [h.url] }),
+    /either connectionString \(one database\) or databases \(many\)/,
+  );
   const unmigrated = await dashboard({ connectionString: h.url, schema: 'dash_nowhere' });
   const page = await request(unmigrated.url);
   assert.equal(page.status, 503);

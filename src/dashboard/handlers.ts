@@ -53,8 +53,7 @@ export async function overviewPage(
 ) {
   const q = ctx.queries;
   const pool = db.pool();
-  const now = await q.now(pool);
-  const views = await q.optionalViews(pool);
+  const [now, views] = await Promise.all([q.now(pool), q.optionalViews(pool)]);
   const [queues, failing, recentFailures, workers, unrunnable, latest] = await Promise.all([
     q.queues(pool, now),
     q.failingSteps(pool, PANEL_ROWS.failingSteps),

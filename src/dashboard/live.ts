@@ -52,6 +52,11 @@ export class LiveFeed {
   /** Answers `req` with an event stream that stays open until the page or the server goes. */
   attach(req: IncomingMessage, res: ServerResponse): void {
     setSecurityHeaders(res, null);
+    if (this.closed) {
+      // Shutting down: a stream opened now would hold the server open until the grace ends.
+      res.writeHead(503, { 'Content-Length': 0 }).end();
+      return;
+    }
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       Connection: 'keep-alive',
@@ -94,10 +99,12 @@ export class LiveFeed {
         );
       }
     } catch (error) {
-      this.warnOnce(`live updates: cannot LISTEN (${(error as Error).message}); polling instead`);
-      if (this.hub === hub) this.hub = undefined;
-      this.listening = undefined;
       await hub.close();
+      // Stopped meanwhile (the last page left, or shutdown): nothing went wrong.
+      if (this.hub !== hub) return;
+      this.hub = undefined;
+      this.listening = undefined;
+      this.warnOnce(`live updates: cannot LISTEN (${(error as Error).message}); polling instead`);
     }
   }
 
