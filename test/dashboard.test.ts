@@ -274,6 +274,16 @@ test('the job list filters by status, queue, step, key prefix and age, and pages
   // The filter form shows the filter it was reached with.
   assert.match(first.body, new RegExp(`<input\\s+name="queue"\\s+value="${queue}"`));
 
+  // The overview's latest jobs too, newest first by number (ids here run past 9 and 10).
+  const overview = await request(d.url);
+  const latest = /<table id="latest">([\s\S]*?)<\/table>/.exec(overview.body)?.[1] ?? '';
+  const latestIds = [...latest.matchAll(/<tr data-job="(\d+)"/g)].map((m) => Number(m[1]));
+  assert.ok(latestIds.some((id) => id >= 10) && latestIds.some((id) => id < 10), latestIds.join());
+  assert.deepEqual(
+    latestIds,
+    [...latestIds].sort((a, b) => b - a),
+  );
+
   for (const [query, message] of [
     ['status=done', /status must be one of pending, running/],
     ['min_age=7', /min_age must be a duration like 30s/],

@@ -220,8 +220,12 @@ function jobListRow(r: Row): JobListRow {
   };
 }
 
-/** Columns of job_overview the lists read (never output: results can be large). */
-const LIST_COLUMNS = `job_id::text AS job_id, queue, key, status, phase, step_count, current_step, current_step_name,
+/**
+ * Columns of job_overview the lists read (never output: results can be large). job_id
+ * stays a bigint (node-postgres returns it as a string): cast to text under its own name,
+ * an `ORDER BY job_id` would sort it as text (10 before 9).
+ */
+const LIST_COLUMNS = `job_id, queue, key, status, phase, step_count, current_step, current_step_name,
   current_attempt, last_error, created_at, updated_at, finished_at, run_at`;
 
 /**
