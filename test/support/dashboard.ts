@@ -157,10 +157,13 @@ export async function fixtureWorkerViews(
   return () => dropWorkerViews(pool);
 }
 
-/** Drops both worker views (fixtures, or the real ones in this file's own database). */
+/**
+ * Drops both worker views (fixtures, or the real ones in this file's own database),
+ * unrunnable_steps first: a real one may be built on worker_overview.
+ */
 export async function dropWorkerViews(pool: pg.Pool): Promise<void> {
-  await pool.query(`DROP VIEW IF EXISTS stepping.worker_overview`);
   await pool.query(`DROP VIEW IF EXISTS stepping.unrunnable_steps`);
+  await pool.query(`DROP VIEW IF EXISTS stepping.worker_overview`);
 }
 
 function workerJson(w: FixtureWorker): object {
