@@ -11,7 +11,14 @@ import { createStepping, type Stepping } from '../stepping.js';
 import { jsonForTerminal } from '../text.js';
 import { asUsageError, describeError, EXIT, processIo, terminalIo, UsageError, type CliIo } from './args.js';
 import { cancelCommand } from './commands/cancel.js';
-import type { AnyCommand, CommandContext, CommandFlags, OutputContext } from './commands/command.js';
+import type {
+  AnyCommand,
+  CommandContext,
+  CommandFlags,
+  ConnectingContext,
+  OutputContext,
+} from './commands/command.js';
+import { dashboardCommand } from './commands/dashboard.js';
 import { jobCommand } from './commands/job.js';
 import { DEFAULT_JOBS_LIMIT, jobsCommand, JOB_STATUSES } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -33,6 +40,7 @@ export const COMMANDS: readonly AnyCommand[] = [
   retryCommand,
   cancelCommand,
   pruneCommand,
+  dashboardCommand,
 ];
 
 const OPTIONS = {
@@ -45,6 +53,9 @@ const OPTIONS = {
   limit: { type: 'string' },
   compensate: { type: 'boolean' },
   'older-than': { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'allow-actions': { type: 'boolean' },
 } as const;
 
 /** The `stepping --help` text. */
@@ -59,7 +70,7 @@ ${COMMANDS.map((c) => `  ${c.synopsis.padEnd(width)}${c.summary}`).join('\n')}
 
 Options:
   --database-url URL   PostgreSQL connection string (default: $DATABASE_URL)
-  --databases LIST     migrate, status: many databases at once; LIST is url,url,... or a file
+  --databases LIST     migrate, status, dashboard: many databases at once; LIST is url,url,... or a file
                        with one url (or id=url) per line. Failures are reported per database.
   --schema NAME        schema holding Stepping (default: ${DEFAULT_SCHEMA})
   --json               print one JSON document instead of text
@@ -68,6 +79,9 @@ Options:
   --limit N            jobs: list at most N jobs (default: ${DEFAULT_JOBS_LIMIT})
   --compensate         cancel: run the compensations of the steps already done
   --older-than D       prune: minimum age since the job finished, e.g. 30m, 12h, 7d (default: 7d)
+  --port N             dashboard: port to listen on (default: 4000; 0: any free port)
+  --host H             dashboard: address to listen on (default: 127.0.0.1, this machine only)
+  --allow-actions      dashboard: show retry and cancel buttons (default: read-only)
 
 Exit codes: 0 ok, 1 failure (no such job, job in the wrong state, database error), 2 usage error.
 `;
@@ -83,10 +97,11 @@ interface Invocation {
   work: Work;
 }
 
-/** A prepared command: offline ones get output only, the others a database too. */
+/** A prepared command: offline ones get output only, database ones a client too, servers the connection settings. */
 type Work =
-  | { offline: true; run: (ctx: OutputContext) => Promise<void> }
-  | { offline: false; run: (ctx: CommandContext) => Promise<void> };
+  | { kind: 'offline'; run: (ctx: OutputContext) => Promise<void> }
+  | { kind: 'database'; run: (ctx: CommandContext) => Promise<void> }
+  | { kind: 'server'; run: (ctx: ConnectingContext) => Promise<void> };
 
 /** Parses and checks argv; throws UsageError for anything wrong, without connecting. */
 function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invocation | { help: true } {
@@ -107,6 +122,9 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     ...(values.limit !== undefined ? { limit: values.limit } : {}),
     ...(values.compensate !== undefined ? { compensate: values.compensate } : {}),
     ...(values['older-than'] !== undefined ? { olderThan: values['older-than'] } : {}),
+    ...(values.port !== undefined ? { port: values.port } : {}),
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(values['allow-actions'] !== undefined ? { allowActions: values['allow-actions'] } : {}),
   };
   for (const flag of Object.keys(flags) as (keyof CommandFlags)[]) {
     if (!command.flags.includes(flag)) {
@@ -118,8 +136,8 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     throw new UsageError(`usage: stepping ${command.synopsis}`);
   }
   const databases = values.databases === undefined ? undefined : parseDatabasesArg(values.databases);
-  if (databases && command.name !== 'migrate' && command.name !== 'status') {
-    throw new UsageError(`--databases works with migrate and status, not ${command.name}`);
+  if (databases && command.name !== 'migrate' && command.name !== 'status' && !('server' in command)) {
+    throw new UsageError(`--databases works with migrate, status and dashboard, not ${command.name}`);
   }
   return {
     help: false,
@@ -129,8 +147,10 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     databaseUrl: values['database-url'] ?? env.DATABASE_URL,
     command,
     work: command.offline
-      ? { offline: true, run: command.prepare(args, flags) }
-      : { offline: false, run: command.prepare(args, flags) },
+      ? { kind: 'offline', run: command.prepare(args, flags) }
+      : 'server' in command
+        ? { kind: 'server', run: command.prepare(args, flags) }
+        : { kind: 'database', run: command.prepare(args, flags) },
   };
 }
 
@@ -154,7 +174,7 @@ export async function runOperatorCli(
       return EXIT.ok;
     }
     invocation = parsed;
-    if (invocation.databases) {
+    if (invocation.databases && invocation.work.kind !== 'server') {
       const many = invocation.command.name === 'migrate' ? migrateMany : statusMany;
       return await many(invocation.databases, invocation.schema, invocation.json, io);
     }
@@ -166,7 +186,12 @@ export async function runOperatorCli(
       note: (text) => io.stderr(`${text}\n`),
     };
     const work = invocation.work;
-    if (work.offline) {
+    if (work.kind === 'server') {
+      const { databaseUrl, databases } = invocation;
+      if (!databaseUrl && !databases)
+        throw new UsageError('no database: pass --database-url or --databases, or set DATABASE_URL');
+      run = () => work.run({ ...output, databaseUrl: databases ? undefined : databaseUrl, databases });
+    } else if (work.kind === 'offline') {
       run = () => work.run(output);
     } else {
       if (!invocation.databaseUrl)

@@ -1,5 +1,6 @@
 /** The shape every `stepping` subcommand has, and what it gets to run. */
 import type { Engine } from '../../db/engine.js';
+import type { DatabaseSpec } from '../../multidb/sources.js';
 import type { Stepping } from '../../stepping.js';
 import { UsageError } from '../args.js';
 
@@ -9,6 +10,9 @@ export interface CommandFlags {
   limit?: string;
   compensate?: boolean;
   olderThan?: string;
+  port?: string;
+  host?: string;
+  allowActions?: boolean;
 }
 
 /** Output, and the schema named on the command line: what every command runs with. */
@@ -60,8 +64,24 @@ export interface OfflineCommand extends CommandShape {
   prepare(args: readonly string[], flags: CommandFlags): (ctx: OutputContext) => Promise<void>;
 }
 
+/** What a command that opens its own connections runs with: where its database(s) are. */
+export interface ConnectingContext extends OutputContext {
+  /** --database-url or $DATABASE_URL; undefined with --databases. */
+  databaseUrl: string | undefined;
+  /** --databases, parsed; undefined without it. */
+  databases: DatabaseSpec[] | undefined;
+}
+
+/** A long-running subcommand that manages its own connections, to one database or to --databases (the dashboard). */
+export interface ServerCommand extends CommandShape {
+  offline?: undefined;
+  server: true;
+  /** As Command.prepare; the work gets the connection settings instead of a client. */
+  prepare(args: readonly string[], flags: CommandFlags): (ctx: ConnectingContext) => Promise<void>;
+}
+
 /** Any subcommand of `stepping`. */
-export type AnyCommand = Command | OfflineCommand;
+export type AnyCommand = Command | OfflineCommand | ServerCommand;
 
 const BIGINT_MAX = 2n ** 63n - 1n;
 

@@ -1,0 +1,120 @@
+/**
+ * The databases the dashboard shows: one (its pages at `/`), or many (`/db/<id>/`, with a
+ * picker at `/`). Each gets a small pool, opened on first use, and a live feed. In
+ * many-databases mode idle pools close their connections, so browsing a thousand tenants
+ * does not hold a thousand connections.
+ */
+import pg from 'pg';
+import type { ResolvedDatabase } from '../multidb/sources.js';
+import { LiveFeed, type LiveTiming } from './live.js';
+import type { DatabaseLink } from './layout.js';
+
+/** Connections per database: a page runs a few queries at once; many databases get fewer each. */
+const POOL_SIZE = { single: 4, many: 2 } as const;
+/** A dashboard query that runs longer is cancelled by the server (a page must not pile up scans). */
+const STATEMENT_TIMEOUT_MS = 30_000;
+/** Connecting longer than this fails the page (a down tenant answers quickly with its error). */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** Idle connections close after this long. */
+const IDLE_MS = 10_000;
+
+/** One database as the routes use it. */
+export interface DashboardDatabase extends DatabaseLink {
+  /** The pool (created on first use). */
+  pool(): pg.Pool;
+  live: LiveFeed;
+}
+
+class Entry implements DashboardDatabase {
+  private created: pg.Pool | undefined;
+  readonly live: LiveFeed;
+
+  constructor(
+    readonly id: string,
+    readonly base: string,
+    private readonly connectionString: string,
+    private readonly max: number,
+    channels: readonly string[],
+    timing: LiveTiming,
+    private readonly warn: (message: string) => void,
+  ) {
+    this.live = new LiveFeed(
+      () => this.pool(),
+      channels,
+      timing,
+      (m) => warn(`${id}: ${m}`),
+    );
+  }
+
+  pool(): pg.Pool {
+    if (!this.created) {
+      const pool = new pg.Pool({
+        connectionString: this.connectionString,
+        max: this.max,
+        idleTimeoutMillis: IDLE_MS,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        statement_timeout: STATEMENT_TIMEOUT_MS,
+        application_name: 'stepping-dashboard',
+      });
+      // An idle connection dropped by the server (restart, terminate) must not end the process.
+      pool.on('error', (error) => this.warn(`${this.id}: idle connection lost: ${error.message}`));
+      this.created = pool;
+    }
+    return this.created;
+  }
+
+  async close(): Promise<void> {
+    await this.live.close();
+    await this.created?.end().catch(() => {});
+  }
+}
+
+/** The database(s) of one dashboard. */
+export class DatabaseRegistry {
+  private readonly entries = new Map<string, Entry>();
+
+  /**
+   * `many`: pages under `/db/<id>/` and a picker at `/`; otherwise the one database's pages
+   * are at `/`. `channels` are the NOTIFY channels that wake live pages.
+   */
+  constructor(
+    databases: readonly ResolvedDatabase[],
+    readonly many: boolean,
+    channels: readonly string[],
+    timing: LiveTiming,
+    warn: (message: string) => void,
+  ) {
+    for (const d of databases) {
+      const base = many ? `/db/${encodeURIComponent(d.id)}` : '';
+      const max = many ? POOL_SIZE.many : POOL_SIZE.single;
+      this.entries.set(d.id, new Entry(d.id, base, d.connectionString, max, channels, timing, warn));
+    }
+  }
+
+  /** Every database, in the order given. */
+  list(): DashboardDatabase[] {
+    return [...this.entries.values()];
+  }
+
+  /** The database with this id, if configured. */
+  get(id: string): DashboardDatabase | undefined {
+    return this.entries.get(id);
+  }
+
+  /** Open event streams over all databases. */
+  streams(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.live.size;
+    return n;
+  }
+
+  /** Ends every event stream and LISTEN connection (first step of a shutdown: pages still being answered keep their pools). */
+  async closeStreams(): Promise<void> {
+    await Promise.all([...this.entries.values()].map((e) => e.live.close()));
+  }
+
+  /** Ends every stream, LISTEN connection and pool. */
+  async close(): Promise<void> {
+    await Promise.all([...this.entries.values()].map((e) => e.close()));
+  }
+}
