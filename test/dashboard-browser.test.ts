@@ -2,11 +2,13 @@
  * The dashboard end to end in headless Chromium (Debian's package, driven by
  * playwright-core): a worker runs a job whose card charge fails on its first run; the
  * page lists the failed job, opens it, the retry button is pressed, and the page updates
- * by itself as the worker completes the job. The overview is saved as docs/dashboard.png
- * (the README shows it). Then hostile values in another database, reached through the
+ * by itself as the worker completes the job. The overview is saved as a screenshot: to
+ * docs/dashboard.png (the README shows it) with STEPPING_SCREENSHOT=1, else to a temporary
+ * file, so a test run leaves the checkout as it was. Then hostile values in another database, reached through the
  * many-databases picker, stay text and run no script. Every wait is on page content.
  */
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
@@ -166,7 +168,9 @@ test('in a browser: a failed job in the list, its page, retry, and the page upda
     assertClean(w);
     // caret: 'initial', or playwright injects a style of its own (which the CSP rightly blocks).
     await page.screenshot({
-      path: path.join(projectRoot, 'docs', 'dashboard.png'),
+      path: process.env.STEPPING_SCREENSHOT
+        ? path.join(projectRoot, 'docs', 'dashboard.png')
+        : path.join(os.tmpdir(), `stepping-dashboard-${process.pid}.png`),
       fullPage: true,
       caret: 'initial',
     });
