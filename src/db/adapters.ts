@@ -215,7 +215,9 @@ function kyselyQueryable(db: KyselyExecutor): Queryable {
     query: async (text, values = []) => {
       // Loaded on first use: workers and pg-only producers never pay for kysely.
       const { CompiledQuery } = await import('kysely');
-      const result = await db.executeQuery(CompiledQuery.raw(text, values));
+      // A Kysely executor takes the CompiledQuery its own kysely makes (see KyselyExecutor).
+      const run = db.executeQuery as (query: unknown) => PromiseLike<{ rows: readonly unknown[] }>;
+      const result = await run.call(db, CompiledQuery.raw(text, values));
       return { rows: [...result.rows] };
     },
   };

@@ -2,7 +2,6 @@
  * The shapes of client that `enqueue(tx, ...)` accepts, and the one shape the engine runs
  * its SQL through. Detection and the per-client adapters live in adapters.ts.
  */
-import type { CompiledQuery } from 'kysely';
 import { adaptClient, clientKind } from './adapters.js';
 
 /** What the engine runs SQL through: `query(text, values)` resolving to `{ rows }` (a pg Pool, Client or PoolClient). */
@@ -19,9 +18,14 @@ export interface QueryClient {
   query(text: string, values?: unknown[]): PromiseLike<unknown>;
 }
 
-/** A Kysely instance or transaction (`db.transaction().execute(async (trx) => ...)`). */
+/**
+ * A Kysely instance or transaction (`db.transaction().execute(async (trx) => ...)`).
+ * Written out rather than imported, so kysely stays an optional peer dependency; the
+ * query is Kysely's CompiledQuery (built with kysely's own CompiledQuery.raw at run time).
+ */
 export interface KyselyExecutor {
-  executeQuery(query: CompiledQuery): Promise<{ rows: unknown[] }>;
+  // `never`: any executeQuery fits, whatever query type its kysely version declares.
+  executeQuery(query: never, ...rest: never[]): PromiseLike<{ rows: readonly unknown[] }>;
 }
 
 /** A Knex instance or transaction (`knex.transaction(async (trx) => ...)`): a callable with `raw(sql, bindings)`. */

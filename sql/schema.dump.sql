@@ -1,0 +1,331 @@
+-- The installed engine schema as scripts/schema-dump.ts describes it (function bodies as
+-- md5 of their source). Rewritten by `npm run db:dump`; test/schema-dump.test.ts checks a
+-- fresh install and an upgraded one against it.
+
+-- columns
+jobs.attempt integer not null default 0
+jobs.available_at timestamp with time zone not null
+jobs.cancel_compensate boolean not null default false
+jobs.cancel_requested boolean not null default false
+jobs.claimed_at timestamp with time zone
+jobs.created_at timestamp with time zone not null default now()
+jobs.current_step integer not null default 0
+jobs.deadline timestamp with time zone
+jobs.failed_step integer
+jobs.finished_at timestamp with time zone
+jobs.id bigint not null
+jobs.key text
+jobs.last_error jsonb
+jobs.lease_token uuid
+jobs.locked_by text
+jobs.phase text not null default 'forward'::text
+jobs.priority integer not null default 0
+jobs.queue text not null default 'default'::text
+jobs.status text not null default 'pending'::text
+jobs.step_count integer not null
+jobs.step_name text not null
+jobs.updated_at timestamp with time zone not null default now()
+pgmigrations.id integer not null default nextval('<schema>.pgmigrations_id_seq'::regclass)
+pgmigrations.name character varying(255) not null
+pgmigrations.run_on timestamp without time zone not null
+settings.clock_offset interval not null default '00:00:00'::interval
+settings.fingerprint text
+settings.singleton boolean not null default true
+steps.args jsonb not null
+steps.attempts integer not null default 0
+steps.backoff_base_ms integer
+steps.backoff_max_ms integer
+steps.comp_attempts integer not null default 0
+steps.comp_finished_at timestamp with time zone
+steps.comp_last_error jsonb
+steps.comp_status text
+steps.compensate_args jsonb
+steps.compensate_name text
+steps.finished_at timestamp with time zone
+steps.idx integer not null
+steps.job_id bigint not null
+steps.last_error jsonb
+steps.max_attempts integer
+steps.name text not null
+steps.result jsonb
+steps.status text not null default 'pending'::text
+
+-- table options
+jobs fillfactor=85
+steps fillfactor=85
+
+-- constraints
+jobs jobs_phase_check CHECK ((phase = ANY (ARRAY['forward'::text, 'compensate'::text])))
+jobs jobs_pkey PRIMARY KEY (id)
+jobs jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'compensated'::text, 'cancelled'::text])))
+jobs jobs_step_count_check CHECK ((step_count > 0))
+pgmigrations pgmigrations_pkey PRIMARY KEY (id)
+settings settings_pkey PRIMARY KEY (singleton)
+settings settings_singleton_check CHECK (singleton)
+steps step_name_length CHECK (((length(name) >= 1) AND (length(name) <= 200)))
+steps steps_backoff_positive CHECK (((backoff_base_ms > 0) AND (backoff_max_ms > 0)))
+steps steps_comp_status_check CHECK ((comp_status = ANY (ARRAY['pending'::text, 'succeeded'::text])))
+steps steps_max_attempts_check CHECK (((max_attempts IS NULL) OR (max_attempts > 0)))
+steps steps_pkey PRIMARY KEY (job_id, idx)
+steps steps_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text, 'skipped'::text])))
+
+-- indexes
+CREATE INDEX jobs_claimable ON <schema>.jobs USING btree (priority, available_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))
+CREATE INDEX jobs_finished ON <schema>.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL)
+CREATE UNIQUE INDEX jobs_key_unfinished ON <schema>.jobs USING btree (key) WHERE ((key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])))
+CREATE UNIQUE INDEX jobs_pkey ON <schema>.jobs USING btree (id)
+CREATE UNIQUE INDEX pgmigrations_pkey ON <schema>.pgmigrations USING btree (id)
+CREATE UNIQUE INDEX settings_pkey ON <schema>.settings USING btree (singleton)
+CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
+
+-- types
+unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb)
+
+-- functions
+_bad_input(p_what text) -> text plpgsql volatile
+    1d92dea64a0db7ff4019df7813faf33f
+_compensation_next(p_job <schema>.jobs, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
+    b9c8a6ea1578598805219aeb2839548a
+_compensation_of(p_comp jsonb) -> jsonb sql volatile
+    c7a88de286964b1154d5bdb5c559c025
+_default_backoff_base_ms() -> integer sql immutable
+    56d9d61214140f04ff7254854ca6a7eb
+_default_backoff_max_ms() -> integer sql immutable
+    c7792f55d58236d896f2bee2af3202e2
+_default_lease_ms() -> integer sql immutable
+    e5f874940119e8b734e676c076d70e58
+_default_prune_age_ms() -> integer sql immutable
+    706d0a7b163603a2e29d01a68d69f1f2
+_default_prune_limit() -> integer sql immutable
+    19d323ab53a977ad9601a7dd08bf5f67
+_default_queue() -> text sql immutable
+    0838d33ee1b00f0c339cc961a7cff604
+_done_token(p_token uuid) -> uuid sql immutable
+    5e9d9d57368bf31cecb2d3ee8c65c6cc
+_enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
+    b6fc2f1dbb0cbbb94b8db77b7055e092
+_enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) -> anyelement plpgsql volatile
+    e9d2d4d803ba7de03bd043380f2d8910
+_enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
+    7ae4147b8f6a95317bdb30ef2d7fc06e
+_enqueue_timestamptz(p_job integer, p_field text, p_value jsonb) -> timestamp with time zone plpgsql volatile
+    6c75f53201c1251ce15d8b3b0ab6f887
+_error_record(p_error jsonb) -> jsonb sql immutable
+    b8a39fb63122295f5e81457c6c8641e2
+_forward_fail(p_job <schema>.jobs, p_error jsonb, p_include_from boolean, p_attempts integer, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
+    2cb5e0d674d2df93736fe39542a00250
+_forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_compensate boolean, p_final text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
+    85ecb86b2db5938a756a6833a54cf3ab
+_is_final(p_status text) -> boolean sql immutable
+    454b134c7730ce18f1f9b02aeb370b46
+_job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
+    d0f38c617eeb444efdaeb063292d9cbd
+_job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean) -> SETOF <schema>.jobs sql volatile
+    0d1aaa366ee107fec8d71483e641cc58
+_job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
+    35a0ea8f5e7b74fec5d5f9c599a9e434
+_job_next_unit(p_job <schema>.jobs, p_idx integer, p_phase text, p_name text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
+    a05e599c4a46531d64a7119163f13f4d
+_json_fits(p_value jsonb) -> boolean sql immutable
+    ef487fe10111e71a29ac9a00debd8b9c
+_lease(p_lease_ms integer) -> interval sql immutable
+    148e5614957f9ed196240b90ffcb712d
+_limit_max_call_json_bytes() -> integer sql immutable
+    6c1d63e8484d7d9102c1ec2ba7025d58
+_limit_max_claim_batch() -> integer sql immutable
+    56d9d61214140f04ff7254854ca6a7eb
+_limit_max_date() -> timestamp with time zone sql immutable
+    d055674c90e275be6c1da60ec87d6919
+_limit_max_delay_ms() -> bigint sql immutable
+    ca942cde37870cffb52a8ff2ea66cfa5
+_limit_max_error_message_length() -> integer sql immutable
+    a425ef418db87965d927699c9e4f4946
+_limit_max_error_name_length() -> integer sql immutable
+    65afccb79450cdb79acbae08b713a5b8
+_limit_max_error_stack_length() -> integer sql immutable
+    96484cb4f59b646b481942deef7c61a0
+_limit_max_int() -> integer sql immutable
+    1fa29772268134a3b57d224bc88aa2ed
+_limit_max_job_results_bytes() -> integer sql immutable
+    a86f2c0d83464f124d771ddc396ce9c2
+_limit_max_json_bytes() -> integer sql immutable
+    ab626e2b83dbf9640693283d69a66ef8
+_limit_max_json_depth() -> integer sql immutable
+    8d854d4a82e2843eb9944940623f546c
+_limit_max_key_length() -> integer sql immutable
+    ba230037e4b047b9b087f498e7334219
+_limit_max_lease_ms() -> integer sql immutable
+    f41c2606a696cd75999dc869e6749bf3
+_limit_max_name_length() -> integer sql immutable
+    65afccb79450cdb79acbae08b713a5b8
+_limit_max_priority() -> integer sql immutable
+    834e295f86412047240efc08729e1242
+_limit_max_prune_batch() -> integer sql immutable
+    d90c17d7519a4b96b91cc7ecd8ea3782
+_limit_max_queue_length() -> integer sql immutable
+    8d854d4a82e2843eb9944940623f546c
+_limit_max_retry_later_ms() -> integer sql immutable
+    706d0a7b163603a2e29d01a68d69f1f2
+_limit_max_steps() -> integer sql immutable
+    56d9d61214140f04ff7254854ca6a7eb
+_limit_min_date() -> timestamp with time zone sql immutable
+    26d50260f816b05872aca4830e717bf8
+_limit_min_lease_ms() -> integer sql immutable
+    8d854d4a82e2843eb9944940623f546c
+_limit_min_priority() -> integer sql immutable
+    a0035399d7ccddbdc099f131c99bfe7c
+_lock_held(p_job_ids bigint[], p_tokens uuid[]) -> SETOF bigint sql volatile
+    17a0c0c5e21044b5e591c25e73bdcd0d
+_next_token(p_token uuid) -> uuid sql immutable
+    13fdceecc8463bb260a83d521ccc4f55
+_notify_cancel(p_job_id bigint) -> void sql volatile
+    ab44721e592dd1b95d57da7e29f72bdb
+_notify_done(p_done text[]) -> void plpgsql volatile
+    57930cdbb14761069a9eab3d59525fbd
+_notify_ready(p_queue text) -> void sql volatile
+    c9bbbfaac313ec4946a2f88cd16833fb
+_raise_duplicate(p_key text) -> bigint plpgsql volatile set search_path=pg_catalog, stepping, pg_temp
+    ea9abeed61a48bf0c9f54dcb0b004cb5
+_report_number(p_report jsonb, p_key text, p_min bigint, p_max bigint) -> bigint sql immutable
+    3c49c3c86ef88ca8631862b8d856b0d0
+_schema_name() -> text sql immutable
+    2fc5178d8896aa53304d37a8d7b3a0c3
+_unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
+    1b149187a9749e932d7cc26a884fc830
+_unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
+    4e42b428206a46b42c37fab65bdf7e43
+_unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
+    287840d84472cce7737ede54d225b7b6
+backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interval sql volatile
+    b798106a348015cc542a5a1b1d4a74b1
+engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog, stepping, pg_temp
+    bd80f5a7a00394f8bac2d789a51e097a
+job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    bc93e3faf066b90f37a9d795e072f543
+job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    b9eb3d56a421b5434482953e656d6539
+job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    008e80be65d20e81544fe887b2939423
+job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    831d2bd9a0d4a58cbb04bec9d6d018d0
+job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    ac7ebd5c650ef86d8d28f1813fb1d759
+lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer) -> TABLE(job_id bigint, cancel_requested boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    c4c495f6f8c9c430a19681056168cb65
+lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    f42b5d007519e7cabab263aa3fe5668b
+next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    ac233e9baa0ae5fa219c45dce3549878
+step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
+    205de8248d6d91477492cf5dc5d1e44c
+step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    42779aa5d1bd7c2661a1bea4cf3166d0
+step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    7f5a1c81fd361f0dbe53a0ec59da4817
+
+-- views
+job_overview (job_id bigint, queue text, priority integer, key text, status text, phase text, step_count integer, current_step integer, current_step_name text, current_attempt integer, run_at timestamp with time zone, lease_expires_at timestamp with time zone, lease_expired boolean, locked_by text, cancel_requested boolean, failed_step integer, last_error text, last_error_detail jsonb, deadline timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, finished_at timestamp with time zone, output jsonb)
+queue_stats (queue text, status text, jobs bigint, runnable bigint, scheduled bigint, oldest_runnable_age interval)
+step_overview (job_id bigint, step_index integer, name text, status text, attempts integer, max_attempts integer, last_error text, last_error_detail jsonb, finished_at timestamp with time zone, compensate_name text, compensation_status text, compensation_attempts integer, compensation_last_error text, compensation_finished_at timestamp with time zone, result jsonb)
+
+-- grants
+function <schema>.engine_now() EXECUTE to <schema>_operator
+function <schema>.engine_now() EXECUTE to <schema>_producer
+function <schema>.engine_now() EXECUTE to <schema>_worker
+function <schema>.job_cancel(bigint,boolean) EXECUTE to <schema>_operator
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone) EXECUTE to <schema>_producer
+function <schema>.job_enqueue_batch(jsonb) EXECUTE to <schema>_producer
+function <schema>.job_prune(interval,text[],integer) EXECUTE to <schema>_operator
+function <schema>.job_retry(bigint,timestamp with time zone) EXECUTE to <schema>_operator
+function <schema>.lease_extend(bigint[],uuid[],integer) EXECUTE to <schema>_worker
+function <schema>.lease_release(bigint[],uuid[]) EXECUTE to <schema>_worker
+function <schema>.next_due_in_ms(text[],text[]) EXECUTE to <schema>_worker
+function <schema>.step_claim(text,text[],text[],integer,integer) EXECUTE to <schema>_worker
+function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer) EXECUTE to <schema>_worker
+function <schema>.step_fail(bigint[],uuid[],jsonb[]) EXECUTE to <schema>_worker
+relation job_overview SELECT to <schema>_operator
+relation job_overview SELECT to <schema>_producer
+relation queue_stats SELECT to <schema>_operator
+relation settings SELECT to <schema>_operator
+relation settings SELECT to <schema>_producer
+relation settings SELECT to <schema>_worker
+relation step_overview SELECT to <schema>_operator
+relation step_overview SELECT to <schema>_producer
+schema USAGE to <schema>_operator
+schema USAGE to <schema>_producer
+schema USAGE to <schema>_worker
+
+-- comments
+function <schema>._bad_input(text): Raises SQLSTATE SP001 with the message "stepping: <p_what>".
+function <schema>._compensation_next(<schema>.jobs,timestamp with time zone,text,text[],text[],interval): Starts the next compensation in reverse step order, or ends the job (cancelled/compensated).
+function <schema>._compensation_of(jsonb): Validates a reported compensation {name, args} (SP001 when bad); NULL when none.
+function <schema>._default_backoff_base_ms(): BACKOFF_BASE_MS of src/defaults.ts (generated by migrate).
+function <schema>._default_backoff_max_ms(): BACKOFF_MAX_MS of src/defaults.ts (generated by migrate).
+function <schema>._default_lease_ms(): LEASE_MS of src/defaults.ts (generated by migrate).
+function <schema>._default_prune_age_ms(): PRUNE_AGE_MS of src/defaults.ts (generated by migrate).
+function <schema>._default_prune_limit(): PRUNE_LIMIT of src/defaults.ts (generated by migrate).
+function <schema>._default_queue(): QUEUE of src/defaults.ts (generated by migrate).
+function <schema>._done_token(uuid): Token a job keeps after a success under p_token was applied without a continuation.
+function <schema>._enqueue_json(integer,integer,text,jsonb): Args of enqueue input when within the size and depth limits, or SP001.
+function <schema>._enqueue_reject(integer,integer,text,anyelement): Raises SP001 for enqueue input naming the job, the step and the rule broken (used in CASE branches by job_enqueue_batch).
+function <schema>._enqueue_steps(integer,jsonb): The steps of one enqueued job as checked rows (SP001 on bad input); inlined by job_enqueue_batch.
+function <schema>._enqueue_timestamptz(integer,text,jsonb): A run_at/deadline of enqueue input as a timestamptz within the limits, or SP001.
+function <schema>._error_record(jsonb): Bounded error record: message, name, stack (truncated), attempt, at.
+function <schema>._forward_fail(<schema>.jobs,jsonb,boolean,integer,timestamp with time zone): Fails the forward path at the current step and starts compensating (or ends the job failed).
+function <schema>._forward_stop(<schema>.jobs,integer,boolean,boolean,text,timestamp with time zone,text,text[],text[],interval): Ends a job's forward path: compensations in reverse order when there are any, else the final status.
+function <schema>._is_final(text): True for final job statuses: succeeded, failed, compensated, cancelled.
+function <schema>._job_enqueue_batch(jsonb,integer): The body of job_enqueue_batch; p_depth counts retries of a key freed meanwhile.
+function <schema>._job_finish(bigint[],text,timestamp with time zone,boolean): Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped.
+function <schema>._job_finish_one(<schema>.jobs,text,timestamp with time zone): Puts one job in a final status; returns its row.
+function <schema>._job_next_unit(<schema>.jobs,integer,text,text,timestamp with time zone,text,text[],text[],interval): Moves a job to its next unit: leased to the reporting worker when it can run it, else pending and announced.
+function <schema>._json_fits(jsonb): True when the value prints within MAX_JSON_BYTES (cheap for small values).
+function <schema>._lease(integer): Lease interval for p_lease_ms (default when NULL), clamped to [MIN_LEASE_MS, MAX_LEASE_MS].
+function <schema>._limit_max_call_json_bytes(): MAX_CALL_JSON_BYTES of src/limits.ts (generated by migrate).
+function <schema>._limit_max_claim_batch(): MAX_CLAIM_BATCH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_date(): MAX_DATE of src/limits.ts (generated by migrate).
+function <schema>._limit_max_delay_ms(): MAX_DELAY_MS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_error_message_length(): MAX_ERROR_MESSAGE_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_error_name_length(): MAX_ERROR_NAME_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_error_stack_length(): MAX_ERROR_STACK_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_int(): MAX_INT of src/limits.ts (generated by migrate).
+function <schema>._limit_max_job_results_bytes(): MAX_JOB_RESULTS_BYTES of src/limits.ts (generated by migrate).
+function <schema>._limit_max_json_bytes(): MAX_JSON_BYTES of src/limits.ts (generated by migrate).
+function <schema>._limit_max_json_depth(): MAX_JSON_DEPTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_key_length(): MAX_KEY_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_lease_ms(): MAX_LEASE_MS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_name_length(): MAX_NAME_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_priority(): MAX_PRIORITY of src/limits.ts (generated by migrate).
+function <schema>._limit_max_prune_batch(): MAX_PRUNE_BATCH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_queue_length(): MAX_QUEUE_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_retry_later_ms(): MAX_RETRY_LATER_MS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_steps(): MAX_STEPS of src/limits.ts (generated by migrate).
+function <schema>._limit_min_date(): MIN_DATE of src/limits.ts (generated by migrate).
+function <schema>._limit_min_lease_ms(): MIN_LEASE_MS of src/limits.ts (generated by migrate).
+function <schema>._limit_min_priority(): MIN_PRIORITY of src/limits.ts (generated by migrate).
+function <schema>._lock_held(bigint[],uuid[]): Locks, in id order, the running jobs held under the given tokens; returns their ids.
+function <schema>._next_token(uuid): Token of the continuation leased by a completion under p_token (deterministic).
+function <schema>._notify_cancel(bigint): Hints (channel <schema>_cancel) that a running job was cancelled; workers confirm in the database.
+function <schema>._notify_done(text[]): Announces finished jobs on <schema>_done, one notification per 7000 bytes of "id:status" items.
+function <schema>._notify_ready(text): Wakes workers listening for work on p_queue (channel <schema>_ready).
+function <schema>._raise_duplicate(text): Raises SP002 for a refused duplicate key (used by job_enqueue).
+function <schema>._report_number(jsonb,text,bigint,bigint): A clamped number field of a report, NULL when absent or not a number.
+function <schema>._schema_name(): The schema of this installation (generated by migrate).
+function <schema>._unit_failed(<schema>.jobs,jsonb,timestamp with time zone): Records a failed attempt: retry with backoff, "not yet" without counting, or end the forward path.
+function <schema>._unit_of(<schema>.jobs): The unit (step or compensation) a job row points at, as workers receive it, with earlier results.
+function <schema>._unit_succeeded(<schema>.jobs,jsonb,jsonb,timestamp with time zone,text,text[],text[],interval): Records a succeeded step (result, compensation) or compensation and advances the job.
+function <schema>.backoff_delay(integer,integer,integer): Retry delay after p_attempt failures: min(max, base*2^(attempt-1)) times a jitter factor in [0.5, 1).
+function <schema>.engine_now(): The engine's clock: clock_timestamp() plus settings.clock_offset (owner-only; tests shift it).
+function <schema>.job_cancel(bigint,boolean): Cancels an unfinished job: pending at once, running after its current step; optionally compensating.
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
+function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.
+function <schema>.job_prune(interval,text[],integer): Deletes up to p_limit jobs finished before engine_now()-p_older_than in the given final statuses; returns how many.
+function <schema>.job_retry(bigint,timestamp with time zone): Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.
+function <schema>.lease_extend(bigint[],uuid[],integer): Heartbeat: extends leases still held under the given tokens; returns the ones kept, with cancel_requested.
+function <schema>.lease_release(bigint[],uuid[]): Returns held units to the queue, runnable now, without counting the attempt.
+function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
+function <schema>.step_claim(text,text[],text[],integer,integer): Leases up to p_limit runnable units the worker has handlers for (SKIP LOCKED, priority then due time), fresh token each.
+function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer): Applies succeeded results whose lease token is current (idempotent; stale ones: accepted=false); may lease the next unit to the same worker.
+function <schema>.step_fail(bigint[],uuid[],jsonb[]): Applies failed attempts whose lease token is current (idempotent): backoff retry, not-yet, or end of the forward path.
+relation <schema>.job_overview: One row per job: status (with compensating), current step, attempts, last error, lease, timestamps, output.
+relation <schema>.queue_stats: Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job's wait.
+relation <schema>.step_overview: One row per step: status (running/retrying live, skipped), attempts, last error, result, and its compensation's state.

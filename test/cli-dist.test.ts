@@ -1,0 +1,66 @@
+/**
+ * The built package, as a user installs it: the bins from dist/ (compiled by `npm test`'s
+ * pretest build) run with plain node, no tsx: `stepping` reads the database, and
+ * `stepping-worker` runs a job from a compiled (.mjs) steps module, then stops on SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { projectRoot, trackChildren, within } from './fixtures/processes.js';
+import { setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+trackChildren();
+const bin = (name: string) => path.join(projectRoot, 'dist', 'src', 'cli', `${name}.js`);
+
+/** Runs a built bin with node alone; resolves with its exit code and output. */
+function node(
+  script: string,
+  args: string[],
+): {
+  done: Promise<{ code: number | null; out: string; err: string }>;
+  kill: (s: NodeJS.Signals) => void;
+  out: () => string;
+} {
+  const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, DATABASE_URL: h.url } });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const done = new Promise<{ code: number | null; out: string; err: string }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+  return { done, kill: (s) => child.kill(s), out: () => out };
+}
+
+test('the built stepping bin reads the database with plain node', async () => {
+  await h.stepping.enqueue([{ name: 'dist.queued', args: {} }], { queue: 'dist-q' });
+  const status = await within(node(bin('stepping'), ['status', '--json']).done, 60_000, 'stepping status');
+  assert.equal(status.code, 0, status.err);
+  const rows = JSON.parse(status.out) as { queue: string; status: string; jobs: number }[];
+  assert.ok(rows.some((r) => r.queue === 'dist-q' && r.status === 'pending' && r.jobs === 1));
+});
+
+test('the built stepping-worker runs a compiled steps module and stops on SIGTERM', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stepping-dist-'));
+  const module = path.join(dir, 'steps.mjs');
+  const index = path.join(projectRoot, 'dist', 'src', 'index.js');
+  writeFileSync(
+    module,
+    `import { defineStep } from ${JSON.stringify(index)};\n` +
+      `export const built = defineStep('dist.built', async (args) => ({ doubled: args.n * 2 }));\n`,
+  );
+  const worker = node(bin('stepping-worker'), ['--steps', module]);
+  const id = await h.stepping.enqueue([{ name: 'dist.built', args: { n: 21 } }]);
+  const job = await h.stepping.waitForJob(id, { timeoutMs: 60_000 });
+  assert.equal(job.status, 'succeeded');
+  assert.deepEqual(job.output, { doubled: 42 });
+  worker.kill('SIGTERM');
+  const stopped = await within(worker.done, 30_000, 'the worker to stop');
+  assert.equal(stopped.code, 0, stopped.err);
+  assert.match(stopped.out, /stopped/);
+});
