@@ -264,7 +264,7 @@ test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim i
     await gate.promise;
   });
   // A normal lease; time is moved on the engine's clock instead of waiting it out.
-  // No polls: the worker must not reclaim its own unit in the moment the clock jumps.
+  // No polls, so the only claims are the ones wake-ups cause.
   await h.worker({ steps: [long], leaseMs: 30_000, heartbeatMs: 200, pollIntervalMs: 600_000 }, t);
   const id = await h.stepping.enqueue([long({})]);
   await withTimeout(started.promise, 10_000, 'handler start');
@@ -273,19 +273,27 @@ test('heartbeats keep a long step leased beyond leaseMs; nobody else can claim i
     [id],
   );
   const claimedAt = rows[0]!.claimed_at;
-  // 40 s later the original lease would have expired; a heartbeat pushes it past that.
-  await h.shiftClock('40 seconds');
-  await eventually(
-    async () =>
-      (
-        await h.pool.query(
-          `SELECT available_at > $2::timestamptz + interval '60 seconds' AS ok FROM stepping.jobs WHERE id = $1`,
-          [id, claimedAt],
-        )
-      ).rows[0]?.ok === true,
-    10_000,
-    'a heartbeat to extend the lease',
-  );
+  // Time moves on in two 20 s steps, each shorter than the lease, with a heartbeat after
+  // each: the lease never looks expired, so not even this worker's own fetcher (which may
+  // be claiming at the very moment of a jump) can take the unit again. After the second
+  // step the original lease (claimed + 30 s) lies in the past.
+  for (const [shift, beyond] of [
+    ['20 seconds', 45],
+    ['40 seconds', 65],
+  ] as const) {
+    await h.shiftClock(shift);
+    await eventually(
+      async () =>
+        (
+          await h.pool.query(
+            `SELECT available_at > $2::timestamptz + make_interval(secs => $3) AS ok FROM stepping.jobs WHERE id = $1`,
+            [id, claimedAt, beyond],
+          )
+        ).rows[0]?.ok === true,
+      10_000,
+      `a heartbeat to extend the lease after the clock moved ${shift}`,
+    );
+  }
   assert.deepEqual(await claim(h.pool, 'other', ['lease.long'], 1000), [], 'not claimable while held');
   gate.resolve();
   assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
