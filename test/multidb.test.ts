@@ -111,7 +111,8 @@ test('one worker serves 20 databases within its connection budget; each job runs
       `jobs of ${d.id}`,
     );
   }
-  // New work in a database that has no listener is still found (adaptive polling).
+  // New work in a database that has no listener is still found: the activity watch sees
+  // the inserts (the safety poll, 20 × 2 s, is far longer than this test waits).
   for (const d of dbs) await enqueueIn(d.url, 1);
   for (const d of dbs) {
     await eventually(
@@ -135,7 +136,8 @@ test('one worker serves 20 databases within its connection budget; each job runs
   assert.ok(peak > 0, 'the sampler saw the worker connected');
   assert.ok(peak <= 12, `connections peaked at ${peak}, over the budget of 12`);
   const listening = w.databaseStates().filter((s) => s.listening).length;
-  assert.equal(listening, 6, 'listeners take at most half the budget');
+  // A quarter of the budget (3) for listeners; the server's activity watch holds one of them.
+  assert.equal(listening, 2, 'listeners take at most a quarter of the budget, the activity watch one of it');
   await w.stop();
 });
 

@@ -47,7 +47,6 @@ export async function migrateMany(
       ? []
       : await migrateDatabases(usable, {
           ...(schema !== undefined ? { schema } : {}),
-          concurrency: 4,
           onResult: (result) => report(masked(result)),
         });
   const order = new Map(databases.map((d, i) => [d.id, i]));

@@ -1,7 +1,8 @@
 /**
  * A process-wide cap on open PostgreSQL connections across every database a worker
  * serves. Pool connections wait for a permit; listener connections only take one when
- * it is free at once (and at most half the budget), otherwise the database is polled.
+ * it is free at once (and at most a quarter of the budget); the other databases are woken
+ * by their server's activity watch (one connection per server) or polled.
  */
 import pg from 'pg';
 
@@ -18,9 +19,12 @@ export class ConnectionBudget {
     return this.waiters.length > 0;
   }
 
-  /** Most permits listeners may hold, so pools always have room. */
+  /**
+   * Most permits listeners may hold: a quarter, so the pools of databases with work keep
+   * most of the budget (the activity watch wakes the others nearly as fast).
+   */
   get listenerLimit(): number {
-    return Math.floor(this.max / 2);
+    return Math.floor(this.max / 4);
   }
 
   /** Waits for a permit. */

@@ -8,6 +8,12 @@ import { migrateSchema } from '../db/migrate.js';
 import { maskConnectionString } from '../redact.js';
 import { readSource, type DatabaseSource } from './sources.js';
 
+/**
+ * Databases migrated at once. Checking an up-to-date database is a connection and one
+ * fingerprint read, mostly waiting on the server, so many lanes pay off.
+ */
+export const DEFAULT_MIGRATE_LANES = 16;
+
 /** Outcome for one database. */
 export interface MigrateResult {
   database: string;
@@ -58,7 +64,10 @@ export async function migrateDatabases(
     }
   };
   await Promise.all(
-    Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 4, databases.length)) }, lane),
+    Array.from(
+      { length: Math.max(1, Math.min(options.concurrency ?? DEFAULT_MIGRATE_LANES, databases.length)) },
+      lane,
+    ),
   );
   const order = new Map(databases.map((d, i) => [d.id, i]));
   return results.sort((a, b) => order.get(a.database)! - order.get(b.database)!);

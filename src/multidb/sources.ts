@@ -29,8 +29,14 @@ export interface ResolvedDatabase {
   listenConnectionString?: string;
 }
 
-/** Default period for re-reading a resolver or catalog. */
+/** Default period for re-reading a resolver (a function: it may be costly, so not often). */
 export const DEFAULT_REFRESH_MS = 30_000;
+/**
+ * Default period for re-reading a catalog query: a new tenant is served within about a
+ * second. The worker reads it on one connection it keeps, so this is one cheap statement a
+ * second, not a connection.
+ */
+export const DEFAULT_CATALOG_REFRESH_MS = 1000;
 
 /**
  * The id of a database: the configured one, or `host:port/dbname` from its URL (never
@@ -93,7 +99,61 @@ export function isDynamic(source: DatabaseSource): boolean {
 
 /** How often a dynamic source is re-read. */
 export function refreshMs(source: DatabaseSource): number {
-  return Array.isArray(source) ? 0 : ((source as { refreshMs?: number }).refreshMs ?? DEFAULT_REFRESH_MS);
+  if (Array.isArray(source)) return 0;
+  const given = (source as { refreshMs?: number }).refreshMs;
+  return given ?? ('catalog' in source ? DEFAULT_CATALOG_REFRESH_MS : DEFAULT_REFRESH_MS);
+}
+
+/** Reads a catalog query's rows as database specs. */
+async function catalogSpecs(client: pg.ClientBase, query: string): Promise<DatabaseSpec[]> {
+  const { rows } = await client.query<Record<string, unknown>>(query);
+  return rows.map((r) => {
+    const url = r.url ?? r.connection_string ?? Object.values(r)[0];
+    const id = r.id;
+    return typeof id === 'string' || typeof id === 'number'
+      ? { id: String(id), connectionString: String(url) }
+      : String(url);
+  });
+}
+
+/** Reads a source again and again; a catalog's connection is kept between reads. */
+export class SourceReader {
+  private client: pg.Client | null = null;
+
+  constructor(private readonly source: DatabaseSource) {}
+
+  /** The current list, as readSource returns it. */
+  async read(onInvalid?: (error: ConfigError) => void): Promise<ResolvedDatabase[]> {
+    if (Array.isArray(this.source) || !('catalog' in this.source)) return readSource(this.source, onInvalid);
+    const catalog = this.source as { catalog: string; query: string };
+    if (!this.client) {
+      const client = new pg.Client({
+        connectionString: catalog.catalog,
+        connectionTimeoutMillis: 10_000,
+        application_name: 'stepping-worker',
+      });
+      client.on('error', () => {}); // the next read fails and reconnects
+      client.once('end', () => {
+        if (this.client === client) this.client = null;
+      });
+      await client.connect();
+      this.client = client;
+    }
+    let specs: DatabaseSpec[];
+    try {
+      specs = await catalogSpecs(this.client, catalog.query);
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+    return resolveAll(specs, onInvalid);
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    await client?.end().catch(() => {});
+  }
 }
 
 /**
@@ -115,18 +175,19 @@ export async function readSource(
     const client = new pg.Client({ connectionString: catalog.catalog, connectionTimeoutMillis: 10_000 });
     await client.connect();
     try {
-      const { rows } = await client.query<Record<string, unknown>>(catalog.query);
-      specs = rows.map((r) => {
-        const url = r.url ?? r.connection_string ?? Object.values(r)[0];
-        const id = r.id;
-        return typeof id === 'string' || typeof id === 'number'
-          ? { id: String(id), connectionString: String(url) }
-          : String(url);
-      });
+      specs = await catalogSpecs(client, catalog.query);
     } finally {
       await client.end();
     }
   }
+  return resolveAll(specs, onInvalid);
+}
+
+/** Resolves specs, deduplicated by id; see readSource for `onInvalid`. */
+function resolveAll(
+  specs: readonly DatabaseSpec[],
+  onInvalid?: (error: ConfigError) => void,
+): ResolvedDatabase[] {
   const byId = new Map<string, ResolvedDatabase>();
   for (const spec of specs) {
     let db: ResolvedDatabase;

@@ -28,6 +28,17 @@ export type { Emit } from './settle.js';
 const PREFETCH_HORIZON_MS = 500;
 const MAX_KEPT = 500;
 
+/** How a DatabaseWorker behaves as one of many databases under a connection budget. */
+export interface ManyDatabasesMode {
+  /** Idle poll period when a listener or the activity watch covers the database. */
+  safetyPollMs: () => number;
+  /**
+   * Units to claim beyond the slots granted: a tenant's few jobs come in one claim on one
+   * connection instead of one claim per slot grant (the slots are shared by every tenant).
+   */
+  claimAhead: number;
+}
+
 /** One database's claim loop and everything in flight from it. */
 export class DatabaseWorker {
   private readonly engine: Engine;
@@ -62,6 +73,8 @@ export class DatabaseWorker {
     private readonly kick: () => void,
     /** Connection settings for the LISTEN connection; null: no listener, poll adaptively. */
     listenConfig: pg.ClientConfig | null,
+    /** Null: the only database of its worker. */
+    private readonly many: ManyDatabasesMode | null = null,
   ) {
     this.engine = new Engine(config.schema);
     this.transactions = new Permits(
@@ -79,6 +92,7 @@ export class DatabaseWorker {
       accept: (start, keep) => this.accept(start, keep),
       error,
       kick,
+      safetyPollMs: many?.safetyPollMs ?? null,
     });
     this.keeper = new LeaseKeeper(this.engine, pool, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
@@ -114,6 +128,11 @@ export class DatabaseWorker {
     return this.fetcher.hasListener;
   }
 
+  /** For the dispatcher: its last claim came back full (more is waiting: a hot tenant). */
+  get backlogged(): boolean {
+    return this.fetcher.backlog;
+  }
+
   /** For the dispatcher: has units in hand to start, or may have claimable work. */
   get wantsWork(): boolean {
     return this.kept.length > 0 || this.fetcher.wantsWork;
@@ -140,10 +159,19 @@ export class DatabaseWorker {
     return taken + this.fetcher.startClaim(max - taken, this.prefetchWanted());
   }
 
-  /** How many more units to claim ahead: only with a backlog, sized to the recent handler rate. */
+  /**
+   * How many more units to claim ahead: with a backlog, sized to the recent handler rate;
+   * in many-databases mode at least the claim-ahead (see ManyDatabasesMode).
+   */
   private prefetchWanted(): number {
-    if (this.stopping || !this.fetcher.backlog) return 0;
-    const target = Math.min(MAX_KEPT, Math.ceil((this.finished.perSecond * PREFETCH_HORIZON_MS) / 1000));
+    if (this.stopping) return 0;
+    if (!this.fetcher.backlog) return Math.max(0, (this.many?.claimAhead ?? 0) - this.kept.length);
+    // Never less than the claim-ahead: a hot tenant's rate is unknown at first, and each
+    // of its claims may wait for a connection while many tenants start.
+    const target = Math.min(
+      MAX_KEPT,
+      Math.max(this.many?.claimAhead ?? 0, Math.ceil((this.finished.perSecond * PREFETCH_HORIZON_MS) / 1000)),
+    );
     return Math.max(0, target - this.kept.length);
   }
 
@@ -179,6 +207,11 @@ export class DatabaseWorker {
   /** Notes that work may be waiting. */
   wake(): void {
     this.fetcher.wake();
+  }
+
+  /** Whether the server's activity watch covers this database (else it polls). */
+  setWatched(watched: boolean): void {
+    this.fetcher.setWatched(watched);
   }
 
   private accept(start: LeasedUnit[], keep: LeasedUnit[]): void {

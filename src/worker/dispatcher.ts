@@ -2,12 +2,19 @@
  * Hands free handler slots to the databases that have work, round-robin, an equal share
  * each, so one busy database (a hot tenant) cannot starve the others. Never waits on a
  * database: claims run asynchronously and call kick() again when they finish.
+ *
+ * Equal shares alone would let a thousand quiet tenants with a few jobs each take every
+ * slot from a hot one for as long as they drain. So when both kinds wait, databases with a
+ * backlog (their last claim came back full) and the others get half the slots each, over
+ * time; within each half the shares are equal.
  */
 import type { Slots } from './slots.js';
 
 /** What the dispatcher needs of a database. */
 export interface Claimant {
   readonly wantsWork: boolean;
+  /** Has more work waiting than its last claim took (a hot tenant). */
+  readonly backlogged: boolean;
   /** Reserves up to `max` slots and starts claiming; returns how many it reserved (0: no room). */
   startClaim(max: number): number;
 }
@@ -17,6 +24,8 @@ export class Dispatcher {
   private readonly claimants: Claimant[] = [];
   private offset = 0;
   private scheduled = false;
+  /** Slots granted to databases without a backlog minus those granted to backlogged ones. */
+  private balance = 0;
 
   constructor(private readonly slots: Slots) {}
 
@@ -44,18 +53,40 @@ export class Dispatcher {
     const n = this.claimants.length;
     if (n === 0) return;
     this.offset = (this.offset + 1) % n;
-    const waiting: Claimant[] = [];
+    const heavy: Claimant[] = [];
+    const light: Claimant[] = [];
     for (let i = 0; i < n; i++) {
       const c = this.claimants[(this.offset + i) % n]!;
-      if (c.wantsWork) waiting.push(c);
+      if (c.wantsWork) (c.backlogged ? heavy : light).push(c);
     }
-    let free = this.slots.free();
-    let left = waiting.length;
-    for (const c of waiting) {
-      if (free <= 0) break;
-      const share = Math.max(1, Math.floor(free / left));
-      left--;
-      free -= c.startClaim(share);
+    const free = this.slots.free();
+    if (free <= 0) return;
+    if (heavy.length === 0 || light.length === 0) {
+      this.balance = 0;
+      share(heavy.length > 0 ? heavy : light, free);
+      return;
     }
+    // Slots often free one at a time, so the halves are kept over rounds: the kind that
+    // got fewer lately goes first. Bounded, so an old imbalance is not repaid for long.
+    const bound = this.slots.total;
+    const toLight = Math.min(free, Math.max(0, Math.ceil((free - this.balance) / 2)));
+    const usedLight = share(light, toLight);
+    const usedHeavy = share(heavy, free - usedLight);
+    // What one kind could not use goes to the other.
+    const extraLight = usedHeavy < free - usedLight ? share(light, free - usedLight - usedHeavy) : 0;
+    this.balance = Math.max(-bound, Math.min(bound, this.balance + usedLight + extraLight - usedHeavy));
   }
+}
+
+/** Gives up to `free` slots to these claimants, an equal share each in order; returns how many they took. */
+function share(claimants: Claimant[], free: number): number {
+  let left = claimants.length;
+  let used = 0;
+  for (const c of claimants) {
+    if (used >= free) break;
+    const n = Math.max(1, Math.floor((free - used) / left));
+    left--;
+    used += c.startClaim(n);
+  }
+  return used;
 }

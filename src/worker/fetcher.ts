@@ -33,6 +33,12 @@ export interface FetcherDeps {
   error(error: Error, during: string): void;
   /** Asks the dispatcher to hand out free slots. */
   kick(): void;
+  /**
+   * Idle poll period of a database that hears about new work another way (its listener,
+   * or the server's activity watch): a safety net only. Null: pollIntervalMs with a
+   * listener, the adaptive poll without.
+   */
+  safetyPollMs: (() => number) | null;
 }
 
 /** Wake-ups and claims of one database. */
@@ -42,6 +48,8 @@ export class Fetcher {
   private started = false;
   private stopping = false;
   private listening = false;
+  /** The server's activity watch covers this database (see multidb/activity-watch.ts). */
+  private watched = false;
   private idlePolls = 0;
   private backoffUntil = 0;
   private errorDelayMs = 0;
@@ -99,6 +107,16 @@ export class Fetcher {
   listenerUnavailable(): void {
     this.listening = false;
     this.wake();
+  }
+
+  /** Whether the activity watch covers this database; when it stops doing so, poll again. */
+  setWatched(watched: boolean): void {
+    if (this.watched === watched) return;
+    this.watched = watched;
+    if (!watched) {
+      this.idlePolls = 0;
+      this.wake();
+    }
   }
 
   /** The listener reconnected: the server answers again and notifications may have been lost. */
@@ -222,7 +240,10 @@ export class Fetcher {
     const { engine, pool, config } = this.deps;
     const dueIn = await engine.nextDueInMs(pool, config.names, config.queues);
     let poll = config.pollIntervalMs;
-    if (!this.listening) {
+    const safety = this.deps.safetyPollMs;
+    if (safety && (this.listening || this.watched)) {
+      poll = Math.max(poll, safety());
+    } else if (!this.listening) {
       poll = Math.min(poll * 2 ** Math.min(this.idlePolls, 10), Math.max(poll, config.idlePollMaxMs));
       this.idlePolls++;
     }

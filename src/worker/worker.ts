@@ -12,6 +12,7 @@ import { createPool } from '../db/pool.js';
 import { ConfigError, SchemaNotReadyError } from '../errors.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl } from '../text.js';
+import { ActivityWatch, serverKey } from '../multidb/activity-watch.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import {
   resolveDatabase,
@@ -20,12 +21,21 @@ import {
   readSource,
   refreshMs,
   type ResolvedDatabase,
+  SourceReader,
 } from '../multidb/sources.js';
 import { DatabaseWorker } from './database-worker.js';
 import { Dispatcher } from './dispatcher.js';
 import type { WorkerEventMap, WorkerEventName } from './events.js';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './options.js';
 import { Slots } from './slots.js';
+
+/**
+ * Many-databases mode: units a tenant claims beyond its slot grants (see ManyDatabasesMode),
+ * and the safety poll of a database that a listener or the activity watch covers: this
+ * much per served database, so all of them together poll about once in two seconds.
+ */
+const CLAIM_AHEAD = 8;
+const SAFETY_POLL_PER_DATABASE_MS = 2000;
 
 /** A served database's lifecycle state. */
 export type DatabaseLifecycle = 'starting' | 'up' | 'down' | 'removed';
@@ -44,6 +54,8 @@ interface ManagedDatabase {
   /** When the current run of failed starts began (0: up). */
   downSince: number;
   lastError: string | null;
+  /** Stops the activity watch of this database (null: not watched). */
+  unwatch: (() => void) | null;
 }
 
 /** A database's state as reported by Worker.databaseStates(). */
@@ -80,6 +92,10 @@ export class Worker {
   private readonly budget: ConnectionBudget | null;
   /** listenConnectionString given with a pool. */
   private readonly listenOverride: string | null;
+  /** Reads `databases` again at every refresh (keeps a catalog's connection). */
+  private reader: SourceReader | null = null;
+  /** Many-databases mode: one activity watch per server (key: host:port). */
+  private readonly watches = new Map<string, ActivityWatch>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopped: Promise<void> | undefined;
@@ -185,10 +201,14 @@ export class Worker {
     }
     await this.refresh();
     if (isDynamic(this.source)) {
+      let refreshing = false;
       this.refreshTimer = setInterval(() => {
-        this.refresh().catch((error: Error) =>
-          this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
-        );
+        // A slow read or a removal still draining: skip this turn rather than overlap.
+        if (refreshing) return;
+        refreshing = true;
+        this.refresh()
+          .catch((error: Error) => this.emit('error', { database: '(resolver)', error, during: 'resolve' }))
+          .finally(() => (refreshing = false));
       }, refreshMs(this.source));
     }
   }
@@ -207,7 +227,8 @@ export class Worker {
   /** Re-reads the database list: starts new databases, drains and closes removed ones. */
   async refresh(): Promise<void> {
     if (this.budget === null || 'pool' in this.source || this.state !== 'running') return;
-    const wanted = await readSource(this.source, (error) =>
+    this.reader ??= new SourceReader(this.source);
+    const wanted = await this.reader.read((error) =>
       this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
     );
     const ids = new Set(wanted.map((d) => d.id));
@@ -228,6 +249,7 @@ export class Worker {
       retryDelayMs: 0,
       downSince: 0,
       lastError: null,
+      unwatch: null,
     };
     this.databases.set(id, m);
     return m;
@@ -246,7 +268,12 @@ export class Worker {
             // Idle connections hold budget permits: give them back quickly to busier databases.
             idleTimeoutMillis: 250,
             // No pool connect timeout: it would also count the wait for a budget permit.
-            Client: budgetedClient(budget, () => this.databases.get(d.id)?.worker?.busy ?? false),
+            // A starting database counts as busy: the connection that checked its schema
+            // is kept for its first claim.
+            Client: budgetedClient(budget, () => {
+              const m = this.databases.get(d.id);
+              return m ? (m.worker?.busy ?? m.state === 'starting') : false;
+            }),
           }
         : {}),
     });
@@ -268,6 +295,9 @@ export class Worker {
    */
   private async bringUp(m: ManagedDatabase, throwOnFailure: boolean): Promise<void> {
     if (this.gone(m)) return;
+    // Made before any pool connection of this start (synchronously), so its permit is not
+    // queued behind the pools of the databases that will wait for its first reading.
+    const watch = this.budget ? this.watchFor(m) : null;
     // Taken before any pool connection of this start (synchronously), so the pools of many
     // databases starting at once cannot crowd out every listener.
     if (!m.hasListenerPermit) m.hasListenerPermit = this.budget ? this.budget.tryAcquireListener() : true;
@@ -285,6 +315,8 @@ export class Worker {
         );
       }
       if (this.gone(m)) return;
+      if (watch) await this.watch(m, watch);
+      if (this.gone(m)) return;
       const worker = new DatabaseWorker(
         this.config,
         m.pool,
@@ -293,6 +325,13 @@ export class Worker {
         (e, p) => this.emit(e, p),
         () => this.dispatcher.kick(),
         m.hasListenerPermit ? m.listenConfig : null,
+        this.budget
+          ? {
+              safetyPollMs: () =>
+                Math.max(this.config.idlePollMaxMs, this.databases.size * SAFETY_POLL_PER_DATABASE_MS),
+              claimAhead: CLAIM_AHEAD,
+            }
+          : null,
       );
       m.worker = worker;
       this.dispatcher.add(worker);
@@ -303,6 +342,8 @@ export class Worker {
       m.lastError = null;
       this.emit('database:up', { database: m.id, listening: worker.hasListener });
     } catch (error) {
+      m.unwatch?.();
+      m.unwatch = null;
       if (m.worker) {
         this.dispatcher.remove(m.worker);
         await m.worker.stop().catch(() => {});
@@ -327,10 +368,43 @@ export class Worker {
     }
   }
 
+  /** The activity watch of the database's server (made on first use); null: cannot tell the server. */
+  private watchFor(m: ManagedDatabase): ActivityWatch | null {
+    const key = serverKey(m.pool.options as pg.ClientConfig);
+    if (key === null) return null;
+    let watch = this.watches.get(key);
+    if (!watch) {
+      watch = new ActivityWatch(this.budget, (error) =>
+        this.emit('error', { database: `(activity watch ${key})`, error, during: 'watch' }),
+      );
+      this.watches.set(key, watch);
+    }
+    return watch;
+  }
+
+  /**
+   * Puts the database under its server's activity watch (many-databases mode) and waits
+   * for a reading of it, so an insert after that wakes it and one before is found by its
+   * first claim.
+   */
+  private async watch(m: ManagedDatabase, watch: ActivityWatch): Promise<void> {
+    if (m.unwatch) return;
+    const { rows } = await m.pool.query<{ name: string }>('SELECT pg_catalog.current_database() AS name');
+    m.unwatch = watch.add({
+      datname: rows[0]!.name,
+      config: m.pool.options as pg.ClientConfig,
+      wake: () => m.worker?.wake(),
+      watched: (covered) => m.worker?.setWatched(covered),
+    });
+    await watch.firstLook();
+  }
+
   /** Stops serving a database: in-flight units finish (or are released), connections close. */
   private async remove(m: ManagedDatabase): Promise<void> {
     m.state = 'removed';
     clearTimeout(m.retryTimer);
+    m.unwatch?.();
+    m.unwatch = null;
     this.databases.delete(m.id);
     if (m.worker) {
       await m.worker.stop();
@@ -352,7 +426,10 @@ export class Worker {
     this.stopped ??= (async () => {
       this.state = 'stopping';
       clearInterval(this.refreshTimer);
+      await this.reader?.close();
       await Promise.all([...this.databases.values()].map((m) => this.remove(m)));
+      await Promise.all([...this.watches.values()].map((w) => w.close()));
+      this.watches.clear();
       this.state = 'stopped';
     })();
     return this.stopped;

@@ -1,0 +1,200 @@
+/**
+ * "Anything new anywhere?" for many databases on one PostgreSQL server, in one query: every
+ * `intervalMs` one connection reads pg_stat_database.tup_inserted of the served databases
+ * and wakes those whose count moved. Enqueues insert rows; a worker's own claims, reports
+ * and heartbeats only update them, so a drained tenant stays quiet. This replaces a poll per
+ * idle database (a connection and a transaction each) with one statement per server.
+ *
+ * The statistics reach the view when the inserting backend flushes them: at once when its
+ * last flush is a second old or more, otherwise within about 10 s (PostgreSQL's idle flush).
+ * A database the view does not list (track_counts off, a PgBouncer alias whose server name
+ * differs and could not be learnt) is reported unwatched, and its fetcher polls as before.
+ */
+import pg from 'pg';
+import type { ConnectionBudget } from './budget.js';
+
+/** How often the watch reads the statistics. */
+export const ACTIVITY_WATCH_INTERVAL_MS = 500;
+
+/** One watched database. */
+export interface ActivityWatcher {
+  /** The server's own name of the database (current_database()). */
+  readonly datname: string;
+  /** How to connect to it (the watch connects to one of the databases it watches). */
+  readonly config: pg.ClientConfig;
+  /** New rows appeared: work may be waiting. */
+  wake(): void;
+  /** Whether the statistics cover this database (false: poll instead). */
+  watched(covered: boolean): void;
+}
+
+/** The watch of one server, shared by every served database on it. */
+export class ActivityWatch {
+  private client: pg.Client | null = null;
+  /** The watcher whose database the connection is to: when it goes, so does the connection. */
+  private host: ActivityWatcher | null = null;
+  private permit = false;
+  /** The permit counts among the budget's listener permits. */
+  private listenerPermit = false;
+  private readonly watchers = new Set<ActivityWatcher>();
+  /** datname → tup_inserted last seen (text: a bigint). */
+  private readonly seen = new Map<string, string>();
+  /** Waiting for a reading taken after they asked (see firstLook). */
+  private looks: (() => void)[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private again = false;
+  private closed = false;
+
+  constructor(
+    private readonly budget: ConnectionBudget | null,
+    private readonly onError: (error: Error) => void,
+    private readonly intervalMs = ACTIVITY_WATCH_INTERVAL_MS,
+  ) {
+    // Taken at once if free: the databases starting now wait for this watch's first reading.
+    this.permit = budget?.tryAcquireListener() ?? false;
+    this.listenerPermit = this.permit;
+  }
+
+  /** Number of databases watched. */
+  get size(): number {
+    return this.watchers.size;
+  }
+
+  /**
+   * Starts watching a database; returns the function that stops. Await firstLook() before
+   * the database's first claim: an insert after that reading wakes it, one before it is
+   * found by that claim, so none falls between the two.
+   */
+  add(watcher: ActivityWatcher): () => void {
+    this.watchers.add(watcher);
+    this.timer ??= setInterval(() => this.request(), this.intervalMs);
+    return () => {
+      this.watchers.delete(watcher);
+      if (![...this.watchers].some((w) => w.datname === watcher.datname)) this.seen.delete(watcher.datname);
+      if (this.watchers.size === 0 || this.host === watcher) void this.shutdown();
+    };
+  }
+
+  /** Resolves once a reading that began after this call has completed (or failed). */
+  firstLook(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.looks.push(resolve));
+    this.request();
+    return done;
+  }
+
+  private request(): void {
+    if (this.ticking) this.again = true;
+    else void this.tick();
+  }
+
+  /** A connection to one of the watched databases (pg_stat_database lists them all). */
+  private async connection(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    const host = this.watchers.values().next().value as ActivityWatcher;
+    // The watch keeps one budget permit for its whole life, taken when it was made (before
+    // the pools of starting databases queue for theirs) or, failing that, waited for now.
+    if (this.budget && !this.permit) {
+      await this.budget.acquire();
+      this.permit = true;
+    }
+    const client = new pg.Client({ ...host.config, connectionTimeoutMillis: 10_000 });
+    client.on('error', () => {}); // reported by the next failing query
+    client.once('end', () => {
+      if (this.client === client) this.client = null;
+    });
+    await client.connect();
+    this.client = client;
+    this.host = host;
+    return client;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closed || this.watchers.size === 0) {
+      for (const resolve of this.looks.splice(0)) resolve();
+      return;
+    }
+    this.ticking = true;
+    const looks = this.looks.splice(0);
+    try {
+      const names = [...new Set([...this.watchers].map((w) => w.datname))];
+      const client = await this.connection();
+      const { rows } = await client.query<{ datname: string; inserted: string; counting: boolean }>(
+        `SELECT datname, tup_inserted::text AS inserted,
+                pg_catalog.current_setting('track_counts')::boolean AS counting
+           FROM pg_catalog.pg_stat_database WHERE datname = ANY ($1::text[])`,
+        [names],
+      );
+      const now = new Map(rows.filter((r) => r.counting).map((r) => [r.datname, r.inserted]));
+      for (const w of this.watchers) {
+        const inserted = now.get(w.datname);
+        w.watched(inserted !== undefined);
+        const before = this.seen.get(w.datname);
+        if (inserted !== undefined && before !== undefined && inserted !== before) w.wake();
+      }
+      this.seen.clear();
+      for (const [name, inserted] of now) this.seen.set(name, inserted);
+    } catch (error) {
+      // Meanwhile the databases poll; the connection is made again on the next tick.
+      for (const w of this.watchers) w.watched(false);
+      this.seen.clear();
+      const client = this.client;
+      this.client = null;
+      this.host = null;
+      await client?.end().catch(() => {});
+      if (!this.closed) this.onError(error as Error);
+    } finally {
+      this.ticking = false;
+      for (const resolve of looks) resolve();
+      // Its database left (or close()) while this reading ran: drop what it connected.
+      if (this.closed || (this.host && !this.watchers.has(this.host))) void this.shutdown();
+      if (this.again) {
+        this.again = false;
+        this.request();
+      }
+    }
+  }
+
+  /**
+   * Closes the connection; with no database left also stops the timer (add() starts it
+   * again), else the next reading connects to a database still watched.
+   */
+  private async shutdown(): Promise<void> {
+    if (this.watchers.size === 0 || this.closed) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+    const client = this.client;
+    this.client = null;
+    this.host = null;
+    await client?.end().catch(() => {});
+  }
+
+  /** Stops for good, giving the permit back. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const resolve of this.looks.splice(0)) resolve();
+    await this.shutdown();
+    if (this.permit) {
+      this.permit = false;
+      this.budget?.release(this.listenerPermit);
+    }
+  }
+}
+
+/** The server a connection string points at (`host:port`), or null when it cannot tell. */
+export function serverKey(config: pg.ClientConfig): string | null {
+  const cs = config.connectionString;
+  if (cs) {
+    try {
+      const url = new URL(cs);
+      if (!url.hostname || url.hostname.includes(',')) return null;
+      return `${url.hostname}:${url.port || '5432'}`;
+    } catch {
+      return null;
+    }
+  }
+  if (typeof config.host === 'string') return `${config.host}:${config.port ?? 5432}`;
+  return null;
+}
