@@ -341,6 +341,9 @@ test('stepping-worker --help lists every option with its default from WORKER_DEF
     databasePoolSize: ['--pool-size', /with several databases: VALUE\)$/],
     maxConnections: ['--max-connections', /\(default: VALUE\)$/],
     idlePollMaxMs: ['--idle-poll-max', /\(default: VALUE\)$/],
+    retentionMs: ['--retention', /\(default: VALUE\)$/],
+    maintenanceIntervalMs: ['--maintenance-interval', /\(default: VALUE\)$/],
+    registryHeartbeatMs: ['--registry-heartbeat', /\(default: VALUE\)$/],
   };
   for (const [key, [flag, pattern]] of Object.entries(lines)) {
     const value = String(WORKER_DEFAULTS[key as keyof typeof WORKER_DEFAULTS]);
