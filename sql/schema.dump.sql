@@ -274,7 +274,8 @@ job_overview (job_id bigint, queue text, priority integer, key text, status text
 live_workers (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, heartbeat_age interval, heartbeat_period_ms integer)
 queue_stats (queue text, status text, jobs bigint, runnable bigint, scheduled bigint, oldest_runnable_age interval)
 step_overview (job_id bigint, step_index integer, name text, status text, attempts integer, max_attempts integer, last_error text, last_error_detail jsonb, finished_at timestamp with time zone, compensate_name text, compensation_status text, compensation_attempts integer, compensation_last_error text, compensation_finished_at timestamp with time zone, result jsonb)
-unrunnable_steps (queue text, step_name text, jobs bigint, oldest_wait interval)
+unrunnable_steps (step_name text, queue text, jobs bigint, oldest_age interval)
+worker_overview (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, alive boolean, running integer, heartbeat_period_ms integer)
 
 -- grants
 function <schema>.engine_now() EXECUTE to <schema>_operator
@@ -307,6 +308,7 @@ relation settings SELECT to <schema>_worker
 relation step_overview SELECT to <schema>_operator
 relation step_overview SELECT to <schema>_producer
 relation unrunnable_steps SELECT to <schema>_operator
+relation worker_overview SELECT to <schema>_operator
 schema USAGE to <schema>_operator
 schema USAGE to <schema>_producer
 schema USAGE to <schema>_worker
@@ -404,3 +406,4 @@ relation <schema>.live_workers: Workers alive now (heartbeat within three period
 relation <schema>.queue_stats: Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job's wait.
 relation <schema>.step_overview: One row per step: status (running/retrying live, skipped), attempts, last error, result, and its compensation's state.
 relation <schema>.unrunnable_steps: Runnable step names (per queue) that no live worker can run, with how many jobs wait and the oldest wait.
+relation <schema>.worker_overview: Registered workers, live or gone: host, pid, queues, step names, concurrency, heartbeats, alive, units held.

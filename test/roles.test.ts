@@ -54,6 +54,7 @@ const ALLOWED: Record<'producer' | 'worker' | 'operator', { functions: string[];
       'job_overview',
       'step_overview',
       'queue_stats',
+      'worker_overview',
       'live_workers',
       'unrunnable_steps',
       'settings',

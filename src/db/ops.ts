@@ -169,15 +169,15 @@ export class OpsCalls {
   async unrunnableSteps(db: Queryable): Promise<UnrunnableStep[]> {
     const rows = await this.run(
       db,
-      `SELECT queue, step_name, jobs, extract(epoch FROM oldest_wait) AS oldest_wait
-       FROM ${this.q}.unrunnable_steps ORDER BY oldest_wait DESC, queue, step_name`,
+      `SELECT queue, step_name, jobs, extract(epoch FROM oldest_age) AS oldest_age
+       FROM ${this.q}.unrunnable_steps ORDER BY oldest_age DESC, queue, step_name`,
       [],
     );
     return rows.map((r) => ({
       queue: String(r.queue),
       stepName: String(r.step_name),
       jobs: Number(r.jobs),
-      oldestWaitMs: ms(r.oldest_wait),
+      oldestWaitMs: ms(r.oldest_age),
     }));
   }
 }

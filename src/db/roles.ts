@@ -50,6 +50,7 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'job_overview',
       'step_overview',
       'queue_stats',
+      'worker_overview',
       'live_workers',
       'unrunnable_steps',
       'settings',
