@@ -45,6 +45,28 @@ export interface LiveWorker {
   heartbeatAgeMs: number;
 }
 
+/** A live row of the worker_overview view. */
+export interface WorkerStatus extends LiveWorker {
+  /** Units it holds now. */
+  running: number;
+}
+
+/** Filters of a job list (job_overview); null: not filtered. */
+export interface JobListFilter {
+  status: string | null;
+  queue: string | null;
+  /** Jobs with a step of this name. */
+  step: string | null;
+  /** Jobs with exactly this key. */
+  key: string | null;
+  /** Created at least this long ago. */
+  olderThanMs: number | null;
+  /** Created at most this long ago. */
+  newerThanMs: number | null;
+  /** Jobs with a smaller id (the next page, newest first). */
+  beforeId: string | null;
+}
+
 /** A row of the unrunnable_steps view. */
 export interface UnrunnableStep {
   queue: string;
@@ -58,6 +80,20 @@ type Row = Record<string, unknown>;
 /** Seconds (an interval extracted as epoch) to whole milliseconds. */
 function ms(value: unknown): number {
   return Math.round(Number(value ?? 0) * 1000);
+}
+
+function liveWorker(r: Row): LiveWorker {
+  return {
+    workerId: String(r.worker_id),
+    host: String(r.host),
+    pid: Number(r.pid),
+    queues: (r.queues as string[] | null) ?? null,
+    stepNames: r.step_names as string[],
+    concurrency: Number(r.concurrency),
+    startedAt: r.started_at as Date,
+    heartbeatAt: r.heartbeat_at as Date,
+    heartbeatAgeMs: ms(r.heartbeat_age),
+  };
 }
 
 /** Calls of the worker registry, maintenance, bulk retry and their views. */
@@ -143,6 +179,75 @@ export class OpsCalls {
     return { retried: Number(r.retried ?? 0), lastId: (r.last_id as string | null) ?? null };
   }
 
+  /** True when the installation has the worker views (versions before them do not). */
+  async hasWorkerViews(db: Queryable): Promise<boolean> {
+    const rows = await this.run(
+      db,
+      `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok`,
+      [`${this.q}.worker_overview`, `${this.q}.unrunnable_steps`],
+    );
+    return rows[0]?.ok === true;
+  }
+
+  /** Live workers from worker_overview (with the units each holds), oldest first. */
+  async workerStatus(db: Queryable): Promise<WorkerStatus[]> {
+    const rows = await this.run(
+      db,
+      `SELECT worker_id, host, pid, queues, step_names, concurrency, started_at, heartbeat_at, running,
+              extract(epoch FROM ${this.q}.engine_now() - heartbeat_at) AS heartbeat_age
+       FROM ${this.q}.worker_overview WHERE alive ORDER BY started_at, worker_id`,
+      [],
+    );
+    return rows.map((r) => ({ ...liveWorker(r), running: Number(r.running) }));
+  }
+
+  /**
+   * job_overview rows matching `filter`, newest first, at most `limit`: keyset paging
+   * by job id walks the primary key backwards, so a deep page costs what the first does.
+   */
+  async listJobs(db: Queryable, filter: JobListFilter, limit: number): Promise<Row[]> {
+    return await this.run(
+      db,
+      `WITH c AS MATERIALIZED (SELECT ${this.q}.engine_now() AS now)
+       SELECT j.* FROM ${this.q}.job_overview j CROSS JOIN c
+       WHERE ($1::text IS NULL OR j.status = $1)
+         AND ($2::text IS NULL OR j.queue = $2)
+         AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ${this.q}.step_overview s
+                                          WHERE s.job_id = j.job_id AND s.name = $3))
+         AND ($4::text IS NULL OR j.key = $4)
+         AND ($5::bigint IS NULL OR j.created_at <= c.now - $5 * interval '1 millisecond')
+         AND ($6::bigint IS NULL OR j.created_at >= c.now - $6 * interval '1 millisecond')
+         AND ($7::bigint IS NULL OR j.job_id < $7)
+       ORDER BY j.job_id DESC
+       LIMIT $8`,
+      [
+        filter.status,
+        filter.queue,
+        filter.step,
+        filter.key,
+        filter.olderThanMs,
+        filter.newerThanMs,
+        filter.beforeId,
+        limit,
+      ],
+    );
+  }
+
+  /** Failed jobs of a queue and/or failed step name (null: any), as job_retry_many selects them. */
+  async countFailed(
+    db: Queryable,
+    filter: { queue: string | null; stepName: string | null },
+  ): Promise<number> {
+    const rows = await this.run(
+      db,
+      `SELECT count(*)::float8 AS n FROM ${this.q}.job_overview
+       WHERE status = 'failed' AND ($1::text IS NULL OR queue = $1)
+         AND ($2::text IS NULL OR current_step_name = $2)`,
+      [filter.queue, filter.stepName],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
   /** The live_workers view, oldest first. */
   async liveWorkers(db: Queryable): Promise<LiveWorker[]> {
     const rows = await this.run(
@@ -152,17 +257,7 @@ export class OpsCalls {
        FROM ${this.q}.live_workers ORDER BY started_at, worker_id`,
       [],
     );
-    return rows.map((r) => ({
-      workerId: String(r.worker_id),
-      host: String(r.host),
-      pid: Number(r.pid),
-      queues: (r.queues as string[] | null) ?? null,
-      stepNames: r.step_names as string[],
-      concurrency: Number(r.concurrency),
-      startedAt: r.started_at as Date,
-      heartbeatAt: r.heartbeat_at as Date,
-      heartbeatAgeMs: ms(r.heartbeat_age),
-    }));
+    return rows.map(liveWorker);
   }
 
   /** The unrunnable_steps view, longest waiting first. */
