@@ -41,6 +41,7 @@ import {
   markdownManyDatabases,
   type ManyDatabasesResult,
 } from './scenarios/many-databases.js';
+import { markdownRetention, retentionScenario, type RetentionResult } from './scenarios/retention.js';
 
 const t0 = Date.now();
 const log = (line: string) =>
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     const used = [...variants, ...(only.has('sweep') ? sweep : [])];
     const ctx = await BenchContext.create(params, factory, used, node, serverCpu, walMeter, log);
     const libraries = [...new Set(variants.map((v) => v.library))] as LibraryName[];
-    const perRep = [...only].some((name) => name !== 'many-databases');
+    const perRep = [...only].some((name) => name !== 'many-databases' && name !== 'retention');
     for (let rep = 0; perRep && rep < params.reps; rep++) {
       // Alternate the order, so no configuration always runs on a warmer (or busier) server.
       const flip = <T>(list: readonly T[]): T[] => (rep % 2 === 0 ? [...list] : [...list].reverse());
@@ -112,6 +113,15 @@ async function main(): Promise<void> {
     if (only.has('many-databases')) {
       manyDatabases = await manyDatabasesScenario(factory, params.many, node, log).catch((error: unknown) => {
         ctx.results.failures.push(`many-databases: ${(error as Error).stack ?? String(error)}`);
+        return null;
+      });
+    }
+
+    // Stepping only, one run.
+    let retention: RetentionResult | null = null;
+    if (only.has('retention')) {
+      retention = await retentionScenario(factory, params.retention, log).catch((error: unknown) => {
+        ctx.results.failures.push(`retention: ${(error as Error).stack ?? String(error)}`);
         return null;
       });
     }
@@ -172,6 +182,7 @@ async function main(): Promise<void> {
       capped: [...results.capped],
       profiles: profileList,
       manyDatabases,
+      retention,
       failures: results.failures,
     };
     // A quick run (CI's smoke run) must not overwrite the full run the README quotes.
@@ -180,7 +191,11 @@ async function main(): Promise<void> {
       path.join(
         path.dirname(fileURLToPath(import.meta.url)),
         'results',
-        params.mode === 'quick' ? 'quick.tmp.json' : 'latest.json',
+        params.mode === 'quick'
+          ? 'quick.tmp.json'
+          : only.size === 1 && only.has('retention')
+            ? 'retention.json'
+            : 'latest.json',
       );
     await mkdir(path.dirname(target), { recursive: true });
     await writeFile(target, `${JSON.stringify(document, null, 2)}\n`);
@@ -224,6 +239,7 @@ async function main(): Promise<void> {
         `\n### Sweep (${params.sweepJobs.toLocaleString('en-US')} jobs per drain)\n\n${markdownSweep(results, sweep)}`,
       );
     if (manyDatabases) console.log(`\n${markdownManyDatabases(manyDatabases)}`);
+    if (retention) console.log(`\n${markdownRetention(retention)}`);
     if (drained) console.log(markdownProfiles(profileList));
     if (results.failures.length > 0)
       console.log(`\nFailures:\n${results.failures.map((f) => `- ${f}`).join('\n')}`);

@@ -93,6 +93,53 @@ $$;
 COMMENT ON FUNCTION job_retry(bigint, timestamptz) IS
   'Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.';
 
+-- job_retry_many: job_retry for failed jobs of a queue and/or failed step name (NULL:
+-- any), in id order after p_after_id, at most p_limit (1..MAX_RETRY_BATCH) per call so a
+-- large retry never holds locks for long. A job another unfinished job now holds the key
+-- of is left failed (skipped); jobs another transaction has locked are skipped too.
+-- Returns how many were retried and the last id looked at (NULL: none left), the cursor
+-- for the next call.
+CREATE OR REPLACE FUNCTION job_retry_many(
+  p_queue     text    DEFAULT NULL,
+  p_step_name text    DEFAULT NULL,
+  p_limit     integer DEFAULT NULL,
+  p_after_id  bigint  DEFAULT 0
+)
+RETURNS TABLE (retried integer, last_id bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  v_limit integer := coalesce(p_limit, _default_maintenance_batch());
+  v_id    bigint;
+BEGIN
+  IF v_limit < 1 OR v_limit > _limit_max_retry_batch() THEN
+    PERFORM _bad_input(format('job_retry_many: p_limit must be from 1 to %s', _limit_max_retry_batch()));
+  END IF;
+  retried := 0;
+  last_id := NULL;
+  FOR v_id IN
+    SELECT j.id FROM jobs j
+    WHERE j.status = 'failed' AND j.id > coalesce(p_after_id, 0)
+      AND (p_queue IS NULL OR j.queue = p_queue) AND (p_step_name IS NULL OR j.step_name = p_step_name)
+    ORDER BY j.id
+    LIMIT v_limit
+    FOR UPDATE SKIP LOCKED
+  LOOP
+    last_id := v_id;
+    BEGIN
+      PERFORM job_retry(v_id);
+      retried := retried + 1;
+    EXCEPTION WHEN SQLSTATE 'SP002' THEN
+      NULL; -- its key is taken by another unfinished job: left failed
+    END;
+  END LOOP;
+  RETURN NEXT;
+END;
+$$;
+COMMENT ON FUNCTION job_retry_many(text, text, integer, bigint) IS
+  'Retries up to p_limit failed jobs (by queue / failed step name) after p_after_id; returns the count and the cursor.';
+
 -- job_prune: deletes finished jobs (and their steps) that finished more than p_older_than
 -- ago, at most p_limit (1..MAX_PRUNE_BATCH) per call so a large prune never holds locks
 -- for long; rows another transaction has locked are skipped. p_statuses must name final

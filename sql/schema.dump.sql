@@ -49,6 +49,15 @@ steps.max_attempts integer
 steps.name text not null
 steps.result jsonb
 steps.status text not null default 'pending'::text
+workers.concurrency integer not null
+workers.heartbeat_at timestamp with time zone not null
+workers.heartbeat_period_ms integer not null
+workers.host text not null
+workers.id text not null
+workers.pid integer not null
+workers.queues text[]
+workers.started_at timestamp with time zone not null
+workers.step_names text[] not null
 
 -- table options
 jobs fillfactor=85
@@ -68,15 +77,18 @@ steps steps_comp_status_check CHECK ((comp_status = ANY (ARRAY['pending'::text, 
 steps steps_max_attempts_check CHECK (((max_attempts IS NULL) OR (max_attempts > 0)))
 steps steps_pkey PRIMARY KEY (job_id, idx)
 steps steps_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text, 'skipped'::text])))
+workers workers_pkey PRIMARY KEY (id)
 
 -- indexes
 CREATE INDEX jobs_claimable ON <schema>.jobs USING btree (priority, available_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))
+CREATE INDEX jobs_deadline_unfinished ON <schema>.jobs USING btree (deadline) WHERE ((deadline IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])) AND (phase = 'forward'::text))
 CREATE INDEX jobs_finished ON <schema>.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL)
 CREATE UNIQUE INDEX jobs_key_unfinished ON <schema>.jobs USING btree (key) WHERE ((key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])))
 CREATE UNIQUE INDEX jobs_pkey ON <schema>.jobs USING btree (id)
 CREATE UNIQUE INDEX pgmigrations_pkey ON <schema>.pgmigrations USING btree (id)
 CREATE UNIQUE INDEX settings_pkey ON <schema>.settings USING btree (singleton)
 CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
+CREATE UNIQUE INDEX workers_pkey ON <schema>.workers USING btree (id)
 
 -- types
 unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb)
@@ -94,12 +106,20 @@ _default_backoff_max_ms() -> integer sql immutable
     c7792f55d58236d896f2bee2af3202e2
 _default_lease_ms() -> integer sql immutable
     e5f874940119e8b734e676c076d70e58
+_default_maintenance_batch() -> integer sql immutable
+    56d9d61214140f04ff7254854ca6a7eb
+_default_maintenance_interval_ms() -> integer sql immutable
+    e5f874940119e8b734e676c076d70e58
 _default_prune_age_ms() -> integer sql immutable
     706d0a7b163603a2e29d01a68d69f1f2
 _default_prune_limit() -> integer sql immutable
     19d323ab53a977ad9601a7dd08bf5f67
 _default_queue() -> text sql immutable
     0838d33ee1b00f0c339cc961a7cff604
+_default_retention_ms() -> integer sql immutable
+    706d0a7b163603a2e29d01a68d69f1f2
+_default_worker_heartbeat_ms() -> integer sql immutable
+    19d323ab53a977ad9601a7dd08bf5f67
 _done_token(p_token uuid) -> uuid sql immutable
     5e9d9d57368bf31cecb2d3ee8c65c6cc
 _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
@@ -156,6 +176,8 @@ _limit_max_key_length() -> integer sql immutable
     ba230037e4b047b9b087f498e7334219
 _limit_max_lease_ms() -> integer sql immutable
     f41c2606a696cd75999dc869e6749bf3
+_limit_max_maintenance_batch() -> integer sql immutable
+    19d323ab53a977ad9601a7dd08bf5f67
 _limit_max_name_length() -> integer sql immutable
     65afccb79450cdb79acbae08b713a5b8
 _limit_max_priority() -> integer sql immutable
@@ -164,9 +186,19 @@ _limit_max_prune_batch() -> integer sql immutable
     d90c17d7519a4b96b91cc7ecd8ea3782
 _limit_max_queue_length() -> integer sql immutable
     8d854d4a82e2843eb9944940623f546c
+_limit_max_retry_batch() -> integer sql immutable
+    19d323ab53a977ad9601a7dd08bf5f67
 _limit_max_retry_later_ms() -> integer sql immutable
     706d0a7b163603a2e29d01a68d69f1f2
 _limit_max_steps() -> integer sql immutable
+    56d9d61214140f04ff7254854ca6a7eb
+_limit_max_worker_heartbeat_ms() -> integer sql immutable
+    c7792f55d58236d896f2bee2af3202e2
+_limit_max_worker_id_length() -> integer sql immutable
+    65afccb79450cdb79acbae08b713a5b8
+_limit_max_worker_names() -> integer sql immutable
+    19d323ab53a977ad9601a7dd08bf5f67
+_limit_max_worker_queues() -> integer sql immutable
     56d9d61214140f04ff7254854ca6a7eb
 _limit_min_date() -> timestamp with time zone sql immutable
     26d50260f816b05872aca4830e717bf8
@@ -174,6 +206,8 @@ _limit_min_lease_ms() -> integer sql immutable
     8d854d4a82e2843eb9944940623f546c
 _limit_min_priority() -> integer sql immutable
     a0035399d7ccddbdc099f131c99bfe7c
+_limit_min_worker_heartbeat_ms() -> integer sql immutable
+    8d854d4a82e2843eb9944940623f546c
 _lock_held(p_job_ids bigint[], p_tokens uuid[]) -> SETOF bigint sql volatile
     17a0c0c5e21044b5e591c25e73bdcd0d
 _next_token(p_token uuid) -> uuid sql immutable
@@ -196,6 +230,8 @@ _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
     4e42b428206a46b42c37fab65bdf7e43
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     287840d84472cce7737ede54d225b7b6
+_worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now timestamp with time zone) -> boolean sql immutable
+    790a19df56e8a374c501acefb9ef58fb
 backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interval sql volatile
     b798106a348015cc542a5a1b1d4a74b1
 engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog, stepping, pg_temp
@@ -210,10 +246,14 @@ job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer 
     831d2bd9a0d4a58cbb04bec9d6d018d0
 job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     ac7ebd5c650ef86d8d28f1813fb1d759
+job_retry_many(p_queue text, p_step_name text, p_limit integer, p_after_id bigint) -> TABLE(retried integer, last_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    afe018a6518b3aba4ced6cfff5017bc6
 lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer) -> TABLE(job_id bigint, cancel_requested boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     c4c495f6f8c9c430a19681056168cb65
 lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     f42b5d007519e7cabab263aa3fe5668b
+maintenance_run(p_retention interval, p_prune boolean, p_batch integer) -> TABLE(leader boolean, expired integer, pruned integer, workers_removed integer) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    e8357f0dd7ef34d21f7eb922d4424d8f
 next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     ac233e9baa0ae5fa219c45dce3549878
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
@@ -222,11 +262,20 @@ step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensa
     42779aa5d1bd7c2661a1bea4cf3166d0
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     7f5a1c81fd361f0dbe53a0ec59da4817
+worker_deregister(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    0493b5350d2254fa3e0047a7818f57ae
+worker_heartbeat(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    cfe51b39dd0e9c3cb61eb2ecd2b24b81
+worker_register(p_id text, p_host text, p_pid integer, p_queues text[], p_names text[], p_concurrency integer, p_heartbeat_ms integer) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    26fb270f2a4d0b14b41a615223f2bde2
 
 -- views
 job_overview (job_id bigint, queue text, priority integer, key text, status text, phase text, step_count integer, current_step integer, current_step_name text, current_attempt integer, run_at timestamp with time zone, lease_expires_at timestamp with time zone, lease_expired boolean, locked_by text, cancel_requested boolean, failed_step integer, last_error text, last_error_detail jsonb, deadline timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, finished_at timestamp with time zone, output jsonb)
+live_workers (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, heartbeat_age interval, heartbeat_period_ms integer)
 queue_stats (queue text, status text, jobs bigint, runnable bigint, scheduled bigint, oldest_runnable_age interval)
 step_overview (job_id bigint, step_index integer, name text, status text, attempts integer, max_attempts integer, last_error text, last_error_detail jsonb, finished_at timestamp with time zone, compensate_name text, compensation_status text, compensation_attempts integer, compensation_last_error text, compensation_finished_at timestamp with time zone, result jsonb)
+unrunnable_steps (step_name text, queue text, jobs bigint, oldest_age interval)
+worker_overview (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, alive boolean, running integer, heartbeat_period_ms integer)
 
 -- grants
 function <schema>.engine_now() EXECUTE to <schema>_operator
@@ -237,20 +286,29 @@ function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,t
 function <schema>.job_enqueue_batch(jsonb) EXECUTE to <schema>_producer
 function <schema>.job_prune(interval,text[],integer) EXECUTE to <schema>_operator
 function <schema>.job_retry(bigint,timestamp with time zone) EXECUTE to <schema>_operator
+function <schema>.job_retry_many(text,text,integer,bigint) EXECUTE to <schema>_operator
 function <schema>.lease_extend(bigint[],uuid[],integer) EXECUTE to <schema>_worker
 function <schema>.lease_release(bigint[],uuid[]) EXECUTE to <schema>_worker
+function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_operator
+function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_worker
 function <schema>.next_due_in_ms(text[],text[]) EXECUTE to <schema>_worker
 function <schema>.step_claim(text,text[],text[],integer,integer) EXECUTE to <schema>_worker
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer) EXECUTE to <schema>_worker
 function <schema>.step_fail(bigint[],uuid[],jsonb[]) EXECUTE to <schema>_worker
+function <schema>.worker_deregister(text) EXECUTE to <schema>_worker
+function <schema>.worker_heartbeat(text) EXECUTE to <schema>_worker
+function <schema>.worker_register(text,text,integer,text[],text[],integer,integer) EXECUTE to <schema>_worker
 relation job_overview SELECT to <schema>_operator
 relation job_overview SELECT to <schema>_producer
+relation live_workers SELECT to <schema>_operator
 relation queue_stats SELECT to <schema>_operator
 relation settings SELECT to <schema>_operator
 relation settings SELECT to <schema>_producer
 relation settings SELECT to <schema>_worker
 relation step_overview SELECT to <schema>_operator
 relation step_overview SELECT to <schema>_producer
+relation unrunnable_steps SELECT to <schema>_operator
+relation worker_overview SELECT to <schema>_operator
 schema USAGE to <schema>_operator
 schema USAGE to <schema>_producer
 schema USAGE to <schema>_worker
@@ -262,9 +320,13 @@ function <schema>._compensation_of(jsonb): Validates a reported compensation {na
 function <schema>._default_backoff_base_ms(): BACKOFF_BASE_MS of src/defaults.ts (generated by migrate).
 function <schema>._default_backoff_max_ms(): BACKOFF_MAX_MS of src/defaults.ts (generated by migrate).
 function <schema>._default_lease_ms(): LEASE_MS of src/defaults.ts (generated by migrate).
+function <schema>._default_maintenance_batch(): MAINTENANCE_BATCH of src/defaults.ts (generated by migrate).
+function <schema>._default_maintenance_interval_ms(): MAINTENANCE_INTERVAL_MS of src/defaults.ts (generated by migrate).
 function <schema>._default_prune_age_ms(): PRUNE_AGE_MS of src/defaults.ts (generated by migrate).
 function <schema>._default_prune_limit(): PRUNE_LIMIT of src/defaults.ts (generated by migrate).
 function <schema>._default_queue(): QUEUE of src/defaults.ts (generated by migrate).
+function <schema>._default_retention_ms(): RETENTION_MS of src/defaults.ts (generated by migrate).
+function <schema>._default_worker_heartbeat_ms(): WORKER_HEARTBEAT_MS of src/defaults.ts (generated by migrate).
 function <schema>._done_token(uuid): Token a job keeps after a success under p_token was applied without a continuation.
 function <schema>._enqueue_json(integer,integer,text,jsonb): Args of enqueue input when within the size and depth limits, or SP001.
 function <schema>._enqueue_reject(integer,integer,text,anyelement): Raises SP001 for enqueue input naming the job, the step and the rule broken (used in CASE branches by job_enqueue_batch).
@@ -293,15 +355,22 @@ function <schema>._limit_max_json_bytes(): MAX_JSON_BYTES of src/limits.ts (gene
 function <schema>._limit_max_json_depth(): MAX_JSON_DEPTH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_key_length(): MAX_KEY_LENGTH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_lease_ms(): MAX_LEASE_MS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_maintenance_batch(): MAX_MAINTENANCE_BATCH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_name_length(): MAX_NAME_LENGTH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_priority(): MAX_PRIORITY of src/limits.ts (generated by migrate).
 function <schema>._limit_max_prune_batch(): MAX_PRUNE_BATCH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_queue_length(): MAX_QUEUE_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_retry_batch(): MAX_RETRY_BATCH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_retry_later_ms(): MAX_RETRY_LATER_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_max_steps(): MAX_STEPS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_worker_heartbeat_ms(): MAX_WORKER_HEARTBEAT_MS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_worker_id_length(): MAX_WORKER_ID_LENGTH of src/limits.ts (generated by migrate).
+function <schema>._limit_max_worker_names(): MAX_WORKER_NAMES of src/limits.ts (generated by migrate).
+function <schema>._limit_max_worker_queues(): MAX_WORKER_QUEUES of src/limits.ts (generated by migrate).
 function <schema>._limit_min_date(): MIN_DATE of src/limits.ts (generated by migrate).
 function <schema>._limit_min_lease_ms(): MIN_LEASE_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_min_priority(): MIN_PRIORITY of src/limits.ts (generated by migrate).
+function <schema>._limit_min_worker_heartbeat_ms(): MIN_WORKER_HEARTBEAT_MS of src/limits.ts (generated by migrate).
 function <schema>._lock_held(bigint[],uuid[]): Locks, in id order, the running jobs held under the given tokens; returns their ids.
 function <schema>._next_token(uuid): Token of the continuation leased by a completion under p_token (deterministic).
 function <schema>._notify_cancel(bigint): Hints (channel <schema>_cancel) that a running job was cancelled; workers confirm in the database.
@@ -313,6 +382,7 @@ function <schema>._schema_name(): The schema of this installation (generated by 
 function <schema>._unit_failed(<schema>.jobs,jsonb,timestamp with time zone): Records a failed attempt: retry with backoff, "not yet" without counting, or end the forward path.
 function <schema>._unit_of(<schema>.jobs): The unit (step or compensation) a job row points at, as workers receive it, with earlier results.
 function <schema>._unit_succeeded(<schema>.jobs,jsonb,jsonb,timestamp with time zone,text,text[],text[],interval): Records a succeeded step (result, compensation) or compensation and advances the job.
+function <schema>._worker_live(timestamp with time zone,integer,timestamp with time zone): A worker is live while its last heartbeat is less than three heartbeat periods old.
 function <schema>.backoff_delay(integer,integer,integer): Retry delay after p_attempt failures: min(max, base*2^(attempt-1)) times a jitter factor in [0.5, 1).
 function <schema>.engine_now(): The engine's clock: clock_timestamp() plus settings.clock_offset (owner-only; tests shift it).
 function <schema>.job_cancel(bigint,boolean): Cancels an unfinished job: pending at once, running after its current step; optionally compensating.
@@ -320,12 +390,20 @@ function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,t
 function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.
 function <schema>.job_prune(interval,text[],integer): Deletes up to p_limit jobs finished before engine_now()-p_older_than in the given final statuses; returns how many.
 function <schema>.job_retry(bigint,timestamp with time zone): Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.
+function <schema>.job_retry_many(text,text,integer,bigint): Retries up to p_limit failed jobs (by queue / failed step name) after p_after_id; returns the count and the cursor.
 function <schema>.lease_extend(bigint[],uuid[],integer): Heartbeat: extends leases still held under the given tokens; returns the ones kept, with cancel_requested.
 function <schema>.lease_release(bigint[],uuid[]): Returns held units to the queue, runnable now, without counting the attempt.
+function <schema>.maintenance_run(interval,boolean,integer): One bounded round of leader-only maintenance: expire unclaimed jobs past their deadline, prune finished jobs, drop dead workers.
 function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
 function <schema>.step_claim(text,text[],text[],integer,integer): Leases up to p_limit runnable units the worker has handlers for (SKIP LOCKED, priority then due time), fresh token each.
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer): Applies succeeded results whose lease token is current (idempotent; stale ones: accepted=false); may lease the next unit to the same worker.
 function <schema>.step_fail(bigint[],uuid[],jsonb[]): Applies failed attempts whose lease token is current (idempotent): backoff retry, not-yet, or end of the forward path.
+function <schema>.worker_deregister(text): Removes a worker's registration (clean stop); true when it had one.
+function <schema>.worker_heartbeat(text): Marks a registered worker alive now; false when it is not registered.
+function <schema>.worker_register(text,text,integer,text[],text[],integer,integer): Registers (or refreshes) a worker: host, pid, queues, step names, concurrency, heartbeat period.
 relation <schema>.job_overview: One row per job: status (with compensating), current step, attempts, last error, lease, timestamps, output.
+relation <schema>.live_workers: Workers alive now (heartbeat within three periods): host, pid, queues, step names, concurrency, heartbeats.
 relation <schema>.queue_stats: Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job's wait.
 relation <schema>.step_overview: One row per step: status (running/retrying live, skipped), attempts, last error, result, and its compensation's state.
+relation <schema>.unrunnable_steps: Runnable step names (per queue) that no live worker can run, with how many jobs wait and the oldest wait.
+relation <schema>.worker_overview: Registered workers, live or gone: host, pid, queues, step names, concurrency, heartbeats, alive, units held.

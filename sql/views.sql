@@ -91,3 +91,73 @@ CROSS JOIN c
 GROUP BY 1, 2;
 COMMENT ON VIEW queue_stats IS
   'Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job''s wait.';
+
+-- worker_overview: every registered worker, live or gone (a gone one's row stays until
+-- maintenance_run deletes it): alive while its last heartbeat is less than three of its
+-- heartbeat periods old (the rule of _worker_live, written out: a view's reader needs
+-- EXECUTE on every function it calls, and internal functions are granted to nobody);
+-- running: units it holds now. queues NULL: every queue.
+CREATE OR REPLACE VIEW worker_overview AS
+WITH c AS MATERIALIZED (SELECT engine_now() AS now),
+     held AS (SELECT j.locked_by, count(*)::integer AS running FROM jobs j
+              WHERE j.status = 'running' AND j.locked_by IS NOT NULL GROUP BY j.locked_by)
+SELECT w.id                                                                          AS worker_id,
+       w.host,
+       w.pid,
+       w.queues,
+       w.step_names,
+       w.concurrency,
+       w.started_at,
+       w.heartbeat_at,
+       w.heartbeat_at > c.now - 3 * w.heartbeat_period_ms * interval '1 millisecond' AS alive,
+       coalesce(hd.running, 0)                                                       AS running,
+       w.heartbeat_period_ms
+FROM workers w
+CROSS JOIN c
+LEFT JOIN held hd ON hd.locked_by = w.id;
+COMMENT ON VIEW worker_overview IS
+  'Registered workers, live or gone: host, pid, queues, step names, concurrency, heartbeats, alive, units held.';
+
+-- live_workers: the workers alive now (see worker_overview), with how long ago they beat.
+CREATE OR REPLACE VIEW live_workers AS
+WITH c AS MATERIALIZED (SELECT engine_now() AS now)
+SELECT w.id                                         AS worker_id,
+       w.host,
+       w.pid,
+       w.queues,
+       w.step_names,
+       w.concurrency,
+       w.started_at,
+       w.heartbeat_at,
+       c.now - w.heartbeat_at                       AS heartbeat_age,
+       w.heartbeat_period_ms
+FROM workers w
+CROSS JOIN c
+WHERE w.heartbeat_at > c.now - 3 * w.heartbeat_period_ms * interval '1 millisecond';
+COMMENT ON VIEW live_workers IS
+  'Workers alive now (heartbeat within three periods): host, pid, queues, step names, concurrency, heartbeats.';
+
+-- unrunnable_steps: per step name (a step's or a compensation's) and queue, the units that
+-- could run now (pending and due, or running with an expired lease) but that no live
+-- worker can run: none has a handler of that name while serving that queue. jobs: how
+-- many wait; oldest_age: how long the oldest has been due. Empty when all is well.
+-- Reads the workers table itself (not live_workers), so each view can be replaced alone.
+CREATE OR REPLACE VIEW unrunnable_steps AS
+WITH c AS MATERIALIZED (SELECT engine_now() AS now),
+     waiting AS (
+       SELECT j.step_name, j.queue, count(*) AS jobs, max(c.now - j.available_at) AS oldest_age
+       FROM jobs j CROSS JOIN c
+       WHERE j.status IN ('pending', 'running') AND j.available_at <= c.now
+         AND (j.status = 'pending' OR j.available_at < c.now)
+       GROUP BY j.step_name, j.queue
+     )
+SELECT wt.step_name, wt.queue, wt.jobs, wt.oldest_age
+FROM waiting wt
+CROSS JOIN c
+WHERE NOT EXISTS (
+  SELECT 1 FROM workers w
+  WHERE w.heartbeat_at > c.now - 3 * w.heartbeat_period_ms * interval '1 millisecond'
+    AND wt.step_name = ANY (w.step_names) AND (w.queues IS NULL OR wt.queue = ANY (w.queues))
+);
+COMMENT ON VIEW unrunnable_steps IS
+  'Runnable step names (per queue) that no live worker can run, with how many jobs wait and the oldest wait.';

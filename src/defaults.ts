@@ -13,3 +13,13 @@ export const DEFAULT_BACKOFF_MAX_MS = 3_600_000;
 /** prune(): finished jobs older than this are deleted, this many per call. */
 export const DEFAULT_PRUNE_AGE_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_PRUNE_LIMIT = 10_000;
+/**
+ * Workers: how often each registers its heartbeat in the workers table (dead after three
+ * periods without one), and how often it runs maintenance_run (plus up to 20% jitter).
+ * Finished jobs (succeeded, compensated, cancelled) are pruned by maintenance after the
+ * retention; MAINTENANCE_BATCH jobs at most per call and per kind of work.
+ */
+export const DEFAULT_WORKER_HEARTBEAT_MS = 10_000;
+export const DEFAULT_MAINTENANCE_INTERVAL_MS = 30_000;
+export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+export const DEFAULT_MAINTENANCE_BATCH = 1000;

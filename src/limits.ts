@@ -56,3 +56,15 @@ export const MAX_PRUNE_BATCH = 100_000;
  * Checked by the driver only (SQL receives the value already parsed).
  */
 export const MAX_CALL_JSON_BYTES = 32 * 1024 * 1024;
+/** Step names and queues one worker registration may list (worker_register). */
+export const MAX_WORKER_NAMES = 10_000;
+export const MAX_WORKER_QUEUES = 1000;
+/** Characters in a worker id and in a worker's host name. */
+export const MAX_WORKER_ID_LENGTH = 200;
+/** Registry heartbeat period range (ms); a worker is dead after three periods without one. */
+export const MIN_WORKER_HEARTBEAT_MS = 100;
+export const MAX_WORKER_HEARTBEAT_MS = 3_600_000;
+/** Jobs one maintenance_run call may expire, and prune, at most. */
+export const MAX_MAINTENANCE_BATCH = 10_000;
+/** Jobs one job_retry_many call may retry. */
+export const MAX_RETRY_BATCH = 10_000;

@@ -41,7 +41,8 @@ test('the built stepping bin reads the database with plain node', async () => {
   await h.stepping.enqueue([{ name: 'dist.queued', args: {} }], { queue: 'dist-q' });
   const status = await within(node(bin('stepping'), ['status', '--json']).done, 60_000, 'stepping status');
   assert.equal(status.code, 0, status.err);
-  const rows = JSON.parse(status.out) as { queue: string; status: string; jobs: number }[];
+  const rows = (JSON.parse(status.out) as { queues: { queue: string; status: string; jobs: number }[] })
+    .queues;
   assert.ok(rows.some((r) => r.queue === 'dist-q' && r.status === 'pending' && r.jobs === 1));
 });
 

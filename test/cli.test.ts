@@ -55,7 +55,10 @@ test('migrate is idempotent and reports what it applied', async () => {
   const { rows } = await h.pool.query(`SELECT to_regclass('cli_fresh.job_overview') IS NOT NULL AS ok`);
   assert.equal(rows[0].ok, true);
   const empty = await quick('status', '--schema', 'cli_fresh');
-  assert.equal(empty.stdout, 'no jobs in schema cli_fresh\n');
+  assert.equal(
+    empty.stdout,
+    'no jobs in schema cli_fresh\n\nlive workers: none\n\nstep names no live worker can run: none\n',
+  );
 });
 
 test('status shows queue_stats per queue and status, as text and JSON', async () => {
@@ -78,7 +81,7 @@ test('status shows queue_stats per queue and status, as text and JSON', async ()
     text.stdout,
   );
   const asJson = await quick('status', '--json');
-  const rows = json<Record<string, unknown>[]>(asJson.stdout);
+  const rows = json<{ queues: Record<string, unknown>[] }>(asJson.stdout).queues;
   const later = rows.find((r) => r.queue === 'cli-status-later');
   assert.deepEqual(later, {
     queue: 'cli-status-later',
@@ -341,6 +344,9 @@ test('stepping-worker --help lists every option with its default from WORKER_DEF
     databasePoolSize: ['--pool-size', /with several databases: VALUE\)$/],
     maxConnections: ['--max-connections', /\(default: VALUE\)$/],
     idlePollMaxMs: ['--idle-poll-max', /\(default: VALUE\)$/],
+    retentionMs: ['--retention', /\(default: VALUE\)$/],
+    maintenanceIntervalMs: ['--maintenance-interval', /\(default: VALUE\)$/],
+    registryHeartbeatMs: ['--registry-heartbeat', /\(default: VALUE\)$/],
   };
   for (const [key, [flag, pattern]] of Object.entries(lines)) {
     const value = String(WORKER_DEFAULTS[key as keyof typeof WORKER_DEFAULTS]);

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
 import { runOperatorCli } from '../src/cli/operator.js';
+import { defineStep } from '../src/index.js';
 import { createTestDatabase } from './support/db.js';
 import {
   completeStep,
@@ -328,6 +329,38 @@ test('unknown pages and jobs are 404, wrong methods 405, a taken port or bad opt
   const page = await request(unmigrated.url);
   assert.equal(page.status, 503);
   assert.match(page.body, /stepping migrate/);
+});
+
+test('the front page shows live workers and the step names no live worker can run, from the real views', async (t) => {
+  const step = defineStep('dash.live', async () => {});
+  await h.worker({ steps: [step], queues: ['dash-live-q'], workerId: 'dash-live-w', concurrency: 4 }, t);
+  await h.stepping.enqueue([{ name: 'dash.nobody', args: {} }], { queue: 'dash-live-q' });
+  // The worker's step name, but in a queue it does not serve.
+  await h.stepping.enqueue([{ name: 'dash.live', args: {} }], { queue: 'dash-other-q' });
+  const d = await dashboard({ connectionString: h.url });
+  const page = await request(d.url);
+  assert.equal(page.status, 200, page.body);
+  const workers = /<section class="card" id="workers">([\s\S]*?)<\/section>/.exec(page.body)?.[1] ?? '';
+  assert.match(workers, /<h2>Live workers<\/h2>/);
+  const row = /<tr class="" data-worker="dash-live-w">([\s\S]*?)<\/tr>/.exec(workers)?.[1] ?? '';
+  assert.match(row, /<code>dash-live-q<\/code>/);
+  assert.match(row, /<code>dash\.live<\/code>/);
+  assert.match(row, /<td class="n">4<\/td>/);
+  assert.match(row, /live/);
+  const unrunnable = /<section class="card" id="unrunnable">([\s\S]*?)<\/section>/.exec(page.body)?.[1] ?? '';
+  assert.match(unrunnable, /<h2>Step names no live worker can run<\/h2>/);
+  assert.match(
+    unrunnable,
+    /<tr data-step="dash\.nobody">\s*<td class="mono">dash\.nobody<\/td>\s*<td>dash-live-q<\/td>/,
+  );
+  assert.match(
+    unrunnable,
+    /<tr data-step="dash\.live">\s*<td class="mono">dash\.live<\/td>\s*<td>dash-other-q<\/td>/,
+  );
+  assert.doesNotMatch(page.body, /not available/);
+  await h.pool.query(
+    `SELECT stepping.job_cancel(job_id) FROM stepping.job_overview WHERE queue IN ('dash-live-q', 'dash-other-q') AND status = 'pending'`,
+  );
 });
 
 test('workers and unrunnable steps: "not available" without the views, rows from views with the contract columns', async () => {

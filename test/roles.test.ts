@@ -40,13 +40,25 @@ const ALLOWED: Record<'producer' | 'worker' | 'operator', { functions: string[];
       'lease_extend',
       'lease_release',
       'next_due_in_ms',
+      'worker_register',
+      'worker_heartbeat',
+      'worker_deregister',
+      'maintenance_run',
       'engine_now',
     ],
     relations: ['settings'],
   },
   operator: {
-    functions: ['job_cancel', 'job_retry', 'job_prune', 'engine_now'],
-    relations: ['job_overview', 'step_overview', 'queue_stats', 'settings'],
+    functions: ['job_cancel', 'job_retry', 'job_retry_many', 'job_prune', 'maintenance_run', 'engine_now'],
+    relations: [
+      'job_overview',
+      'step_overview',
+      'queue_stats',
+      'worker_overview',
+      'live_workers',
+      'unrunnable_steps',
+      'settings',
+    ],
   },
 };
 

@@ -22,6 +22,25 @@ export interface ManyParams {
   appendTenant: boolean;
 }
 
+/** The retention scenario (Stepping only), issue 12. */
+export interface RetentionParams {
+  /** One-step jobs pushed through the worker. */
+  jobs: number;
+  /** The worker's retention option (finished jobs older than this are pruned). */
+  retentionMs: number;
+  /** The worker's maintenanceIntervalMs. */
+  maintenanceIntervalMs: number;
+  /** Most jobs unfinished at once (the producer waits above it). */
+  backlog: number;
+  /** Jobs per enqueueMany call. */
+  batch: number;
+  concurrency: number;
+  /** Jobs enqueued per second at most, a steady production (0: as fast as the worker takes them). */
+  ratePerSecond: number;
+  /** Time between samples of the tables. */
+  sampleMs: number;
+}
+
 /** Everything that sizes a run. */
 export interface BenchParams {
   mode: 'quick' | 'full';
@@ -55,6 +74,7 @@ export interface BenchParams {
   /** Sweep scenario: jobs per drain. */
   sweepJobs: number;
   many: ManyParams;
+  retention: RetentionParams;
 }
 
 const common = {
@@ -91,6 +111,16 @@ const FULL: BenchParams = {
     idleSeconds: 10,
     appendTenant: true,
   },
+  retention: {
+    jobs: 500_000,
+    retentionMs: 10_000,
+    maintenanceIntervalMs: 1000,
+    backlog: 5000,
+    batch: 1000,
+    concurrency: 20,
+    ratePerSecond: 2000,
+    sampleMs: 2000,
+  },
 };
 
 const QUICK: BenchParams = {
@@ -115,6 +145,16 @@ const QUICK: BenchParams = {
     idleSeconds: 2,
     appendTenant: false,
   },
+  retention: {
+    jobs: 20_000,
+    retentionMs: 2000,
+    maintenanceIntervalMs: 500,
+    backlog: 2000,
+    batch: 500,
+    concurrency: 20,
+    ratePerSecond: 0,
+    sampleMs: 500,
+  },
 };
 
 /** Scenario names accepted by --only. `sweep` runs only when asked for. */
@@ -125,6 +165,7 @@ export const SCENARIOS = [
   'latency',
   'floor',
   'many-databases',
+  'retention',
   'sweep',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -154,12 +195,14 @@ function pick(list: readonly Variant[], selector: string, strict = true): Varian
 /**
  * Parses `--quick`, `--reps N`, `--only a,b`, `--variants a,b` (ids or library names),
  * `--out FILE`, `--node 22|current|PATH`, `--no-analyze`, `--no-count`, `--bulk-jobs N`,
- * `--cap-ms N`, and for many-databases `--databases N`, `--hot-jobs N`, `--no-append`.
+ * `--cap-ms N`, for many-databases `--databases N`, `--hot-jobs N`, `--no-append`, and for
+ * retention `--retention-jobs N`, `--retention-rate N` (jobs/s; 0: unpaced).
  */
 export function parseArgs(argv: readonly string[]): CliOptions {
   const quick = argv.includes('--quick');
   const params: BenchParams = structuredClone(quick ? QUICK : FULL);
-  let only = new Set<ScenarioName>(SCENARIOS.filter((s) => s !== 'sweep'));
+  // sweep and retention (minutes of its own) run only when asked for.
+  let only = new Set<ScenarioName>(SCENARIOS.filter((s) => s !== 'sweep' && s !== 'retention'));
   let out: string | null = null;
   // Quick mode (CI): every library at its best, and Stepping at its defaults.
   let variants = quick
@@ -189,6 +232,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === '--databases') params.many.databases = int(i++, arg, 2);
     else if (arg === '--hot-jobs') params.many.hotJobs = int(i++, arg);
     else if (arg === '--no-append') params.many.appendTenant = false;
+    else if (arg === '--retention-jobs') params.retention.jobs = int(i++, arg);
+    else if (arg === '--retention-rate') params.retention.ratePerSecond = int(i++, arg, 0);
     else if (arg === '--variants') {
       const selector = value(i++, arg);
       variants = pick(VARIANTS, selector, false);

@@ -12,12 +12,20 @@ export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 export interface CliIo {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** stdout is a terminal: `status --watch` clears the screen between refreshes. */
+  stdoutIsTerminal?: boolean;
+  /** stderr is a terminal: long operations keep one progress line there. */
+  stderrIsTerminal?: boolean;
+  /** Aborted when a long-running command should stop; default: the process's SIGINT. */
+  interrupt?: AbortSignal;
 }
 
 /** The process's own stdout and stderr. */
 export const processIo: CliIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
+  stdoutIsTerminal: process.stdout.isTTY === true,
+  stderrIsTerminal: process.stderr.isTTY === true,
 };
 
 /**
@@ -27,6 +35,7 @@ export const processIo: CliIo = {
  */
 export function terminalIo(io: CliIo): CliIo {
   return {
+    ...io,
     stdout: (text) => io.stdout(escapeControl(text, { keepNewlines: true })),
     stderr: (text) => io.stderr(escapeControl(text, { keepNewlines: true })),
   };

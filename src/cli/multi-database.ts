@@ -12,6 +12,8 @@ import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl, jsonForTerminal } from '../text.js';
 import { errorText, EXIT, type CliIo } from './args.js';
 import { formatTable, intervalMs } from './table.js';
+import { progressBar } from './progress.js';
+import type { TerminalControls } from './terminal.js';
 
 /** Migrates every database, printing progress on stderr and a result table on stdout. */
 export async function migrateMany(
@@ -19,6 +21,7 @@ export async function migrateMany(
   schema: string | undefined,
   json: boolean,
   io: CliIo,
+  terminal: TerminalControls,
 ): Promise<number> {
   // Errors are the databases' own words: masked in case one quotes a connection string.
   const masked = (r: MigrateResult): MigrateResult => ({
@@ -31,7 +34,9 @@ export async function migrateMany(
   const report = (r: MigrateResult) => {
     done += 1;
     const outcome = r.ok ? `ok (${r.applied.length} applied)` : `FAILED: ${r.error}`;
+    terminal.progress('');
     io.stderr(`${escapeControl(`[${done}/${total}] ${r.database}: ${outcome}`)}\n`);
+    terminal.progress(`migrating ${progressBar(done, total)} ${done}/${total} databases`);
   };
   // Strings node-postgres cannot use fail here, each on its own row, not the whole run.
   const refused: MigrateResult[] = [];
@@ -49,6 +54,7 @@ export async function migrateMany(
           ...(schema !== undefined ? { schema } : {}),
           onResult: (result) => report(masked(result)),
         });
+  terminal.progress('');
   const order = new Map(databases.map((d, i) => [d.id, i]));
   const results = [...refused, ...migrated.map(masked)].sort(
     (a, b) => order.get(a.database)! - order.get(b.database)!,

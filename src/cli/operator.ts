@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { schemaName, DEFAULT_SCHEMA } from '../config.js';
 import { Engine } from '../db/engine.js';
+import { OpsCalls } from '../db/ops.js';
 import { ConfigError } from '../errors.js';
 import { createStepping, type Stepping } from '../stepping.js';
 import { jsonForTerminal } from '../text.js';
@@ -28,6 +29,7 @@ import { rolesCommand } from './commands/roles.js';
 import { statusCommand } from './commands/status.js';
 import { parseDatabasesArg } from './databases-arg.js';
 import { migrateMany, statusMany } from './multi-database.js';
+import { terminalControls } from './terminal.js';
 import type { DatabaseSpec } from '../multidb/sources.js';
 
 /** Every subcommand, in the order --help lists them. */
@@ -56,6 +58,13 @@ const OPTIONS = {
   port: { type: 'string' },
   host: { type: 'string' },
   'allow-actions': { type: 'boolean' },
+  queue: { type: 'string' },
+  step: { type: 'string' },
+  key: { type: 'string' },
+  'newer-than': { type: 'string' },
+  before: { type: 'string' },
+  watch: { type: 'boolean' },
+  interval: { type: 'string' },
 } as const;
 
 /** The `stepping --help` text. */
@@ -75,10 +84,18 @@ Options:
   --schema NAME        schema holding Stepping (default: ${DEFAULT_SCHEMA})
   --json               print one JSON document instead of text
   -h, --help           show this help
-  --status S           jobs: only jobs in status S (${JOB_STATUSES.join(', ')})
+  --status S           jobs: only jobs in status S (${JOB_STATUSES.join(', ')});
+                       retry --status failed: retry every failed job (of --queue, --step)
+  --queue Q            jobs, retry --status failed: only jobs of queue Q
+  --step NAME          jobs: only jobs with a step NAME; retry: only jobs failed at step NAME
+  --key K              jobs: only the jobs with key K
+  --older-than D       jobs: created at least D ago; prune: finished at least D ago (default: 7d)
+  --newer-than D       jobs: created at most D ago (30s, 30m, 12h, 7d)
   --limit N            jobs: list at most N jobs (default: ${DEFAULT_JOBS_LIMIT})
+  --before ID          jobs: only jobs older than job ID (the next page: the last ID listed)
+  --watch              status: refresh until Ctrl-C (clearing the screen on a terminal)
+  --interval D         status --watch: time between refreshes (default: 2s)
   --compensate         cancel: run the compensations of the steps already done
-  --older-than D       prune: minimum age since the job finished, e.g. 30m, 12h, 7d (default: 7d)
   --port N             dashboard: port to listen on (default: 4000; 0: any free port)
   --host H             dashboard: address to listen on (default: 127.0.0.1, this machine only)
   --allow-actions      dashboard: show retry and cancel buttons (default: read-only)
@@ -125,6 +142,13 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     ...(values.port !== undefined ? { port: values.port } : {}),
     ...(values.host !== undefined ? { host: values.host } : {}),
     ...(values['allow-actions'] !== undefined ? { allowActions: values['allow-actions'] } : {}),
+    ...(values.queue !== undefined ? { queue: values.queue } : {}),
+    ...(values.step !== undefined ? { step: values.step } : {}),
+    ...(values.key !== undefined ? { key: values.key } : {}),
+    ...(values['newer-than'] !== undefined ? { newerThan: values['newer-than'] } : {}),
+    ...(values.before !== undefined ? { before: values.before } : {}),
+    ...(values.watch !== undefined ? { watch: values.watch } : {}),
+    ...(values.interval !== undefined ? { interval: values.interval } : {}),
   };
   for (const flag of Object.keys(flags) as (keyof CommandFlags)[]) {
     if (!command.flags.includes(flag)) {
@@ -132,7 +156,7 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
       throw new UsageError(`${command.name} does not take ${option}`);
     }
   }
-  if (args.length !== command.args.length) {
+  if (args.length !== command.args.length && !(command.argsOptional && args.length === 0)) {
     throw new UsageError(`usage: stepping ${command.synopsis}`);
   }
   const databases = values.databases === undefined ? undefined : parseDatabasesArg(values.databases);
@@ -164,6 +188,7 @@ export async function runOperatorCli(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   const io = terminalIo(rawIo);
+  const terminal = terminalControls(rawIo);
   let invocation: Invocation;
   let stepping: Stepping | undefined;
   let run: () => Promise<void>;
@@ -175,8 +200,10 @@ export async function runOperatorCli(
     }
     invocation = parsed;
     if (invocation.databases && invocation.work.kind !== 'server') {
-      const many = invocation.command.name === 'migrate' ? migrateMany : statusMany;
-      return await many(invocation.databases, invocation.schema, invocation.json, io);
+      const { databases, schema, json } = invocation;
+      return invocation.command.name === 'migrate'
+        ? await migrateMany(databases, schema, json, io, terminal)
+        : await statusMany(databases, schema, json, io);
     }
     const output: OutputContext = {
       schema: schemaName(invocation.schema),
@@ -184,6 +211,7 @@ export async function runOperatorCli(
       print: (text) => io.stdout(`${text}\n`),
       printJson: (value) => io.stdout(`${jsonForTerminal(value)}\n`),
       note: (text) => io.stderr(`${text}\n`),
+      terminal,
     };
     const work = invocation.work;
     if (work.kind === 'server') {
@@ -198,7 +226,13 @@ export async function runOperatorCli(
         throw new UsageError('no database: pass --database-url or set DATABASE_URL');
       const client = createStepping({ connectionString: invocation.databaseUrl, schema: output.schema });
       stepping = client;
-      run = () => work.run({ ...output, stepping: client, engine: new Engine(output.schema) });
+      run = () =>
+        work.run({
+          ...output,
+          stepping: client,
+          engine: new Engine(output.schema),
+          ops: new OpsCalls(output.schema),
+        });
     }
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) {
@@ -216,6 +250,8 @@ export async function runOperatorCli(
     io.stderr(`stepping ${invocation.command.name}: ${describeError(error)}\n`);
     return EXIT.failure;
   } finally {
+    terminal.progress('');
+    terminal.dispose();
     await stepping?.close().catch(() => {});
   }
 }

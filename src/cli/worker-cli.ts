@@ -36,6 +36,9 @@ const OPTIONS = {
   databases: { type: 'string' },
   'max-connections': { type: 'string' },
   'idle-poll-max': { type: 'string' },
+  retention: { type: 'string' },
+  'maintenance-interval': { type: 'string' },
+  'registry-heartbeat': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -65,6 +68,13 @@ Options:
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
   --idle-poll-max <ms>    several databases: longest poll interval of an idle database
                           without a listener (default: ${d.idlePollMaxMs})
+  --retention <ms|off>    keep finished jobs this long, then maintenance prunes them
+                          (default: ${d.retentionMs})
+  --maintenance-interval <ms>
+                          run maintenance (deadlines, pruning) this often; 0: never
+                          (default: ${d.maintenanceIntervalMs})
+  --registry-heartbeat <ms>
+                          mark this worker alive in live_workers this often (default: ${d.registryHeartbeatMs})
   --quiet                 no event lines on stdout (errors still go to stderr)
   -h, --help              show this help
 
@@ -138,6 +148,14 @@ export function parseWorkerArgs(
   const leaseMs = ms('--lease', values.lease);
   const gracefulStopMs = ms('--graceful-stop', values['graceful-stop']);
   const idlePollMaxMs = ms('--idle-poll-max', values['idle-poll-max']);
+  const retention =
+    values.retention === undefined
+      ? undefined
+      : values.retention === 'off'
+        ? (false as const)
+        : parseDuration('--retention', values.retention, 'ms');
+  const maintenanceIntervalMs = ms('--maintenance-interval', values['maintenance-interval']);
+  const registryHeartbeatMs = ms('--registry-heartbeat', values['registry-heartbeat']);
   const poolSize = int('--pool-size', values['pool-size'], 1000);
   const maxConnections = int('--max-connections', values['max-connections'], 100_000);
   const many = fromList !== undefined || urls.length > 1;
@@ -164,6 +182,9 @@ export function parseWorkerArgs(
       ...(poolSize !== undefined ? { poolSize } : {}),
       ...(maxConnections !== undefined ? { maxConnections } : {}),
       ...(idlePollMaxMs !== undefined ? { idlePollMaxMs } : {}),
+      ...(retention !== undefined ? { retention } : {}),
+      ...(maintenanceIntervalMs !== undefined ? { maintenanceIntervalMs } : {}),
+      ...(registryHeartbeatMs !== undefined ? { registryHeartbeatMs } : {}),
     },
   };
 }

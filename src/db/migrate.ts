@@ -26,6 +26,8 @@ export const SQL_FILES = [
   'claim.sql',
   'report.sql',
   'admin.sql',
+  'workers.sql',
+  'maintenance.sql',
   'views.sql',
 ] as const;
 

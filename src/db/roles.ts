@@ -34,15 +34,28 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'lease_extend',
       'lease_release',
       'next_due_in_ms',
+      'worker_register',
+      'worker_heartbeat',
+      'worker_deregister',
+      'maintenance_run',
       'engine_now',
     ],
     relations: ['settings'],
-    summary: 'claim, report, heartbeat and release units; look up when work is due',
+    summary:
+      'claim, report, heartbeat and release units; look up when work is due; register itself; run maintenance',
   },
   operator: {
-    functions: ['job_cancel', 'job_retry', 'job_prune', 'engine_now'],
-    relations: ['job_overview', 'step_overview', 'queue_stats', 'settings'],
-    summary: 'read every view; cancel, retry and prune jobs',
+    functions: ['job_cancel', 'job_retry', 'job_retry_many', 'job_prune', 'maintenance_run', 'engine_now'],
+    relations: [
+      'job_overview',
+      'step_overview',
+      'queue_stats',
+      'worker_overview',
+      'live_workers',
+      'unrunnable_steps',
+      'settings',
+    ],
+    summary: 'read every view; cancel, retry and prune jobs; run maintenance',
   },
 };
 

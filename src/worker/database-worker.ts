@@ -14,6 +14,7 @@ import { Fetcher } from './fetcher.js';
 import { type HeldUnit, LeaseKeeper } from './lease-keeper.js';
 import { Permits } from './permits.js';
 import { RateMeter } from './rate.js';
+import { WorkerPresence } from './registry.js';
 import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
@@ -46,6 +47,8 @@ export class DatabaseWorker {
   private readonly fetcher: Fetcher;
   private readonly keeper: LeaseKeeper;
   private readonly completer: BatchCompleter;
+  /** Live-worker registration and this worker's share of maintenance. */
+  private readonly presence: WorkerPresence;
   /**
    * Units claimed for a job whose previous unit is still settling here (its report is
    * applied, its events not yet emitted): started once that one is done, so one job's
@@ -104,6 +107,7 @@ export class DatabaseWorker {
       config.leaseMs,
       (e) => error(e, 'report'),
     );
+    this.presence = new WorkerPresence(config, pool, database, emit);
   }
 
   /** Who may be handed a job's next unit: this worker, unless it is stopping. */
@@ -187,6 +191,7 @@ export class DatabaseWorker {
       }
     }
     this.keeper.start();
+    await this.presence.start();
     await this.fetcher.start();
     if (this.hub && this.fetcher.hasListener) void this.checkListener(this.hub);
   }
@@ -361,5 +366,6 @@ export class DatabaseWorker {
     await this.keeper.stop();
     this.completer.close();
     await this.completer.idle();
+    await this.presence.stop();
   }
 }

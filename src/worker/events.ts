@@ -35,6 +35,18 @@ export interface WorkerEventMap {
   'database:down': { database: string; error: Error; retryInMs: number };
   /** A database left the list and was drained. */
   'database:removed': { database: string };
+  /**
+   * A maintenance_run call (sql/maintenance.sql) ended. leader false: another worker held
+   * the database's maintenance lock, and this call did nothing.
+   */
+  maintenance: {
+    database: string;
+    leader: boolean;
+    expired: number;
+    pruned: number;
+    workersRemoved: number;
+    durationMs: number;
+  };
   /** A database call failed; the worker retries with backoff. */
   error: { database: string; error: Error; during: string };
 }

@@ -7,9 +7,22 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { checkInt, schemaName } from '../config.js';
-import { DEFAULT_LEASE_MS } from '../defaults.js';
+import {
+  DEFAULT_LEASE_MS,
+  DEFAULT_MAINTENANCE_INTERVAL_MS,
+  DEFAULT_RETENTION_MS,
+  DEFAULT_WORKER_HEARTBEAT_MS,
+} from '../defaults.js';
 import { ConfigError } from '../errors.js';
-import { MAX_CLAIM_BATCH, MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
+import {
+  MAX_CLAIM_BATCH,
+  MAX_LEASE_MS,
+  MAX_QUEUE_LENGTH,
+  MAX_WORKER_HEARTBEAT_MS,
+  MAX_WORKER_ID_LENGTH,
+  MIN_LEASE_MS,
+  MIN_WORKER_HEARTBEAT_MS,
+} from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
 
@@ -63,8 +76,18 @@ export interface WorkerOptions {
    * heartbeats and reports always have a connection.
    */
   poolSize?: number;
-  /** Name shown in locked_by. Default host:pid:random. */
+  /** Name shown in locked_by and live_workers. Default host:pid:random. */
   workerId?: string;
+  /**
+   * How long finished jobs (succeeded, compensated, cancelled) are kept before maintenance
+   * prunes them, in ms. Default 7 days. `false` or 0: this worker prunes nothing. Failed
+   * jobs are never pruned by maintenance.
+   */
+  retention?: number | false;
+  /** How often this worker calls maintenance_run (plus up to 20% jitter). Default 30 s; 0: never. */
+  maintenanceIntervalMs?: number;
+  /** How often this worker marks itself alive in live_workers (dead after 3 periods). Default 10 s. */
+  registryHeartbeatMs?: number;
 }
 
 /** Defaults of WorkerOptions, with the text `--help` prints. */
@@ -77,6 +100,9 @@ export const WORKER_DEFAULTS = {
   databasePoolSize: 2,
   maxConnections: 100,
   idlePollMaxMs: 30000,
+  retentionMs: DEFAULT_RETENTION_MS,
+  maintenanceIntervalMs: DEFAULT_MAINTENANCE_INTERVAL_MS,
+  registryHeartbeatMs: DEFAULT_WORKER_HEARTBEAT_MS,
 } as const;
 
 /** WorkerOptions after validation and defaults. */
@@ -98,6 +124,21 @@ export interface WorkerConfig {
   maxConnections: number;
   idlePollMaxMs: number;
   workerId: string;
+  /** 0: no pruning. */
+  retentionMs: number;
+  /** 0: no maintenance from this worker. */
+  maintenanceIntervalMs: number;
+  registryHeartbeatMs: number;
+}
+
+/** Retention of up to 100 years (a number of ms PostgreSQL's interval arithmetic takes). */
+const MAX_RETENTION_MS = 3_155_760_000_000;
+
+function checkWorkerId(id: string): string {
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_WORKER_ID_LENGTH) {
+    throw new ConfigError(`workerId must be 1 to ${MAX_WORKER_ID_LENGTH} characters`);
+  }
+  return id;
 }
 
 /** Validates options and applies defaults. */
@@ -181,6 +222,24 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       10,
       86_400_000,
     ),
-    workerId: options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    workerId: checkWorkerId(
+      options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    ),
+    retentionMs:
+      options.retention === false
+        ? 0
+        : checkInt('retention', options.retention ?? WORKER_DEFAULTS.retentionMs, 0, MAX_RETENTION_MS),
+    maintenanceIntervalMs: checkInt(
+      'maintenanceIntervalMs',
+      options.maintenanceIntervalMs ?? WORKER_DEFAULTS.maintenanceIntervalMs,
+      0,
+      86_400_000,
+    ),
+    registryHeartbeatMs: checkInt(
+      'registryHeartbeatMs',
+      options.registryHeartbeatMs ?? WORKER_DEFAULTS.registryHeartbeatMs,
+      MIN_WORKER_HEARTBEAT_MS,
+      MAX_WORKER_HEARTBEAT_MS,
+    ),
   };
 }

@@ -1,8 +1,10 @@
 /** The shape every `stepping` subcommand has, and what it gets to run. */
 import type { Engine } from '../../db/engine.js';
+import type { OpsCalls } from '../../db/ops.js';
 import type { DatabaseSpec } from '../../multidb/sources.js';
 import type { Stepping } from '../../stepping.js';
 import { UsageError } from '../args.js';
+import type { TerminalControls } from '../terminal.js';
 
 /** Command-specific flags as parsed from the command line (values still text). */
 export interface CommandFlags {
@@ -13,6 +15,13 @@ export interface CommandFlags {
   port?: string;
   host?: string;
   allowActions?: boolean;
+  queue?: string;
+  step?: string;
+  key?: string;
+  newerThan?: string;
+  before?: string;
+  watch?: boolean;
+  interval?: string;
 }
 
 /** Output, and the schema named on the command line: what every command runs with. */
@@ -27,12 +36,16 @@ export interface OutputContext {
   printJson(value: unknown): void;
   /** Progress and notes that are not the command's result (stderr, so --json stays parseable). */
   note(text: string): void;
+  /** Progress line, cleared screen and SIGINT-aware pauses (each only where a terminal allows). */
+  terminal: TerminalControls;
 }
 
 /** What a prepared command that uses the database runs with: a client and the engine's typed SQL calls too. */
 export interface CommandContext extends OutputContext {
   stepping: Stepping;
   engine: Engine;
+  /** Worker registry, maintenance, bulk retry and filtered job lists. */
+  ops: OpsCalls;
 }
 
 /** What every subcommand declares. */
@@ -43,8 +56,10 @@ export interface CommandShape {
   summary: string;
   /** The command-specific flags it accepts. */
   flags: readonly (keyof CommandFlags)[];
-  /** Names of its positional arguments (all required). */
+  /** Names of its positional arguments (all required, unless argsOptional). */
   args: readonly string[];
+  /** The positional arguments may be left out altogether (retry: ID, or --status for many). */
+  argsOptional?: boolean;
 }
 
 /** A subcommand that works on a database: validated without one, then run with one. */

@@ -1,4 +1,4 @@
-/** `stepping prune [--older-than D]`: delete old finished jobs. */
+/** `stepping prune [--older-than D]`: delete old finished jobs, in batches, with a progress line on a terminal. */
 import { DEFAULT_PRUNE_AGE_MS } from '../../defaults.js';
 import { parseDuration } from '../args.js';
 import { formatMs } from '../table.js';
@@ -27,9 +27,10 @@ export const pruneCommand: Command = {
           ...(olderThanMs === undefined ? {} : { olderThanMs }),
         });
         total += n;
+        ctx.terminal.progress(`pruning: ${total} jobs deleted so far`);
         if (n < PRUNE_BATCH) break;
-        ctx.note(`pruned ${total} jobs so far...`);
       }
+      ctx.terminal.progress('');
       if (ctx.json) {
         ctx.printJson({ deleted: total });
         return;

@@ -215,7 +215,7 @@ function workersPanel(d: OverviewData): Html {
       </table>`;
   }
   return html`<section class="card" id="workers">
-    <h2>Workers</h2>
+    <h2>Live workers</h2>
     ${body}
   </section>`;
 }
@@ -254,7 +254,7 @@ function unrunnablePanel(d: OverviewData): Html {
     </table>`;
   }
   return html`<section class="card" id="unrunnable">
-    <h2>Steps no live worker can run</h2>
+    <h2>Step names no live worker can run</h2>
     ${body}
   </section>`;
 }

@@ -1,0 +1,132 @@
+/**
+ * A worker's presence in one database, and its share of the database's maintenance. On
+ * start it registers (id, host, pid, queues, step names, concurrency); then one timer,
+ * off the claim path, beats the registry every registryHeartbeatMs (one small statement)
+ * and every maintenanceIntervalMs (plus up to 20% jitter, so workers started together
+ * spread out) calls maintenance_run, which only the holder of the database's maintenance
+ * lock acts on. A full batch (a backlog to prune or expire) is followed at once by
+ * another call, up to MAX_ROUNDS per tick. On stop it deregisters.
+ */
+import os from 'node:os';
+import type pg from 'pg';
+import { DEFAULT_MAINTENANCE_BATCH } from '../defaults.js';
+import { type MaintenanceOutcome, OpsCalls } from '../db/ops.js';
+import type { WorkerConfig } from './options.js';
+import type { Emit } from './settle.js';
+
+/** Maintenance calls one tick makes at most while batches come back full. */
+const MAX_ROUNDS = 100;
+
+/** The registry heartbeat and the maintenance timer of one served database. */
+export class WorkerPresence {
+  private readonly calls: OpsCalls;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | null = null;
+  private stopped = false;
+  private registered = false;
+  private nextBeatAt = 0;
+  private nextMaintenanceAt = 0;
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly pool: pg.Pool,
+    private readonly database: string,
+    private readonly emit: Emit,
+  ) {
+    this.calls = new OpsCalls(config.schema);
+  }
+
+  /** Registers (errors are reported, and retried on the next beat) and starts the timer. */
+  async start(): Promise<void> {
+    await this.register();
+    const now = Date.now();
+    this.nextBeatAt = now + this.config.registryHeartbeatMs;
+    this.nextMaintenanceAt = this.config.maintenanceIntervalMs ? now + this.jittered() : Infinity;
+    this.schedule();
+  }
+
+  /** Stops the timer, waits for a tick in progress, and deregisters. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.ticking;
+    if (!this.registered) return;
+    await this.calls.deregister(this.pool, this.config.workerId).catch((error: Error) => {
+      this.emit('error', { database: this.database, error, during: 'registry' });
+    });
+  }
+
+  private jittered(): number {
+    return Math.round(this.config.maintenanceIntervalMs * (1 + Math.random() * 0.2));
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const at = Math.min(this.nextBeatAt, this.nextMaintenanceAt);
+    this.timer = setTimeout(
+      () => {
+        this.ticking = this.tick().finally(() => {
+          this.ticking = null;
+          this.schedule();
+        });
+      },
+      Math.max(0, at - Date.now()),
+    );
+    this.timer.unref();
+  }
+
+  private async register(): Promise<void> {
+    try {
+      await this.calls.register(this.pool, {
+        id: this.config.workerId,
+        host: os.hostname().slice(0, 200) || 'unknown',
+        pid: process.pid,
+        queues: this.config.queues,
+        names: this.config.names,
+        concurrency: this.config.concurrency,
+        heartbeatMs: this.config.registryHeartbeatMs,
+      });
+      this.registered = true;
+    } catch (error) {
+      this.emit('error', { database: this.database, error: error as Error, during: 'registry' });
+    }
+  }
+
+  private async tick(): Promise<void> {
+    const now = Date.now();
+    if (now >= this.nextBeatAt) {
+      this.nextBeatAt = now + this.config.registryHeartbeatMs;
+      try {
+        // No row: it aged out (this process stalled) and was deleted; register again.
+        if (!this.registered || !(await this.calls.heartbeat(this.pool, this.config.workerId))) {
+          await this.register();
+        }
+      } catch (error) {
+        this.emit('error', { database: this.database, error: error as Error, during: 'registry' });
+      }
+    }
+    if (now >= this.nextMaintenanceAt) {
+      this.nextMaintenanceAt = now + this.jittered();
+      await this.maintain();
+    }
+  }
+
+  /** Maintenance rounds until a batch is not full (or MAX_ROUNDS); one event per round. */
+  private async maintain(): Promise<void> {
+    const retention = this.config.retentionMs || null;
+    for (let round = 0; round < MAX_ROUNDS && !this.stopped; round++) {
+      const started = Date.now();
+      let outcome: MaintenanceOutcome;
+      try {
+        outcome = await this.calls.maintenance(this.pool, retention);
+      } catch (error) {
+        this.emit('error', { database: this.database, error: error as Error, during: 'maintenance' });
+        return;
+      }
+      this.emit('maintenance', { database: this.database, ...outcome, durationMs: Date.now() - started });
+      const full =
+        outcome.expired >= DEFAULT_MAINTENANCE_BATCH || outcome.pruned >= DEFAULT_MAINTENANCE_BATCH;
+      if (!outcome.leader || !full) return;
+    }
+  }
+}
