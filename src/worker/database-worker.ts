@@ -33,6 +33,8 @@ const MAX_KEPT = 500;
 export interface ManyDatabasesMode {
   /** Idle poll period when a listener or the activity watch covers the database. */
   safetyPollMs: () => number;
+  /** Stretches the registry beat and maintenance periods with the number of databases. */
+  spread: (periodMs: number) => number;
   /**
    * Units to claim beyond the slots granted: a tenant's few jobs come in one claim on one
    * connection instead of one claim per slot grant (the slots are shared by every tenant).
@@ -107,7 +109,7 @@ export class DatabaseWorker {
       config.leaseMs,
       (e) => error(e, 'report'),
     );
-    this.presence = new WorkerPresence(config, pool, database, emit);
+    this.presence = new WorkerPresence(config, pool, database, emit, many?.spread);
   }
 
   /** Who may be handed a job's next unit: this worker, unless it is stopping. */

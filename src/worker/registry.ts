@@ -27,21 +27,32 @@ export class WorkerPresence {
   private nextBeatAt = 0;
   private nextMaintenanceAt = 0;
 
+  /** This database's registry beat and maintenance periods (see `spread`). */
+  private beatMs: number;
+  private maintenanceMs: number;
+
   constructor(
     private readonly config: WorkerConfig,
     private readonly pool: pg.Pool,
     private readonly database: string,
     private readonly emit: Emit,
+    /**
+     * Stretches a period (many-databases mode: so a worker serving N databases makes about
+     * the same number of these statements and connections as one serving a few).
+     */
+    spread: (periodMs: number) => number = (periodMs) => periodMs,
   ) {
     this.calls = new OpsCalls(config.schema);
+    this.beatMs = spread(config.registryHeartbeatMs);
+    this.maintenanceMs = config.maintenanceIntervalMs ? spread(config.maintenanceIntervalMs) : 0;
   }
 
   /** Registers (errors are reported, and retried on the next beat) and starts the timer. */
   async start(): Promise<void> {
     await this.register();
     const now = Date.now();
-    this.nextBeatAt = now + this.config.registryHeartbeatMs;
-    this.nextMaintenanceAt = this.config.maintenanceIntervalMs ? now + this.jittered() : Infinity;
+    this.nextBeatAt = now + this.beatMs;
+    this.nextMaintenanceAt = this.maintenanceMs ? now + this.jittered() : Infinity;
     this.schedule();
   }
 
@@ -57,7 +68,7 @@ export class WorkerPresence {
   }
 
   private jittered(): number {
-    return Math.round(this.config.maintenanceIntervalMs * (1 + Math.random() * 0.2));
+    return Math.round(this.maintenanceMs * (1 + Math.random() * 0.2));
   }
 
   private schedule(): void {
@@ -84,7 +95,7 @@ export class WorkerPresence {
         queues: this.config.queues,
         names: this.config.names,
         concurrency: this.config.concurrency,
-        heartbeatMs: this.config.registryHeartbeatMs,
+        heartbeatMs: this.beatMs,
       });
       this.registered = true;
     } catch (error) {
@@ -95,7 +106,7 @@ export class WorkerPresence {
   private async tick(): Promise<void> {
     const now = Date.now();
     if (now >= this.nextBeatAt) {
-      this.nextBeatAt = now + this.config.registryHeartbeatMs;
+      this.nextBeatAt = now + this.beatMs;
       try {
         // No row: it aged out (this process stalled) and was deleted; register again.
         if (!this.registered || !(await this.calls.heartbeat(this.pool, this.config.workerId))) {

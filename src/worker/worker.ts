@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { Engine } from '../db/engine.js';
 import { createPool } from '../db/pool.js';
 import { ConfigError, SchemaNotReadyError } from '../errors.js';
+import { MAX_WORKER_HEARTBEAT_MS } from '../limits.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl } from '../text.js';
 import { ActivityWatch, serverKey } from '../multidb/activity-watch.js';
@@ -36,6 +37,12 @@ import { Slots } from './slots.js';
  */
 const CLAIM_AHEAD = 8;
 const SAFETY_POLL_PER_DATABASE_MS = 2000;
+/**
+ * Many-databases mode: a database's registry beat and maintenance run at least this often
+ * times the number of databases apart (about one of each a second in total), capped at the
+ * engine's longest registry period (an hour).
+ */
+const PRESENCE_PER_DATABASE_MS = 1000;
 
 /** A served database's lifecycle state. */
 export type DatabaseLifecycle = 'starting' | 'up' | 'down' | 'removed';
@@ -330,6 +337,11 @@ export class Worker {
               safetyPollMs: () =>
                 Math.max(this.config.idlePollMaxMs, this.databases.size * SAFETY_POLL_PER_DATABASE_MS),
               claimAhead: CLAIM_AHEAD,
+              spread: (periodMs) =>
+                Math.min(
+                  MAX_WORKER_HEARTBEAT_MS,
+                  Math.max(periodMs, this.databases.size * PRESENCE_PER_DATABASE_MS),
+                ),
             }
           : null,
       );
