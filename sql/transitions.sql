@@ -73,7 +73,8 @@ COMMENT ON FUNCTION _job_finish_one(jobs, text, timestamptz) IS 'Puts one job in
 -- Points a job at its next unit. When the reporting worker (p_worker) has a handler for it
 -- and serves its queue, the unit is leased to that worker at once (attempt 1, the derived
 -- token _next_token): the next step starts without a round trip through the queue.
--- Otherwise the job waits as pending, runnable now, and workers are woken.
+-- Otherwise the job waits as pending, runnable now, and workers are woken. In a queue with
+-- fleet-wide limits the unit is leased on only when the limits allow (_queue_take_one).
 CREATE OR REPLACE FUNCTION _job_next_unit(p_job jobs, p_idx integer, p_phase text, p_name text, p_now timestamptz,
                                           p_worker text, p_names text[], p_queues text[], p_lease interval)
 RETURNS jobs
@@ -85,6 +86,9 @@ DECLARE
                     AND (p_queues IS NULL OR p_job.queue = ANY (p_queues))
                     AND NOT (p_phase = 'forward' AND p_job.deadline IS NOT NULL AND p_job.deadline <= p_now);
 BEGIN
+  IF v_take AND EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = p_job.queue) THEN
+    v_take := _queue_take_one(p_job.queue, p_job.id, p_now);
+  END IF;
   UPDATE jobs SET
     current_step = p_idx, phase = p_phase, step_name = p_name,
     attempt      = CASE WHEN v_take THEN 1 ELSE 0 END,
