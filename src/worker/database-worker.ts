@@ -14,6 +14,7 @@ import { Fetcher } from './fetcher.js';
 import { type HeldUnit, LeaseKeeper } from './lease-keeper.js';
 import { Permits } from './permits.js';
 import { RateMeter } from './rate.js';
+import { Scheduler } from './scheduler.js';
 import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
@@ -35,6 +36,7 @@ export class DatabaseWorker {
   private readonly fetcher: Fetcher;
   private readonly keeper: LeaseKeeper;
   private readonly completer: BatchCompleter;
+  private readonly scheduler: Scheduler;
   /**
    * Units claimed for a job whose previous unit is still settling here (its report is
    * applied, its events not yet emitted): started once that one is done, so one job's
@@ -83,6 +85,7 @@ export class DatabaseWorker {
     this.keeper = new LeaseKeeper(this.engine, pool, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
     );
+    this.scheduler = new Scheduler({ ...config, pool, hub: this.hub, definitions: config.schedules, error });
     this.completer = new BatchCompleter(
       this.engine,
       pool,
@@ -159,6 +162,7 @@ export class DatabaseWorker {
       }
     }
     this.keeper.start();
+    await this.scheduler.start();
     await this.fetcher.start();
     if (this.hub && this.fetcher.hasListener) void this.checkListener(this.hub);
   }
@@ -280,7 +284,7 @@ export class DatabaseWorker {
   async stop(): Promise<void> {
     this.stopping = true;
     // A claim already sent returns its units to the queue; wait for it.
-    await this.fetcher.stop();
+    await Promise.all([this.fetcher.stop(), this.scheduler.stop()]);
     await this.unsubscribeCancel?.().catch(() => {});
     await this.hub?.close();
     if (this.kept.length > 0) {

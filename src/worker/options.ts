@@ -12,6 +12,7 @@ import { ConfigError } from '../errors.js';
 import { MAX_CLAIM_BATCH, MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
+import type { ScheduleDefinition } from '../schedules/schedules.js';
 
 /** Options of createWorker(). */
 export interface WorkerOptions {
@@ -65,6 +66,8 @@ export interface WorkerOptions {
   poolSize?: number;
   /** Name shown in locked_by. Default host:pid:random. */
   workerId?: string;
+  /** Recurring schedules to create or update at start (README "Recurring schedules"). */
+  schedules?: readonly ScheduleDefinition[];
 }
 
 /** Defaults of WorkerOptions, with the text `--help` prints. */
@@ -98,6 +101,7 @@ export interface WorkerConfig {
   maxConnections: number;
   idlePollMaxMs: number;
   workerId: string;
+  schedules: readonly ScheduleDefinition[];
 }
 
 /** Validates options and applies defaults. */
@@ -182,5 +186,12 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       86_400_000,
     ),
     workerId: options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    schedules: checkSchedules(options.schedules),
   };
+}
+
+function checkSchedules(schedules: unknown): readonly ScheduleDefinition[] {
+  if (schedules === undefined) return [];
+  if (!Array.isArray(schedules)) throw new ConfigError('schedules must be an array of schedule definitions');
+  return schedules as readonly ScheduleDefinition[];
 }
