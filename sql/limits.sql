@@ -94,6 +94,9 @@ COMMENT ON FUNCTION _queue_take_one(text, bigint, timestamptz) IS
 CREATE OR REPLACE FUNCTION _queue_free_at(p_limit queue_limits, p_now timestamptz)
 RETURNS timestamptz
 LANGUAGE sql STABLE
+-- Pinned (unlike other internal functions): queue_limits_overview calls it with the
+-- querying role's search_path.
+SET search_path FROM CURRENT
 AS $$
   SELECT CASE WHEN run.n >= p_limit.max_running OR rate.n >= p_limit.rate_count
               THEN greatest(CASE WHEN run.n >= p_limit.max_running THEN run.first_free END,

@@ -226,7 +226,7 @@ _notify_limited(p_job_ids bigint[]) -> void plpgsql volatile
     dfcca63384456d072a685d78b0a74171
 _notify_ready(p_queue text) -> void sql volatile
     c9bbbfaac313ec4946a2f88cd16833fb
-_queue_free_at(p_limit <schema>.queue_limits, p_now timestamp with time zone) -> timestamp with time zone sql stable
+_queue_free_at(p_limit <schema>.queue_limits, p_now timestamp with time zone) -> timestamp with time zone sql stable set search_path=pg_catalog, stepping, pg_temp
     2c19679ad07ae086428737656c72d5ce
 _queue_room(p_limit <schema>.queue_limits, p_now timestamp with time zone, p_exclude bigint) -> integer plpgsql volatile
     c7941c283837bed3cd7ba091a6ec4e4c
