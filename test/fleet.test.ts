@@ -52,7 +52,8 @@ test('a schedule fires one job per tick with three worker processes, over many t
   );
   const workers = [1, 2, 3].map(() => worker('ticks', '--schedules', file));
   await eventually(
-    async () => (await count(`SELECT count(*) AS n FROM stepping.schedule_overview WHERE name = 'tick'`)) === 1,
+    async () =>
+      (await count(`SELECT count(*) AS n FROM stepping.schedule_overview WHERE name = 'tick'`)) === 1,
     30_000,
     'the declarative schedule to be created',
   );
@@ -108,8 +109,9 @@ test('a fleet-wide limit of 2 holds across three workers of concurrency 10 (clai
   const workers = [1, 2, 3].map(() => worker('limited', '--concurrency', '10'));
   await eventually(
     async () =>
-      (await count(`SELECT count(*) AS n FROM stepping.jobs WHERE queue = 'limited' AND status = 'succeeded'`)) ===
-      JOBS,
+      (await count(
+        `SELECT count(*) AS n FROM stepping.jobs WHERE queue = 'limited' AND status = 'succeeded'`,
+      )) === JOBS,
     120_000,
     'every limited job to succeed',
   );
@@ -136,8 +138,9 @@ test('a rate limit of 5 per second holds across three workers', async () => {
   const workers = [1, 2, 3].map(() => worker('rated', '--concurrency', '10'));
   await eventually(
     async () =>
-      (await count(`SELECT count(*) AS n FROM stepping.jobs WHERE queue = 'rated' AND status = 'succeeded'`)) ===
-      JOBS,
+      (await count(
+        `SELECT count(*) AS n FROM stepping.jobs WHERE queue = 'rated' AND status = 'succeeded'`,
+      )) === JOBS,
     120_000,
     'every rated job to succeed',
   );
@@ -152,9 +155,21 @@ test('a rate limit of 5 per second holds across three workers', async () => {
     return Math.max(...sorted.map((t, i) => sorted.filter((u, j) => j >= i && u < t + windowMs).length));
   };
   // The engine's guarantee: at most 5 claims in any 1000 ms of its clock.
-  assert.ok(most(rows.map((r) => Number(r.claimed)), 1000) <= 5, 'claims per second');
+  assert.ok(
+    most(
+      rows.map((r) => Number(r.claimed)),
+      1000,
+    ) <= 5,
+    'claims per second',
+  );
   // Seen by the handlers, a start lags its claim by a variable delay (up to 250 ms allowed).
-  assert.ok(most(rows.map((r) => Number(r.started)), 750) <= 5, 'handler starts per 750 ms');
+  assert.ok(
+    most(
+      rows.map((r) => Number(r.started)),
+      750,
+    ) <= 5,
+    'handler starts per 750 ms',
+  );
   const claims = rows.map((r) => Number(r.claimed));
   // 20 starts at 5 per second need at least 3 full windows after the first.
   assert.ok(Math.max(...claims) - Math.min(...claims) >= 3000, 'the starts were spread over 3 s or more');

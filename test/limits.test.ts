@@ -38,7 +38,8 @@ async function enqueue(queue: string, n: number, steps = 1): Promise<void> {
 }
 
 async function overview(queue: string) {
-  return (await h.pool.query(`SELECT * FROM stepping.queue_limits_overview WHERE queue = $1`, [queue])).rows[0];
+  return (await h.pool.query(`SELECT * FROM stepping.queue_limits_overview WHERE queue = $1`, [queue]))
+    .rows[0];
 }
 
 test('max_running holds across claims; other queues are claimed as usual; an expired lease stops counting', async () => {
@@ -153,7 +154,10 @@ test('limits are validated by the driver and by the engine', async () => {
     h.stepping.setQueueLimit('x', { rate: { count: 1, periodMs: 1.5 } }),
     InvalidArgumentError,
   );
-  await assert.rejects(h.pool.query(`SELECT stepping.queue_limit_set('x')`), /needs p_max_running or p_rate_count/);
+  await assert.rejects(
+    h.pool.query(`SELECT stepping.queue_limit_set('x')`),
+    /needs p_max_running or p_rate_count/,
+  );
   await assert.rejects(h.pool.query(`SELECT stepping.queue_limit_set('x', NULL, 5)`), /both/);
   await assert.rejects(h.pool.query(`SELECT stepping.queue_limit_set('', 1)`), /queue name/);
   assert.equal(await h.stepping.clearQueueLimit('x'), false);

@@ -16,7 +16,9 @@ const tick = defineStep('sched.tick', async () => {});
 
 /** Sets the engine's clock to `iso`. */
 async function engineTime(iso: string): Promise<void> {
-  await h.pool.query(`UPDATE stepping.settings SET clock_offset = $1::timestamptz - clock_timestamp()`, [iso]);
+  await h.pool.query(`UPDATE stepping.settings SET clock_offset = $1::timestamptz - clock_timestamp()`, [
+    iso,
+  ]);
 }
 
 /** Keys of the jobs schedule `name` enqueued, oldest due time first. */
@@ -101,7 +103,9 @@ test('after downtime a schedule runs once for the latest missed time; backfill N
   ]);
   assert.equal(await nextRunAt('once'), '2026-06-01T08:11:00.000Z');
   const [job] = (
-    await h.pool.query(`SELECT queue, status FROM stepping.jobs WHERE key = 'schedule:once:2026-06-01T08:10:00.000Z'`)
+    await h.pool.query(
+      `SELECT queue, status FROM stepping.jobs WHERE key = 'schedule:once:2026-06-01T08:10:00.000Z'`,
+    )
   ).rows;
   assert.equal(job.queue, 'missed');
   await h.stepping.unschedule('once');
@@ -118,7 +122,11 @@ test('daylight saving in Europe/Berlin: a 02:30 daily job runs once on spring-fo
     queue: 'dst',
     backfill: 5,
   });
-  assert.equal(await nextRunAt('berlin-spring'), '2026-03-29T01:00:00.000Z', '03:00 CEST, the first valid time');
+  assert.equal(
+    await nextRunAt('berlin-spring'),
+    '2026-03-29T01:00:00.000Z',
+    '03:00 CEST, the first valid time',
+  );
   for (const [now, expected] of [
     ['2026-03-29T12:00:00Z', 1],
     ['2026-03-30T12:00:00Z', 2],

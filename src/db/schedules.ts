@@ -113,7 +113,13 @@ export class ScheduleSql {
   }
 
   /** Enqueues due runs and advances the schedule; null when another scheduler did. */
-  async fire(db: Queryable, name: string, from: Date, runs: Date[], next: Date | null): Promise<number | null> {
+  async fire(
+    db: Queryable,
+    name: string,
+    from: Date,
+    runs: Date[],
+    next: Date | null,
+  ): Promise<number | null> {
     const rows = await this.run(db, `SELECT ${this.q}.schedule_fire($1, $2, $3, $4) AS n`, [
       name,
       from,

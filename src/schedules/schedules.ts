@@ -197,7 +197,9 @@ export class Schedules {
       ratePeriodMs = checkCount(limit.rate.periodMs, 'rate.periodMs', 1, MAX_INT);
     }
     if (maxRunning === null && rateCount === null)
-      throw new InvalidArgumentError('a queue limit needs maxRunning or rate (clearQueueLimit removes limits)');
+      throw new InvalidArgumentError(
+        'a queue limit needs maxRunning or rate (clearQueueLimit removes limits)',
+      );
     await this.sql.setLimit(db, queue, { maxRunning, rateCount, ratePeriodMs });
   }
 

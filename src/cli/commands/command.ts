@@ -45,6 +45,8 @@ export interface CommandShape {
   flags: readonly (keyof CommandFlags)[];
   /** Names of its positional arguments (all required). */
   args: readonly string[];
+  /** Takes any number of positional arguments and checks them itself (limits, schedules). */
+  variadic?: boolean;
 }
 
 /** A subcommand that works on a database: validated without one, then run with one. */

@@ -1,6 +1,7 @@
 /** `stepping status`: the queue_stats view. */
 import { formatMs, formatTable, intervalMs } from '../table.js';
 import type { Command } from './command.js';
+import { statusSections } from './schedules.js';
 
 /** The status command. */
 export const statusCommand: Command = {
@@ -23,8 +24,10 @@ export const statusCommand: Command = {
       ctx.printJson(rows);
       return;
     }
+    const extra = await statusSections(ctx);
     if (rows.length === 0) {
       ctx.print(`no jobs in schema ${ctx.stepping.schema}`);
+      for (const section of extra) ctx.print(section);
       return;
     }
     ctx.print(
@@ -41,5 +44,6 @@ export const statusCommand: Command = {
         },
       ]),
     );
+    for (const section of extra) ctx.print(section);
   },
 };
