@@ -76,6 +76,22 @@ test('max_running holds across claims; other queues are claimed as usual; an exp
   await h.pool.query(`DELETE FROM stepping.jobs`);
 });
 
+test('a claim whose first scan is taken up by a limited queue scans again for the other queues', async () => {
+  await h.stepping.setQueueLimit('hot', { maxRunning: 2 });
+  await h.stepping.enqueueMany(
+    undefined,
+    Array.from({ length: 5 }, () => ({
+      steps: [{ name: 'lim.a', args: {} }],
+      options: { queue: 'hot', priority: -1 },
+    })),
+  );
+  await enqueue('cold', 5);
+  const got = await claim(null, 4);
+  assert.deepEqual(got.map((u) => u.queue).sort(), ['cold', 'cold', 'hot', 'hot']);
+  await h.stepping.clearQueueLimit('hot');
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
 test('a rate limit admits rate_count starts per period; held-back units wait without attempts; next_due_in_ms says when', async () => {
   await h.stepping.setQueueLimit('rq', { rate: { count: 3, periodMs: 1000 } });
   await enqueue('rq', 7);

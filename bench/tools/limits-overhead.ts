@@ -9,7 +9,9 @@
  *     claim then takes the limited-queue pass and excludes it from the main pass).
  * Each repetition drains N one-step jobs (and N/2 two-step jobs: the second step is a
  * continuation leased by step_complete) with 2 connections looping step_claim(…, 100)
- * and step_complete, as a worker does. Prints jobs/s per run and the medians.
+ * and step_complete, as a worker does. Prints, per run and as medians, units/s and the
+ * server's CPU time per unit (all its processes: on a shared, loaded machine the wall-clock
+ * rate swings with the neighbours, the CPU the server spends per unit much less).
  *
  *   npx tsx bench/tools/limits-overhead.ts [base-ref] [repetitions] [jobs]
  */
@@ -18,6 +20,7 @@ import pg from 'pg';
 import { startDatabaseServer } from '../../scripts/embedded-db.js';
 import { createStepping } from '../../src/index.js';
 import { DatabaseFactory, queryOnce } from '../lib/db.js';
+import { ServerCpu } from '../lib/server-cpu.js';
 
 const [base = 'main', repsArg = '5', jobsArg = '20000'] = process.argv.slice(2);
 const reps = Number(repsArg);
@@ -31,7 +34,7 @@ const beforeSql =
 type Config = 'before' | 'after' | 'after+other-limited';
 const CONFIGS: Config[] = ['before', 'after', 'after+other-limited'];
 
-async function drain(url: string, steps: number): Promise<number> {
+async function drain(url: string, cpu: ServerCpu | null): Promise<{ rate: number; cpuUs: number }> {
   const clients = await Promise.all(
     [0, 1].map(async () => {
       const c = new pg.Client({ connectionString: url });
@@ -39,6 +42,7 @@ async function drain(url: string, steps: number): Promise<number> {
       return c;
     }),
   );
+  const c0 = cpu?.read() ?? NaN;
   const t0 = performance.now();
   let units = 0;
   await Promise.all(
@@ -67,12 +71,18 @@ async function drain(url: string, steps: number): Promise<number> {
     }),
   );
   const ms = performance.now() - t0;
+  const c1 = cpu?.read() ?? NaN;
   await Promise.all(clients.map((c) => c.end()));
   if (units !== N) throw new Error(`drained ${units} units, expected ${N}`);
-  return (units / ms) * 1000;
+  return { rate: (units / ms) * 1000, cpuUs: ((c1 - c0) * 1000) / units };
 }
 
-async function run(factory: DatabaseFactory, config: Config, steps: number): Promise<number> {
+async function run(
+  factory: DatabaseFactory,
+  cpu: ServerCpu | null,
+  config: Config,
+  steps: number,
+): Promise<{ rate: number; cpuUs: number }> {
   const name = await factory.create(config.replace(/\W/g, '_'));
   const url = factory.url(name);
   const s = createStepping({ connectionString: url });
@@ -90,9 +100,9 @@ async function run(factory: DatabaseFactory, config: Config, steps: number): Pro
   }
   await s.close();
   await queryOnce(url, 'ANALYZE');
-  const rate = await drain(url, steps);
+  const result = await drain(url, cpu);
   await factory.drop(name);
-  return rate;
+  return result;
 }
 
 const median = (xs: number[]) => {
@@ -102,24 +112,32 @@ const median = (xs: number[]) => {
 
 const server = await startDatabaseServer((line) => console.error(line));
 const factory = new DatabaseFactory(server.url);
+const cpu = await ServerCpu.locate(server.url);
 try {
-  const results = new Map<string, number[]>();
+  const results = new Map<string, { rate: number; cpuUs: number }[]>();
   for (let rep = 0; rep < reps; rep++) {
     for (const steps of [1, 2]) {
       // Rotate the order each repetition so no configuration always runs first.
       const order = CONFIGS.map((_, i) => CONFIGS[(i + rep) % CONFIGS.length]!);
       for (const config of order) {
-        const rate = await run(factory, config, steps);
+        const r = await run(factory, cpu, config, steps);
         const key = `${steps}-step ${config}`;
-        results.set(key, [...(results.get(key) ?? []), rate]);
-        console.error(`rep ${rep} ${key}: ${Math.round(rate)} units/s`);
+        results.set(key, [...(results.get(key) ?? []), r]);
+        console.error(
+          `rep ${rep} ${key}: ${Math.round(r.rate)} units/s, server ${r.cpuUs.toFixed(1)} µs CPU/unit`,
+        );
       }
     }
   }
-  console.log(`| run (${N} units, 2 connections, claim 100) | median units/s | runs |`);
-  console.log('|---|---:|---|');
-  for (const [key, rates] of results) {
-    console.log(`| ${key} | ${Math.round(median(rates))} | ${rates.map(Math.round).join(', ')} |`);
+  console.log(
+    `| run (${N} units, 2 connections, claim 100) | median server CPU µs/unit | median units/s | runs (µs/unit) |`,
+  );
+  console.log('|---|---:|---:|---|');
+  for (const [key, runs] of results) {
+    const cpuUs = runs.map((r) => r.cpuUs);
+    console.log(
+      `| ${key} | ${median(cpuUs).toFixed(1)} | ${Math.round(median(runs.map((r) => r.rate)))} | ${cpuUs.map((c) => c.toFixed(1)).join(', ')} |`,
+    );
   }
 } finally {
   await factory.dropAll();
