@@ -1,3 +1,26 @@
+-- _claim_settle: settles a job step_claim picked that was cancelled while its worker was
+-- gone or passed its deadline, instead of handing it out; its current step is compensated
+-- only if it had run before (attempts before this claim). Returns 'id:status' when the job
+-- is now final (for _notify_done), else NULL.
+CREATE OR REPLACE FUNCTION _claim_settle(p_job jobs, p_now timestamptz) RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_job jobs;
+BEGIN
+  IF p_job.cancel_requested THEN
+    v_job := _forward_stop(p_job, p_job.current_step, p_job.attempt > 1, p_job.cancel_compensate, 'cancelled',
+                           p_now, NULL, NULL, NULL, NULL);
+  ELSE
+    v_job := _forward_fail(p_job, jsonb_build_object('message', 'deadline passed', 'deadline', p_job.deadline),
+                           p_job.attempt > 1, p_job.attempt - 1, p_now);
+  END IF;
+  RETURN CASE WHEN _is_final(v_job.status) THEN v_job.id || ':' || v_job.status END;
+END;
+$$;
+COMMENT ON FUNCTION _claim_settle(jobs, timestamptz) IS
+  'Settles a claimed job that was cancelled or passed its deadline; ''id:status'' when it is now final.';
+
 -- step_claim: leases up to p_limit runnable units (steps or compensations) to p_worker.
 -- Runnable: pending and due, or running with an expired lease (its worker died), whose
 -- handler name is in p_names (a worker never claims what it cannot run) and whose queue
@@ -5,8 +28,14 @@
 -- recovered work comes before new work. Locks: the job rows only, FOR UPDATE SKIP
 -- LOCKED, so concurrent claimers never wait on or take the same job. Each lease gets a
 -- fresh random token; reports must present it. A job past its deadline, or cancelled
--- while its worker was gone, is settled here instead of being handed out; its current
--- step is compensated only if it had run before (attempts before this claim).
+-- while its worker was gone, is settled here instead of being handed out (_claim_settle).
+-- Fleet-wide limits (sql/limits.sql): with no limited queue in scope (the queue_limits
+-- table is read once) the claim is the one statement below and nothing else. Otherwise
+-- each limited queue's limit row is locked first (FOR UPDATE SKIP LOCKED: a row another
+-- claimer holds makes this claim leave that queue alone) and its room counted; then one
+-- scan in claim order, as without limits, skips the queues with no room and keeps at most
+-- the room of each other limited queue (rows picked beyond it are not leased, and the
+-- scan is repeated, without the queues that are now full, while the claim is short).
 CREATE OR REPLACE FUNCTION step_claim(
   p_worker   text,
   p_names    text[],
@@ -31,51 +60,129 @@ DECLARE
   v_lease  interval    := _lease(p_lease_ms);
   v_worker text        := left(coalesce(p_worker, ''), _limit_max_name_length());
   v_row    record;
-  v_job    jobs;
   v_unit   unit;
   v_done   text[];
+  v_lq     text[];          -- limited queues in scope
+  v_limits queue_limits[];  -- their limit rows
+  v_locked boolean[];       -- false where another claimer holds the row (no room then)
+  v_limit  queue_limits;
+  v_settled text;
+  v_room   integer[];       -- units each may still start in this claim
+  v_full   text[];          -- those with no room: not scanned
+  v_tq     text[];          -- queue and job of each unit leased in a limited queue
+  v_tid    bigint[];
+  v_count  integer := 0;
+  v_again  boolean;
+  v_i      integer;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > _limit_max_claim_batch() THEN
     PERFORM _bad_input(format('step_claim needs p_limit from 1 to %s', _limit_max_claim_batch()));
   END IF;
-  -- One statement picks, leases and builds each unit; the rare job that was cancelled or
-  -- passed its deadline is settled in the loop instead of being returned.
-  FOR v_row IN
-    WITH picked AS (
-      SELECT j.id FROM jobs j
-      WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
-        AND j.step_name = ANY (p_names)
-        AND (p_queues IS NULL OR j.queue = ANY (p_queues))
-      ORDER BY j.priority, j.available_at, j.id
-      LIMIT p_limit
-      FOR UPDATE SKIP LOCKED
-    ), leased AS (
-      UPDATE jobs j SET status = 'running', available_at = v_now + v_lease,
-                        lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = v_worker,
-                        claimed_at = v_now, updated_at = v_now
-      FROM picked WHERE j.id = picked.id
-      RETURNING j
-    )
-    SELECT l.j AS job, u AS unit,
-           (l.j).phase = 'forward' AND ((l.j).cancel_requested OR coalesce((l.j).deadline <= v_now, false)) AS settle
-    FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
-    ORDER BY (l.j).priority, (l.j).id
+  SELECT array_agg(l.queue ORDER BY l.queue) INTO v_lq FROM queue_limits l
+  WHERE p_queues IS NULL OR l.queue = ANY (p_queues);
+
+  IF v_lq IS NULL THEN
+    -- One statement picks, leases and builds each unit; the rare job that was cancelled or
+    -- passed its deadline is settled in the loop instead of being returned.
+    FOR v_row IN
+      WITH picked AS (
+        SELECT j.id FROM jobs j
+        WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
+          AND j.step_name = ANY (p_names)
+          AND (p_queues IS NULL OR j.queue = ANY (p_queues))
+        ORDER BY j.priority, j.available_at, j.id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+      ), leased AS (
+        UPDATE jobs j SET status = 'running', available_at = v_now + v_lease,
+                          lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = v_worker,
+                          claimed_at = v_now, updated_at = v_now
+        FROM picked WHERE j.id = picked.id
+        RETURNING j
+      )
+      SELECT l.j AS job, u AS unit,
+             (l.j).phase = 'forward' AND ((l.j).cancel_requested OR coalesce((l.j).deadline <= v_now, false)) AS settle
+      FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
+      ORDER BY (l.j).priority, (l.j).id
+    LOOP
+      IF v_row.settle THEN
+        v_settled := _claim_settle(v_row.job, v_now);
+        IF v_settled IS NOT NULL THEN
+          v_done := v_done || v_settled;
+        END IF;
+      ELSE
+        v_unit := v_row.unit;
+        RETURN NEXT v_unit;
+      END IF;
+    END LOOP;
+    PERFORM _notify_done(v_done);
+    RETURN;
+  END IF;
+
+  -- Limited queues in scope: lock their rows (in name order), count their room.
+  FOR v_i IN 1 .. cardinality(v_lq) LOOP
+    SELECT * INTO v_limit FROM queue_limits WHERE queue = v_lq[v_i] FOR UPDATE SKIP LOCKED;
+    v_locked[v_i] := FOUND;
+    v_limits[v_i] := v_limit;
+    v_room[v_i] := CASE WHEN FOUND THEN _queue_room(v_limit, v_now, NULL) ELSE 0 END;
+  END LOOP;
   LOOP
-    IF NOT v_row.settle THEN
-      v_unit := v_row.unit;
-      RETURN NEXT v_unit;
-      CONTINUE;
-    END IF;
-    v_job := v_row.job;
-    IF v_job.cancel_requested THEN
-      v_job := _forward_stop(v_job, v_job.current_step, v_job.attempt > 1, v_job.cancel_compensate, 'cancelled',
-                             v_now, NULL, NULL, NULL, NULL);
-    ELSE
-      v_job := _forward_fail(v_job, jsonb_build_object('message', 'deadline passed', 'deadline', v_job.deadline),
-                             v_job.attempt > 1, v_job.attempt - 1, v_now);
-    END IF;
-    IF _is_final(v_job.status) THEN
-      v_done := v_done || (v_job.id || ':' || v_job.status);
+    v_full := ARRAY(SELECT t.q FROM unnest(v_lq, v_room) AS t(q, r) WHERE t.r <= 0);
+    FOR v_row IN
+      WITH picked AS (
+        SELECT j.id, j.queue, j.priority, j.available_at FROM jobs j
+        WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
+          AND j.step_name = ANY (p_names)
+          AND (p_queues IS NULL OR j.queue = ANY (p_queues))
+          AND j.queue <> ALL (v_full)
+        ORDER BY j.priority, j.available_at, j.id
+        LIMIT p_limit - v_count
+        FOR UPDATE SKIP LOCKED
+      ), kept AS (
+        SELECT p.id FROM (
+          SELECT p.id, p.queue, row_number() OVER (PARTITION BY p.queue ORDER BY p.priority, p.available_at, p.id) AS rn
+          FROM picked p) p
+        LEFT JOIN unnest(v_lq, v_room) AS t(q, r) ON t.q = p.queue
+        WHERE t.q IS NULL OR p.rn <= t.r
+      ), leased AS (
+        UPDATE jobs j SET status = 'running', available_at = v_now + v_lease,
+                          lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = v_worker,
+                          claimed_at = v_now, updated_at = v_now
+        FROM kept WHERE j.id = kept.id
+        RETURNING j
+      )
+      SELECT l.j AS job, u AS unit,
+             (l.j).phase = 'forward' AND ((l.j).cancel_requested OR coalesce((l.j).deadline <= v_now, false)) AS settle
+      FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
+      ORDER BY (l.j).priority, (l.j).id
+    LOOP
+      IF v_row.settle THEN
+        v_settled := _claim_settle(v_row.job, v_now);
+        IF v_settled IS NOT NULL THEN
+          v_done := v_done || v_settled;
+        END IF;
+      ELSE
+        v_unit := v_row.unit;
+        v_count := v_count + 1;
+        v_i := array_position(v_lq, v_unit.queue);
+        IF v_i IS NOT NULL THEN
+          v_room[v_i] := v_room[v_i] - 1;
+          v_tq := v_tq || v_unit.queue;
+          v_tid := v_tid || v_unit.job_id;
+        END IF;
+        RETURN NEXT v_unit;
+      END IF;
+    END LOOP;
+    -- Picked rows beyond a queue's room were left unleased: scan again without the queues
+    -- that are now full (they cannot be picked again), while the claim is short.
+    v_again := v_count < p_limit
+               AND EXISTS (SELECT 1 FROM unnest(v_lq, v_room) AS t(q, r) WHERE t.r <= 0 AND t.q <> ALL (v_full));
+    EXIT WHEN NOT v_again;
+  END LOOP;
+  FOR v_i IN 1 .. cardinality(v_lq) LOOP
+    IF v_locked[v_i] AND v_lq[v_i] = ANY (v_tq) THEN
+      PERFORM _queue_started(v_limits[v_i], ARRAY(SELECT t.id FROM unnest(v_tq, v_tid) AS t(q, id) WHERE t.q = v_lq[v_i]),
+                             v_now);
     END IF;
   END LOOP;
   PERFORM _notify_done(v_done);
@@ -87,13 +194,20 @@ COMMENT ON FUNCTION step_claim(text, text[], text[], integer, integer) IS
 -- next_due_in_ms: milliseconds until the earliest unit this worker could run becomes due
 -- (a scheduled run, a backoff, a lease that will expire; <= 0: due now), NULL when there
 -- is none, so an idle worker sleeps exactly until then instead of polling. Measured on
--- the engine's clock, so worker clock skew does not matter.
+-- the engine's clock, so worker clock skew does not matter. A unit of a limited queue
+-- that is at its limit is due no earlier than the queue may have room (_queue_free_at).
 CREATE OR REPLACE FUNCTION next_due_in_ms(p_names text[], p_queues text[] DEFAULT NULL)
 RETURNS double precision
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
-  SELECT extract(epoch FROM min(j.available_at) - engine_now()) * 1000 FROM jobs j
+  WITH c AS MATERIALIZED (SELECT engine_now() AS now),
+  blocked AS MATERIALIZED (
+    SELECT l.queue, _queue_free_at(l, c.now) AS free_at FROM queue_limits l CROSS JOIN c
+    WHERE p_queues IS NULL OR l.queue = ANY (p_queues)
+  )
+  SELECT extract(epoch FROM min(greatest(j.available_at, b.free_at)) - min(c.now)) * 1000
+  FROM jobs j CROSS JOIN c LEFT JOIN blocked b ON b.queue = j.queue
   WHERE j.status IN ('pending', 'running') AND j.step_name = ANY (p_names)
     AND (p_queues IS NULL OR j.queue = ANY (p_queues));
 $$;

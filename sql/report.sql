@@ -4,7 +4,8 @@
 -- A report is idempotent: a batch retried after its answer was lost finds its jobs moved
 -- on under the same token (or the continuation's derived token) and answers accepted
 -- without applying anything twice. A stale worker (its lease expired and the unit was
--- claimed again) is answered accepted = false and changes nothing.
+-- claimed again) is answered accepted = false and changes nothing. Both wake the workers
+-- of limited queues whose units they stopped (_notify_limited: room was freed).
 
 -- step_complete: reports succeeded units. p_results[i] is the unit's result (JSON, stored
 -- on the step; at most MAX_JSON_BYTES, and all the job's results together at most
@@ -124,6 +125,7 @@ BEGIN
     RETURN NEXT;
   END LOOP;
   PERFORM _notify_done(v_done);
+  PERFORM _notify_limited(v_held);
 END;
 $$;
 COMMENT ON FUNCTION step_complete(bigint[], uuid[], jsonb[], jsonb[], text, text[], text[], integer) IS
@@ -185,6 +187,7 @@ BEGIN
     RETURN NEXT;
   END LOOP;
   PERFORM _notify_done(v_done);
+  PERFORM _notify_limited(v_held);
 END;
 $$;
 COMMENT ON FUNCTION step_fail(bigint[], uuid[], jsonb[]) IS

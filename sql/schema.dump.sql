@@ -28,6 +28,26 @@ jobs.updated_at timestamp with time zone not null default now()
 pgmigrations.id integer not null default nextval('<schema>.pgmigrations_id_seq'::regclass)
 pgmigrations.name character varying(255) not null
 pgmigrations.run_on timestamp without time zone not null
+queue_limits.max_running integer
+queue_limits.queue text not null
+queue_limits.rate_count integer
+queue_limits.rate_period_ms integer
+queue_limits.updated_at timestamp with time zone not null default now()
+queue_running.job_id bigint not null
+queue_running.queue text not null
+queue_starts.queue text not null
+queue_starts.started_at timestamp with time zone not null
+schedules.backfill integer not null default 0
+schedules.created_at timestamp with time zone not null default now()
+schedules.cron text not null
+schedules.job jsonb not null
+schedules.last_job_id bigint
+schedules.last_run_at timestamp with time zone
+schedules.name text not null
+schedules.next_run_at timestamp with time zone
+schedules.paused boolean not null default false
+schedules.tz text not null default 'UTC'::text
+schedules.updated_at timestamp with time zone not null default now()
 settings.clock_offset interval not null default '00:00:00'::interval
 settings.fingerprint text
 settings.singleton boolean not null default true
@@ -69,6 +89,21 @@ jobs jobs_pkey PRIMARY KEY (id)
 jobs jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'compensated'::text, 'cancelled'::text])))
 jobs jobs_step_count_check CHECK ((step_count > 0))
 pgmigrations pgmigrations_pkey PRIMARY KEY (id)
+queue_limits queue_limit_max_running CHECK ((max_running > 0))
+queue_limits queue_limit_queue_length CHECK (((length(queue) >= 1) AND (length(queue) <= 100)))
+queue_limits queue_limit_rate_count CHECK ((rate_count > 0))
+queue_limits queue_limit_rate_pair CHECK (((rate_count IS NULL) = (rate_period_ms IS NULL)))
+queue_limits queue_limit_rate_period CHECK ((rate_period_ms > 0))
+queue_limits queue_limit_some CHECK (((max_running IS NOT NULL) OR (rate_count IS NOT NULL)))
+queue_limits queue_limits_pkey PRIMARY KEY (queue)
+queue_running queue_running_pkey PRIMARY KEY (queue, job_id)
+queue_running queue_running_queue_fkey FOREIGN KEY (queue) REFERENCES <schema>.queue_limits(queue) ON DELETE CASCADE
+queue_starts queue_starts_queue_fkey FOREIGN KEY (queue) REFERENCES <schema>.queue_limits(queue) ON DELETE CASCADE
+schedules schedule_backfill_range CHECK (((backfill >= 0) AND (backfill <= 1000)))
+schedules schedule_cron_length CHECK (((length(cron) >= 1) AND (length(cron) <= 200)))
+schedules schedule_name_length CHECK (((length(name) >= 1) AND (length(name) <= 200)))
+schedules schedule_tz_length CHECK (((length(tz) >= 1) AND (length(tz) <= 100)))
+schedules schedules_pkey PRIMARY KEY (name)
 settings settings_pkey PRIMARY KEY (singleton)
 settings settings_singleton_check CHECK (singleton)
 steps step_name_length CHECK (((length(name) >= 1) AND (length(name) <= 200)))
@@ -83,9 +118,14 @@ workers workers_pkey PRIMARY KEY (id)
 CREATE INDEX jobs_claimable ON <schema>.jobs USING btree (priority, available_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))
 CREATE INDEX jobs_deadline_unfinished ON <schema>.jobs USING btree (deadline) WHERE ((deadline IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])) AND (phase = 'forward'::text))
 CREATE INDEX jobs_finished ON <schema>.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL)
+CREATE INDEX queue_starts_queue ON <schema>.queue_starts USING btree (queue, started_at)
+CREATE INDEX schedules_due ON <schema>.schedules USING btree (next_run_at) WHERE ((NOT paused) AND (next_run_at IS NOT NULL))
 CREATE UNIQUE INDEX jobs_key_unfinished ON <schema>.jobs USING btree (key) WHERE ((key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])))
 CREATE UNIQUE INDEX jobs_pkey ON <schema>.jobs USING btree (id)
 CREATE UNIQUE INDEX pgmigrations_pkey ON <schema>.pgmigrations USING btree (id)
+CREATE UNIQUE INDEX queue_limits_pkey ON <schema>.queue_limits USING btree (queue)
+CREATE UNIQUE INDEX queue_running_pkey ON <schema>.queue_running USING btree (queue, job_id)
+CREATE UNIQUE INDEX schedules_pkey ON <schema>.schedules USING btree (name)
 CREATE UNIQUE INDEX settings_pkey ON <schema>.settings USING btree (singleton)
 CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
 CREATE UNIQUE INDEX workers_pkey ON <schema>.workers USING btree (id)
@@ -96,6 +136,8 @@ unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
     1d92dea64a0db7ff4019df7813faf33f
+_claim_settle(p_job <schema>.jobs, p_now timestamp with time zone) -> text plpgsql volatile
+    f680da9ebc4a18351ec89527ad715713
 _compensation_next(p_job <schema>.jobs, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     b9c8a6ea1578598805219aeb2839548a
 _compensation_of(p_comp jsonb) -> jsonb sql volatile
@@ -145,7 +187,7 @@ _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_suc
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
     35a0ea8f5e7b74fec5d5f9c599a9e434
 _job_next_unit(p_job <schema>.jobs, p_idx integer, p_phase text, p_name text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
-    a05e599c4a46531d64a7119163f13f4d
+    e587eb984cf32407cd62852c9fabe090
 _json_fits(p_value jsonb) -> boolean sql immutable
     ef487fe10111e71a29ac9a00debd8b9c
 _lease(p_lease_ms integer) -> interval sql immutable
@@ -216,12 +258,26 @@ _notify_cancel(p_job_id bigint) -> void sql volatile
     ab44721e592dd1b95d57da7e29f72bdb
 _notify_done(p_done text[]) -> void plpgsql volatile
     57930cdbb14761069a9eab3d59525fbd
+_notify_limited(p_job_ids bigint[]) -> void plpgsql volatile
+    dfcca63384456d072a685d78b0a74171
 _notify_ready(p_queue text) -> void sql volatile
     c9bbbfaac313ec4946a2f88cd16833fb
+_queue_free_at(p_limit <schema>.queue_limits, p_now timestamp with time zone) -> timestamp with time zone sql stable set search_path=pg_catalog, stepping, pg_temp
+    2c19679ad07ae086428737656c72d5ce
+_queue_room(p_limit <schema>.queue_limits, p_now timestamp with time zone, p_exclude bigint) -> integer plpgsql volatile
+    c7941c283837bed3cd7ba091a6ec4e4c
+_queue_started(p_limit <schema>.queue_limits, p_job_ids bigint[], p_now timestamp with time zone) -> void plpgsql volatile
+    58dbff2643ff69e905cf59c522b7f975
+_queue_take_one(p_queue text, p_job_id bigint, p_now timestamp with time zone) -> boolean plpgsql volatile
+    646cd53be24239bdb5b6dcc401f106ec
 _raise_duplicate(p_key text) -> bigint plpgsql volatile set search_path=pg_catalog, stepping, pg_temp
     ea9abeed61a48bf0c9f54dcb0b004cb5
 _report_number(p_report jsonb, p_key text, p_min bigint, p_max bigint) -> bigint sql immutable
     3c49c3c86ef88ca8631862b8d856b0d0
+_schedule_key(p_name text, p_due timestamp with time zone) -> text sql immutable
+    a53e03b7a5efe4f674b1985abf328ec4
+_schedule_notify(p_name text) -> void sql volatile
+    1f5d5ebd178cbb399b1c789f10d2354c
 _schema_name() -> text sql immutable
     2fc5178d8896aa53304d37a8d7b3a0c3
 _unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
@@ -255,13 +311,29 @@ lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgs
 maintenance_run(p_retention interval, p_prune boolean, p_batch integer) -> TABLE(leader boolean, expired integer, pruned integer, workers_removed integer) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     e8357f0dd7ef34d21f7eb922d4424d8f
 next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    ac233e9baa0ae5fa219c45dce3549878
+    6de29a6e0e306ffe01663c5aa2061c05
+queue_limit_clear(p_queue text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    466cb1cfca0b66c33c7c9d2f2084f5e2
+queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rate_period_ms integer) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    7a001063ef467f9936af979b07ff7fff
+schedule_due(p_limit integer) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    943a0ca865ca439e91ec5516a9694996
+schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp with time zone[], p_next timestamp with time zone) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    32a28a066467907dbdc543c2e17ae1fd
+schedule_next_due_in_ms() -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    8e5767fca8b62938a2d048d8ce89f90b
+schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time zone) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    fb48fb35c61baa439243ccc0f7783b23
+schedule_remove(p_name text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    cc4ac83659c7da3caa2ae12617f2b3f5
+schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    b280596816db1bf65022d3b93b5b876b
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
-    205de8248d6d91477492cf5dc5d1e44c
+    9a712a69f49fcb1de2ccc825b24abf63
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    42779aa5d1bd7c2661a1bea4cf3166d0
+    49b05f46ec50892d6b14bc35be3320f2
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    7f5a1c81fd361f0dbe53a0ec59da4817
+    7de4fe8eebc49d83cc7725d0bc756d24
 worker_deregister(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     0493b5350d2254fa3e0047a7818f57ae
 worker_heartbeat(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -272,7 +344,9 @@ worker_register(p_id text, p_host text, p_pid integer, p_queues text[], p_names 
 -- views
 job_overview (job_id bigint, queue text, priority integer, key text, status text, phase text, step_count integer, current_step integer, current_step_name text, current_attempt integer, run_at timestamp with time zone, lease_expires_at timestamp with time zone, lease_expired boolean, locked_by text, cancel_requested boolean, failed_step integer, last_error text, last_error_detail jsonb, deadline timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, finished_at timestamp with time zone, output jsonb)
 live_workers (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, heartbeat_age interval, heartbeat_period_ms integer)
+queue_limits_overview (queue text, max_running integer, running integer, rate_count integer, rate_period_ms integer, window_starts integer, ready integer, at_limit boolean, updated_at timestamp with time zone)
 queue_stats (queue text, status text, jobs bigint, runnable bigint, scheduled bigint, oldest_runnable_age interval)
+schedule_overview (name text, cron text, tz text, queue text, step_names text[], backfill integer, paused boolean, next_run_at timestamp with time zone, last_run_at timestamp with time zone, last_job_id bigint, last_job_status text, job jsonb, created_at timestamp with time zone, updated_at timestamp with time zone)
 step_overview (job_id bigint, step_index integer, name text, status text, attempts integer, max_attempts integer, last_error text, last_error_detail jsonb, finished_at timestamp with time zone, compensate_name text, compensation_status text, compensation_attempts integer, compensation_last_error text, compensation_finished_at timestamp with time zone, result jsonb)
 unrunnable_steps (step_name text, queue text, jobs bigint, oldest_age interval)
 worker_overview (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, alive boolean, running integer, heartbeat_period_ms integer)
@@ -292,6 +366,15 @@ function <schema>.lease_release(bigint[],uuid[]) EXECUTE to <schema>_worker
 function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_operator
 function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_worker
 function <schema>.next_due_in_ms(text[],text[]) EXECUTE to <schema>_worker
+function <schema>.queue_limit_clear(text) EXECUTE to <schema>_operator
+function <schema>.queue_limit_set(text,integer,integer,integer) EXECUTE to <schema>_operator
+function <schema>.schedule_due(integer) EXECUTE to <schema>_worker
+function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone) EXECUTE to <schema>_worker
+function <schema>.schedule_next_due_in_ms() EXECUTE to <schema>_worker
+function <schema>.schedule_pause(text,boolean,timestamp with time zone) EXECUTE to <schema>_operator
+function <schema>.schedule_remove(text) EXECUTE to <schema>_operator
+function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean) EXECUTE to <schema>_operator
+function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean) EXECUTE to <schema>_worker
 function <schema>.step_claim(text,text[],text[],integer,integer) EXECUTE to <schema>_worker
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer) EXECUTE to <schema>_worker
 function <schema>.step_fail(bigint[],uuid[],jsonb[]) EXECUTE to <schema>_worker
@@ -301,7 +384,9 @@ function <schema>.worker_register(text,text,integer,text[],text[],integer,intege
 relation job_overview SELECT to <schema>_operator
 relation job_overview SELECT to <schema>_producer
 relation live_workers SELECT to <schema>_operator
+relation queue_limits_overview SELECT to <schema>_operator
 relation queue_stats SELECT to <schema>_operator
+relation schedule_overview SELECT to <schema>_operator
 relation settings SELECT to <schema>_operator
 relation settings SELECT to <schema>_producer
 relation settings SELECT to <schema>_worker
@@ -315,6 +400,7 @@ schema USAGE to <schema>_worker
 
 -- comments
 function <schema>._bad_input(text): Raises SQLSTATE SP001 with the message "stepping: <p_what>".
+function <schema>._claim_settle(<schema>.jobs,timestamp with time zone): Settles a claimed job that was cancelled or passed its deadline; 'id:status' when it is now final.
 function <schema>._compensation_next(<schema>.jobs,timestamp with time zone,text,text[],text[],interval): Starts the next compensation in reverse step order, or ends the job (cancelled/compensated).
 function <schema>._compensation_of(jsonb): Validates a reported compensation {name, args} (SP001 when bad); NULL when none.
 function <schema>._default_backoff_base_ms(): BACKOFF_BASE_MS of src/defaults.ts (generated by migrate).
@@ -375,9 +461,16 @@ function <schema>._lock_held(bigint[],uuid[]): Locks, in id order, the running j
 function <schema>._next_token(uuid): Token of the continuation leased by a completion under p_token (deterministic).
 function <schema>._notify_cancel(bigint): Hints (channel <schema>_cancel) that a running job was cancelled; workers confirm in the database.
 function <schema>._notify_done(text[]): Announces finished jobs on <schema>_done, one notification per 7000 bytes of "id:status" items.
+function <schema>._notify_limited(bigint[]): Wakes workers of the limited queues among the given jobs (room may have been freed).
 function <schema>._notify_ready(text): Wakes workers listening for work on p_queue (channel <schema>_ready).
+function <schema>._queue_free_at(<schema>.queue_limits,timestamp with time zone): When a limited queue may have room again (NULL: room now); read without locks, for idle sleeps.
+function <schema>._queue_room(<schema>.queue_limits,timestamp with time zone,bigint): Units of a limited queue that may start now (caller holds the limit row): running and rate room.
+function <schema>._queue_started(<schema>.queue_limits,bigint[],timestamp with time zone): Records leased units of a limited queue as running and as starts (caller holds the limit row).
+function <schema>._queue_take_one(text,bigint,timestamp with time zone): May a continuation of a job lease its next unit in p_queue now (limits allow, recorded)?
 function <schema>._raise_duplicate(text): Raises SP002 for a refused duplicate key (used by job_enqueue).
 function <schema>._report_number(jsonb,text,bigint,bigint): A clamped number field of a report, NULL when absent or not a number.
+function <schema>._schedule_key(text,timestamp with time zone): Key of a scheduled run: schedule:<name>:<due time, ISO 8601 UTC>.
+function <schema>._schedule_notify(text): Wakes schedulers after a schedule changed (channel <schema>_schedule).
 function <schema>._schema_name(): The schema of this installation (generated by migrate).
 function <schema>._unit_failed(<schema>.jobs,jsonb,timestamp with time zone): Records a failed attempt: retry with backoff, "not yet" without counting, or end the forward path.
 function <schema>._unit_of(<schema>.jobs): The unit (step or compensation) a job row points at, as workers receive it, with earlier results.
@@ -395,6 +488,14 @@ function <schema>.lease_extend(bigint[],uuid[],integer): Heartbeat: extends leas
 function <schema>.lease_release(bigint[],uuid[]): Returns held units to the queue, runnable now, without counting the attempt.
 function <schema>.maintenance_run(interval,boolean,integer): One bounded round of leader-only maintenance: expire unclaimed jobs past their deadline, prune finished jobs, drop dead workers.
 function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
+function <schema>.queue_limit_clear(text): Removes the fleet-wide limits of a queue; true when it had some.
+function <schema>.queue_limit_set(text,integer,integer,integer): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms.
+function <schema>.schedule_due(integer): Active schedules whose next run is due (engine clock), with the clock's reading.
+function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).
+function <schema>.schedule_next_due_in_ms(): Milliseconds until the next active schedule is due (NULL: none), engine clock.
+function <schema>.schedule_pause(text,boolean,timestamp with time zone): Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).
+function <schema>.schedule_remove(text): Deletes a recurring schedule; true when it existed.
+function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean): Creates or replaces a recurring schedule (job template tried first); keeps next_run_at when cron and tz are unchanged.
 function <schema>.step_claim(text,text[],text[],integer,integer): Leases up to p_limit runnable units the worker has handlers for (SKIP LOCKED, priority then due time), fresh token each.
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer): Applies succeeded results whose lease token is current (idempotent; stale ones: accepted=false); may lease the next unit to the same worker.
 function <schema>.step_fail(bigint[],uuid[],jsonb[]): Applies failed attempts whose lease token is current (idempotent): backoff retry, not-yet, or end of the forward path.
@@ -403,7 +504,9 @@ function <schema>.worker_heartbeat(text): Marks a registered worker alive now; f
 function <schema>.worker_register(text,text,integer,text[],text[],integer,integer): Registers (or refreshes) a worker: host, pid, queues, step names, concurrency, heartbeat period.
 relation <schema>.job_overview: One row per job: status (with compensating), current step, attempts, last error, lease, timestamps, output.
 relation <schema>.live_workers: Workers alive now (heartbeat within three periods): host, pid, queues, step names, concurrency, heartbeats.
+relation <schema>.queue_limits_overview: Per limited queue: max_running and running now, rate_count per rate_period_ms and starts in the window, ready units, at_limit.
 relation <schema>.queue_stats: Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job's wait.
+relation <schema>.schedule_overview: One row per recurring schedule: cron, time zone, queue, steps, paused, next and last run, last job and its status.
 relation <schema>.step_overview: One row per step: status (running/retrying live, skipped), attempts, last error, result, and its compensation's state.
 relation <schema>.unrunnable_steps: Runnable step names (per queue) that no live worker can run, with how many jobs wait and the oldest wait.
 relation <schema>.worker_overview: Registered workers, live or gone: host, pid, queues, step names, concurrency, heartbeats, alive, units held.

@@ -73,7 +73,8 @@ COMMENT ON FUNCTION _job_finish_one(jobs, text, timestamptz) IS 'Puts one job in
 -- Points a job at its next unit. When the reporting worker (p_worker) has a handler for it
 -- and serves its queue, the unit is leased to that worker at once (attempt 1, the derived
 -- token _next_token): the next step starts without a round trip through the queue.
--- Otherwise the job waits as pending, runnable now, and workers are woken.
+-- Otherwise the job waits as pending, runnable now, and workers are woken. In a queue with
+-- fleet-wide limits the unit is leased on only when the limits allow (_queue_take_one).
 CREATE OR REPLACE FUNCTION _job_next_unit(p_job jobs, p_idx integer, p_phase text, p_name text, p_now timestamptz,
                                           p_worker text, p_names text[], p_queues text[], p_lease interval)
 RETURNS jobs
@@ -85,18 +86,24 @@ DECLARE
                     AND (p_queues IS NULL OR p_job.queue = ANY (p_queues))
                     AND NOT (p_phase = 'forward' AND p_job.deadline IS NOT NULL AND p_job.deadline <= p_now);
 BEGIN
+  -- The limits check rides in this statement (a CASE, so _queue_take_one runs, and records
+  -- a start, only when the unit would be leased on and its queue has a limit row): a
+  -- queue without limits pays one index probe of the empty queue_limits, no statement.
   UPDATE jobs SET
     current_step = p_idx, phase = p_phase, step_name = p_name,
-    attempt      = CASE WHEN v_take THEN 1 ELSE 0 END,
-    status       = CASE WHEN v_take THEN 'running' ELSE 'pending' END,
-    available_at = CASE WHEN v_take THEN p_now + p_lease ELSE p_now END,
-    lease_token  = CASE WHEN v_take THEN _next_token(p_job.lease_token) ELSE p_job.lease_token END,
-    locked_by    = CASE WHEN v_take THEN p_worker END,
-    claimed_at   = CASE WHEN v_take THEN p_now ELSE claimed_at END,
+    attempt      = CASE WHEN t.take THEN 1 ELSE 0 END,
+    status       = CASE WHEN t.take THEN 'running' ELSE 'pending' END,
+    available_at = CASE WHEN t.take THEN p_now + p_lease ELSE p_now END,
+    lease_token  = CASE WHEN t.take THEN _next_token(p_job.lease_token) ELSE p_job.lease_token END,
+    locked_by    = CASE WHEN t.take THEN p_worker END,
+    claimed_at   = CASE WHEN t.take THEN p_now ELSE claimed_at END,
     updated_at   = p_now
+  FROM (SELECT CASE WHEN NOT v_take THEN false
+                    WHEN NOT EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = p_job.queue) THEN true
+                    ELSE _queue_take_one(p_job.queue, p_job.id, p_now) END AS take) t
   WHERE id = p_job.id
-  RETURNING * INTO v_job;
-  IF NOT v_take THEN
+  RETURNING jobs.* INTO v_job;
+  IF v_job.status = 'pending' THEN
     PERFORM _notify_ready(v_job.queue);
   END IF;
   RETURN v_job;

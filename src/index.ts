@@ -18,6 +18,14 @@ export type {
   StepOptions,
 } from './steps.js';
 export type { EnqueueOptions } from './enqueue/serialize.js';
+export type {
+  QueueLimit,
+  QueueLimitState,
+  ScheduleDefinition,
+  ScheduleOptions,
+  ScheduleState,
+} from './schedules/schedules.js';
+export { MAX_BACKFILL } from './schedules/schedules.js';
 export { MAX_CALL_JSON_BYTES } from './enqueue/serialize.js';
 export { jsonbTextBytes } from './enqueue/jsonb-text.js';
 export type { JsonValue } from './enqueue/jsonb-text.js';

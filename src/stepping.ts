@@ -17,6 +17,13 @@ import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { NotificationHub } from './db/notifications.js';
 import type { StepCall } from './steps.js';
+import {
+  type QueueLimit,
+  type QueueLimitState,
+  type ScheduleOptions,
+  type ScheduleState,
+  Schedules,
+} from './schedules/schedules.js';
 
 /** How to reach the database. */
 export interface SteppingOptions {
@@ -124,6 +131,7 @@ export class Stepping {
   readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly engine: Engine;
+  private readonly schedules: Schedules;
   private hub: NotificationHub | undefined;
   private listenCheck: ListenCheck | undefined;
   private readonly listenConnectionString: string | undefined;
@@ -141,6 +149,7 @@ export class Stepping {
       this.ownsPool = true;
     }
     this.engine = new Engine(this.schema);
+    this.schedules = new Schedules(this.schema);
     this.listenConnectionString = options.listenConnectionString;
   }
 
@@ -297,6 +306,55 @@ export class Stepping {
     const results = new Array<unknown>(state.stepCount);
     for (const step of await this.steps(jobId)) results[step.stepIndex] = step.result;
     return { ...state, results };
+  }
+
+  /**
+   * Creates or replaces the recurring schedule `name`: each due time of `cron` (in
+   * `options.timeZone`, default UTC) enqueues `steps` once, however many workers run
+   * (README "Recurring schedules"). Returns true when it was created.
+   */
+  async schedule(
+    name: string,
+    cron: string,
+    steps: readonly StepCall[],
+    options: ScheduleOptions = {},
+  ): Promise<boolean> {
+    return await this.schedules.define(this.pool, { ...options, name, cron, steps });
+  }
+
+  /** Deletes a schedule (jobs it enqueued stay); true when it existed. */
+  async unschedule(name: string): Promise<boolean> {
+    return await this.schedules.remove(this.pool, name);
+  }
+
+  /** Pauses a schedule; true when it exists. */
+  async pauseSchedule(name: string): Promise<boolean> {
+    return await this.schedules.pause(this.pool, name);
+  }
+
+  /** Resumes a schedule from its next due time after now; true when it exists. */
+  async resumeSchedule(name: string): Promise<boolean> {
+    return await this.schedules.resume(this.pool, name);
+  }
+
+  /** Every schedule with its next and last run (schedule_overview). */
+  async listSchedules(): Promise<ScheduleState[]> {
+    return await this.schedules.list(this.pool);
+  }
+
+  /** Sets a queue's fleet-wide limits (README "Fleet-wide limits"). */
+  async setQueueLimit(queue: string, limit: QueueLimit): Promise<void> {
+    await this.schedules.setQueueLimit(this.pool, queue, limit);
+  }
+
+  /** Removes a queue's fleet-wide limits; true when it had some. */
+  async clearQueueLimit(queue: string): Promise<boolean> {
+    return await this.schedules.clearQueueLimit(this.pool, queue);
+  }
+
+  /** Every limited queue with its usage now (queue_limits_overview). */
+  async queueLimits(): Promise<QueueLimitState[]> {
+    return await this.schedules.queueLimits(this.pool);
   }
 
   /** Closes the listener and, when Stepping created it, the pool. */

@@ -21,11 +21,13 @@ import type {
 } from './commands/command.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { jobCommand } from './commands/job.js';
+import { limitsCommand } from './commands/limits.js';
 import { DEFAULT_JOBS_LIMIT, jobsCommand, JOB_STATUSES } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
 import { pruneCommand } from './commands/prune.js';
 import { retryCommand } from './commands/retry.js';
 import { rolesCommand } from './commands/roles.js';
+import { schedulesCommand } from './commands/schedules.js';
 import { statusCommand } from './commands/status.js';
 import { parseDatabasesArg } from './databases-arg.js';
 import { migrateMany, statusMany } from './multi-database.js';
@@ -42,6 +44,8 @@ export const COMMANDS: readonly AnyCommand[] = [
   retryCommand,
   cancelCommand,
   pruneCommand,
+  schedulesCommand,
+  limitsCommand,
   dashboardCommand,
 ];
 
@@ -156,7 +160,11 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
       throw new UsageError(`${command.name} does not take ${option}`);
     }
   }
-  if (args.length !== command.args.length && !(command.argsOptional && args.length === 0)) {
+  if (
+    args.length !== command.args.length &&
+    !command.variadic &&
+    !(command.argsOptional && args.length === 0)
+  ) {
     throw new UsageError(`usage: stepping ${command.synopsis}`);
   }
   const databases = values.databases === undefined ? undefined : parseDatabasesArg(values.databases);

@@ -20,11 +20,13 @@ import {
   type CliIo,
 } from './args.js';
 import { parseDatabasesArg } from './databases-arg.js';
+import { loadSchedules } from './load-schedules.js';
 import { loadSteps } from './load-steps.js';
 import { attachWorkerLog } from './worker-log.js';
 
 const OPTIONS = {
   steps: { type: 'string' },
+  schedules: { type: 'string' },
   concurrency: { type: 'string' },
   queue: { type: 'string', multiple: true },
   schema: { type: 'string' },
@@ -53,6 +55,7 @@ defineStep counts, as do arrays of them and the default export.
 
 Options:
   --steps <module>        module exporting the step definitions (required)
+  --schedules <file>      recurring schedules to create or update at start (.json or a module)
   --concurrency <n>       handlers running at once (default: ${d.concurrency})
   --queue <name[=n]>      serve this queue, at most n of its steps at once; repeatable
                           (default: every queue)
@@ -93,6 +96,8 @@ export interface WorkerCliArgs {
   help: boolean;
   quiet: boolean;
   stepsModule: string;
+  /** --schedules: a file of recurring schedules. */
+  schedulesFile?: string;
   options: Omit<WorkerOptions, 'steps'>;
 }
 
@@ -170,6 +175,7 @@ export function parseWorkerArgs(
     help,
     quiet: values.quiet ?? false,
     stepsModule,
+    ...(values.schedules !== undefined ? { schedulesFile: values.schedules } : {}),
     options: {
       // One database is the common case; several switch the worker to multi-database mode.
       ...(databases !== undefined ? { databases } : urls.length === 1 ? { connectionString: urls[0] } : {}),
@@ -238,7 +244,8 @@ export async function runWorkerCli(
       return EXIT.ok;
     }
     const steps = await loadSteps(args.stepsModule);
-    worker = createWorker({ ...args.options, steps });
+    const schedules = args.schedulesFile ? await loadSchedules(args.schedulesFile) : undefined;
+    worker = createWorker({ ...args.options, steps, ...(schedules ? { schedules } : {}) });
   } catch (error) {
     if (error instanceof UsageError || error instanceof ConfigError) {
       io.stderr(`stepping-worker: ${describeError(error)}\nRun \`stepping-worker --help\` for usage.\n`);

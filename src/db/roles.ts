@@ -39,13 +39,29 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'worker_deregister',
       'maintenance_run',
       'engine_now',
+      'schedule_due',
+      'schedule_fire',
+      'schedule_next_due_in_ms',
+      'schedule_upsert',
     ],
     relations: ['settings'],
     summary:
-      'claim, report, heartbeat and release units; look up when work is due; register itself; run maintenance',
+      'claim, report, heartbeat and release units; look up when work is due; register itself; run maintenance; fire due schedules',
   },
   operator: {
-    functions: ['job_cancel', 'job_retry', 'job_retry_many', 'job_prune', 'maintenance_run', 'engine_now'],
+    functions: [
+      'job_cancel',
+      'job_retry',
+      'job_retry_many',
+      'job_prune',
+      'maintenance_run',
+      'engine_now',
+      'schedule_upsert',
+      'schedule_remove',
+      'schedule_pause',
+      'queue_limit_set',
+      'queue_limit_clear',
+    ],
     relations: [
       'job_overview',
       'step_overview',
@@ -54,8 +70,10 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'live_workers',
       'unrunnable_steps',
       'settings',
+      'schedule_overview',
+      'queue_limits_overview',
     ],
-    summary: 'read every view; cancel, retry and prune jobs; run maintenance',
+    summary: 'read every view; cancel, retry and prune jobs; run maintenance; manage schedules and queue limits',
   },
 };
 

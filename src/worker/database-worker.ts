@@ -15,6 +15,7 @@ import { type HeldUnit, LeaseKeeper } from './lease-keeper.js';
 import { Permits } from './permits.js';
 import { RateMeter } from './rate.js';
 import { WorkerPresence } from './registry.js';
+import { Scheduler } from './scheduler.js';
 import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
@@ -51,6 +52,7 @@ export class DatabaseWorker {
   private readonly completer: BatchCompleter;
   /** Live-worker registration and this worker's share of maintenance. */
   private readonly presence: WorkerPresence;
+  private readonly scheduler: Scheduler;
   /**
    * Units claimed for a job whose previous unit is still settling here (its report is
    * applied, its events not yet emitted): started once that one is done, so one job's
@@ -102,6 +104,7 @@ export class DatabaseWorker {
     this.keeper = new LeaseKeeper(this.engine, pool, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
     );
+    this.scheduler = new Scheduler({ ...config, pool, hub: this.hub, definitions: config.schedules, error });
     this.completer = new BatchCompleter(
       this.engine,
       pool,
@@ -194,6 +197,7 @@ export class DatabaseWorker {
     }
     this.keeper.start();
     await this.presence.start();
+    await this.scheduler.start();
     await this.fetcher.start();
     if (this.hub && this.fetcher.hasListener) void this.checkListener(this.hub);
   }
@@ -320,7 +324,7 @@ export class DatabaseWorker {
   async stop(): Promise<void> {
     this.stopping = true;
     // A claim already sent returns its units to the queue; wait for it.
-    await this.fetcher.stop();
+    await Promise.all([this.fetcher.stop(), this.scheduler.stop()]);
     await this.unsubscribeCancel?.().catch(() => {});
     await this.hub?.close();
     if (this.kept.length > 0) {

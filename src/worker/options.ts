@@ -25,6 +25,7 @@ import {
 } from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
+import type { ScheduleDefinition } from '../schedules/schedules.js';
 
 /** Options of createWorker(). */
 export interface WorkerOptions {
@@ -88,6 +89,8 @@ export interface WorkerOptions {
   maintenanceIntervalMs?: number;
   /** How often this worker marks itself alive in live_workers (dead after 3 periods). Default 10 s. */
   registryHeartbeatMs?: number;
+  /** Recurring schedules to create or update at start (README "Recurring schedules"). */
+  schedules?: readonly ScheduleDefinition[];
 }
 
 /** Defaults of WorkerOptions, with the text `--help` prints. */
@@ -129,6 +132,7 @@ export interface WorkerConfig {
   /** 0: no maintenance from this worker. */
   maintenanceIntervalMs: number;
   registryHeartbeatMs: number;
+  schedules: readonly ScheduleDefinition[];
 }
 
 /** Retention of up to 100 years (a number of ms PostgreSQL's interval arithmetic takes). */
@@ -241,5 +245,12 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       MIN_WORKER_HEARTBEAT_MS,
       MAX_WORKER_HEARTBEAT_MS,
     ),
+    schedules: checkSchedules(options.schedules),
   };
+}
+
+function checkSchedules(schedules: unknown): readonly ScheduleDefinition[] {
+  if (schedules === undefined) return [];
+  if (!Array.isArray(schedules)) throw new ConfigError('schedules must be an array of schedule definitions');
+  return schedules as readonly ScheduleDefinition[];
 }

@@ -60,6 +60,8 @@ export interface CommandShape {
   args: readonly string[];
   /** The positional arguments may be left out altogether (retry: ID, or --status for many). */
   argsOptional?: boolean;
+  /** Takes any number of positional arguments and checks them itself (limits, schedules). */
+  variadic?: boolean;
 }
 
 /** A subcommand that works on a database: validated without one, then run with one. */

@@ -7,6 +7,7 @@ import type { UnrunnableStep, WorkerStatus } from '../../db/ops.js';
 import { parseDuration, UsageError } from '../args.js';
 import { formatMs, formatTable, intervalMs } from '../table.js';
 import type { Command, CommandContext } from './command.js';
+import { statusSections } from './schedules.js';
 
 /** Time between --watch refreshes without --interval. */
 export const DEFAULT_WATCH_INTERVAL_MS = 2000;
@@ -149,7 +150,10 @@ export const statusCommand: Command = {
       const show = async () => {
         const status = await readStatus(ctx);
         if (ctx.json) ctx.printJson(statusJson(status));
-        else ctx.print(statusText(status, ctx.stepping.schema));
+        else {
+          ctx.print(statusText(status, ctx.stepping.schema));
+          for (const section of await statusSections(ctx)) ctx.print(section);
+        }
       };
       if (!flags.watch) return await show();
       for (;;) {
@@ -165,7 +169,10 @@ export const statusCommand: Command = {
           );
         }
         if (ctx.json) ctx.printJson(statusJson(status));
-        else ctx.print(statusText(status, ctx.stepping.schema));
+        else {
+          ctx.print(statusText(status, ctx.stepping.schema));
+          for (const section of await statusSections(ctx)) ctx.print(section);
+        }
         if (await ctx.terminal.pause(intervalMs)) return;
       }
     };

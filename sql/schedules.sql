@@ -1,0 +1,221 @@
+-- Recurring schedules (table schedules). The driver owns the cron arithmetic (croner, with
+-- time zones and daylight-saving rules); the engine owns exactly-once firing: a due time
+-- is enqueued by schedule_fire in the same transaction that advances next_run_at past it,
+-- under the schedule row's lock, and only when next_run_at is still the due time the
+-- caller read. So however many workers run schedulers, each due time enqueues one job
+-- (with the key schedule:<name>:<due time>, a second guard). Changes are announced on
+-- <schema>_schedule (payload: the name) so schedulers re-read their next due time.
+
+-- _schedule_notify: wakes the schedulers (channel <schema>_schedule).
+CREATE OR REPLACE FUNCTION _schedule_notify(p_name text) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$ SELECT pg_catalog.pg_notify(_schema_name() || '_schedule', left(p_name, 200)); $$;
+COMMENT ON FUNCTION _schedule_notify(text) IS 'Wakes schedulers after a schedule changed (channel <schema>_schedule).';
+
+-- _schedule_key: the dedupe key of the job a schedule enqueues for one due time.
+CREATE OR REPLACE FUNCTION _schedule_key(p_name text, p_due timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT 'schedule:' || p_name || ':' || to_char(p_due AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+$$;
+COMMENT ON FUNCTION _schedule_key(text, timestamptz) IS 'Key of a scheduled run: schedule:<name>:<due time, ISO 8601 UTC>.';
+
+-- schedule_upsert: creates or replaces the schedule p_name. p_job is the job to enqueue
+-- each time (as job_enqueue_batch takes one job, without key, run_at, delay_ms, deadline
+-- or on_duplicate: those are the schedule's); it is tried (enqueued and rolled back) so a
+-- schedule that cannot enqueue is refused now rather than at its first run. p_next_run_at
+-- is the first due time the driver computed from p_cron and p_tz; an existing schedule
+-- whose cron and time zone are unchanged keeps its next_run_at (a worker restarting with
+-- the same declarative schedules must not skip the runs missed while it was down), and
+-- keeps its paused state unless p_paused is given. Returns true when it was created.
+CREATE OR REPLACE FUNCTION schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb,
+                                           p_next_run_at timestamptz, p_backfill integer DEFAULT 0,
+                                           p_paused boolean DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  v_now     timestamptz := engine_now();
+  v_created boolean;
+BEGIN
+  IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND _limit_max_name_length() THEN
+    PERFORM _bad_input(format('a schedule name has 1 to %s characters', _limit_max_name_length()));
+  END IF;
+  IF p_cron IS NULL OR length(p_cron) NOT BETWEEN 1 AND 200 THEN
+    PERFORM _bad_input('a cron expression has 1 to 200 characters');
+  END IF;
+  IF p_tz IS NULL OR length(p_tz) NOT BETWEEN 1 AND 100
+     OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names WHERE name = p_tz) THEN
+    PERFORM _bad_input(format('unknown time zone %s', left(coalesce(p_tz, 'NULL'), 100)));
+  END IF;
+  IF p_backfill IS NULL OR p_backfill NOT BETWEEN 0 AND 1000 THEN
+    PERFORM _bad_input('a schedule''s backfill is 0 to 1000 runs');
+  END IF;
+  IF jsonb_typeof(p_job) IS DISTINCT FROM 'object'
+     OR p_job ?| ARRAY['key', 'run_at', 'delay_ms', 'deadline', 'on_duplicate'] THEN
+    PERFORM _bad_input('a schedule''s job is a JSON object without key, run_at, delay_ms, deadline or on_duplicate');
+  END IF;
+  IF p_next_run_at IS NOT NULL AND (p_next_run_at < _limit_min_date() OR p_next_run_at >= _limit_max_date()) THEN
+    PERFORM _bad_input('a schedule''s next run lies outside the supported dates');
+  END IF;
+  -- Try the job: every enqueue check applies (steps, names, sizes, queue, priority...).
+  BEGIN
+    PERFORM _job_enqueue_batch(jsonb_build_array(p_job), 0);
+    RAISE EXCEPTION 'trial enqueue' USING ERRCODE = 'SP900';
+  EXCEPTION WHEN SQLSTATE 'SP900' THEN
+    NULL; -- rolled back, with its NOTIFY
+  END;
+  INSERT INTO schedules AS s (name, cron, tz, job, backfill, paused, next_run_at, created_at, updated_at)
+  VALUES (p_name, p_cron, p_tz, p_job, p_backfill, coalesce(p_paused, false), p_next_run_at, v_now, v_now)
+  ON CONFLICT (name) DO UPDATE SET
+    next_run_at = CASE WHEN s.cron = excluded.cron AND s.tz = excluded.tz THEN s.next_run_at
+                       ELSE excluded.next_run_at END,
+    cron = excluded.cron, tz = excluded.tz, job = excluded.job, backfill = excluded.backfill,
+    paused = coalesce(p_paused, s.paused), updated_at = v_now
+  RETURNING (xmax = 0) INTO v_created;
+  PERFORM _schedule_notify(p_name);
+  RETURN v_created;
+END;
+$$;
+COMMENT ON FUNCTION schedule_upsert(text, text, text, jsonb, timestamptz, integer, boolean) IS
+  'Creates or replaces a recurring schedule (job template tried first); keeps next_run_at when cron and tz are unchanged.';
+
+-- schedule_remove: deletes a schedule (jobs it enqueued are untouched); true when it existed.
+CREATE OR REPLACE FUNCTION schedule_remove(p_name text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+  DELETE FROM schedules WHERE name = p_name;
+  IF FOUND THEN
+    PERFORM _schedule_notify(p_name);
+    RETURN true;
+  END IF;
+  RETURN false;
+END;
+$$;
+COMMENT ON FUNCTION schedule_remove(text) IS 'Deletes a recurring schedule; true when it existed.';
+
+-- schedule_pause: pauses (p_paused) or resumes a schedule; true when it exists. A paused
+-- schedule enqueues nothing. Resuming sets next_run_at to p_next_run_at (the driver's next
+-- due time from now): runs due while paused are skipped, not caught up.
+CREATE OR REPLACE FUNCTION schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamptz DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+  IF p_paused IS NULL THEN
+    PERFORM _bad_input('schedule_pause needs p_paused');
+  END IF;
+  UPDATE schedules SET paused = p_paused, updated_at = engine_now(),
+                       next_run_at = CASE WHEN p_paused OR NOT paused THEN next_run_at ELSE p_next_run_at END
+  WHERE name = p_name;
+  IF FOUND THEN
+    PERFORM _schedule_notify(p_name);
+    RETURN true;
+  END IF;
+  RETURN false;
+END;
+$$;
+COMMENT ON FUNCTION schedule_pause(text, boolean, timestamptz) IS
+  'Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).';
+
+-- schedule_due: up to p_limit active schedules whose next run is due on the engine's
+-- clock, with that clock's reading (now), for a scheduler to compute their runs.
+CREATE OR REPLACE FUNCTION schedule_due(p_limit integer DEFAULT 100)
+RETURNS TABLE (name text, cron text, tz text, next_run_at timestamptz, backfill integer, now timestamptz)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+  WITH c AS MATERIALIZED (SELECT engine_now() AS now)
+  SELECT s.name, s.cron, s.tz, s.next_run_at, s.backfill, c.now
+  FROM schedules s CROSS JOIN c
+  WHERE NOT s.paused AND s.next_run_at IS NOT NULL AND s.next_run_at <= c.now
+  ORDER BY s.next_run_at, s.name
+  LIMIT least(greatest(coalesce(p_limit, 100), 1), 1000);
+$$;
+COMMENT ON FUNCTION schedule_due(integer) IS 'Active schedules whose next run is due (engine clock), with the clock''s reading.';
+
+-- schedule_fire: enqueues the runs p_runs of schedule p_name and advances its next_run_at
+-- to p_next (NULL: never again), in the caller's transaction, only if the schedule is
+-- active and its next_run_at is still p_from (the value the caller computed from):
+-- otherwise another scheduler fired it, or it changed, and nothing happens (NULL). The row
+-- is locked SKIP LOCKED, so a scheduler never waits for another. p_runs: the due times to
+-- enqueue, each from p_from up to now, at most max(backfill, 1) of them; each is enqueued
+-- with run_at = the due time and key schedule:<name>:<due time> (an unfinished job with
+-- that key is not duplicated). Returns how many jobs it enqueued.
+CREATE OR REPLACE FUNCTION schedule_fire(p_name text, p_from timestamptz, p_runs timestamptz[], p_next timestamptz)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+  v_now   timestamptz := engine_now();
+  v_s     schedules;
+  v_jobs  jsonb;
+  v_last  bigint;
+  v_n     integer;
+BEGIN
+  SELECT * INTO v_s FROM schedules
+  WHERE name = p_name AND next_run_at = p_from AND NOT paused
+  FOR UPDATE SKIP LOCKED;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF coalesce(cardinality(p_runs), 0) > greatest(v_s.backfill, 1)
+     OR EXISTS (SELECT 1 FROM unnest(p_runs) r WHERE r IS NULL OR r < p_from OR r > v_now)
+     OR p_next <= p_from OR p_next >= _limit_max_date() THEN
+    PERFORM _bad_input(format('schedule_fire(%s): runs must lie between next_run_at and now, at most %s of them, '
+                              'and the next run after next_run_at', left(p_name, 200), greatest(v_s.backfill, 1)));
+  END IF;
+  SELECT jsonb_agg(v_s.job || jsonb_build_object('key', _schedule_key(v_s.name, r), 'run_at', r) ORDER BY r)
+  INTO v_jobs FROM (SELECT DISTINCT r FROM unnest(p_runs) r) d;
+  v_n := 0;
+  IF v_jobs IS NOT NULL THEN
+    SELECT count(*) FILTER (WHERE b.created), max(b.job_id) INTO v_n, v_last
+    FROM _job_enqueue_batch(v_jobs, 0) b;
+  END IF;
+  UPDATE schedules SET next_run_at = p_next, updated_at = v_now,
+                       last_run_at = coalesce((SELECT max(r) FROM unnest(p_runs) r), last_run_at),
+                       last_job_id = coalesce(v_last, last_job_id)
+  WHERE name = p_name;
+  RETURN v_n;
+END;
+$$;
+COMMENT ON FUNCTION schedule_fire(text, timestamptz, timestamptz[], timestamptz) IS
+  'Enqueues a schedule''s due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).';
+
+-- schedule_next_due_in_ms: milliseconds until the next active schedule is due (<= 0: due
+-- now; NULL: none), on the engine's clock, so a scheduler sleeps exactly until then.
+CREATE OR REPLACE FUNCTION schedule_next_due_in_ms() RETURNS double precision
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+  SELECT extract(epoch FROM min(s.next_run_at) - engine_now()) * 1000
+  FROM schedules s WHERE NOT s.paused AND s.next_run_at IS NOT NULL;
+$$;
+COMMENT ON FUNCTION schedule_next_due_in_ms() IS 'Milliseconds until the next active schedule is due (NULL: none), engine clock.';
+
+-- schedule_overview: one row per schedule: its cron and zone, the job it enqueues (queue,
+-- step names), paused, next and last run, and the last job enqueued with its status.
+CREATE OR REPLACE VIEW schedule_overview AS
+SELECT s.name,
+       s.cron,
+       s.tz,
+       coalesce(s.job ->> 'queue', _default_queue())                              AS queue,
+       ARRAY(SELECT e ->> 'name' FROM jsonb_array_elements(s.job -> 'steps') e)   AS step_names,
+       s.backfill,
+       s.paused,
+       s.next_run_at,
+       s.last_run_at,
+       s.last_job_id,
+       j.status                                                                   AS last_job_status,
+       s.job,
+       s.created_at,
+       s.updated_at
+FROM schedules s
+LEFT JOIN jobs j ON j.id = s.last_job_id;
+COMMENT ON VIEW schedule_overview IS
+  'One row per recurring schedule: cron, time zone, queue, steps, paused, next and last run, last job and its status.';

@@ -1,0 +1,127 @@
+/**
+ * The Scheduler of one database: fires recurring schedules that are due. Each worker runs
+ * one; they need no coordination, because schedule_fire enqueues a due time only while the
+ * schedule still points at it and advances it in the same transaction (SKIP LOCKED), so
+ * however many workers run, each due time enqueues one job. Sleeps until the next due time
+ * on the engine's clock, at most pollIntervalMs (a clock shift, a lost NOTIFY), and wakes
+ * on <schema>_schedule when a schedule changes.
+ */
+import type pg from 'pg';
+import type { NotificationHub } from '../db/notifications.js';
+import { CronSchedule } from '../schedules/cron.js';
+import { type ScheduleDefinition, Schedules } from '../schedules/schedules.js';
+import { WakeTimer } from './wake-timer.js';
+
+/** Due schedules one look-up takes. */
+const DUE_BATCH = 100;
+/** Shortest sleep when something is due but could not be fired (another worker holds it). */
+const MIN_SLEEP_MS = 50;
+
+/** What a Scheduler needs from its DatabaseWorker. */
+export interface SchedulerDeps {
+  schema: string;
+  pool: pg.Pool;
+  hub: NotificationHub | null;
+  pollIntervalMs: number;
+  /** Declarative schedules, upserted at start. */
+  definitions: readonly ScheduleDefinition[];
+  error(error: Error, during: string): void;
+}
+
+/** Fires the due schedules of one database. */
+export class Scheduler {
+  private readonly schedules: Schedules;
+  private readonly timer = new WakeTimer(() => this.wake());
+  private readonly parsed = new Map<string, CronSchedule>();
+  private ticking: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private unsubscribe: (() => Promise<void>) | null = null;
+
+  constructor(private readonly deps: SchedulerDeps) {
+    this.schedules = new Schedules(deps.schema);
+  }
+
+  /** Upserts the declarative schedules (an invalid one fails the start), subscribes and fires what is due. */
+  async start(): Promise<void> {
+    for (const def of this.deps.definitions) await this.schedules.define(this.deps.pool, def);
+    if (this.deps.hub) {
+      try {
+        this.unsubscribe = await this.deps.hub.subscribe(
+          this.schedules.sql.channel,
+          () => this.wake(),
+          () => this.wake(),
+        );
+      } catch (error) {
+        this.deps.error(error as Error, 'listen');
+      }
+    }
+    this.wake();
+  }
+
+  /** Looks for due schedules now (again after the current look, if one is running). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = this.tick().finally(() => {
+      this.ticking = null;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        this.wake();
+      }
+    });
+  }
+
+  private async tick(): Promise<void> {
+    const { pool, pollIntervalMs } = this.deps;
+    let sleep = pollIntervalMs;
+    try {
+      let due = await this.schedules.sql.due(pool, DUE_BATCH);
+      while (due.length > 0 && !this.stopped) {
+        for (const d of due) await this.fire(d);
+        if (due.length < DUE_BATCH) break;
+        due = await this.schedules.sql.due(pool, DUE_BATCH);
+      }
+      const dueIn = await this.schedules.sql.nextDueInMs(pool);
+      if (dueIn !== null) sleep = Math.min(Math.max(Math.ceil(dueIn), MIN_SLEEP_MS), pollIntervalMs);
+    } catch (error) {
+      this.deps.error(error as Error, 'schedule');
+    }
+    this.timer.wakeIn(sleep);
+  }
+
+  private async fire(d: {
+    name: string;
+    cron: string;
+    tz: string;
+    nextRunAt: Date;
+    backfill: number;
+    now: Date;
+  }): Promise<void> {
+    try {
+      const key = `${d.tz}\u0000${d.cron}`;
+      let cron = this.parsed.get(key);
+      if (!cron) {
+        cron = new CronSchedule(d.cron, d.tz);
+        this.parsed.set(key, cron);
+      }
+      const runs = cron.dueRuns(d.nextRunAt, d.now, d.backfill);
+      await this.schedules.sql.fire(this.deps.pool, d.name, d.nextRunAt, runs, cron.nextAfter(d.now));
+    } catch (error) {
+      // One broken schedule (e.g. a cron written by hand in SQL) must not stop the others.
+      this.deps.error(error as Error, `schedule ${d.name}`);
+    }
+  }
+
+  /** Stops firing; resolves when a look in progress has ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer.stop();
+    await this.ticking;
+    await this.unsubscribe?.().catch(() => {});
+    this.unsubscribe = null;
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * Recurring schedules in one process: definition and validation, the view, pause and
+ * resume, the missed-run policy after downtime (run once, or backfill up to N), and
+ * daylight-saving transitions in Europe/Berlin (a 02:30 daily job runs once each day,
+ * on the spring-forward day at 03:00 local time). The engine's clock is set to the days
+ * in question; nothing waits for real time.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { defineStep, InvalidArgumentError } from '../src/index.js';
+import { eventually, setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+
+const tick = defineStep('sched.tick', async () => {});
+
+/** Sets the engine's clock to `iso`. */
+async function engineTime(iso: string): Promise<void> {
+  await h.pool.query(`UPDATE stepping.settings SET clock_offset = $1::timestamptz - clock_timestamp()`, [
+    iso,
+  ]);
+}
+
+/** Keys of the jobs schedule `name` enqueued, oldest due time first. */
+async function keys(name: string): Promise<string[]> {
+  const { rows } = await h.pool.query<{ key: string }>(
+    `SELECT key FROM stepping.jobs WHERE key LIKE $1 ORDER BY key`,
+    [`schedule:${name}:%`],
+  );
+  return rows.map((r) => r.key);
+}
+
+async function nextRunAt(name: string): Promise<string | null> {
+  const { rows } = await h.pool.query(`SELECT next_run_at FROM stepping.schedule_overview WHERE name = $1`, [
+    name,
+  ]);
+  return rows[0]?.next_run_at ? (rows[0].next_run_at as Date).toISOString() : null;
+}
+
+test('schedule() validates, computes the next run on the engine clock, lists; pause, resume, unschedule', async () => {
+  await engineTime('2026-05-05T10:17:30Z');
+  assert.equal(
+    await h.stepping.schedule('every-5', '*/5 * * * *', [tick({})], { queue: 'sched', priority: 3 }),
+    true,
+  );
+  assert.equal(await nextRunAt('every-5'), '2026-05-05T10:20:00.000Z');
+  const [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'every-5');
+  assert.equal(s!.queue, 'sched');
+  assert.deepEqual(s!.stepNames, ['sched.tick']);
+  assert.equal(s!.timeZone, 'UTC');
+  assert.equal(s!.paused, false);
+  // Same cron and zone: the next due time is kept (a restarting worker must not skip a run).
+  await engineTime('2026-05-05T10:22:00Z');
+  assert.equal(await h.stepping.schedule('every-5', '*/5 * * * *', [tick({ v: 2 })]), false);
+  assert.equal(await nextRunAt('every-5'), '2026-05-05T10:20:00.000Z');
+  // Another cron: recomputed from now.
+  assert.equal(await h.stepping.schedule('every-5', '*/10 * * * *', [tick({})]), false);
+  assert.equal(await nextRunAt('every-5'), '2026-05-05T10:30:00.000Z');
+
+  assert.equal(await h.stepping.pauseSchedule('every-5'), true);
+  await engineTime('2026-05-05T12:01:00Z');
+  assert.equal(await h.stepping.resumeSchedule('every-5'), true);
+  assert.equal(await nextRunAt('every-5'), '2026-05-05T12:10:00.000Z', 'runs due while paused are skipped');
+  assert.equal(await h.stepping.pauseSchedule('nope'), false);
+
+  await assert.rejects(h.stepping.schedule('bad', 'not a cron', [tick({})]), InvalidArgumentError);
+  await assert.rejects(
+    h.stepping.schedule('bad', '* * * * *', [tick({})], { timeZone: 'Mars/Olympus' }),
+    InvalidArgumentError,
+  );
+  await assert.rejects(
+    h.stepping.schedule('bad', '* * * * *', [tick({})], { key: 'x' } as never),
+    /unknown schedule option "key"/,
+  );
+  await assert.rejects(h.stepping.schedule('bad', '* * * * *', []), /at least one step/);
+  await assert.rejects(h.stepping.schedule('bad', '* * * * *', [tick({})], { backfill: 1001 }), /backfill/);
+  // The engine checks too: a job template it cannot enqueue is refused (SP001).
+  await assert.rejects(
+    h.pool.query(
+      `SELECT stepping.schedule_upsert('bad', '* * * * *', 'UTC', '{"steps": [], "queue": "q"}', now())`,
+    ),
+    /steps/,
+  );
+  assert.equal((await h.stepping.listSchedules()).filter((x) => x.name === 'bad').length, 0);
+  assert.equal(await h.stepping.unschedule('every-5'), true);
+  assert.equal(await h.stepping.unschedule('every-5'), false);
+});
+
+test('after downtime a schedule runs once for the latest missed time; backfill N enqueues up to N', async (t) => {
+  await engineTime('2026-06-01T08:00:30Z');
+  await h.stepping.schedule('once', '* * * * *', [tick({})], { queue: 'missed' });
+  await h.stepping.schedule('back3', '* * * * *', [tick({})], { queue: 'missed', backfill: 3 });
+  // Ten minutes pass with no worker running.
+  await engineTime('2026-06-01T08:10:30Z');
+  await h.worker({ steps: [tick], queues: ['missed'], pollIntervalMs: 50 }, t);
+  await eventually(async () => (await keys('back3')).length === 3, 10_000, 'the backfill');
+  await eventually(async () => (await keys('once')).length === 1, 10_000, 'the single catch-up run');
+  assert.deepEqual(await keys('once'), ['schedule:once:2026-06-01T08:10:00.000Z']);
+  assert.deepEqual(await keys('back3'), [
+    'schedule:back3:2026-06-01T08:08:00.000Z',
+    'schedule:back3:2026-06-01T08:09:00.000Z',
+    'schedule:back3:2026-06-01T08:10:00.000Z',
+  ]);
+  assert.equal(await nextRunAt('once'), '2026-06-01T08:11:00.000Z');
+  const [job] = (
+    await h.pool.query(
+      `SELECT queue, status FROM stepping.jobs WHERE key = 'schedule:once:2026-06-01T08:10:00.000Z'`,
+    )
+  ).rows;
+  assert.equal(job.queue, 'missed');
+  await h.stepping.unschedule('once');
+  await h.stepping.unschedule('back3');
+});
+
+test('daylight saving in Europe/Berlin: a 02:30 daily job runs once on spring-forward and fall-back days', async (t) => {
+  await h.worker({ steps: [tick], queues: ['dst'], pollIntervalMs: 50 }, t);
+  // Spring forward: 2026-03-29 02:00 CET -> 03:00 CEST; 02:30 does not exist that day.
+  await engineTime('2026-03-28T12:00:00Z');
+  // backfill 5: a second run for the same day would be enqueued, and seen, if one were due.
+  await h.stepping.schedule('berlin-spring', '30 2 * * *', [tick({})], {
+    timeZone: 'Europe/Berlin',
+    queue: 'dst',
+    backfill: 5,
+  });
+  assert.equal(
+    await nextRunAt('berlin-spring'),
+    '2026-03-29T01:00:00.000Z',
+    '03:00 CEST, the first valid time',
+  );
+  for (const [now, expected] of [
+    ['2026-03-29T12:00:00Z', 1],
+    ['2026-03-30T12:00:00Z', 2],
+  ] as const) {
+    await engineTime(now);
+    await eventually(async () => (await keys('berlin-spring')).length >= expected, 10_000, `run ${expected}`);
+  }
+  assert.deepEqual(await keys('berlin-spring'), [
+    'schedule:berlin-spring:2026-03-29T01:00:00.000Z',
+    'schedule:berlin-spring:2026-03-30T00:30:00.000Z',
+  ]);
+  await h.stepping.unschedule('berlin-spring');
+
+  // Fall back: 2026-10-25 03:00 CEST -> 02:00 CET; 02:30 happens twice that day.
+  await engineTime('2026-10-24T12:00:00Z');
+  await h.stepping.schedule('berlin-fall', '30 2 * * *', [tick({})], {
+    timeZone: 'Europe/Berlin',
+    queue: 'dst',
+    backfill: 5,
+  });
+  for (const [now, expected] of [
+    ['2026-10-25T12:00:00Z', 1],
+    ['2026-10-26T12:00:00Z', 2],
+  ] as const) {
+    await engineTime(now);
+    await eventually(async () => (await keys('berlin-fall')).length >= expected, 10_000, `run ${expected}`);
+  }
+  assert.deepEqual(await keys('berlin-fall'), [
+    'schedule:berlin-fall:2026-10-25T00:30:00.000Z', // 02:30 CEST, the first of the two
+    'schedule:berlin-fall:2026-10-26T01:30:00.000Z', // 02:30 CET
+  ]);
+  await h.stepping.unschedule('berlin-fall');
+});
+
+test('schedule_fire enqueues a due time once: a second caller with the same due time gets NULL', async () => {
+  await engineTime('2026-07-01T00:00:30Z');
+  await h.stepping.schedule('race', '* * * * *', [tick({})], { queue: 'race', paused: true });
+  await h.pool.query(`UPDATE stepping.schedules SET paused = false WHERE name = 'race'`);
+  await engineTime('2026-07-01T00:01:30Z');
+  const fire = `SELECT stepping.schedule_fire('race', '2026-07-01T00:01:00Z', ARRAY['2026-07-01T00:01:00Z'::timestamptz],
+                                              '2026-07-01T00:02:00Z') AS n`;
+  const a = await h.client();
+  const b = await h.client();
+  await a.query('BEGIN');
+  assert.equal((await a.query(fire)).rows[0].n, 1);
+  // While the first holds the row (SKIP LOCKED) and after it committed (next_run_at moved on).
+  assert.equal((await b.query(fire)).rows[0].n, null);
+  await a.query('COMMIT');
+  assert.equal((await b.query(fire)).rows[0].n, null);
+  assert.deepEqual(await keys('race'), ['schedule:race:2026-07-01T00:01:00.000Z']);
+  // Due times outside [next_run_at, now] are refused.
+  await assert.rejects(
+    b.query(`SELECT stepping.schedule_fire('race', '2026-07-01T00:02:00Z', ARRAY['2026-07-01T05:00:00Z'::timestamptz],
+                                           '2026-07-01T05:01:00Z')`),
+    /runs must lie between/,
+  );
+  await h.stepping.unschedule('race');
+});
