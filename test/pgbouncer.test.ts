@@ -261,7 +261,11 @@ describe('the operator client through PgBouncer', () => {
 
     const status = await cli('status', '--json');
     assert.equal(status.code, 0, status.stderr);
-    assert.ok((JSON.parse(status.stdout) as { queue: string }[]).some((r) => r.queue === 'pgb-cli'));
+    assert.ok(
+      (JSON.parse(status.stdout) as { queues: { queue: string }[] }).queues.some(
+        (r) => r.queue === 'pgb-cli',
+      ),
+    );
     const jobs = await cli('jobs', '--status', 'failed', '--json');
     assert.equal(jobs.code, 0, jobs.stderr);
     assert.ok((JSON.parse(jobs.stdout) as { job_id: string }[]).some((r) => String(r.job_id) === failed));

@@ -70,3 +70,11 @@ export async function statusSections(ctx: CommandContext): Promise<string[]> {
     ...(limits.length > 0 ? [`\nqueue limits\n${formatLimits(limits)}`] : []),
   ];
 }
+
+/** For `stepping status --json`: the schedules and queue limits, as the driver returns them. */
+export async function statusJsonSections(
+  ctx: CommandContext,
+): Promise<{ schedules: unknown[]; queue_limits: unknown[] }> {
+  const [schedules, limits] = await Promise.all([ctx.stepping.listSchedules(), ctx.stepping.queueLimits()]);
+  return { schedules, queue_limits: limits };
+}

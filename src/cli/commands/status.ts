@@ -7,7 +7,7 @@ import type { UnrunnableStep, WorkerStatus } from '../../db/ops.js';
 import { parseDuration, UsageError } from '../args.js';
 import { formatMs, formatTable, intervalMs } from '../table.js';
 import type { Command, CommandContext } from './command.js';
-import { statusSections } from './schedules.js';
+import { statusJsonSections, statusSections } from './schedules.js';
 
 /** Time between --watch refreshes without --interval. */
 export const DEFAULT_WATCH_INTERVAL_MS = 2000;
@@ -149,7 +149,7 @@ export const statusCommand: Command = {
     return async (ctx) => {
       const show = async () => {
         const status = await readStatus(ctx);
-        if (ctx.json) ctx.printJson(statusJson(status));
+        if (ctx.json) ctx.printJson({ ...statusJson(status), ...(await statusJsonSections(ctx)) });
         else {
           ctx.print(statusText(status, ctx.stepping.schema));
           for (const section of await statusSections(ctx)) ctx.print(section);
@@ -168,7 +168,7 @@ export const statusCommand: Command = {
               : `--- ${at}`,
           );
         }
-        if (ctx.json) ctx.printJson(statusJson(status));
+        if (ctx.json) ctx.printJson({ ...statusJson(status), ...(await statusJsonSections(ctx)) });
         else {
           ctx.print(statusText(status, ctx.stepping.schema));
           for (const section of await statusSections(ctx)) ctx.print(section);
