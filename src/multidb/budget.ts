@@ -61,6 +61,8 @@ type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => vo
  * database has work in flight.
  */
 export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): typeof pg.Client {
+  /** Connections of this pool waiting for a permit. */
+  let waitingForPermit = 0;
   return class BudgetedClient extends pg.Client {
     private permit = false;
     private poolRelease: ((err?: Error | boolean) => void) | undefined;
@@ -68,11 +70,16 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
     /**
      * pg-pool assigns `client.release` at every checkout. While other connections wait for
      * a permit, a database that is not busy closes a released connection instead of keeping
-     * it idle, so permits move to databases with work; a busy one keeps its connections.
+     * it idle, so permits move to databases with work; a busy one keeps its connections —
+     * unless a connection of its own pool is among those waiting: pg-pool has bound a
+     * request to that one, so an idle connection kept here would hold a permit while its
+     * own database waits for another (enough such databases, and no permit would ever move).
      */
     get release(): (err?: Error | boolean) => void {
       return (err?: Error | boolean) =>
-        this.poolRelease?.(err ?? (budget.contended && !busy() ? true : undefined));
+        this.poolRelease?.(
+          err ?? (budget.contended && (!busy() || waitingForPermit > 0) ? true : undefined),
+        );
     }
 
     set release(fn: (err?: Error | boolean) => void) {
@@ -86,7 +93,12 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
     }
 
     private async connectWithPermit(): Promise<pg.Client> {
-      await budget.acquire();
+      waitingForPermit++;
+      try {
+        await budget.acquire();
+      } finally {
+        waitingForPermit--;
+      }
       this.permit = true;
       // Registered before connecting, so a connection that fails or ends at any point
       // gives its permit back exactly once.

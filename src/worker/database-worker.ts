@@ -30,6 +30,9 @@ export type { Emit } from './settle.js';
 const PREFETCH_HORIZON_MS = 500;
 const MAX_KEPT = 500;
 
+/** Least time between two scheduler looks caused by activity-watch wake-ups. */
+const SCHEDULER_WAKE_MS = 2000;
+
 /** How a DatabaseWorker behaves as one of many databases under a connection budget. */
 export interface ManyDatabasesMode {
   /** Idle poll period when a listener or the activity watch covers the database. */
@@ -66,6 +69,7 @@ export class DatabaseWorker {
   /** Pool connections transactional handlers may hold at once: all but one. */
   private readonly transactions: Permits;
   private stopping = false;
+  private schedulerWokenAt = 0;
   private unsubscribeCancel: (() => Promise<void>) | null = null;
   private idleWaiters: (() => void)[] = [];
 
@@ -104,7 +108,16 @@ export class DatabaseWorker {
     this.keeper = new LeaseKeeper(this.engine, pool, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
     );
-    this.scheduler = new Scheduler({ ...config, pool, hub: this.hub, definitions: config.schedules, error });
+    this.scheduler = new Scheduler({
+      ...config,
+      // Many databases: every database's scheduler polling would cost a statement (often a
+      // connection) each per pollIntervalMs; wake-ups come from the activity watch instead.
+      pollIntervalMs: many ? Math.max(config.pollIntervalMs, many.safetyPollMs()) : config.pollIntervalMs,
+      pool,
+      hub: this.hub,
+      definitions: config.schedules,
+      error,
+    });
     this.completer = new BatchCompleter(
       this.engine,
       pool,
@@ -215,9 +228,17 @@ export class DatabaseWorker {
     if (!(await check.delivers()) && !this.stopping) this.fetcher.listenerUnavailable();
   }
 
-  /** Notes that work may be waiting. */
+  /**
+   * Notes that work may be waiting (the activity watch saw inserts). The scheduler looks
+   * too (a new schedule is an insert), at most every SCHEDULER_WAKE_MS.
+   */
   wake(): void {
     this.fetcher.wake();
+    const now = Date.now();
+    if (now - this.schedulerWokenAt >= SCHEDULER_WAKE_MS) {
+      this.schedulerWokenAt = now;
+      this.scheduler.wake();
+    }
   }
 
   /** Whether the server's activity watch covers this database (else it polls). */
