@@ -261,7 +261,9 @@ describe('the operator client through PgBouncer', () => {
 
     const status = await cli('status', '--json');
     assert.equal(status.code, 0, status.stderr);
-    assert.ok((JSON.parse(status.stdout) as { queue: string }[]).some((r) => r.queue === 'pgb-cli'));
+    const parsed = JSON.parse(status.stdout) as { queues: { queue: string }[]; workers: unknown[] | null };
+    assert.ok(parsed.queues.some((r) => r.queue === 'pgb-cli'));
+    assert.ok(Array.isArray(parsed.workers), 'the operator reads the worker views');
     const jobs = await cli('jobs', '--status', 'failed', '--json');
     assert.equal(jobs.code, 0, jobs.stderr);
     assert.ok((JSON.parse(jobs.stdout) as { job_id: string }[]).some((r) => String(r.job_id) === failed));

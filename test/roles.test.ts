@@ -448,7 +448,9 @@ test('operator: reads every view, cancels, retries and prunes, with the driver a
     // The CLI as the operator.
     const status = await cli(['status', '--json'], env);
     assert.equal(status.code, 0, status.stderr);
-    assert.ok((JSON.parse(status.stdout) as { queue: string }[]).some((r) => r.queue === 'roles.op.failed'));
+    const parsed = JSON.parse(status.stdout) as { queues: { queue: string }[]; workers: unknown[] | null };
+    assert.ok(parsed.queues.some((r) => r.queue === 'roles.op.failed'));
+    assert.ok(Array.isArray(parsed.workers), 'the operator reads the worker views');
     const jobs = await run('src/cli/stepping.ts', ['jobs', '--json'], env);
     assert.equal(jobs.code, 0, jobs.stderr);
     assert.ok((JSON.parse(jobs.stdout) as { job_id: string }[]).some((r) => String(r.job_id) === failedId));
