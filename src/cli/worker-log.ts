@@ -47,6 +47,14 @@ export function attachWorkerLog(worker: Worker, manyDatabases: boolean, sinks: L
     info(`database up     db=${e.database}${e.listening ? '' : ' (no listener: polling)'}`),
   );
   worker.on('database:removed', (e) => info(`database gone   db=${e.database}`));
+  // Only runs that changed something: every worker calls maintenance every 30 s.
+  worker.on('maintenance', (e) => {
+    if (e.expired + e.pruned + e.workersRemoved === 0) return;
+    info(
+      `maintenance     expired=${e.expired} pruned=${e.pruned} workers_removed=${e.workersRemoved} ` +
+        `in ${e.durationMs}ms${manyDatabases ? ` db=${e.database}` : ''}`,
+    );
+  });
   worker.on('database:down', (e) =>
     sinks.error(
       stamp(`database down db=${e.database}: ${describeError(e.error)}; retry in ${e.retryInMs}ms`),
