@@ -24,6 +24,8 @@ jobs.queue text not null default 'default'::text
 jobs.status text not null default 'pending'::text
 jobs.step_count integer not null
 jobs.step_name text not null
+jobs.trace_parent text
+jobs.trace_state text
 jobs.updated_at timestamp with time zone not null default now()
 pgmigrations.id integer not null default nextval('<schema>.pgmigrations_id_seq'::regclass)
 pgmigrations.name character varying(255) not null
@@ -59,6 +61,8 @@ jobs jobs_phase_check CHECK ((phase = ANY (ARRAY['forward'::text, 'compensate'::
 jobs jobs_pkey PRIMARY KEY (id)
 jobs jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'compensated'::text, 'cancelled'::text])))
 jobs jobs_step_count_check CHECK ((step_count > 0))
+jobs jobs_trace_parent_w3c CHECK ((trace_parent ~ '^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$'::text))
+jobs jobs_trace_state_bounded CHECK (((trace_state IS NULL) OR (((length(trace_state) >= 1) AND (length(trace_state) <= 512)) AND (trace_state ~ '^[ -~]*$'::text) AND (trace_parent IS NOT NULL))))
 pgmigrations pgmigrations_pkey PRIMARY KEY (id)
 settings settings_pkey PRIMARY KEY (singleton)
 settings settings_singleton_check CHECK (singleton)
@@ -79,7 +83,7 @@ CREATE UNIQUE INDEX settings_pkey ON <schema>.settings USING btree (singleton)
 CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
 
 -- types
-unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb)
+unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb, trace_parent text, trace_state text)
 
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
@@ -105,7 +109,7 @@ _done_token(p_token uuid) -> uuid sql immutable
 _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
     b6fc2f1dbb0cbbb94b8db77b7055e092
 _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) -> anyelement plpgsql volatile
-    e9d2d4d803ba7de03bd043380f2d8910
+    7b7b10b8a06abd852dabc9dab8368e02
 _enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
     7ae4147b8f6a95317bdb30ef2d7fc06e
 _enqueue_timestamptz(p_job integer, p_field text, p_value jsonb) -> timestamp with time zone plpgsql volatile
@@ -119,7 +123,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    d0f38c617eeb444efdaeb063292d9cbd
+    d3551cc4365c64220be95d68cd411811
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean) -> SETOF <schema>.jobs sql volatile
     0d1aaa366ee107fec8d71483e641cc58
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
@@ -168,6 +172,8 @@ _limit_max_retry_later_ms() -> integer sql immutable
     706d0a7b163603a2e29d01a68d69f1f2
 _limit_max_steps() -> integer sql immutable
     56d9d61214140f04ff7254854ca6a7eb
+_limit_max_trace_state_length() -> integer sql immutable
+    8c0819bfe7ce88ee0f83ff5794c0ac68
 _limit_min_date() -> timestamp with time zone sql immutable
     26d50260f816b05872aca4830e717bf8
 _limit_min_lease_ms() -> integer sql immutable
@@ -190,10 +196,12 @@ _report_number(p_report jsonb, p_key text, p_min bigint, p_max bigint) -> bigint
     3c49c3c86ef88ca8631862b8d856b0d0
 _schema_name() -> text sql immutable
     2fc5178d8896aa53304d37a8d7b3a0c3
+_trace_parent_ok(p_value text) -> boolean sql immutable
+    0355443aebf479f1618b0bed5358fb32
 _unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
     1b149187a9749e932d7cc26a884fc830
 _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
-    4e42b428206a46b42c37fab65bdf7e43
+    95a3fefbaeb6007a47e172ca3e551321
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     287840d84472cce7737ede54d225b7b6
 backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interval sql volatile
@@ -202,8 +210,8 @@ engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog
     bd80f5a7a00394f8bac2d789a51e097a
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     bc93e3faf066b90f37a9d795e072f543
-job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    b9eb3d56a421b5434482953e656d6539
+job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    eb03210f95def04794def47765fc8a5c
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     008e80be65d20e81544fe887b2939423
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -216,6 +224,8 @@ lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgs
     f42b5d007519e7cabab263aa3fe5668b
 next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     ac233e9baa0ae5fa219c45dce3549878
+queue_metrics() -> TABLE(queue text, runnable bigint, scheduled bigint, running bigint, oldest_runnable_age_ms double precision) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_seqscan=off set jit=off
+    020ccd81f90eae5f8118a8a03fc522e7
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
     205de8248d6d91477492cf5dc5d1e44c
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -233,13 +243,15 @@ function <schema>.engine_now() EXECUTE to <schema>_operator
 function <schema>.engine_now() EXECUTE to <schema>_producer
 function <schema>.engine_now() EXECUTE to <schema>_worker
 function <schema>.job_cancel(bigint,boolean) EXECUTE to <schema>_operator
-function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone) EXECUTE to <schema>_producer
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text) EXECUTE to <schema>_producer
 function <schema>.job_enqueue_batch(jsonb) EXECUTE to <schema>_producer
 function <schema>.job_prune(interval,text[],integer) EXECUTE to <schema>_operator
 function <schema>.job_retry(bigint,timestamp with time zone) EXECUTE to <schema>_operator
 function <schema>.lease_extend(bigint[],uuid[],integer) EXECUTE to <schema>_worker
 function <schema>.lease_release(bigint[],uuid[]) EXECUTE to <schema>_worker
 function <schema>.next_due_in_ms(text[],text[]) EXECUTE to <schema>_worker
+function <schema>.queue_metrics() EXECUTE to <schema>_operator
+function <schema>.queue_metrics() EXECUTE to <schema>_worker
 function <schema>.step_claim(text,text[],text[],integer,integer) EXECUTE to <schema>_worker
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer) EXECUTE to <schema>_worker
 function <schema>.step_fail(bigint[],uuid[],jsonb[]) EXECUTE to <schema>_worker
@@ -299,6 +311,7 @@ function <schema>._limit_max_prune_batch(): MAX_PRUNE_BATCH of src/limits.ts (ge
 function <schema>._limit_max_queue_length(): MAX_QUEUE_LENGTH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_retry_later_ms(): MAX_RETRY_LATER_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_max_steps(): MAX_STEPS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_trace_state_length(): MAX_TRACE_STATE_LENGTH of src/limits.ts (generated by migrate).
 function <schema>._limit_min_date(): MIN_DATE of src/limits.ts (generated by migrate).
 function <schema>._limit_min_lease_ms(): MIN_LEASE_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_min_priority(): MIN_PRIORITY of src/limits.ts (generated by migrate).
@@ -310,19 +323,21 @@ function <schema>._notify_ready(text): Wakes workers listening for work on p_que
 function <schema>._raise_duplicate(text): Raises SP002 for a refused duplicate key (used by job_enqueue).
 function <schema>._report_number(jsonb,text,bigint,bigint): A clamped number field of a report, NULL when absent or not a number.
 function <schema>._schema_name(): The schema of this installation (generated by migrate).
+function <schema>._trace_parent_ok(text): True when the text is a valid W3C traceparent (lowercase hex).
 function <schema>._unit_failed(<schema>.jobs,jsonb,timestamp with time zone): Records a failed attempt: retry with backoff, "not yet" without counting, or end the forward path.
 function <schema>._unit_of(<schema>.jobs): The unit (step or compensation) a job row points at, as workers receive it, with earlier results.
 function <schema>._unit_succeeded(<schema>.jobs,jsonb,jsonb,timestamp with time zone,text,text[],text[],interval): Records a succeeded step (result, compensation) or compensation and advances the job.
 function <schema>.backoff_delay(integer,integer,integer): Retry delay after p_attempt failures: min(max, base*2^(attempt-1)) times a jitter factor in [0.5, 1).
 function <schema>.engine_now(): The engine's clock: clock_timestamp() plus settings.clock_offset (owner-only; tests shift it).
 function <schema>.job_cancel(bigint,boolean): Cancels an unfinished job: pending at once, running after its current step; optionally compensating.
-function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
 function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.
 function <schema>.job_prune(interval,text[],integer): Deletes up to p_limit jobs finished before engine_now()-p_older_than in the given final statuses; returns how many.
 function <schema>.job_retry(bigint,timestamp with time zone): Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.
 function <schema>.lease_extend(bigint[],uuid[],integer): Heartbeat: extends leases still held under the given tokens; returns the ones kept, with cancel_requested.
 function <schema>.lease_release(bigint[],uuid[]): Returns held units to the queue, runnable now, without counting the attempt.
 function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
+function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now, scheduled later, running, and the oldest runnable job's wait (ms).
 function <schema>.step_claim(text,text[],text[],integer,integer): Leases up to p_limit runnable units the worker has handlers for (SKIP LOCKED, priority then due time), fresh token each.
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer): Applies succeeded results whose lease token is current (idempotent; stale ones: accepted=false); may lease the next unit to the same worker.
 function <schema>.step_fail(bigint[],uuid[],jsonb[]): Applies failed attempts whose lease token is current (idempotent): backoff retry, not-yet, or end of the forward path.

@@ -40,12 +40,13 @@ const ALLOWED: Record<'producer' | 'worker' | 'operator', { functions: string[];
       'lease_extend',
       'lease_release',
       'next_due_in_ms',
+      'queue_metrics',
       'engine_now',
     ],
     relations: ['settings'],
   },
   operator: {
-    functions: ['job_cancel', 'job_retry', 'job_prune', 'engine_now'],
+    functions: ['job_cancel', 'job_retry', 'job_prune', 'queue_metrics', 'engine_now'],
     relations: ['job_overview', 'step_overview', 'queue_stats', 'settings'],
   },
 };

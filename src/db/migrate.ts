@@ -27,6 +27,7 @@ export const SQL_FILES = [
   'report.sql',
   'admin.sql',
   'views.sql',
+  'metrics.sql',
 ] as const;
 
 /** What a migrate did. */

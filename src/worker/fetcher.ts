@@ -33,6 +33,8 @@ export interface FetcherDeps {
   error(error: Error, during: string): void;
   /** Asks the dispatcher to hand out free slots. */
   kick(): void;
+  /** A claim statement leased `n` units (metrics). */
+  claimed(n: number): void;
 }
 
 /** Wake-ups and claims of one database. */
@@ -155,8 +157,10 @@ export class Fetcher {
       const limit = Math.min(p.n + (i === 0 ? prefetch : 0), config.batchSize);
       let units: LeasedUnit[] = [];
       try {
-        if (limit > 0)
+        if (limit > 0) {
           units = await engine.claim(pool, config.workerId, config.names, p.queues, limit, config.leaseMs);
+          this.deps.claimed(units.length);
+        }
       } catch (error) {
         if (!failed) this.deps.error(error as Error, 'claim');
         failed = true;

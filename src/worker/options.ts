@@ -12,6 +12,8 @@ import { ConfigError } from '../errors.js';
 import { MAX_CLAIM_BATCH, MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
+import type { TelemetryOptions } from '../telemetry/otel.js';
+import { WorkerTelemetry } from '../telemetry/worker.js';
 
 /** Options of createWorker(). */
 export interface WorkerOptions {
@@ -65,6 +67,12 @@ export interface WorkerOptions {
   poolSize?: number;
   /** Name shown in locked_by. Default host:pid:random. */
   workerId?: string;
+  /**
+   * OpenTelemetry (with `@opentelemetry/api` installed): a span per step attempt and the
+   * worker's metrics. Default: the global tracer and meter providers. See README, Tracing
+   * and metrics.
+   */
+  telemetry?: TelemetryOptions;
 }
 
 /** Defaults of WorkerOptions, with the text `--help` prints. */
@@ -98,6 +106,8 @@ export interface WorkerConfig {
   maxConnections: number;
   idlePollMaxMs: number;
   workerId: string;
+  /** Spans and metrics (no-ops without `@opentelemetry/api`); load() before serving. */
+  telemetry: WorkerTelemetry;
 }
 
 /** Validates options and applies defaults. */
@@ -182,5 +192,6 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       86_400_000,
     ),
     workerId: options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    telemetry: new WorkerTelemetry(options.telemetry),
   };
 }
