@@ -17,7 +17,7 @@ import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { NotificationHub } from './db/notifications.js';
 import type { StepCall } from './steps.js';
-import type { TelemetryOptions } from './telemetry/otel.js';
+import type { TelemetryOptions } from './telemetry/types.js';
 import { ProducerTracing } from './telemetry/producer.js';
 
 /** How to reach the database. */

@@ -6,6 +6,8 @@
  * `@opentelemetry/api` at all.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import {
   context,
@@ -379,4 +381,22 @@ test('without @opentelemetry/api installed, enqueue and workers run as before', 
     output: 'done',
     traceParent: null,
   });
+});
+
+test("Stepping's public declarations never import @opentelemetry (an optional peer dependency)", () => {
+  // Walk the built declarations from dist/src/index.d.ts (npm test builds first).
+  const root = path.resolve(import.meta.dirname, '../dist/src');
+  const seen = new Set<string>();
+  const queue = [path.join(root, 'index.d.ts')];
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const [, spec] of readFileSync(file, 'utf8').matchAll(/(?:from |import\()'([^']+)'/g)) {
+      assert.ok(!spec!.startsWith('@opentelemetry/'), `${path.relative(root, file)} imports ${spec}`);
+      if (spec!.startsWith('.'))
+        queue.push(path.resolve(path.dirname(file), spec!.replace(/\.js$/, '.d.ts')));
+    }
+  }
+  assert.ok(seen.has(path.join(root, 'telemetry/types.d.ts')), 'the telemetry option types are reachable');
 });

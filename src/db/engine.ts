@@ -6,7 +6,7 @@
  */
 import { quoteIdent } from '../config.js';
 import { translateDatabaseError } from '../errors.js';
-import type { QueueFigures } from '../telemetry/metrics.js';
+import type { QueueFigures } from '../telemetry/types.js';
 import type { Queryable } from './queryable.js';
 
 /** A unit of work (a step, or a step's compensation) leased to a worker: the SQL type `unit`. */

@@ -16,7 +16,7 @@ import {
   MIN_PRIORITY,
 } from '../limits.js';
 import type { StepCall } from '../steps.js';
-import type { StoredTraceContext } from '../telemetry/trace-context.js';
+import type { StoredTraceContext } from '../telemetry/types.js';
 import { checkDate, checkDuration, checkInteger, checkText, fail } from './checks.js';
 import { MAX_CALL_JSON_BYTES } from '../limits.js';
 import { describeValue, printable, thrownKind } from './describe.js';

@@ -13,15 +13,7 @@ import type {
   ObservableGauge,
 } from '@opentelemetry/api';
 import * as attr from './attributes.js';
-
-/** Source of one database's queue figures (a `queue_metrics()` call). */
-export interface QueueFigures {
-  queue: string;
-  runnable: number;
-  scheduled: number;
-  running: number;
-  oldestRunnableAgeMs: number;
-}
+import type { QueueFigures } from './types.js';
 
 /** A served database as the gauges see it. */
 export interface GaugeSource {

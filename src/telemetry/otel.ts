@@ -9,31 +9,6 @@ import type * as OtelApi from '@opentelemetry/api';
 /** The `@opentelemetry/api` module. */
 export type Otel = typeof OtelApi;
 
-/**
- * A tracer provider (`TracerProvider` of `@opentelemetry/api`), typed structurally so that
- * Stepping's own types never require the package.
- */
-export interface TracerProviderLike {
-  getTracer(name: string, version?: string): unknown;
-}
-
-/** A meter provider (`MeterProvider` of `@opentelemetry/api`), typed structurally. */
-export interface MeterProviderLike {
-  getMeter(name: string, version?: string): unknown;
-}
-
-/**
- * Where spans and metrics go. Without a provider the global one registered with
- * `@opentelemetry/api` (by the OpenTelemetry SDK's `start()`/`register()`) is used, looked
- * up at each use, so an SDK started after the worker still receives them.
- */
-export interface TelemetryOptions {
-  /** Spans: the step attempts (worker) or the enqueue (client). Default: the global provider. */
-  tracerProvider?: TracerProviderLike;
-  /** Metrics (worker only). Default: the global provider. */
-  meterProvider?: MeterProviderLike;
-}
-
 /** Instrumentation scope name of every tracer and meter Stepping makes. */
 export const INSTRUMENTATION_NAME = 'stepping';
 

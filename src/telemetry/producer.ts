@@ -7,9 +7,10 @@
  */
 import type { Span, Tracer } from '@opentelemetry/api';
 import * as attr from './attributes.js';
-import { INSTRUMENTATION_NAME, loadOtel, type Otel, type TracerProviderLike } from './otel.js';
+import { INSTRUMENTATION_NAME, loadOtel, type Otel } from './otel.js';
+import { storedTraceContext } from './trace-context.js';
+import type { StoredTraceContext, TracerProviderLike } from './types.js';
 import { packageVersion } from './version.js';
-import { type StoredTraceContext, storedTraceContext } from './trace-context.js';
 
 /** The queue of a job spec as given (before validation): a string, or the default. */
 function queueOf(spec: unknown): string {

@@ -7,12 +7,7 @@
 import type { SpanContext } from '@opentelemetry/api';
 import { MAX_TRACE_STATE_LENGTH } from '../limits.js';
 import type { Otel } from './otel.js';
-
-/** A trace context as stored on a job (the columns jobs.trace_parent, jobs.trace_state). */
-export interface StoredTraceContext {
-  traceParent: string;
-  traceState: string | null;
-}
+import type { StoredTraceContext } from './types.js';
 
 const TRACE_PARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;

@@ -14,14 +14,8 @@ import type { Engine, LeasedUnit } from '../db/engine.js';
 import type { Queryable } from '../db/queryable.js';
 import * as attr from './attributes.js';
 import { WorkerMetrics } from './metrics.js';
-import {
-  INSTRUMENTATION_NAME,
-  loadOtel,
-  type MeterProviderLike,
-  type Otel,
-  type TelemetryOptions,
-  type TracerProviderLike,
-} from './otel.js';
+import { INSTRUMENTATION_NAME, loadOtel, type Otel } from './otel.js';
+import type { MeterProviderLike, TelemetryOptions, TracerProviderLike } from './types.js';
 import { spanContextOf } from './trace-context.js';
 import { packageVersion } from './version.js';
 

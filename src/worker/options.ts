@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.js';
 import { MAX_CLAIM_BATCH, MAX_LEASE_MS, MAX_QUEUE_LENGTH, MIN_LEASE_MS } from '../limits.js';
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
-import type { TelemetryOptions } from '../telemetry/otel.js';
+import type { TelemetryOptions } from '../telemetry/types.js';
 import { WorkerTelemetry } from '../telemetry/worker.js';
 
 /** Options of createWorker(). */
