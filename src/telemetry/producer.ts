@@ -20,12 +20,16 @@ function queueOf(spec: unknown): string {
 
 /** Spans around enqueue calls of one Stepping client. */
 export class ProducerTracing {
+  private cached: Tracer | null = null;
+
   constructor(private readonly provider: TracerProviderLike | undefined) {}
 
+  /** Taken once: the global tracer is the API's proxy, which follows an SDK registered later. */
   private tracer(otel: Otel): Tracer {
-    return this.provider
+    this.cached ??= this.provider
       ? (this.provider.getTracer(INSTRUMENTATION_NAME, packageVersion()) as Tracer)
       : otel.trace.getTracer(INSTRUMENTATION_NAME, packageVersion());
+    return this.cached;
   }
 
   /**

@@ -19,8 +19,8 @@ export interface MeterProviderLike {
 
 /**
  * Where spans and metrics go. Without a provider the global one registered with
- * `@opentelemetry/api` (by the OpenTelemetry SDK's `start()`/`register()`) is used, so an
- * SDK started after the worker still receives them.
+ * `@opentelemetry/api` (by the OpenTelemetry SDK's `start()`/`register()`) is used: start
+ * the SDK before the worker (a meter is taken once, at the worker's start).
  */
 export interface TelemetryOptions {
   /** Spans: the step attempts (worker) or the enqueue (client). Default: the global provider. */
