@@ -93,9 +93,14 @@ try {
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  // The machine's load moves every mode of a repetition alike: compare within repetitions.
+  const base = rates.get(modes[0]!.label)!;
   for (const [label, xs] of rates) {
+    const ratios = xs.map((x, rep) => x / base[rep]!);
     console.log(
-      `${label}: median ${Math.round(median(xs))} jobs/s (${xs.map((x) => Math.round(x)).join(', ')})`,
+      `${label}: median ${Math.round(median(xs))} jobs/s (${xs.map((x) => Math.round(x)).join(', ')}); ` +
+        `vs ${modes[0]!.label} in the same repetition: median ${median(ratios).toFixed(2)}× ` +
+        `(${ratios.map((r) => r.toFixed(2)).join(', ')})`,
     );
   }
 } finally {
