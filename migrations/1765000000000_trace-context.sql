@@ -22,13 +22,10 @@ ALTER TABLE jobs
 -- Each unit a worker receives (step_claim, and step_complete's continuation) carries them.
 ALTER TYPE unit ADD ATTRIBUTE trace_parent text, ADD ATTRIBUTE trace_state text;
 
--- job_enqueue gains p_trace_parent and p_trace_state (defaulted, at the end, so every
--- existing call still works). CREATE OR REPLACE cannot add parameters: it would add an
--- overload, and calls that leave out the defaulted ones would become ambiguous. The new
--- definition (sql/enqueue.sql) is created, and granted again, by the same migrate.
-DROP FUNCTION IF EXISTS job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz);
+-- job_enqueue gains p_trace_parent and p_trace_state (sql/enqueue.sql; defaulted, at the
+-- end, so every existing call still works): migrate drops the old signature once the new
+-- one exists, and carries the grants made on it over (src/db/migrate.ts, carryGrants).
 
 -- Down Migration
-DROP FUNCTION IF EXISTS job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text);
 ALTER TYPE unit DROP ATTRIBUTE trace_state, DROP ATTRIBUTE trace_parent;
 ALTER TABLE jobs DROP COLUMN trace_state, DROP COLUMN trace_parent;

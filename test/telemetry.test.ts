@@ -34,7 +34,12 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import pg from 'pg';
-import { createStepping, defineStep, MAX_TRACE_STATE_LENGTH } from '../src/index.js';
+import {
+  createStepping,
+  defineStep,
+  MAX_ERROR_MESSAGE_LENGTH,
+  MAX_TRACE_STATE_LENGTH,
+} from '../src/index.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';
 
@@ -224,6 +229,39 @@ test('enqueue stores the trace context; every attempt runs in a span linked to i
   const batches = points(rm, 'stepping.claim.batch_size').map((p) => p.value as Histogram);
   assert.ok(batches.reduce((n, b) => n + b.count, 0) >= 1, 'claims recorded');
   assert.ok(batches.reduce((n, b) => n + (b.sum ?? 0), 0) >= 2, 'at least the two claimed units');
+});
+
+test("a handler's hostile error (a throwing message getter, megabytes of text) reaches the span bounded, and the worker goes on", async (t) => {
+  const hostile = defineStep(
+    'tele.hostile',
+    async (args: { kind: string }) => {
+      if (args.kind === 'getter') {
+        throw Object.defineProperty(new Error('hidden'), 'message', {
+          get() {
+            throw new Error('no message for you');
+          },
+        });
+      }
+      throw new Error('x'.repeat(5 * 1024 * 1024));
+    },
+    { maxAttempts: 1 },
+  );
+  await h.worker({ steps: [hostile], telemetry: { tracerProvider, meterProvider } }, t);
+  const getter = await stepping.enqueue([hostile({ kind: 'getter' })]);
+  const huge = await stepping.enqueue([hostile({ kind: 'huge' })]);
+  for (const id of [getter, huge]) {
+    assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'failed');
+  }
+  const spanOf = (id: string) =>
+    spansNamed('process tele.hostile').find((s) => s.attributes['stepping.job.id'] === id);
+  await eventually(() => spanOf(getter) && spanOf(huge), 10_000, 'both spans');
+  assert.equal(spanOf(getter)!.status.message, 'Error (its message could not be read)');
+  assert.equal(spanOf(getter)!.attributes['stepping.step.outcome'], 'failed');
+  assert.equal(spanOf(huge)!.status.message, 'x'.repeat(MAX_ERROR_MESSAGE_LENGTH));
+  assert.equal(
+    spanOf(huge)!.events.find((e) => e.name === 'exception')?.attributes?.['exception.message'],
+    'x'.repeat(MAX_ERROR_MESSAGE_LENGTH),
+  );
 });
 
 test('a malformed trace context given through SQL is refused with SP001 naming the field; a valid one is stored and linked', async (t) => {

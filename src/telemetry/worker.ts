@@ -12,6 +12,7 @@
 import type { Attributes, Meter, Span, Tracer } from '@opentelemetry/api';
 import type { Engine, LeasedUnit } from '../db/engine.js';
 import type { Queryable } from '../db/queryable.js';
+import { errorRecord } from '../worker/error-record.js';
 import { DATABASE, STEP_OUTCOME } from './attributes.js';
 import { WorkerMetrics } from './metrics.js';
 import { INSTRUMENTATION_NAME, loadOtel, type Otel } from './otel.js';
@@ -107,7 +108,13 @@ export class WorkerTelemetry {
     const removeSource = metrics.addSource({ database, read: () => engine.queueMetrics(db) });
     const dbAttributes: Attributes = { [DATABASE]: database };
     return {
-      attempt: (unit) => startAttempt(otel, tracer, metrics, database, unit),
+      attempt: (unit) => {
+        try {
+          return startAttempt(otel, tracer, metrics, database, unit);
+        } catch {
+          return NOOP_ATTEMPT; // telemetry (a provider or processor of yours) never stops a step
+        }
+      },
       claimed: (n) => metrics.claimBatch.record(n, dbAttributes),
       close: removeSource,
     };
@@ -164,22 +171,46 @@ function startAttempt(
     end({ outcome, error, durationMs }) {
       if (ended) return;
       ended = true;
-      const endAttributes: Attributes = {
-        'stepping.database': database,
-        'messaging.destination.name': unit.queue,
-        'stepping.step.name': unit.name,
-        'stepping.step.phase': unit.phase,
-        'stepping.step.outcome': outcome,
-      };
-      if (outcome === 'succeeded') metrics.succeeded.add(1, endAttributes);
-      else if (FAILED_OUTCOMES.has(outcome) && error) metrics.failed.add(1, endAttributes);
-      metrics.duration.record(durationMs / 1000, endAttributes);
-      span.setAttribute(STEP_OUTCOME, outcome);
-      if (error) {
-        span.recordException(error);
-        span.setStatus({ code: otel.SpanStatusCode.ERROR, message: error.message });
+      try {
+        endAttempt(otel, metrics, span, database, unit, outcome, error, durationMs);
+      } catch {
+        // Telemetry never stops a step.
       }
-      span.end();
     },
   };
+}
+
+function endAttempt(
+  otel: Otel,
+  metrics: WorkerMetrics,
+  span: Span,
+  database: string,
+  unit: LeasedUnit,
+  outcome: string,
+  error: Error | null,
+  durationMs: number,
+): void {
+  const endAttributes: Attributes = {
+    'stepping.database': database,
+    'messaging.destination.name': unit.queue,
+    'stepping.step.name': unit.name,
+    'stepping.step.phase': unit.phase,
+    'stepping.step.outcome': outcome,
+  };
+  if (outcome === 'succeeded') metrics.succeeded.add(1, endAttributes);
+  else if (FAILED_OUTCOMES.has(outcome) && error) metrics.failed.add(1, endAttributes);
+  metrics.duration.record(durationMs / 1000, endAttributes);
+  span.setAttribute(STEP_OUTCOME, outcome);
+  if (error) {
+    // The handler's error is not trusted (a throwing getter, a message of megabytes):
+    // the span gets the bounded text the engine stores.
+    const record = errorRecord(error, unit.attempt);
+    span.recordException({
+      name: record.name,
+      message: record.message,
+      ...(record.stack ? { stack: record.stack } : {}),
+    });
+    span.setStatus({ code: otel.SpanStatusCode.ERROR, message: record.message });
+  }
+  span.end();
 }
