@@ -32,6 +32,10 @@ DECLARE
     WHEN 'max_attempts' THEN format('max_attempts must be an integer from 1 to %s', _limit_max_int())
     WHEN 'backoff_base_ms' THEN format('backoff_base_ms must be an integer from 1 to %s', _limit_max_int())
     WHEN 'backoff_max_ms' THEN format('backoff_max_ms must be an integer from 1 to %s', _limit_max_int())
+    WHEN 'trace_parent' THEN 'trace_parent must be a W3C traceparent: lowercase hex version (not ff), trace id '
+                             '(32, not all zero), parent id (16, not all zero) and flags (2), joined by "-"'
+    WHEN 'trace_state' THEN format('trace_state must be a string of 1 to %s printable ASCII characters, '
+                                   'given with a trace_parent', _limit_max_trace_state_length())
     ELSE p_field END;
 BEGIN
   IF p_step IS NULL THEN
@@ -105,6 +109,16 @@ END;
 $$;
 COMMENT ON FUNCTION _enqueue_json(integer, integer, text, jsonb) IS
   'Args of enqueue input when within the size and depth limits, or SP001.';
+
+-- _trace_parent_ok: true when p_value is a W3C traceparent as OpenTelemetry writes it
+-- (version 00 and later versions of the same shape; version ff and all-zero ids are
+-- invalid). The jobs table's CHECK jobs_trace_parent_w3c uses the same expression.
+CREATE OR REPLACE FUNCTION _trace_parent_ok(p_value text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+  SELECT p_value ~ '^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$'
+$$;
+COMMENT ON FUNCTION _trace_parent_ok(text) IS 'True when the text is a valid W3C traceparent (lowercase hex).';
 
 -- _enqueue_steps(p_job, p_steps): the steps of job p_job (a JSON array of step objects) as
 -- rows for the steps table, each field checked (type, range, the limits) so that no cast
@@ -188,7 +202,8 @@ COMMENT ON FUNCTION _enqueue_steps(integer, jsonb) IS
 -- in input order).
 -- Each element: {"steps":[{"name","args","max_attempts","backoff_base_ms","backoff_max_ms",
 -- "compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
--- "key","on_duplicate":"return"|"error","deadline","timeout_ms"}. A JSON null reads as
+-- "key","on_duplicate":"return"|"error","deadline","timeout_ms","trace_parent","trace_state"}
+-- (trace_*: the producer's W3C trace context, see sql/claim.sql). A JSON null reads as
 -- absent. Every field is checked (type, range, the limits) before its row is written: bad
 -- input raises SP001 and, like any error, leaves nothing of the call behind.
 -- Dedupe: a key held by an unfinished job returns that job's id (created = false; with
@@ -301,11 +316,25 @@ BEGIN
                 BETWEEN 0 AND _limit_max_delay_ms()
              THEN v_now + round(f.timeout_ms::numeric)::bigint * interval '1 millisecond'
            ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'timeout_ms', NULL::timestamptz)
-      END AS deadline
+      END AS deadline,
+      -- The producer's trace context (OpenTelemetry); absent for most jobs, so one test each.
+      CASE WHEN f.trace_parent IS NULL THEN NULL
+           WHEN jsonb_typeof(f.trace_parent) = 'string' AND _trace_parent_ok(f.trace_parent #>> '{}')
+             THEN f.trace_parent #>> '{}'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'trace_parent', NULL::text)
+      END AS trace_parent,
+      CASE WHEN f.trace_state IS NULL THEN NULL
+           WHEN f.trace_parent IS NOT NULL AND jsonb_typeof(f.trace_state) = 'string'
+                AND length(f.trace_state #>> '{}') BETWEEN 1 AND _limit_max_trace_state_length()
+                AND (f.trace_state #>> '{}') ~ '^[ -~]*$'
+             THEN f.trace_state #>> '{}'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'trace_state', NULL::text)
+      END AS trace_state
     FROM ROWS FROM (jsonb_to_recordset(p_jobs)
                       AS (steps jsonb, queue jsonb, priority jsonb, key jsonb, on_duplicate jsonb, run_at jsonb,
-                          delay_ms jsonb, deadline jsonb, timeout_ms jsonb))
-         WITH ORDINALITY AS f(steps, queue, priority, key, on_duplicate, run_at, delay_ms, deadline, timeout_ms, o)
+                          delay_ms jsonb, deadline jsonb, timeout_ms jsonb, trace_parent jsonb, trace_state jsonb))
+         WITH ORDINALITY AS f(steps, queue, priority, key, on_duplicate, run_at, delay_ms, deadline, timeout_ms,
+                              trace_parent, trace_state, o)
   ), step_input AS (
     -- Inlined (see _enqueue_steps). Every row the insert below reads has passed its checks;
     -- the steps of a job whose key is held are checked in the loop further down.
@@ -314,9 +343,9 @@ BEGIN
     CROSS JOIN LATERAL _enqueue_steps(i.ord, i.steps) s
   ), ins AS (
     INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
-                      created_at, updated_at)
+                      created_at, updated_at, trace_parent, trace_state)
     SELECT i.id, i.queue, i.priority, i.key, jsonb_array_length(i.steps), i.step_name, i.available_at,
-           i.deadline, v_now, v_now
+           i.deadline, v_now, v_now, i.trace_parent, i.trace_state
     FROM input i
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
     RETURNING id
@@ -386,7 +415,9 @@ END;
 $$;
 COMMENT ON FUNCTION _raise_duplicate(text) IS 'Raises SP002 for a refused duplicate key (used by job_enqueue).';
 
--- job_enqueue: the one-job form for psql, triggers and other languages.
+-- job_enqueue: the one-job form for psql, triggers and other languages. p_trace_parent /
+-- p_trace_state: the W3C traceparent/tracestate of the enqueuing code, so the steps' spans
+-- link to its trace (SP001 when malformed).
 CREATE OR REPLACE FUNCTION job_enqueue(
   p_steps        jsonb,
   p_queue        text        DEFAULT 'default',
@@ -394,7 +425,9 @@ CREATE OR REPLACE FUNCTION job_enqueue(
   p_run_at       timestamptz DEFAULT NULL,
   p_key          text        DEFAULT NULL,
   p_on_duplicate text        DEFAULT 'return',
-  p_deadline     timestamptz DEFAULT NULL
+  p_deadline     timestamptz DEFAULT NULL,
+  p_trace_parent text        DEFAULT NULL,
+  p_trace_state  text        DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
@@ -405,7 +438,8 @@ AS $$
               ELSE b.job_id END
   FROM _job_enqueue_batch(jsonb_build_array(jsonb_build_object(
     'steps', p_steps, 'queue', p_queue, 'priority', p_priority, 'run_at', p_run_at, 'key', p_key,
-    'on_duplicate', p_on_duplicate, 'deadline', p_deadline)), 0) b;
+    'on_duplicate', p_on_duplicate, 'deadline', p_deadline, 'trace_parent', p_trace_parent,
+    'trace_state', p_trace_state)), 0) b;
 $$;
-COMMENT ON FUNCTION job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz) IS
+COMMENT ON FUNCTION job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text) IS
   'Enqueues one job (steps as a JSON array of {name, args}) in the caller''s transaction; returns its id.';

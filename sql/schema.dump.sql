@@ -24,6 +24,8 @@ jobs.queue text not null default 'default'::text
 jobs.status text not null default 'pending'::text
 jobs.step_count integer not null
 jobs.step_name text not null
+jobs.trace_parent text
+jobs.trace_state text
 jobs.updated_at timestamp with time zone not null default now()
 pgmigrations.id integer not null default nextval('<schema>.pgmigrations_id_seq'::regclass)
 pgmigrations.name character varying(255) not null
@@ -88,6 +90,8 @@ jobs jobs_phase_check CHECK ((phase = ANY (ARRAY['forward'::text, 'compensate'::
 jobs jobs_pkey PRIMARY KEY (id)
 jobs jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'compensated'::text, 'cancelled'::text])))
 jobs jobs_step_count_check CHECK ((step_count > 0))
+jobs jobs_trace_parent_w3c CHECK ((trace_parent ~ '^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$'::text))
+jobs jobs_trace_state_bounded CHECK (((trace_state IS NULL) OR (((length(trace_state) >= 1) AND (length(trace_state) <= 512)) AND (trace_state ~ '^[ -~]*$'::text) AND (trace_parent IS NOT NULL))))
 pgmigrations pgmigrations_pkey PRIMARY KEY (id)
 queue_limits queue_limit_max_running CHECK ((max_running > 0))
 queue_limits queue_limit_queue_length CHECK (((length(queue) >= 1) AND (length(queue) <= 100)))
@@ -131,7 +135,7 @@ CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
 CREATE UNIQUE INDEX workers_pkey ON <schema>.workers USING btree (id)
 
 -- types
-unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb)
+unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb, trace_parent text, trace_state text)
 
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
@@ -167,7 +171,7 @@ _done_token(p_token uuid) -> uuid sql immutable
 _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
     b6fc2f1dbb0cbbb94b8db77b7055e092
 _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) -> anyelement plpgsql volatile
-    e9d2d4d803ba7de03bd043380f2d8910
+    7b7b10b8a06abd852dabc9dab8368e02
 _enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
     7ae4147b8f6a95317bdb30ef2d7fc06e
 _enqueue_timestamptz(p_job integer, p_field text, p_value jsonb) -> timestamp with time zone plpgsql volatile
@@ -181,7 +185,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    d0f38c617eeb444efdaeb063292d9cbd
+    d3551cc4365c64220be95d68cd411811
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean) -> SETOF <schema>.jobs sql volatile
     0d1aaa366ee107fec8d71483e641cc58
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
@@ -234,6 +238,8 @@ _limit_max_retry_later_ms() -> integer sql immutable
     706d0a7b163603a2e29d01a68d69f1f2
 _limit_max_steps() -> integer sql immutable
     56d9d61214140f04ff7254854ca6a7eb
+_limit_max_trace_state_length() -> integer sql immutable
+    8c0819bfe7ce88ee0f83ff5794c0ac68
 _limit_max_worker_heartbeat_ms() -> integer sql immutable
     c7792f55d58236d896f2bee2af3202e2
 _limit_max_worker_id_length() -> integer sql immutable
@@ -280,10 +286,12 @@ _schedule_notify(p_name text) -> void sql volatile
     1f5d5ebd178cbb399b1c789f10d2354c
 _schema_name() -> text sql immutable
     2fc5178d8896aa53304d37a8d7b3a0c3
+_trace_parent_ok(p_value text) -> boolean sql immutable
+    0355443aebf479f1618b0bed5358fb32
 _unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
     1b149187a9749e932d7cc26a884fc830
 _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
-    4e42b428206a46b42c37fab65bdf7e43
+    95a3fefbaeb6007a47e172ca3e551321
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     287840d84472cce7737ede54d225b7b6
 _worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now timestamp with time zone) -> boolean sql immutable
@@ -294,8 +302,8 @@ engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog
     bd80f5a7a00394f8bac2d789a51e097a
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     bc93e3faf066b90f37a9d795e072f543
-job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    b9eb3d56a421b5434482953e656d6539
+job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    eb03210f95def04794def47765fc8a5c
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     008e80be65d20e81544fe887b2939423
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -316,6 +324,8 @@ queue_limit_clear(p_queue text) -> boolean plpgsql volatile security definer set
     466cb1cfca0b66c33c7c9d2f2084f5e2
 queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rate_period_ms integer) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     7a001063ef467f9936af979b07ff7fff
+queue_metrics() -> TABLE(queue text, runnable bigint, scheduled bigint, running bigint, oldest_runnable_age_ms double precision) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_seqscan=off set jit=off
+    020ccd81f90eae5f8118a8a03fc522e7
 schedule_due(p_limit integer) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     943a0ca865ca439e91ec5516a9694996
 schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp with time zone[], p_next timestamp with time zone) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -356,7 +366,7 @@ function <schema>.engine_now() EXECUTE to <schema>_operator
 function <schema>.engine_now() EXECUTE to <schema>_producer
 function <schema>.engine_now() EXECUTE to <schema>_worker
 function <schema>.job_cancel(bigint,boolean) EXECUTE to <schema>_operator
-function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone) EXECUTE to <schema>_producer
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text) EXECUTE to <schema>_producer
 function <schema>.job_enqueue_batch(jsonb) EXECUTE to <schema>_producer
 function <schema>.job_prune(interval,text[],integer) EXECUTE to <schema>_operator
 function <schema>.job_retry(bigint,timestamp with time zone) EXECUTE to <schema>_operator
@@ -368,6 +378,8 @@ function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_
 function <schema>.next_due_in_ms(text[],text[]) EXECUTE to <schema>_worker
 function <schema>.queue_limit_clear(text) EXECUTE to <schema>_operator
 function <schema>.queue_limit_set(text,integer,integer,integer) EXECUTE to <schema>_operator
+function <schema>.queue_metrics() EXECUTE to <schema>_operator
+function <schema>.queue_metrics() EXECUTE to <schema>_worker
 function <schema>.schedule_due(integer) EXECUTE to <schema>_worker
 function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone) EXECUTE to <schema>_worker
 function <schema>.schedule_next_due_in_ms() EXECUTE to <schema>_worker
@@ -449,6 +461,7 @@ function <schema>._limit_max_queue_length(): MAX_QUEUE_LENGTH of src/limits.ts (
 function <schema>._limit_max_retry_batch(): MAX_RETRY_BATCH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_retry_later_ms(): MAX_RETRY_LATER_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_max_steps(): MAX_STEPS of src/limits.ts (generated by migrate).
+function <schema>._limit_max_trace_state_length(): MAX_TRACE_STATE_LENGTH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_worker_heartbeat_ms(): MAX_WORKER_HEARTBEAT_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_max_worker_id_length(): MAX_WORKER_ID_LENGTH of src/limits.ts (generated by migrate).
 function <schema>._limit_max_worker_names(): MAX_WORKER_NAMES of src/limits.ts (generated by migrate).
@@ -472,6 +485,7 @@ function <schema>._report_number(jsonb,text,bigint,bigint): A clamped number fie
 function <schema>._schedule_key(text,timestamp with time zone): Key of a scheduled run: schedule:<name>:<due time, ISO 8601 UTC>.
 function <schema>._schedule_notify(text): Wakes schedulers after a schedule changed (channel <schema>_schedule).
 function <schema>._schema_name(): The schema of this installation (generated by migrate).
+function <schema>._trace_parent_ok(text): True when the text is a valid W3C traceparent (lowercase hex).
 function <schema>._unit_failed(<schema>.jobs,jsonb,timestamp with time zone): Records a failed attempt: retry with backoff, "not yet" without counting, or end the forward path.
 function <schema>._unit_of(<schema>.jobs): The unit (step or compensation) a job row points at, as workers receive it, with earlier results.
 function <schema>._unit_succeeded(<schema>.jobs,jsonb,jsonb,timestamp with time zone,text,text[],text[],interval): Records a succeeded step (result, compensation) or compensation and advances the job.
@@ -479,7 +493,7 @@ function <schema>._worker_live(timestamp with time zone,integer,timestamp with t
 function <schema>.backoff_delay(integer,integer,integer): Retry delay after p_attempt failures: min(max, base*2^(attempt-1)) times a jitter factor in [0.5, 1).
 function <schema>.engine_now(): The engine's clock: clock_timestamp() plus settings.clock_offset (owner-only; tests shift it).
 function <schema>.job_cancel(bigint,boolean): Cancels an unfinished job: pending at once, running after its current step; optionally compensating.
-function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
 function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.
 function <schema>.job_prune(interval,text[],integer): Deletes up to p_limit jobs finished before engine_now()-p_older_than in the given final statuses; returns how many.
 function <schema>.job_retry(bigint,timestamp with time zone): Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.
@@ -490,6 +504,7 @@ function <schema>.maintenance_run(interval,boolean,integer): One bounded round o
 function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
 function <schema>.queue_limit_clear(text): Removes the fleet-wide limits of a queue; true when it had some.
 function <schema>.queue_limit_set(text,integer,integer,integer): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms.
+function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now, scheduled later, running, and the oldest runnable job's wait (ms).
 function <schema>.schedule_due(integer): Active schedules whose next run is due (engine clock), with the clock's reading.
 function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).
 function <schema>.schedule_next_due_in_ms(): Milliseconds until the next active schedule is due (NULL: none), engine clock.

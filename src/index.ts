@@ -69,3 +69,4 @@ export { migrateDatabases } from './multidb/migrate-many.js';
 export type { MigrateResult } from './multidb/migrate-many.js';
 export type { DatabaseSource, DatabaseSpec } from './multidb/sources.js';
 export type { DatabaseState } from './worker/worker.js';
+export type { MeterProviderLike, TelemetryOptions, TracerProviderLike } from './telemetry/types.js';

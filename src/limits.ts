@@ -46,6 +46,13 @@ export const MAX_CLAIM_BATCH = 1000;
 /** Lease length range (ms) accepted by step_claim, step_complete and lease_extend. */
 export const MIN_LEASE_MS = 100;
 export const MAX_LEASE_MS = 86_400_000;
+/**
+ * Characters of a job's stored W3C tracestate (OpenTelemetry): 512 is what the W3C Trace
+ * Context recommendation asks vendors to propagate at least. A longer one is not stored
+ * (the job keeps its traceparent); SQL refuses it with SP001, as does the jobs table's
+ * CHECK (which repeats the number: migrations run before these constants exist).
+ */
+export const MAX_TRACE_STATE_LENGTH = 512;
 /** Jobs one job_prune call may delete. */
 export const MAX_PRUNE_BATCH = 100_000;
 /**

@@ -24,6 +24,8 @@ import {
   type ScheduleState,
   Schedules,
 } from './schedules/schedules.js';
+import type { TelemetryOptions } from './telemetry/types.js';
+import { ProducerTracing } from './telemetry/producer.js';
 
 /** How to reach the database. */
 export interface SteppingOptions {
@@ -39,6 +41,12 @@ export interface SteppingOptions {
    * waitForJob checks that notifications arrive and otherwise polls, with one warning.
    */
   listenConnectionString?: string;
+  /**
+   * OpenTelemetry (with `@opentelemetry/api` installed): enqueue runs in a PRODUCER span
+   * whose context is stored on the job, so the steps' spans link to it. Default: the
+   * global tracer provider. See README, Tracing and metrics.
+   */
+  telemetry?: Pick<TelemetryOptions, 'tracerProvider'>;
 }
 
 /** One job of a bulk enqueue. */
@@ -135,6 +143,7 @@ export class Stepping {
   private hub: NotificationHub | undefined;
   private listenCheck: ListenCheck | undefined;
   private readonly listenConnectionString: string | undefined;
+  private readonly tracing: ProducerTracing;
 
   constructor(options: SteppingOptions = {}) {
     this.schema = schemaName(options.schema);
@@ -151,6 +160,7 @@ export class Stepping {
     this.engine = new Engine(this.schema);
     this.schedules = new Schedules(this.schema);
     this.listenConnectionString = options.listenConnectionString;
+    this.tracing = new ProducerTracing(options.telemetry?.tracerProvider);
   }
 
   /**
@@ -186,7 +196,13 @@ export class Stepping {
   ): Promise<{ jobId: string; created: boolean }[]> {
     if (!Array.isArray(jobs) || jobs.length === 0)
       throw new EnqueueValidationError('enqueueMany needs at least one job');
-    const payload = serializeJobs(jobs);
+    return await this.tracing.send(jobs, (trace) => this.insert(tx, serializeJobs(jobs, trace)));
+  }
+
+  private async insert(
+    tx: TransactionLike | undefined,
+    payload: string,
+  ): Promise<{ jobId: string; created: boolean }[]> {
     if (tx !== undefined)
       return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload));
     // Without the caller's transaction, use our own so a refused duplicate inserts nothing.

@@ -6,6 +6,7 @@
  */
 import { quoteIdent } from '../config.js';
 import { translateDatabaseError } from '../errors.js';
+import type { QueueFigures } from '../telemetry/types.js';
 import type { Queryable } from './queryable.js';
 
 /** A unit of work (a step, or a step's compensation) leased to a worker: the SQL type `unit`. */
@@ -21,6 +22,9 @@ export interface LeasedUnit {
   stepCount: number;
   /** Stored results of the job's steps, by step index (only steps that returned a value). */
   results: Readonly<Record<number, unknown>>;
+  /** The producer's W3C traceparent and tracestate stored with the job (null: none). */
+  traceParent: string | null;
+  traceState: string | null;
 }
 
 /** A compensation as the worker's step definition gives it, reported with the step's outcome. */
@@ -106,6 +110,8 @@ function unitFrom(r: Row, jobId = String(r.job_id)): LeasedUnit {
     queue: String(r.queue),
     stepCount: Number(r.step_count),
     results,
+    traceParent: typeof r.trace_parent === 'string' ? r.trace_parent : null,
+    traceState: typeof r.trace_state === 'string' ? r.trace_state : null,
   };
 }
 
@@ -209,6 +215,18 @@ export class Engine {
       leaseMs,
     ]);
     return rows.map((r) => unitFrom(r));
+  }
+
+  /** Per queue with unfinished jobs: runnable, scheduled and running jobs, oldest runnable wait (ms). */
+  async queueMetrics(db: Queryable): Promise<QueueFigures[]> {
+    const rows = await this.run(db, `SELECT * FROM ${this.q}.queue_metrics()`, []);
+    return rows.map((r) => ({
+      queue: String(r.queue),
+      runnable: Number(r.runnable),
+      scheduled: Number(r.scheduled),
+      running: Number(r.running),
+      oldestRunnableAgeMs: Number(r.oldest_runnable_age_ms),
+    }));
   }
 
   /** Milliseconds until the next unit this worker could run is due (<= 0: now), or null. */

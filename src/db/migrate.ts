@@ -31,6 +31,7 @@ export const SQL_FILES = [
   'workers.sql',
   'maintenance.sql',
   'views.sql',
+  'metrics.sql',
 ] as const;
 
 /** What a migrate did. */
@@ -289,6 +290,30 @@ async function dropObject(client: pg.ClientBase, kind: 'FUNCTION' | 'VIEW', iden
 }
 
 /**
+ * A function superseded by a new signature of the same name (a parameter added) hands the
+ * EXECUTE grants you made on it to the new one before it is dropped, so they survive the
+ * upgrade as grants on functions replaced in place do. PUBLIC and the owner are left out
+ * (grantRoles settles the engine's own roles afterwards).
+ */
+async function carryGrants(client: pg.ClientBase, oid: number, oldOids: number[]): Promise<void> {
+  const { rows } = await client.query<{ target: string; grantee: string; grantable: boolean }>(
+    `SELECT n.oid::regprocedure::text AS target, quote_ident(pg_get_userbyid(a.grantee)) AS grantee,
+            a.is_grantable AS grantable
+     FROM pg_proc o
+     CROSS JOIN LATERAL aclexplode(o.proacl) a
+     JOIN pg_proc n ON n.pronamespace = o.pronamespace AND n.proname = o.proname
+     WHERE o.oid = $1 AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> o.proowner
+       AND n.oid <> ALL ($2::oid[])`,
+    [oid, oldOids],
+  );
+  for (const r of rows) {
+    await client.query(
+      `GRANT EXECUTE ON FUNCTION ${r.target} TO ${r.grantee}${r.grantable ? ' WITH GRANT OPTION' : ''}`,
+    );
+  }
+}
+
+/**
  * Applies the engine's functions and views in place. A statement that cannot replace its
  * object in place (a changed result type or view column) drops that object's old version
  * and runs again; afterwards every function or view of the old code that no statement
@@ -340,6 +365,7 @@ async function applyCode(client: pg.ClientBase, schema: string, statements: stri
         `SELECT $1::oid::regprocedure::text AS identity`,
         [oid],
       );
+      await carryGrants(client, oid, [...before.functions.keys()]);
       await dropObject(client, 'FUNCTION', rows[0]!.identity);
     }
   }

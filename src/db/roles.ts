@@ -38,6 +38,7 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'worker_heartbeat',
       'worker_deregister',
       'maintenance_run',
+      'queue_metrics',
       'engine_now',
       'schedule_due',
       'schedule_fire',
@@ -46,7 +47,7 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
     ],
     relations: ['settings'],
     summary:
-      'claim, report, heartbeat and release units; look up when work is due; register itself; run maintenance; fire due schedules',
+      'claim, report, heartbeat and release units; look up when work is due; register itself; run maintenance; fire due schedules; read queue metrics',
   },
   operator: {
     functions: [
@@ -55,6 +56,7 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'job_retry_many',
       'job_prune',
       'maintenance_run',
+      'queue_metrics',
       'engine_now',
       'schedule_upsert',
       'schedule_remove',

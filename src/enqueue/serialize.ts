@@ -16,6 +16,7 @@ import {
   MIN_PRIORITY,
 } from '../limits.js';
 import type { StepCall } from '../steps.js';
+import type { StoredTraceContext } from '../telemetry/types.js';
 import { checkDate, checkDuration, checkInteger, checkText, fail } from './checks.js';
 import { MAX_CALL_JSON_BYTES } from '../limits.js';
 import { describeValue, printable, thrownKind } from './describe.js';
@@ -196,7 +197,7 @@ export function serializeJob(steps: unknown, options: unknown): Record<string, u
  * Validates the jobs of one enqueueMany call and returns the JSON text of the batch for
  * job_enqueue_batch; errors name the job (`job 3: ...`) when there are several.
  */
-export function serializeJobs(jobs: unknown): string {
+export function serializeJobs(jobs: unknown, trace: StoredTraceContext | null = null): string {
   return guarded(() => {
     if (!Array.isArray(jobs) || jobs.length === 0) fail('enqueueMany needs an array of at least one job');
     const out: Record<string, unknown>[] = [];
@@ -209,6 +210,10 @@ export function serializeJobs(jobs: unknown): string {
       try {
         const { steps, options } = spec as Record<string, unknown>;
         const s = serializeJobChecked(steps, options);
+        if (trace) {
+          s.job.trace_parent = trace.traceParent;
+          if (trace.traceState !== null) s.job.trace_state = trace.traceState;
+        }
         out.push(s.job);
         bytes += s.bytes;
       } catch (error) {

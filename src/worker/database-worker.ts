@@ -19,6 +19,7 @@ import { Scheduler } from './scheduler.js';
 import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
+import type { DatabaseTelemetry } from '../telemetry/worker.js';
 
 export type { Emit } from './settle.js';
 
@@ -72,6 +73,7 @@ export class DatabaseWorker {
   private schedulerWokenAt = 0;
   private unsubscribeCancel: (() => Promise<void>) | null = null;
   private idleWaiters: (() => void)[] = [];
+  private readonly telemetry: DatabaseTelemetry;
 
   constructor(
     private readonly config: WorkerConfig,
@@ -94,6 +96,7 @@ export class DatabaseWorker {
     this.hub = listenConfig ? new NotificationHub(listenConfig) : null;
     this.hub?.onError((error) => this.emit('error', { database, error, during: 'listen' }));
     const error = (e: Error, during: string) => this.emit('error', { database, error: e, during });
+    this.telemetry = config.telemetry.forDatabase(database, this.engine, pool);
     this.fetcher = new Fetcher({
       engine: this.engine,
       pool,
@@ -104,6 +107,7 @@ export class DatabaseWorker {
       error,
       kick,
       safetyPollMs: many?.safetyPollMs ?? null,
+      claimed: (n) => this.telemetry.claimed(n),
     });
     this.keeper = new LeaseKeeper(this.engine, pool, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
@@ -274,12 +278,15 @@ export class DatabaseWorker {
   private async execute(held: HeldUnit): Promise<void> {
     const { unit } = held;
     const definition = this.config.handlers.get(unit.name);
+    const attempt = this.telemetry.attempt(unit);
     const outcome: Outcome = definition
-      ? await runUnit(unit, definition, held.controller, {
-          pool: this.pool,
-          database: this.database,
-          acquireTransaction: () => this.transactions.acquire(),
-        })
+      ? await attempt.run(() =>
+          runUnit(unit, definition, held.controller, {
+            pool: this.pool,
+            database: this.database,
+            acquireTransaction: () => this.transactions.acquire(),
+          }),
+        )
       : { kind: 'failure' as const, error: new Error(`no handler for ${unit.name}`), permanent: false };
     this.finished.add();
     // The slot is for running handlers. When no continuation can follow (a failure, or
@@ -296,6 +303,7 @@ export class DatabaseWorker {
     if (held.abandoned) {
       // Released at stop or lease lost: another worker owns the unit now.
       if (outcome.kind === 'success') await outcome.tx?.finish(false).catch(() => {});
+      attempt.end({ outcome: 'abandoned', error: null, durationMs: Date.now() - held.startedAt });
     } else {
       const result = await settle(
         {
@@ -311,6 +319,7 @@ export class DatabaseWorker {
         outcome,
         held.startedAt,
       );
+      attempt.end(result.end);
       // A given-up report: stop heart-beating so the lease lapses and the unit is recovered.
       if (result.gaveUp) held.abandoned = true;
       next = result.next;
@@ -391,6 +400,7 @@ export class DatabaseWorker {
         });
     }
     await this.keeper.stop();
+    this.telemetry.close();
     this.completer.close();
     await this.completer.idle();
     await this.presence.stop();

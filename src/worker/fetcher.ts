@@ -39,6 +39,8 @@ export interface FetcherDeps {
    * listener, the adaptive poll without.
    */
   safetyPollMs: (() => number) | null;
+  /** A claim statement leased `n` units (metrics). */
+  claimed(n: number): void;
 }
 
 /** Wake-ups and claims of one database. */
@@ -173,8 +175,10 @@ export class Fetcher {
       const limit = Math.min(p.n + (i === 0 ? prefetch : 0), config.batchSize);
       let units: LeasedUnit[] = [];
       try {
-        if (limit > 0)
+        if (limit > 0) {
           units = await engine.claim(pool, config.workerId, config.names, p.queues, limit, config.leaseMs);
+          this.deps.claimed(units.length);
+        }
       } catch (error) {
         if (!failed) this.deps.error(error as Error, 'claim');
         failed = true;

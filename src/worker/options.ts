@@ -26,6 +26,8 @@ import {
 import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
 import type { ScheduleDefinition } from '../schedules/schedules.js';
+import type { TelemetryOptions } from '../telemetry/types.js';
+import { WorkerTelemetry } from '../telemetry/worker.js';
 
 /** Options of createWorker(). */
 export interface WorkerOptions {
@@ -91,6 +93,12 @@ export interface WorkerOptions {
   registryHeartbeatMs?: number;
   /** Recurring schedules to create or update at start (README "Recurring schedules"). */
   schedules?: readonly ScheduleDefinition[];
+  /**
+   * OpenTelemetry (with `@opentelemetry/api` installed): a span per step attempt and the
+   * worker's metrics. Default: the global tracer and meter providers. See README, Tracing
+   * and metrics.
+   */
+  telemetry?: TelemetryOptions;
 }
 
 /** Defaults of WorkerOptions, with the text `--help` prints. */
@@ -133,6 +141,8 @@ export interface WorkerConfig {
   maintenanceIntervalMs: number;
   registryHeartbeatMs: number;
   schedules: readonly ScheduleDefinition[];
+  /** Spans and metrics (no-ops without `@opentelemetry/api`); load() before serving. */
+  telemetry: WorkerTelemetry;
 }
 
 /** Retention of up to 100 years (a number of ms PostgreSQL's interval arithmetic takes). */
@@ -246,6 +256,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       MAX_WORKER_HEARTBEAT_MS,
     ),
     schedules: checkSchedules(options.schedules),
+    telemetry: new WorkerTelemetry(options.telemetry),
   };
 }
 

@@ -12,6 +12,7 @@ import { asError, errorRecord } from './error-record.js';
 import type { UnitEvent, WorkerEventMap, WorkerEventName } from './events.js';
 import type { Outcome } from './executor.js';
 import { encodeJson } from './result.js';
+import type { AttemptEnd } from '../telemetry/worker.js';
 
 /** How settle reports events. */
 export type Emit = <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => void;
@@ -33,6 +34,8 @@ export interface SettleResult {
   next: LeasedUnit | null;
   /** The report was given up: stop heart-beating the unit and let its lease lapse. */
   gaveUp: boolean;
+  /** How the attempt ended, for its span and metrics. */
+  end: AttemptEnd;
 }
 
 /** The unit as events name it. */
@@ -192,7 +195,8 @@ export async function settle(
 
   if (!answer.accepted) {
     deps.emit('step:lease-lost', base);
-    return { next: null, gaveUp: answer.gaveUp };
+    const outcome = answer.gaveUp ? 'abandoned' : 'lease_lost';
+    return { next: null, gaveUp: answer.gaveUp, end: { outcome, error: failedWith, durationMs } };
   }
   if (failedWith) {
     deps.emit('step:failed', {
@@ -217,5 +221,6 @@ export async function settle(
   if (isFinalStatus(answer.jobStatus)) {
     deps.emit(`job:${answer.jobStatus}`, { database: deps.database, jobId: unit.jobId });
   }
-  return { next: answer.next, gaveUp: false };
+  const ended = failedWith || outcome.kind === 'later' ? (answer.outcome ?? 'retry') : 'succeeded';
+  return { next: answer.next, gaveUp: false, end: { outcome: ended, error: failedWith, durationMs } };
 }

@@ -195,6 +195,7 @@ export class Worker {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new ConfigError(`worker already ${this.state}`);
     this.state = 'running';
+    await this.config.telemetry.load(); // @opentelemetry/api, when installed
     if ('pool' in this.source) {
       const m = this.manage(poolDatabaseId(this.source.pool), this.source.pool, false);
       if (this.listenOverride) m.listenConfig = { connectionString: this.listenOverride };
