@@ -94,8 +94,6 @@ COMMENT ON FUNCTION _queue_take_one(text, bigint, timestamptz) IS
 CREATE OR REPLACE FUNCTION _queue_free_at(p_limit queue_limits, p_now timestamptz)
 RETURNS timestamptz
 LANGUAGE sql STABLE
--- Pinned (unlike other internal functions): queue_limits_overview calls it with the
--- querying role's search_path.
 SET search_path FROM CURRENT
 AS $$
   SELECT CASE WHEN run.n >= p_limit.max_running OR rate.n >= p_limit.rate_count
@@ -188,18 +186,24 @@ COMMENT ON FUNCTION queue_limit_clear(text) IS 'Removes the fleet-wide limits of
 -- rate_count, and ready (units due now and waiting).
 CREATE OR REPLACE VIEW queue_limits_overview AS
 WITH c AS MATERIALIZED (SELECT engine_now() AS now)
-SELECT l.queue,
-       l.max_running,
-       (SELECT count(*) FROM queue_running r JOIN jobs j ON j.id = r.job_id
-        WHERE r.queue = l.queue AND j.status = 'running' AND j.available_at > c.now)::integer AS running,
-       l.rate_count,
-       l.rate_period_ms,
-       (SELECT count(*) FROM queue_starts s WHERE s.queue = l.queue
-          AND s.started_at > c.now - l.rate_period_ms * interval '1 millisecond')::integer  AS window_starts,
-       (SELECT count(*) FROM jobs j WHERE j.queue = l.queue AND j.status = 'pending'
-          AND j.available_at <= c.now)::integer                                             AS ready,
-       _queue_free_at(l, c.now) IS NOT NULL                                                 AS at_limit,
-       l.updated_at
-FROM queue_limits l CROSS JOIN c;
+SELECT v.queue, v.max_running, v.running, v.rate_count, v.rate_period_ms, v.window_starts, v.ready,
+       -- What _queue_free_at decides, from the counts above: a view may call only functions
+       -- every reader may execute, and that one is internal.
+       coalesce(v.running >= v.max_running, false) OR coalesce(v.window_starts >= v.rate_count, false) AS at_limit,
+       v.updated_at
+FROM (
+  SELECT l.queue,
+         l.max_running,
+         (SELECT count(*) FROM queue_running r JOIN jobs j ON j.id = r.job_id
+          WHERE r.queue = l.queue AND j.status = 'running' AND j.available_at > c.now)::integer AS running,
+         l.rate_count,
+         l.rate_period_ms,
+         (SELECT count(*) FROM queue_starts s WHERE s.queue = l.queue
+            AND s.started_at > c.now - l.rate_period_ms * interval '1 millisecond')::integer  AS window_starts,
+         (SELECT count(*) FROM jobs j WHERE j.queue = l.queue AND j.status = 'pending'
+            AND j.available_at <= c.now)::integer                                             AS ready,
+         l.updated_at
+  FROM queue_limits l CROSS JOIN c
+) v;
 COMMENT ON VIEW queue_limits_overview IS
   'Per limited queue: max_running and running now, rate_count per rate_period_ms and starts in the window, ready units, at_limit.';

@@ -204,7 +204,9 @@ CREATE OR REPLACE VIEW schedule_overview AS
 SELECT s.name,
        s.cron,
        s.tz,
-       coalesce(s.job ->> 'queue', _default_queue())                              AS queue,
+       -- The literal is DEFAULT_QUEUE (src/defaults.ts; test/schedules.test.ts checks they
+       -- agree): calling _default_queue() here would need EXECUTE for every reader.
+       coalesce(s.job ->> 'queue', 'default')                                     AS queue,
        ARRAY(SELECT e ->> 'name' FROM jsonb_array_elements(s.job -> 'steps') e)   AS step_names,
        s.backfill,
        s.paused,

@@ -162,14 +162,21 @@ test('a rate limit of 5 per second holds across three workers', async () => {
     ) <= 5,
     'claims per second',
   );
-  // Seen by the handlers, a start lags its claim by a variable delay (up to 250 ms allowed).
-  assert.ok(
-    most(
-      rows.map((r) => Number(r.started)),
-      750,
-    ) <= 5,
-    'handler starts per 750 ms',
-  );
+  // Seen by the handlers: every start follows its claim, by a delay the engine does not
+  // control (scheduling on a loaded machine). With the largest delay D, any window of
+  // 1000 ms − D holds at most 5 starts, since their claims lie within 1000 ms.
+  const lags = rows.map((r) => Number(r.started) - Number(r.claimed));
+  assert.ok(Math.min(...lags) >= 0, 'a handler started before its unit was claimed');
+  const window = 1000 - Math.max(...lags);
+  if (window > 0) {
+    assert.ok(
+      most(
+        rows.map((r) => Number(r.started)),
+        window,
+      ) <= 5,
+      `handler starts per ${window} ms`,
+    );
+  }
   const claims = rows.map((r) => Number(r.claimed));
   // 20 starts at 5 per second need at least 3 full windows after the first.
   assert.ok(Math.max(...claims) - Math.min(...claims) >= 3000, 'the starts were spread over 3 s or more');

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defineStep, InvalidArgumentError } from '../src/index.js';
+import { DEFAULT_QUEUE } from '../src/defaults.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -46,6 +47,11 @@ test('schedule() validates, computes the next run on the engine clock, lists; pa
   assert.equal(await nextRunAt('every-5'), '2026-05-05T10:20:00.000Z');
   const [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'every-5');
   assert.equal(s!.queue, 'sched');
+  // Without a queue the view shows the default queue (a literal there: see sql/schedules.sql).
+  await h.stepping.schedule('every-6', '*/6 * * * *', [tick({})]);
+  const [d] = (await h.stepping.listSchedules()).filter((x) => x.name === 'every-6');
+  assert.equal(d!.queue, DEFAULT_QUEUE);
+  assert.equal(await h.stepping.unschedule('every-6'), true);
   assert.deepEqual(s!.stepNames, ['sched.tick']);
   assert.equal(s!.timeZone, 'UTC');
   assert.equal(s!.paused, false);

@@ -75,7 +75,8 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'schedule_overview',
       'queue_limits_overview',
     ],
-    summary: 'read every view; cancel, retry and prune jobs; run maintenance; manage schedules and queue limits',
+    summary:
+      'read every view; cancel, retry and prune jobs; run maintenance; manage schedules and queue limits',
   },
 };
 

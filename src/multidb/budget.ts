@@ -77,9 +77,7 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
      */
     get release(): (err?: Error | boolean) => void {
       return (err?: Error | boolean) =>
-        this.poolRelease?.(
-          err ?? (budget.contended && (!busy() || waitingForPermit > 0) ? true : undefined),
-        );
+        this.poolRelease?.(err ?? (budget.contended && (!busy() || waitingForPermit > 0) ? true : undefined));
     }
 
     set release(fn: (err?: Error | boolean) => void) {
