@@ -106,17 +106,21 @@ BEGIN
     SELECT * INTO v_job FROM jobs WHERE id = v_in.id;
     IF v_in.id = ANY (v_held) THEN
       v_job := _unit_succeeded(v_job, v_in.res, v_in.comp, v_now, p_worker, p_names, p_queues, v_lease);
-      IF v_limits AND v_job.status = 'running' AND v_job.lease_token = _next_token(v_in.token)
-         AND EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = v_job.queue)
-         AND NOT _queue_take_one(v_job.queue, v_job.id, v_now) THEN
-        -- The next unit was leased on, but its queue's limits do not allow it to start now:
-        -- it waits, pending and runnable, for a claim (as when this worker cannot run it).
-        -- Checked here rather than in _job_next_unit so a queue without limits pays nothing
-        -- per continuation.
-        UPDATE jobs SET status = 'pending', attempt = 0, available_at = v_now, lease_token = v_in.token,
-                        locked_by = NULL
-        WHERE id = v_in.id RETURNING * INTO v_job;
-        PERFORM _notify_ready(v_job.queue);
+      -- (Nested: `IF v_limits` alone is a simple expression plpgsql evaluates without the
+      -- executor; the condition with its sub-select would be a query per unit.)
+      IF v_limits THEN
+        IF v_job.status = 'running' AND v_job.lease_token = _next_token(v_in.token)
+           AND EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = v_job.queue)
+           AND NOT _queue_take_one(v_job.queue, v_job.id, v_now) THEN
+          -- The next unit was leased on, but its queue's limits do not allow it to start
+          -- now: it waits, pending and runnable, for a claim (as when this worker cannot run
+          -- it). Checked here rather than in _job_next_unit so that without limits a
+          -- continuation pays nothing.
+          UPDATE jobs SET status = 'pending', attempt = 0, available_at = v_now, lease_token = v_in.token,
+                          locked_by = NULL
+          WHERE id = v_in.id RETURNING * INTO v_job;
+          PERFORM _notify_ready(v_job.queue);
+        END IF;
       END IF;
       IF v_job.lease_token = v_in.token THEN
         -- Nothing was leased on: mark the token as spent by a success (see _done_token).
