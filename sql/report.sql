@@ -12,7 +12,8 @@
 -- MAX_JOB_RESULTS_BYTES), p_compensations[i] the compensation the worker's
 -- step definition gives the step ({"name", "args"}; one set at enqueue wins). When the
 -- job's next unit is runnable now and p_names (the reporting worker's handlers) covers it,
--- it is leased to the same worker in the same statement and returned in `next`.
+-- it is leased to the same worker in the same statement and returned in `next`, unless
+-- its queue's fleet-wide limits do not allow it to start now (_queue_take_one).
 CREATE OR REPLACE FUNCTION step_complete(
   p_job_ids       bigint[],
   p_tokens        uuid[],
@@ -38,6 +39,7 @@ DECLARE
   v_in    record;
   v_job   jobs;
   v_done  text[];
+  v_limits boolean;
 BEGIN
   IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
      OR cardinality(p_results) > cardinality(p_job_ids)
@@ -94,6 +96,8 @@ BEGIN
     RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::unit FROM unnest(v_fast) f;
   END IF;
 
+  -- Fleet-wide limits (sql/limits.sql) apply to the continuations leased below; read once.
+  v_limits := EXISTS (SELECT 1 FROM queue_limits);
   FOR v_in IN SELECT t.id, t.token, t.res, _compensation_of(t.comp) AS comp
               FROM unnest(p_job_ids, p_tokens, p_results, p_compensations) AS t(id, token, res, comp)
               WHERE v_fast IS NULL OR t.id <> ALL (v_fast)
@@ -102,6 +106,22 @@ BEGIN
     SELECT * INTO v_job FROM jobs WHERE id = v_in.id;
     IF v_in.id = ANY (v_held) THEN
       v_job := _unit_succeeded(v_job, v_in.res, v_in.comp, v_now, p_worker, p_names, p_queues, v_lease);
+      -- (Nested: `IF v_limits` alone is a simple expression plpgsql evaluates without the
+      -- executor; the condition with its sub-select would be a query per unit.)
+      IF v_limits THEN
+        IF v_job.status = 'running' AND v_job.lease_token = _next_token(v_in.token)
+           AND EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = v_job.queue)
+           AND NOT _queue_take_one(v_job.queue, v_job.id, v_now) THEN
+          -- The next unit was leased on, but its queue's limits do not allow it to start
+          -- now: it waits, pending and runnable, for a claim (as when this worker cannot run
+          -- it). Checked here rather than in _job_next_unit so that without limits a
+          -- continuation pays nothing.
+          UPDATE jobs SET status = 'pending', attempt = 0, available_at = v_now, lease_token = v_in.token,
+                          locked_by = NULL
+          WHERE id = v_in.id RETURNING * INTO v_job;
+          PERFORM _notify_ready(v_job.queue);
+        END IF;
+      END IF;
       IF v_job.lease_token = v_in.token THEN
         -- Nothing was leased on: mark the token as spent by a success (see _done_token).
         UPDATE jobs SET lease_token = _done_token(v_in.token) WHERE id = v_in.id RETURNING * INTO v_job;

@@ -13,7 +13,9 @@
  * server's CPU time per unit (all its processes: on a shared, loaded machine the wall-clock
  * rate swings with the neighbours, the CPU the server spends per unit much less).
  *
- *   npx tsx bench/tools/limits-overhead.ts [base-ref] [repetitions] [jobs]
+ *   npx tsx bench/tools/limits-overhead.ts [base-ref] [repetitions] [units] [steps,...] [config,...]
+ *
+ * e.g. `… main 7 20000` (all), `… main 10 20000 2 before,after` (continuations only).
  */
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
@@ -22,7 +24,7 @@ import { createStepping } from '../../src/index.js';
 import { DatabaseFactory, queryOnce } from '../lib/db.js';
 import { ServerCpu } from '../lib/server-cpu.js';
 
-const [base = 'main', repsArg = '5', jobsArg = '20000'] = process.argv.slice(2);
+const [base = 'main', repsArg = '5', jobsArg = '20000', stepsArg = '1,2', configsArg] = process.argv.slice(2);
 const reps = Number(repsArg);
 const N = Number(jobsArg);
 const beforeSql =
@@ -32,7 +34,10 @@ const beforeSql =
     .join('\n');
 
 type Config = 'before' | 'after' | 'after+other-limited';
-const CONFIGS: Config[] = ['before', 'after', 'after+other-limited'];
+const CONFIGS: Config[] = configsArg
+  ? (configsArg.split(',') as Config[])
+  : ['before', 'after', 'after+other-limited'];
+const SHAPES = stepsArg.split(',').map(Number);
 
 async function drain(url: string, cpu: ServerCpu | null): Promise<{ rate: number; cpuUs: number }> {
   const clients = await Promise.all(
@@ -116,7 +121,7 @@ const cpu = await ServerCpu.locate(server.url);
 try {
   const results = new Map<string, { rate: number; cpuUs: number }[]>();
   for (let rep = 0; rep < reps; rep++) {
-    for (const steps of [1, 2]) {
+    for (const steps of SHAPES) {
       // Rotate the order each repetition so no configuration always runs first.
       const order = CONFIGS.map((_, i) => CONFIGS[(i + rep) % CONFIGS.length]!);
       for (const config of order) {

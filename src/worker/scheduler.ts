@@ -3,8 +3,9 @@
  * one; they need no coordination, because schedule_fire enqueues a due time only while the
  * schedule still points at it and advances it in the same transaction (SKIP LOCKED), so
  * however many workers run, each due time enqueues one job. Sleeps until the next due time
- * on the engine's clock, at most pollIntervalMs (a clock shift, a lost NOTIFY), and wakes
- * on <schema>_schedule when a schedule changes.
+ * on the engine's clock, at most pollIntervalMs (a clock shift, a lost NOTIFY), a minute
+ * when the database has no active schedule, and wakes on <schema>_schedule when a
+ * schedule changes.
  */
 import type pg from 'pg';
 import type { NotificationHub } from '../db/notifications.js';
@@ -16,6 +17,12 @@ import { WakeTimer } from './wake-timer.js';
 const DUE_BATCH = 100;
 /** Shortest sleep when something is due but could not be fired (another worker holds it). */
 const MIN_SLEEP_MS = 50;
+/**
+ * Sleep when the database has no active schedule: a new one announces itself on the
+ * listener; this only bounds a lost notification, or a database served without a listener
+ * (many databases under a connection budget, where a poll per database costs a connection).
+ */
+const NO_SCHEDULE_SLEEP_MS = 60_000;
 
 /** What a Scheduler needs from its DatabaseWorker. */
 export interface SchedulerDeps {
@@ -79,14 +86,22 @@ export class Scheduler {
     const { pool, pollIntervalMs } = this.deps;
     let sleep = pollIntervalMs;
     try {
-      let due = await this.schedules.sql.due(pool, DUE_BATCH);
-      while (due.length > 0 && !this.stopped) {
-        for (const d of due) await this.fire(d);
-        if (due.length < DUE_BATCH) break;
-        due = await this.schedules.sql.due(pool, DUE_BATCH);
+      // One query when nothing is due (the usual tick).
+      let dueIn = await this.schedules.sql.nextDueInMs(pool);
+      if (dueIn !== null && dueIn <= 0) {
+        let due = await this.schedules.sql.due(pool, DUE_BATCH);
+        while (due.length > 0 && !this.stopped) {
+          for (const d of due) await this.fire(d);
+          if (due.length < DUE_BATCH) break;
+          due = await this.schedules.sql.due(pool, DUE_BATCH);
+        }
+        dueIn = await this.schedules.sql.nextDueInMs(pool);
       }
-      const dueIn = await this.schedules.sql.nextDueInMs(pool);
-      if (dueIn !== null) sleep = Math.min(Math.max(Math.ceil(dueIn), MIN_SLEEP_MS), pollIntervalMs);
+      // At most pollIntervalMs while schedules exist: the engine's clock may be shifted.
+      sleep =
+        dueIn === null
+          ? NO_SCHEDULE_SLEEP_MS
+          : Math.min(Math.max(Math.ceil(dueIn), MIN_SLEEP_MS), pollIntervalMs);
     } catch (error) {
       this.deps.error(error as Error, 'schedule');
     }
