@@ -192,6 +192,47 @@ test('tenants added and removed at run time are picked up and drained', async ()
   await w.stop();
 });
 
+test('a listener permit a removed database held is handed to a database without one, which keeps being served', async () => {
+  const [a, b, c] = await tenants(3, 'mthand');
+  // A budget of 8: a quarter (2) for listeners and the activity watch; the watch takes
+  // one, the first database the other, so b and c start without a listener.
+  let list = [
+    { id: 'hand-a', connectionString: a!.url },
+    { id: 'hand-b', connectionString: b!.url },
+    { id: 'hand-c', connectionString: c!.url },
+  ];
+  const w = startWorker({
+    databases: { list: () => list, refreshMs: 100 },
+    steps: [record],
+    concurrency: 2,
+    maxConnections: 8,
+  });
+  await w.start();
+  const listening = () =>
+    w
+      .databaseStates()
+      .filter((s) => s.state === 'up' && s.listening)
+      .map((s) => s.database);
+  await eventually(() => w.databaseStates().filter((s) => s.state === 'up').length === 3, 20_000, 'all up');
+  assert.deepEqual(listening(), ['hand-a']);
+  list = list.slice(1);
+  await eventually(
+    () => !w.databaseStates().some((s) => s.database === 'hand-a') && listening().length === 1,
+    20_000,
+    'the permit handed on',
+  );
+  const [heir] = listening();
+  assert.ok(heir === 'hand-b' || heir === 'hand-c', `heir ${heir}`);
+  const url = heir === 'hand-b' ? b!.url : c!.url;
+  await enqueueIn(url, 1);
+  await eventually(
+    () => countIn(url, 'SELECT count(*) AS n FROM effects').then((n) => n === 1),
+    10_000,
+    'the heir to run its job',
+  );
+  await w.stop();
+});
+
 test('a database that is down, goes down mid-run, or is not migrated is reported while the others run', async () => {
   const [ok, flaky] = await tenants(2, 'mtdown');
   const { name: bare, url: bareUrl } = await createTestDatabase('mtdown_bare', { empty: true }); // "not migrated"

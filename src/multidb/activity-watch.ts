@@ -26,6 +26,11 @@ export interface ActivityWatcher {
   wake(): void;
   /** Whether the statistics cover this database (false: poll instead). */
   watched(covered: boolean): void;
+  /**
+   * Rows the worker itself inserted here and not yet seen in the statistics (its
+   * registration): that many new rows wake nobody. The watch counts them down.
+   */
+  ownInserts: number;
 }
 
 /** The watch of one server, shared by every served database on it. */
@@ -131,7 +136,12 @@ export class ActivityWatch {
         const inserted = now.get(w.datname);
         w.watched(inserted !== undefined);
         const before = this.seen.get(w.datname);
-        if (inserted !== undefined && before !== undefined && inserted !== before) w.wake();
+        if (inserted !== undefined && before !== undefined && inserted !== before) {
+          const added = Number(BigInt(inserted) - BigInt(before));
+          const own = Math.min(w.ownInserts, Math.max(added, 0));
+          w.ownInserts -= own;
+          if (added !== own) w.wake();
+        }
       }
       this.seen.clear();
       for (const [name, inserted] of now) this.seen.set(name, inserted);

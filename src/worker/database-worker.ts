@@ -40,6 +40,8 @@ export interface ManyDatabasesMode {
   safetyPollMs: () => number;
   /** Stretches the registry beat and maintenance periods with the number of databases. */
   spread: (periodMs: number) => number;
+  /** This worker inserted a row of its own (its registration): no work for the activity watch to wake on. */
+  ownInsert: () => void;
   /**
    * Units to claim beyond the slots granted: a tenant's few jobs come in one claim on one
    * connection instead of one claim per slot grant (the slots are shared by every tenant).
@@ -129,7 +131,7 @@ export class DatabaseWorker {
       config.leaseMs,
       (e) => error(e, 'report'),
     );
-    this.presence = new WorkerPresence(config, pool, database, emit, many?.spread);
+    this.presence = new WorkerPresence(config, pool, database, emit, many?.spread, many?.ownInsert);
   }
 
   /** Who may be handed a job's next unit: this worker, unless it is stopping. */

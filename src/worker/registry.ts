@@ -41,6 +41,8 @@ export class WorkerPresence {
      * the same number of these statements and connections as one serving a few).
      */
     spread: (periodMs: number) => number = (periodMs) => periodMs,
+    /** Told of each row this presence inserted (the activity watch must not wake on it). */
+    private readonly ownInsert: () => void = () => {},
   ) {
     this.calls = new OpsCalls(config.schema);
     this.beatMs = spread(config.registryHeartbeatMs);
@@ -97,6 +99,7 @@ export class WorkerPresence {
         concurrency: this.config.concurrency,
         heartbeatMs: this.beatMs,
       });
+      this.ownInsert();
       this.registered = true;
     } catch (error) {
       this.emit('error', { database: this.database, error: error as Error, during: 'registry' });

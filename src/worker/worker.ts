@@ -13,7 +13,7 @@ import { ConfigError, SchemaNotReadyError } from '../errors.js';
 import { MAX_WORKER_HEARTBEAT_MS } from '../limits.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl } from '../text.js';
-import { ActivityWatch, serverKey } from '../multidb/activity-watch.js';
+import { ActivityWatch, type ActivityWatcher, serverKey } from '../multidb/activity-watch.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import {
   resolveDatabase,
@@ -63,6 +63,8 @@ interface ManagedDatabase {
   lastError: string | null;
   /** Stops the activity watch of this database (null: not watched). */
   unwatch: (() => void) | null;
+  /** Its entry in the activity watch (rows this worker inserted itself are counted there). */
+  watcher: ActivityWatcher | null;
 }
 
 /** A database's state as reported by Worker.databaseStates(). */
@@ -104,6 +106,8 @@ export class Worker {
   /** Many-databases mode: one activity watch per server (key: host:port). */
   private readonly watches = new Map<string, ActivityWatch>();
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** A listener permit is being handed to another database (see handOnListener). */
+  private handingOn = false;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private stopped: Promise<void> | undefined;
 
@@ -242,6 +246,8 @@ export class Worker {
     const ids = new Set(wanted.map((d) => d.id));
     for (const d of wanted) if (!this.databases.has(d.id)) void this.bringUp(this.add(d), false);
     await Promise.all([...this.databases.values()].filter((m) => !ids.has(m.id)).map((m) => this.remove(m)));
+    // A free listener permit that found no idle database earlier may find one now.
+    this.handOnListener();
   }
 
   private manage(id: string, pool: pg.Pool, ownsPool: boolean): ManagedDatabase {
@@ -258,6 +264,7 @@ export class Worker {
       downSince: 0,
       lastError: null,
       unwatch: null,
+      watcher: null,
     };
     this.databases.set(id, m);
     return m;
@@ -325,27 +332,7 @@ export class Worker {
       if (this.gone(m)) return;
       if (watch) await this.watch(m, watch);
       if (this.gone(m)) return;
-      const worker = new DatabaseWorker(
-        this.config,
-        m.pool,
-        m.id,
-        this.slots,
-        (e, p) => this.emit(e, p),
-        () => this.dispatcher.kick(),
-        m.hasListenerPermit ? m.listenConfig : null,
-        this.budget
-          ? {
-              safetyPollMs: () =>
-                Math.max(this.config.idlePollMaxMs, this.databases.size * SAFETY_POLL_PER_DATABASE_MS),
-              claimAhead: CLAIM_AHEAD,
-              spread: (periodMs) =>
-                Math.min(
-                  MAX_WORKER_HEARTBEAT_MS,
-                  Math.max(periodMs, this.databases.size * PRESENCE_PER_DATABASE_MS),
-                ),
-            }
-          : null,
-      );
+      const worker = this.databaseWorker(m);
       m.worker = worker;
       this.dispatcher.add(worker);
       await worker.start();
@@ -357,6 +344,7 @@ export class Worker {
     } catch (error) {
       m.unwatch?.();
       m.unwatch = null;
+      m.watcher = null;
       if (m.worker) {
         this.dispatcher.remove(m.worker);
         await m.worker.stop().catch(() => {});
@@ -365,6 +353,7 @@ export class Worker {
       if (m.hasListenerPermit) {
         m.hasListenerPermit = false;
         this.budget?.release(true);
+        this.handOnListener();
       }
       if (throwOnFailure) throw error;
       if (this.gone(m)) return;
@@ -379,6 +368,73 @@ export class Worker {
       // Not unref'd: a worker whose databases are all down must stay alive to retry them.
       m.retryTimer = setTimeout(() => void this.bringUp(m, false), m.retryDelayMs);
     }
+  }
+
+  /** The DatabaseWorker of a served database (with a LISTEN connection when it holds a permit). */
+  private databaseWorker(m: ManagedDatabase): DatabaseWorker {
+    return new DatabaseWorker(
+      this.config,
+      m.pool,
+      m.id,
+      this.slots,
+      (e, p) => this.emit(e, p),
+      () => this.dispatcher.kick(),
+      m.hasListenerPermit ? m.listenConfig : null,
+      this.budget
+        ? {
+            safetyPollMs: () =>
+              Math.max(this.config.idlePollMaxMs, this.databases.size * SAFETY_POLL_PER_DATABASE_MS),
+            claimAhead: CLAIM_AHEAD,
+            spread: (periodMs) =>
+              Math.min(
+                MAX_WORKER_HEARTBEAT_MS,
+                Math.max(periodMs, this.databases.size * PRESENCE_PER_DATABASE_MS),
+              ),
+            ownInsert: () => {
+              if (m.watcher) m.watcher.ownInserts++;
+            },
+          }
+        : null,
+    );
+  }
+
+  /**
+   * A listener permit came free (its database left or went down): hand it to a database
+   * that is up without one and holds no work, by serving it again with a listener (its
+   * DatabaseWorker is idle, so stopping it loses nothing). One at a time.
+   */
+  private handOnListener(): void {
+    if (!this.budget || this.state !== 'running' || this.handingOn) return;
+    const m = [...this.databases.values()].find(
+      (d) =>
+        d.state === 'up' &&
+        !d.hasListenerPermit &&
+        d.worker !== null &&
+        d.worker.running === 0 &&
+        !d.worker.busy,
+    );
+    if (!m || !this.budget.tryAcquireListener()) return;
+    m.hasListenerPermit = true;
+    this.handingOn = true;
+    void this.relisten(m)
+      .catch((error: Error) => this.emit('error', { database: m.id, error, during: 'listen' }))
+      .finally(() => {
+        this.handingOn = false;
+        this.handOnListener();
+      });
+  }
+
+  private async relisten(m: ManagedDatabase): Promise<void> {
+    const old = m.worker!;
+    this.dispatcher.remove(old);
+    await old.stop();
+    // Removed meanwhile: remove() gave the permit back (and stopped this worker too).
+    if (this.gone(m) || m.worker !== old) return;
+    const worker = this.databaseWorker(m);
+    m.worker = worker;
+    this.dispatcher.add(worker);
+    await worker.start();
+    this.emit('database:up', { database: m.id, listening: worker.hasListener });
   }
 
   /** The activity watch of the database's server (made on first use); null: cannot tell the server. */
@@ -403,12 +459,15 @@ export class Worker {
   private async watch(m: ManagedDatabase, watch: ActivityWatch): Promise<void> {
     if (m.unwatch) return;
     const { rows } = await m.pool.query<{ name: string }>('SELECT pg_catalog.current_database() AS name');
-    m.unwatch = watch.add({
+    const watcher: ActivityWatcher = {
       datname: rows[0]!.name,
       config: m.pool.options as pg.ClientConfig,
       wake: () => m.worker?.wake(),
       watched: (covered) => m.worker?.setWatched(covered),
-    });
+      ownInserts: 0,
+    };
+    m.watcher = watcher;
+    m.unwatch = watch.add(watcher);
     await watch.firstLook();
   }
 
@@ -418,6 +477,7 @@ export class Worker {
     clearTimeout(m.retryTimer);
     m.unwatch?.();
     m.unwatch = null;
+    m.watcher = null;
     this.databases.delete(m.id);
     if (m.worker) {
       await m.worker.stop();
@@ -426,6 +486,7 @@ export class Worker {
     if (m.hasListenerPermit) {
       m.hasListenerPermit = false;
       this.budget?.release(true);
+      this.handOnListener();
     }
     if (m.ownsPool) await m.pool.end().catch(() => {});
     if (this.budget) this.emit('database:removed', { database: m.id });
