@@ -41,7 +41,7 @@ export interface ManyDatabasesMode {
   /** Stretches the registry beat and maintenance periods with the number of databases. */
   spread: (periodMs: number) => number;
   /** This worker inserted a row of its own (its registration): no work for the activity watch to wake on. */
-  ownInsert: () => void;
+  ownInsert: (delta: number) => void;
   /**
    * Units to claim beyond the slots granted: a tenant's few jobs come in one claim on one
    * connection instead of one claim per slot grant (the slots are shared by every tenant).

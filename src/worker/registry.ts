@@ -41,8 +41,12 @@ export class WorkerPresence {
      * the same number of these statements and connections as one serving a few).
      */
     spread: (periodMs: number) => number = (periodMs) => periodMs,
-    /** Told of each row this presence inserted (the activity watch must not wake on it). */
-    private readonly ownInsert: () => void = () => {},
+    /**
+     * Told of each row this presence inserts (+1 before, −1 when that failed), so the
+     * activity watch does not wake on it; before, since the statistics may show the row
+     * before the statement's answer arrives here.
+     */
+    private readonly ownInsert: (delta: number) => void = () => {},
   ) {
     this.calls = new OpsCalls(config.schema);
     this.beatMs = spread(config.registryHeartbeatMs);
@@ -89,6 +93,7 @@ export class WorkerPresence {
   }
 
   private async register(): Promise<void> {
+    this.ownInsert(1);
     try {
       await this.calls.register(this.pool, {
         id: this.config.workerId,
@@ -99,9 +104,9 @@ export class WorkerPresence {
         concurrency: this.config.concurrency,
         heartbeatMs: this.beatMs,
       });
-      this.ownInsert();
       this.registered = true;
     } catch (error) {
+      this.ownInsert(-1);
       this.emit('error', { database: this.database, error: error as Error, during: 'registry' });
     }
   }

@@ -100,7 +100,9 @@ export class Scheduler {
       // At most pollIntervalMs while schedules exist: the engine's clock may be shifted.
       sleep =
         dueIn === null
-          ? NO_SCHEDULE_SLEEP_MS
+          ? // Many databases stretch pollIntervalMs past this (a look per database per minute
+            // would cost 1,000 databases 17 statements and connections a second).
+            Math.max(NO_SCHEDULE_SLEEP_MS, pollIntervalMs)
           : Math.min(Math.max(Math.ceil(dueIn), MIN_SLEEP_MS), pollIntervalMs);
     } catch (error) {
       this.deps.error(error as Error, 'schedule');

@@ -390,8 +390,8 @@ export class Worker {
                 MAX_WORKER_HEARTBEAT_MS,
                 Math.max(periodMs, this.databases.size * PRESENCE_PER_DATABASE_MS),
               ),
-            ownInsert: () => {
-              if (m.watcher) m.watcher.ownInserts++;
+            ownInsert: (delta) => {
+              if (m.watcher) m.watcher.ownInserts = Math.max(0, m.watcher.ownInserts + delta);
             },
           }
         : null,
