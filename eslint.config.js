@@ -4,6 +4,17 @@ import tseslint from 'typescript-eslint';
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.data/**', '.scratch/**'] },
   ...tseslint.configs.recommended,
+  // The library's own code is also linted with type information (tests, benchmarks and
+  // scripts with the rules above only).
+  ...tseslint.configs.recommendedTypeChecked.map((config) => ({ ...config, files: ['src/**/*.ts'] })),
+  {
+    files: ['src/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      // Off: here it calls assertions unnecessary that tsc (the build's checker) requires.
+      '@typescript-eslint/no-unnecessary-type-assertion': 'off',
+    },
+  },
   {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',

@@ -236,8 +236,10 @@ function notYetDelay(response: Response, request: PreparedRequest): number {
 /** A promise that rejects with the signal's reason once it aborts (and never resolves). */
 function rejectOnAbort(signal: AbortSignal): Promise<never> {
   const aborted = new Promise<never>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    // The reason is what abort() was given (an Error from our own timers and stop()).
+    const fail = () => reject(signal.reason as Error);
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
   });
   aborted.catch(() => {}); // only ever raced: an abort nobody awaits is not unhandled
   return aborted;
@@ -260,8 +262,11 @@ async function readCapped(
   let size = 0;
   try {
     while (size < maxBytes) {
-      const { done, value } = await Promise.race([reader.read(), aborted]);
-      if (done) break;
+      const { done, value } = (await Promise.race([reader.read(), aborted])) as {
+        done: boolean;
+        value?: Uint8Array;
+      };
+      if (done || value === undefined) break;
       chunks.push(value);
       size += value.byteLength;
     }

@@ -48,6 +48,18 @@ export function escapeControl(text: string, options: EscapeControlOptions = {}):
  * to the same value, but without the controls JSON.stringify leaves raw (DEL, C1 such as
  * U+009B, bidi overrides, U+2028/U+2029), which are written as `\u00XX` escapes.
  */
+/**
+ * A value read from the database as text: strings as they are, numbers, bigints and
+ * booleans printed, null and undefined as '', anything else as its JSON.
+ */
+export function textOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    return String(value);
+  if (value === null || value === undefined) return '';
+  return JSON.stringify(value) ?? '';
+}
+
 export function jsonForTerminal(value: unknown, space = 2): string {
   // Inside JSON text these characters can only occur within strings, where \uXXXX is valid.
   return (JSON.stringify(value, null, space) ?? 'null').replace(JSON_RAW_CONTROL, unicodeEscape);

@@ -3,7 +3,7 @@
  * CLI and the demo. Step numbers are 0-based, as in the views. Results and the job's
  * output are data from handlers: shown escaped and cut to one line.
  */
-import { escapeControl } from '../text.js';
+import { escapeControl, textOf } from '../text.js';
 import type { Column } from './table.js';
 
 type Row = Readonly<Record<string, unknown>>;
@@ -54,7 +54,7 @@ export const STEP_COLUMNS: readonly Column<Row>[] = [
   {
     header: 'compensation',
     value: (r) =>
-      r.compensate_name && `${String(r.compensate_name)}: ${String(r.compensation_status ?? 'not needed')}`,
+      r.compensate_name && `${textOf(r.compensate_name)}: ${textOf(r.compensation_status ?? 'not needed')}`,
   },
   { header: 'result', value: (r) => resultText(r.result, RESULT_WIDTH) },
 ];

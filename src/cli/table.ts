@@ -4,7 +4,7 @@
  * Cells are data (queue and step names, keys, errors): their control characters are
  * escaped, so a value can neither drive the terminal nor break a row.
  */
-import { escapeControl } from '../text.js';
+import { escapeControl, textOf } from '../text.js';
 
 /** A column: its header, how to read the cell from a row, and optional layout. */
 export interface Column<R> {
@@ -74,7 +74,7 @@ export function formatCell(value: unknown): string {
   if (ms !== null) return formatMs(ms);
   if (typeof value === 'object') return escapeControl(JSON.stringify(value));
   // One line per row: stack traces and multi-line messages are flattened.
-  return escapeControl(String(value).replace(/\s*\n\s*/g, ' '));
+  return escapeControl(textOf(value).replace(/\s*\n\s*/g, ' '));
 }
 
 function cut(text: string, maxWidth: number | undefined): string {

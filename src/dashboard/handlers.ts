@@ -195,7 +195,7 @@ export async function pickerPage(ctx: RouteContext, url: URL, req: IncomingMessa
     throw new DashboardRequestError(400, `page must be an integer from 1 to ${pages}`);
   }
   const shown = all.slice((page - 1) * PICKER_PAGE_SIZE, page * PICKER_PAGE_SIZE);
-  const lines: DatabaseLine[] = new Array(shown.length);
+  const lines = new Array<DatabaseLine>(shown.length);
   let next = 0;
   const worker = async () => {
     while (next < shown.length) {

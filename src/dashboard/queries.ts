@@ -8,6 +8,7 @@ import { quoteIdent } from '../config.js';
 import { Engine } from '../db/engine.js';
 import type { Queryable } from '../db/queryable.js';
 import { translateDatabaseError } from '../errors.js';
+import { textOf } from '../text.js';
 
 type Row = Record<string, unknown>;
 
@@ -184,9 +185,9 @@ export interface OptionalViews {
 
 const num = (v: unknown): number => Number(v ?? 0);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : textOf(v));
 const dateOrNull = (v: unknown): Date | null =>
-  v instanceof Date ? v : v == null ? null : new Date(String(v));
+  v instanceof Date ? v : v == null ? null : new Date(textOf(v));
 const textArray = (v: unknown): string[] | null => (Array.isArray(v) ? v.map((x) => String(x)) : null);
 
 function errorDetail(v: unknown): ErrorDetail | null {
@@ -210,7 +211,7 @@ function jobListRow(r: Row): JobListRow {
     phase: String(r.phase),
     stepCount: num(r.step_count),
     currentStep: num(r.current_step),
-    currentStepName: String(r.current_step_name ?? ''),
+    currentStepName: textOf(r.current_step_name),
     currentAttempt: num(r.current_attempt),
     lastError: strOrNull(r.last_error),
     createdAt: dateOrNull(r.created_at) ?? new Date(0),
@@ -395,7 +396,7 @@ export class DashboardQueries {
       [limit],
     );
     return rows.map((r) => ({
-      stepName: String(r.step_name ?? ''),
+      stepName: textOf(r.step_name),
       failed: num(r.failed),
       retrying: num(r.retrying),
       lastAt: dateOrNull(r.last_at),

@@ -216,8 +216,11 @@ function kyselyQueryable(db: KyselyExecutor): Queryable {
       // Loaded on first use: workers and pg-only producers never pay for kysely.
       const { CompiledQuery } = await import('kysely');
       // A Kysely executor takes the CompiledQuery its own kysely makes (see KyselyExecutor).
-      const run = db.executeQuery as (query: unknown) => PromiseLike<{ rows: readonly unknown[] }>;
-      const result = await run.call(db, CompiledQuery.raw(text, values));
+      const run = (query: unknown) =>
+        (
+          db.executeQuery as (this: typeof db, query: unknown) => PromiseLike<{ rows: readonly unknown[] }>
+        ).call(db, query);
+      const result = await run(CompiledQuery.raw(text, values));
       return { rows: [...result.rows] };
     },
   };

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { ConfigError } from '../errors.js';
 import { isValidHostList, maskConnectionString, parseConnectionUrl } from '../redact.js';
+import { textOf } from '../text.js';
 
 /** One database: a connection string, optionally with a stable id (shown as ctx.database). */
 export type DatabaseSpec =
@@ -49,7 +50,7 @@ export function resolveDatabase(spec: DatabaseSpec): ResolvedDatabase {
   if (typeof connectionString !== 'string' || connectionString.length === 0) {
     const shown = typeof spec === 'object' && spec !== null ? { ...spec, connectionString } : spec;
     throw new ConfigError(
-      `a database needs a connection string, got ${maskConnectionString(JSON.stringify(shown) ?? String(shown))}`,
+      `a database needs a connection string, got ${maskConnectionString(JSON.stringify(shown) ?? textOf(shown))}`,
     );
   }
   const listen =

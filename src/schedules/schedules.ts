@@ -11,6 +11,7 @@ import type { Queryable } from '../db/queryable.js';
 import { ScheduleSql } from '../db/schedules.js';
 import type { StepCall } from '../steps.js';
 import { CronSchedule } from './cron.js';
+import { textOf } from '../text.js';
 
 /** Most missed runs a schedule may backfill after downtime. */
 export const MAX_BACKFILL = 1000;
@@ -177,7 +178,7 @@ export class Schedules {
       paused: r.paused === true,
       nextRunAt: (r.next_run_at as Date | null) ?? null,
       lastRunAt: (r.last_run_at as Date | null) ?? null,
-      lastJobId: r.last_job_id === null ? null : String(r.last_job_id),
+      lastJobId: r.last_job_id === null ? null : textOf(r.last_job_id),
       lastJobStatus: (r.last_job_status as string | null) ?? null,
     }));
   }

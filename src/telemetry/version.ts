@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths.js';
+import { textOf } from '../text.js';
 
 let version: string | undefined;
 
@@ -9,9 +10,9 @@ let version: string | undefined;
 export function packageVersion(): string {
   if (version === undefined) {
     try {
-      version = String(
+      version = textOf(
         (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: unknown })
-          .version ?? '',
+          .version,
       );
     } catch {
       version = '';

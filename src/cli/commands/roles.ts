@@ -10,7 +10,7 @@ export const rolesCommand: OfflineCommand = {
   flags: [],
   args: [],
   offline: true,
-  prepare: () => async (ctx) => {
+  prepare: () => (ctx) => {
     const sql = createRolesSql(ctx.schema);
     if (ctx.json) {
       ctx.printJson({
@@ -18,8 +18,9 @@ export const rolesCommand: OfflineCommand = {
         roles: Object.fromEntries(ROLE_KINDS.map((kind) => [kind, roleName(ctx.schema, kind)])),
         sql,
       });
-      return;
+    } else {
+      ctx.print(sql);
     }
-    ctx.print(sql);
+    return Promise.resolve();
   },
 };
