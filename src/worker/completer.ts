@@ -154,7 +154,10 @@ class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
         if (live.length === 0) return;
         batch = live;
         await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 5000);
+        // At most a second apart: a unit whose report waits holds its handler slot (when its
+        // job goes on here), so a longer pause would keep a worker idle that long after the
+        // server answers again.
+        delay = Math.min(delay * 2, MAX_REPORT_RETRY_DELAY_MS);
       }
     }
   }
@@ -163,6 +166,9 @@ class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
 function jobIdOf(payload: { unit?: { jobId: string }; jobId?: string }): string {
   return payload.unit?.jobId ?? payload.jobId ?? '';
 }
+
+/** Longest pause between two tries of a report the connection failed (see deliver). */
+const MAX_REPORT_RETRY_DELAY_MS = 1000;
 
 /** Batches step_complete / step_fail calls; see the module comment for what it guarantees. */
 export class BatchCompleter {
