@@ -108,7 +108,7 @@ export const WORKER_DEFAULTS = {
   leaseMs: DEFAULT_LEASE_MS,
   gracefulStopMs: 10000,
   poolSize: 10,
-  databasePoolSize: 2,
+  databasePoolSize: 4,
   maxConnections: 100,
   idlePollMaxMs: 30000,
   retentionMs: DEFAULT_RETENTION_MS,
