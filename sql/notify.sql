@@ -18,9 +18,16 @@ DECLARE
   v_chunk text := '';
   v_item  text;
 BEGIN
-  IF p_done IS NULL THEN
+  IF p_done IS NULL OR cardinality(p_done) = 0 THEN
     RETURN;
   END IF;
+  -- The usual batch (up to a few hundred items) fits in one notification: one join.
+  v_chunk := array_to_string(p_done, ',');
+  IF length(v_chunk) <= 7000 THEN
+    PERFORM pg_catalog.pg_notify(_schema_name() || '_done', v_chunk);
+    RETURN;
+  END IF;
+  v_chunk := '';
   FOREACH v_item IN ARRAY p_done LOOP
     IF length(v_chunk) + length(v_item) > 7000 THEN
       PERFORM pg_catalog.pg_notify(_schema_name() || '_done', v_chunk);

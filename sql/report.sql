@@ -58,7 +58,28 @@ BEGIN
     END IF;
   END IF;
 
-  v_held := ARRAY(SELECT l.id FROM _lock_held(p_job_ids, p_tokens) l(id));
+  -- All-last-steps fast path: a batch of nothing but jobs' last forward steps, held under
+  -- their tokens, not cancelled and with no results (a drain of one-step jobs) is finished
+  -- by one UPDATE that checks each token and locks each row as it writes it, in id order,
+  -- instead of locking every row first: one WAL record and one row visit per job fewer.
+  -- The batch is classified first without locks; any other unit sends the whole batch the
+  -- way below, which locks every job first, in id order, so a report never takes its
+  -- locks in another order than a heartbeat of the same jobs. (A job that changes between
+  -- the look and the UPDATE, say cancelled, is not finished by it and goes that way too.)
+  IF NOT v_results AND NOT EXISTS (
+       SELECT 1 FROM unnest(p_job_ids, p_tokens) AS t(id, token) LEFT JOIN jobs j ON j.id = t.id
+       WHERE j.id IS NULL OR j.lease_token IS DISTINCT FROM t.token OR j.status <> 'running'
+          OR j.phase <> 'forward' OR j.cancel_requested OR j.current_step + 1 <> j.step_count) THEN
+    v_fast := ARRAY(SELECT f.id FROM _job_finish(p_job_ids, 'succeeded', v_now, true, p_tokens) f ORDER BY f.id);
+    IF cardinality(v_fast) = cardinality(p_job_ids) THEN
+      RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::unit FROM unnest(v_fast) f;
+      PERFORM _notify_done(ARRAY(SELECT f || ':succeeded' FROM unnest(v_fast) f));
+      PERFORM _notify_limited(v_fast);
+      RETURN;
+    END IF;
+  END IF;
+  v_held := ARRAY(SELECT l.id FROM _lock_held(p_job_ids, p_tokens) l(id)
+                  WHERE v_fast IS NULL OR l.id <> ALL (v_fast));
   -- Every unit of a job carries the job's stored results (_unit_of), so their total is
   -- bounded: a unit always fits in one jsonb value (255 MB) and in a worker's memory.
   IF v_results THEN
@@ -89,9 +110,9 @@ BEGIN
     UPDATE steps s SET status = 'succeeded', attempts = f.attempt, finished_at = v_now, result = f.res
     FROM fast f WHERE s.job_id = f.id AND s.idx = f.current_step AND f.res IS NOT NULL
   )
-  SELECT array_agg(f.id) INTO v_fast FROM fast f;
+  SELECT v_fast || array_agg(f.id) INTO v_fast FROM fast f;
   IF v_fast IS NOT NULL THEN
-    PERFORM _job_finish(v_fast, 'succeeded', v_now, true);
+    PERFORM _job_finish(ARRAY(SELECT f.id FROM unnest(v_fast) AS f(id) WHERE f.id = ANY (v_held)), 'succeeded', v_now, true);
     v_done := ARRAY(SELECT f || ':succeeded' FROM unnest(v_fast) f);
     RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::unit FROM unnest(v_fast) f;
   END IF;
@@ -145,7 +166,7 @@ BEGIN
     RETURN NEXT;
   END LOOP;
   PERFORM _notify_done(v_done);
-  PERFORM _notify_limited(v_held);
+  PERFORM _notify_limited(v_held || v_fast);
 END;
 $$;
 COMMENT ON FUNCTION step_complete(bigint[], uuid[], jsonb[], jsonb[], text, text[], text[], integer) IS

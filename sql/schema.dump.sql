@@ -186,8 +186,8 @@ _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
     d3551cc4365c64220be95d68cd411811
-_job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean) -> SETOF <schema>.jobs sql volatile
-    0d1aaa366ee107fec8d71483e641cc58
+_job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs sql volatile
+    ea24905d007748ca399150bbb120d8a2
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
     35a0ea8f5e7b74fec5d5f9c599a9e434
 _job_next_unit(p_job <schema>.jobs, p_idx integer, p_phase text, p_name text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
@@ -263,7 +263,7 @@ _next_token(p_token uuid) -> uuid sql immutable
 _notify_cancel(p_job_id bigint) -> void sql volatile
     ab44721e592dd1b95d57da7e29f72bdb
 _notify_done(p_done text[]) -> void plpgsql volatile
-    57930cdbb14761069a9eab3d59525fbd
+    3c19efaf5dd7116867f3966312a9d819
 _notify_limited(p_job_ids bigint[]) -> void plpgsql volatile
     dfcca63384456d072a685d78b0a74171
 _notify_ready(p_queue text) -> void sql volatile
@@ -341,7 +341,7 @@ schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at 
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
     9a712a69f49fcb1de2ccc825b24abf63
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    6a452c3f985de32939e7c05fe8fff017
+    f724fd4f2c5f7dcef5765592281aed19
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     7de4fe8eebc49d83cc7725d0bc756d24
 worker_deregister(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -435,7 +435,7 @@ function <schema>._forward_fail(<schema>.jobs,jsonb,boolean,integer,timestamp wi
 function <schema>._forward_stop(<schema>.jobs,integer,boolean,boolean,text,timestamp with time zone,text,text[],text[],interval): Ends a job's forward path: compensations in reverse order when there are any, else the final status.
 function <schema>._is_final(text): True for final job statuses: succeeded, failed, compensated, cancelled.
 function <schema>._job_enqueue_batch(jsonb,integer): The body of job_enqueue_batch; p_depth counts retries of a key freed meanwhile.
-function <schema>._job_finish(bigint[],text,timestamp with time zone,boolean): Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped.
+function <schema>._job_finish(bigint[],text,timestamp with time zone,boolean,uuid[]): Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped; with tokens, only held last steps.
 function <schema>._job_finish_one(<schema>.jobs,text,timestamp with time zone): Puts one job in a final status; returns its row.
 function <schema>._job_next_unit(<schema>.jobs,integer,text,text,timestamp with time zone,text,text[],text[],interval): Moves a job to its next unit: leased to the reporting worker when it can run it, else pending and announced.
 function <schema>._json_fits(jsonb): True when the value prints within MAX_JSON_BYTES (cheap for small values).

@@ -49,22 +49,30 @@ COMMENT ON FUNCTION _compensation_of(jsonb) IS 'Validates a reported compensatio
 -- finishes a whole batch in one statement). Steps that never ran are marked cancelled
 -- (job cancelled) or skipped (job failed or compensated). Keeps the lease token; frees
 -- the dedupe key (the unique index only covers unfinished jobs). The public function that
--- caused this announces it, one NOTIFY per call (_notify_done).
+-- caused this announces it, one NOTIFY per call (_notify_done). With p_tokens (the
+-- lock-free fast path of step_complete; only with 'succeeded'), only the jobs whose last
+-- forward step is running under p_tokens[i], not cancelled, are finished, and each row
+-- is locked as it is written, in id order (a nested loop over the sorted ids).
 CREATE OR REPLACE FUNCTION _job_finish(p_ids bigint[], p_status text, p_now timestamptz,
-                                       p_success_report boolean DEFAULT false) RETURNS SETOF jobs
+                                       p_success_report boolean DEFAULT false, p_tokens uuid[] DEFAULT NULL)
+RETURNS SETOF jobs
 LANGUAGE sql VOLATILE
 AS $$
   WITH never_ran AS (
     UPDATE steps SET status = CASE WHEN p_status = 'cancelled' THEN 'cancelled' ELSE 'skipped' END
     WHERE p_status <> 'succeeded' AND job_id = ANY (p_ids) AND status = 'pending'
   )
-  UPDATE jobs SET status = p_status, finished_at = p_now, updated_at = p_now, locked_by = NULL, available_at = p_now,
-                  lease_token = CASE WHEN p_success_report THEN _done_token(lease_token) ELSE lease_token END
-  WHERE id = ANY (p_ids)
-  RETURNING *;
+  UPDATE jobs j SET status = p_status, finished_at = p_now, updated_at = p_now, locked_by = NULL, available_at = p_now,
+                    lease_token = CASE WHEN p_success_report THEN _done_token(j.lease_token) ELSE j.lease_token END
+  FROM (SELECT t.id, t.token FROM unnest(p_ids, p_tokens) AS t(id, token) ORDER BY t.id) t
+  WHERE j.id = t.id
+    AND (p_tokens IS NULL
+         OR (j.lease_token = t.token AND j.status = 'running' AND j.phase = 'forward' AND NOT j.cancel_requested
+             AND j.current_step + 1 = j.step_count))
+  RETURNING j.*;
 $$;
-COMMENT ON FUNCTION _job_finish(bigint[], text, timestamptz, boolean) IS
-  'Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped.';
+COMMENT ON FUNCTION _job_finish(bigint[], text, timestamptz, boolean, uuid[]) IS
+  'Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped; with tokens, only held last steps.';
 
 -- _job_finish_one: _job_finish for one job, returning its new row.
 CREATE OR REPLACE FUNCTION _job_finish_one(p_job jobs, p_status text, p_now timestamptz) RETURNS jobs

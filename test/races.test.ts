@@ -211,6 +211,108 @@ test('reports and heartbeats on overlapping jobs never deadlock', async () => {
   assert.equal(deadlocks, 0);
 });
 
+test('a batch of last steps is finished lock-free in id order: no deadlock with a heartbeat in reverse order', async () => {
+  // step_complete finishes an all-last-steps batch with one UPDATE that locks as it writes;
+  // it must take the row locks in id order, as lease_extend does.
+  const a = await h.client();
+  const b = await h.client();
+  let deadlocks = 0;
+  for (let i = 0; i < 100; i++) {
+    const ids: string[] = [];
+    for (let k = 0; k < 4; k++) ids.push(await h.stepping.enqueue([{ name: 'race.lockfree', args: {} }]));
+    const { rows } = await h.pool.query<{ job_id: string; lease_token: string }>(
+      `SELECT job_id::text, lease_token::text FROM stepping.step_claim('w', ARRAY['race.lockfree'], NULL, 4, 60000)`,
+    );
+    const byId = new Map(rows.map((r) => [r.job_id, r.lease_token]));
+    const tokens = ids.map((id) => byId.get(id)!);
+    // The report lists the jobs newest first: the function must sort them.
+    const results = await Promise.allSettled([
+      a.query('SELECT * FROM stepping.step_complete($1::bigint[], $2::uuid[])', [
+        [...ids].reverse(),
+        [...tokens].reverse(),
+      ]),
+      b.query('SELECT * FROM stepping.lease_extend($1::bigint[], $2::uuid[], 60000)', [ids, tokens]),
+    ]);
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        if ((r.reason as { code?: string }).code === '40P01') deadlocks++;
+        else throw r.reason;
+      }
+    }
+    const done = await h.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM stepping.jobs WHERE id = ANY ($1::bigint[]) AND status = 'succeeded'`,
+      [ids],
+    );
+    assert.equal(done.rows[0]!.n, 4);
+  }
+  assert.equal(deadlocks, 0);
+});
+
+test('a job cancelled while its last step’s success is being reported is not finished by the lock-free path', async () => {
+  // The batch is classified without locks; a job cancelled between that look and the
+  // UPDATE must be handled as a cancelled job, exactly as when the cancel came first.
+  const holder = await h.client();
+  const reporter = await h.client();
+  const claim = async (n: number) => {
+    const { rows } = await h.pool.query<{ job_id: string; lease_token: string }>(
+      `SELECT job_id::text, lease_token::text FROM stepping.step_claim('w', ARRAY['race.cancel-late'], NULL, $1, 60000)`,
+      [n],
+    );
+    return new Map(rows.map((r) => [r.job_id, r.lease_token]));
+  };
+  // Reference: cancelled first, then the success is reported.
+  const ref = await h.stepping.enqueue([{ name: 'race.cancel-late', args: {} }]);
+  const refToken = (await claim(1)).get(ref)!;
+  await h.pool.query('SELECT stepping.job_cancel($1)', [ref]);
+  const refReport = await h.pool.query<{ job_status: string }>(
+    'SELECT job_status FROM stepping.step_complete(ARRAY[$1::bigint], ARRAY[$2::uuid])',
+    [ref, refToken],
+  );
+  const expected = refReport.rows[0]!.job_status;
+  assert.notEqual(expected, 'succeeded');
+
+  const ids: string[] = [];
+  for (let k = 0; k < 3; k++) ids.push(await h.stepping.enqueue([{ name: 'race.cancel-late', args: {} }]));
+  const byId = await claim(3);
+  const tokens = ids.map((id) => byId.get(id)!);
+  const middle = ids[1]!;
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM stepping.jobs WHERE id = $1 FOR UPDATE', [middle]);
+  const reporterPid = (await reporter.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const report = reporter.query<{ job_id: string; accepted: boolean; job_status: string }>(
+    'SELECT job_id::text, accepted, job_status FROM stepping.step_complete($1::bigint[], $2::uuid[])',
+    [ids, tokens],
+  );
+  // The report has looked at the batch and now waits for the middle job's row lock.
+  await eventually(
+    async () => {
+      const { rows } = await h.pool.query<{ waiting: boolean }>(
+        `SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1`,
+        [reporterPid],
+      );
+      return rows[0]?.waiting === true;
+    },
+    10_000,
+    'the report waiting for the row lock',
+  );
+  await holder.query('SELECT stepping.job_cancel($1)', [middle]);
+  await holder.query('COMMIT');
+  const { rows } = await report;
+  const status = new Map(rows.map((r) => [r.job_id, r]));
+  assert.deepEqual(
+    ids.map((id) => [status.get(id)!.accepted, status.get(id)!.job_status]),
+    [
+      [true, 'succeeded'],
+      [true, expected],
+      [true, 'succeeded'],
+    ],
+  );
+  const stored = await h.pool.query<{ status: string }>('SELECT status FROM stepping.jobs WHERE id = $1', [
+    middle,
+  ]);
+  assert.equal(stored.rows[0]!.status, expected);
+});
+
 test('plain { name, args } producers get the worker definition’s options; explicit ones override', async (t) => {
   let attempts = 0;
   let overridden = 0;

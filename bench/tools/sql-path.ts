@@ -65,7 +65,7 @@ try {
           claimMs += b - a;
           if (rows.length === 0) return;
           await c.query(
-            'SELECT count(*) FROM stepping.step_complete($1::bigint[], $2::uuid[], $3, $4, NULL, 30000)',
+            'SELECT count(*) FROM stepping.step_complete(p_job_ids => $1::bigint[], p_tokens => $2::uuid[], p_worker => $3, p_names => $4, p_lease_ms => 30000)',
             [rows.map((r) => r.job_id), rows.map((r) => r.lease_token), `w${i}`, ['noop']],
           );
           completeMs += performance.now() - b;
