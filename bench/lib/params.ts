@@ -98,7 +98,7 @@ const FULL: BenchParams = {
   enqueuePerClient: 40,
   bulkJobs: 50_000,
   chainJobs: 1_500,
-  latencyJobs: 60,
+  latencyJobs: 300,
   drainCapMs: 8_000,
   node: '22',
   sweepJobs: 20_000,
