@@ -140,6 +140,8 @@ unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
     1d92dea64a0db7ff4019df7813faf33f
+_claim_lease(p_ids bigint[], p_worker text, p_now timestamp with time zone, p_lease interval) -> SETOF <schema>.unit plpgsql volatile
+    6ca27b6a80443adb072a58dfb5875453
 _claim_settle(p_job <schema>.jobs, p_now timestamp with time zone) -> text plpgsql volatile
     f680da9ebc4a18351ec89527ad715713
 _compensation_next(p_job <schema>.jobs, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
@@ -339,7 +341,7 @@ schedule_remove(p_name text) -> boolean plpgsql volatile security definer set se
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     b280596816db1bf65022d3b93b5b876b
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
-    9a712a69f49fcb1de2ccc825b24abf63
+    165bc2769f7f8bc7b12253df8a4fa951
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     6a452c3f985de32939e7c05fe8fff017
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -412,6 +414,7 @@ schema USAGE to <schema>_worker
 
 -- comments
 function <schema>._bad_input(text): Raises SQLSTATE SP001 with the message "stepping: <p_what>".
+function <schema>._claim_lease(bigint[],text,timestamp with time zone,interval): Leases the jobs step_claim locked and returns their units in claim order; settles cancelled or overdue ones instead.
 function <schema>._claim_settle(<schema>.jobs,timestamp with time zone): Settles a claimed job that was cancelled or passed its deadline; 'id:status' when it is now final.
 function <schema>._compensation_next(<schema>.jobs,timestamp with time zone,text,text[],text[],interval): Starts the next compensation in reverse step order, or ends the job (cancelled/compensated).
 function <schema>._compensation_of(jsonb): Validates a reported compensation {name, args} (SP001 when bad); NULL when none.
