@@ -192,6 +192,8 @@ _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_suc
     0d1aaa366ee107fec8d71483e641cc58
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
     35a0ea8f5e7b74fec5d5f9c599a9e434
+_job_lock(p_job_id bigint) -> <schema>.jobs plpgsql volatile
+    c0c92d44823123d4785d016b40d9c189
 _job_next_unit(p_job <schema>.jobs, p_idx integer, p_phase text, p_name text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     e587eb984cf32407cd62852c9fabe090
 _json_fits(p_value jsonb) -> boolean sql immutable
@@ -303,7 +305,7 @@ backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interva
 engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog, stepping, pg_temp
     bd80f5a7a00394f8bac2d789a51e097a
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    bc93e3faf066b90f37a9d795e072f543
+    23e66ca15b08e1062c701a62b6481211
 job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     eb03210f95def04794def47765fc8a5c
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -311,7 +313,7 @@ job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boo
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     831d2bd9a0d4a58cbb04bec9d6d018d0
 job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    ac7ebd5c650ef86d8d28f1813fb1d759
+    66d7065a7de7ca508e0d27ec53ef1561
 job_retry_many(p_queue text, p_step_name text, p_limit integer, p_after_id bigint) -> TABLE(retried integer, last_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     afe018a6518b3aba4ced6cfff5017bc6
 lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer) -> TABLE(job_id bigint, cancel_requested boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -440,6 +442,7 @@ function <schema>._is_final(text): True for final job statuses: succeeded, faile
 function <schema>._job_enqueue_batch(jsonb,integer): The body of job_enqueue_batch; p_depth counts retries of a key freed meanwhile.
 function <schema>._job_finish(bigint[],text,timestamp with time zone,boolean): Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped.
 function <schema>._job_finish_one(<schema>.jobs,text,timestamp with time zone): Puts one job in a final status; returns its row.
+function <schema>._job_lock(bigint): The job row locked FOR UPDATE; SP003 when there is no such job.
 function <schema>._job_next_unit(<schema>.jobs,integer,text,text,timestamp with time zone,text,text[],text[],interval): Moves a job to its next unit: leased to the reporting worker when it can run it, else pending and announced.
 function <schema>._json_fits(jsonb): True when the value prints within MAX_JSON_BYTES (cheap for small values).
 function <schema>._lease(integer): Lease interval for p_lease_ms (default when NULL), clamped to [MIN_LEASE_MS, MAX_LEASE_MS].
