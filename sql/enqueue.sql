@@ -120,6 +120,26 @@ AS $$
 $$;
 COMMENT ON FUNCTION _trace_parent_ok(text) IS 'True when the text is a valid W3C traceparent (lowercase hex).';
 
+-- _enqueue_int: a step's optional whole-number field (max_attempts, backoff_base_ms,
+-- backoff_max_ms) from JSON: NULL when absent, the integer when it is a whole number from 1
+-- to _limit_max_int(), else SP001 through _enqueue_reject. An SQL function declared
+-- VOLATILE, as _enqueue_reject is, so that the planner inlines it into _enqueue_steps (a
+-- STABLE one calling a volatile function is never inlined): it costs nothing there.
+CREATE OR REPLACE FUNCTION _enqueue_int(p_job integer, p_step integer, p_field text, p_value jsonb)
+RETURNS integer
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT CASE WHEN p_value IS NULL THEN NULL
+              WHEN CASE WHEN jsonb_typeof(p_value) = 'number'
+                        THEN p_value::numeric BETWEEN 1 AND _limit_max_int()
+                             AND p_value::numeric = trunc(p_value::numeric) END
+                THEN p_value::numeric::integer
+              ELSE _enqueue_reject(p_job, p_step, p_field, NULL::integer)
+         END
+$$;
+COMMENT ON FUNCTION _enqueue_int(integer, integer, text, jsonb) IS
+  'A step''s optional whole-number field from JSON (1 to MAX_INT), NULL when absent; SP001 otherwise.';
+
 -- _enqueue_steps(p_job, p_steps): the steps of job p_job (a JSON array of step objects) as
 -- rows for the steps table, each field checked (type, range, the limits) so that no cast
 -- or constraint ever sees a bad value: the last branch of each CASE raises SP001 through
@@ -152,27 +172,9 @@ AS $$
            THEN g.args
          ELSE _enqueue_json(p_job, (g.o - 1)::integer, 'args', g.args)
     END AS args,
-    CASE WHEN g.max_attempts IS NULL THEN NULL
-         WHEN CASE WHEN jsonb_typeof(g.max_attempts) = 'number'
-                   THEN g.max_attempts::numeric BETWEEN 1 AND _limit_max_int()
-                        AND g.max_attempts::numeric = trunc(g.max_attempts::numeric) END
-           THEN g.max_attempts::numeric::integer
-         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'max_attempts', NULL::integer)
-    END AS max_attempts,
-    CASE WHEN g.backoff_base_ms IS NULL THEN NULL
-         WHEN CASE WHEN jsonb_typeof(g.backoff_base_ms) = 'number'
-                   THEN g.backoff_base_ms::numeric BETWEEN 1 AND _limit_max_int()
-                        AND g.backoff_base_ms::numeric = trunc(g.backoff_base_ms::numeric) END
-           THEN g.backoff_base_ms::numeric::integer
-         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_base_ms', NULL::integer)
-    END AS backoff_base_ms,
-    CASE WHEN g.backoff_max_ms IS NULL THEN NULL
-         WHEN CASE WHEN jsonb_typeof(g.backoff_max_ms) = 'number'
-                   THEN g.backoff_max_ms::numeric BETWEEN 1 AND _limit_max_int()
-                        AND g.backoff_max_ms::numeric = trunc(g.backoff_max_ms::numeric) END
-           THEN g.backoff_max_ms::numeric::integer
-         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_max_ms', NULL::integer)
-    END AS backoff_max_ms,
+    _enqueue_int(p_job, (g.o - 1)::integer, 'max_attempts', g.max_attempts) AS max_attempts,
+    _enqueue_int(p_job, (g.o - 1)::integer, 'backoff_base_ms', g.backoff_base_ms) AS backoff_base_ms,
+    _enqueue_int(p_job, (g.o - 1)::integer, 'backoff_max_ms', g.backoff_max_ms) AS backoff_max_ms,
     CASE WHEN g.compensate IS NULL THEN NULL
          WHEN jsonb_typeof(g.compensate) <> 'object'
            THEN _enqueue_reject(p_job, (g.o - 1)::integer, 'compensate', NULL::text)
