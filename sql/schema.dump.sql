@@ -178,6 +178,8 @@ _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) 
     7b7b10b8a06abd852dabc9dab8368e02
 _enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
     fe2ba96edddb34013694cb34e6ed8cb6
+_enqueue_time(p_job integer, p_at_field text, p_at jsonb, p_ms_field text, p_ms jsonb, p_now timestamp with time zone, p_absent timestamp with time zone) -> timestamp with time zone sql volatile
+    522462b649b11f8833649589e1ff5e39
 _enqueue_timestamptz(p_job integer, p_field text, p_value jsonb) -> timestamp with time zone plpgsql volatile
     6c75f53201c1251ce15d8b3b0ab6f887
 _error_record(p_error jsonb) -> jsonb sql immutable
@@ -189,7 +191,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    d3551cc4365c64220be95d68cd411811
+    f6743f5a7059d7e2d5dbd30a6ebb4728
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean) -> SETOF <schema>.jobs sql volatile
     0d1aaa366ee107fec8d71483e641cc58
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
@@ -439,6 +441,7 @@ function <schema>._enqueue_int(integer,integer,text,jsonb): A step's optional wh
 function <schema>._enqueue_json(integer,integer,text,jsonb): Args of enqueue input when within the size and depth limits, or SP001.
 function <schema>._enqueue_reject(integer,integer,text,anyelement): Raises SP001 for enqueue input naming the job, the step and the rule broken (used in CASE branches by job_enqueue_batch).
 function <schema>._enqueue_steps(integer,jsonb): The steps of one enqueued job as checked rows (SP001 on bad input); inlined by job_enqueue_batch.
+function <schema>._enqueue_time(integer,text,jsonb,text,jsonb,timestamp with time zone,timestamp with time zone): A job's time from enqueue input: a timestamp or milliseconds from now, not both; a default when absent; SP001 otherwise.
 function <schema>._enqueue_timestamptz(integer,text,jsonb): A run_at/deadline of enqueue input as a timestamptz within the limits, or SP001.
 function <schema>._error_record(jsonb): Bounded error record: message, name, stack (truncated), attempt, at.
 function <schema>._forward_fail(<schema>.jobs,jsonb,boolean,integer,timestamp with time zone): Fails the forward path at the current step and starts compensating (or ends the job failed).
