@@ -12,6 +12,7 @@ import type {
   Meter,
   ObservableGauge,
 } from '@opentelemetry/api';
+
 import * as attr from './attributes.js';
 import type { QueueFigures } from './types.js';
 

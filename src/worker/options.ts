@@ -3,9 +3,11 @@
  * (WORKER_DEFAULTS, from which `stepping-worker --help` prints its defaults); engine
  * defaults shared with SQL (lease, backoff) come from src/defaults.ts.
  */
-import os from 'node:os';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+
 import type pg from 'pg';
+
 import { checkInt, schemaName } from '../config.js';
 import {
   DEFAULT_LEASE_MS,
@@ -23,9 +25,9 @@ import {
   MIN_LEASE_MS,
   MIN_WORKER_HEARTBEAT_MS,
 } from '../limits.js';
-import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
 import type { ScheduleDefinition } from '../schedules/schedules.js';
+import { type AnyStepDefinition, isStepDefinition } from '../steps.js';
 import type { TelemetryOptions } from '../telemetry/types.js';
 import { WorkerTelemetry } from '../telemetry/worker.js';
 

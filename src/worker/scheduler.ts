@@ -8,6 +8,7 @@
  * schedule changes.
  */
 import type pg from 'pg';
+
 import type { NotificationHub } from '../db/notifications.js';
 import type { DueSchedule } from '../db/schedules.js';
 import { CronSchedule } from '../schedules/cron.js';
