@@ -1,4 +1,5 @@
 // @ts-check
+import simpleImportSort from 'eslint-plugin-simple-import-sort';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -13,6 +14,16 @@ export default tseslint.config(
     rules: {
       // Off: here it calls assertions unnecessary that tsc (the build's checker) requires.
       '@typescript-eslint/no-unnecessary-type-assertion': 'off',
+    },
+  },
+  {
+    // Sorted imports and exports in all TypeScript (src, test, bench, scripts, examples);
+    // `npx eslint --fix .` sorts them.
+    files: ['**/*.ts'],
+    plugins: { 'simple-import-sort': simpleImportSort },
+    rules: {
+      'simple-import-sort/imports': 'error',
+      'simple-import-sort/exports': 'error',
     },
   },
   {

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
 import { startDatabaseServer } from '../scripts/embedded-db.js';
 import { BenchContext } from './lib/context.js';
 import { DatabaseFactory, serverFacts } from './lib/db.js';
@@ -37,11 +38,11 @@ import { enqueueScenario } from './scenarios/enqueue.js';
 import { floorScenario } from './scenarios/floor.js';
 import { latencyScenario } from './scenarios/latency.js';
 import {
+  type ManyDatabasesResult,
   manyDatabasesScenario,
   markdownManyDatabases,
-  type ManyDatabasesResult,
 } from './scenarios/many-databases.js';
-import { markdownRetention, retentionScenario, type RetentionResult } from './scenarios/retention.js';
+import { markdownRetention, type RetentionResult, retentionScenario } from './scenarios/retention.js';
 
 const t0 = Date.now();
 const log = (line: string) =>

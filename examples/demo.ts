@@ -5,7 +5,9 @@
  * server or a throw-away embedded PostgreSQL, always in a fresh database it drops at the end.
  */
 import { randomBytes } from 'node:crypto';
+
 import pg from 'pg';
+
 import { startDatabaseServer, withDatabase } from '../scripts/embedded-db.js';
 import { formatTable } from '../src/cli/table.js';
 import { createStepping, createWorker, defineStep, type Stepping } from '../src/index.js';

@@ -7,6 +7,7 @@
  *   npx tsx examples/event-inbox.ts
  */
 import pg from 'pg';
+
 import { createStepping, createWorker, defineStep } from '../src/index.js';
 import { isMain, runExample } from './run-example.js';
 

@@ -8,6 +8,7 @@
  *   npx tsx examples/money-transfer.ts
  */
 import pg from 'pg';
+
 import { createStepping, createWorker, defineStep, PermanentError } from '../src/index.js';
 import { isMain, runExample } from './run-example.js';
 

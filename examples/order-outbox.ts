@@ -6,6 +6,7 @@
  *   npx tsx examples/order-outbox.ts
  */
 import pg from 'pg';
+
 import { createStepping, createWorker, defineStep } from '../src/index.js';
 import { isMain, runExample } from './run-example.js';
 

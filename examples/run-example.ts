@@ -1,6 +1,8 @@
 /** Runs an example from the command line on DATABASE_URL or a throw-away embedded PostgreSQL. */
 import { randomBytes } from 'node:crypto';
+
 import pg from 'pg';
+
 import { startDatabaseServer, withDatabase } from '../scripts/embedded-db.js';
 
 /** Creates a scratch database, runs `main` on it, drops it, and stops an embedded server. */

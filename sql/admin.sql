@@ -1,6 +1,23 @@
 -- Operator functions. Each locks the job row before its steps (the order of every engine
 -- function) and validates its arguments (SP001) so no call can do more than it names.
 
+-- _job_lock: the job row, locked FOR UPDATE (the first lock each operator function takes
+-- on a job); SP003 when there is no such job.
+CREATE OR REPLACE FUNCTION _job_lock(p_job_id bigint) RETURNS jobs
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_job jobs;
+BEGIN
+  SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'stepping: no job %', p_job_id USING ERRCODE = 'SP003';
+  END IF;
+  RETURN v_job;
+END;
+$$;
+COMMENT ON FUNCTION _job_lock(bigint) IS 'The job row locked FOR UPDATE; SP003 when there is no such job.';
+
 -- job_cancel: stops a job. Pending: ends at once (cancelled, or compensating when
 -- p_compensate; its current step is compensated only if it had run). Running: flags the
 -- job and hints its worker (NOTIFY <schema>_cancel; the worker confirms through its
@@ -16,10 +33,7 @@ DECLARE
   v_now timestamptz := engine_now();
   v_job jobs;
 BEGIN
-  SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'stepping: no job %', p_job_id USING ERRCODE = 'SP003';
-  END IF;
+  v_job := _job_lock(p_job_id);
   IF _is_final(v_job.status) THEN
     RAISE EXCEPTION 'stepping: job % is already %; only unfinished jobs can be cancelled', p_job_id, v_job.status
       USING ERRCODE = 'SP004';
@@ -63,10 +77,7 @@ BEGIN
   IF p_deadline IS NOT NULL AND NOT (p_deadline >= _limit_min_date() AND p_deadline < _limit_max_date()) THEN
     PERFORM _bad_input(format('job_retry: p_deadline must lie in [%s, %s)', _limit_min_date(), _limit_max_date()));
   END IF;
-  SELECT * INTO v_job FROM jobs WHERE id = p_job_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'stepping: no job %', p_job_id USING ERRCODE = 'SP003';
-  END IF;
+  v_job := _job_lock(p_job_id);
   IF v_job.status <> 'failed' THEN
     RAISE EXCEPTION 'stepping: job % is %; only failed jobs can be retried', p_job_id, v_job.status
       USING ERRCODE = 'SP004';

@@ -21,6 +21,50 @@ $$;
 COMMENT ON FUNCTION _claim_settle(jobs, timestamptz) IS
   'Settles a claimed job that was cancelled or passed its deadline; ''id:status'' when it is now final.';
 
+-- _claim_lease: leases the jobs step_claim picked and locked (p_ids) to p_worker for
+-- p_lease, each with a fresh random token and one more attempt, and returns their units in
+-- claim order (priority, then id). A job that was cancelled while its worker was gone or
+-- passed its deadline is settled instead of being returned (_claim_settle); those now
+-- final are announced (_notify_done, one NOTIFY per call). Locks: none beyond the
+-- caller's. The one lease statement of both paths of step_claim; it runs under
+-- step_claim's planner settings (a function's SET stays in force for what it calls).
+CREATE OR REPLACE FUNCTION _claim_lease(p_ids bigint[], p_worker text, p_now timestamptz, p_lease interval)
+RETURNS SETOF unit
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_row     record;
+  v_settled text;
+  v_done    text[];
+BEGIN
+  FOR v_row IN
+    WITH leased AS (
+      UPDATE jobs j SET status = 'running', available_at = p_now + p_lease,
+                        lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = p_worker,
+                        claimed_at = p_now, updated_at = p_now
+      WHERE j.id = ANY (p_ids)
+      RETURNING j
+    )
+    SELECT l.j AS job, u AS unit,
+           (l.j).phase = 'forward' AND ((l.j).cancel_requested OR coalesce((l.j).deadline <= p_now, false)) AS settle
+    FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
+    ORDER BY (l.j).priority, (l.j).id
+  LOOP
+    IF v_row.settle THEN
+      v_settled := _claim_settle(v_row.job, p_now);
+      IF v_settled IS NOT NULL THEN
+        v_done := v_done || v_settled;
+      END IF;
+    ELSE
+      RETURN NEXT v_row.unit;
+    END IF;
+  END LOOP;
+  PERFORM _notify_done(v_done);
+END;
+$$;
+COMMENT ON FUNCTION _claim_lease(bigint[], text, timestamptz, interval) IS
+  'Leases the jobs step_claim locked and returns their units in claim order; settles cancelled or overdue ones instead.';
+
 -- step_claim: leases up to p_limit runnable units (steps or compensations) to p_worker.
 -- Runnable: pending and due, or running with an expired lease (its worker died), whose
 -- handler name is in p_names (a worker never claims what it cannot run) and whose queue
@@ -30,7 +74,7 @@ COMMENT ON FUNCTION _claim_settle(jobs, timestamptz) IS
 -- fresh random token; reports must present it. A job past its deadline, or cancelled
 -- while its worker was gone, is settled here instead of being handed out (_claim_settle).
 -- Fleet-wide limits (sql/limits.sql): with no limited queue in scope (the queue_limits
--- table is read once) the claim is the one statement below and nothing else. Otherwise
+-- table is read once) the claim is one scan below and the lease (_claim_lease). Otherwise
 -- each limited queue's limit row is locked first (FOR UPDATE SKIP LOCKED: a row another
 -- claimer holds makes this claim leave that queue alone) and its room counted; then one
 -- scan in claim order, as without limits, skips the queues with no room and keeps at most
@@ -59,14 +103,11 @@ DECLARE
   v_now    timestamptz := engine_now();
   v_lease  interval    := _lease(p_lease_ms);
   v_worker text        := left(coalesce(p_worker, ''), _limit_max_name_length());
-  v_row    record;
   v_unit   unit;
-  v_done   text[];
   v_lq     text[];          -- limited queues in scope
   v_limits queue_limits[];  -- their limit rows
   v_locked boolean[];       -- false where another claimer holds the row (no room then)
   v_limit  queue_limits;
-  v_settled text;
   v_room   integer[];       -- units each may still start in this claim
   v_full   text[];          -- those with no room: not scanned
   v_tq     text[];          -- queue and job of each unit leased in a limited queue
@@ -82,40 +123,16 @@ BEGIN
   WHERE p_queues IS NULL OR l.queue = ANY (p_queues);
 
   IF v_lq IS NULL THEN
-    -- One statement picks, leases and builds each unit; the rare job that was cancelled or
-    -- passed its deadline is settled in the loop instead of being returned.
-    FOR v_row IN
-      WITH picked AS (
-        SELECT j.id FROM jobs j
-        WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
-          AND j.step_name = ANY (p_names)
-          AND (p_queues IS NULL OR j.queue = ANY (p_queues))
-        ORDER BY j.priority, j.available_at, j.id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-      ), leased AS (
-        UPDATE jobs j SET status = 'running', available_at = v_now + v_lease,
-                          lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = v_worker,
-                          claimed_at = v_now, updated_at = v_now
-        FROM picked WHERE j.id = picked.id
-        RETURNING j
-      )
-      SELECT l.j AS job, u AS unit,
-             (l.j).phase = 'forward' AND ((l.j).cancel_requested OR coalesce((l.j).deadline <= v_now, false)) AS settle
-      FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
-      ORDER BY (l.j).priority, (l.j).id
-    LOOP
-      IF v_row.settle THEN
-        v_settled := _claim_settle(v_row.job, v_now);
-        IF v_settled IS NOT NULL THEN
-          v_done := v_done || v_settled;
-        END IF;
-      ELSE
-        v_unit := v_row.unit;
-        RETURN NEXT v_unit;
-      END IF;
-    END LOOP;
-    PERFORM _notify_done(v_done);
+    -- One statement picks and locks the runnable rows in claim order; _claim_lease leases
+    -- them and builds the units.
+    RETURN QUERY SELECT * FROM _claim_lease(ARRAY(
+      SELECT j.id FROM jobs j
+      WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
+        AND j.step_name = ANY (p_names)
+        AND (p_queues IS NULL OR j.queue = ANY (p_queues))
+      ORDER BY j.priority, j.available_at, j.id
+      LIMIT p_limit
+      FOR UPDATE SKIP LOCKED), v_worker, v_now, v_lease);
     RETURN;
   END IF;
 
@@ -128,50 +145,32 @@ BEGIN
   END LOOP;
   LOOP
     v_full := ARRAY(SELECT t.q FROM unnest(v_lq, v_room) AS t(q, r) WHERE t.r <= 0);
-    FOR v_row IN
-      WITH picked AS (
-        SELECT j.id, j.queue, j.priority, j.available_at FROM jobs j
-        WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
-          AND j.step_name = ANY (p_names)
-          AND (p_queues IS NULL OR j.queue = ANY (p_queues))
-          AND j.queue <> ALL (v_full)
-        ORDER BY j.priority, j.available_at, j.id
-        LIMIT p_limit - v_count
-        FOR UPDATE SKIP LOCKED
-      ), kept AS (
+    FOR v_unit IN
+      SELECT * FROM _claim_lease(ARRAY(
+        WITH picked AS (
+          SELECT j.id, j.queue, j.priority, j.available_at FROM jobs j
+          WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
+            AND j.step_name = ANY (p_names)
+            AND (p_queues IS NULL OR j.queue = ANY (p_queues))
+            AND j.queue <> ALL (v_full)
+          ORDER BY j.priority, j.available_at, j.id
+          LIMIT p_limit - v_count
+          FOR UPDATE SKIP LOCKED
+        )
         SELECT p.id FROM (
           SELECT p.id, p.queue, row_number() OVER (PARTITION BY p.queue ORDER BY p.priority, p.available_at, p.id) AS rn
           FROM picked p) p
         LEFT JOIN unnest(v_lq, v_room) AS t(q, r) ON t.q = p.queue
-        WHERE t.q IS NULL OR p.rn <= t.r
-      ), leased AS (
-        UPDATE jobs j SET status = 'running', available_at = v_now + v_lease,
-                          lease_token = gen_random_uuid(), attempt = j.attempt + 1, locked_by = v_worker,
-                          claimed_at = v_now, updated_at = v_now
-        FROM kept WHERE j.id = kept.id
-        RETURNING j
-      )
-      SELECT l.j AS job, u AS unit,
-             (l.j).phase = 'forward' AND ((l.j).cancel_requested OR coalesce((l.j).deadline <= v_now, false)) AS settle
-      FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
-      ORDER BY (l.j).priority, (l.j).id
+        WHERE t.q IS NULL OR p.rn <= t.r), v_worker, v_now, v_lease)
     LOOP
-      IF v_row.settle THEN
-        v_settled := _claim_settle(v_row.job, v_now);
-        IF v_settled IS NOT NULL THEN
-          v_done := v_done || v_settled;
-        END IF;
-      ELSE
-        v_unit := v_row.unit;
-        v_count := v_count + 1;
-        v_i := array_position(v_lq, v_unit.queue);
-        IF v_i IS NOT NULL THEN
-          v_room[v_i] := v_room[v_i] - 1;
-          v_tq := v_tq || v_unit.queue;
-          v_tid := v_tid || v_unit.job_id;
-        END IF;
-        RETURN NEXT v_unit;
+      v_count := v_count + 1;
+      v_i := array_position(v_lq, v_unit.queue);
+      IF v_i IS NOT NULL THEN
+        v_room[v_i] := v_room[v_i] - 1;
+        v_tq := v_tq || v_unit.queue;
+        v_tid := v_tid || v_unit.job_id;
       END IF;
+      RETURN NEXT v_unit;
     END LOOP;
     -- Picked rows beyond a queue's room were left unleased: scan again without the queues
     -- that are now full (they cannot be picked again), while the claim is short.
@@ -185,7 +184,6 @@ BEGIN
                              v_now);
     END IF;
   END LOOP;
-  PERFORM _notify_done(v_done);
 END;
 $$;
 COMMENT ON FUNCTION step_claim(text, text[], text[], integer, integer) IS

@@ -77,6 +77,31 @@ $$;
 COMMENT ON FUNCTION _enqueue_timestamptz(integer, text, jsonb) IS
   'A run_at/deadline of enqueue input as a timestamptz within the limits, or SP001.';
 
+-- _enqueue_time: a job's time (when it may run, its deadline) given either as a timestamp
+-- (p_at, input field p_at_field: see _enqueue_timestamptz) or as milliseconds from p_now
+-- (p_ms, field p_ms_field: a number from 0 to MAX_DELAY_MS, rounded), never both; p_absent
+-- when neither is given; SP001 through _enqueue_reject otherwise. An SQL function declared
+-- VOLATILE, as _enqueue_reject is, so that the planner inlines it into job_enqueue_batch's
+-- statement: it costs nothing there.
+CREATE OR REPLACE FUNCTION _enqueue_time(p_job integer, p_at_field text, p_at jsonb, p_ms_field text, p_ms jsonb,
+                                         p_now timestamptz, p_absent timestamptz)
+RETURNS timestamptz
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT CASE WHEN p_at IS NOT NULL
+                THEN CASE WHEN p_ms IS NOT NULL
+                            THEN _enqueue_reject(p_job, NULL, p_at_field, NULL::timestamptz)
+                          ELSE _enqueue_timestamptz(p_job, p_at_field, p_at) END
+              WHEN p_ms IS NULL THEN p_absent
+              WHEN CASE WHEN jsonb_typeof(p_ms) = 'number' THEN p_ms::numeric END
+                   BETWEEN 0 AND _limit_max_delay_ms()
+                THEN p_now + round(p_ms::numeric)::bigint * interval '1 millisecond'
+              ELSE _enqueue_reject(p_job, NULL, p_ms_field, NULL::timestamptz)
+         END
+$$;
+COMMENT ON FUNCTION _enqueue_time(integer, text, jsonb, text, jsonb, timestamptz, timestamptz) IS
+  'A job''s time from enqueue input: a timestamp or milliseconds from now, not both; a default when absent; SP001 otherwise.';
+
 -- _enqueue_json: p_value (a step's args or a compensation's args) when it is within
 -- _limit_max_json_bytes() as PostgreSQL prints it (octet_length(p_value::text), the measure
 -- the driver computes exactly) and within _limit_max_json_depth() levels of nesting; SP001
@@ -120,6 +145,26 @@ AS $$
 $$;
 COMMENT ON FUNCTION _trace_parent_ok(text) IS 'True when the text is a valid W3C traceparent (lowercase hex).';
 
+-- _enqueue_int: a step's optional whole-number field (max_attempts, backoff_base_ms,
+-- backoff_max_ms) from JSON: NULL when absent, the integer when it is a whole number from 1
+-- to _limit_max_int(), else SP001 through _enqueue_reject. An SQL function declared
+-- VOLATILE, as _enqueue_reject is, so that the planner inlines it into _enqueue_steps (a
+-- STABLE one calling a volatile function is never inlined): it costs nothing there.
+CREATE OR REPLACE FUNCTION _enqueue_int(p_job integer, p_step integer, p_field text, p_value jsonb)
+RETURNS integer
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT CASE WHEN p_value IS NULL THEN NULL
+              WHEN CASE WHEN jsonb_typeof(p_value) = 'number'
+                        THEN p_value::numeric BETWEEN 1 AND _limit_max_int()
+                             AND p_value::numeric = trunc(p_value::numeric) END
+                THEN p_value::numeric::integer
+              ELSE _enqueue_reject(p_job, p_step, p_field, NULL::integer)
+         END
+$$;
+COMMENT ON FUNCTION _enqueue_int(integer, integer, text, jsonb) IS
+  'A step''s optional whole-number field from JSON (1 to MAX_INT), NULL when absent; SP001 otherwise.';
+
 -- _enqueue_steps(p_job, p_steps): the steps of job p_job (a JSON array of step objects) as
 -- rows for the steps table, each field checked (type, range, the limits) so that no cast
 -- or constraint ever sees a bad value: the last branch of each CASE raises SP001 through
@@ -152,27 +197,9 @@ AS $$
            THEN g.args
          ELSE _enqueue_json(p_job, (g.o - 1)::integer, 'args', g.args)
     END AS args,
-    CASE WHEN g.max_attempts IS NULL THEN NULL
-         WHEN CASE WHEN jsonb_typeof(g.max_attempts) = 'number'
-                   THEN g.max_attempts::numeric BETWEEN 1 AND _limit_max_int()
-                        AND g.max_attempts::numeric = trunc(g.max_attempts::numeric) END
-           THEN g.max_attempts::numeric::integer
-         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'max_attempts', NULL::integer)
-    END AS max_attempts,
-    CASE WHEN g.backoff_base_ms IS NULL THEN NULL
-         WHEN CASE WHEN jsonb_typeof(g.backoff_base_ms) = 'number'
-                   THEN g.backoff_base_ms::numeric BETWEEN 1 AND _limit_max_int()
-                        AND g.backoff_base_ms::numeric = trunc(g.backoff_base_ms::numeric) END
-           THEN g.backoff_base_ms::numeric::integer
-         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_base_ms', NULL::integer)
-    END AS backoff_base_ms,
-    CASE WHEN g.backoff_max_ms IS NULL THEN NULL
-         WHEN CASE WHEN jsonb_typeof(g.backoff_max_ms) = 'number'
-                   THEN g.backoff_max_ms::numeric BETWEEN 1 AND _limit_max_int()
-                        AND g.backoff_max_ms::numeric = trunc(g.backoff_max_ms::numeric) END
-           THEN g.backoff_max_ms::numeric::integer
-         ELSE _enqueue_reject(p_job, (g.o - 1)::integer, 'backoff_max_ms', NULL::integer)
-    END AS backoff_max_ms,
+    _enqueue_int(p_job, (g.o - 1)::integer, 'max_attempts', g.max_attempts) AS max_attempts,
+    _enqueue_int(p_job, (g.o - 1)::integer, 'backoff_base_ms', g.backoff_base_ms) AS backoff_base_ms,
+    _enqueue_int(p_job, (g.o - 1)::integer, 'backoff_max_ms', g.backoff_max_ms) AS backoff_max_ms,
     CASE WHEN g.compensate IS NULL THEN NULL
          WHEN jsonb_typeof(g.compensate) <> 'object'
            THEN _enqueue_reject(p_job, (g.o - 1)::integer, 'compensate', NULL::text)
@@ -297,26 +324,8 @@ BEGIN
       CASE WHEN f.on_duplicate IS NULL OR f.on_duplicate IN ('"return"', '"error"') THEN f.on_duplicate #>> '{}'
            ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'on_duplicate', NULL::text)
       END AS on_duplicate,
-      CASE WHEN f.run_at IS NOT NULL
-             THEN CASE WHEN f.delay_ms IS NOT NULL
-                         THEN _enqueue_reject((f.o - 1)::integer, NULL, 'run_at', NULL::timestamptz)
-                       ELSE _enqueue_timestamptz((f.o - 1)::integer, 'run_at', f.run_at) END
-           WHEN f.delay_ms IS NULL THEN v_now
-           WHEN CASE WHEN jsonb_typeof(f.delay_ms) = 'number' THEN f.delay_ms::numeric END
-                BETWEEN 0 AND _limit_max_delay_ms()
-             THEN v_now + round(f.delay_ms::numeric)::bigint * interval '1 millisecond'
-           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'delay_ms', NULL::timestamptz)
-      END AS available_at,
-      CASE WHEN f.deadline IS NOT NULL
-             THEN CASE WHEN f.timeout_ms IS NOT NULL
-                         THEN _enqueue_reject((f.o - 1)::integer, NULL, 'deadline', NULL::timestamptz)
-                       ELSE _enqueue_timestamptz((f.o - 1)::integer, 'deadline', f.deadline) END
-           WHEN f.timeout_ms IS NULL THEN NULL
-           WHEN CASE WHEN jsonb_typeof(f.timeout_ms) = 'number' THEN f.timeout_ms::numeric END
-                BETWEEN 0 AND _limit_max_delay_ms()
-             THEN v_now + round(f.timeout_ms::numeric)::bigint * interval '1 millisecond'
-           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'timeout_ms', NULL::timestamptz)
-      END AS deadline,
+      _enqueue_time((f.o - 1)::integer, 'run_at', f.run_at, 'delay_ms', f.delay_ms, v_now, v_now) AS available_at,
+      _enqueue_time((f.o - 1)::integer, 'deadline', f.deadline, 'timeout_ms', f.timeout_ms, v_now, NULL) AS deadline,
       -- The producer's trace context (OpenTelemetry); absent for most jobs, so one test each.
       CASE WHEN f.trace_parent IS NULL THEN NULL
            WHEN jsonb_typeof(f.trace_parent) = 'string' AND _trace_parent_ok(f.trace_parent #>> '{}')

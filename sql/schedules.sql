@@ -12,6 +12,21 @@ LANGUAGE sql VOLATILE
 AS $$ SELECT pg_catalog.pg_notify(_schema_name() || '_schedule', left(p_name, 200)); $$;
 COMMENT ON FUNCTION _schedule_notify(text) IS 'Wakes schedulers after a schedule changed (channel <schema>_schedule).';
 
+-- _schedule_changed: p_found, after waking the schedulers when it is true (the ending of
+-- the functions that change one schedule by name and say whether it existed).
+CREATE OR REPLACE FUNCTION _schedule_changed(p_name text, p_found boolean) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+  IF p_found THEN
+    PERFORM _schedule_notify(p_name);
+  END IF;
+  RETURN p_found;
+END;
+$$;
+COMMENT ON FUNCTION _schedule_changed(text, boolean) IS
+  'Returns p_found; wakes schedulers first when it is true (a schedule changed).';
+
 -- _schedule_key: the dedupe key of the job a schedule enqueues for one due time.
 CREATE OR REPLACE FUNCTION _schedule_key(p_name text, p_due timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -88,11 +103,7 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
   DELETE FROM schedules WHERE name = p_name;
-  IF FOUND THEN
-    PERFORM _schedule_notify(p_name);
-    RETURN true;
-  END IF;
-  RETURN false;
+  RETURN _schedule_changed(p_name, FOUND);
 END;
 $$;
 COMMENT ON FUNCTION schedule_remove(text) IS 'Deletes a recurring schedule; true when it existed.';
@@ -112,11 +123,7 @@ BEGIN
   UPDATE schedules SET paused = p_paused, updated_at = engine_now(),
                        next_run_at = CASE WHEN p_paused OR NOT paused THEN next_run_at ELSE p_next_run_at END
   WHERE name = p_name;
-  IF FOUND THEN
-    PERFORM _schedule_notify(p_name);
-    RETURN true;
-  END IF;
-  RETURN false;
+  RETURN _schedule_changed(p_name, FOUND);
 END;
 $$;
 COMMENT ON FUNCTION schedule_pause(text, boolean, timestamptz) IS

@@ -140,6 +140,8 @@ unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
     1d92dea64a0db7ff4019df7813faf33f
+_claim_lease(p_ids bigint[], p_worker text, p_now timestamp with time zone, p_lease interval) -> SETOF <schema>.unit plpgsql volatile
+    6ca27b6a80443adb072a58dfb5875453
 _claim_settle(p_job <schema>.jobs, p_now timestamp with time zone) -> text plpgsql volatile
     f680da9ebc4a18351ec89527ad715713
 _compensation_next(p_job <schema>.jobs, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
@@ -168,12 +170,16 @@ _default_worker_heartbeat_ms() -> integer sql immutable
     19d323ab53a977ad9601a7dd08bf5f67
 _done_token(p_token uuid) -> uuid sql immutable
     5e9d9d57368bf31cecb2d3ee8c65c6cc
+_enqueue_int(p_job integer, p_step integer, p_field text, p_value jsonb) -> integer sql volatile
+    3f4e159cdd8c830ab2ab94ef8318b22b
 _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
     b6fc2f1dbb0cbbb94b8db77b7055e092
 _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) -> anyelement plpgsql volatile
     7b7b10b8a06abd852dabc9dab8368e02
 _enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
-    7ae4147b8f6a95317bdb30ef2d7fc06e
+    fe2ba96edddb34013694cb34e6ed8cb6
+_enqueue_time(p_job integer, p_at_field text, p_at jsonb, p_ms_field text, p_ms jsonb, p_now timestamp with time zone, p_absent timestamp with time zone) -> timestamp with time zone sql volatile
+    522462b649b11f8833649589e1ff5e39
 _enqueue_timestamptz(p_job integer, p_field text, p_value jsonb) -> timestamp with time zone plpgsql volatile
     6c75f53201c1251ce15d8b3b0ab6f887
 _error_record(p_error jsonb) -> jsonb sql immutable
@@ -185,11 +191,13 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    d3551cc4365c64220be95d68cd411811
+    f6743f5a7059d7e2d5dbd30a6ebb4728
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs sql volatile
     ea24905d007748ca399150bbb120d8a2
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
     35a0ea8f5e7b74fec5d5f9c599a9e434
+_job_lock(p_job_id bigint) -> <schema>.jobs plpgsql volatile
+    c0c92d44823123d4785d016b40d9c189
 _job_next_unit(p_job <schema>.jobs, p_idx integer, p_phase text, p_name text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     e587eb984cf32407cd62852c9fabe090
 _json_fits(p_value jsonb) -> boolean sql immutable
@@ -280,6 +288,8 @@ _raise_duplicate(p_key text) -> bigint plpgsql volatile set search_path=pg_catal
     ea9abeed61a48bf0c9f54dcb0b004cb5
 _report_number(p_report jsonb, p_key text, p_min bigint, p_max bigint) -> bigint sql immutable
     3c49c3c86ef88ca8631862b8d856b0d0
+_schedule_changed(p_name text, p_found boolean) -> boolean plpgsql volatile
+    3327660949419dac8b219ff23105e06e
 _schedule_key(p_name text, p_due timestamp with time zone) -> text sql immutable
     a53e03b7a5efe4f674b1985abf328ec4
 _schedule_notify(p_name text) -> void sql volatile
@@ -301,7 +311,7 @@ backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interva
 engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog, stepping, pg_temp
     bd80f5a7a00394f8bac2d789a51e097a
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    bc93e3faf066b90f37a9d795e072f543
+    23e66ca15b08e1062c701a62b6481211
 job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     eb03210f95def04794def47765fc8a5c
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -309,7 +319,7 @@ job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boo
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     831d2bd9a0d4a58cbb04bec9d6d018d0
 job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    ac7ebd5c650ef86d8d28f1813fb1d759
+    66d7065a7de7ca508e0d27ec53ef1561
 job_retry_many(p_queue text, p_step_name text, p_limit integer, p_after_id bigint) -> TABLE(retried integer, last_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     afe018a6518b3aba4ced6cfff5017bc6
 lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer) -> TABLE(job_id bigint, cancel_requested boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -333,13 +343,13 @@ schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp wit
 schedule_next_due_in_ms() -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     8e5767fca8b62938a2d048d8ce89f90b
 schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time zone) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    fb48fb35c61baa439243ccc0f7783b23
+    4dfc213ab87dc74ed47a3fc06e255549
 schedule_remove(p_name text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    cc4ac83659c7da3caa2ae12617f2b3f5
+    56d7ded5003b441c6cd698ea42cc771c
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     b280596816db1bf65022d3b93b5b876b
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off
-    9a712a69f49fcb1de2ccc825b24abf63
+    165bc2769f7f8bc7b12253df8a4fa951
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     f724fd4f2c5f7dcef5765592281aed19
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -412,6 +422,7 @@ schema USAGE to <schema>_worker
 
 -- comments
 function <schema>._bad_input(text): Raises SQLSTATE SP001 with the message "stepping: <p_what>".
+function <schema>._claim_lease(bigint[],text,timestamp with time zone,interval): Leases the jobs step_claim locked and returns their units in claim order; settles cancelled or overdue ones instead.
 function <schema>._claim_settle(<schema>.jobs,timestamp with time zone): Settles a claimed job that was cancelled or passed its deadline; 'id:status' when it is now final.
 function <schema>._compensation_next(<schema>.jobs,timestamp with time zone,text,text[],text[],interval): Starts the next compensation in reverse step order, or ends the job (cancelled/compensated).
 function <schema>._compensation_of(jsonb): Validates a reported compensation {name, args} (SP001 when bad); NULL when none.
@@ -426,9 +437,11 @@ function <schema>._default_queue(): QUEUE of src/defaults.ts (generated by migra
 function <schema>._default_retention_ms(): RETENTION_MS of src/defaults.ts (generated by migrate).
 function <schema>._default_worker_heartbeat_ms(): WORKER_HEARTBEAT_MS of src/defaults.ts (generated by migrate).
 function <schema>._done_token(uuid): Token a job keeps after a success under p_token was applied without a continuation.
+function <schema>._enqueue_int(integer,integer,text,jsonb): A step's optional whole-number field from JSON (1 to MAX_INT), NULL when absent; SP001 otherwise.
 function <schema>._enqueue_json(integer,integer,text,jsonb): Args of enqueue input when within the size and depth limits, or SP001.
 function <schema>._enqueue_reject(integer,integer,text,anyelement): Raises SP001 for enqueue input naming the job, the step and the rule broken (used in CASE branches by job_enqueue_batch).
 function <schema>._enqueue_steps(integer,jsonb): The steps of one enqueued job as checked rows (SP001 on bad input); inlined by job_enqueue_batch.
+function <schema>._enqueue_time(integer,text,jsonb,text,jsonb,timestamp with time zone,timestamp with time zone): A job's time from enqueue input: a timestamp or milliseconds from now, not both; a default when absent; SP001 otherwise.
 function <schema>._enqueue_timestamptz(integer,text,jsonb): A run_at/deadline of enqueue input as a timestamptz within the limits, or SP001.
 function <schema>._error_record(jsonb): Bounded error record: message, name, stack (truncated), attempt, at.
 function <schema>._forward_fail(<schema>.jobs,jsonb,boolean,integer,timestamp with time zone): Fails the forward path at the current step and starts compensating (or ends the job failed).
@@ -437,6 +450,7 @@ function <schema>._is_final(text): True for final job statuses: succeeded, faile
 function <schema>._job_enqueue_batch(jsonb,integer): The body of job_enqueue_batch; p_depth counts retries of a key freed meanwhile.
 function <schema>._job_finish(bigint[],text,timestamp with time zone,boolean,uuid[]): Puts jobs in a final status (set-based); steps that never ran become cancelled or skipped; with tokens, only held last steps.
 function <schema>._job_finish_one(<schema>.jobs,text,timestamp with time zone): Puts one job in a final status; returns its row.
+function <schema>._job_lock(bigint): The job row locked FOR UPDATE; SP003 when there is no such job.
 function <schema>._job_next_unit(<schema>.jobs,integer,text,text,timestamp with time zone,text,text[],text[],interval): Moves a job to its next unit: leased to the reporting worker when it can run it, else pending and announced.
 function <schema>._json_fits(jsonb): True when the value prints within MAX_JSON_BYTES (cheap for small values).
 function <schema>._lease(integer): Lease interval for p_lease_ms (default when NULL), clamped to [MIN_LEASE_MS, MAX_LEASE_MS].
@@ -482,6 +496,7 @@ function <schema>._queue_started(<schema>.queue_limits,bigint[],timestamp with t
 function <schema>._queue_take_one(text,bigint,timestamp with time zone): May a continuation of a job lease its next unit in p_queue now (limits allow, recorded)?
 function <schema>._raise_duplicate(text): Raises SP002 for a refused duplicate key (used by job_enqueue).
 function <schema>._report_number(jsonb,text,bigint,bigint): A clamped number field of a report, NULL when absent or not a number.
+function <schema>._schedule_changed(text,boolean): Returns p_found; wakes schedulers first when it is true (a schedule changed).
 function <schema>._schedule_key(text,timestamp with time zone): Key of a scheduled run: schedule:<name>:<due time, ISO 8601 UTC>.
 function <schema>._schedule_notify(text): Wakes schedulers after a schedule changed (channel <schema>_schedule).
 function <schema>._schema_name(): The schema of this installation (generated by migrate).

@@ -1,7 +1,6 @@
 -- The worker registry: who is serving this database, what it can run, and whether it is
--- alive. Workers call these through the worker role; the views live_workers and
--- worker_overview, live_workers and
--- unrunnable_steps (views.sql) read them. A worker is live while its last heartbeat is
+-- alive. Workers call these through the worker role; the views worker_overview,
+-- live_workers and unrunnable_steps (views.sql) read them. A worker is live while its last heartbeat is
 -- less than three of its own heartbeat periods old.
 
 -- _worker_live: the liveness rule (the views write it out: see worker_overview).

@@ -4,28 +4,29 @@
  * job state of its own.
  */
 import type pg from 'pg';
+
 import { schemaName } from './config.js';
-import { ConfigError, DuplicateJobError, EnqueueValidationError } from './errors.js';
-import { Engine } from './db/engine.js';
-import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
-import { createPool } from './db/pool.js';
 import { notTransactionLikeMessage } from './db/adapters.js';
+import { Engine } from './db/engine.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
+import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
+import { NotificationHub } from './db/notifications.js';
+import { createPool } from './db/pool.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { waitForFinalState } from './db/wait-for-job.js';
 import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
+import { ConfigError, DuplicateJobError, EnqueueValidationError } from './errors.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
-import { NotificationHub } from './db/notifications.js';
-import type { StepCall } from './steps.js';
 import {
   type QueueLimit,
   type QueueLimitState,
   type ScheduleOptions,
-  type ScheduleState,
   Schedules,
+  type ScheduleState,
 } from './schedules/schedules.js';
-import type { TelemetryOptions } from './telemetry/types.js';
+import type { StepCall } from './steps.js';
 import { ProducerTracing } from './telemetry/producer.js';
+import type { TelemetryOptions } from './telemetry/types.js';
 
 /** How to reach the database. */
 export interface SteppingOptions {

@@ -6,6 +6,7 @@
  * given explicitly at enqueue (StepCallOptions, or the job's maxAttempts) override it.
  */
 import type pg from 'pg';
+
 import { checkText } from './enqueue/checks.js';
 import { ConfigError, InvalidArgumentError } from './errors.js';
 import { MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';

@@ -64,3 +64,22 @@ export function jsonForTerminal(value: unknown, space = 2): string {
   // Inside JSON text these characters can only occur within strings, where \uXXXX is valid.
   return (JSON.stringify(value, null, space) ?? 'null').replace(JSON_RAW_CONTROL, unicodeEscape);
 }
+
+/**
+ * Whole seconds as their two largest non-zero units (`3d 4h`, `2h 5m`, `1m 4s`): enough to
+ * read a lag or an age. The one spelling of long durations for the CLI and the dashboard.
+ */
+export function twoLargestUnits(seconds: number): string {
+  const parts: [number, string][] = [
+    [Math.floor(seconds / 86_400), 'd'],
+    [Math.floor(seconds / 3600) % 24, 'h'],
+    [Math.floor(seconds / 60) % 60, 'm'],
+    [seconds % 60, 's'],
+  ];
+  const first = parts.findIndex(([n]) => n > 0);
+  return parts
+    .slice(first, first + 2)
+    .filter(([n]) => n > 0)
+    .map(([n, unit]) => `${n}${unit}`)
+    .join(' ');
+}

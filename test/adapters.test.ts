@@ -6,7 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+
 import pg from 'pg';
+
+import { ACCEPTED_CLIENTS, clientKind, notTransactionLikeMessage } from '../src/db/adapters.js';
+import { isTransactionLike, toQueryable } from '../src/db/queryable.js';
 import {
   createStepping,
   defineStep,
@@ -14,9 +18,7 @@ import {
   EnqueueValidationError,
   SchemaNotReadyError,
 } from '../src/index.js';
-import { ACCEPTED_CLIENTS, clientKind, notTransactionLikeMessage } from '../src/db/adapters.js';
-import { isTransactionLike, toQueryable } from '../src/db/queryable.js';
-import { CLIENT_NAMES, generatePrisma, openClient, ORDERS_DDL, type ClientCase } from './support/clients.js';
+import { CLIENT_NAMES, type ClientCase, generatePrisma, openClient, ORDERS_DDL } from './support/clients.js';
 import { setup } from './support/harness.js';
 import type { GeneratedPrisma } from './support/prisma.js';
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { defineStep, InvalidJobStateError, JobNotFoundError } from '../src/index.js';
 import { deferred, setup } from './support/harness.js';
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { defineStep } from '../src/index.js';
 import { jitter } from './fixtures/core-util.js';
 import { eventually, setup } from './support/harness.js';

@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+
 import { projectRoot, trackChildren, within } from './fixtures/processes.js';
 import { setup } from './support/harness.js';
 

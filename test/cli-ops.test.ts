@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runOperatorCli } from '../src/cli/operator.js';
+
 import type { CliIo } from '../src/cli/args.js';
+import { runOperatorCli } from '../src/cli/operator.js';
 import { defineStep } from '../src/index.js';
 import { start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';

@@ -8,6 +8,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+
 import { runOperatorCli } from '../src/cli/operator.js';
 import { run, start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';

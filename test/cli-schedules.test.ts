@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { runOperatorCli } from '../src/cli/operator.js';
 import { setup } from './support/harness.js';
 

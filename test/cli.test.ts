@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WORKER_DEFAULTS } from '../src/index.js';
+
 import { runOperatorCli } from '../src/cli/operator.js';
 import { RESULT_WIDTH } from '../src/cli/overview.js';
 import { parseWorkerArgs, runWorkerCli } from '../src/cli/worker-cli.js';
+import { WORKER_DEFAULTS } from '../src/index.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { setup } from './support/harness.js';
 

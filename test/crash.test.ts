@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { start, trackChildren, within, type Running } from './fixtures/processes.js';
+
+import { type Running, start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);

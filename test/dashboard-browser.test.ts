@@ -11,10 +11,12 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+
 import pg from 'pg';
+
 import { createStepping, defineStep } from '../src/index.js';
 import { projectRoot } from './fixtures/processes.js';
-import { launchChromium, watchedPage, type WatchedPage } from './support/browser.js';
+import { launchChromium, type WatchedPage, watchedPage } from './support/browser.js';
 import { dashboard, failJob } from './support/dashboard.js';
 import { createTestDatabase } from './support/db.js';
 import { deferred, eventually, setup } from './support/harness.js';

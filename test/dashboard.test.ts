@@ -8,10 +8,12 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
+
 import { runOperatorCli } from '../src/cli/operator.js';
 import { defineStep } from '../src/index.js';
-import { createTestDatabase } from './support/db.js';
+import { start, trackChildren } from './fixtures/processes.js';
 import {
+  type Answer,
   completeStep,
   dashboard,
   dropWorkerViews,
@@ -19,11 +21,10 @@ import {
   fixtureWorkerViews,
   formToken,
   request,
-  type Answer,
 } from './support/dashboard.js';
+import { createTestDatabase } from './support/db.js';
 import { eventually, setup } from './support/harness.js';
 import { loginRole } from './support/login-role.js';
-import { start, trackChildren } from './fixtures/processes.js';
 
 const h = await setup(import.meta.url);
 trackChildren();

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import type pg from 'pg';
+
 import { defineStep, DuplicateJobError } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 

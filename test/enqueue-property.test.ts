@@ -11,10 +11,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import fc from 'fast-check';
 import type pg from 'pg';
+
 import {
   DuplicateJobError,
+  type EnqueueOptions,
   EnqueueValidationError,
   MAX_DATE,
   MAX_DELAY_MS,
@@ -27,11 +30,10 @@ import {
   MAX_QUEUE_LENGTH,
   MIN_DATE,
   MIN_PRIORITY,
-  type EnqueueOptions,
   type StepCall,
 } from '../src/index.js';
-import { propertyParameters } from './support/property.js';
 import { setup } from './support/harness.js';
+import { propertyParameters } from './support/property.js';
 
 const h = await setup(import.meta.url);
 

@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import fc from 'fast-check';
+
 import {
   MAX_DATE,
   MAX_DELAY_MS,
@@ -23,8 +25,8 @@ import {
   MIN_DATE,
   MIN_PRIORITY,
 } from '../src/index.js';
-import { propertyParameters } from './support/property.js';
 import { setup } from './support/harness.js';
+import { propertyParameters } from './support/property.js';
 
 const h = await setup(import.meta.url);
 

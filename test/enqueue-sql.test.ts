@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import type pg from 'pg';
+
 import {
   MAX_DATE,
   MAX_DELAY_MS,

@@ -7,7 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import type pg from 'pg';
+
+import { serializeJobs } from '../src/enqueue/serialize.js';
 import {
   defineStep,
   EnqueueValidationError,
@@ -26,7 +29,6 @@ import {
   MIN_PRIORITY,
   type StepCall,
 } from '../src/index.js';
-import { serializeJobs } from '../src/enqueue/serialize.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);

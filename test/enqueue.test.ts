@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+
 import { defineStep, EnqueueValidationError, MAX_JSON_BYTES } from '../src/index.js';
 import { setup } from './support/harness.js';
 

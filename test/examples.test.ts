@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { main as eventInbox } from '../examples/event-inbox.js';
 import { main as moneyTransfer } from '../examples/money-transfer.js';
 import { main as orderOutbox } from '../examples/order-outbox.js';

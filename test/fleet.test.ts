@@ -11,7 +11,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { start, trackChildren, within, type Running } from './fixtures/processes.js';
+
+import { type Running, start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
-import { EnqueueValidationError, httpStep, type WorkerEventMap } from '../src/index.js';
+
 import { DEFAULT_MAX_RETRY_AFTER_MS, ERROR_BODY_READ_BYTES, parseRetryAfter } from '../src/http-step.js';
+import { EnqueueValidationError, httpStep, type WorkerEventMap } from '../src/index.js';
 import { MAX_RETRY_LATER_MS } from '../src/limits.js';
 import { deferred, setup } from './support/harness.js';
 

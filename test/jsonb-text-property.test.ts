@@ -6,11 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import fc from 'fast-check';
+
 import { toStoredJson } from '../src/enqueue/to-json.js';
 import { jsonbTextBytes, type JsonValue } from '../src/index.js';
-import { propertyParameters } from './support/property.js';
 import { setup } from './support/harness.js';
+import { propertyParameters } from './support/property.js';
 
 const h = await setup(import.meta.url);
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import type pg from 'pg';
+
 import { defineStep } from '../src/index.js';
 import { nextEvent, withTimeout } from './fixtures/core-util.js';
 import { deferred, eventually, setup } from './support/harness.js';

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { InvalidArgumentError } from '../src/index.js';
 import { setup } from './support/harness.js';
 

@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defineStep, PermanentError, type Worker, type WorkerEventMap } from '../src/index.js';
+
 import { OpsCalls } from '../src/db/ops.js';
 import { DEFAULT_MAINTENANCE_BATCH } from '../src/defaults.js';
+import { defineStep, PermanentError, type Worker, type WorkerEventMap } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+
 import { ConfigError, createStepping, createWorker, defineStep, type Stepping } from '../src/index.js';
 import { createTestDatabase } from './support/db.js';
 import { setup } from './support/harness.js';

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+
 import pg from 'pg';
+
 import { withDatabase } from '../scripts/embedded-db.js';
 import { createStepping, createWorker, defineStep, migrateDatabases, type Worker } from '../src/index.js';
 import { createTestDatabase, serverUrl } from './support/db.js';

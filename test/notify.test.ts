@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { defineStep } from '../src/index.js';
 import { setup } from './support/harness.js';
 

@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import pg from 'pg';
+
 import { withDatabase } from '../scripts/embedded-db.js';
 import { defineStep } from '../src/index.js';
 import { withTimeout } from './fixtures/core-util.js';

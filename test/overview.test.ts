@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { defineStep } from '../src/index.js';
 import { nextEvent, withTimeout } from './fixtures/core-util.js';
 import { deferred, setup } from './support/harness.js';

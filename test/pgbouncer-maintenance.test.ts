@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import pg from 'pg';
+
 import { OpsCalls } from '../src/db/ops.js';
 import { createWorker, defineStep, type WorkerEventMap } from '../src/index.js';
 import { serverUrl } from './support/db.js';

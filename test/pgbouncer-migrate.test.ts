@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { createStepping, SteppingError } from '../src/index.js';
 import { serverUrl } from './support/db.js';
 import { setup } from './support/harness.js';

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+
 import { createStepping, defineStep } from '../src/index.js';
 import { serverUrl } from './support/db.js';
 import { deferred, setup } from './support/harness.js';

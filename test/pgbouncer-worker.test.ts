@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+
 import { createStepping, createWorker, defineStep, type Worker } from '../src/index.js';
 import { withTimeout } from './fixtures/core-util.js';
 import { serverUrl } from './support/db.js';

@@ -7,7 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+
 import pg from 'pg';
+
+import { runOperatorCli } from '../src/cli/operator.js';
+import { describeConnection, ListenCheck } from '../src/db/listen-check.js';
+import { NotificationHub } from '../src/db/notifications.js';
+import { waitForFinalState } from '../src/db/wait-for-job.js';
 import {
   createStepping,
   defineStep,
@@ -18,15 +24,11 @@ import {
   JobNotFoundError,
   type JobState,
 } from '../src/index.js';
-import { runOperatorCli } from '../src/cli/operator.js';
-import { describeConnection, ListenCheck } from '../src/db/listen-check.js';
-import { NotificationHub } from '../src/db/notifications.js';
-import { waitForFinalState } from '../src/db/wait-for-job.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { CLIENT_NAMES, generatePrisma, openClient, ORDERS_DDL } from './support/clients.js';
 import { serverUrl } from './support/db.js';
 import { deferred, setup } from './support/harness.js';
-import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
+import { type PgBouncer, startPgBouncer } from './support/pgbouncer.js';
 import type { GeneratedPrisma } from './support/prisma.js';
 
 const h = await setup(import.meta.url);

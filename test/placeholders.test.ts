@@ -1,6 +1,7 @@
 /** splitPlaceholders: `$n` outside literals, identifiers, dollar quotes and comments only. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { splitPlaceholders } from '../src/db/placeholders.js';
 
 const join = (s: { chunks: string[]; params: number[] }) =>

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { AttemptEndedError, defineStep, PermanentError, type StepCall } from '../src/index.js';
 import { nextEvent, withTimeout } from './fixtures/core-util.js';
 import { deferred, eventually, setup } from './support/harness.js';

@@ -1,6 +1,7 @@
 /** Connection strings lose their passwords (every shape) and keep what identifies the database. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { ConfigError } from '../src/errors.js';
 import { resolveDatabase } from '../src/multidb/sources.js';
 import { maskConnectionString, parseConnectionUrl } from '../src/redact.js';

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { defineStep, PermanentError, type StepContext } from '../src/index.js';
 import { MAX_JOB_RESULTS_BYTES, MAX_JSON_BYTES } from '../src/limits.js';
 import { start, trackChildren, within } from './fixtures/processes.js';

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import pg from 'pg';
+
 import { createWorker, defineStep } from '../src/index.js';
 import { nextEvent, withTimeout } from './fixtures/core-util.js';
 import { deferred, setup } from './support/harness.js';

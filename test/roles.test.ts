@@ -7,16 +7,18 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { createStepping, createWorker, defineStep, type WorkerEventMap } from '../src/index.js';
+
 import { runOperatorCli } from '../src/cli/operator.js';
 import { ROLE_GRANTS, ROLE_KINDS } from '../src/db/roles.js';
+import { createStepping, createWorker, defineStep, type WorkerEventMap } from '../src/index.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { deferred, eventually, setup } from './support/harness.js';
-import { TEST_RUN_ID } from './support/names.js';
 import { MIGRATIONS } from './support/migrations.js';
-import { loginRoles, sqlState, type LoginRole } from './support/roles.js';
+import { TEST_RUN_ID } from './support/names.js';
+import { type LoginRole, loginRoles, sqlState } from './support/roles.js';
 
 const h = await setup(import.meta.url);
 trackChildren();

@@ -6,7 +6,9 @@
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+
 import pg from 'pg';
+
 import { startDatabaseServer, withDatabase } from '../scripts/embedded-db.js';
 import { migrateSchema } from '../src/db/migrate.js';
 import { TEMPLATE_DB, TEST_DB_PREFIX } from './support/names.js';

@@ -7,8 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defineStep, InvalidArgumentError } from '../src/index.js';
+
 import { DEFAULT_QUEUE } from '../src/defaults.js';
+import { defineStep, InvalidArgumentError } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);

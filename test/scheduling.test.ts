@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { createWorker, defineStep } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 

@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+
 import pg from 'pg';
+
 import { DUMP_FILE, schemaDump } from '../scripts/schema-dump.js';
 import { migrateSchema } from '../src/db/migrate.js';
 import { installPreviousEngine } from './fixtures/previous-engine.js';

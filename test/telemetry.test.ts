@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+
 import {
   context,
   createTraceState,
@@ -34,6 +35,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import pg from 'pg';
+
 import {
   createStepping,
   defineStep,

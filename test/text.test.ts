@@ -1,6 +1,7 @@
 /** Data printed for an operator cannot drive the terminal: escapes for text, tables, log lines and JSON. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { describeError, errorText, terminalIo } from '../src/cli/args.js';
 import { formatCell, formatRecord, formatTable } from '../src/cli/table.js';
 import { escapeControl, jsonForTerminal } from '../src/text.js';

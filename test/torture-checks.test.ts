@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import {
   checkDatabase,
+  type CheckInputs,
   checkResume,
   emptyFigures,
-  type CheckInputs,
   type Violation,
 } from '../scripts/torture/check.js';
 import type { DatabaseEvidence, Effect, JobRow, Run, StepRow } from '../scripts/torture/evidence.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { after, test } from 'node:test';
+
 import { defineStep } from '../src/index.js';
 import { deferred, eventually, setup } from './support/harness.js';
 

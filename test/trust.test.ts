@@ -6,16 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import pg from 'pg';
+
+import { runOperatorCli } from '../src/cli/operator.js';
 import {
   ConfigError,
   createStepping,
   createWorker,
   defineStep,
-  MigrationRefusedError,
   migrateDatabases,
+  MigrationRefusedError,
 } from '../src/index.js';
-import { runOperatorCli } from '../src/cli/operator.js';
 import { installPreviousEngine } from './fixtures/previous-engine.js';
 import { run, trackChildren } from './fixtures/processes.js';
 import { createTestDatabase } from './support/db.js';

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { createWorker, defineStep, MAX_ERROR_MESSAGE_LENGTH, MAX_RETRY_LATER_MS } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 import { loginRole } from './support/login-role.js';

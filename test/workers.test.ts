@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { test } from 'node:test';
-import { defineStep, EngineInputError } from '../src/index.js';
+
 import { OpsCalls } from '../src/db/ops.js';
+import { defineStep, EngineInputError } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);

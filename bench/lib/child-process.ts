@@ -3,8 +3,9 @@
  * protocol of protocol.ts with it. boot() forks and loads the library; run() sends the
  * spec. Booting is not measured, so callers overlap it with preparing the database.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+
 import type { ChildResult, ChildSpec, FromChild, LibraryName, ToChild } from './protocol.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('../worker/child.ts', import.meta.url));

@@ -4,6 +4,7 @@
  * database made here is named bench_<pid>_... and dropped at the end.
  */
 import pg from 'pg';
+
 import { withDatabase } from '../../scripts/embedded-db.js';
 
 /** Runs one statement on a short-lived connection. */

@@ -3,9 +3,10 @@
  * enqueue one job inside the caller's transaction, bulk-enqueue through the batch API,
  * and check after a drain that every job really finished.
  */
-import pg from 'pg';
 import { Logger, makeWorkerUtils, runMigrations, type WorkerUtils } from 'graphile-worker';
+import pg from 'pg';
 import { PgBoss } from 'pg-boss';
+
 import { createStepping, type JobSpec, type Stepping } from '../../src/index.js';
 import { configurePgBossQueue, PGBOSS_QUEUE } from '../worker/pgboss.js';
 import { queryOnce } from './db.js';

@@ -3,7 +3,7 @@
  * command-line parsing. Every figure in the report is produced with these values, and
  * they are written into results/latest.json.
  */
-import { VARIANTS, sweepVariants, type Variant } from './variants.js';
+import { sweepVariants, type Variant, VARIANTS } from './variants.js';
 
 /** The many-databases scenario (Stepping only), issue 17's setup. */
 export interface ManyParams {

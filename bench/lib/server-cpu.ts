@@ -4,8 +4,9 @@
  * that of its live children (backends, autovacuum, checkpointer, ...). The difference of
  * two readings is the server's CPU over that interval, whichever backend did the work.
  */
-import { readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
 import pg from 'pg';
 
 /** Clock ticks per second of /proc's CPU times (getconf CLK_TCK, usually 100). */

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+
 import { attributeWal, lsnDiff } from './wal.js';
 
 const line = (rmgr: string, rec: number, tot: number, tx: number, desc: string, blkref = '') =>

@@ -12,7 +12,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+
 import pg from 'pg';
+
 import { queryOnce } from './db.js';
 
 /** One kind of record (`rmgr/OP`), with its count and bytes. */

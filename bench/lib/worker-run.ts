@@ -10,9 +10,9 @@ import {
   committedTransactions,
   functionStats,
   queryOnce,
+  type TableStats,
   tableStats,
   tableStatsDelta,
-  type TableStats,
 } from './db.js';
 import { analyzeAll, LIBRARIES } from './libraries.js';
 import type { ChildResult, ChildSpec } from './protocol.js';

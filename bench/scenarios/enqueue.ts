@@ -4,6 +4,7 @@
  * in-transaction API. Figures in jobs/s, per library (no worker runs).
  */
 import pg from 'pg';
+
 import type { BenchContext } from '../lib/context.js';
 import { LIBRARIES, type Producer } from '../lib/libraries.js';
 import type { LibraryName } from '../lib/variants.js';

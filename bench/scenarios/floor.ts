@@ -6,6 +6,7 @@
  * JavaScript between the statements but the loop itself; nothing kept after the drain.
  */
 import pg from 'pg';
+
 import type { BenchContext } from '../lib/context.js';
 import { committedTransactions, queryOnce } from '../lib/db.js';
 import { sleep } from '../lib/stats.js';

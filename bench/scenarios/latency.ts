@@ -6,6 +6,7 @@
  * graphile-worker, NOTIFY or its poll for pg-boss (per the variant).
  */
 import pg from 'pg';
+
 import { withWorkerChild } from '../lib/child-process.js';
 import type { BenchContext } from '../lib/context.js';
 import { LIBRARIES } from '../lib/libraries.js';

@@ -18,16 +18,18 @@
  * Completion times come from the worker's own timestamped `job succeeded ... db=` lines,
  * so the benchmark opens no connection to the tenants while the worker runs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
 import pg from 'pg';
+
 import { createStepping } from '../../src/index.js';
-import { queryOnce, type DatabaseFactory } from '../lib/db.js';
+import { type DatabaseFactory, queryOnce } from '../lib/db.js';
 import type { NodeBinary } from '../lib/node-binary.js';
 import type { ManyParams } from '../lib/params.js';
 import { ticksPerSecond } from '../lib/server-cpu.js';

@@ -12,6 +12,7 @@
  * of the run, and the maxima.
  */
 import pg from 'pg';
+
 import { createStepping, createWorker, defineStep } from '../../src/index.js';
 import type { DatabaseFactory } from '../lib/db.js';
 import type { RetentionParams } from '../lib/params.js';

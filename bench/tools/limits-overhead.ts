@@ -18,7 +18,9 @@
  * e.g. `… main 7 20000` (all), `… main 10 20000 2 before,after` (continuations only).
  */
 import { execFileSync } from 'node:child_process';
+
 import pg from 'pg';
+
 import { startDatabaseServer } from '../../scripts/embedded-db.js';
 import { createStepping } from '../../src/index.js';
 import { DatabaseFactory, queryOnce } from '../lib/db.js';

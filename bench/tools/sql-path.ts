@@ -10,11 +10,13 @@
  *   npx tsx bench/tools/sql-path.ts <serverUrl> <label> [patch.sql|-] [repetitions]
  */
 import { readFileSync } from 'node:fs';
+
 import pg from 'pg';
+
 import { createStepping } from '../../src/index.js';
 import { DatabaseFactory, queryOnce, tableStats, tableStatsDelta } from '../lib/db.js';
 import { ServerCpu } from '../lib/server-cpu.js';
-import { WalMeter, walMark, walSince } from '../lib/wal.js';
+import { walMark, WalMeter, walSince } from '../lib/wal.js';
 
 const [serverUrl, label = 'today', patch, repsArg] = process.argv.slice(2);
 if (!serverUrl)

@@ -7,6 +7,7 @@
  */
 import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
+
 import pg from 'pg';
 
 const [url, enginePath, otel, n] = process.argv.slice(2) as [string, string, string, string];

@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
 import { startDatabaseServer } from '../../scripts/embedded-db.js';
 import { DatabaseFactory } from '../lib/db.js';
 

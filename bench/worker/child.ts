@@ -8,7 +8,9 @@
  * stops when told.
  */
 import { readFileSync } from 'node:fs';
+
 import pg from 'pg';
+
 import type { ChildResult, ChildSpec, FromChild, LibraryName, ToChild } from '../lib/protocol.js';
 import { QueryCounter } from '../lib/query-counter.js';
 import { sleep, wallMs } from '../lib/stats.js';

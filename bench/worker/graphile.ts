@@ -4,6 +4,7 @@
  * It makes its own pool from the connection string (maxPoolSize), as a user's would.
  */
 import { Logger, run, type Task } from 'graphile-worker';
+
 import type { WorkerStarter } from './adapter.js';
 
 const silent = new Logger(() => () => {});

@@ -3,7 +3,8 @@
  * `left` > 0 adds the next job of its chain (one insert() per fetched batch), the pg-boss
  * equivalent of a multi-step job. Its own pool from the connection string, as a user's.
  */
-import { PgBoss, type Job } from 'pg-boss';
+import { type Job, PgBoss } from 'pg-boss';
+
 import type { WorkerStarter } from './adapter.js';
 
 /** The queue every pg-boss scenario uses (created in the template database). */

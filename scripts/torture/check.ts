@@ -20,9 +20,9 @@
  *    worker with a reachable server lost a lease, or was handed one already lapsed.
  */
 import type { DatabaseEvidence, Run, StepRow } from './evidence.js';
-import type { JobSpec } from './protocol.js';
 import type { Unavailability, XminHold } from './faults.js';
 import type { LoggedResult, ProcessRecord, SignalRecord, Stall } from './fleet.js';
+import type { JobSpec } from './protocol.js';
 
 /** Names of the checks, as printed. */
 export type CheckName =

@@ -4,6 +4,7 @@
  * handlers' ledger and the transactional effects. Times become ms since the epoch.
  */
 import pg from 'pg';
+
 import type { JobSpec, RunOutcome, SpooledRow } from './protocol.js';
 
 /** One handler run, from its start and end ledger rows. */

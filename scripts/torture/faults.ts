@@ -4,6 +4,7 @@
  * it is the clock of the ledger's timestamps too).
  */
 import pg from 'pg';
+
 import type { Fleet } from './fleet.js';
 import type { PrivateServer, StopMode } from './postgres.js';
 import type { ProducerGate } from './producer.js';

@@ -5,10 +5,11 @@
  * is parsed for the results the engine accepted (step succeeded / failed) or rejected
  * (lease lost), which the checks compare with the ledger.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
 import { LEDGER_URLS_ENV, SPOOL_DIR_ENV, STALL_MARK, WORKER_LABEL_ENV } from './protocol.js';
 
 const projectRoot = fileURLToPath(new URL('../..', import.meta.url));

@@ -4,7 +4,7 @@
  * a producer without the handler code would.
  */
 import type { StepCall } from '../../src/index.js';
-import { STEP, type JobKind, type JobSpec, type StepArgs, type StepSpec } from './protocol.js';
+import { type JobKind, type JobSpec, STEP, type StepArgs, type StepSpec } from './protocol.js';
 import type { Random } from './random.js';
 
 /** Retry quickly: the run is about faults, not about waiting out backoffs. */

@@ -1,5 +1,6 @@
 /** Command line of `npm run torture`: `[--quick] [--seed N] [--minutes M] [--keep] [--report FILE]`. */
 import { parseArgs } from 'node:util';
+
 import { randomSeed } from './random.js';
 
 /** Everything the run is parameterised by. */

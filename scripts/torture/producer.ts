@@ -6,6 +6,7 @@
  * restarts) are counted and retried.
  */
 import pg from 'pg';
+
 import { createStepping, type Stepping } from '../../src/index.js';
 import { designJob, stepCalls } from './jobs.js';
 import type { JobSpec } from './protocol.js';

@@ -7,20 +7,22 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+
 import pg from 'pg';
+
 import { createStepping } from '../../src/index.js';
 import {
   checkDatabase,
+  type CheckInputs,
   checkResume,
   emptyFigures,
-  xminThroughput,
-  type CheckInputs,
   type Violation,
+  xminThroughput,
 } from './check.js';
 import { importSpool, loadEvidence } from './evidence.js';
 import { FaultRunner } from './faults.js';
 import { Fleet } from './fleet.js';
-import { HELP, parseOptions, UsageError, type TortureOptions } from './options.js';
+import { HELP, parseOptions, type TortureOptions, UsageError } from './options.js';
 import { PrivateServer } from './postgres.js';
 import { produce, ProducerDatabase, ProducerGate } from './producer.js';
 import { LEDGER_DDL } from './protocol.js';

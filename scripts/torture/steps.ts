@@ -10,17 +10,19 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
+
 import pg from 'pg';
+
 import { defineStep, PermanentError, type StepContext } from '../../src/index.js';
 import {
   LEDGER_URLS_ENV,
+  type RunOutcome,
   SPOOL_DIR_ENV,
+  type SpooledRow,
   STALL_MARK,
   STEP,
-  WORKER_LABEL_ENV,
-  type RunOutcome,
-  type SpooledRow,
   type StepArgs,
+  WORKER_LABEL_ENV,
 } from './protocol.js';
 
 /** A ledger insert slower than this is given up and spooled (it may still commit: imports skip duplicates). */

@@ -3,6 +3,7 @@
  * with one database per line (`url` or `id=url`; blank lines and # comments skipped).
  */
 import { readFileSync } from 'node:fs';
+
 import type { DatabaseSpec } from '../multidb/sources.js';
 import { maskConnectionString } from '../redact.js';
 import { UsageError } from './args.js';

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+
 import type { ScheduleDefinition } from '../schedules/schedules.js';
 import { UsageError } from './args.js';
 

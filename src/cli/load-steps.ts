@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
+
+import { type AnyStepDefinition, isStepDefinition } from '../steps.js';
 import { UsageError } from './args.js';
 
 /**

@@ -4,15 +4,16 @@
  * stopping the others. Exit code 1 when any database failed.
  */
 import pg from 'pg';
+
 import { schemaName } from '../config.js';
 import { Engine } from '../db/engine.js';
 import { migrateDatabases, type MigrateResult } from '../multidb/migrate-many.js';
-import { readSource, type DatabaseSpec, type ResolvedDatabase } from '../multidb/sources.js';
+import { type DatabaseSpec, readSource, type ResolvedDatabase } from '../multidb/sources.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl, jsonForTerminal } from '../text.js';
-import { errorText, EXIT, type CliIo } from './args.js';
-import { formatTable, intervalMs } from './table.js';
+import { type CliIo, errorText, EXIT } from './args.js';
 import { progressBar } from './progress.js';
+import { formatTable, intervalMs } from './table.js';
 import type { TerminalControls } from './terminal.js';
 
 /** Migrates every database, printing progress on stderr and a result table on stdout. */

@@ -4,13 +4,15 @@
  * 2 usage.
  */
 import { parseArgs } from 'node:util';
-import { schemaName, DEFAULT_SCHEMA } from '../config.js';
+
+import { DEFAULT_SCHEMA, schemaName } from '../config.js';
 import { Engine } from '../db/engine.js';
 import { OpsCalls } from '../db/ops.js';
 import { ConfigError } from '../errors.js';
+import type { DatabaseSpec } from '../multidb/sources.js';
 import { createStepping, type Stepping } from '../stepping.js';
 import { jsonForTerminal } from '../text.js';
-import { asUsageError, describeError, EXIT, processIo, terminalIo, UsageError, type CliIo } from './args.js';
+import { asUsageError, type CliIo, describeError, EXIT, processIo, terminalIo, UsageError } from './args.js';
 import { cancelCommand } from './commands/cancel.js';
 import type {
   AnyCommand,
@@ -21,8 +23,8 @@ import type {
 } from './commands/command.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { jobCommand } from './commands/job.js';
+import { DEFAULT_JOBS_LIMIT, JOB_STATUSES, jobsCommand } from './commands/jobs.js';
 import { limitsCommand } from './commands/limits.js';
-import { DEFAULT_JOBS_LIMIT, jobsCommand, JOB_STATUSES } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
 import { pruneCommand } from './commands/prune.js';
 import { retryCommand } from './commands/retry.js';
@@ -32,7 +34,6 @@ import { statusCommand } from './commands/status.js';
 import { parseDatabasesArg } from './databases-arg.js';
 import { migrateMany, statusMany } from './multi-database.js';
 import { terminalControls } from './terminal.js';
-import type { DatabaseSpec } from '../multidb/sources.js';
 
 /** Every subcommand, in the order --help lists them. */
 export const COMMANDS: readonly AnyCommand[] = [

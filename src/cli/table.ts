@@ -4,7 +4,7 @@
  * Cells are data (queue and step names, keys, errors): their control characters are
  * escaped, so a value can neither drive the terminal nor break a row.
  */
-import { escapeControl, textOf } from '../text.js';
+import { escapeControl, textOf, twoLargestUnits } from '../text.js';
 
 /** A column: its header, how to read the cell from a row, and optional layout. */
 export interface Column<R> {
@@ -49,18 +49,7 @@ export function intervalMs(value: unknown): number | null {
 export function formatMs(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, '')}s`;
-  const parts: [number, string][] = [
-    [Math.floor(ms / 86_400_000), 'd'],
-    [Math.floor(ms / 3_600_000) % 24, 'h'],
-    [Math.floor(ms / 60_000) % 60, 'm'],
-    [Math.floor(ms / 1000) % 60, 's'],
-  ];
-  const first = parts.findIndex(([n]) => n > 0);
-  return parts
-    .slice(first, first + 2)
-    .filter(([n]) => n > 0)
-    .map(([n, unit]) => `${n}${unit}`)
-    .join(' ');
+  return twoLargestUnits(Math.floor(ms / 1000));
 }
 
 /**

@@ -3,6 +3,7 @@
  * come from WORKER_DEFAULTS so the help text cannot drift from the library.
  */
 import { parseArgs } from 'node:util';
+
 import { DEFAULT_SCHEMA } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { escapeControl } from '../text.js';
@@ -10,6 +11,7 @@ import { WORKER_DEFAULTS, type WorkerOptions } from '../worker/options.js';
 import { createWorker, type Worker } from '../worker/worker.js';
 import {
   asUsageError,
+  type CliIo,
   describeError,
   EXIT,
   parseDuration,
@@ -17,7 +19,6 @@ import {
   processIo,
   terminalIo,
   UsageError,
-  type CliIo,
 } from './args.js';
 import { parseDatabasesArg } from './databases-arg.js';
 import { loadSchedules } from './load-schedules.js';

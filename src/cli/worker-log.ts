@@ -3,8 +3,8 @@
  * database ids and errors are data: each line is escaped whole (control characters,
  * line breaks included), so a value can neither drive the terminal nor forge a line.
  */
-import { escapeControl } from '../text.js';
 import { FINAL_STATUSES } from '../job-status.js';
+import { escapeControl } from '../text.js';
 import type { UnitEvent } from '../worker/events.js';
 import type { Worker } from '../worker/worker.js';
 import { describeError } from './args.js';

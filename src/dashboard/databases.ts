@@ -5,9 +5,10 @@
  * does not hold a thousand connections.
  */
 import pg from 'pg';
+
 import type { ResolvedDatabase } from '../multidb/sources.js';
-import { LiveFeed, type LiveTiming } from './live.js';
 import type { DatabaseLink } from './layout.js';
+import { LiveFeed, type LiveTiming } from './live.js';
 
 /** Connections per database: a page runs a few queries at once; many databases get fewer each. */
 const POOL_SIZE = { single: 4, many: 2 } as const;

@@ -1,4 +1,5 @@
 /** How the dashboard writes times, durations, rates and stored JSON (as text; pages escape it). */
+import { twoLargestUnits } from '../text.js';
 
 /** `250ms`, `4.2s`, `3m 4s`, `2h 5m`, `3d 4h`: the two largest units are enough to read a lag. */
 export function duration(ms: number): string {
@@ -6,19 +7,7 @@ export function duration(ms: number): string {
   if (abs < 1000) return `${Math.round(abs)}ms`;
   if (abs < 59_950) return `${(abs / 1000).toFixed(1).replace(/\.0$/, '')}s`;
   // Whole seconds, rounded: two reads of the clock a few ms apart still show the same age.
-  const s = Math.round(abs / 1000);
-  const parts: [number, string][] = [
-    [Math.floor(s / 86_400), 'd'],
-    [Math.floor(s / 3600) % 24, 'h'],
-    [Math.floor(s / 60) % 60, 'm'],
-    [s % 60, 's'],
-  ];
-  const first = parts.findIndex(([n]) => n > 0);
-  return parts
-    .slice(first, first + 2)
-    .filter(([n]) => n > 0)
-    .map(([n, unit]) => `${n}${unit}`)
-    .join(' ');
+  return twoLargestUnits(Math.round(abs / 1000));
 }
 
 /** `3m 4s ago` or `in 20s`, measured from `now` (the engine's clock). */

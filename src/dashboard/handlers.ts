@@ -1,15 +1,16 @@
 /** The pages and actions: read what a page shows through the queries, then render it. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+
 import { maskConnectionString } from '../redact.js';
 import type { DashboardDatabase } from './databases.js';
 import { DashboardRequestError } from './errors.js';
 import { parseJobFilter, parseJobPage } from './filters.js';
 import type { PanelResult } from './pages/common.js';
-import { databasesContent, type DatabaseLine } from './pages/databases.js';
+import { type DatabaseLine, databasesContent } from './pages/databases.js';
 import { jobContent, jobHeading } from './pages/job.js';
 import { jobsContent, jobsFilterForm } from './pages/jobs.js';
 import { overviewContent, type OverviewData } from './pages/overview.js';
-import { baseShell, redirect, sendHtml, type RouteContext } from './respond.js';
+import { baseShell, redirect, type RouteContext, sendHtml } from './respond.js';
 import { checkActionRequest } from './security.js';
 
 /** Rows the overview's panels show at most. */

@@ -5,7 +5,7 @@
  * typing into (filters) sit outside it.
  */
 import { SCRIPT, STYLE } from './assets.js';
-import { html, trustedHtml, type Html } from './html.js';
+import { type Html, html, trustedHtml } from './html.js';
 
 /** A database as the pages link to it. */
 export interface DatabaseLink {

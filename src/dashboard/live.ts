@@ -8,7 +8,9 @@
  * after the last one left.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+
 import type pg from 'pg';
+
 import { NotificationHub } from '../db/notifications.js';
 import { setSecurityHeaders } from './security.js';
 

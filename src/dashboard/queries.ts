@@ -8,6 +8,7 @@ import { quoteIdent } from '../config.js';
 import { Engine } from '../db/engine.js';
 import type { Queryable } from '../db/queryable.js';
 import { translateDatabaseError } from '../errors.js';
+import type { JobState, StepState } from '../stepping.js';
 import { textOf } from '../text.js';
 
 type Row = Record<string, unknown>;
@@ -80,21 +81,14 @@ export interface FailingStep {
   lastJobId: string;
 }
 
-/** A job as the lists show it (a subset of job_overview). */
-export interface JobListRow {
-  jobId: string;
-  queue: string;
-  key: string | null;
+/**
+ * A job as the lists show it: the client's JobState (both read job_overview) without its
+ * output (results can be large), with its status as text, its phase and two more times.
+ */
+export interface JobListRow extends Omit<JobState, 'status' | 'output'> {
   status: string;
   phase: string;
-  stepCount: number;
-  currentStep: number;
-  currentStepName: string;
-  currentAttempt: number;
-  lastError: string | null;
-  createdAt: Date;
   updatedAt: Date;
-  finishedAt: Date | null;
   runAt: Date | null;
 }
 
@@ -120,22 +114,13 @@ export interface JobDetail extends JobListRow {
   output: unknown;
 }
 
-/** One step of a job (step_overview). */
-export interface StepDetail {
-  stepIndex: number;
-  name: string;
-  status: string;
-  attempts: number;
-  maxAttempts: number | null;
-  lastError: string | null;
+/**
+ * One step of a job: the client's StepState (both read step_overview) with the stored error
+ * record and when its compensation finished.
+ */
+export interface StepDetail extends StepState {
   lastErrorDetail: ErrorDetail | null;
-  finishedAt: Date | null;
-  compensateName: string | null;
-  compensationStatus: string | null;
-  compensationAttempts: number;
-  compensationLastError: string | null;
   compensationFinishedAt: Date | null;
-  result: unknown;
 }
 
 /** Filters of the job list; null: not filtered. */

@@ -3,10 +3,11 @@
  * security headers and a fresh CSP nonce, and 303 redirects.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+
 import type { DashboardDatabase, DatabaseRegistry } from './databases.js';
-import { renderPage, type NavItem, type Shell } from './layout.js';
+import { type NavItem, renderPage, type Shell } from './layout.js';
 import type { DashboardQueries } from './queries.js';
-import { randomToken, setSecurityHeaders, type ListenAddress } from './security.js';
+import { type ListenAddress, randomToken, setSecurityHeaders } from './security.js';
 
 /** Request header of the page script's live refreshes: answer with the `#live` part only. */
 export const LIVE_FRAGMENT_HEADER = 'x-stepping-live';

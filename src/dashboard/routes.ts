@@ -11,6 +11,7 @@
  *   GET  /go?db=<id>                  (many) the switcher's target
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+
 import { InvalidJobStateError, JobNotFoundError, SchemaNotReadyError } from '../errors.js';
 import { maskConnectionString } from '../redact.js';
 import type { DashboardDatabase } from './databases.js';
@@ -18,7 +19,7 @@ import { DashboardRequestError } from './errors.js';
 import { parseJobIdParam } from './filters.js';
 import { action, jobPage, jobsPage, overviewPage, pickerPage } from './handlers.js';
 import { problemContent } from './pages/problem.js';
-import { baseShell, redirect, sendHtml, type RouteContext } from './respond.js';
+import { baseShell, redirect, type RouteContext, sendHtml } from './respond.js';
 import { checkHost, setSecurityHeaders } from './security.js';
 
 /** Event streams the whole process holds at most (each is an open connection). */

@@ -17,6 +17,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
+
 import { DashboardRequestError } from './errors.js';
 
 /** Where the server listens, as the Host check needs it. */

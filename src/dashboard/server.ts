@@ -5,15 +5,16 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+
 import { checkInt, schemaName } from '../config.js';
 import { ConfigError, SteppingError } from '../errors.js';
-import { readSource, resolveDatabase, type DatabaseSpec, type ResolvedDatabase } from '../multidb/sources.js';
+import { type DatabaseSpec, readSource, resolveDatabase, type ResolvedDatabase } from '../multidb/sources.js';
 import { DatabaseRegistry } from './databases.js';
 import { LIVE_TIMING, type LiveTiming } from './live.js';
 import { DashboardQueries } from './queries.js';
 import type { RouteContext } from './respond.js';
 import { handleRequest } from './routes.js';
-import { randomToken, type ListenAddress } from './security.js';
+import { type ListenAddress, randomToken } from './security.js';
 
 /** Port when none is given. */
 export const DEFAULT_DASHBOARD_PORT = 4000;

@@ -6,7 +6,9 @@
  * channel, NOTIFY a random token through the ordinary pool, and wait for it.
  */
 import { randomBytes } from 'node:crypto';
+
 import type pg from 'pg';
+
 import type { NotificationHub } from './notifications.js';
 import type { Queryable } from './queryable.js';
 

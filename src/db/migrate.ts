@@ -8,7 +8,9 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+
 import type pg from 'pg';
+
 import { quoteIdent } from '../config.js';
 import * as defaults from '../defaults.js';
 import { MigrationRefusedError } from '../errors.js';

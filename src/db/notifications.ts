@@ -3,8 +3,8 @@
  * subscriptions made through it: a database worker's wake-ups and cancel hints, or a
  * Stepping client's waitForJob calls. Opened on the first subscription.
  */
-import pgListen, { type Subscriber } from 'pg-listen';
 import type pg from 'pg';
+import pgListen, { type Subscriber } from 'pg-listen';
 
 // pg-listen is CommonJS with `exports.default`; under Node's ESM the function sits on .default.
 const createSubscriber = pgListen.default;

@@ -4,6 +4,7 @@
  * server (restart, terminate) never crashes the process.
  */
 import pg from 'pg';
+
 import { parseConnectionUrl } from '../redact.js';
 
 /**

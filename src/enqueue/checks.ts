@@ -4,6 +4,7 @@
  * described with describeValue, so building a message never throws and never echoes data.
  */
 import { types } from 'node:util';
+
 import { EnqueueValidationError } from '../errors.js';
 import { MAX_DATE, MAX_DELAY_MS, MIN_DATE } from '../limits.js';
 import { describeValue } from './describe.js';

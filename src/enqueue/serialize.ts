@@ -15,13 +15,13 @@ import {
   MAX_STEPS,
   MIN_PRIORITY,
 } from '../limits.js';
+import { MAX_CALL_JSON_BYTES } from '../limits.js';
 import type { StepCall } from '../steps.js';
 import type { StoredTraceContext } from '../telemetry/types.js';
 import { checkDate, checkDuration, checkInteger, checkText, fail } from './checks.js';
-import { MAX_CALL_JSON_BYTES } from '../limits.js';
 import { describeValue, printable, thrownKind } from './describe.js';
 import { jsonbTextBytes } from './jsonb-text.js';
-import { toStoredJson, type StoredJson } from './to-json.js';
+import { type StoredJson, toStoredJson } from './to-json.js';
 
 export { MAX_CALL_JSON_BYTES } from '../limits.js';
 /** What a step's keys, numbers and separators print to, at most, besides its names and args. */

@@ -15,6 +15,7 @@
  * Messages name paths and kinds, never values (args may hold secrets).
  */
 import { types } from 'node:util';
+
 import { EnqueueValidationError } from '../errors.js';
 import { MAX_JSON_BYTES, MAX_JSON_DEPTH } from '../limits.js';
 import { thrownKind } from './describe.js';

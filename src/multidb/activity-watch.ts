@@ -11,6 +11,7 @@
  * differs and could not be learnt) is reported unwatched, and its fetcher polls as before.
  */
 import pg from 'pg';
+
 import type { ConnectionBudget } from './budget.js';
 
 /** How often the watch reads the statistics. */

@@ -3,10 +3,11 @@
  * one database failing never stops the others.
  */
 import pg from 'pg';
+
 import { schemaName } from '../config.js';
 import { migrateSchema } from '../db/migrate.js';
 import { maskConnectionString } from '../redact.js';
-import { readSource, type DatabaseSource } from './sources.js';
+import { type DatabaseSource, readSource } from './sources.js';
 
 /**
  * Databases migrated at once. Checking an up-to-date database is a connection and one

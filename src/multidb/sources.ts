@@ -3,6 +3,7 @@
  * SQL query against a catalog database; the last two are re-read periodically.
  */
 import pg from 'pg';
+
 import { ConfigError } from '../errors.js';
 import { isValidHostList, maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { textOf } from '../text.js';

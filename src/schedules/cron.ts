@@ -5,6 +5,7 @@
  * one repeated by a fall-back runs once, at its first occurrence).
  */
 import { Cron } from 'croner';
+
 import { InvalidArgumentError } from '../errors.js';
 
 /** Characters in a cron expression and a time zone name (also checked in SQL). */

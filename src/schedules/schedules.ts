@@ -4,14 +4,14 @@
  * checks), computes due times on the engine's clock, and calls sql/schedules.sql and
  * sql/limits.sql through ScheduleSql.
  */
-import { InvalidArgumentError } from '../errors.js';
-import { serializeJob } from '../enqueue/serialize.js';
-import { MAX_INT, MAX_NAME_LENGTH } from '../limits.js';
 import type { Queryable } from '../db/queryable.js';
 import { ScheduleSql } from '../db/schedules.js';
+import { serializeJob } from '../enqueue/serialize.js';
+import { InvalidArgumentError } from '../errors.js';
+import { MAX_INT, MAX_NAME_LENGTH } from '../limits.js';
 import type { StepCall } from '../steps.js';
-import { CronSchedule } from './cron.js';
 import { textOf } from '../text.js';
+import { CronSchedule } from './cron.js';
 
 /** Most missed runs a schedule may backfill after downtime. */
 export const MAX_BACKFILL = 1000;

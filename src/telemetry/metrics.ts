@@ -12,6 +12,7 @@ import type {
   Meter,
   ObservableGauge,
 } from '@opentelemetry/api';
+
 import * as attr from './attributes.js';
 import type { QueueFigures } from './types.js';
 
@@ -49,19 +50,17 @@ export class WorkerMetrics {
   private observing = false;
 
   constructor(private readonly meter: Meter) {
-    this.started = meter.createCounter('stepping.step.started', {
-      description: 'Step attempts started (a step or a compensation).',
-      unit: '{attempt}',
-    });
-    this.succeeded = meter.createCounter('stepping.step.succeeded', {
-      description: 'Step attempts that succeeded (the engine accepted the report).',
-      unit: '{attempt}',
-    });
-    this.failed = meter.createCounter('stepping.step.failed', {
-      description:
-        'Step attempts that failed; stepping.step.outcome says what the engine did (retry, failed, ...).',
-      unit: '{attempt}',
-    });
+    const attempts = (name: string, description: string) =>
+      meter.createCounter(name, { description, unit: '{attempt}' });
+    this.started = attempts('stepping.step.started', 'Step attempts started (a step or a compensation).');
+    this.succeeded = attempts(
+      'stepping.step.succeeded',
+      'Step attempts that succeeded (the engine accepted the report).',
+    );
+    this.failed = attempts(
+      'stepping.step.failed',
+      'Step attempts that failed; stepping.step.outcome says what the engine did (retry, failed, ...).',
+    );
     this.duration = meter.createHistogram('stepping.step.duration', {
       description: "Duration of step attempts' handlers.",
       unit: 's',

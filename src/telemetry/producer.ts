@@ -6,6 +6,7 @@
  * insert statement returns: whether the caller's transaction commits is not known here.
  */
 import type { Span, Tracer } from '@opentelemetry/api';
+
 import * as attr from './attributes.js';
 import { INSTRUMENTATION_NAME, loadOtel, type Otel } from './otel.js';
 import { storedTraceContext } from './trace-context.js';

@@ -5,6 +5,7 @@
  * application uses, and the engine can check it (sql/enqueue.sql).
  */
 import type { SpanContext } from '@opentelemetry/api';
+
 import { MAX_TRACE_STATE_LENGTH } from '../limits.js';
 import type { Otel } from './otel.js';
 import type { StoredTraceContext } from './types.js';

@@ -1,6 +1,7 @@
 /** The package's version, for the instrumentation scope of tracers and meters. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+
 import { packageRoot } from '../paths.js';
 import { textOf } from '../text.js';
 

@@ -10,14 +10,15 @@
  * allocation per attempt); with it but no SDK, spans are the API's non-recording ones.
  */
 import type { Attributes, Meter, Span, Tracer } from '@opentelemetry/api';
+
 import type { Engine, LeasedUnit } from '../db/engine.js';
 import type { Queryable } from '../db/queryable.js';
 import { errorRecord } from '../worker/error-record.js';
 import { DATABASE, STEP_OUTCOME } from './attributes.js';
 import { WorkerMetrics } from './metrics.js';
 import { INSTRUMENTATION_NAME, loadOtel, type Otel } from './otel.js';
-import type { MeterProviderLike, TelemetryOptions, TracerProviderLike } from './types.js';
 import { spanContextOf } from './trace-context.js';
+import type { MeterProviderLike, TelemetryOptions, TracerProviderLike } from './types.js';
 import { packageVersion } from './version.js';
 
 /**

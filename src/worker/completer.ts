@@ -15,6 +15,7 @@
  *   it is given up, and the worker stops heart-beating the unit so another can recover it.
  */
 import type pg from 'pg';
+
 import {
   type Continuation,
   type Engine,

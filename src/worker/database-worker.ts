@@ -5,21 +5,22 @@
  * Shares the worker's concurrency Slots with the other databases.
  */
 import type pg from 'pg';
+
 import { Engine, type LeasedUnit } from '../db/engine.js';
 import { describeConnection, ListenCheck } from '../db/listen-check.js';
 import { NotificationHub } from '../db/notifications.js';
+import type { DatabaseTelemetry } from '../telemetry/worker.js';
 import { BatchCompleter } from './completer.js';
 import { type Outcome, runUnit } from './executor.js';
 import { Fetcher } from './fetcher.js';
 import { type HeldUnit, LeaseKeeper } from './lease-keeper.js';
+import type { WorkerConfig } from './options.js';
 import { Permits } from './permits.js';
 import { RateMeter } from './rate.js';
 import { WorkerPresence } from './registry.js';
 import { Scheduler } from './scheduler.js';
-import type { WorkerConfig } from './options.js';
 import { type Emit, settle, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
-import type { DatabaseTelemetry } from '../telemetry/worker.js';
 
 export type { Emit } from './settle.js';
 

@@ -6,6 +6,7 @@
  * (never returned to the pool) only once the handler has settled or a bounded wait passed.
  */
 import type pg from 'pg';
+
 import type { LeasedUnit } from '../db/engine.js';
 import { PermanentError, SteppingError } from '../errors.js';
 import { type AnyStepDefinition, type RetryLater, retryLaterDelay, type StepContext } from '../steps.js';

@@ -8,6 +8,7 @@
  * wake-up that arrives during the backoff is never dropped: it re-arms for the backoff's end.
  */
 import type pg from 'pg';
+
 import type { Engine, LeasedUnit } from '../db/engine.js';
 import type { NotificationHub } from '../db/notifications.js';
 import type { WorkerConfig } from './options.js';

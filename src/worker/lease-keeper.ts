@@ -6,6 +6,7 @@
  * a hint to beat now: the database's answer decides.
  */
 import type pg from 'pg';
+
 import type { Engine, LeasedUnit } from '../db/engine.js';
 
 /** A unit held by this worker, from its claim until its report is settled. */

@@ -3,9 +3,11 @@
  * (WORKER_DEFAULTS, from which `stepping-worker --help` prints its defaults); engine
  * defaults shared with SQL (lease, backoff) come from src/defaults.ts.
  */
-import os from 'node:os';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+
 import type pg from 'pg';
+
 import { checkInt, schemaName } from '../config.js';
 import {
   DEFAULT_LEASE_MS,
@@ -23,9 +25,9 @@ import {
   MIN_LEASE_MS,
   MIN_WORKER_HEARTBEAT_MS,
 } from '../limits.js';
-import { isStepDefinition, type AnyStepDefinition } from '../steps.js';
 import type { DatabaseSource } from '../multidb/sources.js';
 import type { ScheduleDefinition } from '../schedules/schedules.js';
+import { type AnyStepDefinition, isStepDefinition } from '../steps.js';
 import type { TelemetryOptions } from '../telemetry/types.js';
 import { WorkerTelemetry } from '../telemetry/worker.js';
 
@@ -116,6 +118,9 @@ export const WORKER_DEFAULTS = {
   registryHeartbeatMs: DEFAULT_WORKER_HEARTBEAT_MS,
 } as const;
 
+/** The numeric options whose default is the WORKER_DEFAULTS value of the same name. */
+type DefaultedOption = Extract<keyof typeof WORKER_DEFAULTS, keyof WorkerOptions>;
+
 /** WorkerOptions after validation and defaults. */
 export interface WorkerConfig {
   schema: string;
@@ -169,7 +174,10 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     }
     handlers.set(step.stepName, step);
   }
-  const concurrency = checkInt('concurrency', options.concurrency ?? WORKER_DEFAULTS.concurrency, 1, 10000);
+  // A numeric option: as given, else its default of the same name; within [min, max].
+  const defaulted = (name: DefaultedOption, min: number, max: number): number =>
+    checkInt(name, options[name] ?? WORKER_DEFAULTS[name], min, max);
+  const concurrency = defaulted('concurrency', 1, 10000);
   let queues: string[] | null = null;
   const queueLimits = new Map<string, number>();
   if (options.queues !== undefined) {
@@ -190,7 +198,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       }
     }
   }
-  const leaseMs = checkInt('leaseMs', options.leaseMs ?? WORKER_DEFAULTS.leaseMs, MIN_LEASE_MS, MAX_LEASE_MS);
+  const leaseMs = defaulted('leaseMs', MIN_LEASE_MS, MAX_LEASE_MS);
   return {
     schema: schemaName(options.schema),
     handlers,
@@ -199,12 +207,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     queueLimits,
     concurrency,
     batchSize: checkInt('batchSize', options.batchSize ?? MAX_CLAIM_BATCH, 1, MAX_CLAIM_BATCH),
-    pollIntervalMs: checkInt(
-      'pollIntervalMs',
-      options.pollIntervalMs ?? WORKER_DEFAULTS.pollIntervalMs,
-      10,
-      86_400_000,
-    ),
+    pollIntervalMs: defaulted('pollIntervalMs', 10, 86_400_000),
     leaseMs,
     heartbeatMs: checkInt(
       'heartbeatMs',
@@ -212,30 +215,15 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       10,
       leaseMs,
     ),
-    gracefulStopMs: checkInt(
-      'gracefulStopMs',
-      options.gracefulStopMs ?? WORKER_DEFAULTS.gracefulStopMs,
-      0,
-      86_400_000,
-    ),
+    gracefulStopMs: defaulted('gracefulStopMs', 0, 86_400_000),
     poolSize: checkInt(
       'poolSize',
       options.poolSize ?? (options.databases ? WORKER_DEFAULTS.databasePoolSize : WORKER_DEFAULTS.poolSize),
       2,
       1000,
     ),
-    maxConnections: checkInt(
-      'maxConnections',
-      options.maxConnections ?? WORKER_DEFAULTS.maxConnections,
-      2,
-      100_000,
-    ),
-    idlePollMaxMs: checkInt(
-      'idlePollMaxMs',
-      options.idlePollMaxMs ?? WORKER_DEFAULTS.idlePollMaxMs,
-      10,
-      86_400_000,
-    ),
+    maxConnections: defaulted('maxConnections', 2, 100_000),
+    idlePollMaxMs: defaulted('idlePollMaxMs', 10, 86_400_000),
     workerId: checkWorkerId(
       options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     ),
@@ -243,18 +231,8 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       options.retention === false
         ? 0
         : checkInt('retention', options.retention ?? WORKER_DEFAULTS.retentionMs, 0, MAX_RETENTION_MS),
-    maintenanceIntervalMs: checkInt(
-      'maintenanceIntervalMs',
-      options.maintenanceIntervalMs ?? WORKER_DEFAULTS.maintenanceIntervalMs,
-      0,
-      86_400_000,
-    ),
-    registryHeartbeatMs: checkInt(
-      'registryHeartbeatMs',
-      options.registryHeartbeatMs ?? WORKER_DEFAULTS.registryHeartbeatMs,
-      MIN_WORKER_HEARTBEAT_MS,
-      MAX_WORKER_HEARTBEAT_MS,
-    ),
+    maintenanceIntervalMs: defaulted('maintenanceIntervalMs', 0, 86_400_000),
+    registryHeartbeatMs: defaulted('registryHeartbeatMs', MIN_WORKER_HEARTBEAT_MS, MAX_WORKER_HEARTBEAT_MS),
     schedules: checkSchedules(options.schedules),
     telemetry: new WorkerTelemetry(options.telemetry),
   };

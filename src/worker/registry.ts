@@ -8,9 +8,11 @@
  * another call, up to MAX_ROUNDS per tick. On stop it deregisters.
  */
 import os from 'node:os';
+
 import type pg from 'pg';
-import { DEFAULT_MAINTENANCE_BATCH } from '../defaults.js';
+
 import { type MaintenanceOutcome, OpsCalls } from '../db/ops.js';
+import { DEFAULT_MAINTENANCE_BATCH } from '../defaults.js';
 import type { WorkerConfig } from './options.js';
 import type { Emit } from './settle.js';
 

@@ -8,7 +8,9 @@
  * schedule changes.
  */
 import type pg from 'pg';
+
 import type { NotificationHub } from '../db/notifications.js';
+import type { DueSchedule } from '../db/schedules.js';
 import { CronSchedule } from '../schedules/cron.js';
 import { type ScheduleDefinition, Schedules } from '../schedules/schedules.js';
 import { WakeTimer } from './wake-timer.js';
@@ -110,14 +112,7 @@ export class Scheduler {
     this.timer.wakeIn(sleep);
   }
 
-  private async fire(d: {
-    name: string;
-    cron: string;
-    tz: string;
-    nextRunAt: Date;
-    backfill: number;
-    now: Date;
-  }): Promise<void> {
+  private async fire(d: DueSchedule): Promise<void> {
     try {
       const key = `${d.tz}\u0000${d.cron}`;
       let cron = this.parsed.get(key);

@@ -3,16 +3,16 @@
  * report (through the BatchCompleter, or inside the unit's own transaction for a
  * transactional step) and into the worker's events, in causal order for the job.
  */
-import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS } from '../defaults.js';
 import type { CompensationCall, Continuation, Engine, FailureReport, LeasedUnit } from '../db/engine.js';
+import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS } from '../defaults.js';
 import { isFinalStatus } from '../job-status.js';
 import type { AnyStepDefinition } from '../steps.js';
+import type { AttemptEnd } from '../telemetry/worker.js';
 import { type BatchCompleter, isDataError, type Settled } from './completer.js';
 import { asError, errorRecord } from './error-record.js';
 import type { UnitEvent, WorkerEventMap, WorkerEventName } from './events.js';
 import type { Outcome } from './executor.js';
 import { encodeJson } from './result.js';
-import type { AttemptEnd } from '../telemetry/worker.js';
 
 /** How settle reports events. */
 export type Emit = <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => void;

@@ -6,24 +6,26 @@
  * entry point.
  */
 import { EventEmitter } from 'node:events';
+
 import type pg from 'pg';
+
 import { Engine } from '../db/engine.js';
 import { createPool } from '../db/pool.js';
 import { ConfigError, SchemaNotReadyError } from '../errors.js';
 import { MAX_WORKER_HEARTBEAT_MS } from '../limits.js';
-import { maskConnectionString, parseConnectionUrl } from '../redact.js';
-import { escapeControl } from '../text.js';
 import { ActivityWatch, type ActivityWatcher, serverKey } from '../multidb/activity-watch.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import {
-  resolveDatabase,
   type DatabaseSource,
   isDynamic,
   readSource,
   refreshMs,
+  resolveDatabase,
   type ResolvedDatabase,
   SourceReader,
 } from '../multidb/sources.js';
+import { maskConnectionString, parseConnectionUrl } from '../redact.js';
+import { escapeControl } from '../text.js';
 import { DatabaseWorker } from './database-worker.js';
 import { Dispatcher } from './dispatcher.js';
 import type { WorkerEventMap, WorkerEventName } from './events.js';

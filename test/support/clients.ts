@@ -3,16 +3,17 @@
  * run a body inside one of its transactions and to write a business row with its own API.
  * Shared by the adapter tests (direct server) and the PgBouncer tests.
  */
-import { Kysely, PostgresDialect } from 'kysely';
-import knexFactory from 'knex';
-import pg from 'pg';
-import postgres from 'postgres';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { pgTable, text } from 'drizzle-orm/pg-core';
+import knexFactory from 'knex';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import postgres from 'postgres';
 import { DataSource } from 'typeorm';
+
 import type { ClientKind } from '../../src/db/adapters.js';
 import type { TransactionLike } from '../../src/index.js';
-import { generatePrisma, type GeneratedPrisma } from './prisma.js';
+import { type GeneratedPrisma, generatePrisma } from './prisma.js';
 
 /** The business table every client writes to, next to the job. */
 export const ORDERS_DDL = 'CREATE TABLE IF NOT EXISTS adapter_orders (id text PRIMARY KEY)';

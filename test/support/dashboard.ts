@@ -5,8 +5,10 @@
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import { after } from 'node:test';
+
 import type pg from 'pg';
-import { startDashboard, type Dashboard, type DashboardOptions } from '../../src/dashboard/server.js';
+
+import { type Dashboard, type DashboardOptions, startDashboard } from '../../src/dashboard/server.js';
 
 const started: Dashboard[] = [];
 // Registered when the test file imports this module, so it runs after the whole file

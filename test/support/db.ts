@@ -4,7 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+
 import pg from 'pg';
+
 import { withDatabase } from '../../scripts/embedded-db.js';
 import { TEMPLATE_DB, TEST_DB_PREFIX } from './names.js';
 

@@ -1,6 +1,8 @@
 /** Shared test scaffolding: a database per file, clients and workers that clean up after themselves. */
 import { after, afterEach, type TestContext } from 'node:test';
+
 import pg from 'pg';
+
 import {
   createStepping,
   createWorker,

@@ -4,7 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { after } from 'node:test';
+
 import pg from 'pg';
+
 import { withDatabase } from '../../scripts/embedded-db.js';
 import { serverUrl } from './db.js';
 import { TEST_RUN_ID } from './names.js';

@@ -10,12 +10,13 @@
  *   user and password) and with a trust server (no password anywhere).
  * - As root it runs as the `postgres` system user (`-u`; PgBouncer refuses to run as root).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
 import pg from 'pg';
 
 /** How to run PgBouncer. */

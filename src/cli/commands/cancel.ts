@@ -1,5 +1,5 @@
 /** `stepping cancel ID [--compensate]`: stop an unfinished job. */
-import { parseJobId, type Command } from './command.js';
+import { type Command, parseJobId } from './command.js';
 
 /** The cancel command. */
 export const cancelCommand: Command = {

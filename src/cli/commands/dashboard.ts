@@ -3,6 +3,7 @@
  * (src/dashboard) until SIGINT or SIGTERM; a second signal exits at once (exit code 1).
  */
 import { isIP } from 'node:net';
+
 import { DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, startDashboard } from '../../dashboard/server.js';
 import { parseInteger, UsageError } from '../args.js';
 import type { ServerCommand } from './command.js';

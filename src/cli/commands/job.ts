@@ -2,7 +2,7 @@
 import { JobNotFoundError } from '../../errors.js';
 import { jobRecord, STEP_COLUMNS } from '../overview.js';
 import { formatRecord, formatTable } from '../table.js';
-import { parseJobId, type Command } from './command.js';
+import { type Command, parseJobId } from './command.js';
 
 /** The job command. */
 export const jobCommand: Command = {

@@ -7,7 +7,7 @@ import { MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH } from '../../limits.
 import { parseDuration, parseInteger, UsageError } from '../args.js';
 import { JOB_COLUMNS } from '../overview.js';
 import { formatTable } from '../table.js';
-import { parseJobId, type Command } from './command.js';
+import { type Command, parseJobId } from './command.js';
 
 /** Statuses job_overview shows; --status must be one of them. */
 export const JOB_STATUSES = [

@@ -7,7 +7,7 @@ import { MAX_NAME_LENGTH, MAX_QUEUE_LENGTH } from '../../limits.js';
 import { escapeControl } from '../../text.js';
 import { UsageError } from '../args.js';
 import { progressBar } from '../progress.js';
-import { parseJobId, type Command, type CommandContext, type CommandFlags } from './command.js';
+import { type Command, type CommandContext, type CommandFlags, parseJobId } from './command.js';
 
 /** Jobs one job_retry_many call retries at most, so no call holds locks for long. */
 const RETRY_BATCH = 500;

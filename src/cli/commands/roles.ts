@@ -1,5 +1,5 @@
 /** `stepping roles`: the SQL a DBA runs to create the installation's roles (no database needed). */
-import { createRolesSql, roleName, ROLE_KINDS } from '../../db/roles.js';
+import { createRolesSql, ROLE_KINDS, roleName } from '../../db/roles.js';
 import type { OfflineCommand } from './command.js';
 
 /** The roles command. */

@@ -1,7 +1,7 @@
 /** Small pieces the pages share: status badges, times, links, cut-off error text. */
 import { queryString } from '../filters.js';
 import { relative, utc } from '../format.js';
-import { html, type Html } from '../html.js';
+import { type Html, html } from '../html.js';
 
 /** A status as a coloured badge (the class is chosen from a fixed list, never from data). */
 export function statusBadge(status: string): Html {

@@ -1,6 +1,6 @@
 /** The many-databases picker: every database, whether it is reachable and migrated, and its jobs in a few numbers. */
 import { duration } from '../format.js';
-import { html, type Html } from '../html.js';
+import { type Html, html } from '../html.js';
 import type { DatabaseLink } from '../layout.js';
 import type { DatabaseSummary } from '../queries.js';
 import { href } from './common.js';

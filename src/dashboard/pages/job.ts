@@ -5,7 +5,7 @@
  */
 import { isFinalStatus } from '../../job-status.js';
 import { jsonText, utc } from '../format.js';
-import { html, trustedHtml, type Html } from '../html.js';
+import { type Html, html, trustedHtml } from '../html.js';
 import type { ErrorDetail, JobDetail, StepDetail } from '../queries.js';
 import { jobHref, statusBadge, timeCell } from './common.js';
 

@@ -1,6 +1,6 @@
 /** The job list: a filter form (status, queue, step, key prefix, age) and keyset-paged rows. */
 import { DEFAULT_PAGE_SIZE, filterParams } from '../filters.js';
-import { html, trustedHtml, type Html } from '../html.js';
+import { type Html, html, trustedHtml } from '../html.js';
 import {
   DASHBOARD_STATUSES,
   type JobFilter,

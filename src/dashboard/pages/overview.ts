@@ -1,16 +1,16 @@
 /** The overview: queues, failing steps and recent failures, live workers, step names nobody can run. */
 import { duration, perMinute, utc } from '../format.js';
-import { html, joinHtml, type Html } from '../html.js';
+import { type Html, html, joinHtml } from '../html.js';
 import {
   DASHBOARD_STATUSES,
-  RATE_WINDOW_MS,
   type FailingStep,
   type JobListRow,
   type QueueSummary,
+  RATE_WINDOW_MS,
   type UnrunnableRow,
   type WorkerRow,
 } from '../queries.js';
-import { errorCell, href, jobHref, panelProblem, statusBadge, timeCell, type PanelResult } from './common.js';
+import { errorCell, href, jobHref, panelProblem, type PanelResult, statusBadge, timeCell } from './common.js';
 import { jobTable } from './jobs.js';
 
 /** What the overview shows. */

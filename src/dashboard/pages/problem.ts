@@ -1,5 +1,5 @@
 /** The page shown when a request cannot be answered: its status and the reason, escaped like everything else. */
-import { html, type Html } from '../html.js';
+import { type Html, html } from '../html.js';
 
 /** The live part of an error page. */
 export function problemContent(status: number, message: string, back: string | null): Html {
