@@ -33,7 +33,14 @@ DECLARE
   v_now timestamptz := engine_now();
   v_job jobs;
 BEGIN
-  v_job := _job_lock(p_job_id);
+  -- A finished job stays finished (only job_retry changes that, under the row lock), so it
+  -- is refused before any lock is taken: PostgreSQL sends an error before it releases the
+  -- aborted transaction's locks, and a caller behind a pooler may already run its next
+  -- statement on another connection, where a held row lock would make prune skip the job.
+  SELECT * INTO v_job FROM jobs WHERE id = p_job_id;
+  IF NOT FOUND OR NOT _is_final(v_job.status) THEN
+    v_job := _job_lock(p_job_id);
+  END IF;
   IF _is_final(v_job.status) THEN
     RAISE EXCEPTION 'stepping: job % is already %; only unfinished jobs can be cancelled', p_job_id, v_job.status
       USING ERRCODE = 'SP004';

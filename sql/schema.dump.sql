@@ -311,7 +311,7 @@ backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interva
 engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog, stepping, pg_temp
     bd80f5a7a00394f8bac2d789a51e097a
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    23e66ca15b08e1062c701a62b6481211
+    b5551ae0cf55aa50b6a0bfeb373158fa
 job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     eb03210f95def04794def47765fc8a5c
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp

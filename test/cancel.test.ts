@@ -105,3 +105,22 @@ test('cancel of a finished job or an unknown job is a clear error', async () => 
   });
   await assert.rejects(h.stepping.cancel('999999999'), JobNotFoundError);
 });
+
+test('a refused cancel of a finished job takes no row lock', async (t) => {
+  // PostgreSQL sends the error before it releases the aborted transaction's locks; a
+  // refused cancel that had locked the row made a prune on another connection (behind
+  // PgBouncer) skip the job now and then. Here another session holds the row: the
+  // refusal must not wait for it.
+  const id = await h.stepping.enqueue([last({})]);
+  assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
+  const holder = await h.client();
+  const caller = await h.client();
+  t.after(() => holder.query('ROLLBACK').catch(() => {}));
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM stepping.jobs WHERE id = $1 FOR UPDATE', [id]);
+  await caller.query("SET lock_timeout = '2s'");
+  await assert.rejects(caller.query('SELECT stepping.job_cancel($1)', [id]), (e: unknown) => {
+    assert.equal((e as { code?: string }).code, 'SP004', (e as Error).message);
+    return true;
+  });
+});
