@@ -185,7 +185,23 @@ export class DatabaseWorker {
       this.begin(held);
       taken++;
     }
-    return taken + this.fetcher.startClaim(max - taken, this.prefetchWanted());
+    return taken + this.fetcher.startClaim(this.probing ? 0 : max - taken, this.prefetchWanted());
+  }
+
+  /**
+   * Many databases: one with nothing in hand and no backlog claims ahead only (its units
+   * wait in `kept` and take slots as they are granted) instead of reserving slots for the
+   * claim. While many tenants start at once their claims wait a long while for a
+   * connection, and slots reserved for them sat idle meanwhile: a hot tenant waited over a
+   * second for its first slot. (Not with per-queue caps: those forbid claiming ahead.)
+   */
+  private get probing(): boolean {
+    return (
+      this.many !== null &&
+      this.kept.length === 0 &&
+      !this.fetcher.backlog &&
+      this.config.queueLimits.size === 0
+    );
   }
 
   /**
