@@ -65,7 +65,7 @@ export function steppingVariant(id: string, tuning: Variant['tuning'], options: 
   const parts = Object.entries(options).map(([k, v]) => `${k}: ${v}`);
   const settings =
     parts.length === 0
-      ? 'createWorker({ connectionString, steps }): concurrency 10, batchSize = concurrency, pool 10 (all defaults)'
+      ? 'createWorker({ connectionString, steps }): concurrency 10, batchSize 1000 (a claim takes the free slots plus, during a backlog, a prefetch), pool 10 (all defaults)'
       : `createWorker({ ${parts.join(', ')} }), other options at their defaults`;
   return { id, library: 'stepping', tuning, settings, options };
 }
@@ -117,7 +117,7 @@ export function pgbossVariant(id: string, tuning: Variant['tuning'], options: Pg
  */
 export const VARIANTS: readonly Variant[] = [
   steppingVariant('stepping:default', 'default', {}),
-  steppingVariant('stepping:best', 'best', { concurrency: 100, batchSize: 100, poolSize: 20 }),
+  steppingVariant('stepping:best', 'best', { concurrency: 200, batchSize: 200, poolSize: 20 }),
   graphileVariant('graphile:default', 'default', { concurrency: 24 }),
   // graphile-worker's performance page: concurrency 24, pool 25, localQueue 500, batch delays 0.
   graphileVariant('graphile:best', 'best', {
@@ -148,6 +148,9 @@ export function sweepVariants(): Variant[] {
     [100, 100, 20],
     [200, 100, undefined],
     [200, 200, undefined],
+    [200, 200, 20],
+    [300, 300, 20],
+    [500, 500, 20],
   ] as const) {
     const id = `stepping:c${concurrency}-b${batchSize}${poolSize ? `-pool${poolSize}` : ''}`;
     out.push(steppingVariant(id, 'sweep', { concurrency, batchSize, ...(poolSize ? { poolSize } : {}) }));
