@@ -43,20 +43,30 @@ export async function waitForFinalState<T extends { status: string }>(
   const { jobId, read, isFinal, timeoutMs } = options;
   const pollMs = options.pollMs ?? WAIT_POLL_MS;
   let wake: () => void = () => {};
-  // Subscribed before the first read, so a job finishing in between is not missed.
-  const unsubscribe = await options.hub.subscribe(
-    options.doneChannel,
-    (payload) => {
-      if (mentions(payload, jobId)) wake();
-    },
-    () => wake(),
-  );
-  let listening: boolean | undefined;
-  const verdict = options.listenCheck.delivers().then((ok) => {
-    listening = ok;
-    // Notifications cannot be relied on: read again now, then poll.
-    if (!ok) wake();
-  });
+  // Subscribed before the first read, so a job finishing in between is not missed. A
+  // subscription that fails (the LISTEN connection is being made again after the server
+  // went away) leaves the wait to polling instead of failing it.
+  let unsubscribe: () => Promise<void> = () => Promise.resolve();
+  let subscribed = true;
+  try {
+    unsubscribe = await options.hub.subscribe(
+      options.doneChannel,
+      (payload) => {
+        if (mentions(payload, jobId)) wake();
+      },
+      () => wake(),
+    );
+  } catch {
+    subscribed = false;
+  }
+  let listening = (subscribed ? undefined : false) as boolean | undefined;
+  const verdict = subscribed
+    ? options.listenCheck.delivers().then((ok) => {
+        listening = ok;
+        // Notifications cannot be relied on: read again now, then poll.
+        if (!ok) wake();
+      })
+    : Promise.resolve();
   const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
   try {
     for (;;) {

@@ -112,11 +112,18 @@ export class Fetcher {
     this.wake();
   }
 
-  /** Whether the activity watch covers this database; when it stops doing so, poll again. */
+  /**
+   * Whether the activity watch covers this database; when it stops doing so, poll again.
+   * When it covers it again, the watch has just read the server: like a listener's
+   * reconnect, that ends a claim backoff at once (a database without a listener had
+   * nothing else to end it, and resumed up to 5 s after an outage).
+   */
   setWatched(watched: boolean): void {
     if (this.watched === watched) return;
     this.watched = watched;
-    if (!watched) {
+    if (watched) {
+      this.reconnected();
+    } else {
       this.idlePolls = 0;
       this.wake();
     }
