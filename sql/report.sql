@@ -34,6 +34,7 @@ DECLARE
   v_lease interval    := _lease(p_lease_ms);
   v_held  bigint[];
   v_fast  bigint[];
+  v_last  bigint[];
   v_bad   bigint;
   v_results boolean;
   v_in    record;
@@ -78,8 +79,8 @@ BEGIN
       RETURN;
     END IF;
   END IF;
-  v_held := ARRAY(SELECT l.id FROM _lock_held(p_job_ids, p_tokens) l(id)
-                  WHERE v_fast IS NULL OR l.id <> ALL (v_fast));
+  -- (Jobs the UPDATE above finished are no longer running: _lock_held leaves them out.)
+  v_held := ARRAY(SELECT l.id FROM _lock_held(p_job_ids, p_tokens) l(id));
   -- Every unit of a job carries the job's stored results (_unit_of), so their total is
   -- bounded: a unit always fits in one jsonb value (255 MB) and in a worker's memory.
   IF v_results THEN
@@ -110,9 +111,12 @@ BEGIN
     UPDATE steps s SET status = 'succeeded', attempts = f.attempt, finished_at = v_now, result = f.res
     FROM fast f WHERE s.job_id = f.id AND s.idx = f.current_step AND f.res IS NOT NULL
   )
-  SELECT v_fast || array_agg(f.id) INTO v_fast FROM fast f;
+  SELECT array_agg(f.id) INTO v_last FROM fast f;
+  IF v_last IS NOT NULL THEN
+    PERFORM _job_finish(v_last, 'succeeded', v_now, true);
+  END IF;
+  v_fast := v_fast || v_last;
   IF v_fast IS NOT NULL THEN
-    PERFORM _job_finish(ARRAY(SELECT f.id FROM unnest(v_fast) AS f(id) WHERE f.id = ANY (v_held)), 'succeeded', v_now, true);
     v_done := ARRAY(SELECT f || ':succeeded' FROM unnest(v_fast) f);
     RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::unit FROM unnest(v_fast) f;
   END IF;

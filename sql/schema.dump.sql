@@ -351,7 +351,7 @@ schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at 
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
     165bc2769f7f8bc7b12253df8a4fa951
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    f724fd4f2c5f7dcef5765592281aed19
+    55b7682f3e304955ac35bda32026d726
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     7de4fe8eebc49d83cc7725d0bc756d24
 worker_deregister(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
