@@ -108,6 +108,7 @@ DECLARE
   v_lease  interval    := _lease(p_lease_ms);
   v_worker text        := left(coalesce(p_worker, ''), _limit_max_name_length());
   v_unit   unit;
+  v_ids    bigint[];        -- the rows picked, without limits
   v_lq     text[];          -- limited queues in scope
   v_limits queue_limits[];  -- their limit rows
   v_locked boolean[];       -- false where another claimer holds the row (no room then)
@@ -129,14 +130,18 @@ BEGIN
   IF v_lq IS NULL THEN
     -- One statement picks and locks the runnable rows in claim order; _claim_lease leases
     -- them and builds the units.
-    RETURN QUERY SELECT * FROM _claim_lease(ARRAY(
+    v_ids := ARRAY(
       SELECT j.id FROM jobs j
       WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
         AND j.step_name = ANY (p_names)
         AND (p_queues IS NULL OR j.queue = ANY (p_queues))
       ORDER BY j.priority, j.available_at, j.id
       LIMIT p_limit
-      FOR UPDATE SKIP LOCKED), v_worker, v_now, v_lease);
+      FOR UPDATE SKIP LOCKED);
+    -- An empty claim (another worker took the work first) skips the lease statement.
+    IF cardinality(v_ids) > 0 THEN
+      RETURN QUERY SELECT * FROM _claim_lease(v_ids, v_worker, v_now, v_lease);
+    END IF;
     RETURN;
   END IF;
 

@@ -3,13 +3,18 @@
 -- heartbeats never deadlock), and returns their ids.
 CREATE OR REPLACE FUNCTION _lock_held(p_job_ids bigint[], p_tokens uuid[])
 RETURNS SETOF bigint
-LANGUAGE sql VOLATILE
+-- PL/pgSQL, not SQL: a SQL function that cannot be inlined (this one locks) is parsed and
+-- planned on every call; PL/pgSQL keeps its plan for the session.
+LANGUAGE plpgsql VOLATILE
 AS $$
+BEGIN
+  RETURN QUERY
   SELECT j.id FROM jobs j JOIN unnest(p_job_ids, p_tokens) AS t(id, token)
     ON j.id = t.id AND j.lease_token = t.token
   WHERE j.status = 'running'
   ORDER BY j.id
   FOR UPDATE OF j;
+END;
 $$;
 COMMENT ON FUNCTION _lock_held(bigint[], uuid[]) IS 'Locks, in id order, the running jobs held under the given tokens; returns their ids.';
 

@@ -27,6 +27,18 @@ CREATE OR REPLACE FUNCTION step_complete(
 RETURNS TABLE (job_id bigint, accepted boolean, job_status text, next unit)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
+-- Every statement here looks jobs and steps up by id. Plans are kept for the session
+-- (force_generic_plan): a plan made per call for array parameters (PL/pgSQL's default,
+-- kept whenever it looks cheaper than the generic one, which it always does for a short
+-- array) cost more than the work of a one-unit report. Without seq scans, hash or merge
+-- joins that plan stays an index walk even when it was made while the tables were empty
+-- or their statistics stale (seen: a hash join over a seq scan of jobs, cached for the
+-- session, on every report). JIT off: those settings inflate the cost of any other plan.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -184,6 +196,12 @@ CREATE OR REPLACE FUNCTION step_fail(p_job_ids bigint[], p_tokens uuid[], p_repo
 RETURNS TABLE (job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
+-- Plans kept for the session, and index walks only: see step_complete.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -192,10 +192,10 @@ _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
     f6743f5a7059d7e2d5dbd30a6ebb4728
-_job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs sql volatile
-    ea24905d007748ca399150bbb120d8a2
-_job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs sql volatile
-    35a0ea8f5e7b74fec5d5f9c599a9e434
+_job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs plpgsql volatile
+    29bb53cbce89e55c825fd303aeb64a57
+_job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
+    1725347aa5d576b3db3bf78c597f23b2
 _job_lock(p_job_id bigint) -> <schema>.jobs plpgsql volatile
     c0c92d44823123d4785d016b40d9c189
 _job_next_unit(p_job <schema>.jobs, p_idx integer, p_phase text, p_name text, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
@@ -264,8 +264,8 @@ _limit_min_priority() -> integer sql immutable
     a0035399d7ccddbdc099f131c99bfe7c
 _limit_min_worker_heartbeat_ms() -> integer sql immutable
     8d854d4a82e2843eb9944940623f546c
-_lock_held(p_job_ids bigint[], p_tokens uuid[]) -> SETOF bigint sql volatile
-    17a0c0c5e21044b5e591c25e73bdcd0d
+_lock_held(p_job_ids bigint[], p_tokens uuid[]) -> SETOF bigint plpgsql volatile
+    dba3ecf75247653b169ba60dc884b2e4
 _next_token(p_token uuid) -> uuid sql immutable
     13fdceecc8463bb260a83d521ccc4f55
 _notify_cancel(p_job_id bigint) -> void sql volatile
@@ -308,8 +308,8 @@ _worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now
     790a19df56e8a374c501acefb9ef58fb
 backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interval sql volatile
     b798106a348015cc542a5a1b1d4a74b1
-engine_now() -> timestamp with time zone sql volatile set search_path=pg_catalog, stepping, pg_temp
-    bd80f5a7a00394f8bac2d789a51e097a
+engine_now() -> timestamp with time zone plpgsql volatile set search_path=pg_catalog, stepping, pg_temp
+    f3587682cef3bf381fdb58b4fb309ac2
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     b5551ae0cf55aa50b6a0bfeb373158fa
 job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -349,10 +349,10 @@ schedule_remove(p_name text) -> boolean plpgsql volatile security definer set se
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     b280596816db1bf65022d3b93b5b876b
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
-    165bc2769f7f8bc7b12253df8a4fa951
-step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    4f88ee85f8c4c6570b9ad5c2685196bf
+step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     55b7682f3e304955ac35bda32026d726
-step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     7de4fe8eebc49d83cc7725d0bc756d24
 worker_deregister(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     0493b5350d2254fa3e0047a7818f57ae
