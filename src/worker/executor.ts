@@ -11,6 +11,7 @@ import type { LeasedUnit } from '../db/engine.js';
 import { PermanentError, SteppingError } from '../errors.js';
 import { type AnyStepDefinition, type RetryLater, retryLaterDelay, type StepContext } from '../steps.js';
 import { asError } from './error-record.js';
+import type { LazyAbort } from './lazy-abort.js';
 import { encodeResult } from './result.js';
 
 /** How long a transactional handler that outlived its attempt (timeout, abort) may take to return. */
@@ -104,7 +105,7 @@ function resultsArray(unit: LeasedUnit): unknown[] {
 export async function runUnit(
   unit: LeasedUnit,
   definition: AnyStepDefinition,
-  controller: AbortController,
+  controller: LazyAbort,
   deps: RunDeps,
 ): Promise<Outcome> {
   const timeoutMs = definition.options.timeoutMs;
@@ -150,7 +151,9 @@ export async function runUnit(
       phase: unit.phase,
       idempotencyKey: `${unit.jobId}:${unit.stepIndex}${unit.phase === 'compensate' ? ':compensate' : ''}`,
       queue: unit.queue,
-      signal: controller.signal,
+      get signal() {
+        return controller.signal;
+      },
       database: deps.database,
       results: resultsArray(unit),
       tx: client ? guardedClient(client, () => ended, unit.name) : undefined,
@@ -172,9 +175,14 @@ export async function runUnit(
 
   // Only the timeout ends an attempt before its handler returns: after a cancel or a lost
   // lease the handler is expected to stop by itself, and its report decides what happens.
+  // Without a timeout there is nothing to race (the usual case: no timer, no extra promises).
+  if (timeoutMs === undefined) {
+    const outcome = await handlerDone;
+    ended = true;
+    return await afterHandler(outcome);
+  }
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<Outcome>((resolve) => {
-    if (timeoutMs === undefined) return;
     timer = setTimeout(() => {
       const error = new Error(`step ${unit.name} timed out after ${timeoutMs} ms`);
       // Before the abort: a handler woken by it must already find ctx.tx closed.
@@ -205,33 +213,42 @@ export async function runUnit(
     releaseClient(true);
     return outcome;
   }
-  const held = client;
-  if (!held) {
-    releasePermit?.();
+  return await afterHandler(outcome);
+
+  /** The handler returned: hand a successful transaction to the report, or roll it back. */
+  function afterHandler(outcome: Outcome): Outcome | Promise<Outcome> {
+    const held = client;
+    if (!held) {
+      releasePermit?.();
+      return outcome;
+    }
+    return endTransaction(held, outcome);
+  }
+
+  async function endTransaction(held: pg.PoolClient, outcome: Outcome): Promise<Outcome> {
+    if (outcome.kind === 'success') {
+      // The report commits (or rolls back) in this transaction; see settle.ts.
+      const open: OpenTransaction = {
+        client: held,
+        finish: async (commit) => {
+          try {
+            await held.query(commit ? 'COMMIT' : 'ROLLBACK');
+            releaseClient(false);
+          } catch (error) {
+            releaseClient(true);
+            throw error;
+          }
+        },
+      };
+      return { ...outcome, tx: open };
+    }
+    // Failed or not yet: nothing the handler wrote may stay.
+    try {
+      await held.query('ROLLBACK');
+      releaseClient(false);
+    } catch {
+      releaseClient(true);
+    }
     return outcome;
   }
-  if (outcome.kind === 'success') {
-    // The report commits (or rolls back) in this transaction; see settle.ts.
-    const open: OpenTransaction = {
-      client: held,
-      finish: async (commit) => {
-        try {
-          await held.query(commit ? 'COMMIT' : 'ROLLBACK');
-          releaseClient(false);
-        } catch (error) {
-          releaseClient(true);
-          throw error;
-        }
-      },
-    };
-    return { ...outcome, tx: open };
-  }
-  // Failed or not yet: nothing the handler wrote may stay.
-  try {
-    await held.query('ROLLBACK');
-    releaseClient(false);
-  } catch {
-    releaseClient(true);
-  }
-  return outcome;
 }

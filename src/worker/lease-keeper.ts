@@ -8,11 +8,12 @@
 import type pg from 'pg';
 
 import type { Engine, LeasedUnit } from '../db/engine.js';
+import { LazyAbort } from './lazy-abort.js';
 
 /** A unit held by this worker, from its claim until its report is settled. */
 export interface HeldUnit {
   readonly unit: LeasedUnit;
-  readonly controller: AbortController;
+  readonly controller: LazyAbort;
   /** When its handler started (0: claimed ahead, not started yet). */
   startedAt: number;
   /** Lease lost, released, or its report given up: do not heartbeat, do not report. */
@@ -54,7 +55,7 @@ export class LeaseKeeper {
   hold(unit: LeasedUnit): HeldUnit {
     const held: HeldUnit = {
       unit,
-      controller: new AbortController(),
+      controller: new LazyAbort(),
       startedAt: Date.now(),
       abandoned: false,
     };
@@ -107,7 +108,7 @@ export class LeaseKeeper {
         if (cancelled === undefined) {
           h.abandoned = true;
           h.controller.abort(new Error(`lease on job ${h.unit.jobId} was lost`));
-        } else if (cancelled && !h.controller.signal.aborted) {
+        } else if (cancelled && !h.controller.aborted) {
           h.controller.abort(new Error(`job ${h.unit.jobId} was cancelled`));
         }
       }
