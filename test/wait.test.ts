@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { defineStep, JobNotFoundError, WaitTimeoutError } from '../src/index.js';
+import { createStepping, defineStep, JobNotFoundError, WaitTimeoutError } from '../src/index.js';
 import { deferred, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -43,6 +43,34 @@ test('waitForJob is woken by NOTIFY, not by polling: no query runs while it wait
   // Finishing the job (here by cancelling it) wakes the waiter through <schema>_done.
   await h.pool.query('SELECT stepping.job_cancel($1)', [id]);
   assert.equal((await waiting).status, 'cancelled');
+});
+
+test('waitForJob polls when its LISTEN connection cannot be made, and still sees the job finish', async (t) => {
+  // Nothing listens on port 1: the LISTEN connection is refused, the queries still work.
+  const polling = createStepping({
+    connectionString: h.url,
+    listenConnectionString: 'postgres://postgres@127.0.0.1:1/nowhere',
+  });
+  t.after(() => polling.close());
+  const id = await h.stepping.enqueue([unserved]);
+  const seen: number[] = [];
+  const original = polling.pool.query.bind(polling.pool) as (...args: unknown[]) => unknown;
+  (polling.pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].includes('job_overview')) seen.push(Date.now());
+    return original(...args);
+  };
+  const waiting = polling.waitForJob(id, { timeoutMs: 10_000 });
+  let settled = false;
+  waiting.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  // The first read happens at once; the next only by polling, since no NOTIFY can arrive.
+  while (seen.length < 2 && !settled) await new Promise((r) => setTimeout(r, 20));
+  await h.pool.query('SELECT stepping.job_cancel($1)', [id]);
+  const state = await waiting;
+  assert.equal(state.status, 'cancelled');
+  assert.ok(seen.length >= 3, `expected a poll to see the cancel, saw ${seen.length} reads`);
 });
 
 /**
