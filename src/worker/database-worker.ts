@@ -19,7 +19,7 @@ import { Permits } from './permits.js';
 import { RateMeter } from './rate.js';
 import { WorkerPresence } from './registry.js';
 import { Scheduler } from './scheduler.js';
-import { type Emit, settle, unitEvent } from './settle.js';
+import { type Emit, settle, type SettleDeps, unitEvent } from './settle.js';
 import type { Slots } from './slots.js';
 
 export type { Emit } from './settle.js';
@@ -133,7 +133,18 @@ export class DatabaseWorker {
       (e) => error(e, 'report'),
     );
     this.presence = new WorkerPresence(config, pool, database, emit, many?.spread, many?.ownInsert);
+    this.settleDeps = {
+      engine: this.engine,
+      completer: this.completer,
+      continuation: () => this.continuation(),
+      emit,
+      database,
+      dueAt: (at) => this.fetcher.wakeAt(at),
+    };
   }
+
+  /** What settle needs, made once (not per unit). */
+  private readonly settleDeps: SettleDeps;
 
   /** Who may be handed a job's next unit: this worker, unless it is stopping. */
   private continuation() {
@@ -286,7 +297,7 @@ export class DatabaseWorker {
   /** Starts a held unit's handler (its slot is taken). */
   private begin(held: HeldUnit): void {
     held.startedAt = Date.now();
-    this.emit('step:started', unitEvent(this.database, held.unit));
+    if (this.emit.wants('step:started')) this.emit('step:started', unitEvent(this.database, held.unit));
     void this.execute(held);
   }
 
@@ -324,20 +335,7 @@ export class DatabaseWorker {
       if (outcome.kind === 'success') await outcome.tx?.finish(false).catch(() => {});
       attempt.end({ outcome: 'abandoned', error: null, durationMs: Date.now() - held.startedAt });
     } else {
-      const result = await settle(
-        {
-          engine: this.engine,
-          completer: this.completer,
-          continuation: () => this.continuation(),
-          emit: this.emit,
-          database: this.database,
-          dueAt: (at) => this.fetcher.wakeAt(at),
-        },
-        unit,
-        definition,
-        outcome,
-        held.startedAt,
-      );
+      const result = await settle(this.settleDeps, unit, definition, outcome, held.startedAt);
       attempt.end(result.end);
       // A given-up report: stop heart-beating so the lease lapses and the unit is recovered.
       if (result.gaveUp) held.abandoned = true;

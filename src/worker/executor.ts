@@ -143,6 +143,7 @@ export async function runUnit(
   }
 
   const handlerDone = (async (): Promise<Outcome> => {
+    let results: unknown[] | undefined;
     const ctx: StepContext = {
       jobId: unit.jobId,
       stepIndex: unit.stepIndex,
@@ -155,7 +156,10 @@ export async function runUnit(
         return controller.signal;
       },
       database: deps.database,
-      results: resultsArray(unit),
+      // Made when read: most handlers never look at earlier results.
+      get results() {
+        return (results ??= resultsArray(unit));
+      },
       tx: client ? guardedClient(client, () => ended, unit.name) : undefined,
       retryLater: (delayMs: number) => ({ kind: 'stepping.retryLater', delayMs: retryLaterDelay(delayMs) }),
     };

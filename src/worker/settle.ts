@@ -15,7 +15,11 @@ import type { Outcome } from './executor.js';
 import { encodeJson } from './result.js';
 
 /** How settle reports events. */
-export type Emit = <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => void;
+export interface Emit {
+  <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]): void;
+  /** False when nobody listens to `event`: its payload need not be built (per unit, that adds up). */
+  wants(event: WorkerEventName): boolean;
+}
 
 /** What settle needs besides the unit and its outcome. */
 export interface SettleDeps {
@@ -158,7 +162,6 @@ export async function settle(
   outcome: Outcome,
   startedAt: number,
 ): Promise<SettleResult> {
-  const base = unitEvent(deps.database, unit);
   const durationMs = Date.now() - startedAt;
   let answer: Settled;
   let failedWith: Error | null = null;
@@ -193,25 +196,26 @@ export async function settle(
     );
   }
 
+  const { emit } = deps;
   if (!answer.accepted) {
-    deps.emit('step:lease-lost', base);
+    emit('step:lease-lost', unitEvent(deps.database, unit));
     const outcome = answer.gaveUp ? 'abandoned' : 'lease_lost';
     return { next: null, gaveUp: answer.gaveUp, end: { outcome, error: failedWith, durationMs } };
   }
   if (failedWith) {
-    deps.emit('step:failed', {
-      ...base,
+    emit('step:failed', {
+      ...unitEvent(deps.database, unit),
       durationMs,
       error: failedWith,
       outcome: answer.outcome ?? 'retry',
       nextRunAt: answer.nextRunAt,
     });
-  } else if (outcome.kind !== 'later') {
-    deps.emit('step:succeeded', { ...base, durationMs });
+  } else if (outcome.kind !== 'later' && emit.wants('step:succeeded')) {
+    emit('step:succeeded', { ...unitEvent(deps.database, unit), durationMs });
   }
   if (answer.outcome === 'retry' || answer.outcome === 'not_yet') {
-    deps.emit('step:retry-scheduled', {
-      ...base,
+    emit('step:retry-scheduled', {
+      ...unitEvent(deps.database, unit),
       nextRunAt: answer.nextRunAt,
       notYet: outcome.kind === 'later',
     });
@@ -219,7 +223,8 @@ export async function settle(
     if (answer.nextRunAt) deps.dueAt(answer.nextRunAt.getTime() + 5);
   }
   if (isFinalStatus(answer.jobStatus)) {
-    deps.emit(`job:${answer.jobStatus}`, { database: deps.database, jobId: unit.jobId });
+    const event = `job:${answer.jobStatus}` as const;
+    if (emit.wants(event)) emit(event, { database: deps.database, jobId: unit.jobId });
   }
   const ended = failedWith || outcome.kind === 'later' ? (answer.outcome ?? 'retry') : 'succeeded';
   return { next: answer.next, gaveUp: false, end: { outcome: ended, error: failedWith, durationMs } };

@@ -26,7 +26,7 @@ import {
 } from '../multidb/sources.js';
 import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl } from '../text.js';
-import { DatabaseWorker } from './database-worker.js';
+import { DatabaseWorker, type Emit } from './database-worker.js';
 import { Dispatcher } from './dispatcher.js';
 import type { WorkerEventMap, WorkerEventName } from './events.js';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './options.js';
@@ -158,6 +158,12 @@ export class Worker {
     this.emitter.off(event, listener);
     return this;
   }
+
+  /** emit, for the database workers: with wants(), so they build no payload nobody reads. */
+  private readonly emitForDatabases: Emit = Object.assign(
+    <K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]) => this.emit(event, payload),
+    { wants: (event: WorkerEventName) => event === 'error' || this.emitter.listenerCount(event) > 0 },
+  );
 
   private emit<K extends WorkerEventName>(event: K, payload: WorkerEventMap[K]): void {
     // An 'error' without listeners would throw inside the worker; print it instead.
@@ -379,7 +385,7 @@ export class Worker {
       m.pool,
       m.id,
       this.slots,
-      (e, p) => this.emit(e, p),
+      this.emitForDatabases,
       () => this.dispatcher.kick(),
       m.hasListenerPermit ? m.listenConfig : null,
       this.budget
