@@ -249,8 +249,11 @@ export class Engine {
       [
         done.map((d) => d.unit.jobId),
         done.map((d) => d.unit.leaseToken),
-        done.map((d) => d.resultJson),
-        done.map((d) => (d.compensation ? JSON.stringify(d.compensation) : null)),
+        // NULL instead of an array of NULLs (the usual batch: no results, no compensations).
+        done.some((d) => d.resultJson !== null) ? done.map((d) => d.resultJson) : null,
+        done.some((d) => d.compensation)
+          ? done.map((d) => (d.compensation ? JSON.stringify(d.compensation) : null))
+          : null,
         continuation?.worker ?? null,
         continuation?.names ?? null,
         continuation?.queues ?? null,

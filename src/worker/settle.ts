@@ -177,10 +177,10 @@ export async function settle(
       await outcome.tx?.finish(false).catch(() => {});
       answer = await deps.completer.fail(asFailure(failedWith));
     } else {
-      const entry = { unit, resultJson: outcome.resultJson, compensation };
+      const { resultJson } = outcome;
       answer = outcome.tx
-        ? await completeInTransaction(deps, outcome, entry, asFailure)
-        : await deps.completer.complete({ ...entry, asFailure });
+        ? await completeInTransaction(deps, outcome, { unit, resultJson, compensation }, asFailure)
+        : await deps.completer.complete({ unit, resultJson, compensation, asFailure });
       failedWith = answer.storedAsFailure;
     }
   } else {
