@@ -9,8 +9,9 @@ import type pg from 'pg';
 
 import type { LeasedUnit } from '../db/engine.js';
 import { PermanentError, SteppingError } from '../errors.js';
-import { type AnyStepDefinition, type RetryLater, retryLaterDelay, type StepContext } from '../steps.js';
+import { type AnyStepDefinition, type RetryLater, retryLaterDelay } from '../steps.js';
 import { asError } from './error-record.js';
+import { HandlerContext } from './handler-context.js';
 import type { LazyAbort } from './lazy-abort.js';
 import { encodeResult } from './result.js';
 
@@ -96,11 +97,6 @@ export interface RunDeps {
 /** "Not yet" delay when a transactional attempt could not even open its transaction. */
 const TX_OPEN_RETRY_MS = 1000;
 
-/** The results array a handler sees: stored results by step index, undefined where none (no holes). */
-function resultsArray(unit: LeasedUnit): unknown[] {
-  return Array.from({ length: unit.stepCount }, (_, index) => unit.results[index]);
-}
-
 /** Runs the handler of `unit`; never throws. */
 export async function runUnit(
   unit: LeasedUnit,
@@ -143,26 +139,12 @@ export async function runUnit(
   }
 
   const handlerDone = (async (): Promise<Outcome> => {
-    let results: unknown[] | undefined;
-    const ctx: StepContext = {
-      jobId: unit.jobId,
-      stepIndex: unit.stepIndex,
-      stepCount: unit.stepCount,
-      attempt: unit.attempt,
-      phase: unit.phase,
-      idempotencyKey: `${unit.jobId}:${unit.stepIndex}${unit.phase === 'compensate' ? ':compensate' : ''}`,
-      queue: unit.queue,
-      get signal() {
-        return controller.signal;
-      },
-      database: deps.database,
-      // Made when read: most handlers never look at earlier results.
-      get results() {
-        return (results ??= resultsArray(unit));
-      },
-      tx: client ? guardedClient(client, () => ended, unit.name) : undefined,
-      retryLater: (delayMs: number) => ({ kind: 'stepping.retryLater', delayMs: retryLaterDelay(delayMs) }),
-    };
+    const ctx = new HandlerContext(
+      unit,
+      controller,
+      deps.database,
+      client ? guardedClient(client, () => ended, unit.name) : undefined,
+    );
     const value: unknown = await definition.handler(unit.args, ctx);
     if (isRetryLater(value)) return { kind: 'later', delayMs: value.delayMs };
     // A compensation's return value is not stored: it need not be JSON.
