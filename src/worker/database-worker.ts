@@ -86,7 +86,7 @@ export class DatabaseWorker {
     private readonly slots: Slots,
     private readonly emit: Emit,
     /** Asks the dispatcher to hand out free slots (work may be waiting, or a slot freed). */
-    private readonly kick: () => void,
+    private readonly kick: (now?: boolean) => void,
     /** Connection settings for the LISTEN connection; null: no listener, poll adaptively. */
     listenConfig: pg.ClientConfig | null,
     /** Null: the only database of its worker. */

@@ -38,8 +38,16 @@ export class Dispatcher {
     if (i >= 0) this.claimants.splice(i, 1);
   }
 
-  /** Something changed (work arrived, a slot freed): dispatch on the next turn of the event loop. */
-  kick(): void {
+  /**
+   * Something changed (work arrived, a slot freed): dispatch on the next turn of the event
+   * loop. `now`: dispatch at once (a NOTIFY woke an idle worker: the claim goes out in this
+   * turn, which is idle latency).
+   */
+  kick(now = false): void {
+    if (now) {
+      this.dispatch();
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     // One dispatch per turn, however many kicks: results of the same tick share it.

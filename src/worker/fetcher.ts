@@ -32,8 +32,8 @@ export interface FetcherDeps {
   /** Takes claimed units: `start` have their slots taken, `keep` are prefetched (no slot yet). */
   accept(start: LeasedUnit[], keep: LeasedUnit[]): void;
   error(error: Error, during: string): void;
-  /** Asks the dispatcher to hand out free slots. */
-  kick(): void;
+  /** Asks the dispatcher to hand out free slots (`now`: in this turn of the event loop). */
+  kick(now?: boolean): void;
   /**
    * Idle poll period of a database that hears about new work another way (its listener,
    * or the server's activity watch): a safety net only. Null: pollIntervalMs with a
@@ -83,7 +83,7 @@ export class Fetcher {
         this.unsubscribe = await hub.subscribe(
           engine.readyChannel,
           (queue) => {
-            if (config.queues === null || config.queues.includes(queue)) this.wake();
+            if (config.queues === null || config.queues.includes(queue)) this.wake(true);
           },
           () => this.reconnected(),
         );
@@ -97,10 +97,13 @@ export class Fetcher {
     this.wake();
   }
 
-  /** Notes that work may be waiting; the dispatcher decides when this database claims. */
-  wake(): void {
+  /**
+   * Notes that work may be waiting; the dispatcher decides when this database claims.
+   * `now`: a NOTIFY said so, dispatch in this turn.
+   */
+  wake(now = false): void {
     this.moreWork = true;
-    this.deps.kick();
+    this.deps.kick(now);
   }
 
   /**

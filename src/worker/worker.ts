@@ -386,7 +386,7 @@ export class Worker {
       m.id,
       this.slots,
       this.emitForDatabases,
-      () => this.dispatcher.kick(),
+      (now) => this.dispatcher.kick(now),
       m.hasListenerPermit ? m.listenConfig : null,
       this.budget
         ? {
