@@ -24,6 +24,8 @@ export class Dispatcher {
   private readonly claimants: Claimant[] = [];
   private offset = 0;
   private scheduled = false;
+  /** A dispatch ran at once (kick(true)) in this turn of the event loop. */
+  private dispatchedNow = false;
   /** Slots granted to databases without a backlog minus those granted to backlogged ones. */
   private balance = 0;
 
@@ -44,7 +46,11 @@ export class Dispatcher {
    * turn, which is idle latency).
    */
   kick(now = false): void {
-    if (now) {
+    // At most one dispatch at once per turn: a dispatch visits every database, and a burst
+    // of notifications (many tenants) must not cost one visit each.
+    if (now && !this.dispatchedNow) {
+      this.dispatchedNow = true;
+      setImmediate(() => (this.dispatchedNow = false));
       this.dispatch();
       return;
     }
