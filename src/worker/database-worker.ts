@@ -311,7 +311,7 @@ export class DatabaseWorker {
     const attempt = this.telemetry.attempt(unit);
     const outcome: Outcome = definition
       ? await attempt.run(() =>
-          runUnit(unit, definition, held.controller, {
+          runUnit(unit, definition, held.abort, {
             pool: this.pool,
             database: this.database,
             acquireTransaction: () => this.transactions.acquire(),
@@ -405,7 +405,7 @@ export class DatabaseWorker {
     if (left.length > 0) {
       for (const h of left) {
         h.abandoned = true;
-        h.controller.abort(new Error('worker is stopping'));
+        h.abort.abort(new Error('worker is stopping'));
       }
       await this.engine
         .releaseLeases(

@@ -101,7 +101,7 @@ const TX_OPEN_RETRY_MS = 1000;
 export async function runUnit(
   unit: LeasedUnit,
   definition: AnyStepDefinition,
-  controller: LazyAbort,
+  abort: LazyAbort,
   deps: RunDeps,
 ): Promise<Outcome> {
   const timeoutMs = definition.options.timeoutMs;
@@ -141,7 +141,7 @@ export async function runUnit(
   const handlerDone = (async (): Promise<Outcome> => {
     const ctx = new HandlerContext(
       unit,
-      controller,
+      abort,
       deps.database,
       client ? guardedClient(client, () => ended, unit.name) : undefined,
     );
@@ -173,7 +173,7 @@ export async function runUnit(
       const error = new Error(`step ${unit.name} timed out after ${timeoutMs} ms`);
       // Before the abort: a handler woken by it must already find ctx.tx closed.
       ended = true;
-      controller.abort(error);
+      abort.abort(error);
       resolve({ kind: 'failure', error, permanent: false });
     }, timeoutMs);
   });
@@ -202,16 +202,12 @@ export async function runUnit(
   return await afterHandler(outcome);
 
   /** The handler returned: hand a successful transaction to the report, or roll it back. */
-  function afterHandler(outcome: Outcome): Outcome | Promise<Outcome> {
+  async function afterHandler(outcome: Outcome): Promise<Outcome> {
     const held = client;
     if (!held) {
       releasePermit?.();
       return outcome;
     }
-    return endTransaction(held, outcome);
-  }
-
-  async function endTransaction(held: pg.PoolClient, outcome: Outcome): Promise<Outcome> {
     if (outcome.kind === 'success') {
       // The report commits (or rolls back) in this transaction; see settle.ts.
       const open: OpenTransaction = {

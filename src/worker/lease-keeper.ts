@@ -13,7 +13,8 @@ import { LazyAbort } from './lazy-abort.js';
 /** A unit held by this worker, from its claim until its report is settled. */
 export interface HeldUnit {
   readonly unit: LeasedUnit;
-  readonly controller: LazyAbort;
+  /** Aborts ctx.signal (cancel, lost lease, timeout, hard stop). */
+  readonly abort: LazyAbort;
   /** When its handler started (0: claimed ahead, not started yet). */
   startedAt: number;
   /** Lease lost, released, or its report given up: do not heartbeat, do not report. */
@@ -55,7 +56,7 @@ export class LeaseKeeper {
   hold(unit: LeasedUnit): HeldUnit {
     const held: HeldUnit = {
       unit,
-      controller: new LazyAbort(),
+      abort: new LazyAbort(),
       startedAt: Date.now(),
       abandoned: false,
     };
@@ -107,9 +108,9 @@ export class LeaseKeeper {
         const cancelled = kept.get(h.unit.jobId);
         if (cancelled === undefined) {
           h.abandoned = true;
-          h.controller.abort(new Error(`lease on job ${h.unit.jobId} was lost`));
-        } else if (cancelled && !h.controller.aborted) {
-          h.controller.abort(new Error(`job ${h.unit.jobId} was cancelled`));
+          h.abort.abort(new Error(`lease on job ${h.unit.jobId} was lost`));
+        } else if (cancelled && !h.abort.aborted) {
+          h.abort.abort(new Error(`job ${h.unit.jobId} was cancelled`));
         }
       }
     } catch (error) {
