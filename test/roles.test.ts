@@ -51,7 +51,6 @@ const ALLOWED: Record<'producer' | 'worker' | 'operator', { functions: string[];
       'schedule_due',
       'schedule_fire',
       'schedule_next_due_in_ms',
-      'schedule_upsert',
     ],
     relations: ['settings'],
   },
@@ -452,6 +451,49 @@ test('worker: a worker connected as the worker role claims, heartbeats, complete
   } finally {
     if (!stopped) await w.stop();
   }
+});
+
+test('worker: may not create or change schedules (a schedule enqueues jobs); a worker declaring schedules needs the operator role too', async () => {
+  // An operator's schedule, and what a worker credential tried to do with it.
+  await h.stepping.schedule('roles.nightly', '0 3 * * *', [{ name: 'roles.report', args: { to: 'cfo' } }]);
+  const c = await worker.client();
+  const job = JSON.stringify({
+    steps: [{ name: 'roles.report', args: { to: 'attacker' } }],
+    priority: 32767,
+  });
+  for (const name of ['roles.nightly', 'roles.evil']) {
+    const state = await sqlState(
+      c,
+      `SELECT stepping.schedule_upsert($1, '* * * * *', 'UTC', $2::jsonb, stepping.engine_now(), 1000, true)`,
+      [name, job],
+    );
+    assert.equal(state, '42501', name);
+  }
+  const { rows } = await h.pool.query(
+    `SELECT name, job->'steps'->0->'args'->>'to' AS to, backfill, paused FROM stepping.schedules ORDER BY name`,
+  );
+  assert.deepEqual(rows, [{ name: 'roles.nightly', to: 'cfo', backfill: 0, paused: false }]);
+
+  // The schedules option of a worker connected as the worker role alone: a clear refusal at start.
+  const report = defineStep('roles.report', async () => undefined);
+  const schedules = [{ name: 'roles.declared', cron: '0 4 * * *', steps: [report({})] }];
+  const alone = createWorker({ connectionString: worker.url(), steps: [report], schedules });
+  await assert.rejects(alone.start(), (error: Error) => {
+    assert.equal(error.name, 'ConfigError');
+    assert.match(error.message, /schedules option needs the stepping_operator role/);
+    return true;
+  });
+  await alone.stop();
+  // With the operator role too, the same worker declares them.
+  const both = await roles.create('rl_wo', { memberOf: ['stepping_worker', 'stepping_operator'] });
+  const declaring = createWorker({ connectionString: both.url(), steps: [report], schedules });
+  await declaring.start();
+  await declaring.stop();
+  const declared = await h.pool.query(
+    `SELECT count(*)::int AS n FROM stepping.schedules WHERE name = 'roles.declared'`,
+  );
+  assert.equal(declared.rows[0].n, 1);
+  await h.pool.query(`DELETE FROM stepping.schedules`);
 });
 
 test('operator: reads every view, cancels, retries and prunes, with the driver and the stepping CLI', async () => {

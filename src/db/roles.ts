@@ -43,7 +43,6 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'schedule_due',
       'schedule_fire',
       'schedule_next_due_in_ms',
-      'schedule_upsert',
     ],
     relations: ['settings'],
     summary:

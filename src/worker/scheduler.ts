@@ -11,6 +11,7 @@ import type pg from 'pg';
 
 import type { NotificationHub } from '../db/notifications.js';
 import type { DueSchedule } from '../db/schedules.js';
+import { ConfigError } from '../errors.js';
 import { CronSchedule } from '../schedules/cron.js';
 import { type ScheduleDefinition, Schedules } from '../schedules/schedules.js';
 import { WakeTimer } from './wake-timer.js';
@@ -53,7 +54,22 @@ export class Scheduler {
 
   /** Upserts the declarative schedules (an invalid one fails the start), subscribes and fires what is due. */
   async start(): Promise<void> {
-    for (const def of this.deps.definitions) await this.schedules.define(this.deps.pool, def);
+    for (const def of this.deps.definitions) {
+      try {
+        await this.schedules.define(this.deps.pool, def);
+      } catch (error) {
+        // The worker role may fire schedules but not write them: a schedule enqueues any
+        // job it names, and workers may not enqueue (README "Threat model").
+        if ((error as { code?: unknown }).code === '42501') {
+          throw new ConfigError(
+            `the schedules option needs the ${this.deps.schema}_operator role (or the schema's owner): ` +
+              `${this.deps.schema}_worker may fire schedules but not create or change them`,
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+    }
     if (this.deps.hub) {
       try {
         this.unsubscribe = await this.deps.hub.subscribe(
