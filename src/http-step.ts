@@ -13,7 +13,7 @@
  */
 import { EnqueueValidationError, PermanentError } from './errors.js';
 import { MAX_INT, MAX_RETRY_LATER_MS } from './limits.js';
-import { maskConnectionString } from './redact.js';
+import { MASK, maskConnectionString } from './redact.js';
 import { defineStep, type StepCallOptions, type StepContext, type StepDefinition } from './steps.js';
 
 /** Arguments of an HTTP step (stored as the step's JSON args). */
@@ -50,6 +50,7 @@ export class HttpStatusError extends Error {
   override name = 'HttpStatusError';
   constructor(
     readonly status: number,
+    /** The URL as the message shows it: its origin only (its path and query are the step's args). */
     readonly url: string,
     readonly bodyExcerpt: string,
     message = `HTTP ${status} from ${url}${bodyExcerpt ? `: ${bodyExcerpt}` : ''}`,
@@ -84,6 +85,10 @@ export class HttpRedirectError extends HttpStatusError {
 /** An HTTP step's arguments, checked and ready to send. */
 interface PreparedRequest {
   url: string;
+  /** The URL for messages: its origin, then `/…` when it has a path or query (see shownUrl). */
+  shownUrl: string;
+  /** Values of the args that must not reach a stored error (see secretsOf), longest first. */
+  secrets: readonly string[];
   method: string;
   headers: Headers;
   body: string | undefined;
@@ -106,6 +111,59 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** A header value fetch accepts: tab, visible ASCII, space, obs-text; never CR, LF or NUL. */
 const HEADER_VALUE = /^[\t\u0020-\u007e\u0080-\u00ff]*$/;
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
+/** Headers fetch (undici) computes itself or refuses: a request carrying one can never be sent. */
+const FETCH_MANAGED_HEADERS = new Set([
+  'connection',
+  'content-length',
+  'expect',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+]);
+/** Shortest arg value masked in a remote answer: shorter ones are too common to be secrets. */
+const MIN_SECRET_LENGTH = 6;
+
+/**
+ * The URL as stored errors show it. Errors are read by producers, operators and the
+ * dashboard, which never see args; a webhook's path (`/services/T0/B0/XXXX`) or a query
+ * (`?token=`) is often the credential itself, so only the origin is shown.
+ */
+function shownUrl(url: URL): string {
+  return url.pathname === '/' && url.search === '' ? `${url.origin}/` : `${url.origin}/…`;
+}
+
+/**
+ * The request's values a server may echo into its error answer, to be masked there: every
+ * header value (and each of its words), every path segment and query value, in raw and
+ * decoded form, of MIN_SECRET_LENGTH characters or more; longest first, so a value is
+ * masked whole before any part of it.
+ */
+function secretsOf(url: URL, headers: Record<string, string>): string[] {
+  const found = new Set<string>();
+  const add = (value: string) => {
+    if (value.length >= MIN_SECRET_LENGTH) found.add(value);
+  };
+  const decoded = (value: string) => {
+    try {
+      return decodeURIComponent(value);
+    } catch {
+      return value;
+    }
+  };
+  for (const value of Object.values(headers)) {
+    add(value);
+    for (const word of value.split(/\s+/)) add(word);
+  }
+  for (const segment of url.pathname.split('/')) {
+    add(segment);
+    add(decoded(segment));
+  }
+  for (const [, value] of url.searchParams) {
+    add(value);
+    add(encodeURIComponent(value));
+  }
+  return [...found].sort((a, b) => b.length - a.length);
+}
 
 /** A value for an error message: quoted, cut, with any credentials masked. */
 function shown(value: unknown): string {
@@ -170,6 +228,8 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   if (idempotencyKey !== undefined) headers.set('idempotency-key', idempotencyKey);
   for (const [name, value] of Object.entries((given ?? {}) as Record<string, unknown>)) {
     if (!TOKEN.test(name)) throw new TypeError(`header name ${shown(name)} is not a valid HTTP header name`);
+    if (FETCH_MANAGED_HEADERS.has(name.toLowerCase()))
+      throw new TypeError(`header ${name} cannot be set: fetch sets it itself or refuses it`);
     if (typeof value !== 'string')
       throw new TypeError(`header ${name} must be a string, got a ${typeof value}`);
     if (!HEADER_VALUE.test(value)) {
@@ -191,6 +251,8 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   }
   return {
     url: url.href,
+    shownUrl: shownUrl(url),
+    secrets: secretsOf(url, (given ?? {}) as Record<string, string>),
     method: upper,
     headers,
     body,
@@ -306,7 +368,7 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
     });
   }
   const aborted = rejectOnAbort(signal);
-  const response = await Promise.race([fetch(sent), aborted]);
+  const response = await Promise.race([fetch(sent).catch(permanentIfRefused), aborted]);
   // Bodies other than an error's are not read: the step's result is undefined. Cancelling
   // closes the connection, so nothing more is downloaded.
   const discard = () => Promise.race([response.body?.cancel().catch(() => {}), aborted]);
@@ -328,18 +390,51 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
     } catch {
       // Shown as sent.
     }
-    throw new HttpRedirectError(response.status, request.url, target && shownText(target));
+    throw new HttpRedirectError(
+      response.status,
+      request.shownUrl,
+      target && shownText(target, request.secrets),
+    );
   }
   const text = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
-  const error = new HttpStatusError(response.status, request.url, text.slice(0, EXCERPT_LENGTH));
+  const error = new HttpStatusError(
+    response.status,
+    request.shownUrl,
+    masked(text.slice(0, EXCERPT_LENGTH), request.secrets),
+  );
   if (response.status === 409) throw new PermanentError(error.message, { cause: error });
   throw error;
 }
 
-/** Remote text for a message: cut, credentials masked. */
-function shownText(text: string): string {
+/** `text` with every occurrence of the request's secrets masked. */
+function masked(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(MASK);
+  return out;
+}
+
+/** Remote text for a message: cut, credentials and the request's secrets masked. */
+function shownText(text: string, secrets: readonly string[]): string {
   const cut = text.length > EXCERPT_LENGTH ? `${text.slice(0, EXCERPT_LENGTH)}…` : text;
-  return maskConnectionString(cut);
+  return masked(maskConnectionString(cut), secrets);
+}
+
+/** undici's codes for a request it refuses to send as given: retrying cannot help. */
+const REFUSED_CODES = new Set([
+  'UND_ERR_INVALID_ARG',
+  'UND_ERR_NOT_SUPPORTED',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+]);
+
+/** Rethrows a fetch failure, as a PermanentError naming the cause when undici refused the request itself. */
+function permanentIfRefused(error: unknown): never {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  if (typeof cause?.code === 'string' && REFUSED_CODES.has(cause.code)) {
+    throw new PermanentError(`HTTP step: the request cannot be made: ${String(cause.message)}`, {
+      cause: error,
+    });
+  }
+  throw error;
 }
 
 async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
@@ -356,7 +451,8 @@ async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
   // AbortSignal.any() can be garbage-collected before it fires, leaving fetch hanging.
   const controller = new AbortController();
   const timer = setTimeout(
-    () => controller.abort(new Error(`HTTP step timed out after ${request.timeoutMs} ms: ${request.url}`)),
+    () =>
+      controller.abort(new Error(`HTTP step timed out after ${request.timeoutMs} ms: ${request.shownUrl}`)),
     request.timeoutMs,
   );
   const onAbort = () => controller.abort(ctx.signal.reason);

@@ -177,7 +177,7 @@ test('an error body is read only up to a cap: the rest is never downloaded', asy
   const final = await h.stepping.waitForJob(id, { timeoutMs: 60_000 });
   assert.equal(final.status, 'failed');
   const [step] = await h.stepping.steps(id);
-  assert.match(step!.lastError ?? '', /HTTP 500 from http:\/\/127\.0\.0\.1:\d+\/huge-error: x{500}(?!x)/);
+  assert.match(step!.lastError ?? '', /HTTP 500 from http:\/\/127\.0\.0\.1:\d+\/…: x{500}(?!x)/);
   const { written, finished } = await sent.promise;
   assert.equal(finished, false, 'the client closed the connection before the body ended');
   // What the client had not read yet sits in socket buffers: a few MiB at most.
@@ -260,13 +260,10 @@ test('redirects are not followed: a 3xx fails the attempt and names the Location
     const [a] = await h.stepping.steps(temporary);
     assert.match(
       a!.lastError ?? '',
-      new RegExp(`HTTP 307 from ${base}/moved-307: redirect to ${otherBase}/steal not followed`),
+      new RegExp(`HTTP 307 from ${base}/…: redirect to ${otherBase}/steal not followed`),
     );
     const [b] = await h.stepping.steps(found);
-    assert.match(
-      b!.lastError ?? '',
-      new RegExp(`HTTP 302 from ${base}/moved-302: redirect to ${base}/landing`),
-    );
+    assert.match(b!.lastError ?? '', new RegExp(`HTTP 302 from ${base}/…: redirect to ${base}/landing`));
     assert.deepEqual(stolen, [], 'nothing was sent to the other origin');
     assert.deepEqual(landed, [], 'the POST was not turned into a GET');
   } finally {
@@ -379,4 +376,54 @@ test('httpStep() checks its arguments when the call is made, naming the problem'
   }
   const call = httpStep({ url, method: 'patch', headers: { authorization: 'Bearer x' }, timeoutMs: 1 });
   assert.equal(call.name, 'stepping.http');
+});
+
+test("the stored error shows the URL's origin only, and masks the request's secrets a server echoes back", async () => {
+  // What producers and the dashboard read must not hold the args (README "Threat model"):
+  // a webhook's path, a query token, an Authorization header.
+  const path = '/hooks/T0PATHSECRET1/B0PATHSECRET2?token=QUERYSECRET&plain=1';
+  routes.set(path, (req, res) => {
+    res.statusCode = 500;
+    res.end(`upstream says: you sent ${req.headers.authorization} to ${req.url}`);
+  });
+  routes.set('/slow?api_key=SLOWQUERYSECRET', () => {}); // never answers
+  const echoed = await enqueueRaw(
+    { url: `${base}${path}`, headers: { authorization: 'Bearer HEADERSECRET' } },
+    { maxAttempts: 1 },
+  );
+  const slow = await enqueueRaw(
+    { url: `${base}/slow?api_key=SLOWQUERYSECRET`, timeoutMs: 200 },
+    { maxAttempts: 1 },
+  );
+  for (const [id, expected] of [
+    [
+      echoed,
+      new RegExp(
+        `^HTTP 500 from ${base}/…: upstream says: you sent \\*\\*\\* to /hooks/\\*\\*\\*/\\*\\*\\*\\?token=\\*\\*\\*&plain=1`,
+      ),
+    ],
+    [slow, new RegExp(`HTTP step timed out after 200 ms: ${base}/…`)],
+  ] as const) {
+    assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 15_000 })).status, 'failed');
+    const { rows } = await h.pool.query(`SELECT last_error FROM stepping.job_overview WHERE job_id = $1`, [id]);
+    const [step] = await h.stepping.steps(id);
+    for (const text of [JSON.stringify(rows[0].last_error), step!.lastError ?? '']) {
+      assert.doesNotMatch(text, /SECRET/, text);
+    }
+    assert.match(step!.lastError ?? '', expected);
+  }
+});
+
+test('headers fetch manages itself (connection, content-length, expect, ...) fail permanently at once, naming the header', async () => {
+  const names = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'expect', 'content-length'];
+  const ids = await Promise.all(
+    names.map((name) => enqueueRaw({ url: `${base}/ok`, headers: { [name]: '100-continue' }, body: 'x' })),
+  );
+  for (const [i, id] of ids.entries()) {
+    const final = await h.stepping.waitForJob(id, { timeoutMs: 15_000 });
+    assert.equal(final.status, 'failed', names[i]);
+    const [step] = await h.stepping.steps(id);
+    assert.equal(step!.attempts, 1, names[i]);
+    assert.match(step!.lastError ?? '', new RegExp(`header ${names[i]} cannot be set: fetch sets it`));
+  }
 });
