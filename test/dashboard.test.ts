@@ -364,6 +364,30 @@ test('the front page shows live workers and the step names no live worker can ru
   );
 });
 
+test('a worker registering 10,000 long step names cannot make the front page huge', async () => {
+  // Five registrations at the limits (10,000 names of 200 characters each, 2 MB a row):
+  // the page shows the first names and counts the rest.
+  for (let i = 0; i < 5; i++) {
+    await h.pool.query(
+      `SELECT stepping.worker_register($1, 'rogue-host', 1, NULL,
+         ARRAY(SELECT lpad(g::text, 200, 'n') FROM generate_series(1, 10000) g), 1, 10000)`,
+      [`dash-rogue-${i}`],
+    );
+  }
+  try {
+    const d = await dashboard({ connectionString: h.url });
+    const page = await request(d.url);
+    assert.equal(page.status, 200);
+    assert.ok(page.body.length < 1_000_000, `the page is ${page.body.length} characters`);
+    const row = /<tr class="" data-worker="dash-rogue-0">([\s\S]*?)<\/tr>/.exec(page.body)?.[1] ?? '';
+    assert.match(row, /<summary>and 9994 more<\/summary>/);
+    assert.match(row, /and 9950 not shown \(worker_overview lists them\)/);
+    assert.equal(row.match(/<code>/g)?.length, 50);
+  } finally {
+    await h.pool.query(`DELETE FROM stepping.workers WHERE id LIKE 'dash-rogue-%'`);
+  }
+});
+
 test('workers and unrunnable steps: "not available" without the views, rows from views with the contract columns', async () => {
   await dropWorkerViews(h.pool);
   const d = await dashboard({ connectionString: h.url });

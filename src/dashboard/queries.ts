@@ -55,13 +55,20 @@ export interface WorkerRow {
   pid: number | null;
   /** null: every queue. */
   queues: string[] | null;
+  /** How many queues the worker registered (queues holds at most the first NAMES_FETCHED). */
+  queueCount: number;
   stepNames: string[];
+  /** How many step names the worker registered (stepNames holds at most the first NAMES_FETCHED). */
+  stepNameCount: number;
   concurrency: number | null;
   startedAt: Date | null;
   heartbeatAt: Date | null;
   alive: boolean;
   running: number;
 }
+
+/** Queues and step names of a worker the dashboard fetches; the rest is counted. */
+export const NAMES_FETCHED = 50;
 
 /** An unrunnable_steps row: runnable work no live worker can run. */
 export interface UnrunnableRow {
@@ -325,18 +332,24 @@ export class DashboardQueries {
   async workers(db: Queryable, limit: number): Promise<WorkerRow[]> {
     const rows = await this.rows(
       db,
-      `SELECT worker_id, host, pid, queues, step_names, concurrency, started_at, heartbeat_at, alive, running
+      // A registration may list 10,000 names of 200 characters: the page gets the first few
+      // and the counts, so a rogue worker row cannot make each refresh hundreds of MB.
+      `SELECT worker_id, host, pid, queues[1:$2] AS queues, coalesce(cardinality(queues), 0) AS queue_count,
+              step_names[1:$2] AS step_names, coalesce(cardinality(step_names), 0) AS step_name_count,
+              concurrency, started_at, heartbeat_at, alive, running
        FROM ${this.q}.worker_overview
        ORDER BY alive DESC, heartbeat_at DESC NULLS LAST, worker_id
        LIMIT $1`,
-      [limit],
+      [limit, NAMES_FETCHED],
     );
     return rows.map((r) => ({
       workerId: String(r.worker_id),
       host: strOrNull(r.host),
       pid: numOrNull(r.pid),
       queues: textArray(r.queues),
+      queueCount: num(r.queue_count),
       stepNames: textArray(r.step_names) ?? [],
+      stepNameCount: num(r.step_name_count),
       concurrency: numOrNull(r.concurrency),
       startedAt: dateOrNull(r.started_at),
       heartbeatAt: dateOrNull(r.heartbeat_at),

@@ -152,21 +152,23 @@ function failingPanel(d: OverviewData): Html {
   </section>`;
 }
 
-function names(list: readonly string[] | null, none: string): Html {
+/** Names, the first NAMES_SHOWN inline, the rest fetched in a <details>, and a count of those not fetched. */
+function names(list: readonly string[] | null, none: string, total: number): Html {
   if (list === null) return html`<span class="dim">${none}</span>`;
   if (list.length === 0) return html`<span class="dim">none</span>`;
   const shown = joinHtml(
     list.slice(0, NAMES_SHOWN).map((n) => html`<code>${n}</code>`),
     ', ',
   );
-  if (list.length <= NAMES_SHOWN) return shown;
+  if (total <= NAMES_SHOWN) return shown;
+  const unfetched = total - list.length;
   return html`${shown}
     <details>
-      <summary>and ${list.length - NAMES_SHOWN} more</summary>
+      <summary>and ${total - NAMES_SHOWN} more</summary>
       ${joinHtml(
         list.slice(NAMES_SHOWN).map((n) => html`<code>${n}</code>`),
         ', ',
-      )}
+      )}${unfetched > 0 ? html` <span class="dim">and ${unfetched} not shown (worker_overview lists them)</span>` : null}
     </details>`;
 }
 
@@ -200,8 +202,8 @@ function workersPanel(d: OverviewData): Html {
                 <td class="mono">${w.workerId}</td>
                 <td>${w.host ?? '–'}</td>
                 <td class="n">${w.pid ?? '–'}</td>
-                <td>${names(w.queues, 'every queue')}</td>
-                <td>${names(w.stepNames, 'none')}</td>
+                <td>${names(w.queues, 'every queue', w.queueCount)}</td>
+                <td>${names(w.stepNames, 'none', w.stepNameCount)}</td>
                 <td class="n">${w.running}</td>
                 <td class="n">${w.concurrency ?? '–'}</td>
                 <td>${timeCell(d.now, w.startedAt)}</td>
