@@ -1,4 +1,5 @@
 import { ConfigError } from './errors.js';
+import { maskConnectionString } from './redact.js';
 
 /** Default schema name. */
 export const DEFAULT_SCHEMA = 'stepping';
@@ -38,10 +39,43 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** Checks that a numeric option is an integer within bounds, naming it in the error. */
-export function checkInt(name: string, value: unknown, min: number, max: number): number {
+/**
+ * Checks that a numeric option is an integer within bounds, naming it in the error;
+ * `maxIs` says where an upper bound that is not a constant comes from.
+ */
+export function checkInt(name: string, value: unknown, min: number, max: number, maxIs?: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    const bound = maxIs === undefined ? `${max}` : `${max} (${maxIs})`;
+    throw new ConfigError(`${name} must be an integer from ${min} to ${bound}, got ${String(value)}`);
   }
   return value;
+}
+
+/** The connection string forms node-postgres reads as meant: a URL, or a socket URL or directory. */
+const READABLE_CONNECTION = /^(?:postgres(?:ql)?:\/\/|socket:|\/)/i;
+
+/**
+ * Checks a connection string before node-postgres sees it: it reads anything that is not
+ * a URL as a URL relative to `postgres://base`, so `host=db dbname=orders` fails later
+ * with `getaddrinfo ENOTFOUND base`. Accepts `postgres://` and `postgresql://` URLs,
+ * `socket:/dir?db=name` and `/dir dbname`. The error shows a keyword/value string with
+ * its passwords masked, and anything else not at all (it may be all secret). `what`
+ * names the option (`connectionString`, `DATABASE_URL`, ...).
+ */
+export function checkConnectionString(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new ConfigError(`${what} must be a non-empty string (a postgres:// URL), got ${typeof value}`);
+  }
+  if (READABLE_CONNECTION.test(value)) return value;
+  if (/^\s*[A-Za-z_]+\s*=/.test(value)) {
+    throw new ConfigError(
+      `${what}: keyword/value connection strings (host=... dbname=...) are not supported by ` +
+        `node-postgres; write a postgres:// URL such as postgres://user:password@host:5432/dbname ` +
+        `(percent-encode special characters): ${maskConnectionString(value)}`,
+    );
+  }
+  throw new ConfigError(
+    `${what} must be a postgres:// or postgresql:// URL (or socket:/dir?db=name), such as ` +
+      `postgres://user:password@host:5432/dbname; got ${value.length} characters, not shown`,
+  );
 }

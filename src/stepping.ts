@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 
-import { schemaName } from './config.js';
+import { checkConnectionString, schemaName } from './config.js';
 import { notTransactionLikeMessage } from './db/adapters.js';
 import { Engine } from './db/engine.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
@@ -14,9 +14,11 @@ import { NotificationHub } from './db/notifications.js';
 import { createPool } from './db/pool.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { waitForFinalState } from './db/wait-for-job.js';
+import { describeValue } from './enqueue/describe.js';
 import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
-import { ConfigError, DuplicateJobError, EnqueueValidationError } from './errors.js';
+import { ConfigError, DuplicateJobError, EnqueueValidationError, InvalidArgumentError } from './errors.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
+import { MAX_DELAY_MS, MAX_PRUNE_BATCH } from './limits.js';
 import {
   type QueueLimit,
   type QueueLimitState,
@@ -115,6 +117,35 @@ function stepStateFromRow(r: Record<string, unknown>): StepState {
   };
 }
 
+const BIGINT_MAX = 2n ** 63n - 1n;
+
+/**
+ * A job id as the engine takes it: a decimal string of a bigint (leading zeros dropped,
+ * so it compares equal to the ids in notifications), or a safe integer. Anything else is
+ * an InvalidArgumentError naming the call and the id, rather than SQLSTATE 22P02/22003
+ * from PostgreSQL. 0 is accepted: no job has it, so it reads as "no such job".
+ */
+function jobIdText(call: string, value: unknown): string {
+  if (typeof value === 'string' && /^\d{1,30}$/.test(value) && BigInt(value) <= BIGINT_MAX) {
+    return BigInt(value).toString();
+  }
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value);
+  throw new InvalidArgumentError(
+    `${call}: a job id must be a decimal string of a bigint from 1 to ${BIGINT_MAX} (or a safe ` +
+      `integer), got ${describeValue(value)}`,
+  );
+}
+
+/** A number of milliseconds from 0 to MAX_DELAY_MS, or InvalidArgumentError naming the option. */
+function millisecondsOption(call: string, name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_DELAY_MS) {
+    throw new InvalidArgumentError(
+      `${call}: ${name} must be a number of milliseconds from 0 to ${MAX_DELAY_MS}, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
 function jobStateFromRow(r: Record<string, unknown>): JobState {
   return {
     jobId: String(r.job_id),
@@ -152,14 +183,18 @@ export class Stepping {
       this.pool = options.pool;
       this.ownsPool = false;
     } else {
+      const fromEnv = options.connectionString === undefined;
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
       if (!connectionString)
         throw new ConfigError('createStepping needs connectionString, pool or DATABASE_URL');
+      checkConnectionString(connectionString, fromEnv ? 'DATABASE_URL' : 'connectionString');
       this.pool = createPool({ connectionString, applicationName: 'stepping', max: 10 });
       this.ownsPool = true;
     }
     this.engine = new Engine(this.schema);
     this.schedules = new Schedules(this.schema);
+    if (options.listenConnectionString !== undefined)
+      checkConnectionString(options.listenConnectionString, 'listenConnectionString');
     this.listenConnectionString = options.listenConnectionString;
     this.tracing = new ProducerTracing(options.telemetry?.tracerProvider);
   }
@@ -254,13 +289,13 @@ export class Stepping {
 
   /** The job's current state, or null when there is no such job. */
   async getJob(jobId: string): Promise<JobState | null> {
-    const row = await this.engine.jobOverview(this.pool, jobId);
+    const row = await this.engine.jobOverview(this.pool, jobIdText('getJob', jobId));
     return row ? jobStateFromRow(row) : null;
   }
 
   /** The job's steps in order (empty when there is no such job). */
   async steps(jobId: string): Promise<StepState[]> {
-    return (await this.engine.stepOverview(this.pool, jobId)).map(stepStateFromRow);
+    return (await this.engine.stepOverview(this.pool, jobIdText('steps', jobId))).map(stepStateFromRow);
   }
 
   /**
@@ -268,7 +303,14 @@ export class Stepping {
    * is removed, or replaced by `deadline`). Other statuses: InvalidJobStateError.
    */
   async retry(jobId: string, options: { deadline?: Date } = {}): Promise<void> {
-    await this.engine.retry(this.pool, jobId, options.deadline ?? null);
+    const id = jobIdText('retry', jobId);
+    const { deadline } = options;
+    if (deadline !== undefined && !(deadline instanceof Date && Number.isFinite(deadline.getTime()))) {
+      throw new InvalidArgumentError(
+        `retry: deadline must be a valid Date, got ${deadline instanceof Date ? 'an invalid Date' : describeValue(deadline)}`,
+      );
+    }
+    await this.engine.retry(this.pool, id, deadline ?? null);
   }
 
   /**
@@ -277,7 +319,7 @@ export class Stepping {
    * Returns the status after the call (`running` while the current step winds down).
    */
   async cancel(jobId: string, options: { compensate?: boolean } = {}): Promise<string> {
-    return await this.engine.cancel(this.pool, jobId, options.compensate ?? false);
+    return await this.engine.cancel(this.pool, jobIdText('cancel', jobId), options.compensate ?? false);
   }
 
   /**
@@ -287,11 +329,20 @@ export class Stepping {
   async prune(
     options: { olderThanMs?: number; statuses?: readonly string[]; limit?: number } = {},
   ): Promise<number> {
+    const { olderThanMs, limit } = options;
+    if (
+      limit !== undefined &&
+      (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_PRUNE_BATCH)
+    ) {
+      throw new InvalidArgumentError(
+        `prune: limit must be an integer from 1 to ${MAX_PRUNE_BATCH}, got ${describeValue(limit)}`,
+      );
+    }
     return await this.engine.prune(
       this.pool,
-      options.olderThanMs ?? null,
+      olderThanMs === undefined ? null : millisecondsOption('prune', 'olderThanMs', olderThanMs),
       options.statuses ?? PRUNABLE_STATUSES,
-      options.limit ?? null,
+      limit ?? null,
     );
   }
 
@@ -302,6 +353,12 @@ export class Stepping {
    * transaction pooling mode, no listenConnectionString) it re-reads the job every second.
    */
   async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<FinishedJob> {
+    // Checked before anything listens: NaN would otherwise wait forever.
+    const id = jobIdText('waitForJob', jobId);
+    const timeoutMs =
+      options.timeoutMs === undefined
+        ? undefined
+        : millisecondsOption('waitForJob', 'timeoutMs', options.timeoutMs);
     const listenOn = this.listenConnectionString
       ? { connectionString: this.listenConnectionString }
       : this.pool;
@@ -312,16 +369,16 @@ export class Stepping {
       onUnavailable: (message) => process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' }),
     });
     const state = await waitForFinalState({
-      jobId,
-      read: () => this.getJob(jobId),
+      jobId: id,
+      read: () => this.getJob(id),
       isFinal: (job) => isFinalStatus(job.status),
       hub: this.hub,
       doneChannel: this.engine.doneChannel,
       listenCheck: this.listenCheck,
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     });
     const results = new Array<unknown>(state.stepCount);
-    for (const step of await this.steps(jobId)) results[step.stepIndex] = step.result;
+    for (const step of await this.steps(id)) results[step.stepIndex] = step.result;
     return { ...state, results };
   }
 

@@ -7,9 +7,10 @@
  */
 import type pg from 'pg';
 
-import { checkText } from './enqueue/checks.js';
-import { ConfigError, InvalidArgumentError } from './errors.js';
-import { MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';
+import { checkBackoff, checkInteger, checkText, fail, unknownKey } from './enqueue/checks.js';
+import { describeValue, printable } from './enqueue/describe.js';
+import { ConfigError, EnqueueValidationError, InvalidArgumentError } from './errors.js';
+import { MAX_INT, MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';
 
 /** Returned by `ctx.retryLater(ms)`: run this step again later without counting a failed attempt. */
 export interface RetryLater {
@@ -145,6 +146,52 @@ export interface AnyStepDefinition {
   readonly kind: 'stepping.step';
 }
 
+/** Options of a step definition (StepOptions). */
+const STEP_OPTION_NAMES: readonly string[] = [
+  'maxAttempts',
+  'backoff',
+  'compensate',
+  'transactional',
+  'timeoutMs',
+];
+
+/**
+ * Checks a definition's options against the ranges enqueue applies to the same options
+ * (src/limits.ts), so a mistake fails at defineStep rather than in every attempt (a
+ * `timeoutMs: 0` step would time out forever). Throws EnqueueValidationError; defineStep
+ * turns it into ConfigError.
+ */
+function checkStepOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    fail(`options must be an object, got ${describeValue(options)}`);
+  }
+  const unknown = unknownKey(options, STEP_OPTION_NAMES);
+  if (unknown !== undefined) fail(`unknown option ${unknown} (known: ${STEP_OPTION_NAMES.join(', ')})`);
+  const { maxAttempts, backoff, compensate, transactional, timeoutMs } = options as Record<string, unknown>;
+  if (maxAttempts !== undefined) checkInteger(maxAttempts, 'maxAttempts', 1, MAX_INT);
+  if (backoff !== undefined) checkBackoff(backoff, 'backoff');
+  if (compensate !== undefined) {
+    if (typeof compensate === 'string') checkText(compensate, 'compensate (a step name)', MAX_NAME_LENGTH);
+    else if (typeof compensate !== 'function') {
+      fail(
+        `compensate must be a step name or a function (args, result) => ({ name, args }), got ${describeValue(compensate)}`,
+      );
+    }
+  }
+  if (transactional !== undefined && typeof transactional !== 'boolean') {
+    fail(`transactional must be true or false, got ${describeValue(transactional)}`);
+  }
+  // MAX_INT is also setTimeout's limit: a longer delay would fire at once.
+  if (
+    timeoutMs !== undefined &&
+    (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_INT)
+  ) {
+    fail(
+      `timeoutMs must be a number of milliseconds from 1 to ${MAX_INT} (setTimeout's limit), got ${describeValue(timeoutMs)}`,
+    );
+  }
+}
+
 /**
  * Defines a step: `defineStep('mail.send', async (args: {to: string}, ctx) => {...}, { maxAttempts: 5 })`.
  * Calling the definition makes a step call carrying only the options given at that call;
@@ -162,6 +209,12 @@ export function defineStep<A, R = unknown>(
   }
   if (typeof handler !== 'function')
     throw new ConfigError(`defineStep(${name}): the handler must be a function`);
+  try {
+    checkStepOptions(options);
+  } catch (error) {
+    if (!(error instanceof EnqueueValidationError)) throw error;
+    throw new ConfigError(`defineStep(${printable(name)}): ${error.message}`);
+  }
   const frozen = Object.freeze({ ...options });
   const call = (args: A, callOptions?: StepCallOptions): StepCall<A> =>
     callOptions === undefined ? { name, args } : { name, args, options: callOptions };

@@ -52,7 +52,7 @@ test('migrate is idempotent and reports what it applied', async () => {
   assert.equal(second.stdout, 'migrated schema cli_fresh: applied 0 migrations\n');
   const asJson = await quick('--json', 'migrate');
   assert.equal(asJson.code, 0, asJson.stderr);
-  assert.deepEqual(json(asJson.stdout), { schema: 'stepping', applied: [] });
+  assert.deepEqual(json(asJson.stdout), { schema: 'stepping', applied: [], missingRoles: [] });
   const { rows } = await h.pool.query(`SELECT to_regclass('cli_fresh.job_overview') IS NOT NULL AS ok`);
   assert.equal(rows[0].ok, true);
   const empty = await quick('status', '--schema', 'cli_fresh');

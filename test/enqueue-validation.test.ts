@@ -533,3 +533,34 @@ test('every limit is accepted exactly at its bound (by the driver and by SQL) an
     ],
   ]);
 });
+
+test('unknown step-call options are refused, naming the option and the step, not dropped', async () => {
+  await expectRejectedInTransaction([
+    [
+      'timeoutMs on a call',
+      (c) => h.stepping.enqueue(c, [noop({}), noop({ n: 1 }, { timeoutMs: 5 } as never)]),
+      /^step 1 \(v\.noop\) options: unknown option "timeoutMs" \(known: maxAttempts, backoff, compensate\); timeoutMs and transactional are set by defineStep/,
+    ],
+    [
+      'a typo on a plain step object',
+      (c) => h.stepping.enqueue(c, [{ name: 'v.plain', args: {}, options: { maxAttempt: 3 } as never }]),
+      /^step 0 \(v\.plain\) options: unknown option "maxAttempt"/,
+    ],
+    [
+      'an unknown backoff field',
+      (c) => h.stepping.enqueue(c, [noop({}, { backoff: { base: 5 } as never })]),
+      /^step 0 \(v\.noop\) options: unknown backoff option "base" \(known: baseMs, maxMs\)/,
+    ],
+    [
+      'an unknown compensate field',
+      (c) => h.stepping.enqueue(c, [noop({}, { compensate: { name: 'u', arg: {} } as never })]),
+      /^step 0 \(v\.noop\) options: unknown compensate option "arg" \(known: name, args\)/,
+    ],
+    [
+      'in enqueueMany, the job is named too',
+      (c) =>
+        h.stepping.enqueueMany(c, [{ steps: [noop({})] }, { steps: [noop({}, { retries: 2 } as never)] }]),
+      /^job 1: step 0 \(v\.noop\) options: unknown option "retries"/,
+    ],
+  ]);
+});

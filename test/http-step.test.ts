@@ -405,7 +405,9 @@ test("the stored error shows the URL's origin only, and masks the request's secr
     [slow, new RegExp(`HTTP step timed out after 200 ms: ${base}/…`)],
   ] as const) {
     assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 15_000 })).status, 'failed');
-    const { rows } = await h.pool.query(`SELECT last_error FROM stepping.job_overview WHERE job_id = $1`, [id]);
+    const { rows } = await h.pool.query(`SELECT last_error FROM stepping.job_overview WHERE job_id = $1`, [
+      id,
+    ]);
     const [step] = await h.stepping.steps(id);
     for (const text of [JSON.stringify(rows[0].last_error), step!.lastError ?? '']) {
       assert.doesNotMatch(text, /SECRET/, text);

@@ -89,7 +89,12 @@ const SHAPES = {
 
 type Variant = 'wide' | 'narrow' | 'narrow50';
 
-async function runOnce(factory: DatabaseFactory, meter: WalMeter | null, cpu: ServerCpu | null, variant: Variant) {
+async function runOnce(
+  factory: DatabaseFactory,
+  meter: WalMeter | null,
+  cpu: ServerCpu | null,
+  variant: Variant,
+) {
   const shape = SHAPES[variant === 'wide' ? 'wide' : 'narrow'];
   const name = await factory.create(`narrow_${variant}`);
   const url = factory.url(name);
@@ -149,7 +154,8 @@ const meter = await WalMeter.locate(serverUrl);
 const cpu = await ServerCpu.locate(serverUrl);
 try {
   for (let rep = 0; rep < Number(repsArg ?? 2); rep++) {
-    for (const variant of ['wide', 'narrow', 'narrow50'] as const) await runOnce(factory, meter, cpu, variant);
+    for (const variant of ['wide', 'narrow', 'narrow50'] as const)
+      await runOnce(factory, meter, cpu, variant);
   }
 } finally {
   await factory.dropAll();

@@ -20,9 +20,28 @@ export interface CliIo {
   interrupt?: AbortSignal;
 }
 
+let stdoutGuarded = false;
+
+/**
+ * Ends the process quietly (exit 0) once stdout's reader has gone away (`stepping status
+ * --watch | head -1`), as other command-line tools do, instead of dying of an unhandled
+ * EPIPE 'error' event with a stack trace. Any other write error is still thrown.
+ */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT.ok);
+    throw error;
+  });
+}
+
 /** The process's own stdout and stderr. */
 export const processIo: CliIo = {
-  stdout: (text) => process.stdout.write(text),
+  stdout: (text) => {
+    guardStdout();
+    process.stdout.write(text);
+  },
   stderr: (text) => process.stderr.write(text),
   stdoutIsTerminal: process.stdout.isTTY === true,
   stderrIsTerminal: process.stderr.isTTY === true,

@@ -58,14 +58,14 @@ Options:
   --steps <module>        module exporting the step definitions (required)
   --schedules <file>      recurring schedules to create or update at start (.json or a module)
   --concurrency <n>       handlers running at once (default: ${d.concurrency})
-  --queue <name[=n]>      serve this queue, at most n of its steps at once; repeatable
-                          (default: every queue)
+  --queue <name[=n]>      serve this queue, at most n (1 to --concurrency) of its steps at
+                          once; repeatable (default: every queue)
   --schema <name>         schema holding Stepping (default: ${DEFAULT_SCHEMA})
   --poll-interval <ms>    poll when no NOTIFY arrives (default: ${d.pollIntervalMs})
   --lease <ms>            lease; a dead worker's step runs again after this (default: ${d.leaseMs})
   --graceful-stop <ms>    on SIGINT/SIGTERM, time running steps get to finish (default: ${d.gracefulStopMs})
   --pool-size <n>         connections per database (default: ${d.poolSize}; with several databases: ${d.databasePoolSize})
-  --database-url <url>    PostgreSQL connection string (default: $DATABASE_URL); repeat it to
+  --database-url <url>    postgres:// URL of the database (default: $DATABASE_URL); repeat it to
                           serve several databases from this one worker
   --databases <list>      serve many databases: url,url,... or a file with one url (or
                           id=url) per line, re-read every 30 s (tenants come and go)

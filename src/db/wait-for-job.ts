@@ -7,6 +7,9 @@ import { JobNotFoundError, WaitTimeoutError } from '../errors.js';
 import type { ListenCheck } from './listen-check.js';
 import type { NotificationHub } from './notifications.js';
 
+/** Longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /** Default re-read interval while notifications cannot be relied on. */
 export const WAIT_POLL_MS = 1000;
 
@@ -85,7 +88,9 @@ export async function waitForFinalState<T extends { status: string }>(
         const outcome = await Promise.race([
           woken,
           new Promise<'timer'>((resolve) => {
-            if (Number.isFinite(sleepMs)) timer = setTimeout(() => resolve('timer'), Math.max(0, sleepMs));
+            // Capped at setTimeout's limit: a longer delay would fire at once, in a loop.
+            if (Number.isFinite(sleepMs))
+              timer = setTimeout(() => resolve('timer'), Math.min(MAX_TIMER_MS, Math.max(0, sleepMs)));
           }),
           ...(listening === undefined ? [verdict.then(() => 'verdict' as const)] : []),
         ]);

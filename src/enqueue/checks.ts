@@ -6,8 +6,8 @@
 import { types } from 'node:util';
 
 import { EnqueueValidationError } from '../errors.js';
-import { MAX_DATE, MAX_DELAY_MS, MIN_DATE } from '../limits.js';
-import { describeValue } from './describe.js';
+import { MAX_DATE, MAX_DELAY_MS, MAX_INT, MIN_DATE } from '../limits.js';
+import { describeValue, printable } from './describe.js';
 
 /** Throws EnqueueValidationError with `message`. */
 export function fail(message: string): never {
@@ -75,4 +75,40 @@ export function checkDate(value: unknown, what: string): string {
     );
   }
   return new Date(time).toISOString();
+}
+
+/** Option names of a backoff (`{ baseMs, maxMs }`), in a step definition and a step call. */
+export const BACKOFF_OPTION_NAMES: readonly string[] = ['baseMs', 'maxMs'];
+
+/**
+ * The first own key of `value` not in `known`, fit for a message (quoted, escaped, cut),
+ * or undefined when every key is known. An unknown option is refused rather than
+ * dropped: a misspelt `maxAttempt` would otherwise retry forever without a word.
+ */
+export function unknownKey(value: object, known: readonly string[]): string | undefined {
+  const key = Object.keys(value).find((k) => !known.includes(k));
+  return key === undefined ? undefined : `"${printable(key, 40)}"`;
+}
+
+/**
+ * A backoff object `{ baseMs?, maxMs? }`: each an integer from 1 to MAX_INT, no other keys.
+ * `what` names it in range errors (`step 2 backoff`), `context` starts the unknown-key one.
+ */
+export function checkBackoff(
+  value: unknown,
+  what: string,
+  context = '',
+): { baseMs: number | undefined; maxMs: number | undefined } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    fail(`${what} must be an object { baseMs, maxMs }, got ${describeValue(value)}`);
+  }
+  const unknown = unknownKey(value, BACKOFF_OPTION_NAMES);
+  if (unknown !== undefined) {
+    fail(`${context}unknown backoff option ${unknown} (known: ${BACKOFF_OPTION_NAMES.join(', ')})`);
+  }
+  const { baseMs, maxMs } = value as Record<string, unknown>;
+  return {
+    baseMs: baseMs === undefined ? undefined : checkInteger(baseMs, `${what}.baseMs`, 1, MAX_INT),
+    maxMs: maxMs === undefined ? undefined : checkInteger(maxMs, `${what}.maxMs`, 1, MAX_INT),
+  };
 }

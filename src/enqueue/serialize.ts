@@ -18,7 +18,15 @@ import {
 import { MAX_CALL_JSON_BYTES } from '../limits.js';
 import type { StepCall } from '../steps.js';
 import type { StoredTraceContext } from '../telemetry/types.js';
-import { checkDate, checkDuration, checkInteger, checkText, fail } from './checks.js';
+import {
+  checkBackoff,
+  checkDate,
+  checkDuration,
+  checkInteger,
+  checkText,
+  fail,
+  unknownKey,
+} from './checks.js';
 import { describeValue, printable, thrownKind } from './describe.js';
 import { jsonbTextBytes } from './jsonb-text.js';
 import { type StoredJson, toStoredJson } from './to-json.js';
@@ -61,6 +69,11 @@ const OPTION_NAMES = new Set<string>([
   'maxAttempts',
 ]);
 
+/** Options of one step call (StepCallOptions): the rest belong to defineStep. */
+const CALL_OPTION_NAMES: readonly string[] = ['maxAttempts', 'backoff', 'compensate'];
+/** Fields of a step call's explicit compensation. */
+const COMPENSATE_FIELDS: readonly string[] = ['name', 'args'];
+
 /** A serialised job and the bytes its args take, for the per-call total. */
 interface SerializedJob {
   job: Record<string, unknown>;
@@ -92,21 +105,34 @@ function serializeStep(
   if (typeof o !== 'object' || o === null || Array.isArray(o)) {
     fail(`step ${i} options must be an object, got ${describeValue(o)}`);
   }
+  // Refused, not dropped: a per-call timeoutMs or a misspelt maxAttempts would otherwise
+  // enqueue and silently not apply.
+  const context = `step ${i} (${printable(name)}) options: `;
+  const unknown = unknownKey(o, CALL_OPTION_NAMES);
+  if (unknown !== undefined) {
+    const byDefinition = unknown === '"timeoutMs"' || unknown === '"transactional"';
+    fail(
+      `${context}unknown option ${unknown} (known: ${CALL_OPTION_NAMES.join(', ')})` +
+        (byDefinition
+          ? '; timeoutMs and transactional are set by defineStep, in the definition the worker runs'
+          : ''),
+    );
+  }
   const { maxAttempts = jobMaxAttempts, backoff, compensate } = o as Record<string, unknown>;
   if (maxAttempts !== undefined)
     out.max_attempts = checkInteger(maxAttempts, `step ${i} maxAttempts`, 1, MAX_INT);
   if (backoff !== undefined) {
-    if (typeof backoff !== 'object' || backoff === null) {
-      fail(`step ${i} backoff must be an object { baseMs, maxMs }, got ${describeValue(backoff)}`);
-    }
-    const { baseMs, maxMs } = backoff as Record<string, unknown>;
-    if (baseMs !== undefined)
-      out.backoff_base_ms = checkInteger(baseMs, `step ${i} backoff.baseMs`, 1, MAX_INT);
-    if (maxMs !== undefined) out.backoff_max_ms = checkInteger(maxMs, `step ${i} backoff.maxMs`, 1, MAX_INT);
+    const { baseMs, maxMs } = checkBackoff(backoff, `step ${i} backoff`, context);
+    if (baseMs !== undefined) out.backoff_base_ms = baseMs;
+    if (maxMs !== undefined) out.backoff_max_ms = maxMs;
   }
   if (compensate !== undefined) {
-    if (typeof compensate !== 'object' || compensate === null) {
+    if (typeof compensate !== 'object' || compensate === null || Array.isArray(compensate)) {
       fail(`step ${i} compensate must be an object { name, args }, got ${describeValue(compensate)}`);
+    }
+    const unknownField = unknownKey(compensate, COMPENSATE_FIELDS);
+    if (unknownField !== undefined) {
+      fail(`${context}unknown compensate option ${unknownField} (known: ${COMPENSATE_FIELDS.join(', ')})`);
     }
     const c = compensate as Record<string, unknown>;
     const cname = checkText(c.name, `step ${i} compensate.name`, MAX_NAME_LENGTH);

@@ -8,7 +8,7 @@ import os from 'node:os';
 
 import type pg from 'pg';
 
-import { checkInt, schemaName } from '../config.js';
+import { checkConnectionString, checkInt, schemaName } from '../config.js';
 import {
   DEFAULT_LEASE_MS,
   DEFAULT_MAINTENANCE_INTERVAL_MS,
@@ -57,7 +57,10 @@ export interface WorkerOptions {
   schema?: string;
   /** The steps this worker can run (handlers). Steps with other names are never claimed. */
   steps: readonly AnyStepDefinition[];
-  /** Queues to serve: a list, or per-queue concurrency limits `{ emails: 5, default: 20 }`. Default: all queues. */
+  /**
+   * Queues to serve: a list, or per-queue concurrency limits `{ emails: 2, default: 8 }`
+   * (each at most `concurrency`). Default: all queues.
+   */
   queues?: readonly string[] | Readonly<Record<string, number>>;
   /** Handlers running at once. */
   concurrency?: number;
@@ -165,6 +168,13 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
   if (!options || !Array.isArray(options.steps) || options.steps.length === 0) {
     throw new ConfigError('createWorker needs steps: a non-empty array of step definitions (defineStep)');
   }
+  // Refused here, at createWorker, rather than as a DNS error (`ENOTFOUND base`) at start.
+  if (options.connectionString !== undefined)
+    checkConnectionString(options.connectionString, 'connectionString');
+  else if (options.pool === undefined && options.databases === undefined && process.env.DATABASE_URL)
+    checkConnectionString(process.env.DATABASE_URL, 'DATABASE_URL');
+  if (options.listenConnectionString !== undefined)
+    checkConnectionString(options.listenConnectionString, 'listenConnectionString');
   const handlers = new Map<string, AnyStepDefinition>();
   for (const [i, step] of options.steps.entries()) {
     if (!isStepDefinition(step))
@@ -185,7 +195,12 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       queues = [...(options.queues as readonly string[])];
     } else {
       for (const [queue, limit] of Object.entries(options.queues as Record<string, number>)) {
-        queueLimits.set(queue, checkInt(`queues.${queue}`, limit, 1, concurrency));
+        // A queue can never run more than the worker does: name that bound, or 20 with
+        // the default concurrency of 10 reads as an arbitrary limit.
+        queueLimits.set(
+          queue,
+          checkInt(`queues.${queue}`, limit, 1, concurrency, "the worker's concurrency"),
+        );
       }
       queues = [...queueLimits.keys()];
     }

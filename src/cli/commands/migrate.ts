@@ -19,7 +19,7 @@ export const migrateCommand: Command = {
       );
     }
     if (ctx.json) {
-      ctx.printJson({ schema: ctx.stepping.schema, applied });
+      ctx.printJson({ schema: ctx.stepping.schema, applied, missingRoles });
       return;
     }
     const plural = applied.length === 1 ? '' : 's';
