@@ -396,7 +396,6 @@ function <schema>.schedule_next_due_in_ms() EXECUTE to <schema>_worker
 function <schema>.schedule_pause(text,boolean,timestamp with time zone) EXECUTE to <schema>_operator
 function <schema>.schedule_remove(text) EXECUTE to <schema>_operator
 function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean) EXECUTE to <schema>_operator
-function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean) EXECUTE to <schema>_worker
 function <schema>.step_claim(text,text[],text[],integer,integer) EXECUTE to <schema>_worker
 function <schema>.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer) EXECUTE to <schema>_worker
 function <schema>.step_fail(bigint[],uuid[],jsonb[]) EXECUTE to <schema>_worker
