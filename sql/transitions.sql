@@ -13,7 +13,8 @@
 -- _unit_of(job): the unit (a step, or a step's compensation) a job row points at, as a
 -- worker receives it: a compensation gets its compensate_args (or the step's args), and
 -- every unit but a job's first step gets the stored results of the job's steps, and every
--- unit the producer's trace context (two columns of the job row, usually NULL).
+-- unit the producer's trace context (two columns of the job row, usually NULL) and the
+-- step's max_attempts stored at enqueue (NULL: the worker's definition decides).
 CREATE OR REPLACE FUNCTION _unit_of(p_job jobs) RETURNS SETOF unit
 LANGUAGE sql STABLE
 AS $$
@@ -23,7 +24,7 @@ AS $$
          CASE WHEN p_job.current_step > 0 OR p_job.phase = 'compensate' THEN
            (SELECT jsonb_object_agg(r.idx, r.result) FROM steps r
             WHERE r.job_id = p_job.id AND r.result IS NOT NULL) END,
-         p_job.trace_parent, p_job.trace_state
+         p_job.trace_parent, p_job.trace_state, s.max_attempts
   FROM steps s WHERE s.job_id = p_job.id AND s.idx = p_job.current_step;
 $$;
 COMMENT ON FUNCTION _unit_of(jobs) IS 'The unit (step or compensation) a job row points at, as workers receive it, with earlier results.';

@@ -19,6 +19,28 @@ export interface RetryLater {
 }
 
 /**
+ * The markers ctx.retryLater made. Only these mean "not yet": a returned object of the same
+ * shape (a remote API's JSON answer, say) is a result like any other, so no producer or
+ * remote server can make a step wait without end and without counting attempts.
+ */
+const retryLaterMarkers = new WeakSet<object>();
+
+/** A "not yet" marker for `delayMs` (checked and clamped by retryLaterDelay). */
+export function retryLaterMarker(delayMs: unknown): RetryLater {
+  const marker: RetryLater = Object.freeze({
+    kind: 'stepping.retryLater',
+    delayMs: retryLaterDelay(delayMs),
+  });
+  retryLaterMarkers.add(marker);
+  return marker;
+}
+
+/** True only for a marker made by retryLaterMarker (never throws, whatever the value). */
+export function isRetryLater(value: unknown): value is RetryLater {
+  return typeof value === 'object' && value !== null && retryLaterMarkers.has(value);
+}
+
+/**
  * A "not yet" delay, checked and clamped: a non-finite or non-number delay is a caller's
  * mistake (thrown at the call); the rest is clamped to [0, MAX_RETRY_LATER_MS].
  */

@@ -45,6 +45,7 @@ test('the handler context: results by index without holes, made once; retryLater
     results: { 0: { charge: 'ch_1' } },
     traceParent: null,
     traceState: null,
+    maxAttempts: null,
   };
   const ctx = new HandlerContext(unit, abort, 'db', undefined);
   assert.deepEqual(ctx.results, [{ charge: 'ch_1' }, undefined, undefined]);

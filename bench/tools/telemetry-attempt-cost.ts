@@ -28,6 +28,7 @@ const unit: LeasedUnit = {
   results: {},
   traceParent: null,
   traceState: null,
+  maxAttempts: null,
 };
 const N = 200_000;
 for (let round = 0; round < 3; round++) {

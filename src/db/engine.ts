@@ -25,6 +25,8 @@ export interface LeasedUnit {
   /** The producer's W3C traceparent and tracestate stored with the job (null: none). */
   traceParent: string | null;
   traceState: string | null;
+  /** The step's maxAttempts given at enqueue (null: the worker's definition decides). */
+  maxAttempts: number | null;
 }
 
 /** A compensation as the worker's step definition gives it, reported with the step's outcome. */
@@ -112,6 +114,7 @@ function unitFrom(r: Row, jobId = String(r.job_id)): LeasedUnit {
     results,
     traceParent: typeof r.trace_parent === 'string' ? r.trace_parent : null,
     traceState: typeof r.trace_state === 'string' ? r.trace_state : null,
+    maxAttempts: typeof r.max_attempts === 'number' ? r.max_attempts : null,
   };
 }
 

@@ -46,9 +46,34 @@ function describe(value: unknown): string {
   }
 }
 
-/** The thrown value as an Error (non-errors are wrapped, their text bounded). */
+/**
+ * The thrown value as an Error whose name and message can be read (non-errors, and errors
+ * with throwing or non-string name or message, are wrapped, their text bounded). Never throws.
+ */
 export function asError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
+  let isError = false;
+  try {
+    isError = thrown instanceof Error;
+  } catch {
+    // A revoked proxy, or one whose prototype trap throws.
+  }
+  if (isError) {
+    const message = read(thrown, 'message');
+    const name = read(thrown, 'name');
+    if (typeof message === 'string' && typeof name === 'string') return thrown as Error;
+    const shown = typeof name === 'string' ? storableText(name, MAX_ERROR_NAME_LENGTH) : 'Error';
+    const copy = new Error(
+      typeof message === 'string'
+        ? message
+        : message === undefined
+          ? `${shown} (its message could not be read)`
+          : storableText(describe(message), MAX_ERROR_MESSAGE_LENGTH),
+    );
+    if (typeof name === 'string') copy.name = name;
+    const stack = read(thrown, 'stack');
+    if (typeof stack === 'string') copy.stack = stack;
+    return copy;
+  }
   const text = storableText(describe(thrown), MAX_ERROR_MESSAGE_LENGTH);
   return new Error(typeof thrown === 'string' ? text : `non-error thrown: ${text}`);
 }

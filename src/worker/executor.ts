@@ -8,12 +8,13 @@
 import type pg from 'pg';
 
 import type { LeasedUnit } from '../db/engine.js';
-import { PermanentError, SteppingError } from '../errors.js';
-import { type AnyStepDefinition, type RetryLater, retryLaterDelay } from '../steps.js';
+import { PermanentError } from '../errors.js';
+import { type AnyStepDefinition, isRetryLater, retryLaterDelay } from '../steps.js';
 import { asError } from './error-record.js';
 import { HandlerContext } from './handler-context.js';
 import type { LazyAbort } from './lazy-abort.js';
 import { encodeResult } from './result.js';
+import { guardedClient } from './transaction-client.js';
 
 /** How long a transactional handler that outlived its attempt (timeout, abort) may take to return. */
 export const TX_SETTLE_MS = 5000;
@@ -31,10 +32,6 @@ export type Outcome =
   | { kind: 'failure'; error: Error; permanent: boolean }
   | { kind: 'later'; delayMs: number };
 
-function isRetryLater(value: unknown): value is RetryLater {
-  return typeof value === 'object' && value !== null && (value as RetryLater).kind === 'stepping.retryLater';
-}
-
 /** Thrown by a handler to say "not yet": same as returning ctx.retryLater(ms). */
 export class RetryLaterSignal extends Error {
   override name = 'RetryLaterSignal';
@@ -44,42 +41,6 @@ export class RetryLaterSignal extends Error {
     super(`retry later in ${ms} ms`);
     this.delayMs = ms;
   }
-}
-
-/** A query on ctx.tx after its attempt ended. */
-export class AttemptEndedError extends SteppingError {
-  override name = 'AttemptEndedError';
-}
-
-/**
- * ctx.tx: the transaction's client, refusing queries (and release/end) once `ended()` says
- * the attempt is over, so a handler that outlives its timeout can never write outside the
- * transaction that was rolled back.
- */
-function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): pg.PoolClient {
-  return new Proxy(client, {
-    get(target, property, receiver) {
-      if (property === 'query') {
-        return (...args: unknown[]) => {
-          if (ended()) {
-            throw new AttemptEndedError(
-              `step ${stepName}: ctx.tx was used after its attempt ended (timeout, abort or return); nothing was written`,
-            );
-          }
-          return (target.query as (...a: unknown[]) => unknown)(...args);
-        };
-      }
-      if (property === 'release' || property === 'end') {
-        return () => {
-          throw new AttemptEndedError(
-            `step ${stepName}: ctx.tx belongs to the worker; do not release or end it`,
-          );
-        };
-      }
-      const value: unknown = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
 }
 
 /** Everything runUnit needs besides the unit. */
@@ -97,6 +58,48 @@ export interface RunDeps {
 /** "Not yet" delay when a transactional attempt could not even open its transaction. */
 const TX_OPEN_RETRY_MS = 1000;
 
+/**
+ * A forward unit claimed more often than its maxAttempts allow: its earlier attempts ended
+ * without a report (the worker died, hung past its lease or lost its connection each
+ * time), and SQL counts those only by the claim. Failing it here, unrun, is what keeps a
+ * step that crashes its worker from crashing every worker forever.
+ */
+function attemptsExhausted(unit: LeasedUnit, definition: AnyStepDefinition): Outcome | null {
+  if (unit.phase !== 'forward') return null;
+  const max = unit.maxAttempts ?? definition.options.maxAttempts;
+  if (max === undefined || unit.attempt <= max) return null;
+  const error = new Error(
+    `step ${unit.name}: attempt ${unit.attempt - 1} ended without a report (its worker died, hung past its lease or lost its connection) and maxAttempts (${max}) was reached; it is not run again`,
+  );
+  return { kind: 'failure', error, permanent: true };
+}
+
+/** What a thrown value amounts to; never throws, whatever the value (revoked proxy, throwing getters). */
+function thrownOutcome(thrown: unknown): Outcome {
+  try {
+    if (thrown instanceof RetryLaterSignal) return { kind: 'later', delayMs: thrown.delayMs };
+  } catch {
+    // A value whose prototype cannot be read is no signal of ours.
+  }
+  const error = asError(thrown);
+  let permanent = false;
+  try {
+    // By name too, so a PermanentError from another copy of the package still counts.
+    permanent = thrown instanceof PermanentError;
+  } catch {
+    permanent = false;
+  }
+  return { kind: 'failure', error, permanent: permanent || error.name === 'PermanentError' };
+}
+
+/** How the race between a handler and its limits (timeout, abort of a transaction) ended. */
+interface RaceEnd {
+  outcome: Outcome;
+  handlerReturned: boolean;
+  /** The handler was already given its bounded time to return. */
+  waited: boolean;
+}
+
 /** Runs the handler of `unit`; never throws. */
 export async function runUnit(
   unit: LeasedUnit,
@@ -104,10 +107,14 @@ export async function runUnit(
   abort: LazyAbort,
   deps: RunDeps,
 ): Promise<Outcome> {
+  const exhausted = attemptsExhausted(unit, definition);
+  if (exhausted) return exhausted;
   const timeoutMs = definition.options.timeoutMs;
-  const transactional = definition.options.transactional === true && unit.phase === 'forward';
+  const transactional = definition.options.transactional === true;
   let ended = false;
   let client: pg.PoolClient | undefined;
+  /** The transaction's id, read at BEGIN: a handler that ended it and began another shows a new one. */
+  let xid: string | undefined;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
   // server (terminate, restart) would otherwise crash the process. Remember it instead.
   let broken: Error | undefined;
@@ -122,6 +129,7 @@ export async function runUnit(
       c.release(destroy ? (broken ?? new Error('attempt ended with its transaction open')) : broken);
     }
     releasePermit?.();
+    releasePermit = undefined;
   };
 
   if (transactional) {
@@ -131,13 +139,24 @@ export async function runUnit(
       releasePermit = await deps.acquireTransaction();
       client = await deps.pool.connect();
       client.on('error', onClientError);
-      await client.query('BEGIN');
+      // One round trip: the id is assigned here (the report writes in this transaction anyway).
+      const results = (await client.query('BEGIN; SELECT txid_current()::text AS xid')) as unknown as [
+        pg.QueryResult,
+        pg.QueryResult<{ xid: string }>,
+      ];
+      xid = results[1].rows[0]!.xid;
     } catch {
       releaseClient(true);
       return { kind: 'later', delayMs: TX_OPEN_RETRY_MS };
     }
   }
 
+  // A compensation computed from the step's args (compensationFor) must see them as
+  // enqueued, whatever the handler does to the object it was given.
+  const args =
+    unit.phase === 'forward' && definition.options.compensate !== undefined
+      ? structuredClone(unit.args)
+      : unit.args;
   const handlerDone = (async (): Promise<Outcome> => {
     const ctx = new HandlerContext(
       unit,
@@ -145,69 +164,104 @@ export async function runUnit(
       deps.database,
       client ? guardedClient(client, () => ended, unit.name) : undefined,
     );
-    const value: unknown = await definition.handler(unit.args, ctx);
+    const value: unknown = await definition.handler(args, ctx);
     if (isRetryLater(value)) return { kind: 'later', delayMs: value.delayMs };
     // A compensation's return value is not stored: it need not be JSON.
     if (unit.phase === 'compensate')
       return { kind: 'success', resultJson: null, result: undefined, tx: null };
     return { kind: 'success', resultJson: encodeResult(value, unit.name), result: value, tx: null };
-  })().catch((thrown: unknown): Outcome => {
-    if (thrown instanceof RetryLaterSignal) return { kind: 'later', delayMs: thrown.delayMs };
-    const error = asError(thrown);
-    // By name too, so a PermanentError from another copy of the package still counts.
-    const permanent = thrown instanceof PermanentError || error.name === 'PermanentError';
-    return { kind: 'failure', error, permanent };
-  });
+  })().catch(thrownOutcome);
 
-  // Only the timeout ends an attempt before its handler returns: after a cancel or a lost
-  // lease the handler is expected to stop by itself, and its report decides what happens.
-  // Without a timeout there is nothing to race (the usual case: no timer, no extra promises).
-  if (timeoutMs === undefined) {
+  // Without a timeout or a transaction there is nothing to race (the usual case: no timer,
+  // no extra promises): after a cancel or a lost lease the handler is expected to stop by
+  // itself, and its report decides what happens.
+  if (timeoutMs === undefined && !client) {
     const outcome = await handlerDone;
     ended = true;
-    return await afterHandler(outcome);
+    return outcome;
   }
+  const racers: Promise<RaceEnd>[] = [
+    handlerDone.then((outcome) => ({ outcome, handlerReturned: true, waited: false })),
+  ];
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<Outcome>((resolve) => {
-    timer = setTimeout(() => {
-      const error = new Error(`step ${unit.name} timed out after ${timeoutMs} ms`);
-      // Before the abort: a handler woken by it must already find ctx.tx closed.
-      ended = true;
-      abort.abort(error);
-      resolve({ kind: 'failure', error, permanent: false });
-    }, timeoutMs);
-  });
-  const first = await Promise.race([
-    handlerDone.then((outcome) => ({ outcome, handlerReturned: true })),
-    timedOut.then((outcome) => ({ outcome, handlerReturned: false })),
-  ]);
+  if (timeoutMs !== undefined) {
+    racers.push(
+      new Promise<RaceEnd>((resolve) => {
+        timer = setTimeout(() => {
+          const error = new Error(`step ${unit.name} timed out after ${timeoutMs} ms`);
+          // Before the abort: a handler woken by it must already find ctx.tx closed.
+          ended = true;
+          abort.abort(error);
+          resolve({
+            outcome: { kind: 'failure', error, permanent: false },
+            handlerReturned: false,
+            waited: false,
+          });
+        }, timeoutMs);
+      }),
+    );
+  }
+  // A transactional handler that ignores its aborted signal (cancel, lost lease, a stopping
+  // worker) would hold its connection forever, and the worker's stop would wait on the pool
+  // for it: after a bounded wait its transaction is given up and its connection destroyed.
+  let abandon: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const signal = client ? abort.signal : undefined;
+  if (signal) {
+    racers.push(
+      new Promise<RaceEnd>((resolve) => {
+        onAbort = () => {
+          abandon = setTimeout(() => {
+            ended = true;
+            const reason = asError(signal.reason).message;
+            const error = new Error(
+              `step ${unit.name} did not return within ${TX_SETTLE_MS} ms of being aborted (${reason}); its transaction was rolled back`,
+            );
+            resolve({
+              outcome: { kind: 'failure', error, permanent: false },
+              handlerReturned: false,
+              waited: true,
+            });
+          }, TX_SETTLE_MS);
+        };
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    );
+  }
+  const first = await Promise.race(racers);
   clearTimeout(timer);
+  clearTimeout(abandon);
+  if (onAbort) signal?.removeEventListener('abort', onAbort);
   ended = true;
   const { outcome } = first;
 
   if (!first.handlerReturned) {
-    // Timed out while the handler still runs. ctx.tx already refuses new queries; give the
+    // Ended while the handler still runs. ctx.tx already refuses new queries; give the
     // handler a bounded time to notice its aborted signal and return, so its retry does not
     // overlap it, then destroy a transactional connection: that ends the transaction on the
     // server without committing anything the handler wrote.
-    let settle: NodeJS.Timeout | undefined;
-    await Promise.race([
-      handlerDone,
-      new Promise<void>((resolve) => (settle = setTimeout(resolve, TX_SETTLE_MS))),
-    ]);
-    clearTimeout(settle);
+    if (!first.waited) {
+      let settle: NodeJS.Timeout | undefined;
+      await Promise.race([
+        handlerDone,
+        new Promise<void>((resolve) => (settle = setTimeout(resolve, TX_SETTLE_MS))),
+      ]);
+      clearTimeout(settle);
+    }
     releaseClient(true);
     return outcome;
   }
   return await afterHandler(outcome);
 
   /** The handler returned: hand a successful transaction to the report, or roll it back. */
-  async function afterHandler(outcome: Outcome): Promise<Outcome> {
+  async function afterHandler(returned: Outcome): Promise<Outcome> {
     const held = client;
     if (!held) {
       releasePermit?.();
-      return outcome;
+      return returned;
     }
+    const outcome = await transactionCheck(held, returned);
     if (outcome.kind === 'success') {
       // The report commits (or rolls back) in this transaction; see settle.ts.
       const open: OpenTransaction = {
@@ -230,6 +284,39 @@ export async function runUnit(
       releaseClient(false);
     } catch {
       releaseClient(true);
+    }
+    return outcome;
+  }
+
+  /**
+   * The transaction as the handler left it. Ended by the handler (a COMMIT hidden among
+   * other statements, past ctx.tx's check): what it wrote may be committed already, so the
+   * step fails for good rather than running again or reporting a success it did not
+   * commit with. Failed (a statement raised an error the handler caught): the writes are
+   * lost, so a success is a failed attempt.
+   */
+  async function transactionCheck(held: pg.PoolClient, outcome: Outcome): Promise<Outcome> {
+    let status = held.getTransactionStatus();
+    if (status === 'T') {
+      try {
+        const { rows } = await held.query<{ xid: string }>('SELECT txid_current()::text AS xid');
+        if (rows[0]?.xid !== xid) status = 'I';
+      } catch (error) {
+        const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
+        return { kind: 'failure', error: failure, permanent: false };
+      }
+    }
+    if (status === 'I') {
+      const error = new Error(
+        `step ${unit.name} ended the worker's transaction itself (COMMIT, ROLLBACK or the like sent through ctx.tx): what it wrote before that may be committed, so it is not run again`,
+      );
+      return { kind: 'failure', error, permanent: true };
+    }
+    if (status === 'E' && outcome.kind === 'success') {
+      const error = new Error(
+        `step ${unit.name} returned, but a statement in its transaction had failed (an error from ctx.tx was caught): its writes were rolled back`,
+      );
+      return { kind: 'failure', error, permanent: false };
     }
     return outcome;
   }

@@ -8,7 +8,7 @@
 import type pg from 'pg';
 
 import type { LeasedUnit } from '../db/engine.js';
-import { type RetryLater, retryLaterDelay, type StepContext } from '../steps.js';
+import { type RetryLater, retryLaterMarker, type StepContext } from '../steps.js';
 import type { LazyAbort } from './lazy-abort.js';
 
 /** The results array a handler sees: stored results by step index, undefined where none (no holes). */
@@ -55,6 +55,6 @@ export class HandlerContext implements StepContext {
 
   /** Uses no `this`: `const { retryLater } = ctx` works too. */
   retryLater(delayMs: number): RetryLater {
-    return { kind: 'stepping.retryLater', delayMs: retryLaterDelay(delayMs) };
+    return retryLaterMarker(delayMs);
   }
 }

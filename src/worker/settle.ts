@@ -115,34 +115,75 @@ function failureReport(
   };
 }
 
+/** The SQLSTATE of a database error, or null (Node's own codes are connection trouble). */
+function sqlState(error: unknown): string | null {
+  let code: unknown;
+  try {
+    code = (error as { code?: unknown } | null)?.code;
+  } catch {
+    return null;
+  }
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
+/**
+ * True when the server answered with an error that leaves the transaction certainly rolled
+ * back (a refused deferred constraint, a serialization failure); false when the connection
+ * failed or the server went away mid-way (08, 57, 58, XX), where the outcome is unknown.
+ */
+function definitelyRolledBack(error: unknown): boolean {
+  const code = sqlState(error);
+  return code !== null && !/^(08|57|58|XX)/.test(code);
+}
+
 /**
  * Reports a success inside the unit's own transaction: its ctx.tx writes and the step's
  * completion commit together or not at all. A refused result rolls back and is reported
- * as a permanent failure.
+ * as a permanent failure; a transaction the server refused to commit (a deferred
+ * constraint, a serialization failure) is a failed attempt, retried with backoff. Only
+ * when the connection failed is the outcome unknown: then nothing is reported and the
+ * lease lapses.
  */
 async function completeInTransaction(
   deps: SettleDeps,
   outcome: Extract<Outcome, { kind: 'success' }>,
   entry: { unit: LeasedUnit; resultJson: string | null; compensation: CompensationCall | null },
-  asFailure: (error: Error) => FailureReport,
+  asFailure: (error: Error, permanent: boolean) => FailureReport,
 ): Promise<Settled> {
   const tx = outcome.tx!;
+  const name = entry.unit.name;
+  const failWith = async (message: string, permanent: boolean): Promise<Settled> => {
+    const failure = new Error(message);
+    if (permanent) failure.name = 'PermanentError';
+    return { ...(await deps.completer.fail(asFailure(failure, permanent))), storedAsFailure: failure };
+  };
   let answer;
   try {
     [answer] = await deps.engine.complete(tx.client, [entry], deps.continuation());
   } catch (error) {
     await tx.finish(false).catch(() => {});
-    if (!isDataError(error))
-      return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
-    const failure = new Error(
-      `step ${entry.unit.name} succeeded, but its report was refused (its ctx.tx writes were rolled back): ${(error as Error).message}`,
-    );
-    failure.name = 'PermanentError';
-    return { ...(await deps.completer.fail(asFailure(failure))), storedAsFailure: failure };
+    const message = asError(error).message;
+    if (isDataError(error))
+      return await failWith(
+        `step ${name} succeeded, but its report was refused (its ctx.tx writes were rolled back): ${message}`,
+        true,
+      );
+    // The COMMIT was never sent: whatever went wrong, nothing of the attempt was written.
+    if (sqlState(error) !== null && definitelyRolledBack(error))
+      return await failWith(
+        `step ${name}: its report could not be written in its transaction (its ctx.tx writes were rolled back): ${message}`,
+        false,
+      );
+    return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
   }
   try {
     await tx.finish(answer!.accepted);
-  } catch {
+  } catch (error) {
+    if (answer!.accepted && definitelyRolledBack(error))
+      return await failWith(
+        `step ${name}: its transaction could not commit (its ctx.tx writes were rolled back): ${asError(error).message}`,
+        false,
+      );
     // The commit's fate is unknown (connection lost): treat it as not applied; if it was,
     // the job moved on and a continuation leased to us lapses and is claimed again.
     return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
@@ -166,7 +207,8 @@ export async function settle(
   let answer: Settled;
   let failedWith: Error | null = null;
   if (outcome.kind === 'success') {
-    const asFailure = (error: Error) => failureReport(unit, definition, error, true, null);
+    const asFailure = (error: Error, permanent = true) =>
+      failureReport(unit, definition, error, permanent, null);
     let compensation: CompensationCall | null = null;
     try {
       compensation = compensationFor(definition, unit, outcome.result);

@@ -1,0 +1,112 @@
+/**
+ * ctx.tx: the client of a transactional attempt as its handler sees it. The transaction
+ * belongs to the worker (the step's report commits in it), so the handler may not end it,
+ * and once the attempt is over nothing it sends may reach the server. Refusals never throw
+ * at the caller: they reject the promise, call the callback or fail the submitted query,
+ * as a server error would, so a handler touching ctx.tx from a timer cannot crash the worker.
+ */
+import type pg from 'pg';
+
+import { SteppingError } from '../errors.js';
+
+/** A query on ctx.tx after its attempt ended, or one that would end the worker's transaction. */
+export class AttemptEndedError extends SteppingError {
+  override name = 'AttemptEndedError';
+}
+
+/** Leading whitespace and comments (PostgreSQL nests block comments; one level is enough to find the keyword). */
+const LEADING = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
+/**
+ * Statements that end the transaction: COMMIT, END, ABORT, ROLLBACK (but not ROLLBACK
+ * TO SAVEPOINT, which stays inside it) and PREPARE TRANSACTION (which detaches it).
+ */
+const ENDS_TRANSACTION =
+  /^(?:commit|end|abort|rollback(?!\s+(?:(?:work|transaction)\s+)?to\b)|prepare\s+transaction)\b/i;
+
+/** The statement keyword that would end the transaction, or null. Only the first statement is read. */
+export function transactionEnd(text: unknown): string | null {
+  if (typeof text !== 'string') return null;
+  const rest = text.slice(text.match(LEADING)![0].length, 4096);
+  const found = ENDS_TRANSACTION.exec(rest);
+  return found ? found[0].toUpperCase().replace(/\s+/g, ' ') : null;
+}
+
+/** The text of a query call's first argument: a string, a config object or a submittable. */
+function queryText(first: unknown): unknown {
+  if (typeof first === 'string') return first;
+  if (typeof first === 'object' && first !== null) {
+    try {
+      return (first as { text?: unknown }).text;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Fails a query call the way pg would: callback, submittable, or a rejected promise. */
+function refuse(args: unknown[], error: Error): unknown {
+  const [first] = args;
+  const last = args[args.length - 1];
+  if (args.length > 1 && typeof last === 'function') {
+    process.nextTick(last as (e: Error) => void, error);
+    return undefined;
+  }
+  if (typeof first === 'object' && first !== null) {
+    const submittable = first as { submit?: unknown; handleError?: unknown; callback?: unknown };
+    if (typeof submittable.submit === 'function' && typeof submittable.handleError === 'function') {
+      process.nextTick(() => (submittable.handleError as (e: Error) => void).call(first, error));
+      return first;
+    }
+    if (typeof submittable.callback === 'function') {
+      process.nextTick(submittable.callback as (e: Error) => void, error);
+      return undefined;
+    }
+  }
+  return Promise.reject(error);
+}
+
+/**
+ * The handler's view of `client`: queries refused once `ended()` says the attempt is over
+ * (so a handler that outlives its timeout can never write outside the transaction that was
+ * rolled back), statements that would end the worker's transaction refused, and release
+ * or end refused (the connection goes back to the pool through the worker).
+ */
+export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): pg.PoolClient {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      if (property === 'query') {
+        return (...args: unknown[]) => {
+          if (ended()) {
+            return refuse(
+              args,
+              new AttemptEndedError(
+                `step ${stepName}: ctx.tx was used after its attempt ended (timeout, abort or return); nothing was written`,
+              ),
+            );
+          }
+          const control = transactionEnd(queryText(args[0]));
+          if (control !== null) {
+            return refuse(
+              args,
+              new AttemptEndedError(
+                `step ${stepName}: ctx.tx cannot run ${control}: the transaction is the worker's, and it commits with the step's report (use SAVEPOINT and ROLLBACK TO SAVEPOINT inside it)`,
+              ),
+            );
+          }
+          return (target.query as (...a: unknown[]) => unknown)(...args);
+        };
+      }
+      if (property === 'release' || property === 'end') {
+        // Thrown at once, as the handler's own mistake (release is synchronous in pg).
+        return () => {
+          throw new AttemptEndedError(
+            `step ${stepName}: ctx.tx belongs to the worker; do not release or end it`,
+          );
+        };
+      }
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
