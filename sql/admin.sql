@@ -55,7 +55,7 @@ BEGIN
     PERFORM _notify_cancel(p_job_id);
     RETURN 'running';
   END IF;
-  v_job := _forward_stop(v_job, v_job.current_step, v_job.attempt > 0, v_job.cancel_compensate, 'cancelled',
+  v_job := _forward_stop(v_job, v_job.current_step, _step_ran(v_job, 0), v_job.cancel_compensate, 'cancelled',
                          v_now, NULL, NULL, NULL, NULL);
   IF v_job.status = 'cancelled' THEN
     PERFORM _notify_done(ARRAY[v_job.id || ':cancelled']);

@@ -9,11 +9,11 @@ DECLARE
   v_job jobs;
 BEGIN
   IF p_job.cancel_requested THEN
-    v_job := _forward_stop(p_job, p_job.current_step, p_job.attempt > 1, p_job.cancel_compensate, 'cancelled',
+    v_job := _forward_stop(p_job, p_job.current_step, _step_ran(p_job, 1), p_job.cancel_compensate, 'cancelled',
                            p_now, NULL, NULL, NULL, NULL);
   ELSE
     v_job := _forward_fail(p_job, jsonb_build_object('message', 'deadline passed', 'deadline', p_job.deadline),
-                           p_job.attempt > 1, p_job.attempt - 1, p_now);
+                           _step_ran(p_job, 1), p_job.attempt - 1, p_now);
   END IF;
   RETURN CASE WHEN _is_final(v_job.status) THEN v_job.id || ':' || v_job.status END;
 END;

@@ -63,11 +63,11 @@ BEGIN
       UPDATE jobs SET lease_token = NULL, locked_by = NULL WHERE id = v_job.id RETURNING * INTO v_job;
     END IF;
     IF v_job.cancel_requested THEN
-      v_job := _forward_stop(v_job, v_job.current_step, v_job.attempt > 0, v_job.cancel_compensate, 'cancelled',
+      v_job := _forward_stop(v_job, v_job.current_step, _step_ran(v_job, 0), v_job.cancel_compensate, 'cancelled',
                              v_now, NULL, NULL, NULL, NULL);
     ELSE
       v_job := _forward_fail(v_job, jsonb_build_object('message', 'deadline passed', 'deadline', v_job.deadline),
-                             v_job.attempt > 0, v_job.attempt, v_now);
+                             _step_ran(v_job, 0), v_job.attempt, v_now);
     END IF;
     IF _is_final(v_job.status) THEN
       v_done := v_done || (v_job.id || ':' || v_job.status);

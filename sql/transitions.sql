@@ -160,6 +160,18 @@ $$;
 COMMENT ON FUNCTION _compensation_next(jobs, timestamptz, text, text[], text[], interval) IS
   'Starts the next compensation in reverse step order, or ends the job (cancelled/compensated).';
 
+-- _step_ran: whether the job's current forward step has run: an attempt counted (beyond
+-- p_claims, the claims of the caller itself) or a "not yet" answered, which gives its
+-- attempt back (steps.not_yet). Decides whether a cancel or a passed deadline compensates it.
+CREATE OR REPLACE FUNCTION _step_ran(p_job jobs, p_claims integer) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+  SELECT p_job.attempt > p_claims
+      OR EXISTS (SELECT 1 FROM steps s WHERE s.job_id = p_job.id AND s.idx = p_job.current_step AND s.not_yet);
+$$;
+COMMENT ON FUNCTION _step_ran(jobs, integer) IS
+  'Whether a job''s current forward step ran (an attempt beyond the caller''s own claims, or a "not yet").';
+
 -- Ends the forward path at step p_from: marks for compensation every step before it that
 -- has one (they all succeeded) and p_from itself when p_include_from (it ran, and may have
 -- done part of its work), then runs them in reverse. Without p_compensate, or with nothing
@@ -292,6 +304,10 @@ BEGIN
   END IF;
 
   IF v_later IS NOT NULL THEN
+    IF p_job.phase = 'forward' AND v_step.not_yet IS NOT TRUE THEN
+      -- The attempt is given back below; this remembers that the step ran (_step_ran).
+      UPDATE steps SET not_yet = true WHERE job_id = p_job.id AND idx = p_job.current_step;
+    END IF;
     v_at := p_now + v_later * interval '1 millisecond';
     IF p_job.phase = 'forward' AND p_job.deadline IS NOT NULL THEN
       v_at := least(v_at, p_job.deadline);

@@ -192,7 +192,9 @@ function checkInteger(
  */
 function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRequest {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new TypeError(`the arguments must be an object like { url }, got ${shown(input)}`);
+    // Only the kind: a URL given alone, or an array of them, may hold a token.
+    const kind = Array.isArray(input) ? 'an array' : input === null ? 'null' : typeof input;
+    throw new TypeError(`the arguments must be an object like { url }, got ${kind}`);
   }
   const args = input as Record<string, unknown>;
   const unknown = Object.keys(args).filter((key) => !ARG_KEYS.includes(key));
@@ -204,14 +206,17 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   try {
     url = new URL(args.url);
   } catch {
-    throw new TypeError(`url is not an absolute URL: ${shown(args.url)}`);
+    // The value is not shown: a webhook URL's path or query is often its credential.
+    throw new TypeError(
+      `url is not an absolute URL such as https://host/path (${args.url.length} characters)`,
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new TypeError(`url must be http: or https:, got ${shown(args.url)}`);
+    throw new TypeError(`url must be http: or https:, got ${shown(url.protocol.slice(0, 40))}`);
   }
   if (url.username || url.password) {
     throw new TypeError(
-      `url must not carry credentials (send them in a header such as Authorization): ${shown(args.url)}`,
+      `url must not carry credentials (send them in a header such as Authorization): ${shownUrl(url)}`,
     );
   }
   const method = args.method === undefined ? 'POST' : args.method;

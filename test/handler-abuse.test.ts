@@ -382,3 +382,31 @@ test('a returned object shaped like a retryLater marker is a result, not "not ye
   assert.deepEqual((await h.stepping.steps(id))[0]!.result, forged);
   await w.stop();
 });
+
+test('a step that answered "not yet" and is then cancelled or overtaken by its deadline is compensated: it ran', async (t) => {
+  const poll = defineStep(
+    'abuse.poll',
+    async (args: { tag: string }, ctx) => {
+      await h.pool.query('INSERT INTO abuse_log (entry) VALUES ($1)', [`started ${args.tag}`]);
+      return ctx.retryLater(args.tag === 'deadline' ? 1500 : 600_000);
+    },
+    { compensate: 'abuse.unpoll' },
+  );
+  const unpoll = defineStep('abuse.unpoll', async (args: { tag: string }) => {
+    await h.pool.query('INSERT INTO abuse_log (entry) VALUES ($1)', [`undone ${args.tag}`]);
+  });
+  const w = await h.worker({ steps: [poll, unpoll], queues: ['poll'], pollIntervalMs: 100 }, t);
+  const cancelled = await h.stepping.enqueue([poll({ tag: 'cancel' })], { queue: 'poll' });
+  const overdue = await h.stepping.enqueue([poll({ tag: 'deadline' })], { queue: 'poll', timeoutMs: 1000 });
+  await eventually(async () => (await logged('started')).length === 2, 20_000, 'both steps to start');
+  await eventually(
+    async () => (await h.stepping.steps(cancelled))[0]!.status === 'pending',
+    20_000,
+    'the "not yet" to be stored',
+  );
+  await h.stepping.cancel(cancelled, { compensate: true });
+  assert.equal((await h.stepping.waitForJob(cancelled, { timeoutMs: 20_000 })).status, 'cancelled');
+  assert.equal((await h.stepping.waitForJob(overdue, { timeoutMs: 20_000 })).status, 'compensated');
+  assert.deepEqual((await logged('undone')).sort(), ['undone cancel', 'undone deadline']);
+  await w.stop();
+});

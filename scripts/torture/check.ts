@@ -82,6 +82,8 @@ export interface CheckFigures {
   };
   /** Accepted runs the ledger could not single out (two ok runs of the same attempt, no log line). */
   ambiguousAccepted: number;
+  /** Steps failed unrun at a claim past their maxAttempts (the previous attempt ended without a report). */
+  exhaustedUnrun: number;
   loggedAccepted: number;
   loggedLeaseLost: number;
 }
@@ -105,6 +107,7 @@ export function emptyFigures(): CheckFigures {
     transactionalSteps: 0,
     overlaps: { killed: 0, stopped: 0, outage: 0, stalled: 0, died: 0, unexplained: 0 },
     ambiguousAccepted: 0,
+    exhaustedUnrun: 0,
     loggedAccepted: 0,
     loggedLeaseLost: 0,
   };
@@ -291,7 +294,17 @@ export function checkDatabase(
           const f = rs.filter(
             (r) => r.attempt === row.attempts && (r.outcome === 'fail' || r.outcome === 'permanent'),
           );
-          if (f.length === 0)
+          // A unit claimed past its maxAttempts (its last attempt ended without a report: the
+          // worker died, or the database went away under its report) is failed unrun by the
+          // worker that claimed it: no run of that attempt exists, and the error says so.
+          const exhausted =
+            f.length === 0 &&
+            new RegExp(`attempt ${row.attempts - 1} ended without a report .*maxAttempts \\(\\d+\\)`).test(
+              row.lastError ?? '',
+            ) &&
+            !rs.some((r) => r.attempt === row.attempts);
+          if (exhausted) fig.exhaustedUnrun++;
+          else if (f.length === 0)
             violation(
               'stale-completion',
               id,

@@ -105,7 +105,8 @@ export function printSummary(s: Summary, t0: number): void {
       `${f.overlaps.outage} across an outage/restart, ${f.overlaps.stalled} after the worker stalled, ` +
       `${f.overlaps.died} after the worker died, ` +
       `${f.overlaps.unexplained} unexplained; ` +
-      `${f.ambiguousAccepted} accepted runs not singled out`,
+      `${f.ambiguousAccepted} accepted runs not singled out; ` +
+      `${f.exhaustedUnrun} steps failed unrun past maxAttempts (their last attempt ended without a report)`,
   );
   out(
     'resume after each outage (server answering again -> first step completion; per worker: first step start):',
