@@ -1,5 +1,4 @@
 import { ConfigError } from './errors.js';
-import { maskConnectionString } from './redact.js';
 
 /** Default schema name. */
 export const DEFAULT_SCHEMA = 'stepping';
@@ -51,16 +50,22 @@ export function checkInt(name: string, value: unknown, min: number, max: number,
   return value;
 }
 
-/** The connection string forms node-postgres reads as meant: a URL, or a socket URL or directory. */
-const READABLE_CONNECTION = /^(?:postgres(?:ql)?:\/\/|socket:|\/)/i;
+/**
+ * The connection string forms node-postgres reads as meant: an absolute URL of any scheme
+ * (it reads postgres://, postgresql://, postgis://, pgsql://... alike), a socket URL or a
+ * socket directory.
+ */
+const READABLE_CONNECTION = /^(?:[A-Za-z][A-Za-z0-9+.-]*:\/\/|socket:|\/)/;
 
 /**
  * Checks a connection string before node-postgres sees it: it reads anything that is not
  * a URL as a URL relative to `postgres://base`, so `host=db dbname=orders` fails later
- * with `getaddrinfo ENOTFOUND base`. Accepts `postgres://` and `postgresql://` URLs,
- * `socket:/dir?db=name` and `/dir dbname`. The error shows a keyword/value string with
- * its passwords masked, and anything else not at all (it may be all secret). `what`
- * names the option (`connectionString`, `DATABASE_URL`, ...).
+ * with `getaddrinfo ENOTFOUND base`. Accepts absolute URLs (`postgres://`, `postgresql://`
+ * and the other schemes node-postgres reads alike), `socket:/dir?db=name` and `/dir dbname`.
+ * The error never shows the value (a keyword/value string's password may be spelled in
+ * ways no masking knows: Pwd=, quoted, with spaces); the example URL has no password part,
+ * so the CLI's credential masking leaves the advice whole. `what` names the option
+ * (`connectionString`, `DATABASE_URL`, ...).
  */
 export function checkConnectionString(value: unknown, what: string): string {
   if (typeof value !== 'string' || value.length === 0) {
@@ -70,12 +75,12 @@ export function checkConnectionString(value: unknown, what: string): string {
   if (/^\s*[A-Za-z_]+\s*=/.test(value)) {
     throw new ConfigError(
       `${what}: keyword/value connection strings (host=... dbname=...) are not supported by ` +
-        `node-postgres; write a postgres:// URL such as postgres://user:password@host:5432/dbname ` +
-        `(percent-encode special characters): ${maskConnectionString(value)}`,
+        `node-postgres; write a URL such as postgres://USER@HOST:5432/DBNAME, with the password ` +
+        `percent-encoded after USER: (the value is not shown: it may hold a password)`,
     );
   }
   throw new ConfigError(
-    `${what} must be a postgres:// or postgresql:// URL (or socket:/dir?db=name), such as ` +
-      `postgres://user:password@host:5432/dbname; got ${value.length} characters, not shown`,
+    `${what} must be a URL such as postgres://USER@HOST:5432/DBNAME (the password percent-encoded ` +
+      `after USER:), or socket:/dir?db=name; got ${value.length} characters, not shown`,
   );
 }

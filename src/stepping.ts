@@ -131,7 +131,7 @@ function jobIdText(call: string, value: unknown): string {
   }
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value);
   throw new InvalidArgumentError(
-    `${call}: a job id must be a decimal string of a bigint from 1 to ${BIGINT_MAX} (or a safe ` +
+    `${call}: a job id must be a decimal string of a bigint from 0 to ${BIGINT_MAX} (or a safe ` +
       `integer), got ${describeValue(value)}`,
   );
 }
@@ -304,7 +304,8 @@ export class Stepping {
    */
   async retry(jobId: string, options: { deadline?: Date } = {}): Promise<void> {
     const id = jobIdText('retry', jobId);
-    const { deadline } = options;
+    // null reads as "not given", as it did before these checks (JS callers and configs pass it).
+    const deadline = options.deadline ?? undefined;
     if (deadline !== undefined && !(deadline instanceof Date && Number.isFinite(deadline.getTime()))) {
       throw new InvalidArgumentError(
         `retry: deadline must be a valid Date, got ${deadline instanceof Date ? 'an invalid Date' : describeValue(deadline)}`,
@@ -329,7 +330,9 @@ export class Stepping {
   async prune(
     options: { olderThanMs?: number; statuses?: readonly string[]; limit?: number } = {},
   ): Promise<number> {
-    const { olderThanMs, limit } = options;
+    // null reads as "not given", as it did before these checks (JS callers and configs pass it).
+    const olderThanMs = options.olderThanMs ?? undefined;
+    const limit = options.limit ?? undefined;
     if (
       limit !== undefined &&
       (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_PRUNE_BATCH)

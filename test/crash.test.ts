@@ -127,3 +127,21 @@ test('SIGTERM: the running step finishes, nothing new is claimed, and the proces
     { job_id: later, status: 'pending', current_step: 0, current_attempt: 0, locked_by: null },
   ]);
 });
+
+test('a worker whose stdout reader goes away keeps running its steps and stops cleanly', async () => {
+  const w = worker('test/fixtures/crash-steps.ts', 'epipe');
+  await eventually(() => w.stdout().length > 0, 60_000, 'the worker to log its start');
+  // The log reader dies (a closed pipe to a logger): the next log line meets EPIPE.
+  w.child.stdout!.destroy();
+  const jobs = [];
+  for (let i = 0; i < 3; i++) {
+    jobs.push(await h.stepping.enqueue([{ name: 'crash.last', args: {} }], { queue: 'epipe' }));
+  }
+  for (const id of jobs) {
+    const state = await h.stepping.waitForJob(id, { timeoutMs: 60_000 });
+    assert.equal(state.status, 'succeeded', state.lastError ?? '');
+  }
+  assert.equal(w.child.exitCode, null, `the worker is still running: ${w.stderr()}`);
+  await stopWorker(w);
+  assert.match(w.stderr(), /stdout was closed by its reader/);
+});

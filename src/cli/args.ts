@@ -20,32 +20,46 @@ export interface CliIo {
   interrupt?: AbortSignal;
 }
 
-let stdoutGuarded = false;
+let stdoutGuarded: 'exit' | 'drop' | null = null;
+let stdoutGone = false;
 
 /**
- * Ends the process quietly (exit 0) once stdout's reader has gone away (`stepping status
- * --watch | head -1`), as other command-line tools do, instead of dying of an unhandled
- * EPIPE 'error' event with a stack trace. Any other write error is still thrown.
+ * What happens once stdout's reader has gone away (EPIPE) instead of dying of an unhandled
+ * 'error' event with a stack trace. 'exit': end quietly with exit 0, as other command-line
+ * tools do (`stepping status --watch | head -1`). 'drop': stop writing to stdout and say so
+ * once on stderr; a worker must go on running its steps (exiting 0 would skip its graceful
+ * stop, and a supervisor restarting on failure would leave it down). Any other write error
+ * is still thrown.
  */
-function guardStdout(): void {
+function guardStdout(mode: 'exit' | 'drop'): void {
   if (stdoutGuarded) return;
-  stdoutGuarded = true;
+  stdoutGuarded = mode;
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(EXIT.ok);
-    throw error;
+    if (error.code !== 'EPIPE') throw error;
+    if (mode === 'exit') process.exit(EXIT.ok);
+    if (!stdoutGone)
+      process.stderr.write('stdout was closed by its reader; log lines are no longer written\n');
+    stdoutGone = true;
   });
 }
 
-/** The process's own stdout and stderr. */
-export const processIo: CliIo = {
-  stdout: (text) => {
-    guardStdout();
-    process.stdout.write(text);
-  },
-  stderr: (text) => process.stderr.write(text),
-  stdoutIsTerminal: process.stdout.isTTY === true,
-  stderrIsTerminal: process.stderr.isTTY === true,
-};
+function processIoFor(mode: 'exit' | 'drop'): CliIo {
+  return {
+    stdout: (text) => {
+      guardStdout(mode);
+      if (!stdoutGone) process.stdout.write(text);
+    },
+    stderr: (text) => process.stderr.write(text),
+    stdoutIsTerminal: process.stdout.isTTY === true,
+    stderrIsTerminal: process.stderr.isTTY === true,
+  };
+}
+
+/** The process's own stdout and stderr for the `stepping` CLI: a closed stdout ends it (exit 0). */
+export const processIo: CliIo = processIoFor('exit');
+
+/** The process's own stdout and stderr for `stepping-worker`: a closed stdout only stops its log lines. */
+export const workerProcessIo: CliIo = processIoFor('drop');
 
 /**
  * `io` with every control character but the line feed escaped on the way out: the last

@@ -16,9 +16,9 @@ import {
   EXIT,
   parseDuration,
   parseInteger,
-  processIo,
   terminalIo,
   UsageError,
+  workerProcessIo,
 } from './args.js';
 import { parseDatabasesArg } from './databases-arg.js';
 import { loadSchedules } from './load-schedules.js';
@@ -232,7 +232,7 @@ function runUntilSignal(worker: Worker, log: (text: string) => void, io: CliIo):
 /** Runs the `stepping-worker` bin; resolves with the exit code once stopped. `env` supplies DATABASE_URL. */
 export async function runWorkerCli(
   argv: readonly string[],
-  rawIo: CliIo = processIo,
+  rawIo: CliIo = workerProcessIo,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   const io = terminalIo(rawIo);
