@@ -410,3 +410,46 @@ test('a step that answered "not yet" and is then cancelled or overtaken by its d
   assert.deepEqual((await logged('undone')).sort(), ['undone cancel', 'undone deadline']);
   await w.stop();
 });
+
+test('session settings a transactional handler changes do not outlive its attempt on the pooled connection', async (t) => {
+  const poison = defineStep(
+    'abuse.session',
+    async (_args: unknown, ctx) => {
+      const tx = ctx.tx!;
+      await tx.query(`SET default_transaction_read_only = on`);
+      await tx.query(`SET statement_timeout = '1ms'`);
+      await tx.query(`SET search_path = pg_catalog`);
+      await tx.query(`SELECT pg_advisory_lock(4242)`);
+      await tx.query(`LISTEN abuse_channel`);
+    },
+    { transactional: true },
+  );
+  const write = defineStep(
+    'abuse.write',
+    async (args: { n: number }, ctx) => {
+      await ctx.tx!.query('SELECT pg_sleep(0.01)');
+      await ctx.tx!.query('INSERT INTO public.abuse_ledger (entry) VALUES ($1)', [`write ${args.n}`]);
+    },
+    { transactional: true },
+  );
+  // Two connections: the poisoned one is the only one transactional steps and reports can use.
+  const w = await h.worker(
+    { steps: [poison, write], queues: ['session'], pollIntervalMs: 100, poolSize: 2 },
+    t,
+  );
+  const first = await h.stepping.enqueue([poison(null)], { queue: 'session' });
+  assert.equal((await h.stepping.waitForJob(first, { timeoutMs: 20_000 })).status, 'succeeded');
+  const ids = [];
+  for (let n = 0; n < 10; n++) ids.push(await h.stepping.enqueue([write({ n })], { queue: 'session' }));
+  for (const id of ids) {
+    const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+    assert.equal(final.status, 'succeeded', final.lastError ?? '');
+    assert.equal((await h.stepping.steps(id))[0]!.attempts, 1, 'no attempt failed on a poisoned connection');
+  }
+  const { rows } = await h.pool.query(
+    `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242`,
+  );
+  assert.equal(rows[0].n, 0, 'the session advisory lock was released with the attempt');
+  await h.pool.query('DELETE FROM abuse_ledger');
+  await w.stop();
+});

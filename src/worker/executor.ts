@@ -55,6 +55,14 @@ export interface RunDeps {
   acquireTransaction(): Promise<() => void>;
 }
 
+/**
+ * Run in a transactional attempt's transaction after its handler returned: resets what
+ * the handler may have changed in the session (RESET ALL leaves the role alone), then
+ * reads the transaction's id. Inside the transaction, so a failed COMMIT needs no cleanup.
+ */
+const SESSION_RESET_AND_XID =
+  'RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP; SELECT txid_current()::text AS xid';
+
 /** "Not yet" delay when a transactional attempt could not even open its transaction. */
 const TX_OPEN_RETRY_MS = 1000;
 
@@ -115,6 +123,8 @@ export async function runUnit(
   let client: pg.PoolClient | undefined;
   /** The transaction's id, read at BEGIN: a handler that ended it and began another shows a new one. */
   let xid: string | undefined;
+  /** The handler ended the worker's transaction: its connection's session state is unknown. */
+  let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
   // server (terminate, restart) would otherwise crash the process. Remember it instead.
   let broken: Error | undefined;
@@ -262,6 +272,12 @@ export async function runUnit(
       return returned;
     }
     const outcome = await transactionCheck(held, returned);
+    if (sessionUnknown) {
+      // The handler ended the transaction itself: whatever it set since is not ours to undo.
+      await held.query('ROLLBACK').catch(() => {});
+      releaseClient(true);
+      return outcome;
+    }
     if (outcome.kind === 'success') {
       // The report commits (or rolls back) in this transaction; see settle.ts.
       const open: OpenTransaction = {
@@ -278,9 +294,10 @@ export async function runUnit(
       };
       return { ...outcome, tx: open };
     }
-    // Failed or not yet: nothing the handler wrote may stay.
+    // Failed or not yet: nothing the handler wrote may stay. Its settings and LISTENs go
+    // with the transaction; session advisory locks do not.
     try {
-      await held.query('ROLLBACK');
+      await held.query('ROLLBACK; SELECT pg_advisory_unlock_all()');
       releaseClient(false);
     } catch {
       releaseClient(true);
@@ -299,7 +316,13 @@ export async function runUnit(
     let status = held.getTransactionStatus();
     if (status === 'T') {
       try {
-        const { rows } = await held.query<{ xid: string }>('SELECT txid_current()::text AS xid');
+        // One round trip: the session state a handler may have changed (settings, role,
+        // session advisory locks, LISTEN, temporary tables) is put back before the report
+        // runs in this transaction and before the connection returns to the pool, where
+        // a `SET statement_timeout = '1ms'` or `SET default_transaction_read_only = on`
+        // would otherwise break every later engine call on it.
+        const results = (await held.query(SESSION_RESET_AND_XID)) as unknown as pg.QueryResult[];
+        const rows = results[results.length - 1]!.rows as { xid?: unknown }[];
         if (rows[0]?.xid !== xid) status = 'I';
       } catch (error) {
         const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
@@ -307,6 +330,7 @@ export async function runUnit(
       }
     }
     if (status === 'I') {
+      sessionUnknown = true;
       const error = new Error(
         `step ${unit.name} ended the worker's transaction itself (COMMIT, ROLLBACK or the like sent through ctx.tx): what it wrote before that may be committed, so it is not run again`,
       );

@@ -168,13 +168,12 @@ async function completeInTransaction(
         `step ${name} succeeded, but its report was refused (its ctx.tx writes were rolled back): ${message}`,
         true,
       );
-    // The COMMIT was never sent: whatever went wrong, nothing of the attempt was written.
-    if (sqlState(error) !== null && definitelyRolledBack(error))
-      return await failWith(
-        `step ${name}: its report could not be written in its transaction (its ctx.tx writes were rolled back): ${message}`,
-        false,
-      );
-    return { ...rejectedAnswer(entry.unit.jobId), gaveUp: false, storedAsFailure: null };
+    // The COMMIT was never sent: whatever went wrong (a statement timeout the handler set,
+    // a serialization failure, the connection), nothing of the attempt was written.
+    return await failWith(
+      `step ${name}: its report could not be written in its transaction (its ctx.tx writes were rolled back): ${message}`,
+      false,
+    );
   }
   try {
     await tx.finish(answer!.accepted);
