@@ -353,6 +353,7 @@ test('migrateDatabases migrates every database concurrently and reports a broken
   );
   assert.match(results[3]!.error ?? '', /does not exist/);
   assert.ok(results.slice(0, 3).every((r) => r.applied.length === MIGRATIONS.length));
+  assert.ok(results.every((r) => Array.isArray(r.missingRoles) && r.missingRoles.length === 0));
   assert.equal(seen.length, 4);
   assert.equal(seen.at(-1)!.startsWith('4/4'), true);
   for (const url of fresh) {

@@ -34,7 +34,9 @@ export async function migrateMany(
   let done = 0;
   const report = (r: MigrateResult) => {
     done += 1;
-    const outcome = r.ok ? `ok (${r.applied.length} applied)` : `FAILED: ${r.error}`;
+    const roles =
+      r.missingRoles.length > 0 ? `; roles ${r.missingRoles.join(', ')} missing (see stepping roles)` : '';
+    const outcome = r.ok ? `ok (${r.applied.length} applied${roles})` : `FAILED: ${r.error}`;
     terminal.progress('');
     io.stderr(`${escapeControl(`[${done}/${total}] ${r.database}: ${outcome}`)}\n`);
     terminal.progress(`migrating ${progressBar(done, total)} ${done}/${total} databases`);
@@ -45,7 +47,7 @@ export async function migrateMany(
   for (const d of databases) {
     const reason = unusable(d.connectionString);
     if (reason === null) usable.push(d);
-    else refused.push({ database: d.id, ok: false, applied: [], error: reason, ms: 0 });
+    else refused.push({ database: d.id, ok: false, applied: [], missingRoles: [], error: reason, ms: 0 });
   }
   refused.forEach(report);
   const migrated =

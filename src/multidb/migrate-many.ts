@@ -20,6 +20,11 @@ export interface MigrateResult {
   database: string;
   ok: boolean;
   applied: string[];
+  /**
+   * Roles the schema's grants name that do not exist and that this role may not create
+   * (see `stepping roles`): until a DBA creates them, only the schema's owner can use it.
+   */
+  missingRoles: string[];
   error: string | null;
   ms: number;
 }
@@ -47,13 +52,14 @@ export async function migrateDatabases(
         // Inside the try: pg throws from the constructor for a string it cannot parse.
         client = new pg.Client({ connectionString: db.connectionString, connectionTimeoutMillis: 10_000 });
         await client.connect();
-        const { applied } = await migrateSchema(client, schema);
-        result = { database: db.id, ok: true, applied, error: null, ms: Date.now() - started };
+        const { applied, missingRoles } = await migrateSchema(client, schema);
+        result = { database: db.id, ok: true, applied, missingRoles, error: null, ms: Date.now() - started };
       } catch (error) {
         result = {
           database: db.id,
           ok: false,
           applied: [],
+          missingRoles: [],
           error: maskConnectionString((error as Error).message),
           ms: Date.now() - started,
         };
