@@ -453,3 +453,42 @@ test('session settings a transactional handler changes do not outlive its attemp
   await h.pool.query('DELETE FROM abuse_ledger');
   await w.stop();
 });
+
+test('a transactional handler that returns with a query still running fails the attempt; the query is ended', async (t) => {
+  const step = defineStep(
+    'abuse.unawaited',
+    async (_args: unknown, ctx) => {
+      await ctx.tx!.query(`INSERT INTO abuse_ledger (entry) VALUES ('unawaited')`);
+      // Not awaited: the connection is still busy when the handler returns.
+      ctx.tx!.query(`SELECT pg_sleep(600) /* abuse.unawaited */`).catch(() => {});
+    },
+    { transactional: true, maxAttempts: 1 },
+  );
+  const ok = defineStep(
+    'abuse.after-unawaited',
+    async (_args: unknown, ctx) => {
+      await ctx.tx!.query(`INSERT INTO abuse_ledger (entry) VALUES ('after')`);
+    },
+    { transactional: true },
+  );
+  const w = await h.worker({ steps: [step, ok], queues: ['unawaited'], pollIntervalMs: 100, poolSize: 2 }, t);
+  const id = await h.stepping.enqueue([step(null)], { queue: 'unawaited' });
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
+  assert.equal(final.status, 'failed');
+  assert.match(final.lastError ?? '', /still running a query .* after it returned/);
+  await eventually(
+    async () =>
+      (
+        await h.pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%abuse.unawaited */' AND pid <> pg_backend_pid()`,
+        )
+      ).rows[0].n === 0,
+    20_000,
+    'the abandoned query to be ended on the server',
+  );
+  const next = await h.stepping.enqueue([ok(null)], { queue: 'unawaited' });
+  assert.equal((await h.stepping.waitForJob(next, { timeoutMs: 20_000 })).status, 'succeeded');
+  assert.deepEqual(await ledger(), ['after'], "the failed attempt's write was rolled back");
+  await h.pool.query('DELETE FROM abuse_ledger');
+  await w.stop();
+});

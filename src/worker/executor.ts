@@ -63,6 +63,19 @@ export interface RunDeps {
 const SESSION_RESET_AND_XID =
   'RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP; SELECT txid_current()::text AS xid';
 
+/** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
+async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<'busy'>((resolve) => (timer = setTimeout(() => resolve('busy'), TX_SETTLE_MS))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** "Not yet" delay when a transactional attempt could not even open its transaction. */
 const TX_OPEN_RETRY_MS = 1000;
 
@@ -123,6 +136,8 @@ export async function runUnit(
   let client: pg.PoolClient | undefined;
   /** The transaction's id, read at BEGIN: a handler that ended it and began another shows a new one. */
   let xid: string | undefined;
+  /** The server process of the transaction's connection, to end a query the handler left running. */
+  let backendPid: number | undefined;
   /** The handler ended the worker's transaction: its connection's session state is unknown. */
   let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
@@ -150,11 +165,11 @@ export async function runUnit(
       client = await deps.pool.connect();
       client.on('error', onClientError);
       // One round trip: the id is assigned here (the report writes in this transaction anyway).
-      const results = (await client.query('BEGIN; SELECT txid_current()::text AS xid')) as unknown as [
-        pg.QueryResult,
-        pg.QueryResult<{ xid: string }>,
-      ];
+      const results = (await client.query(
+        'BEGIN; SELECT txid_current()::text AS xid, pg_backend_pid() AS pid',
+      )) as unknown as [pg.QueryResult, pg.QueryResult<{ xid: string; pid: number }>];
       xid = results[1].rows[0]!.xid;
+      backendPid = results[1].rows[0]!.pid;
     } catch {
       releaseClient(true);
       return { kind: 'later', delayMs: TX_OPEN_RETRY_MS };
@@ -273,8 +288,8 @@ export async function runUnit(
     }
     const outcome = await transactionCheck(held, returned);
     if (sessionUnknown) {
-      // The handler ended the transaction itself: whatever it set since is not ours to undo.
-      await held.query('ROLLBACK').catch(() => {});
+      // The handler ended the transaction itself, or left a query running on it: whatever
+      // it set since is not ours to undo, and the connection may still be busy.
       releaseClient(true);
       return outcome;
     }
@@ -321,7 +336,20 @@ export async function runUnit(
         // runs in this transaction and before the connection returns to the pool, where
         // a `SET statement_timeout = '1ms'` or `SET default_transaction_read_only = on`
         // would otherwise break every later engine call on it.
-        const results = (await held.query(SESSION_RESET_AND_XID)) as unknown as pg.QueryResult[];
+        const results = await withinSettle(
+          held.query(SESSION_RESET_AND_XID) as unknown as Promise<pg.QueryResult[]>,
+        );
+        if (results === 'busy') {
+          // Queued behind a query the handler did not wait for (or a cursor it left open):
+          // end that query's server process, which rolls the transaction back.
+          sessionUnknown = true;
+          if (backendPid !== undefined)
+            await deps.pool.query('SELECT pg_terminate_backend($1)', [backendPid]).catch(() => {});
+          const error = new Error(
+            `step ${unit.name}: its transaction was still running a query ${TX_SETTLE_MS} ms after it returned (a ctx.tx query not awaited, or a cursor left open); the transaction was rolled back`,
+          );
+          return { kind: 'failure', error, permanent: false };
+        }
         const rows = results[results.length - 1]!.rows as { xid?: unknown }[];
         if (rows[0]?.xid !== xid) status = 'I';
       } catch (error) {
