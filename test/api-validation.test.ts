@@ -240,8 +240,19 @@ test('a keyword/value connection string is refused with ConfigError that does no
     stderr: (t) => (out.stderr += t),
   });
   assert.equal(code, 2, out.stderr);
-  assert.match(out.stderr, /keyword\/value connection strings/);
+  assert.match(out.stderr, /^stepping: --database-url: keyword\/value connection strings/);
   assert.doesNotMatch(out.stderr, /s3cr3t/);
+  // The dashboard says it the same way (exit 2 before any server starts), naming DATABASE_URL
+  // when that is where the string came from.
+  const dash = { stdout: '', stderr: '' };
+  const dashCode = await runOperatorCli(
+    ['dashboard', '--port', '0'],
+    { stdout: (t) => (dash.stdout += t), stderr: (t) => (dash.stderr += t) },
+    { DATABASE_URL: kv },
+  );
+  assert.equal(dashCode, 2, dash.stderr);
+  assert.match(dash.stderr, /DATABASE_URL: keyword\/value connection strings/);
+  assert.doesNotMatch(dash.stderr, /s3cr3t/);
 });
 
 test('stepping status --watch whose reader goes away ends quietly with exit 0', async () => {

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 
-import { DEFAULT_SCHEMA, schemaName } from '../config.js';
+import { checkConnectionString, DEFAULT_SCHEMA, schemaName } from '../config.js';
 import { Engine } from '../db/engine.js';
 import { OpsCalls } from '../db/ops.js';
 import { ConfigError } from '../errors.js';
@@ -115,6 +115,8 @@ interface Invocation {
   json: boolean;
   schema: string | undefined;
   databaseUrl: string | undefined;
+  /** Where databaseUrl came from, for errors about it. */
+  databaseUrlSource: '--database-url' | 'DATABASE_URL';
   command: AnyCommand;
   work: Work;
 }
@@ -178,6 +180,7 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     json: values.json ?? false,
     schema: values.schema,
     databaseUrl: values['database-url'] ?? env.DATABASE_URL,
+    databaseUrlSource: values['database-url'] !== undefined ? '--database-url' : 'DATABASE_URL',
     command,
     work: command.offline
       ? { kind: 'offline', run: command.prepare(args, flags) }
@@ -227,12 +230,15 @@ export async function runOperatorCli(
       const { databaseUrl, databases } = invocation;
       if (!databaseUrl && !databases)
         throw new UsageError('no database: pass --database-url or --databases, or set DATABASE_URL');
+      // Checked here, before the server starts: a usage error (exit 2), naming its source.
+      if (!databases) checkConnectionString(databaseUrl, invocation.databaseUrlSource);
       run = () => work.run({ ...output, databaseUrl: databases ? undefined : databaseUrl, databases });
     } else if (work.kind === 'offline') {
       run = () => work.run(output);
     } else {
       if (!invocation.databaseUrl)
         throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+      checkConnectionString(invocation.databaseUrl, invocation.databaseUrlSource);
       const client = createStepping({ connectionString: invocation.databaseUrl, schema: output.schema });
       stepping = client;
       run = () =>

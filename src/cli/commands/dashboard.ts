@@ -4,7 +4,6 @@
  */
 import { isIP } from 'node:net';
 
-import { checkConnectionString } from '../../config.js';
 import { DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, startDashboard } from '../../dashboard/server.js';
 import { parseInteger, UsageError } from '../args.js';
 import type { ServerCommand } from './command.js';
@@ -45,8 +44,6 @@ export const dashboardCommand: ServerCommand = {
     if (host.trim() === '') throw new UsageError('--host must name a host or an address');
     const allowActions = flags.allowActions ?? false;
     return async (ctx) => {
-      // A keyword/value string would otherwise fail on every page as `ENOTFOUND base`.
-      if (!ctx.databases) checkConnectionString(ctx.databaseUrl, '--database-url');
       const dashboard = await startDashboard({
         ...(ctx.databases ? { databases: ctx.databases } : { connectionString: ctx.databaseUrl! }),
         schema: ctx.schema,
