@@ -136,7 +136,7 @@ CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
 CREATE UNIQUE INDEX workers_pkey ON <schema>.workers USING btree (id)
 
 -- types
-unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb, trace_parent text, trace_state text, max_attempts integer)
+unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb, trace_parent text, trace_state text, max_attempts integer, deadline_in_ms bigint)
 
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
@@ -304,7 +304,7 @@ _trace_parent_ok(p_value text) -> boolean sql immutable
 _unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
     3d9d4ca8f02c05479f41ebf34ac023cf
 _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
-    a6a46c6b682ec6b8fcc2675a1d3ca519
+    32fa618f6a6ef3a2a5c0ca2158eb7eae
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     287840d84472cce7737ede54d225b7b6
 _worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now timestamp with time zone) -> boolean sql immutable

@@ -46,6 +46,7 @@ test('the handler context: results by index without holes, made once; retryLater
     traceParent: null,
     traceState: null,
     maxAttempts: null,
+    deadlineInMs: null,
   };
   const ctx = new HandlerContext(unit, abort, 'db', undefined);
   assert.deepEqual(ctx.results, [{ charge: 'ch_1' }, undefined, undefined]);

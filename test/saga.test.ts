@@ -206,3 +206,41 @@ test('a passed deadline ends the forward path even though attempts are unlimited
   assert.deepEqual(r.slice(-2), ['undo.two(late-b)', 'undo.one(a)']);
   assert.ok(r.filter((x) => x === 'do.two').length >= 1);
 });
+
+test("a step still running when its job's deadline passes is aborted, and the job compensates", async (t) => {
+  const order: string[] = [];
+  const slow = defineStep(
+    'deadline.slow',
+    async (_args: unknown, ctx) => {
+      order.push('slow started');
+      // Runs for a minute unless aborted.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 60_000);
+        ctx.signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          order.push(`slow aborted: ${(ctx.signal.reason as Error).message}`);
+          resolve();
+        });
+      });
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+    },
+    { compensate: 'deadline.undo' },
+  );
+  const undo = defineStep('deadline.undo', () => {
+    order.push('undo');
+  });
+  await h.worker({ steps: [slow, undo], queues: ['deadline-abort'], pollIntervalMs: 100 }, t);
+  const id = await h.stepping.enqueue([slow(null)], { queue: 'deadline-abort', timeoutMs: 1500 });
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+  assert.equal(final.status, 'compensated', final.lastError ?? '');
+  assert.deepEqual(order, [
+    'slow started',
+    order[1]!.startsWith("slow aborted: step deadline.slow was still running when its job's deadline passed")
+      ? order[1]!
+      : `(not aborted by the deadline: ${order[1]})`,
+    'undo',
+  ]);
+  const [state] = await h.stepping.steps(id);
+  assert.equal(state!.status, 'failed');
+  assert.match(state!.lastError ?? '', /deadline passed/);
+});

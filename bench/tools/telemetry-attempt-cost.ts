@@ -29,6 +29,7 @@ const unit: LeasedUnit = {
   traceParent: null,
   traceState: null,
   maxAttempts: null,
+  deadlineInMs: null,
 };
 const N = 200_000;
 for (let round = 0; round < 3; round++) {

@@ -27,6 +27,8 @@ export interface LeasedUnit {
   traceState: string | null;
   /** The step's maxAttempts given at enqueue (null: the worker's definition decides). */
   maxAttempts: number | null;
+  /** Milliseconds left until the job's deadline when the unit was leased (null: none, or a compensation). */
+  deadlineInMs: number | null;
 }
 
 /** A compensation as the worker's step definition gives it, reported with the step's outcome. */
@@ -115,6 +117,9 @@ function unitFrom(r: Row, jobId = String(r.job_id)): LeasedUnit {
     traceParent: typeof r.trace_parent === 'string' ? r.trace_parent : null,
     traceState: typeof r.trace_state === 'string' ? r.trace_state : null,
     maxAttempts: typeof r.max_attempts === 'number' ? r.max_attempts : null,
+    // bigint arrives as a string from a claim row and as a number inside a continuation's JSON.
+    deadlineInMs:
+      r.deadline_in_ms === null || r.deadline_in_ms === undefined ? null : Number(r.deadline_in_ms),
   };
 }
 

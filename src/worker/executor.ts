@@ -130,7 +130,11 @@ export async function runUnit(
 ): Promise<Outcome> {
   const exhausted = attemptsExhausted(unit, definition);
   if (exhausted) return exhausted;
-  const timeoutMs = definition.options.timeoutMs;
+  // The step's timeout, or the time left until its job's deadline when that comes first.
+  const stepTimeoutMs = definition.options.timeoutMs;
+  const deadlineFirst =
+    unit.deadlineInMs !== null && (stepTimeoutMs === undefined || unit.deadlineInMs < stepTimeoutMs);
+  const timeoutMs = deadlineFirst ? unit.deadlineInMs! : stepTimeoutMs;
   const transactional = definition.options.transactional === true;
   let ended = false;
   let client: pg.PoolClient | undefined;
@@ -213,7 +217,11 @@ export async function runUnit(
     racers.push(
       new Promise<RaceEnd>((resolve) => {
         timer = setTimeout(() => {
-          const error = new Error(`step ${unit.name} timed out after ${timeoutMs} ms`);
+          const error = new Error(
+            deadlineFirst
+              ? `step ${unit.name} was still running when its job's deadline passed (${timeoutMs} ms after it started)`
+              : `step ${unit.name} timed out after ${timeoutMs} ms`,
+          );
           // Before the abort: a handler woken by it must already find ctx.tx closed.
           ended = true;
           abort.abort(error);
