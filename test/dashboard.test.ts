@@ -388,6 +388,41 @@ test('a worker registering 10,000 long step names cannot make the front page hug
   }
 });
 
+test('a producer making thousands of queues cannot make the front page huge; absurd ages are a 400', async () => {
+  // 2,000 queues of 100 characters, one job each: the page shows the 200 with the most
+  // runnable jobs and counts the rest.
+  await h.stepping.enqueueMany(
+    undefined,
+    Array.from({ length: 2000 }, (_, i) => ({
+      steps: [{ name: 'dash.many.q' }],
+      options: {
+        queue: `dash-many-${String(i).padStart(4, '0')}-`.padEnd(100, 'q'),
+        runAt: new Date(Date.now() + 3_600_000),
+      },
+    })),
+  );
+  const busy = await h.stepping.enqueue([{ name: 'dash.many.q' }], { queue: 'dash-many-busy' });
+  try {
+    const d = await dashboard({ connectionString: h.url });
+    const page = await request(d.url);
+    assert.equal(page.status, 200);
+    const shown = page.body.match(/<tr data-queue="/g)?.length ?? 0;
+    assert.equal(shown, 200);
+    assert.match(page.body, /data-queue="dash-many-busy"/, 'a queue with runnable jobs is among those shown');
+    assert.match(page.body, /and \d+ more queues/);
+    for (const age of ['999999999999d', '3000000d']) {
+      const list = await request(`${d.url}jobs?min_age=${age}`);
+      assert.equal(list.status, 400, age);
+      assert.match(list.body, /min_age/);
+    }
+  } finally {
+    await h.pool.query(
+      `SELECT stepping.job_cancel(job_id) FROM stepping.job_overview WHERE queue LIKE 'dash-many-%' AND status = 'pending'`,
+    );
+    await h.stepping.cancel(busy).catch(() => {});
+  }
+});
+
 test('workers and unrunnable steps: "not available" without the views, rows from views with the contract columns', async () => {
   await dropWorkerViews(h.pool);
   const d = await dashboard({ connectionString: h.url });

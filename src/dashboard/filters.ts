@@ -6,6 +6,7 @@
 import { MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH } from '../limits.js';
 import { DashboardRequestError } from './errors.js';
 import { DASHBOARD_STATUSES, type DashboardStatus, type JobFilter, type JobPageRequest } from './queries.js';
+import { MAX_DELAY_MS } from '../limits.js';
 
 /** Jobs per page of the job list unless `limit` says otherwise. */
 export const DEFAULT_PAGE_SIZE = 50;
@@ -39,7 +40,11 @@ export function parseAge(name: string, text: string): number {
   const match = /^(\d{1,12})\s*(ms|s|m|h|d)$/.exec(text.trim());
   if (!match)
     throw badRequest(`${name} must be a duration like 30s, 15m, 12h or 7d, got ${JSON.stringify(text)}`);
-  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  const ms = Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  // No job is older than the limits allow anything to be scheduled; beyond that the date
+  // it stands for is out of PostgreSQL's range (a 500, and a log line per request).
+  if (ms > MAX_DELAY_MS) throw badRequest(`${name} must be at most 100 years, got ${JSON.stringify(text)}`);
+  return ms;
 }
 
 function ageParam(params: URLSearchParams, name: string): number | null {

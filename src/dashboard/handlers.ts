@@ -15,6 +15,7 @@ import { checkActionRequest } from './security.js';
 
 /** Rows the overview's panels show at most. */
 const PANEL_ROWS = {
+  queues: 200,
   workers: 200,
   unrunnable: 100,
   failingSteps: 20,
@@ -56,7 +57,7 @@ export async function overviewPage(
   const pool = db.pool();
   const [now, views] = await Promise.all([q.now(pool), q.optionalViews(pool)]);
   const [queues, failing, recentFailures, workers, unrunnable, latest] = await Promise.all([
-    q.queues(pool, now),
+    q.queues(pool, now, PANEL_ROWS.queues),
     q.failingSteps(pool, PANEL_ROWS.failingSteps),
     q.recentFailures(pool, PANEL_ROWS.recentFailures),
     panel(views.workerOverview, () => q.workers(pool, PANEL_ROWS.workers)),
@@ -66,7 +67,8 @@ export async function overviewPage(
   const data: OverviewData = {
     base: db.base,
     now,
-    queues,
+    queues: queues.queues,
+    queueCount: queues.total,
     failing,
     recentFailures,
     workers,

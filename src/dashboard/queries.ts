@@ -263,29 +263,38 @@ export class DashboardQueries {
     return { workerOverview: rows[0]?.workers === true, unrunnableSteps: rows[0]?.unrunnable === true };
   }
 
-  /** Every queue with its counts (queue_stats) and its finish rates over RATE_WINDOW_MS before `now`. */
-  async queues(db: Queryable, now: Date): Promise<QueueSummary[]> {
-    const [stats, rates] = await Promise.all([
-      this.rows(
-        db,
-        `SELECT queue, status, jobs::float8 AS jobs, runnable::float8 AS runnable, scheduled::float8 AS scheduled,
-                (extract(epoch FROM oldest_runnable_age) * 1000)::float8 AS oldest_ms
-         FROM ${this.q}.queue_stats`,
-      ),
-      // A constant lower bound, so the scan can use the index on finished_at.
-      this.rows(
-        db,
-        `SELECT queue,
-                count(*)::float8 AS finished,
-                count(*) FILTER (WHERE status = 'succeeded')::float8 AS succeeded,
-                count(*) FILTER (WHERE status IN ('failed', 'compensated'))::float8 AS unsuccessful,
-                count(*) FILTER (WHERE finished_at > $1::timestamptz - interval '1 minute')::float8 AS last_minute
-         FROM ${this.q}.job_overview
-         WHERE finished_at > $1::timestamptz - $2 * interval '1 millisecond'
-         GROUP BY queue`,
-        [now, RATE_WINDOW_MS],
-      ),
-    ]);
+  /**
+   * The `limit` queues with the most runnable (then the most) jobs, with their counts
+   * (queue_stats) and finish rates over RATE_WINDOW_MS before `now`, and how many queues
+   * there are in all: a producer may make any number of queues, and the page must stay small.
+   */
+  async queues(db: Queryable, now: Date, limit: number): Promise<{ queues: QueueSummary[]; total: number }> {
+    const stats = await this.rows(
+      db,
+      `WITH s AS MATERIALIZED (SELECT * FROM ${this.q}.queue_stats),
+            top AS (SELECT queue FROM s GROUP BY queue
+                    ORDER BY sum(runnable) DESC, sum(jobs) DESC, queue LIMIT $1)
+       SELECT s.queue, s.status, s.jobs::float8 AS jobs, s.runnable::float8 AS runnable,
+              s.scheduled::float8 AS scheduled,
+              (extract(epoch FROM s.oldest_runnable_age) * 1000)::float8 AS oldest_ms,
+              (SELECT count(DISTINCT queue) FROM s)::float8 AS total
+       FROM s JOIN top USING (queue)`,
+      [limit],
+    );
+    const shown = [...new Set(stats.map((r) => String(r.queue)))];
+    // A constant lower bound, so the scan can use the index on finished_at.
+    const rates = await this.rows(
+      db,
+      `SELECT queue,
+              count(*)::float8 AS finished,
+              count(*) FILTER (WHERE status = 'succeeded')::float8 AS succeeded,
+              count(*) FILTER (WHERE status IN ('failed', 'compensated'))::float8 AS unsuccessful,
+              count(*) FILTER (WHERE finished_at > $1::timestamptz - interval '1 minute')::float8 AS last_minute
+       FROM ${this.q}.job_overview
+       WHERE finished_at > $1::timestamptz - $2 * interval '1 millisecond' AND queue = ANY ($3::text[])
+       GROUP BY queue`,
+      [now, RATE_WINDOW_MS, shown],
+    );
     const byQueue = new Map<string, QueueSummary>();
     const summary = (queue: string): QueueSummary => {
       let s = byQueue.get(queue);
@@ -325,7 +334,8 @@ export class DashboardQueries {
       s.unsuccessful = num(r.unsuccessful);
       s.lastMinute = num(r.last_minute);
     }
-    return [...byQueue.values()].sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
+    const queues = [...byQueue.values()].sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
+    return { queues, total: Math.max(queues.length, num(stats[0]?.total)) };
   }
 
   /** Registered workers (worker_overview), live ones first. Call only when optionalViews says it exists. */

@@ -17,7 +17,10 @@ import { jobTable } from './jobs.js';
 export interface OverviewData {
   base: string;
   now: Date;
+  /** The queues with the most runnable jobs (a bounded number). */
   queues: QueueSummary[];
+  /** How many queues there are in all. */
+  queueCount: number;
   failing: FailingStep[];
   recentFailures: JobListRow[];
   workers: PanelResult<WorkerRow[]>;
@@ -76,6 +79,14 @@ function queuesPanel(d: OverviewData): Html {
         ${rows}
       </tbody>
     </table>
+    ${
+      d.queueCount > d.queues.length
+        ? html`<p class="dim">
+            and ${d.queueCount - d.queues.length} more queues (those with the most runnable jobs are shown;
+            <a href="${href(d.base, '/jobs', {})}">the job list</a> filters by any queue)
+          </p>`
+        : ''
+    }
   </section>`;
 }
 
