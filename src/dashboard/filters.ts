@@ -4,9 +4,9 @@
  * back into links so every page keeps the filters it was reached with.
  */
 import { MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH } from '../limits.js';
+import { MAX_DELAY_MS } from '../limits.js';
 import { DashboardRequestError } from './errors.js';
 import { DASHBOARD_STATUSES, type DashboardStatus, type JobFilter, type JobPageRequest } from './queries.js';
-import { MAX_DELAY_MS } from '../limits.js';
 
 /** Jobs per page of the job list unless `limit` says otherwise. */
 export const DEFAULT_PAGE_SIZE = 50;
