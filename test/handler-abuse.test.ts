@@ -388,7 +388,7 @@ test('a step that answered "not yet" and is then cancelled or overtaken by its d
     'abuse.poll',
     async (args: { tag: string }, ctx) => {
       await h.pool.query('INSERT INTO abuse_log (entry) VALUES ($1)', [`started ${args.tag}`]);
-      return ctx.retryLater(args.tag === 'deadline' ? 1500 : 600_000);
+      return ctx.retryLater(args.tag === 'deadline' ? 6000 : 600_000);
     },
     { compensate: 'abuse.unpoll' },
   );
@@ -397,7 +397,9 @@ test('a step that answered "not yet" and is then cancelled or overtaken by its d
   });
   const w = await h.worker({ steps: [poll, unpoll], queues: ['poll'], pollIntervalMs: 100 }, t);
   const cancelled = await h.stepping.enqueue([poll({ tag: 'cancel' })], { queue: 'poll' });
-  const overdue = await h.stepping.enqueue([poll({ tag: 'deadline' })], { queue: 'poll', timeoutMs: 1000 });
+  // 4 s: a loaded machine has seconds to start the step before its deadline (a step
+  // claimed after it would never run, and this test is about one that ran).
+  const overdue = await h.stepping.enqueue([poll({ tag: 'deadline' })], { queue: 'poll', timeoutMs: 4000 });
   await eventually(async () => (await logged('started')).length === 2, 20_000, 'both steps to start');
   await eventually(
     async () => (await h.stepping.steps(cancelled))[0]!.status === 'pending',

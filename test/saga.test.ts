@@ -230,7 +230,8 @@ test("a step still running when its job's deadline passes is aborted, and the jo
     order.push('undo');
   });
   await h.worker({ steps: [slow, undo], queues: ['deadline-abort'], pollIntervalMs: 100 }, t);
-  const id = await h.stepping.enqueue([slow(null)], { queue: 'deadline-abort', timeoutMs: 1500 });
+  // 4 s: a loaded machine has seconds to start the step before its deadline.
+  const id = await h.stepping.enqueue([slow(null)], { queue: 'deadline-abort', timeoutMs: 4000 });
   const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
   assert.equal(final.status, 'compensated', final.lastError ?? '');
   assert.deepEqual(order, [
