@@ -6,31 +6,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import type { CliIo } from '../src/cli/args.js';
 import { runOperatorCli } from '../src/cli/operator.js';
 import { defineStep } from '../src/index.js';
 import { start, trackChildren, within } from './fixtures/processes.js';
+import { operatorCli } from './support/cli.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 trackChildren();
 
-interface Captured {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in this process; `extra` plays a terminal or brings an interrupt signal. */
-async function cli(args: string[], extra: Partial<CliIo> = {}): Promise<Captured> {
-  const out = { stdout: '', stderr: '' };
-  const code = await runOperatorCli(
-    args,
-    { stdout: (t) => (out.stdout += t), stderr: (t) => (out.stderr += t), ...extra },
-    { DATABASE_URL: h.url },
-  );
-  return { code, ...out };
-}
+/** Runs the `stepping` CLI in this process on this file's database. */
+const cli = operatorCli(h.url);
 
 /** A job failed at its first step `name` through the engine's own functions, as a worker would. */
 async function failedJob(queue: string, name: string): Promise<string> {

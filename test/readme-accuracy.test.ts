@@ -8,12 +8,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import type { CliIo } from '../src/cli/args.js';
-import { runOperatorCli } from '../src/cli/operator.js';
 import { workerHelp } from '../src/cli/worker-cli.js';
 import { defineStep } from '../src/index.js';
 import { resolveWorkerConfig } from '../src/worker/options.js';
 import { projectRoot } from './fixtures/processes.js';
+import { operatorCli } from './support/cli.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -183,16 +182,8 @@ test("the worker's events are documented with their fields and every error `duri
   }
 });
 
-/** Runs the `stepping` CLI in this process. */
-async function cli(args: string[], extra: Partial<CliIo> = {}) {
-  const out = { stdout: '', stderr: '' };
-  const code = await runOperatorCli(
-    args,
-    { stdout: (t) => (out.stdout += t), stderr: (t) => (out.stderr += t), ...extra },
-    { DATABASE_URL: h.url },
-  );
-  return { code, ...out };
-}
+/** Runs the `stepping` CLI in this process on this file's database. */
+const cli = operatorCli(h.url);
 
 test('migrate --json prints schema, applied and missingRoles, as the README says', async () => {
   const run = await cli(['migrate', '--json']);
