@@ -494,3 +494,23 @@ test('a transactional handler that returns with a query still running fails the 
   await h.pool.query('DELETE FROM abuse_ledger');
   await w.stop();
 });
+
+test('a transactional handler may choose its isolation level with its first statement', async (t) => {
+  const step = defineStep(
+    'abuse.serializable',
+    async (_args: unknown, ctx) => {
+      await ctx.tx!.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE');
+      const { rows } = await ctx.tx!.query<{ level: string }>(
+        `SELECT current_setting('transaction_isolation') AS level`,
+      );
+      return rows[0]!.level;
+    },
+    { transactional: true, maxAttempts: 1 },
+  );
+  const w = await h.worker({ steps: [step], queues: ['isolation'], pollIntervalMs: 100 }, t);
+  const id = await h.stepping.enqueue([step(null)], { queue: 'isolation' });
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+  assert.equal(final.status, 'succeeded', final.lastError ?? '');
+  assert.equal((await h.stepping.steps(id))[0]!.result, 'serializable');
+  await w.stop();
+});

@@ -5,6 +5,8 @@
  * once the attempt has ended, and after a timeout or abort its connection is destroyed
  * (never returned to the pool) only once the handler has settled or a bounded wait passed.
  */
+import { randomUUID } from 'node:crypto';
+
 import type pg from 'pg';
 
 import type { LeasedUnit } from '../db/engine.js';
@@ -56,12 +58,37 @@ export interface RunDeps {
 }
 
 /**
- * Run in a transactional attempt's transaction after its handler returned: resets what
- * the handler may have changed in the session (RESET ALL leaves the role alone), then
- * reads the transaction's id. Inside the transaction, so a failed COMMIT needs no cleanup.
+ * A transaction-local setting the worker gives a transactional attempt's transaction at
+ * BEGIN, with a random token: still there when the handler returns, it is the same
+ * transaction (one the handler ended with COMMIT or ROLLBACK, and maybe began again,
+ * lost it). A SET, unlike a query, leaves the handler free to choose its isolation level
+ * with its first statement.
  */
-const SESSION_RESET_AND_XID =
-  'RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP; SELECT txid_current()::text AS xid';
+const ATTEMPT_SETTING = 'stepping.attempt_token';
+
+/**
+ * Run in a transactional attempt's transaction after its handler returned: reads the
+ * token, then resets what the handler may have changed in the session (RESET ALL leaves
+ * the role alone). Inside the transaction, so a failed COMMIT needs no cleanup.
+ */
+const SESSION_RESET_AND_TOKEN =
+  `SELECT current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
+  'RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
+
+/**
+ * The server process a connection's BackendKeyData names, with the client port the server
+ * sees for it (its local TCP port; -1 over a Unix socket). Read without a query: any query
+ * at BEGIN would keep the handler from setting its isolation level.
+ */
+function serverProcessOf(client: pg.PoolClient): { pid: number; port: number } | undefined {
+  const { processID, connection } = client as unknown as {
+    processID?: unknown;
+    connection?: { stream?: { localPort?: unknown } };
+  };
+  if (typeof processID !== 'number') return undefined;
+  const port = connection?.stream?.localPort;
+  return { pid: processID, port: typeof port === 'number' ? port : -1 };
+}
 
 /** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
 async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
@@ -138,10 +165,10 @@ export async function runUnit(
   const transactional = definition.options.transactional === true;
   let ended = false;
   let client: pg.PoolClient | undefined;
-  /** The transaction's id, read at BEGIN: a handler that ended it and began another shows a new one. */
-  let xid: string | undefined;
+  /** The token set in the transaction at BEGIN (ATTEMPT_SETTING). */
+  const token = transactional ? randomUUID() : undefined;
   /** The server process of the transaction's connection, to end a query the handler left running. */
-  let backendPid: number | undefined;
+  let backendPid: { pid: number; port: number } | undefined;
   /** The handler ended the worker's transaction: its connection's session state is unknown. */
   let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
@@ -168,12 +195,10 @@ export async function runUnit(
       releasePermit = await deps.acquireTransaction();
       client = await deps.pool.connect();
       client.on('error', onClientError);
-      // One round trip: the id is assigned here (the report writes in this transaction anyway).
-      const results = (await client.query(
-        'BEGIN; SELECT txid_current()::text AS xid, pg_backend_pid() AS pid',
-      )) as unknown as [pg.QueryResult, pg.QueryResult<{ xid: string; pid: number }>];
-      xid = results[1].rows[0]!.xid;
-      backendPid = results[1].rows[0]!.pid;
+      // The token is a UUID this process made, not input: written into the statement
+      // because SET takes no parameters (set_config() would be a query).
+      await client.query(`BEGIN; SET LOCAL ${ATTEMPT_SETTING} = '${token!}'`);
+      backendPid = serverProcessOf(client);
     } catch {
       releaseClient(true);
       return { kind: 'later', delayMs: TX_OPEN_RETRY_MS };
@@ -345,21 +370,30 @@ export async function runUnit(
         // a `SET statement_timeout = '1ms'` or `SET default_transaction_read_only = on`
         // would otherwise break every later engine call on it.
         const results = await withinSettle(
-          held.query(SESSION_RESET_AND_XID) as unknown as Promise<pg.QueryResult[]>,
+          held.query(SESSION_RESET_AND_TOKEN) as unknown as Promise<pg.QueryResult[]>,
         );
         if (results === 'busy') {
           // Queued behind a query the handler did not wait for (or a cursor it left open):
           // end that query's server process, which rolls the transaction back.
           sessionUnknown = true;
-          if (backendPid !== undefined)
-            await deps.pool.query('SELECT pg_terminate_backend($1)', [backendPid]).catch(() => {});
+          if (backendPid !== undefined) {
+            // Only the process that serves this very socket: behind PgBouncer the key the
+            // client got is the bouncer's, and its number may be some other process's pid.
+            await deps.pool
+              .query(
+                `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE pid = $1 AND client_port = $2`,
+                [backendPid.pid, backendPid.port],
+              )
+              .catch(() => {});
+          }
           const error = new Error(
             `step ${unit.name}: its transaction was still running a query ${TX_SETTLE_MS} ms after it returned (a ctx.tx query not awaited, or a cursor left open); the transaction was rolled back`,
           );
           return { kind: 'failure', error, permanent: false };
         }
-        const rows = results[results.length - 1]!.rows as { xid?: unknown }[];
-        if (rows[0]?.xid !== xid) status = 'I';
+        const rows = results[0]!.rows as { token?: unknown }[];
+        if (rows[0]?.token !== token) status = 'I';
       } catch (error) {
         const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
         return { kind: 'failure', error: failure, permanent: false };
@@ -368,7 +402,7 @@ export async function runUnit(
     if (status === 'I') {
       sessionUnknown = true;
       const error = new Error(
-        `step ${unit.name} ended the worker's transaction itself (COMMIT, ROLLBACK or the like sent through ctx.tx): what it wrote before that may be committed, so it is not run again`,
+        `step ${unit.name} ended the worker's transaction itself (COMMIT, ROLLBACK or the like sent through ctx.tx; or it ran RESET ALL there): what it wrote before that may be committed, so it is not run again`,
       );
       return { kind: 'failure', error, permanent: true };
     }
