@@ -69,8 +69,9 @@ COMMENT ON FUNCTION job_cancel(bigint, boolean) IS
 -- job_retry: resumes a failed job from the step that failed, with that step's attempts
 -- reset; steps after it (skipped when the job failed) are pending again, steps before it
 -- are not run again. A deadline that has passed is removed (it would fail the job at
--- once); p_deadline, when given, becomes the job's new deadline. Only failed jobs can be
--- retried; SP002 when another unfinished job now holds the job's key.
+-- once); p_deadline, when given, becomes the job's new deadline (SP001 when it has passed
+-- already). Only failed jobs can be retried; SP002 when another unfinished job now holds
+-- the job's key.
 CREATE OR REPLACE FUNCTION job_retry(p_job_id bigint, p_deadline timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -83,6 +84,9 @@ DECLARE
 BEGIN
   IF p_deadline IS NOT NULL AND NOT (p_deadline >= _limit_min_date() AND p_deadline < _limit_max_date()) THEN
     PERFORM _bad_input(format('job_retry: p_deadline must lie in [%s, %s)', _limit_min_date(), _limit_max_date()));
+  END IF;
+  IF p_deadline <= v_now THEN
+    PERFORM _bad_input('job_retry: p_deadline has passed on the engine''s clock: the job would fail again at once');
   END IF;
   v_job := _job_lock(p_job_id);
   IF v_job.status <> 'failed' THEN

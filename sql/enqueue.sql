@@ -29,6 +29,8 @@ DECLARE
     WHEN 'deadline' THEN 'give deadline or timeout_ms, not both'
     WHEN 'delay_ms' THEN format('delay_ms must be a number from 0 to %s', _limit_max_delay_ms())
     WHEN 'timeout_ms' THEN format('timeout_ms must be a number from 0 to %s', _limit_max_delay_ms())
+    WHEN 'deadline_first' THEN 'deadline (deadline or timeout_ms) must be later than the job''s first run '
+                               '(run_at or delay_ms, else now): it would fail before it could run'
     WHEN 'max_attempts' THEN format('max_attempts must be an integer from 1 to %s', _limit_max_int())
     WHEN 'backoff_base_ms' THEN format('backoff_base_ms must be an integer from 1 to %s', _limit_max_int())
     WHEN 'backoff_max_ms' THEN format('backoff_max_ms must be an integer from 1 to %s', _limit_max_int())
@@ -231,8 +233,9 @@ COMMENT ON FUNCTION _enqueue_steps(integer, jsonb) IS
 -- "compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
 -- "key","on_duplicate":"return"|"error","deadline","timeout_ms","trace_parent","trace_state"}
 -- (trace_*: the producer's W3C trace context, see sql/claim.sql). A JSON null reads as
--- absent. Every field is checked (type, range, the limits) before its row is written: bad
--- input raises SP001 and, like any error, leaves nothing of the call behind.
+-- absent. Every field is checked (type, range, the limits; a deadline must be later than
+-- the job's first run, on the engine's clock) before its row is written: bad input raises
+-- SP001 and, like any error, leaves nothing of the call behind.
 -- Dedupe: a key held by an unfinished job returns that job's id (created = false; with
 -- on_duplicate = 'error' also duplicate_refused = true); race-free because the unique partial index makes a concurrent inserter
 -- of the same key wait for the first transaction's outcome.
@@ -354,7 +357,10 @@ BEGIN
     INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
                       created_at, updated_at, trace_parent, trace_state)
     SELECT i.id, i.queue, i.priority, i.key, jsonb_array_length(i.steps), i.step_name, i.available_at,
-           i.deadline, v_now, v_now, i.trace_parent, i.trace_state
+           -- A deadline not after the first run would fail the job at its first claim.
+           CASE WHEN i.deadline IS NULL OR i.deadline > i.available_at THEN i.deadline
+                ELSE _enqueue_reject(i.ord, NULL, 'deadline_first', NULL::timestamptz) END,
+           v_now, v_now, i.trace_parent, i.trace_state
     FROM input i
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
     RETURNING id

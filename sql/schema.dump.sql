@@ -176,7 +176,7 @@ _enqueue_int(p_job integer, p_step integer, p_field text, p_value jsonb) -> inte
 _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
     b6fc2f1dbb0cbbb94b8db77b7055e092
 _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) -> anyelement plpgsql volatile
-    7b7b10b8a06abd852dabc9dab8368e02
+    0ac18f8c8ad7ad8d89ba47048d9e8b01
 _enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
     fe2ba96edddb34013694cb34e6ed8cb6
 _enqueue_time(p_job integer, p_at_field text, p_at jsonb, p_ms_field text, p_ms jsonb, p_now timestamp with time zone, p_absent timestamp with time zone) -> timestamp with time zone sql volatile
@@ -192,7 +192,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    f6743f5a7059d7e2d5dbd30a6ebb4728
+    51e1e5d50f5d128e6b4357565502f28e
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs plpgsql volatile
     29bb53cbce89e55c825fd303aeb64a57
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
@@ -322,7 +322,7 @@ job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boo
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     831d2bd9a0d4a58cbb04bec9d6d018d0
 job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    66d7065a7de7ca508e0d27ec53ef1561
+    ac1e4f5ab8d549285efdb64d1892aa12
 job_retry_many(p_queue text, p_step_name text, p_limit integer, p_after_id bigint) -> TABLE(retried integer, last_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     afe018a6518b3aba4ced6cfff5017bc6
 lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer) -> TABLE(job_id bigint, cancel_requested boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp

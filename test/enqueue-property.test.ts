@@ -410,7 +410,12 @@ test('enqueue: valid inputs are always accepted (the driver refuses nothing the 
       priority: fc.integer({ min: MIN_PRIORITY, max: MAX_PRIORITY }),
       delayMs: fc.double({ min: 0, max: MAX_DELAY_MS, noNaN: true }),
       key: plain,
-      deadline: fc.date({ min: MIN_DATE, max: new Date(MAX_DATE.getTime() - 1), noInvalidDate: true }),
+      // Later than any first run a delayMs can give (the engine refuses an earlier deadline).
+      deadline: fc.date({
+        min: new Date(Date.now() + MAX_DELAY_MS + 86_400_000),
+        max: new Date(MAX_DATE.getTime() - 1),
+        noInvalidDate: true,
+      }),
       maxAttempts: fc.integer({ min: 1, max: MAX_INT }),
     },
     { requiredKeys: [] },

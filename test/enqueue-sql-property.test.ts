@@ -78,22 +78,41 @@ const intField = (min: number, max: number) =>
       notNumber,
     ),
   );
-/** A number of milliseconds in [min, MAX_DELAY_MS], fractions allowed. */
+/** A time field: valid ones carry their value (milliseconds: since the epoch, or from now). */
+type TimeGen = Gen & { value?: number };
+/** Valid `valid` (text and value), mostly; sometimes one of `invalid`. */
+const timed = (valid: fc.Arbitrary<[string, number]>, invalid: fc.Arbitrary<string>): fc.Arbitrary<TimeGen> =>
+  fc.oneof(
+    { weight: 40, arbitrary: valid.map(([text, value]) => ({ text, valid: true, value })) },
+    { weight: 1, arbitrary: invalid.map(bad) },
+  );
+/** A number of milliseconds in [min, MAX_DELAY_MS], fractions allowed (the engine rounds it). */
 const msField = (min: number) =>
-  field(
+  timed(
     fc.oneof(
-      fc.double({ min, max: MAX_DELAY_MS, noNaN: true }).map(String),
-      fc.constantFrom(`${min}`, `${MAX_DELAY_MS}`, '1e3', '2.5'),
+      fc
+        .double({ min, max: MAX_DELAY_MS, noNaN: true })
+        .map((n): [string, number] => [String(n), Math.round(n)]),
+      fc.constantFrom<[string, number]>(
+        [`${min}`, min],
+        [`${MAX_DELAY_MS}`, MAX_DELAY_MS],
+        ['1e3', 1000],
+        ['2.5', 3],
+      ),
     ),
     fc.oneof(fc.constantFrom(`${min - 1}`, `${MAX_DELAY_MS + 1}`, '1e20', '1e400', '-0.5'), notNumber),
   );
 /** A timestamp in [MIN_DATE, MAX_DATE), as ISO text or with an offset (valid), or not (invalid). */
-const timeField = field(
+const timeField = timed(
   fc.oneof(
     fc
       .date({ min: MIN_DATE, max: new Date(MAX_DATE.getTime() - 1), noInvalidDate: true })
-      .map((d) => q(d.toISOString())),
-    fc.constantFrom(q(MIN_DATE.toISOString()), q('2030-01-01 12:00:00+02'), q('2100-02-28T23:59:59.999999Z')),
+      .map((d): [string, number] => [q(d.toISOString()), d.getTime()]),
+    fc.constantFrom<[string, number]>(
+      [q(MIN_DATE.toISOString()), MIN_DATE.getTime()],
+      [q('2030-01-01 12:00:00+02'), Date.UTC(2030, 0, 1, 10)],
+      [q('2100-02-28T23:59:59.999999Z'), Date.UTC(2100, 1, 28, 23, 59, 59, 999) + 0.999],
+    ),
   ),
   fc.oneof(
     fc.constantFrom(
@@ -232,8 +251,27 @@ const exclusive = (at: string, after: string, min: number) =>
     )
     .map(([time, ms]) => {
       const members = [time && `${q(at)}: ${time.text}`, ms && `${q(after)}: ${ms.text}`].filter(Boolean);
-      return { members, valid: (time?.valid ?? true) && (ms?.valid ?? true) && !(time && ms) };
+      return {
+        members,
+        valid: (time?.valid ?? true) && (ms?.valid ?? true) && !(time && ms),
+        at: time?.value,
+        fromNow: ms?.value,
+      };
     });
+/**
+ * The engine refuses a deadline not later than the job's first run. Both relative: exact;
+ * otherwise on this machine's clock, which the engine's (clock_timestamp()) follows within
+ * milliseconds, while generated times that close to each other are vanishingly rare.
+ */
+function deadlineAfterStart(
+  run: { at?: number; fromNow?: number },
+  end: { at?: number; fromNow?: number },
+): boolean {
+  if (end.at === undefined && end.fromNow === undefined) return true;
+  if (run.at === undefined && end.at === undefined) return (end.fromNow ?? 0) > (run.fromNow ?? 0);
+  const now = Date.now();
+  return (end.at ?? now + (end.fromNow ?? 0)) > (run.at ?? now + (run.fromNow ?? 0));
+}
 const job = fc.oneof(
   {
     weight: 20,
@@ -257,7 +295,7 @@ const job = fc.oneof(
       )
       .map(([o, run, end]) => ({
         text: [o.text.slice(0, -1), ...run.members, ...end.members].join(', ') + '}',
-        valid: o.valid && run.valid && end.valid,
+        valid: o.valid && run.valid && end.valid && deadlineAfterStart(run, end),
       })),
   },
   { weight: 1, arbitrary: notObject },

@@ -344,7 +344,7 @@ test('every limit is accepted by SQL exactly at its bound', async () => {
     ],
     [
       'the longest delay and timeout',
-      job([{ name: 's' }], { delay_ms: MAX_DELAY_MS, timeout_ms: MAX_DELAY_MS }),
+      job([{ name: 's' }], { delay_ms: MAX_DELAY_MS - 1, timeout_ms: MAX_DELAY_MS }),
     ],
     [
       'integral numbers written as decimals',
@@ -385,4 +385,74 @@ test('every limit is accepted by SQL exactly at its bound', async () => {
   const { rows } = await c.query(`SELECT max(octet_length(args::text)) AS bytes FROM stepping.steps`);
   assert.equal(rows[0].bytes, MAX_JSON_BYTES);
   await c.query('ROLLBACK');
+});
+
+test('a deadline that comes before the job may first run is refused by SQL (engine clock), and so is a passed deadline given to job_retry', async () => {
+  const c = await h.client();
+  await c.query('BEGIN');
+  const q = 'SELECT * FROM stepping.job_enqueue_batch($1::jsonb)';
+  const first =
+    /deadline \(deadline or timeout_ms\) must be later than the job's first run \(run_at or delay_ms, else now\): it would fail before it could run$/;
+  const hour = 3_600_000;
+  const soon = new Date(Date.now() + hour).toISOString();
+  const later = new Date(Date.now() + 2 * hour).toISOString();
+  const ok = [{ name: 's' }];
+  await expectSp001(c, [
+    [
+      'deadline before run_at',
+      q,
+      [job(ok, { run_at: later, deadline: soon })],
+      new RegExp(`^stepping: job 0: ${first.source}`),
+    ],
+    ['deadline equal to run_at', q, [job(ok, { run_at: soon, deadline: soon })], first],
+    ['timeout_ms equal to delay_ms', q, [job(ok, { delay_ms: 5000, timeout_ms: 5000 })], first],
+    ['timeout_ms 0', q, [job(ok, { timeout_ms: 0 })], first],
+    ['a passed deadline', q, [job(ok, { deadline: '2001-01-01T00:00:00Z' })], first],
+    ['deadline before now + delay_ms', q, [job(ok, { delay_ms: 2 * hour, deadline: soon })], first],
+    ['run_at after now + timeout_ms', q, [job(ok, { run_at: later, timeout_ms: hour })], first],
+    [
+      'the second job of a batch',
+      q,
+      [
+        JSON.stringify([
+          { steps: ok, timeout_ms: hour },
+          { steps: ok, run_at: later, deadline: soon },
+        ]),
+      ],
+      /^stepping: job 1: deadline \(deadline or timeout_ms\)/,
+    ],
+    [
+      'job_enqueue with a passed p_deadline',
+      "SELECT stepping.job_enqueue($1, p_deadline => now() - interval '1 minute')",
+      [JSON.stringify(ok)],
+      first,
+    ],
+  ]);
+  // The right way round, they are accepted.
+  await c.query(q, [job(ok, { run_at: soon, deadline: later })]);
+  await c.query(q, [job(ok, { delay_ms: 5000, timeout_ms: 5001 })]);
+  await c.query(q, [job(ok, { delay_ms: hour, deadline: later })]);
+  await c.query('ROLLBACK');
+
+  // job_retry: a new deadline already passed would fail the job again at once.
+  const { rows } = await h.pool.query(`SELECT stepping.job_enqueue($1) AS id`, [JSON.stringify(ok)]);
+  await h.pool.query(`UPDATE stepping.jobs SET status = 'failed', finished_at = now() WHERE id = $1`, [
+    rows[0].id,
+  ]);
+  await assert.rejects(
+    h.pool.query(`SELECT stepping.job_retry($1, now() - interval '1 second')`, [rows[0].id]),
+    (e: unknown) => {
+      const err = e as { code?: string; message: string };
+      assert.equal(err.code, 'SP001', err.message);
+      assert.match(
+        err.message,
+        /^stepping: job_retry: p_deadline has passed on the engine's clock: the job would fail again at once$/,
+      );
+      return true;
+    },
+  );
+  assert.equal(
+    (await h.pool.query(`SELECT status FROM stepping.jobs WHERE id = $1`, [rows[0].id])).rows[0].status,
+    'failed',
+  );
 });

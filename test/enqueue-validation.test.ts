@@ -470,13 +470,13 @@ test('every limit is accepted exactly at its bound (by the driver and by SQL) an
       () =>
         h.stepping.enqueue(c, [noop({})], {
           priority: MAX_PRIORITY,
-          runAt: new Date(MAX_DATE.getTime() - 1),
-          deadline: MIN_DATE,
+          runAt: new Date(MAX_DATE.getTime() - 2),
+          deadline: new Date(MAX_DATE.getTime() - 1),
         }),
     ],
     [
       'the longest delay and timeout',
-      () => h.stepping.enqueue(c, [noop({})], { delayMs: MAX_DELAY_MS, timeoutMs: MAX_DELAY_MS }),
+      () => h.stepping.enqueue(c, [noop({})], { delayMs: MAX_DELAY_MS - 1, timeoutMs: MAX_DELAY_MS }),
     ],
     [
       'MAX_INT attempts and backoff',
@@ -563,4 +563,58 @@ test('unknown step-call options are refused, naming the option and the step, not
       /^job 1: step 0 \(v\.noop\) options: unknown option "retries"/,
     ],
   ]);
+});
+
+test('a deadline that comes before the job may first run is refused before SQL, naming both times', async () => {
+  const hour = 3_600_000;
+  const soon = new Date(Date.now() + hour);
+  const later = new Date(Date.now() + 2 * hour);
+  await expectRejectedInTransaction([
+    [
+      'deadline before runAt',
+      (c) => h.stepping.enqueue(c, [noop({})], { runAt: later, deadline: soon }),
+      /^deadline \(.+\) must be later than the job's first run \(runAt .+\): it would fail before it could run$/,
+    ],
+    [
+      'deadline equal to runAt',
+      (c) => h.stepping.enqueue(c, [noop({})], { runAt: soon, deadline: new Date(soon.getTime()) }),
+      /^deadline \(.+\) must be later than the job's first run \(runAt/,
+    ],
+    [
+      'timeoutMs not over delayMs',
+      (c) => h.stepping.enqueue(c, [noop({})], { delayMs: 5000, timeoutMs: 5000 }),
+      /^timeoutMs \(5000\) must be more than delayMs \(5000\): the job would fail before it could run$/,
+    ],
+    [
+      'deadline already passed',
+      (c) => h.stepping.enqueue(c, [noop({})], { deadline: new Date(Date.now() - 1000) }),
+      /^deadline \(.+\) must be later than the job's first run \(now, .+\): it would fail before it could run$/,
+    ],
+    [
+      'deadline before now + delayMs',
+      (c) => h.stepping.enqueue(c, [noop({})], { delayMs: 2 * hour, deadline: soon }),
+      /^deadline \(.+\) must be later than the job's first run \(delayMs 7200000 from now, .+\)/,
+    ],
+    [
+      'runAt after now + timeoutMs',
+      (c) => h.stepping.enqueue(c, [noop({})], { runAt: later, timeoutMs: hour }),
+      /^timeoutMs 3600000 from now \(.+\) must be later than the job's first run \(runAt .+\)/,
+    ],
+    [
+      'a bad deadline in the second job of a batch',
+      (c) =>
+        h.stepping.enqueueMany(c, [
+          { steps: [noop({})], options: { timeoutMs: hour } },
+          { steps: [noop({})], options: { runAt: later, deadline: soon } },
+        ]),
+      /^job 1: deadline \(.+\) must be later than the job's first run/,
+    ],
+  ]);
+  // The same times the right way round are accepted.
+  const c = await h.client();
+  await c.query('BEGIN');
+  await h.stepping.enqueue(c, [noop({})], { runAt: soon, deadline: later });
+  await h.stepping.enqueue(c, [noop({})], { delayMs: 5000, timeoutMs: 5001 });
+  await h.stepping.enqueue(c, [noop({})], { delayMs: hour, deadline: later });
+  await c.query('ROLLBACK');
 });

@@ -400,9 +400,8 @@ test('deadline corners: a step that never ran is not compensated, and retry resc
   assert.match(steps[1]!.lastError ?? '', /deadline passed/);
 
   // Without compensations the job fails; retry() removes the passed deadline and it runs.
-  const solo = await h.stepping.enqueue([{ name: 'race.dl-solo', args: {} }], {
-    deadline: new Date(Date.now() + 1000),
-  });
+  // timeoutMs, not a Date: the engine's clock was shifted above, this process's was not.
+  const solo = await h.stepping.enqueue([{ name: 'race.dl-solo', args: {} }], { timeoutMs: 1000 });
   await h.shiftClock('10 minutes');
   await h.pool.query(`SELECT * FROM stepping.step_claim('w', ARRAY['race.dl-solo'])`);
   assert.equal((await h.stepping.getJob(solo))?.status, 'failed');

@@ -193,12 +193,55 @@ function serializeJobChecked(steps: unknown, options: unknown): SerializedJob {
   if (opts.deadline !== undefined) job.deadline = checkDate(opts.deadline, 'deadline');
   // The engine adds timeoutMs to its own clock, so client clock skew does not matter.
   if (opts.timeoutMs !== undefined) job.timeout_ms = checkDuration(opts.timeoutMs, 'timeoutMs', 1);
+  checkDeadlineAfterStart(job);
   if (bytes > MAX_CALL_JSON_BYTES) {
     fail(
       `the job's args print to more than ${MAX_CALL_JSON_BYTES} bytes of JSON in all, over the limit of one call`,
     );
   }
   return { job, bytes };
+}
+
+/**
+ * A job whose deadline is not later than its first run could never run: it would fail at
+ * its first claim. The engine refuses it too (by its own clock, SP001, which aborts the
+ * caller's transaction), so the driver refuses it first: exactly when both times are
+ * absolute or both relative, by this machine's clock when one of them is "now".
+ */
+function checkDeadlineAfterStart(job: Record<string, unknown>): void {
+  if (job.deadline === undefined && job.timeout_ms === undefined) return;
+  const now = Date.now();
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const runAt = job.run_at as string | undefined;
+  const delayMs = job.delay_ms as number | undefined;
+  const deadline = job.deadline as string | undefined;
+  const timeoutMs = job.timeout_ms as number | undefined;
+  if (delayMs !== undefined && timeoutMs !== undefined) {
+    if (timeoutMs <= delayMs) {
+      fail(
+        `timeoutMs (${timeoutMs}) must be more than delayMs (${delayMs}): the job would fail before it could run`,
+      );
+    }
+    return;
+  }
+  const start =
+    runAt !== undefined
+      ? { at: Date.parse(runAt), text: `runAt ${runAt}` }
+      : delayMs !== undefined
+        ? { at: now + delayMs, text: `delayMs ${delayMs} from now, ${iso(now + delayMs)}` }
+        : { at: now, text: `now, ${iso(now)}` };
+  const end =
+    deadline !== undefined
+      ? { at: Date.parse(deadline), text: `deadline (${deadline})` }
+      : {
+          at: now + (timeoutMs ?? 0),
+          text: `timeoutMs ${timeoutMs} from now (${iso(now + (timeoutMs ?? 0))})`,
+        };
+  if (end.at <= start.at) {
+    fail(
+      `${end.text} must be later than the job's first run (${start.text}): it would fail before it could run`,
+    );
+  }
 }
 
 /** Runs `read`, turning anything the caller's own code throws into EnqueueValidationError. */
