@@ -330,6 +330,20 @@ test('unknown pages and jobs are 404, wrong methods 405, a taken port or bad opt
   const page = await request(unmigrated.url);
   assert.equal(page.status, 503);
   assert.match(page.body, /stepping migrate/);
+  // A database that refuses the login or does not exist is unavailable (503), not a bug (500).
+  const elsewhere = (change: (u: URL) => void) => {
+    const u = new URL(h.url);
+    change(u);
+    return u.href;
+  };
+  for (const [what, url] of [
+    ['an unknown role (28000)', elsewhere((u) => (u.username = 'dash_no_such_role'))],
+    ['an unknown database (3D000)', elsewhere((u) => (u.pathname = '/dash_no_such_database'))],
+  ] as const) {
+    const refused = await dashboard({ connectionString: url });
+    const answer = await request(refused.url);
+    assert.equal(answer.status, 503, `${what}: ${answer.body.slice(0, 300)}`);
+  }
 });
 
 test('the front page shows live workers and the step names no live worker can run, from the real views', async (t) => {

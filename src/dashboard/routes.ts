@@ -57,8 +57,17 @@ function statusOf(error: unknown): number {
   if (error instanceof InvalidJobStateError) return 409;
   if (error instanceof SchemaNotReadyError) return 503;
   const code = (error as { code?: unknown } | null)?.code;
-  // Connection problems (refused, timed out, server shutting down): the database is unavailable.
-  if (typeof code === 'string' && (code.startsWith('E') || code.startsWith('08') || code === '57P01'))
+  // Connection problems (refused, timed out, server shutting down or starting, login
+  // refused, no such database, too many connections): the database is unavailable.
+  if (
+    typeof code === 'string' &&
+    (code.startsWith('E') ||
+      code.startsWith('08') ||
+      code.startsWith('28') ||
+      code.startsWith('53') ||
+      code.startsWith('57P') ||
+      code === '3D000')
+  )
     return 503;
   if (
     error instanceof Error &&
