@@ -80,6 +80,8 @@ COMMENT ON FUNCTION _claim_lease(bigint[], text, timestamptz, interval) IS
 -- scan in claim order, as without limits, skips the queues with no room and keeps at most
 -- the room of each other limited queue (rows picked beyond it are not leased, and the
 -- scan is repeated, without the queues that are now full, while the claim is short).
+-- A per-key rate (rate_per_key) is counted the same way for each rate key: the scan skips
+-- the keys that used their rate, so a key flooding the queue never holds back the others.
 CREATE OR REPLACE FUNCTION step_claim(
   p_worker   text,
   p_names    text[],
@@ -117,8 +119,15 @@ DECLARE
   v_full   text[];          -- those with no room: not scanned
   v_tq     text[];          -- queue and job of each unit leased in a limited queue
   v_tid    bigint[];
+  v_pkq    text[];          -- per-key rate-limited queues whose limit row this claim holds
+  v_pkc    integer[];       -- their rate_count
+  v_kq     text[];          -- (queue, rate key or '') of each key with starts in the window
+  v_kk     text[];
+  v_kroom  integer[];       -- its room left (counting this claim's leases)
+  v_kfull  jsonb[] := '{}'; -- [queue, rate key] of the keys with no room: not scanned
+  v_nfull  integer;         -- queues and keys excluded by the last scan
   v_count  integer := 0;
-  v_again  boolean;
+  v_pass   integer := 0;
   v_i      integer;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > _limit_max_claim_batch() THEN
@@ -151,26 +160,56 @@ BEGIN
     v_locked[v_i] := FOUND;
     v_limits[v_i] := v_limit;
     v_room[v_i] := CASE WHEN FOUND THEN _queue_room(v_limit, v_now, NULL) ELSE 0 END;
+    IF FOUND AND v_limit.rate_per_key THEN
+      v_pkq := v_pkq || v_limit.queue;
+      v_pkc := v_pkc || v_limit.rate_count;
+    END IF;
   END LOOP;
   LOOP
     v_full := ARRAY(SELECT t.q FROM unnest(v_lq, v_room) AS t(q, r) WHERE t.r <= 0);
+    IF v_pkq IS NOT NULL THEN
+      -- Each rate key's room: its starts in the window (_queue_room removed older ones)
+      -- and this claim's leases so far. '' stands for no key ('' is not a valid key).
+      SELECT array_agg(x.q), array_agg(x.k), array_agg(x.room),
+             coalesce(array_agg(jsonb_build_array(x.q, nullif(x.k, ''))) FILTER (WHERE x.room <= 0), '{}')
+      INTO v_kq, v_kk, v_kroom, v_kfull
+      FROM (SELECT u.q, u.k, (max(l.c) - count(*))::integer AS room
+            FROM (SELECT s.queue AS q, coalesce(s.rate_key, '') AS k FROM queue_starts s
+                  WHERE s.queue = ANY (v_pkq)
+                  UNION ALL
+                  SELECT j.queue, coalesce(j.rate_key, '') FROM jobs j
+                  WHERE j.id = ANY (v_tid) AND j.queue = ANY (v_pkq)) u
+            JOIN unnest(v_pkq, v_pkc) AS l(q, c) ON l.q = u.q
+            GROUP BY u.q, u.k) x;
+    END IF;
+    -- Another scan only when the last one left rows behind for a queue or key that is
+    -- full now (excluded from this one); otherwise it would pick the same rows again.
+    EXIT WHEN v_pass > 0 AND (v_count >= p_limit OR cardinality(v_full) + cardinality(v_kfull) = v_nfull);
+    v_nfull := cardinality(v_full) + cardinality(v_kfull);
+    v_pass := v_pass + 1;
     FOR v_unit IN
       SELECT * FROM _claim_lease(ARRAY(
         WITH picked AS (
-          SELECT j.id, j.queue, j.priority, j.available_at FROM jobs j
+          SELECT j.id, j.queue, j.rate_key, j.priority, j.available_at FROM jobs j
           WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
             AND j.step_name = ANY (p_names)
             AND (p_queues IS NULL OR j.queue = ANY (p_queues))
             AND j.queue <> ALL (v_full)
+            AND (cardinality(v_kfull) = 0 OR jsonb_build_array(j.queue, j.rate_key) <> ALL (v_kfull))
           ORDER BY j.priority, j.available_at, j.id
           LIMIT p_limit - v_count
           FOR UPDATE SKIP LOCKED
         )
         SELECT p.id FROM (
-          SELECT p.id, p.queue, row_number() OVER (PARTITION BY p.queue ORDER BY p.priority, p.available_at, p.id) AS rn
+          SELECT p.id, p.queue, p.rate_key,
+                 row_number() OVER (PARTITION BY p.queue ORDER BY p.priority, p.available_at, p.id) AS rn,
+                 row_number() OVER (PARTITION BY p.queue, p.rate_key ORDER BY p.priority, p.available_at, p.id) AS rk
           FROM picked p) p
         LEFT JOIN unnest(v_lq, v_room) AS t(q, r) ON t.q = p.queue
-        WHERE t.q IS NULL OR p.rn <= t.r), v_worker, v_now, v_lease)
+        LEFT JOIN unnest(v_pkq, v_pkc) AS pk(q, c) ON pk.q = p.queue
+        LEFT JOIN unnest(v_kq, v_kk, v_kroom) AS k(q, k, r) ON k.q = p.queue AND k.k = coalesce(p.rate_key, '')
+        WHERE (t.q IS NULL OR p.rn <= t.r)
+          AND (pk.q IS NULL OR p.rk <= coalesce(k.r, pk.c))), v_worker, v_now, v_lease)
     LOOP
       v_count := v_count + 1;
       v_i := array_position(v_lq, v_unit.queue);
@@ -181,11 +220,8 @@ BEGIN
       END IF;
       RETURN NEXT v_unit;
     END LOOP;
-    -- Picked rows beyond a queue's room were left unleased: scan again without the queues
-    -- that are now full (they cannot be picked again), while the claim is short.
-    v_again := v_count < p_limit
-               AND EXISTS (SELECT 1 FROM unnest(v_lq, v_room) AS t(q, r) WHERE t.r <= 0 AND t.q <> ALL (v_full));
-    EXIT WHEN NOT v_again;
+    -- Picked rows beyond a queue's (or key's) room were left unleased: the loop scans
+    -- again without the queues and keys that are now full, while the claim is short.
   END LOOP;
   FOR v_i IN 1 .. cardinality(v_lq) LOOP
     IF v_locked[v_i] AND v_lq[v_i] = ANY (v_tq) THEN
@@ -212,9 +248,21 @@ AS $$
   blocked AS MATERIALIZED (
     SELECT l.queue, _queue_free_at(l, c.now) AS free_at FROM queue_limits l CROSS JOIN c
     WHERE p_queues IS NULL OR l.queue = ANY (p_queues)
+  ),
+  -- Rate keys of per-key queues that used their rate: free when their oldest start in
+  -- the window leaves it. '' stands for no key.
+  keys_blocked AS MATERIALIZED (
+    SELECT l.queue, coalesce(s.rate_key, '') AS rate_key,
+           min(s.started_at) + l.rate_period_ms * interval '1 millisecond' AS free_at
+    FROM queue_limits l CROSS JOIN c JOIN queue_starts s ON s.queue = l.queue
+    WHERE l.rate_per_key AND (p_queues IS NULL OR l.queue = ANY (p_queues))
+      AND s.started_at > c.now - l.rate_period_ms * interval '1 millisecond'
+    GROUP BY l.queue, l.rate_count, l.rate_period_ms, coalesce(s.rate_key, '')
+    HAVING count(*) >= l.rate_count
   )
-  SELECT extract(epoch FROM min(greatest(j.available_at, b.free_at)) - min(c.now)) * 1000
+  SELECT extract(epoch FROM min(greatest(j.available_at, b.free_at, kb.free_at)) - min(c.now)) * 1000
   FROM jobs j CROSS JOIN c LEFT JOIN blocked b ON b.queue = j.queue
+  LEFT JOIN keys_blocked kb ON kb.queue = j.queue AND kb.rate_key = coalesce(j.rate_key, '')
   WHERE j.status IN ('pending', 'running') AND j.step_name = ANY (p_names)
     AND (p_queues IS NULL OR j.queue = ANY (p_queues));
 $$;

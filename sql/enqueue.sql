@@ -22,6 +22,7 @@ DECLARE
       THEN format('compensate.name must be a string of 1 to %s characters', _limit_max_name_length())
     WHEN 'queue' THEN format('queue must be a string of 1 to %s characters', _limit_max_queue_length())
     WHEN 'key' THEN format('key must be a string of 1 to %s characters', _limit_max_key_length())
+    WHEN 'rate_key' THEN format('rate_key must be a string of 1 to %s characters', _limit_max_key_length())
     WHEN 'priority'
       THEN format('priority must be an integer from %s to %s', _limit_min_priority(), _limit_max_priority())
     WHEN 'on_duplicate' THEN 'on_duplicate must be "return" or "error"'
@@ -231,8 +232,9 @@ COMMENT ON FUNCTION _enqueue_steps(integer, jsonb) IS
 -- in input order).
 -- Each element: {"steps":[{"name","args","max_attempts","backoff_base_ms","backoff_max_ms",
 -- "compensate":{"name","args"}}], "queue","priority","run_at","delay_ms",
--- "key","on_duplicate":"return"|"error","deadline","timeout_ms","trace_parent","trace_state"}
--- (trace_*: the producer's W3C trace context, see sql/claim.sql). A JSON null reads as
+-- "key","on_duplicate":"return"|"error","deadline","timeout_ms","trace_parent","trace_state",
+-- "rate_key"} (trace_*: the producer's W3C trace context, see sql/claim.sql; rate_key: what
+-- a per-key rate limit of the queue counts the job's starts under, see sql/limits.sql). A JSON null reads as
 -- absent. Every field is checked (type, range, the limits; a deadline must be later than
 -- the job's first run, on the engine's clock) before its row is written: bad input raises
 -- SP001 and, like any error, leaves nothing of the call behind.
@@ -324,6 +326,11 @@ BEGIN
              THEN f.key #>> '{}'
            ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'key', NULL::text)
       END AS key,
+      CASE WHEN f.rate_key IS NULL THEN NULL
+           WHEN jsonb_typeof(f.rate_key) = 'string' AND length(f.rate_key #>> '{}') BETWEEN 1 AND _limit_max_key_length()
+             THEN f.rate_key #>> '{}'
+           ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'rate_key', NULL::text)
+      END AS rate_key,
       CASE WHEN f.on_duplicate IS NULL OR f.on_duplicate IN ('"return"', '"error"') THEN f.on_duplicate #>> '{}'
            ELSE _enqueue_reject((f.o - 1)::integer, NULL, 'on_duplicate', NULL::text)
       END AS on_duplicate,
@@ -344,9 +351,10 @@ BEGIN
       END AS trace_state
     FROM ROWS FROM (jsonb_to_recordset(p_jobs)
                       AS (steps jsonb, queue jsonb, priority jsonb, key jsonb, on_duplicate jsonb, run_at jsonb,
-                          delay_ms jsonb, deadline jsonb, timeout_ms jsonb, trace_parent jsonb, trace_state jsonb))
+                          delay_ms jsonb, deadline jsonb, timeout_ms jsonb, trace_parent jsonb, trace_state jsonb,
+                          rate_key jsonb))
          WITH ORDINALITY AS f(steps, queue, priority, key, on_duplicate, run_at, delay_ms, deadline, timeout_ms,
-                              trace_parent, trace_state, o)
+                              trace_parent, trace_state, rate_key, o)
   ), step_input AS (
     -- Inlined (see _enqueue_steps). Every row the insert below reads has passed its checks;
     -- the steps of a job whose key is held are checked in the loop further down.
@@ -355,12 +363,12 @@ BEGIN
     CROSS JOIN LATERAL _enqueue_steps(i.ord, i.steps) s
   ), ins AS (
     INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
-                      created_at, updated_at, trace_parent, trace_state)
+                      created_at, updated_at, trace_parent, trace_state, rate_key)
     SELECT i.id, i.queue, i.priority, i.key, jsonb_array_length(i.steps), i.step_name, i.available_at,
            -- A deadline not after the first run would fail the job at its first claim.
            CASE WHEN i.deadline IS NULL OR i.deadline > i.available_at THEN i.deadline
                 ELSE _enqueue_reject(i.ord, NULL, 'deadline_first', NULL::timestamptz) END,
-           v_now, v_now, i.trace_parent, i.trace_state
+           v_now, v_now, i.trace_parent, i.trace_state, i.rate_key
     FROM input i
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
     RETURNING id
@@ -442,7 +450,8 @@ CREATE OR REPLACE FUNCTION job_enqueue(
   p_on_duplicate text        DEFAULT 'return',
   p_deadline     timestamptz DEFAULT NULL,
   p_trace_parent text        DEFAULT NULL,
-  p_trace_state  text        DEFAULT NULL
+  p_trace_state  text        DEFAULT NULL,
+  p_rate_key     text        DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
@@ -454,7 +463,7 @@ AS $$
   FROM _job_enqueue_batch(jsonb_build_array(jsonb_build_object(
     'steps', p_steps, 'queue', p_queue, 'priority', p_priority, 'run_at', p_run_at, 'key', p_key,
     'on_duplicate', p_on_duplicate, 'deadline', p_deadline, 'trace_parent', p_trace_parent,
-    'trace_state', p_trace_state)), 0) b;
+    'trace_state', p_trace_state, 'rate_key', p_rate_key)), 0) b;
 $$;
-COMMENT ON FUNCTION job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text) IS
+COMMENT ON FUNCTION job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text, text) IS
   'Enqueues one job (steps as a JSON array of {name, args}) in the caller''s transaction; returns its id.';

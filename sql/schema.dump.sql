@@ -21,6 +21,7 @@ jobs.locked_by text
 jobs.phase text not null default 'forward'::text
 jobs.priority integer not null default 0
 jobs.queue text not null default 'default'::text
+jobs.rate_key text
 jobs.status text not null default 'pending'::text
 jobs.step_count integer not null
 jobs.step_name text not null
@@ -33,11 +34,13 @@ pgmigrations.run_on timestamp without time zone not null
 queue_limits.max_running integer
 queue_limits.queue text not null
 queue_limits.rate_count integer
+queue_limits.rate_per_key boolean not null default false
 queue_limits.rate_period_ms integer
 queue_limits.updated_at timestamp with time zone not null default now()
 queue_running.job_id bigint not null
 queue_running.queue text not null
 queue_starts.queue text not null
+queue_starts.rate_key text
 queue_starts.started_at timestamp with time zone not null
 schedules.backfill integer not null default 0
 schedules.created_at timestamp with time zone not null default now()
@@ -89,6 +92,7 @@ steps fillfactor=85
 -- constraints
 jobs jobs_phase_check CHECK ((phase = ANY (ARRAY['forward'::text, 'compensate'::text])))
 jobs jobs_pkey PRIMARY KEY (id)
+jobs jobs_rate_key_length CHECK (((length(rate_key) >= 1) AND (length(rate_key) <= 500)))
 jobs jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'compensated'::text, 'cancelled'::text])))
 jobs jobs_step_count_check CHECK ((step_count > 0))
 jobs jobs_trace_parent_w3c CHECK ((trace_parent ~ '^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$'::text))
@@ -98,6 +102,7 @@ queue_limits queue_limit_max_running CHECK ((max_running > 0))
 queue_limits queue_limit_queue_length CHECK (((length(queue) >= 1) AND (length(queue) <= 100)))
 queue_limits queue_limit_rate_count CHECK ((rate_count > 0))
 queue_limits queue_limit_rate_pair CHECK (((rate_count IS NULL) = (rate_period_ms IS NULL)))
+queue_limits queue_limit_rate_per_key CHECK (((NOT rate_per_key) OR (rate_count IS NOT NULL)))
 queue_limits queue_limit_rate_period CHECK ((rate_period_ms > 0))
 queue_limits queue_limit_some CHECK (((max_running IS NOT NULL) OR (rate_count IS NOT NULL)))
 queue_limits queue_limits_pkey PRIMARY KEY (queue)
@@ -123,7 +128,7 @@ workers workers_pkey PRIMARY KEY (id)
 CREATE INDEX jobs_claimable ON <schema>.jobs USING btree (priority, available_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))
 CREATE INDEX jobs_deadline_unfinished ON <schema>.jobs USING btree (deadline) WHERE ((deadline IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])) AND (phase = 'forward'::text))
 CREATE INDEX jobs_finished ON <schema>.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL)
-CREATE INDEX queue_starts_queue ON <schema>.queue_starts USING btree (queue, started_at)
+CREATE INDEX queue_starts_queue_key ON <schema>.queue_starts USING btree (queue, rate_key, started_at)
 CREATE INDEX schedules_due ON <schema>.schedules USING btree (next_run_at) WHERE ((NOT paused) AND (next_run_at IS NOT NULL))
 CREATE UNIQUE INDEX jobs_key_unfinished ON <schema>.jobs USING btree (key) WHERE ((key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'running'::text])))
 CREATE UNIQUE INDEX jobs_pkey ON <schema>.jobs USING btree (id)
@@ -176,7 +181,7 @@ _enqueue_int(p_job integer, p_step integer, p_field text, p_value jsonb) -> inte
 _enqueue_json(p_job integer, p_step integer, p_field text, p_value jsonb) -> jsonb plpgsql volatile
     b6fc2f1dbb0cbbb94b8db77b7055e092
 _enqueue_reject(p_job integer, p_step integer, p_field text, p_type anyelement) -> anyelement plpgsql volatile
-    0ac18f8c8ad7ad8d89ba47048d9e8b01
+    3dad5f1231bdaf72a15ad75a1b4685a4
 _enqueue_steps(p_job integer, p_steps jsonb) -> TABLE(idx integer, name text, args jsonb, max_attempts integer, backoff_base_ms integer, backoff_max_ms integer, compensate_name text, compensate_args jsonb) sql stable
     fe2ba96edddb34013694cb34e6ed8cb6
 _enqueue_time(p_job integer, p_at_field text, p_at jsonb, p_ms_field text, p_ms jsonb, p_now timestamp with time zone, p_absent timestamp with time zone) -> timestamp with time zone sql volatile
@@ -192,7 +197,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    51e1e5d50f5d128e6b4357565502f28e
+    32237d22ed9504aa10e49e1923122c89
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs plpgsql volatile
     29bb53cbce89e55c825fd303aeb64a57
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
@@ -278,13 +283,15 @@ _notify_limited(p_job_ids bigint[]) -> void plpgsql volatile
 _notify_ready(p_queue text) -> void sql volatile
     c9bbbfaac313ec4946a2f88cd16833fb
 _queue_free_at(p_limit <schema>.queue_limits, p_now timestamp with time zone) -> timestamp with time zone sql stable set search_path=pg_catalog, stepping, pg_temp
-    2c19679ad07ae086428737656c72d5ce
+    896bde6a6c11de77f537712082df9a0d
+_queue_key_room(p_limit <schema>.queue_limits, p_key text) -> integer plpgsql volatile
+    a589af595b18580f2f499762fbf79e72
 _queue_room(p_limit <schema>.queue_limits, p_now timestamp with time zone, p_exclude bigint) -> integer plpgsql volatile
-    c7941c283837bed3cd7ba091a6ec4e4c
+    141239536f3abedf685303bb98a4771f
 _queue_started(p_limit <schema>.queue_limits, p_job_ids bigint[], p_now timestamp with time zone) -> void plpgsql volatile
-    58dbff2643ff69e905cf59c522b7f975
+    b9a5647d4ee4138485c5fb517411c92e
 _queue_take_one(p_queue text, p_job_id bigint, p_now timestamp with time zone) -> boolean plpgsql volatile
-    646cd53be24239bdb5b6dcc401f106ec
+    8281030f8243bdb1718598288e166926
 _raise_duplicate(p_key text) -> bigint plpgsql volatile set search_path=pg_catalog, stepping, pg_temp
     ea9abeed61a48bf0c9f54dcb0b004cb5
 _report_number(p_report jsonb, p_key text, p_min bigint, p_max bigint) -> bigint sql immutable
@@ -315,8 +322,8 @@ engine_now() -> timestamp with time zone plpgsql volatile set search_path=pg_cat
     f3587682cef3bf381fdb58b4fb309ac2
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     9032edcd9e08382ce5dbd0ba32b717a1
-job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    eb03210f95def04794def47765fc8a5c
+job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text, p_rate_key text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    19790afdeadf2796a5992ced36ac21ad
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     008e80be65d20e81544fe887b2939423
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -332,11 +339,11 @@ lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgs
 maintenance_run(p_retention interval, p_prune boolean, p_batch integer) -> TABLE(leader boolean, expired integer, pruned integer, workers_removed integer) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     2143b459d8829f15cb3f151cdc1c2358
 next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    6de29a6e0e306ffe01663c5aa2061c05
+    3d29e1af1fce15b2c787bf140b13ccb4
 queue_limit_clear(p_queue text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     466cb1cfca0b66c33c7c9d2f2084f5e2
-queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rate_period_ms integer) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    7a001063ef467f9936af979b07ff7fff
+queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rate_period_ms integer, p_rate_per_key boolean) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    76f0015254dfd37fc1c3a876bb8d296b
 queue_metrics() -> TABLE(queue text, runnable bigint, scheduled bigint, running bigint, oldest_runnable_age_ms double precision) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_seqscan=off set jit=off
     020ccd81f90eae5f8118a8a03fc522e7
 schedule_due(p_limit integer) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -352,7 +359,7 @@ schedule_remove(p_name text) -> boolean plpgsql volatile security definer set se
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     b280596816db1bf65022d3b93b5b876b
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
-    4f88ee85f8c4c6570b9ad5c2685196bf
+    409c4e3eb436c79dfc599746f9760e75
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     55b7682f3e304955ac35bda32026d726
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
@@ -365,9 +372,9 @@ worker_register(p_id text, p_host text, p_pid integer, p_queues text[], p_names 
     26fb270f2a4d0b14b41a615223f2bde2
 
 -- views
-job_overview (job_id bigint, queue text, priority integer, key text, status text, phase text, step_count integer, current_step integer, current_step_name text, current_attempt integer, run_at timestamp with time zone, lease_expires_at timestamp with time zone, lease_expired boolean, locked_by text, cancel_requested boolean, failed_step integer, last_error text, last_error_detail jsonb, deadline timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, finished_at timestamp with time zone, output jsonb)
+job_overview (job_id bigint, queue text, priority integer, key text, status text, phase text, step_count integer, current_step integer, current_step_name text, current_attempt integer, run_at timestamp with time zone, lease_expires_at timestamp with time zone, lease_expired boolean, locked_by text, cancel_requested boolean, failed_step integer, last_error text, last_error_detail jsonb, deadline timestamp with time zone, created_at timestamp with time zone, updated_at timestamp with time zone, finished_at timestamp with time zone, output jsonb, rate_key text)
 live_workers (worker_id text, host text, pid integer, queues text[], step_names text[], concurrency integer, started_at timestamp with time zone, heartbeat_at timestamp with time zone, heartbeat_age interval, heartbeat_period_ms integer)
-queue_limits_overview (queue text, max_running integer, running integer, rate_count integer, rate_period_ms integer, window_starts integer, ready integer, at_limit boolean, updated_at timestamp with time zone)
+queue_limits_overview (queue text, max_running integer, running integer, rate_count integer, rate_period_ms integer, window_starts integer, ready integer, at_limit boolean, updated_at timestamp with time zone, rate_per_key boolean, keys_at_limit integer)
 queue_stats (queue text, status text, jobs bigint, runnable bigint, scheduled bigint, oldest_runnable_age interval)
 schedule_overview (name text, cron text, tz text, queue text, step_names text[], backfill integer, paused boolean, next_run_at timestamp with time zone, last_run_at timestamp with time zone, last_job_id bigint, last_job_status text, job jsonb, created_at timestamp with time zone, updated_at timestamp with time zone)
 step_overview (job_id bigint, step_index integer, name text, status text, attempts integer, max_attempts integer, last_error text, last_error_detail jsonb, finished_at timestamp with time zone, compensate_name text, compensation_status text, compensation_attempts integer, compensation_last_error text, compensation_finished_at timestamp with time zone, result jsonb)
@@ -379,7 +386,7 @@ function <schema>.engine_now() EXECUTE to <schema>_operator
 function <schema>.engine_now() EXECUTE to <schema>_producer
 function <schema>.engine_now() EXECUTE to <schema>_worker
 function <schema>.job_cancel(bigint,boolean) EXECUTE to <schema>_operator
-function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text) EXECUTE to <schema>_producer
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text,text) EXECUTE to <schema>_producer
 function <schema>.job_enqueue_batch(jsonb) EXECUTE to <schema>_producer
 function <schema>.job_prune(interval,text[],integer) EXECUTE to <schema>_operator
 function <schema>.job_retry(bigint,timestamp with time zone) EXECUTE to <schema>_operator
@@ -390,7 +397,7 @@ function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_
 function <schema>.maintenance_run(interval,boolean,integer) EXECUTE to <schema>_worker
 function <schema>.next_due_in_ms(text[],text[]) EXECUTE to <schema>_worker
 function <schema>.queue_limit_clear(text) EXECUTE to <schema>_operator
-function <schema>.queue_limit_set(text,integer,integer,integer) EXECUTE to <schema>_operator
+function <schema>.queue_limit_set(text,integer,integer,integer,boolean) EXECUTE to <schema>_operator
 function <schema>.queue_metrics() EXECUTE to <schema>_operator
 function <schema>.queue_metrics() EXECUTE to <schema>_worker
 function <schema>.schedule_due(integer) EXECUTE to <schema>_worker
@@ -493,6 +500,7 @@ function <schema>._notify_done(text[]): Announces finished jobs on <schema>_done
 function <schema>._notify_limited(bigint[]): Wakes workers of the limited queues among the given jobs (room may have been freed).
 function <schema>._notify_ready(text): Wakes workers listening for work on p_queue (channel <schema>_ready).
 function <schema>._queue_free_at(<schema>.queue_limits,timestamp with time zone): When a limited queue may have room again (NULL: room now); read without locks, for idle sleeps.
+function <schema>._queue_key_room(<schema>.queue_limits,text): Units of one rate key that may start now in a per-key rate-limited queue (caller holds the limit row).
 function <schema>._queue_room(<schema>.queue_limits,timestamp with time zone,bigint): Units of a limited queue that may start now (caller holds the limit row): running and rate room.
 function <schema>._queue_started(<schema>.queue_limits,bigint[],timestamp with time zone): Records leased units of a limited queue as running and as starts (caller holds the limit row).
 function <schema>._queue_take_one(text,bigint,timestamp with time zone): May a continuation of a job lease its next unit in p_queue now (limits allow, recorded)?
@@ -511,7 +519,7 @@ function <schema>._worker_live(timestamp with time zone,integer,timestamp with t
 function <schema>.backoff_delay(integer,integer,integer): Retry delay after p_attempt failures: min(max, base*2^(attempt-1)) times a jitter factor in [0.5, 1).
 function <schema>.engine_now(): The engine's clock: clock_timestamp() plus settings.clock_offset (owner-only; tests shift it).
 function <schema>.job_cancel(bigint,boolean): Cancels an unfinished job: pending at once, running after its current step; optionally compensating.
-function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
+function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text,text): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
 function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.
 function <schema>.job_prune(interval,text[],integer): Deletes up to p_limit jobs finished before engine_now()-p_older_than in the given final statuses; returns how many.
 function <schema>.job_retry(bigint,timestamp with time zone): Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.
@@ -521,7 +529,7 @@ function <schema>.lease_release(bigint[],uuid[]): Returns held units to the queu
 function <schema>.maintenance_run(interval,boolean,integer): One bounded round of leader-only maintenance: expire unclaimed jobs past their deadline, prune finished jobs, drop dead workers.
 function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
 function <schema>.queue_limit_clear(text): Removes the fleet-wide limits of a queue; true when it had some.
-function <schema>.queue_limit_set(text,integer,integer,integer): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms.
+function <schema>.queue_limit_set(text,integer,integer,integer,boolean): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms (for the queue, or per rate key).
 function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now, scheduled later, running, and the oldest runnable job's wait (ms).
 function <schema>.schedule_due(integer): Active schedules whose next run is due (engine clock), with the clock's reading.
 function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).
@@ -537,7 +545,7 @@ function <schema>.worker_heartbeat(text): Marks a registered worker alive now; f
 function <schema>.worker_register(text,text,integer,text[],text[],integer,integer): Registers (or refreshes) a worker: host, pid, queues, step names, concurrency, heartbeat period.
 relation <schema>.job_overview: One row per job: status (with compensating), current step, attempts, last error, lease, timestamps, output.
 relation <schema>.live_workers: Workers alive now (heartbeat within three periods): host, pid, queues, step names, concurrency, heartbeats.
-relation <schema>.queue_limits_overview: Per limited queue: max_running and running now, rate_count per rate_period_ms and starts in the window, ready units, at_limit.
+relation <schema>.queue_limits_overview: Per limited queue: max_running and running now, rate_count per rate_period_ms (per key or not) and starts in the window, ready units, at_limit.
 relation <schema>.queue_stats: Per queue and status: job count, runnable now, scheduled later, and the oldest runnable job's wait.
 relation <schema>.schedule_overview: One row per recurring schedule: cron, time zone, queue, steps, paused, next and last run, last job and its status.
 relation <schema>.step_overview: One row per step: status (running/retrying live, skipped), attempts, last error, result, and its compensation's state.

@@ -6,7 +6,7 @@
 -- job_overview: one row per job. status adds 'compensating' (unfinished, running
 -- compensations) to the table's statuses; the current_* columns describe the unit the job
 -- is at (its step, or during compensation the step being compensated); output is the
--- result of the job's last step.
+-- result of the job's last step; rate_key, what a per-key rate limit counts it under.
 CREATE OR REPLACE VIEW job_overview AS
 WITH c AS MATERIALIZED (SELECT engine_now() AS now)
 SELECT j.id                                                  AS job_id,
@@ -32,7 +32,8 @@ SELECT j.id                                                  AS job_id,
        j.created_at,
        j.updated_at,
        j.finished_at,
-       o.result                                              AS output
+       o.result                                              AS output,
+       j.rate_key
 FROM jobs j
 CROSS JOIN c
 LEFT JOIN steps o ON o.job_id = j.id AND o.idx = j.step_count - 1;

@@ -64,6 +64,8 @@ export interface JobState {
   queue: string;
   status: JobStatus;
   key: string | null;
+  /** What a per-key rate limit counts the job's starts under (the enqueue option `rateKey`). */
+  rateKey: string | null;
   stepCount: number;
   currentStep: number;
   currentStepName: string;
@@ -152,6 +154,7 @@ function jobStateFromRow(r: Record<string, unknown>): JobState {
     queue: String(r.queue),
     status: r.status as JobStatus,
     key: (r.key as string | null) ?? null,
+    rateKey: (r.rate_key as string | null) ?? null,
     stepCount: Number(r.step_count),
     currentStep: Number(r.current_step),
     currentStepName: String(r.current_step_name),

@@ -35,10 +35,16 @@ test('stepping limits set, list (text and JSON), clear; usage errors exit 2', as
       rateCount: 10,
       ratePeriodMs: 1000,
       windowStarts: 0,
+      ratePerKey: false,
+      keysAtLimit: null,
       ready: 0,
       atLimit: false,
     },
   ]);
+  const perKey = await cli('limits', 'set', 'sms', 'rate=3/1m', 'per-key');
+  assert.equal(perKey.code, 0, perKey.stderr);
+  assert.match(perKey.stdout, /sms\s+0\s+3 per 1m per key: 0 keys at it\s+0\s+no/);
+  assert.equal((await cli('limits', 'clear', 'sms')).code, 0);
   const status = await cli('status');
   assert.match(status.stdout, /queue limits\n/);
   assert.equal((await cli('limits', 'clear', 'emails')).stdout, 'queue emails: limits cleared\n');
@@ -47,6 +53,7 @@ test('stepping limits set, list (text and JSON), clear; usage errors exit 2', as
     ['limits', 'set', 'emails'],
     ['limits', 'set', 'emails', 'running=0'],
     ['limits', 'set', 'emails', 'rate=10'],
+    ['limits', 'set', 'emails', 'running=3', 'per-key'],
     ['limits', 'frob'],
   ]) {
     const r = await cli(...bad);

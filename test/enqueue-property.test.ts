@@ -266,6 +266,7 @@ const options = usually(
           queue: nameText(MAX_QUEUE_LENGTH),
           priority: intOption(MIN_PRIORITY, MAX_PRIORITY),
           key: nameText(MAX_KEY_LENGTH),
+          rateKey: nameText(MAX_KEY_LENGTH),
           onDuplicate: usually(fc.constantFrom('return', 'error'), fc.oneof(notText, cleanText)),
           maxAttempts: intOption(1, MAX_INT),
         },
@@ -300,7 +301,7 @@ async function checkStored(c: pg.Client, jobId: string, job: Job): Promise<void>
   const callSteps = job.steps as StepCall[];
   const o = (job.options ?? {}) as EnqueueOptions;
   const { rows: jobs } = await c.query(
-    `SELECT queue, priority, key, step_count,
+    `SELECT queue, priority, key, rate_key, step_count,
             extract(epoch FROM available_at - created_at) * 1000 AS delay_ms, available_at,
             extract(epoch FROM deadline - created_at) * 1000 AS timeout_ms, deadline
      FROM stepping.jobs WHERE id = $1`,
@@ -310,6 +311,7 @@ async function checkStored(c: pg.Client, jobId: string, job: Job): Promise<void>
   assert.equal(row.queue, o.queue ?? 'default');
   assert.equal(row.priority, (o.priority ?? 0) + 0); // + 0: -0 is stored as 0
   assert.equal(row.key, o.key ?? null);
+  assert.equal(row.rate_key, o.rateKey ?? null);
   assert.equal(row.step_count, callSteps.length);
   if (o.runAt) assert.equal(row.available_at.getTime(), o.runAt.getTime());
   else assert.equal(Number(row.delay_ms), Math.round(o.delayMs ?? 0) + 0);
@@ -410,6 +412,7 @@ test('enqueue: valid inputs are always accepted (the driver refuses nothing the 
       priority: fc.integer({ min: MIN_PRIORITY, max: MAX_PRIORITY }),
       delayMs: fc.double({ min: 0, max: MAX_DELAY_MS, noNaN: true }),
       key: plain,
+      rateKey: plain,
       // Later than any first run a delayMs can give (the engine refuses an earlier deadline).
       deadline: fc.date({
         min: new Date(Date.now() + MAX_DELAY_MS + 86_400_000),

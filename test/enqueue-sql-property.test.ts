@@ -283,6 +283,7 @@ const job = fc.oneof(
             queue: textField(MAX_QUEUE_LENGTH),
             priority: intField(MIN_PRIORITY, MAX_PRIORITY),
             key: textField(MAX_KEY_LENGTH),
+            rate_key: textField(MAX_KEY_LENGTH),
             on_duplicate: field(
               fc.constantFrom(q('return'), q('error')),
               fc.constantFrom(q('maybe'), q(''), 'true', '1'),

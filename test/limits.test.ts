@@ -180,3 +180,114 @@ test('limits are validated by the driver and by the engine', async () => {
   assert.equal(await h.stepping.clearQueueLimit('x'), false);
   assert.deepEqual(await h.stepping.queueLimits(), []);
 });
+
+async function enqueueKeyed(queue: string, keys: (string | undefined)[], steps = 1): Promise<void> {
+  await h.stepping.enqueueMany(
+    undefined,
+    keys.map((rateKey) => ({
+      steps: Array.from({ length: steps }, () => ({ name: 'lim.a', args: {} })),
+      options: { queue, ...(rateKey === undefined ? {} : { rateKey }) },
+    })),
+  );
+}
+
+async function rateKeysOf(units: Claimed[]): Promise<string[]> {
+  if (units.length === 0) return [];
+  const { rows } = await h.pool.query<{ k: string | null }>(
+    `SELECT rate_key AS k FROM stepping.jobs WHERE id = ANY ($1::bigint[])`,
+    [units.map((u) => u.job_id)],
+  );
+  return rows.map((r) => r.k ?? '-').sort();
+}
+
+test('a per-key rate limit admits rate_count starts per period for each rate key, and a flooding key never holds back the others', async () => {
+  await h.stepping.setQueueLimit('kq', { rate: { count: 2, periodMs: 1000, perKey: true } });
+  // Customer a floods the queue first; b and jobs without a rate key (one shared bucket) come after.
+  await enqueueKeyed('kq', [...Array(30).fill('a'), 'b', 'b', 'b', undefined, undefined, undefined]);
+  assert.deepEqual(await rateKeysOf(await claim(['kq'])), ['-', '-', 'a', 'a', 'b', 'b']);
+  assert.deepEqual(await claim(['kq']), [], 'every key is at its rate');
+  const o = await overview('kq');
+  assert.equal(o.rate_per_key, true);
+  assert.equal(o.window_starts, 6);
+  assert.equal(o.keys_at_limit, 3);
+  assert.equal(o.at_limit, true, 'every key with ready work is at its rate');
+  const { rows } = await h.pool.query(
+    `SELECT stepping.next_due_in_ms(ARRAY['lim.a'], ARRAY['kq']) AS ms,
+            (SELECT max(attempt) FROM stepping.jobs WHERE queue = 'kq' AND status = 'pending') AS attempts`,
+  );
+  assert.ok(rows[0].ms > 0 && rows[0].ms <= 1000, `due in ${rows[0].ms} ms, not at once`);
+  assert.equal(rows[0].attempts, 0, 'held-back units keep their attempts');
+
+  // A new window: claims of one unit each still reach b after a's room is used, though
+  // a's 28 waiting units come first in claim order.
+  await h.shiftClock('1001 milliseconds');
+  const one = async () => await rateKeysOf(await claim(['kq'], 1));
+  assert.deepEqual(
+    [await one(), await one(), await one(), await one(), await one()],
+    [['a'], ['a'], ['b'], ['-'], []],
+  );
+  await h.stepping.clearQueueLimit('kq');
+  assert.equal((await claim(['kq'])).length, 26);
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
+test('a per-key rate limit holds for continuations, and together with max_running', async () => {
+  await h.stepping.setQueueLimit('kc', {
+    maxRunning: 3,
+    rate: { count: 1, periodMs: 3_600_000, perKey: true },
+  });
+  await enqueueKeyed('kc', ['c'], 2);
+  const [unit] = await claim(['kc']);
+  assert.ok(unit);
+  const { rows } = await h.pool.query(
+    `SELECT accepted, job_status, (next).job_id AS next_job
+     FROM stepping.step_complete(ARRAY[$1::bigint], ARRAY[$2::uuid], NULL, NULL, 't', ARRAY['lim.a'], NULL, 60000)`,
+    [unit.job_id, unit.lease_token],
+  );
+  assert.equal(rows[0].accepted, true);
+  assert.equal(rows[0].next_job, null, "c's second step waits for c's next window");
+  assert.equal(rows[0].job_status, 'pending');
+  await enqueueKeyed('kc', ['c', 'd', 'e', 'f', 'g']);
+  // d, e, f start (max_running 3); c is at its rate; g waits for a running slot.
+  assert.deepEqual(await rateKeysOf(await claim(['kc'])), ['d', 'e', 'f']);
+  assert.deepEqual(await claim(['kc']), []);
+  await h.shiftClock('61 seconds'); // the leases expire: running slots free, rate windows not
+  assert.deepEqual(await rateKeysOf(await claim(['kc'])), ['g']);
+  await h.stepping.clearQueueLimit('kc');
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
+test('rate keys and per-key limits are validated by the driver and by the engine', async () => {
+  const { EnqueueValidationError } = await import('../src/index.js');
+  await assert.rejects(
+    h.stepping.enqueue([{ name: 'lim.a', args: {} }], { rateKey: '' }),
+    EnqueueValidationError,
+  );
+  await assert.rejects(
+    h.stepping.enqueue([{ name: 'lim.a', args: {} }], { rateKey: 5 as never }),
+    /rateKey must be a string of 1 to 500 characters/,
+  );
+  await assert.rejects(
+    h.pool.query(`SELECT * FROM stepping.job_enqueue_batch($1::jsonb)`, [
+      JSON.stringify([{ steps: [{ name: 'lim.a' }], rate_key: 'k'.repeat(501) }]),
+    ]),
+    /stepping: job 0: rate_key must be a string of 1 to 500 characters$/,
+  );
+  await assert.rejects(
+    h.stepping.setQueueLimit('x', { maxRunning: 1, rate: { count: 1, periodMs: 1, perKey: 'yes' as never } }),
+    /rate.perKey must be true or false/,
+  );
+  await assert.rejects(
+    h.pool.query(`SELECT stepping.queue_limit_set('x', 1, NULL, NULL, true)`),
+    /per-key needs a rate/,
+  );
+  // Stored and shown.
+  const id = await h.stepping.enqueue([{ name: 'lim.a', args: {} }], { queue: 'kv', rateKey: 'customer-42' });
+  assert.equal((await h.stepping.getJob(id))?.rateKey, 'customer-42');
+  await h.stepping.setQueueLimit('kv', { rate: { count: 5, periodMs: 60_000, perKey: true } });
+  const [state] = await h.stepping.queueLimits();
+  assert.equal(state?.ratePerKey, true);
+  assert.equal(state?.keysAtLimit, 0);
+  await h.stepping.clearQueueLimit('kv');
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});

@@ -95,7 +95,7 @@ test('schedule() validates, computes the next run on the engine clock, lists; pa
 
 test('after downtime a schedule runs once for the latest missed time; backfill N enqueues up to N', async (t) => {
   await engineTime('2026-06-01T08:00:30Z');
-  await h.stepping.schedule('once', '* * * * *', [tick({})], { queue: 'missed' });
+  await h.stepping.schedule('once', '* * * * *', [tick({})], { queue: 'missed', rateKey: 'tenant-7' });
   await h.stepping.schedule('back3', '* * * * *', [tick({})], { queue: 'missed', backfill: 3 });
   // Ten minutes pass with no worker running.
   await engineTime('2026-06-01T08:10:30Z');
@@ -111,10 +111,11 @@ test('after downtime a schedule runs once for the latest missed time; backfill N
   assert.equal(await nextRunAt('once'), '2026-06-01T08:11:00.000Z');
   const [job] = (
     await h.pool.query(
-      `SELECT queue, status FROM stepping.jobs WHERE key = 'schedule:once:2026-06-01T08:10:00.000Z'`,
+      `SELECT queue, status, rate_key FROM stepping.jobs WHERE key = 'schedule:once:2026-06-01T08:10:00.000Z'`,
     )
   ).rows;
   assert.equal(job.queue, 'missed');
+  assert.equal(job.rate_key, 'tenant-7');
   await h.stepping.unschedule('once');
   await h.stepping.unschedule('back3');
 });

@@ -346,7 +346,7 @@ test('a migrate that re-applies the code keeps grants on engine functions and vi
   const app = await roles.create('grantee');
   await h.pool.query(`
     GRANT USAGE ON SCHEMA stepping TO "${app.name}";
-    GRANT EXECUTE ON FUNCTION stepping.job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text)
+    GRANT EXECUTE ON FUNCTION stepping.job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text, text)
       TO "${app.name}";
     CREATE SCHEMA trust_reports;
     CREATE VIEW trust_reports.backlog AS SELECT queue, sum(jobs)::int AS jobs FROM stepping.queue_stats GROUP BY queue;
@@ -355,7 +355,7 @@ test('a migrate that re-applies the code keeps grants on engine functions and vi
     (
       await h.pool.query<{ x: string }>(
         `SELECT xmin::text AS x FROM pg_proc
-         WHERE oid = 'stepping.job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text)'::regprocedure`,
+         WHERE oid = 'stepping.job_enqueue(jsonb, text, integer, timestamptz, text, text, timestamptz, text, text, text)'::regprocedure`,
       )
     ).rows[0]!.x;
   const before = await version();

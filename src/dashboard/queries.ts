@@ -199,6 +199,7 @@ function jobListRow(r: Row): JobListRow {
     jobId: String(r.job_id),
     queue: String(r.queue),
     key: strOrNull(r.key),
+    rateKey: strOrNull(r.rate_key),
     status: String(r.status),
     phase: String(r.phase),
     stepCount: num(r.step_count),
@@ -219,7 +220,7 @@ function jobListRow(r: Row): JobListRow {
  * an `ORDER BY job_id` would sort it as text (10 before 9).
  */
 const LIST_COLUMNS = `job_id, queue, key, status, phase, step_count, current_step, current_step_name,
-  current_attempt, last_error, created_at, updated_at, finished_at, run_at`;
+  current_attempt, last_error, created_at, updated_at, finished_at, run_at, rate_key`;
 
 /**
  * "Failing": failed jobs, and unfinished ones waiting to retry a unit whose attempt failed

@@ -36,6 +36,7 @@ export interface QueueLimitRow {
   maxRunning: number | null;
   rateCount: number | null;
   ratePeriodMs: number | null;
+  ratePerKey: boolean;
 }
 
 /** Typed access to the schedule and queue-limit functions of one schema. */
@@ -150,11 +151,12 @@ export class ScheduleSql {
 
   /** Sets a queue's fleet-wide limits. */
   async setLimit(db: Queryable, queue: string, l: QueueLimitRow): Promise<void> {
-    await this.run(db, `SELECT ${this.q}.queue_limit_set($1, $2, $3, $4)`, [
+    await this.run(db, `SELECT ${this.q}.queue_limit_set($1, $2, $3, $4, $5)`, [
       queue,
       l.maxRunning,
       l.rateCount,
       l.ratePeriodMs,
+      l.ratePerKey,
     ]);
   }
 
@@ -168,7 +170,8 @@ export class ScheduleSql {
   async limits(db: Queryable): Promise<Row[]> {
     return await this.run(
       db,
-      `SELECT queue, max_running, running, rate_count, rate_period_ms, window_starts, ready, at_limit
+      `SELECT queue, max_running, running, rate_count, rate_period_ms, window_starts, ready, at_limit,
+              rate_per_key, keys_at_limit
        FROM ${this.q}.queue_limits_overview ORDER BY queue`,
       [],
     );

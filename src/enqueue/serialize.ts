@@ -47,6 +47,11 @@ export interface EnqueueOptions {
   delayMs?: number;
   /** Dedupe key (1 to MAX_KEY_LENGTH characters): unique among unfinished jobs. */
   key?: string;
+  /**
+   * What a per-key rate limit of the queue counts this job's starts under (1 to
+   * MAX_KEY_LENGTH characters), e.g. a customer id: see `setQueueLimit`'s `rate.perKey`.
+   */
+  rateKey?: string;
   /** With a key held by an unfinished job: return its id (default) or throw DuplicateJobError. */
   onDuplicate?: 'return' | 'error';
   /** The forward path ends (compensating) once this time has passed (MIN_DATE to before MAX_DATE). */
@@ -63,6 +68,7 @@ const OPTION_NAMES = new Set<string>([
   'runAt',
   'delayMs',
   'key',
+  'rateKey',
   'onDuplicate',
   'deadline',
   'timeoutMs',
@@ -182,6 +188,7 @@ function serializeJobChecked(steps: unknown, options: unknown): SerializedJob {
   if (opts.runAt !== undefined) job.run_at = checkDate(opts.runAt, 'runAt');
   if (opts.delayMs !== undefined) job.delay_ms = checkDuration(opts.delayMs, 'delayMs', 0);
   if (opts.key !== undefined) job.key = checkText(opts.key, 'key', MAX_KEY_LENGTH);
+  if (opts.rateKey !== undefined) job.rate_key = checkText(opts.rateKey, 'rateKey', MAX_KEY_LENGTH);
   if (opts.onDuplicate !== undefined) {
     if (opts.onDuplicate !== 'return' && opts.onDuplicate !== 'error') {
       fail(`onDuplicate must be 'return' or 'error', got ${describeValue(opts.onDuplicate)}`);

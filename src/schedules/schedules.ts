@@ -35,6 +35,8 @@ export interface ScheduleOptions {
   timeoutMs?: number;
   /** Default maxAttempts for the job's steps. */
   maxAttempts?: number;
+  /** The enqueued jobs' rate key (a per-key rate limit of their queue counts it). */
+  rateKey?: string;
 }
 
 /** A schedule as the worker's `schedules` option and `stepping-worker --schedules` take it. */
@@ -66,8 +68,12 @@ export interface ScheduleState {
 export interface QueueLimit {
   /** At most this many units of the queue run at once, across every worker of the database. */
   maxRunning?: number;
-  /** At most `count` unit starts in any `periodMs`, across every worker of the database. */
-  rate?: { count: number; periodMs: number };
+  /**
+   * At most `count` unit starts in any `periodMs`, across every worker of the database;
+   * with `perKey`, for each rate key of the queue's jobs (the enqueue option `rateKey`;
+   * jobs without one share one bucket) instead of for the whole queue.
+   */
+  rate?: { count: number; periodMs: number; perKey?: boolean };
 }
 
 /** A limited queue as listed (queue_limits_overview): how close it is to its limits. */
@@ -78,8 +84,12 @@ export interface QueueLimitState {
   running: number;
   rateCount: number | null;
   ratePeriodMs: number | null;
-  /** Starts in the last rate period. */
+  /** Starts in the last rate period (with a per-key rate: of all keys). */
   windowStarts: number;
+  /** The rate counts each rate key separately. */
+  ratePerKey: boolean;
+  /** With a per-key rate: how many rate keys used their rate in the last period (else null). */
+  keysAtLimit: number | null;
   /** Units due now and waiting. */
   ready: number;
   atLimit: boolean;
@@ -93,6 +103,7 @@ const SCHEDULE_OPTIONS = new Set([
   'priority',
   'timeoutMs',
   'maxAttempts',
+  'rateKey',
 ]);
 
 function checkCount(value: unknown, what: string, min: number, max: number): number {
@@ -135,6 +146,7 @@ export class Schedules {
       ...(options.priority !== undefined ? { priority: options.priority } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),
+      ...(options.rateKey !== undefined ? { rateKey: options.rateKey } : {}),
     });
     const now = await this.sql.now(db);
     return await this.sql.upsert(db, {
@@ -191,17 +203,21 @@ export class Schedules {
       limit.maxRunning === undefined ? null : checkCount(limit.maxRunning, 'maxRunning', 1, MAX_INT);
     let rateCount: number | null = null;
     let ratePeriodMs: number | null = null;
+    let ratePerKey = false;
     if (limit.rate !== undefined) {
       if (typeof limit.rate !== 'object' || limit.rate === null)
-        throw new InvalidArgumentError('rate is { count, periodMs }');
+        throw new InvalidArgumentError('rate is { count, periodMs, perKey? }');
       rateCount = checkCount(limit.rate.count, 'rate.count', 1, MAX_INT);
       ratePeriodMs = checkCount(limit.rate.periodMs, 'rate.periodMs', 1, MAX_INT);
+      if (limit.rate.perKey !== undefined && typeof limit.rate.perKey !== 'boolean')
+        throw new InvalidArgumentError(`rate.perKey must be true or false, got ${String(limit.rate.perKey)}`);
+      ratePerKey = limit.rate.perKey === true;
     }
     if (maxRunning === null && rateCount === null)
       throw new InvalidArgumentError(
         'a queue limit needs maxRunning or rate (clearQueueLimit removes limits)',
       );
-    await this.sql.setLimit(db, queue, { maxRunning, rateCount, ratePeriodMs });
+    await this.sql.setLimit(db, queue, { maxRunning, rateCount, ratePeriodMs, ratePerKey });
   }
 
   /** Removes a queue's fleet-wide limits; true when it had some. */
@@ -218,6 +234,8 @@ export class Schedules {
       rateCount: r.rate_count === null ? null : Number(r.rate_count),
       ratePeriodMs: r.rate_period_ms === null ? null : Number(r.rate_period_ms),
       windowStarts: Number(r.window_starts),
+      ratePerKey: r.rate_per_key === true,
+      keysAtLimit: r.keys_at_limit === null || r.keys_at_limit === undefined ? null : Number(r.keys_at_limit),
       ready: Number(r.ready),
       atLimit: r.at_limit === true,
     }));

@@ -1,5 +1,5 @@
 /**
- * `stepping limits [list]`, `stepping limits set QUEUE running=N rate=N/PERIOD`,
+ * `stepping limits [list]`, `stepping limits set QUEUE running=N rate=N/PERIOD [per-key]`,
  * `stepping limits clear QUEUE`: fleet-wide queue limits (queue_limits_overview).
  */
 import { MAX_INT } from '../../limits.js';
@@ -9,14 +9,17 @@ import { formatMs, formatTable } from '../table.js';
 import type { Command, CommandContext } from './command.js';
 
 const USAGE =
-  'usage: stepping limits [list] | limits set QUEUE [running=N] [rate=N/PERIOD] | limits clear QUEUE';
+  'usage: stepping limits [list] | limits set QUEUE [running=N] [rate=N/PERIOD [per-key]] | limits clear QUEUE';
 
-/** `running=5 rate=10/1s` → a QueueLimit; throws UsageError. */
+/** `running=5 rate=10/1s per-key` → a QueueLimit; throws UsageError. */
 export function parseLimitSpecs(specs: readonly string[]): QueueLimit {
   const limit: QueueLimit = {};
+  let perKey = false;
   for (const spec of specs) {
     const [key, value] = spec.split('=', 2) as [string, string | undefined];
-    if (key === 'running' && value !== undefined) {
+    if (spec === 'per-key') {
+      perKey = true;
+    } else if (key === 'running' && value !== undefined) {
       limit.maxRunning = parseInteger('running', value, 1, MAX_INT);
     } else if (key === 'rate' && value !== undefined && value.includes('/')) {
       const [count, period] = value.split('/', 2) as [string, string];
@@ -25,9 +28,14 @@ export function parseLimitSpecs(specs: readonly string[]): QueueLimit {
       limit.rate = { count: parseInteger('rate count', count, 1, MAX_INT), periodMs };
     } else {
       throw new UsageError(
-        `expected running=N or rate=N/PERIOD (e.g. rate=10/1s), got ${JSON.stringify(spec)}`,
+        `expected running=N, rate=N/PERIOD (e.g. rate=10/1s) or per-key, got ${JSON.stringify(spec)}`,
       );
     }
+  }
+  if (perKey) {
+    if (limit.rate === undefined)
+      throw new UsageError('per-key counts a rate for each rate key of the jobs: give rate=N/PERIOD too');
+    limit.rate.perKey = true;
   }
   if (limit.maxRunning === undefined && limit.rate === undefined) throw new UsageError(USAGE);
   return limit;
@@ -45,7 +53,11 @@ export function formatLimits(rows: readonly QueueLimitState[]): string {
     {
       header: 'starts in window',
       value: (r) =>
-        r.rateCount === null ? '' : `${r.windowStarts}/${r.rateCount} per ${formatMs(r.ratePeriodMs ?? 0)}`,
+        r.rateCount === null
+          ? ''
+          : r.ratePerKey
+            ? `${r.rateCount} per ${formatMs(r.ratePeriodMs ?? 0)} per key: ${r.keysAtLimit ?? 0} keys at it`
+            : `${r.windowStarts}/${r.rateCount} per ${formatMs(r.ratePeriodMs ?? 0)}`,
       right: true,
     },
     { header: 'ready', value: (r) => r.ready, right: true },
@@ -62,7 +74,7 @@ async function list(ctx: CommandContext): Promise<void> {
 /** The limits command. */
 export const limitsCommand: Command = {
   name: 'limits',
-  synopsis: 'limits [list|set Q running=N rate=N/PERIOD|clear Q]',
+  synopsis: 'limits [list|set Q running=N rate=N/PERIOD [per-key]|clear Q]',
   summary: 'fleet-wide queue limits: list usage now, set, clear (queue_limits_overview)',
   flags: [],
   args: [],

@@ -83,6 +83,7 @@ function facts(d: JobData): Html {
           <dd>${value}</dd>`;
   return html`<dl class="facts">
     ${row('queue', j.queue)} ${row('key', j.key === null ? null : html`<code>${j.key}</code>`)}
+    ${row('rate key', j.rateKey === null ? null : html`<code>${j.rateKey}</code>`)}
     ${row('priority', j.priority)}
     ${row('at step', html`<code>#${j.currentStep} ${j.currentStepName}</code> of ${j.stepCount}${j.phase === 'compensate' ? ' (compensating)' : ''}`)}
     ${row('attempt', j.currentAttempt)}
