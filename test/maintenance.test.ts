@@ -152,6 +152,34 @@ test('a job whose worker died past its deadline is expired, and the dead workerâ
   assert.equal((await h.stepping.getJob(held))?.status, 'running');
 });
 
+test('a job past its deadline whose step ran without a report is left to a live worker of that step, which knows its compensation', async () => {
+  const orphan = await h.stepping.enqueue([{ name: 'm.orphan', args: {} }], { timeoutMs: 60_000 });
+  // Its compensation was given at enqueue: the engine knows it, nothing is left to a worker.
+  const known = await h.stepping.enqueue(
+    [{ name: 'm.orphan', args: {}, options: { compensate: { name: 'm.orphan-undo' } } }],
+    { timeoutMs: 60_000 },
+  );
+  const claimed = await h.pool.query(
+    `SELECT job_id FROM stepping.step_claim('orphan-dead', ARRAY['m.orphan'], NULL, 2, 1000)`,
+  );
+  assert.equal(claimed.rowCount, 2);
+  await h.shiftClock('2 minutes');
+  await h.pool.query(
+    `SELECT stepping.worker_register('orphan-alive', 'host', 1, NULL, ARRAY['m.orphan'], 1, 600000)`,
+  );
+  // A live worker runs m.orphan: its claim (not maintenance) ends the job, and its failure
+  // report names the compensation of its definition.
+  assert.equal((await ops.maintenance(h.pool, null)).expired, 1);
+  assert.equal((await h.stepping.getJob(orphan))?.status, 'running');
+  assert.equal((await h.stepping.getJob(known))?.status, 'compensating', 'm.orphan-undo is due');
+  // Without such a worker, maintenance expires it.
+  await h.pool.query(`SELECT stepping.worker_deregister('orphan-alive')`);
+  assert.equal((await ops.maintenance(h.pool, null)).expired, 1);
+  const ended = await h.stepping.getJob(orphan);
+  assert.equal(ended?.status, 'failed');
+  assert.match(ended?.lastError ?? '', /deadline passed/);
+});
+
 test('finished jobs are pruned after the retention in bounded batches; failed jobs stay', async (t) => {
   const total = 2 * DEFAULT_MAINTENANCE_BATCH + 500;
   const runner = await h.worker({ steps: [ok, refuse], concurrency: 20, maintenanceIntervalMs: 0 }, t);

@@ -245,3 +245,32 @@ test("a step still running when its job's deadline passes is aborted, and the jo
   assert.equal(state!.status, 'failed');
   assert.match(state!.lastError ?? '', /deadline passed/);
 });
+
+test("a step whose worker died is compensated by its definition's compensation when the deadline has passed by the next claim", async (t) => {
+  const order: string[] = [];
+  const charge = defineStep(
+    'orphan.charge',
+    (args: { n: number }) => {
+      order.push(`charge ${args.n}`);
+    },
+    { compensate: (args: { n: number }, result) => ({ name: 'orphan.refund', args: { n: args.n, result } }) },
+  );
+  const refund = defineStep('orphan.refund', (args: { n: number; result?: unknown }) => {
+    order.push(`refund ${args.n} ${JSON.stringify(args.result ?? null)}`);
+  });
+  const id = await h.stepping.enqueue([charge({ n: 7 })], { queue: 'orphan', timeoutMs: 60_000 });
+  // A worker claims the step and dies mid-attempt: no report, so the engine never learnt
+  // the compensation its definition names.
+  const claimed = await h.pool.query(
+    `SELECT job_id FROM stepping.step_claim('dead-worker', ARRAY['orphan.charge'], ARRAY['orphan'], 1, 30000)`,
+  );
+  assert.equal(claimed.rowCount, 1);
+  // Its lease expires and the deadline passes before any other worker claims the step.
+  await h.shiftClock('2 minutes');
+  await h.worker({ steps: [charge, refund], queues: ['orphan'], pollIntervalMs: 100 }, t);
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+  assert.equal(final.status, 'compensated', `${final.status}: ${final.lastError ?? ''}`);
+  assert.match(final.lastError ?? '', /deadline passed/);
+  // The step is not run again (its deadline passed); it ran once, so it is compensated.
+  assert.deepEqual(order, ['refund 7 null']);
+});

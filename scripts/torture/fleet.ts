@@ -271,16 +271,20 @@ export class Fleet {
         record.exitedAt = Date.now();
         record.exit = signal ? signal : `code ${code}`;
         announce();
-        if (!record.started && code === 1 && !slot.signalled) {
-          // The bin exits when it cannot reach its database at start (a supervisor restarts
-          // it): do what a supervisor would.
+        // The bin exits when it cannot reach its database at start (a supervisor restarts
+        // it): do what a supervisor would. A fault's signal sent while it was exiting so
+        // (seen: a SIGKILL landing just after "cannot start") does not make it unexpected.
+        const cannotStart = record.stderrTail.some((l) => l.includes('stepping-worker: cannot start:'));
+        if (!record.started && code === 1 && (!slot.signalled || cannotStart)) {
           this.startFailures.push({
             worker: slot.label,
             pid: record.pid,
             at: Date.now(),
             message: record.stderrTail.slice(-1).join('') || '(no stderr)',
           });
-          if (!slot.retired) slot.retry = setTimeout(() => void this.launch(slot), START_RETRY_MS);
+          // A signalled slot is restarted by the kill or term that signalled it.
+          if (!slot.retired && !slot.signalled)
+            slot.retry = setTimeout(() => void this.launch(slot), START_RETRY_MS);
           resolve();
           return;
         }

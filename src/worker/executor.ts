@@ -122,6 +122,20 @@ function attemptsExhausted(unit: LeasedUnit, definition: AnyStepDefinition): Out
   return { kind: 'failure', error, permanent: true };
 }
 
+/**
+ * A forward unit handed out after its job's deadline passed (deadlineInMs 0): the engine
+ * does that only for a step that ran before without a report and whose compensation it
+ * does not know, so that this failure report names the definition's compensation. The
+ * step is not run again.
+ */
+function deadlinePassed(unit: LeasedUnit): Outcome | null {
+  if (unit.phase !== 'forward' || unit.deadlineInMs === null || unit.deadlineInMs > 0) return null;
+  const error = new Error(
+    `deadline passed: the job's deadline passed before step ${unit.name} could run again (its last attempt ended without a report); it is not run`,
+  );
+  return { kind: 'failure', error, permanent: true };
+}
+
 /** What a thrown value amounts to; never throws, whatever the value (revoked proxy, throwing getters). */
 function thrownOutcome(thrown: unknown): Outcome {
   try {
@@ -155,8 +169,8 @@ export async function runUnit(
   abort: LazyAbort,
   deps: RunDeps,
 ): Promise<Outcome> {
-  const exhausted = attemptsExhausted(unit, definition);
-  if (exhausted) return exhausted;
+  const unrun = attemptsExhausted(unit, definition) ?? deadlinePassed(unit);
+  if (unrun) return unrun;
   // The step's timeout, or the time left until its job's deadline when that comes first.
   const stepTimeoutMs = definition.options.timeoutMs;
   const deadlineFirst =
