@@ -151,19 +151,27 @@ const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: (
  */
 async function installedFingerprint(client: pg.ClientBase, schema: string): Promise<string | null> {
   const settings = `${quoteIdent(schema)}.settings`;
-  await client.query('BEGIN');
+  // Two round trips (each a multi-statement simple query: the identifiers are quoted, no
+  // input is interpolated), so checking many up-to-date databases costs little more than
+  // connecting to them. The path is pinned for the transaction: an operator or a table
+  // of another schema must not stand in for pg_catalog's.
   try {
-    // Locking runs no code, and holds off DROP, ALTER and RENAME until COMMIT.
-    await client.query(`LOCK TABLE ${settings} IN ACCESS SHARE MODE`);
-    const { rows: plain } = await client.query<{ ok: boolean }>(
-      `SELECT relkind = 'r' AND NOT relrowsecurity AS ok FROM pg_class WHERE oid = $1::regclass`,
-      [settings],
-    );
-    const { rows } = plain[0]?.ok
-      ? await client.query<{ fingerprint: string | null }>(`SELECT fingerprint FROM ONLY ${settings}`)
-      : { rows: [] };
-    await client.query('COMMIT');
-    return rows[0]?.fingerprint ?? null;
+    const checked = (await client.query(
+      `BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; ` +
+        // Locking runs no code, and holds off DROP, ALTER and RENAME until COMMIT.
+        `LOCK TABLE ${settings} IN ACCESS SHARE MODE; ` +
+        `SELECT relkind = 'r' AND NOT relrowsecurity AS ok FROM pg_class WHERE oid = ${quoteLiteral(settings)}::regclass`,
+    )) as unknown as pg.QueryResult<{ ok: boolean }>[];
+    // Read only a plain table without row security: planning a view or a policy could run
+    // code (an immutable function is evaluated at plan time) as the migrating role.
+    if (checked.at(-1)?.rows[0]?.ok !== true) {
+      await client.query('COMMIT');
+      return null;
+    }
+    const read = (await client.query(
+      `SELECT fingerprint FROM ONLY ${settings}; COMMIT`,
+    )) as unknown as pg.QueryResult<{ fingerprint: string | null }>[];
+    return read[0]?.rows[0]?.fingerprint ?? null;
   } catch (error) {
     await client.query('ROLLBACK');
     // No schema, no settings relation, one without the column, or one this role may not read.
@@ -171,6 +179,11 @@ async function installedFingerprint(client: pg.ClientBase, schema: string): Prom
     if (code === '42P01' || code === '3F000' || code === '42703' || code === '42501') return null;
     throw error;
   }
+}
+
+/** A string as an SQL literal (for identifiers the code quoted itself, never for input). */
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
 }
 
 /**
@@ -454,6 +467,10 @@ const MIGRATE_PATH = 'pg_catalog, pg_temp';
 /** Brings `schema` in the connected database up to date. Idempotent. */
 export async function migrateSchema(client: pg.ClientBase, schema: string): Promise<MigrateOutcome> {
   const code = engineCode(schema);
+  // The common case, an installation already up to date, needs nothing more.
+  if ((await installedFingerprint(client, schema)) === code.fingerprint) {
+    return { applied: [], upToDate: true, missingRoles: [] };
+  }
   // node-pg-migrate sets search_path for the session too; the caller gets its own back.
   const { rows } = await client.query<{ path: string }>(
     `SELECT pg_catalog.current_setting('search_path') AS path`,
@@ -461,9 +478,6 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
   const callerPath = rows[0]!.path;
   await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [MIGRATE_PATH]);
   try {
-    if ((await installedFingerprint(client, schema)) === code.fingerprint) {
-      return { applied: [], upToDate: true, missingRoles: [] };
-    }
     return await migrateLocked(client, schema, code);
   } finally {
     await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [callerPath]);
