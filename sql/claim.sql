@@ -21,28 +21,29 @@ $$;
 COMMENT ON FUNCTION _claim_settle(jobs, timestamptz) IS
   'Settles a claimed job that was cancelled or passed its deadline; ''id:status'' when it is now final.';
 
--- _deadline_needs_worker: whether a forward unit past its job's deadline should be ended
--- by a worker that runs its step, failing it unrun, rather than settled in SQL: when its
--- step ran before (an attempt that ended without a report: its worker died; p_claims, the
--- caller's own claims, not counted) and the engine knows no compensation for it. Its
+-- _end_needs_worker: whether a forward unit past its job's deadline (or cancelled with
+-- compensation) should be ended by a worker that runs its step, failing it unrun, rather
+-- than settled in SQL: when its step ran before (an attempt that ended without a report:
+-- its worker died; p_claims, the caller's own claims, not counted) and the engine knows
+-- no compensation for it. Its
 -- compensation may be named by the step's definition, which only a worker has; the
 -- worker's failure report stores it, so the step that ran is compensated.
-CREATE OR REPLACE FUNCTION _deadline_needs_worker(p_job jobs, p_claims integer) RETURNS boolean
+CREATE OR REPLACE FUNCTION _end_needs_worker(p_job jobs, p_claims integer) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
   SELECT _step_ran(p_job, p_claims)
      AND EXISTS (SELECT 1 FROM steps s
                  WHERE s.job_id = p_job.id AND s.idx = p_job.current_step AND s.compensate_name IS NULL);
 $$;
-COMMENT ON FUNCTION _deadline_needs_worker(jobs, integer) IS
+COMMENT ON FUNCTION _end_needs_worker(jobs, integer) IS
   'Whether a unit past its deadline is left to a worker of its step (it ran; its compensation is unknown here).';
 
 -- _claim_lease: leases the jobs step_claim picked and locked (p_ids) to p_worker for
 -- p_lease, each with a fresh random token and one more attempt, and returns their units in
 -- claim order (priority, then id). A job that was cancelled while its worker was gone or
--- passed its deadline is settled instead of being returned (_claim_settle; a unit past
--- its deadline whose compensation only the worker may know is returned, with
--- deadline_in_ms 0, for the worker to fail: _deadline_needs_worker); those now
+-- passed its deadline is settled instead of being returned (_claim_settle; a unit whose
+-- compensation only the worker may know is returned for the worker to fail unrun, with
+-- cancel_requested, or deadline_in_ms 0: _end_needs_worker); those now
 -- final are announced (_notify_done, one NOTIFY per call). Locks: none beyond the
 -- caller's. The one lease statement of both paths of step_claim; it runs under
 -- step_claim's planner settings (a function's SET stays in force for what it calls).
@@ -65,8 +66,10 @@ BEGIN
     )
     SELECT l.j AS job, u AS unit,
            (l.j).phase = 'forward'
-           AND ((l.j).cancel_requested
-                OR CASE WHEN (l.j).deadline <= p_now THEN NOT _deadline_needs_worker(l.j, 1) ELSE false END) AS settle
+           AND CASE WHEN (l.j).cancel_requested
+                      THEN NOT ((l.j).cancel_compensate AND _end_needs_worker(l.j, 1))
+                    WHEN (l.j).deadline <= p_now THEN NOT _end_needs_worker(l.j, 1)
+                    ELSE false END AS settle
     FROM leased l CROSS JOIN LATERAL _unit_of(l.j) u
     ORDER BY (l.j).priority, (l.j).id
   LOOP

@@ -15,7 +15,7 @@
 --     path as step_claim would settle them (compensating when they can, else failed; a
 --     pending cancel ends them cancelled). A job whose current step ran without a report
 --     and has no compensation the engine knows is left to a live worker that runs that
---     step, if there is one (_deadline_needs_worker: its claim hands the unit over, and
+--     step, if there is one (_end_needs_worker: its claim hands the unit over, and
 --     the worker's failure report names the compensation of the step's definition).
 --     Locks: each job row (SKIP LOCKED), then its steps, the order of every engine function.
 --   pruned: job_prune(p_retention) of succeeded, compensated and cancelled jobs (failed
@@ -57,7 +57,7 @@ BEGIN
     SELECT * FROM jobs j
     WHERE j.deadline <= v_now AND j.status IN ('pending', 'running') AND j.phase = 'forward'
       AND (j.status = 'pending' OR j.available_at < v_now)
-      AND (j.cancel_requested OR NOT _deadline_needs_worker(j, 0)
+      AND ((j.cancel_requested AND NOT j.cancel_compensate) OR NOT _end_needs_worker(j, 0)
            OR NOT EXISTS (SELECT 1 FROM workers w
                           WHERE _worker_live(w.heartbeat_at, w.heartbeat_period_ms, v_now)
                             AND j.step_name = ANY (w.step_names) AND (w.queues IS NULL OR j.queue = ANY (w.queues))))

@@ -16,7 +16,7 @@
 -- unit the producer's trace context (two columns of the job row, usually NULL) and the
 -- step's max_attempts stored at enqueue (NULL: the worker's definition decides), and for a
 -- forward step of a job with a deadline the milliseconds left until it (the worker aborts
--- the step then).
+-- the step then), and for a forward step whether its job was cancelled (see step_claim).
 CREATE OR REPLACE FUNCTION _unit_of(p_job jobs) RETURNS SETOF unit
 LANGUAGE sql STABLE
 AS $$
@@ -28,7 +28,8 @@ AS $$
             WHERE r.job_id = p_job.id AND r.result IS NOT NULL) END,
          p_job.trace_parent, p_job.trace_state, s.max_attempts,
          CASE WHEN p_job.phase = 'forward' AND p_job.deadline IS NOT NULL THEN
-           greatest(0, ceil(extract(epoch FROM p_job.deadline - engine_now()) * 1000))::bigint END
+           greatest(0, ceil(extract(epoch FROM p_job.deadline - engine_now()) * 1000))::bigint END,
+         CASE WHEN p_job.phase = 'forward' THEN p_job.cancel_requested END
   FROM steps s WHERE s.job_id = p_job.id AND s.idx = p_job.current_step;
 $$;
 COMMENT ON FUNCTION _unit_of(jobs) IS 'The unit (step or compensation) a job row points at, as workers receive it, with earlier results.';

@@ -47,6 +47,7 @@ test('the handler context: results by index without holes, made once; retryLater
     traceState: null,
     maxAttempts: null,
     deadlineInMs: null,
+    cancelRequested: false,
   };
   const ctx = new HandlerContext(unit, abort, 'db', undefined);
   assert.deepEqual(ctx.results, [{ charge: 'ch_1' }, undefined, undefined]);

@@ -274,3 +274,31 @@ test("a step whose worker died is compensated by its definition's compensation w
   // The step is not run again (its deadline passed); it ran once, so it is compensated.
   assert.deepEqual(order, ['refund 7 null']);
 });
+
+test("a job cancelled with compensation while its step's worker was gone compensates that step by its definition's compensation", async (t) => {
+  const order: string[] = [];
+  const reserve = defineStep(
+    'orphan.reserve',
+    (args: { n: number }) => {
+      order.push(`reserve ${args.n}`);
+    },
+    { compensate: 'orphan.release' },
+  );
+  const release = defineStep('orphan.release', (args: { n: number }) => {
+    order.push(`release ${args.n}`);
+  });
+  const id = await h.stepping.enqueue([reserve({ n: 3 })], { queue: 'orphan-cancel' });
+  // A worker claims the step and dies mid-attempt: no report, so the engine never learnt
+  // the compensation its definition names.
+  const claimed = await h.pool.query(
+    `SELECT job_id FROM stepping.step_claim('dead-worker', ARRAY['orphan.reserve'], ARRAY['orphan-cancel'], 1, 30000)`,
+  );
+  assert.equal(claimed.rowCount, 1);
+  await h.stepping.cancel(id, { compensate: true });
+  await h.shiftClock('31 seconds'); // the dead worker's lease expires
+  await h.worker({ steps: [reserve, release], queues: ['orphan-cancel'], pollIntervalMs: 100 }, t);
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+  assert.equal(final.status, 'cancelled', `${final.status}: ${final.lastError ?? ''}`);
+  // The step is not run again (the job was cancelled); it ran once, so it is compensated.
+  assert.deepEqual(order, ['release 3']);
+});

@@ -30,6 +30,7 @@ const unit: LeasedUnit = {
   traceState: null,
   maxAttempts: null,
   deadlineInMs: null,
+  cancelRequested: false,
 };
 const N = 200_000;
 for (let round = 0; round < 3; round++) {

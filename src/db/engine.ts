@@ -29,6 +29,8 @@ export interface LeasedUnit {
   maxAttempts: number | null;
   /** Milliseconds left until the job's deadline when the unit was leased (null: none, or a compensation). */
   deadlineInMs: number | null;
+  /** The job was cancelled (a forward unit handed out only so the worker fails it unrun). */
+  cancelRequested: boolean;
 }
 
 /** A compensation as the worker's step definition gives it, reported with the step's outcome. */
@@ -120,6 +122,7 @@ function unitFrom(r: Row, jobId = String(r.job_id)): LeasedUnit {
     // bigint arrives as a string from a claim row and as a number inside a continuation's JSON.
     deadlineInMs:
       r.deadline_in_ms === null || r.deadline_in_ms === undefined ? null : Number(r.deadline_in_ms),
+    cancelRequested: r.cancel_requested === true,
   };
 }
 

@@ -136,6 +136,20 @@ function deadlinePassed(unit: LeasedUnit): Outcome | null {
   return { kind: 'failure', error, permanent: true };
 }
 
+/**
+ * A forward unit of a cancelled job: the engine hands one out only for a step that ran
+ * before without a report, whose job was cancelled with compensation, and whose
+ * compensation it does not know, so that this failure report names the definition's
+ * compensation. The step is not run again; the engine ends the job cancelled.
+ */
+function cancelled(unit: LeasedUnit): Outcome | null {
+  if (unit.phase !== 'forward' || !unit.cancelRequested) return null;
+  const error = new Error(
+    `cancelled: the job was cancelled before step ${unit.name} could run again (its last attempt ended without a report); it is not run`,
+  );
+  return { kind: 'failure', error, permanent: true };
+}
+
 /** What a thrown value amounts to; never throws, whatever the value (revoked proxy, throwing getters). */
 function thrownOutcome(thrown: unknown): Outcome {
   try {
@@ -169,7 +183,7 @@ export async function runUnit(
   abort: LazyAbort,
   deps: RunDeps,
 ): Promise<Outcome> {
-  const unrun = attemptsExhausted(unit, definition) ?? deadlinePassed(unit);
+  const unrun = cancelled(unit) ?? attemptsExhausted(unit, definition) ?? deadlinePassed(unit);
   if (unrun) return unrun;
   // The step's timeout, or the time left until its job's deadline when that comes first.
   const stepTimeoutMs = definition.options.timeoutMs;
