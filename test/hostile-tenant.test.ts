@@ -94,6 +94,29 @@ async function callsWaitingIn(pool: pg.Pool, fn: string): Promise<number> {
   return rows[0]!.n;
 }
 
+/**
+ * Server processes of the worker in this database. A call the worker gave up on leaves its
+ * process running the replaced function (it never reads its socket again) unless the
+ * worker ends it.
+ */
+async function workerProcessesIn(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name = 'stepping-worker'`,
+  );
+  return rows[0]!.n;
+}
+
+/** After the worker stopped, none of its server processes is left running in `pool`'s database. */
+async function noneLeftRunning(worker: Worker, pool: pg.Pool): Promise<void> {
+  await worker.stop();
+  await eventually(
+    async () => (await workerProcessesIn(pool)) === 0,
+    10_000,
+    "the worker's server processes in the hostile database to end",
+  );
+}
+
 /** Handler runs, by database, and a way to wait for a number of them. */
 function runCounter() {
   const runs = new Map<string, number>();
@@ -198,6 +221,7 @@ test(
     const error = await down.promise;
     assert.equal(error.name, 'EngineCallTimeoutError');
     assert.match(error.message, /did not answer an engine call within 1000 ms/);
+    await noneLeftRunning(worker, hostile.pool);
   },
 );
 
@@ -296,6 +320,7 @@ for (const how of ['sleeps in step_claim', 'holds a lock on the jobs table'] as 
         const jobs = await enqueueTwoStepJobs(good.url, 10, [first, second]);
         await allSucceed(good.url, jobs);
         assert.equal((await down.promise).name, 'EngineCallTimeoutError');
+        await noneLeftRunning(worker, hostile.pool);
       } finally {
         await locker?.query('ROLLBACK');
         locker?.release();

@@ -3,7 +3,8 @@
  * calls. The owner of a tenant database can replace the engine's functions there with ones
  * that never answer (and catch the cancel a statement_timeout sends: a server-side timeout
  * is theirs to defeat), or hold locks those functions wait on. So the wait is bounded in
- * the client: at the deadline the call's connection is destroyed, the call fails with
+ * the client: at the deadline the call's connection is destroyed (and its server process,
+ * which would run on, is ended from another connection), the call fails with
  * EngineCallTimeoutError and the deadline trips: every later call through it fails at
  * once without touching the database, so winding down that database's worker costs no
  * further waits. The worker then serves the database again only after a backoff. An
@@ -14,12 +15,14 @@ import type pg from 'pg';
 
 import { EngineCallTimeoutError, ResponseTooLargeError } from '../errors.js';
 import type { Queryable } from './queryable.js';
+import { type ServerProcess, serverProcessOf, terminateServerProcess } from './server-process.js';
 
 /**
  * Closes a connection at once. node-postgres' end() sends Terminate and half-closes the
  * socket, and the server process reads it only once its function returns: until then the
  * connection (and its budget permit) would stay open. Destroying the socket ends it here
- * now; the server process ends when it next reads or writes the socket.
+ * now. Its server process notices only when it next reads or writes the socket, which a
+ * function that never returns does not: see CallDeadline's ending of it.
  */
 export function destroyConnection(client: pg.ClientBase): void {
   const c = client as unknown as { connection?: { stream?: { destroy(): void } }; end?: () => Promise<void> };
@@ -33,8 +36,12 @@ export type Misbehaviour = EngineCallTimeoutError | ResponseTooLargeError;
 /** The per-database deadline of engine calls; see the module comment. */
 export class CallDeadline {
   private tripped: Misbehaviour | null = null;
+  /** Server processes being ended (stop waits for them: the pool closes after). */
+  private readonly ending = new Set<Promise<void>>();
 
   constructor(
+    /** The database's pool: its calls, and the connections that end processes left running. */
+    private readonly db: pg.Pool,
     /** Longest wait for one call, in ms. */
     readonly ms: number,
     /** Called once, at the first call that did not answer in time (or answered too much). */
@@ -58,7 +65,8 @@ export class CallDeadline {
   }
 
   /** The pool as a Queryable whose every call runs on a connection of its own, bounded. */
-  pool(pool: pg.Pool): Queryable {
+  pool(): Queryable {
+    const pool = this.db;
     return {
       query: async (text: string, values?: unknown[]) => {
         this.check();
@@ -98,7 +106,9 @@ export class CallDeadline {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         const error = this.timeoutError();
+        const process = serverProcessOf(client);
         destroyConnection(client);
+        if (process) this.end(process);
         reject(error);
         this.trip(error);
       }, this.ms);
@@ -116,5 +126,40 @@ export class CallDeadline {
         },
       );
     });
+  }
+
+  /**
+   * Ends a server process left running a call the worker stopped waiting for: a function
+   * that never returns (and that catches cancels) would otherwise hold a server connection
+   * slot for good, one more at every try of the database. The worker's login may end its
+   * own processes. Bounded like any call; a failure is ignored (nothing more can be done).
+   */
+  private end(process: ServerProcess): void {
+    const done = (async () => {
+      const client = await this.db.connect();
+      let failed: Error | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          terminateServerProcess(client, process),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(this.timeoutError()), this.ms);
+          }),
+        ]);
+      } catch (error) {
+        failed = error as Error;
+        destroyConnection(client);
+      } finally {
+        clearTimeout(timer);
+        client.release(failed);
+      }
+    })().catch(() => {});
+    this.ending.add(done);
+    void done.finally(() => this.ending.delete(done));
+  }
+
+  /** Resolves when the server processes being ended are (or could not be). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.ending]);
   }
 }

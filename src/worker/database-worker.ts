@@ -111,12 +111,12 @@ export class DatabaseWorker {
   ) {
     this.engine = new Engine(config.schema);
     this.deadline = many
-      ? new CallDeadline(many.callTimeoutMs, (e) => {
+      ? new CallDeadline(pool, many.callTimeoutMs, (e) => {
           this.cutOff = e;
           many.misbehaved(e);
         })
       : null;
-    this.db = this.deadline ? this.deadline.pool(pool) : pool;
+    this.db = this.deadline ? this.deadline.pool() : pool;
     this.transactions = new Permits(
       Math.max(1, ((pool.options as pg.PoolConfig).max ?? config.poolSize) - 1),
     );
@@ -473,5 +473,6 @@ export class DatabaseWorker {
     this.completer.close();
     await this.completer.idle();
     await this.presence.stop();
+    await this.deadline?.settled();
   }
 }
