@@ -377,3 +377,55 @@ test(
     await allSucceed(good.url, jobs);
   },
 );
+
+test(
+  'a tenant whose owner shadows pg_catalog names through its search_path cannot stall the worker',
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const hostile = await tenant('path_a');
+    const good = await tenant('path_b');
+    // The worker's own catalog reads (is the schema migrated? what do the statistics say?)
+    // named pg_catalog's functions and operators unqualified: with pg_catalog put after
+    // public in the database's search_path, the owner's look-alikes ran instead.
+    await hostile.pool.query(`
+    CREATE FUNCTION public.to_regprocedure(text) RETURNS regprocedure LANGUAGE plpgsql AS $$
+    BEGIN
+      LOOP
+        BEGIN
+          PERFORM pg_catalog.pg_sleep(3600);
+        EXCEPTION WHEN query_canceled THEN
+          NULL;
+        END;
+      END LOOP;
+    END $$;
+    CREATE FUNCTION public.slow_eq(name, text) RETURNS boolean LANGUAGE sql AS
+      'SELECT pg_catalog.pg_sleep(3600) IS NULL';
+    CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = text, FUNCTION = public.slow_eq);
+    DO $$ BEGIN
+      EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', current_database());
+    END $$;
+  `);
+    const first = defineStep('hostile.first', async () => {});
+    const second = defineStep('hostile.second', async () => {});
+    // Two connections: the activity watch holds one, so a catalog read that never ends would
+    // hold the other for good.
+    const worker = startWorker({
+      databases: [
+        { id: hostile.id, connectionString: hostile.url },
+        { id: good.id, connectionString: good.url },
+      ],
+      steps: [first, second],
+      concurrency: 2,
+      maxConnections: 2,
+      poolSize: 2,
+    });
+    await worker.start();
+    const jobs = await enqueueTwoStepJobs(good.url, 10, [first, second]);
+    await allSucceed(good.url, jobs);
+    const hostileJobs = await enqueueTwoStepJobs(hostile.url, 2, [first, second]);
+    await allSucceed(hostile.url, hostileJobs);
+    await noneLeftRunning(worker, hostile.pool);
+  },
+);

@@ -73,8 +73,8 @@ const ATTEMPT_SETTING = 'stepping.attempt_token';
  * the role alone). Inside the transaction, so a failed COMMIT needs no cleanup.
  */
 const SESSION_RESET_AND_TOKEN =
-  `SELECT current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
-  'RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
+  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
+  'RESET ALL; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
 
 /** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
 async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
@@ -331,7 +331,7 @@ export async function runUnit(
     // Failed or not yet: nothing the handler wrote may stay. Its settings and LISTENs go
     // with the transaction; session advisory locks do not.
     try {
-      await held.query('ROLLBACK; SELECT pg_advisory_unlock_all()');
+      await held.query('ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()');
       releaseClient(false);
     } catch {
       releaseClient(true);
