@@ -70,6 +70,24 @@ export class PermanentError extends SteppingError {
   override name = 'PermanentError';
 }
 
+/**
+ * Many-databases mode: an engine call (claim, report, heartbeat, registry, ...) did not
+ * answer within callTimeoutMs. Its connection was closed, and the database is served
+ * again only after a backoff, like one that is down.
+ */
+export class EngineCallTimeoutError extends SteppingError {
+  override name = 'EngineCallTimeoutError';
+}
+
+/**
+ * Many-databases mode: a database sent a message longer than the longest string Node.js
+ * can make (node-postgres would have ended the process making it one). Its connection was
+ * closed; the call failed like one whose connection was lost.
+ */
+export class ResponseTooLargeError extends SteppingError {
+  override name = 'ResponseTooLargeError';
+}
+
 /** Maps an engine SQLSTATE (class SP) to its typed error; anything else is returned unchanged. */
 export function translateDatabaseError(error: unknown): unknown {
   const code = (error as { code?: unknown } | null)?.code;

@@ -44,6 +44,7 @@ export type {
 export {
   ConfigError,
   DuplicateJobError,
+  EngineCallTimeoutError,
   EngineInputError,
   EnqueueValidationError,
   InvalidArgumentError,
@@ -51,6 +52,7 @@ export {
   JobNotFoundError,
   MigrationRefusedError,
   PermanentError,
+  ResponseTooLargeError,
   SchemaNotReadyError,
   SteppingError,
   WaitTimeoutError,

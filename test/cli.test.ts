@@ -341,6 +341,7 @@ test('stepping-worker --help lists every option with its default from WORKER_DEF
     pollIntervalMs: ['--poll-interval', /\(default: VALUE\)$/],
     leaseMs: ['--lease', /\(default: VALUE\)$/],
     gracefulStopMs: ['--graceful-stop', /\(default: VALUE\)$/],
+    callTimeoutMs: ['--call-timeout', /\(default: VALUE\)$/],
     poolSize: ['--pool-size', /\(default: VALUE;/],
     databasePoolSize: ['--pool-size', /with several databases: VALUE\)$/],
     maxConnections: ['--max-connections', /\(default: VALUE\)$/],
@@ -450,6 +451,8 @@ test('stepping-worker options map onto WorkerOptions', () => {
       '20',
       '--idle-poll-max',
       '5s',
+      '--call-timeout',
+      '2s',
     ],
     { DATABASE_URL: 'ignored' },
   );
@@ -458,11 +461,17 @@ test('stepping-worker options map onto WorkerOptions', () => {
     concurrency: 10,
     maxConnections: 20,
     idlePollMaxMs: 5000,
+    callTimeoutMs: 2000,
   });
-  assert.throws(
-    () => parseWorkerArgs(['--steps', 'x.js', '--max-connections', '20'], { DATABASE_URL: 'u' }),
-    /--max-connections and --idle-poll-max need several databases/,
-  );
+  for (const flag of [
+    ['--max-connections', '20'],
+    ['--call-timeout', '2s'],
+  ]) {
+    assert.throws(
+      () => parseWorkerArgs(['--steps', 'x.js', ...flag], { DATABASE_URL: 'u' }),
+      /--max-connections, --idle-poll-max and --call-timeout need several databases/,
+    );
+  }
 });
 
 test('migrate and status --databases work over many databases and report a broken one', async () => {

@@ -39,6 +39,7 @@ const OPTIONS = {
   databases: { type: 'string' },
   'max-connections': { type: 'string' },
   'idle-poll-max': { type: 'string' },
+  'call-timeout': { type: 'string' },
   retention: { type: 'string' },
   'maintenance-interval': { type: 'string' },
   'registry-heartbeat': { type: 'string' },
@@ -72,6 +73,8 @@ Options:
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
   --idle-poll-max <ms>    several databases: longest poll interval of an idle database
                           without a listener (default: ${d.idlePollMaxMs})
+  --call-timeout <ms>     several databases: longest wait for one engine call; past it the
+                          database is set aside like one that is down (default: ${d.callTimeoutMs})
   --retention <ms|off>    keep finished jobs this long, then maintenance prunes them
                           (default: ${d.retentionMs})
   --maintenance-interval <ms>
@@ -154,6 +157,7 @@ export function parseWorkerArgs(
   const leaseMs = ms('--lease', values.lease);
   const gracefulStopMs = ms('--graceful-stop', values['graceful-stop']);
   const idlePollMaxMs = ms('--idle-poll-max', values['idle-poll-max']);
+  const callTimeoutMs = ms('--call-timeout', values['call-timeout']);
   const retention =
     values.retention === undefined
       ? undefined
@@ -165,8 +169,8 @@ export function parseWorkerArgs(
   const poolSize = int('--pool-size', values['pool-size'], 1000);
   const maxConnections = int('--max-connections', values['max-connections'], 100_000);
   const many = fromList !== undefined || urls.length > 1;
-  if (!many && (maxConnections !== undefined || idlePollMaxMs !== undefined)) {
-    throw new UsageError('--max-connections and --idle-poll-max need several databases');
+  if (!many && (maxConnections !== undefined || idlePollMaxMs !== undefined || callTimeoutMs !== undefined)) {
+    throw new UsageError('--max-connections, --idle-poll-max and --call-timeout need several databases');
   }
   const databases =
     listArg !== undefined && !listArg.includes('://')
@@ -189,6 +193,7 @@ export function parseWorkerArgs(
       ...(poolSize !== undefined ? { poolSize } : {}),
       ...(maxConnections !== undefined ? { maxConnections } : {}),
       ...(idlePollMaxMs !== undefined ? { idlePollMaxMs } : {}),
+      ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}),
       ...(retention !== undefined ? { retention } : {}),
       ...(maintenanceIntervalMs !== undefined ? { maintenanceIntervalMs } : {}),
       ...(registryHeartbeatMs !== undefined ? { registryHeartbeatMs } : {}),

@@ -186,7 +186,7 @@ export class Engine {
 
   /** True when the schema holds a Stepping engine this driver can use. */
   async isMigrated(db: Queryable): Promise<boolean> {
-    const rows = await this.run(db, `SELECT to_regprocedure($1) IS NOT NULL AS ready`, [
+    const rows = await this.run(db, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS ready`, [
       `${this.q}.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer)`,
     ]);
     return rows[0]?.ready === true;

@@ -61,7 +61,7 @@ export class ListenCheck {
       unsubscribe = await this.hub.subscribe(this.channel, (payload) => {
         if (payload === token) arrived();
       });
-      await this.notifier.query('SELECT pg_notify($1, $2)', [this.channel, token]);
+      await this.notifier.query('SELECT pg_catalog.pg_notify($1, $2)', [this.channel, token]);
       const timeoutMs = this.options.timeoutMs ?? LISTEN_PROBE_TIMEOUT_MS;
       const ok = await Promise.race([
         heard.then(() => true),

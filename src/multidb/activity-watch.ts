@@ -127,9 +127,12 @@ export class ActivityWatch {
       const names = [...new Set([...this.watchers].map((w) => w.datname))];
       const client = await this.connection();
       const { rows } = await client.query<{ datname: string; inserted: string; counting: boolean }>(
-        `SELECT datname, tup_inserted::text AS inserted,
-                pg_catalog.current_setting('track_counts')::boolean AS counting
-           FROM pg_catalog.pg_stat_database WHERE datname = ANY ($1::text[])`,
+        // Every name qualified: a watched database's owner may put look-alikes before
+        // pg_catalog in its search_path, and this connection serves every tenant.
+        `SELECT datname, tup_inserted::pg_catalog.text AS inserted,
+                pg_catalog.current_setting('track_counts')::pg_catalog.bool AS counting
+           FROM pg_catalog.pg_stat_database
+          WHERE datname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])`,
         [names],
       );
       const now = new Map(rows.filter((r) => r.counting).map((r) => [r.datname, r.inserted]));

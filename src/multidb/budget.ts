@@ -6,6 +6,8 @@
  */
 import pg from 'pg';
 
+import { guardMessageSize } from './message-guard.js';
+
 /** Counting semaphore of connection permits. */
 export class ConnectionBudget {
   private used = 0;
@@ -57,7 +59,7 @@ type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => vo
 
 /**
  * A pg.Client class whose connections hold a budget permit from before connecting until
- * the connection ends. Pass it as a pool's `Client` option; `busy` tells whether its
+ * the connection ends, and refuse messages too long for a string (message-guard.ts). Pass it as a pool's `Client` option; `busy` tells whether its
  * database has work in flight.
  */
 export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): typeof pg.Client {
@@ -66,6 +68,12 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
   return class BudgetedClient extends pg.Client {
     private permit = false;
     private poolRelease: ((err?: Error | boolean) => void) | undefined;
+
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      // A tenant's database must not be able to end the process (see message-guard.ts).
+      guardMessageSize(this);
+    }
 
     /**
      * pg-pool assigns `client.release` at every checkout. While other connections wait for

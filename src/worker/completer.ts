@@ -12,10 +12,11 @@
  *   replaced by a generic one; if even that fails the entry is given up;
  * - the connection failed: the batch is retried with backoff (reports are idempotent, so
  *   a retry after a lost answer applies nothing twice) until it is as old as a lease; then
- *   it is given up, and the worker stops heart-beating the unit so another can recover it.
+ *   it is given up, and the worker stops heart-beating the unit so another can recover it;
+ * - the database did not answer in time, or answered too much to hold (many-databases
+ *   mode: EngineCallTimeoutError, ResponseTooLargeError): the batch is given up at once,
+ *   as above.
  */
-import type pg from 'pg';
-
 import {
   type Continuation,
   type Engine,
@@ -24,6 +25,8 @@ import {
   type ReportResult,
   type SuccessReport,
 } from '../db/engine.js';
+import type { Queryable } from '../db/queryable.js';
+import { EngineCallTimeoutError, ResponseTooLargeError } from '../errors.js';
 import { errorRecord } from './error-record.js';
 
 const MAX_BATCH = 500;
@@ -156,6 +159,13 @@ class Lane<T extends { unit?: { jobId: string }; jobId?: string }> {
           }
           return;
         }
+        if (err instanceof EngineCallTimeoutError || err instanceof ResponseTooLargeError) {
+          // Many databases: the database did not answer in time (or answered too much) and
+          // is being set aside; every later call would fail at once. Give up now: the
+          // leases lapse.
+          for (const e of batch) e.resolve(settled(rejected(jobIdOf(e.payload)), true));
+          return;
+        }
         // The connection failed: keep trying while the units' leases may still be ours.
         const live: Entry<T>[] = [];
         for (const e of batch) {
@@ -190,7 +200,7 @@ export class BatchCompleter {
 
   constructor(
     private readonly engine: Engine,
-    private readonly pool: pg.Pool,
+    private readonly db: Queryable,
     /** Who may be handed a job's next unit (null while stopping: nobody). */
     private readonly continuation: () => Continuation | null,
     /** A report older than this is given up rather than retried (the lease length). */
@@ -198,7 +208,7 @@ export class BatchCompleter {
     private readonly onError: (error: Error) => void,
   ) {
     this.successes = new Lane<SuccessEntry>(
-      (batch) => this.engine.complete(this.pool, batch, this.continuation()),
+      (batch) => this.engine.complete(this.db, batch, this.continuation()),
       async (entry, error) => {
         // The result (or the compensation) was refused: the attempt fails, permanently.
         const failure = new Error(
@@ -211,7 +221,7 @@ export class BatchCompleter {
       this,
     );
     this.failures = new Lane<FailureReport>(
-      (batch) => this.engine.fail(this.pool, batch),
+      (batch) => this.engine.fail(this.db, batch),
       (report, error) => this.failGeneric(report, error),
       this,
     );
@@ -254,7 +264,7 @@ export class BatchCompleter {
     ];
     for (const fallback of fallbacks) {
       try {
-        const [answer] = await this.engine.fail(this.pool, [fallback]);
+        const [answer] = await this.engine.fail(this.db, [fallback]);
         return settled(answer!);
       } catch (retryError) {
         this.onError(retryError as Error);

@@ -6,9 +6,11 @@
  */
 import type pg from 'pg';
 
+import { CallDeadline, type Misbehaviour } from '../db/deadline.js';
 import { Engine, type LeasedUnit } from '../db/engine.js';
 import { describeConnection, ListenCheck } from '../db/listen-check.js';
 import { NotificationHub } from '../db/notifications.js';
+import type { Queryable } from '../db/queryable.js';
 import type { DatabaseTelemetry } from '../telemetry/worker.js';
 import { BatchCompleter } from './completer.js';
 import { type Outcome, runUnit } from './executor.js';
@@ -48,11 +50,26 @@ export interface ManyDatabasesMode {
    * connection instead of one claim per slot grant (the slots are shared by every tenant).
    */
   claimAhead: number;
+  /** Longest wait for one engine call in this database (see db/deadline.ts). */
+  callTimeoutMs: number;
+  /**
+   * An engine call did not answer in time, or answered with a message too long to hold:
+   * set the database aside (called once per DatabaseWorker).
+   */
+  misbehaved(error: Misbehaviour): void;
 }
 
 /** One database's claim loop and everything in flight from it. */
 export class DatabaseWorker {
   private readonly engine: Engine;
+  /**
+   * Where the worker's own calls go: the pool, or in many-databases mode the pool with
+   * every call bounded by the deadline (handlers get the pool itself: their queries are
+   * theirs to bound).
+   */
+  private readonly db: Queryable;
+  private readonly deadline: CallDeadline | null;
+  private cutOff: Misbehaviour | null = null;
   private readonly hub: NotificationHub | null;
   private readonly fetcher: Fetcher;
   private readonly keeper: LeaseKeeper;
@@ -93,16 +110,23 @@ export class DatabaseWorker {
     private readonly many: ManyDatabasesMode | null = null,
   ) {
     this.engine = new Engine(config.schema);
+    this.deadline = many
+      ? new CallDeadline(pool, many.callTimeoutMs, (e) => {
+          this.cutOff = e;
+          many.misbehaved(e);
+        })
+      : null;
+    this.db = this.deadline ? this.deadline.pool() : pool;
     this.transactions = new Permits(
       Math.max(1, ((pool.options as pg.PoolConfig).max ?? config.poolSize) - 1),
     );
     this.hub = listenConfig ? new NotificationHub(listenConfig) : null;
     this.hub?.onError((error) => this.emit('error', { database, error, during: 'listen' }));
     const error = (e: Error, during: string) => this.emit('error', { database, error: e, during });
-    this.telemetry = config.telemetry.forDatabase(database, this.engine, pool);
+    this.telemetry = config.telemetry.forDatabase(database, this.engine, this.db);
     this.fetcher = new Fetcher({
       engine: this.engine,
-      pool,
+      db: this.db,
       config,
       slots,
       hub: this.hub,
@@ -112,7 +136,7 @@ export class DatabaseWorker {
       safetyPollMs: many?.safetyPollMs ?? null,
       claimed: (n) => this.telemetry.claimed(n),
     });
-    this.keeper = new LeaseKeeper(this.engine, pool, config.leaseMs, config.heartbeatMs, (e) =>
+    this.keeper = new LeaseKeeper(this.engine, this.db, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
     );
     this.scheduler = new Scheduler({
@@ -120,19 +144,19 @@ export class DatabaseWorker {
       // Many databases: every database's scheduler polling would cost a statement (often a
       // connection) each per pollIntervalMs; wake-ups come from the activity watch instead.
       pollIntervalMs: many ? Math.max(config.pollIntervalMs, many.safetyPollMs()) : config.pollIntervalMs,
-      pool,
+      db: this.db,
       hub: this.hub,
       definitions: config.schedules,
       error,
     });
     this.completer = new BatchCompleter(
       this.engine,
-      pool,
+      this.db,
       () => this.continuation(),
       config.leaseMs,
       (e) => error(e, 'report'),
     );
-    this.presence = new WorkerPresence(config, pool, database, emit, many?.spread, many?.ownInsert);
+    this.presence = new WorkerPresence(config, this.db, database, emit, many?.spread, many?.ownInsert);
     this.settleDeps = {
       engine: this.engine,
       completer: this.completer,
@@ -140,6 +164,7 @@ export class DatabaseWorker {
       emit,
       database,
       dueAt: (at) => this.fetcher.wakeAt(at),
+      deadline: this.deadline,
     };
   }
 
@@ -151,6 +176,11 @@ export class DatabaseWorker {
     if (this.stopping) return null;
     const { workerId, names, queues, leaseMs } = this.config;
     return { worker: workerId, names, queues, leaseMs };
+  }
+
+  /** Many databases: why its engine calls were cut off (null: they were not). */
+  get misbehaviour(): Misbehaviour | null {
+    return this.cutOff;
   }
 
   /** True while this database has work in hand: units held, a claim running, or more waiting. */
@@ -254,7 +284,7 @@ export class DatabaseWorker {
    * (a NOTIFY through the pool must reach the listener) and poll when it does not.
    */
   private async checkListener(hub: NotificationHub): Promise<void> {
-    const check = new ListenCheck(hub, this.pool, `${this.config.schema}_probe`, {
+    const check = new ListenCheck(hub, this.db, `${this.config.schema}_probe`, {
       describe: describeConnection(this.pool),
       onUnavailable: (message) =>
         this.emit('error', { database: this.database, error: new Error(message), during: 'listen' }),
@@ -291,7 +321,7 @@ export class DatabaseWorker {
       if (this.keeper.has(unit.jobId) || this.waiting.has(unit.jobId)) clash.push(unit);
       else this.kept.push(this.keeper.hold(unit));
     }
-    if (clash.length > 0) void this.engine.releaseLeases(this.pool, clash).catch(() => {});
+    if (clash.length > 0) void this.engine.releaseLeases(this.db, clash).catch(() => {});
   }
 
   /** Starts a held unit's handler (its slot is taken). */
@@ -320,10 +350,13 @@ export class DatabaseWorker {
       : { kind: 'failure' as const, error: new Error(`no handler for ${unit.name}`), permanent: false };
     this.finished.add();
     // The slot is for running handlers. When no continuation can follow (a failure, or
-    // the job's last step) it is freed now, so the next claim overlaps this report.
+    // the job's last step) it is freed now, so the next claim overlaps this report. With
+    // many databases it is always freed now: a report waits on its database, and a tenant
+    // whose engine does not answer must not hold the slots every tenant shares (the
+    // continuation, if any, then takes a slot like a unit claimed ahead).
     let slotHeld = true;
     const lastStep = unit.phase === 'forward' && unit.stepIndex + 1 >= unit.stepCount;
-    if (outcome.kind !== 'success' || lastStep) {
+    if (this.many !== null || outcome.kind !== 'success' || lastStep) {
       slotHeld = false;
       this.slots.release(unit.queue);
       this.kick();
@@ -354,7 +387,12 @@ export class DatabaseWorker {
         this.startUnit(next);
         return;
       }
-      await this.engine.releaseLeases(this.pool, [next]).catch(() => {});
+      if (this.keepsInHand(next)) {
+        // No slot free: held (heart-beaten) until the dispatcher grants one.
+        this.kept.push(this.keeper.hold(next));
+      } else {
+        await this.engine.releaseLeases(this.db, [next]).catch(() => {});
+      }
     }
     if (slotHeld) this.slots.release(unit.queue);
     if (this.keeper.size === 0) {
@@ -362,6 +400,20 @@ export class DatabaseWorker {
       this.fetcher.noteIdle();
     }
     this.kick();
+  }
+
+  /**
+   * Many databases: a continuation that found no free slot is kept in hand rather than
+   * given back (its slot was given up when its handler returned). Not with per-queue caps:
+   * a unit kept in hand must be able to start (see probing).
+   */
+  private keepsInHand(unit: LeasedUnit): boolean {
+    return (
+      !this.stopping &&
+      this.many !== null &&
+      this.config.queueLimits.size === 0 &&
+      !this.waiting.has(unit.jobId)
+    );
   }
 
   /**
@@ -382,7 +434,7 @@ export class DatabaseWorker {
       }
       await this.engine
         .releaseLeases(
-          this.pool,
+          this.db,
           kept.map((h) => h.unit),
         )
         .catch(() => {});
@@ -390,7 +442,7 @@ export class DatabaseWorker {
     if (this.waiting.size > 0) {
       const units = [...this.waiting.values()];
       this.waiting.clear();
-      await this.engine.releaseLeases(this.pool, units).catch(() => {});
+      await this.engine.releaseLeases(this.db, units).catch(() => {});
       for (const u of units) this.slots.release(u.queue);
     }
     if (this.keeper.size > 0) {
@@ -409,7 +461,7 @@ export class DatabaseWorker {
       }
       await this.engine
         .releaseLeases(
-          this.pool,
+          this.db,
           left.map((h) => h.unit),
         )
         .catch((error: Error) => {
@@ -421,5 +473,6 @@ export class DatabaseWorker {
     this.completer.close();
     await this.completer.idle();
     await this.presence.stop();
+    await this.deadline?.settled();
   }
 }

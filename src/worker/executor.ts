@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 
 import type { LeasedUnit } from '../db/engine.js';
+import { type ServerProcess, serverProcessOf, terminateServerProcess } from '../db/server-process.js';
 import { PermanentError } from '../errors.js';
 import { type AnyStepDefinition, isRetryLater, retryLaterDelay } from '../steps.js';
 import { asError } from './error-record.js';
@@ -72,23 +73,8 @@ const ATTEMPT_SETTING = 'stepping.attempt_token';
  * the role alone). Inside the transaction, so a failed COMMIT needs no cleanup.
  */
 const SESSION_RESET_AND_TOKEN =
-  `SELECT current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
-  'RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
-
-/**
- * The server process a connection's BackendKeyData names, with the client port the server
- * sees for it (its local TCP port; -1 over a Unix socket). Read without a query: any query
- * at BEGIN would keep the handler from setting its isolation level.
- */
-function serverProcessOf(client: pg.PoolClient): { pid: number; port: number } | undefined {
-  const { processID, connection } = client as unknown as {
-    processID?: unknown;
-    connection?: { stream?: { localPort?: unknown } };
-  };
-  if (typeof processID !== 'number') return undefined;
-  const port = connection?.stream?.localPort;
-  return { pid: processID, port: typeof port === 'number' ? port : -1 };
-}
+  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
+  'RESET ALL; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
 
 /** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
 async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
@@ -196,7 +182,7 @@ export async function runUnit(
   /** The token set in the transaction at BEGIN (ATTEMPT_SETTING). */
   const token = transactional ? randomUUID() : undefined;
   /** The server process of the transaction's connection, to end a query the handler left running. */
-  let backendPid: { pid: number; port: number } | undefined;
+  let backendPid: ServerProcess | undefined;
   /** The handler ended the worker's transaction: its connection's session state is unknown. */
   let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
@@ -373,7 +359,7 @@ export async function runUnit(
     // Failed or not yet: nothing the handler wrote may stay. Its settings and LISTENs go
     // with the transaction; session advisory locks do not.
     try {
-      await held.query('ROLLBACK; SELECT pg_advisory_unlock_all()');
+      await held.query('ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()');
       releaseClient(false);
     } catch {
       releaseClient(true);
@@ -404,17 +390,7 @@ export async function runUnit(
           // Queued behind a query the handler did not wait for (or a cursor it left open):
           // end that query's server process, which rolls the transaction back.
           sessionUnknown = true;
-          if (backendPid !== undefined) {
-            // Only the process that serves this very socket: behind PgBouncer the key the
-            // client got is the bouncer's, and its number may be some other process's pid.
-            await deps.pool
-              .query(
-                `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE pid = $1 AND client_port = $2`,
-                [backendPid.pid, backendPid.port],
-              )
-              .catch(() => {});
-          }
+          if (backendPid !== undefined) await terminateServerProcess(deps.pool, backendPid).catch(() => {});
           const error = new Error(
             `step ${unit.name}: its transaction was still running a query ${TX_SETTLE_MS} ms after it returned (a ctx.tx query not awaited, or a cursor left open); the transaction was rolled back`,
           );

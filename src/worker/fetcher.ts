@@ -7,10 +7,9 @@
  * backoff at once (the server is back, and notifications sent meanwhile were lost). A
  * wake-up that arrives during the backoff is never dropped: it re-arms for the backoff's end.
  */
-import type pg from 'pg';
-
 import type { Engine, LeasedUnit } from '../db/engine.js';
 import type { NotificationHub } from '../db/notifications.js';
+import type { Queryable } from '../db/queryable.js';
 import type { WorkerConfig } from './options.js';
 import type { ClaimPlan, Slots } from './slots.js';
 import { WakeTimer } from './wake-timer.js';
@@ -24,7 +23,8 @@ const MAX_CLAIM_BACKOFF_MS = { listening: 1000, polled: 5000 } as const;
 /** What a Fetcher needs from its DatabaseWorker. */
 export interface FetcherDeps {
   engine: Engine;
-  pool: pg.Pool;
+  /** Where engine calls go (many-databases mode: bounded by callTimeoutMs). */
+  db: Queryable;
   config: WorkerConfig;
   slots: Slots;
   /** The database's LISTEN connection; null: none (poll adaptively). */
@@ -177,7 +177,7 @@ export class Fetcher {
   }
 
   private async claimPlan(plan: ClaimPlan[], prefetch: number): Promise<void> {
-    const { engine, pool, config, slots } = this.deps;
+    const { engine, db, config, slots } = this.deps;
     let short = false;
     let failed = false;
     let claimed = 0;
@@ -187,7 +187,7 @@ export class Fetcher {
       let units: LeasedUnit[] = [];
       try {
         if (limit > 0) {
-          units = await engine.claim(pool, config.workerId, config.names, p.queues, limit, config.leaseMs);
+          units = await engine.claim(db, config.workerId, config.names, p.queues, limit, config.leaseMs);
           this.deps.claimed(units.length);
         }
       } catch (error) {
@@ -198,7 +198,7 @@ export class Fetcher {
       slots.unreserve(p, p.n - toStart);
       if (this.stopping && units.length > 0) {
         // stop() began while this claim was in flight: hand the units straight back.
-        await engine.releaseLeases(pool, units).catch(() => {});
+        await engine.releaseLeases(db, units).catch(() => {});
         for (const unit of units.slice(0, toStart)) slots.release(unit.queue);
         units = [];
       }
@@ -252,8 +252,8 @@ export class Fetcher {
    * first. Without a listener the poll interval grows while the database stays idle.
    */
   private async sleepUntilDue(): Promise<void> {
-    const { engine, pool, config } = this.deps;
-    const dueIn = await engine.nextDueInMs(pool, config.names, config.queues);
+    const { engine, db, config } = this.deps;
+    const dueIn = await engine.nextDueInMs(db, config.names, config.queues);
     let poll = config.pollIntervalMs;
     const safety = this.deps.safetyPollMs;
     if (safety && (this.listening || this.watched)) {

@@ -5,9 +5,8 @@
  * overlap: a beat asked for while one runs happens right after it. A cancel NOTIFY is only
  * a hint to beat now: the database's answer decides.
  */
-import type pg from 'pg';
-
 import type { Engine, LeasedUnit } from '../db/engine.js';
+import type { Queryable } from '../db/queryable.js';
 import { LazyAbort } from './lazy-abort.js';
 
 /** A unit held by this worker, from its claim until its report is settled. */
@@ -30,7 +29,7 @@ export class LeaseKeeper {
 
   constructor(
     private readonly engine: Engine,
-    private readonly pool: pg.Pool,
+    private readonly db: Queryable,
     private readonly leaseMs: number,
     private readonly heartbeatMs: number,
     private readonly onError: (error: Error) => void,
@@ -99,7 +98,7 @@ export class LeaseKeeper {
     if (held.length === 0) return;
     try {
       const kept = await this.engine.extendLeases(
-        this.pool,
+        this.db,
         held.map((h) => h.unit),
         this.leaseMs,
       );

@@ -53,6 +53,13 @@ export interface WorkerOptions {
   maxConnections?: number;
   /** Multi-database mode: a database without a listener is polled at most this far apart when idle. */
   idlePollMaxMs?: number;
+  /**
+   * Multi-database mode: longest wait for one engine call (claim, report, heartbeat,
+   * registry, schedules) in a database. Past it the call's connection is closed and the
+   * database is set aside with a growing backoff, like one that is down, so a database
+   * whose functions never answer cannot hold the slots and connections other tenants share.
+   */
+  callTimeoutMs?: number;
   /** Schema name. Default `stepping`. */
   schema?: string;
   /** The steps this worker can run (handlers). Steps with other names are never claimed. */
@@ -116,6 +123,7 @@ export const WORKER_DEFAULTS = {
   databasePoolSize: 4,
   maxConnections: 100,
   idlePollMaxMs: 30000,
+  callTimeoutMs: 30000,
   retentionMs: DEFAULT_RETENTION_MS,
   maintenanceIntervalMs: DEFAULT_MAINTENANCE_INTERVAL_MS,
   registryHeartbeatMs: DEFAULT_WORKER_HEARTBEAT_MS,
@@ -142,6 +150,7 @@ export interface WorkerConfig {
   poolSize: number;
   maxConnections: number;
   idlePollMaxMs: number;
+  callTimeoutMs: number;
   workerId: string;
   /** 0: no pruning. */
   retentionMs: number;
@@ -239,6 +248,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     ),
     maxConnections: defaulted('maxConnections', 2, 100_000),
     idlePollMaxMs: defaulted('idlePollMaxMs', 10, 86_400_000),
+    callTimeoutMs: defaulted('callTimeoutMs', 100, 86_400_000),
     workerId: checkWorkerId(
       options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     ),

@@ -9,9 +9,8 @@
  */
 import os from 'node:os';
 
-import type pg from 'pg';
-
 import { type MaintenanceOutcome, OpsCalls } from '../db/ops.js';
+import type { Queryable } from '../db/queryable.js';
 import { DEFAULT_MAINTENANCE_BATCH } from '../defaults.js';
 import type { WorkerConfig } from './options.js';
 import type { Emit } from './settle.js';
@@ -35,7 +34,7 @@ export class WorkerPresence {
 
   constructor(
     private readonly config: WorkerConfig,
-    private readonly pool: pg.Pool,
+    private readonly db: Queryable,
     private readonly database: string,
     private readonly emit: Emit,
     /**
@@ -70,7 +69,7 @@ export class WorkerPresence {
     clearTimeout(this.timer);
     await this.ticking;
     if (!this.registered) return;
-    await this.calls.deregister(this.pool, this.config.workerId).catch((error: Error) => {
+    await this.calls.deregister(this.db, this.config.workerId).catch((error: Error) => {
       this.emit('error', { database: this.database, error, during: 'registry' });
     });
   }
@@ -97,7 +96,7 @@ export class WorkerPresence {
   private async register(): Promise<void> {
     this.ownInsert(1);
     try {
-      await this.calls.register(this.pool, {
+      await this.calls.register(this.db, {
         id: this.config.workerId,
         host: os.hostname().slice(0, 200) || 'unknown',
         pid: process.pid,
@@ -119,7 +118,7 @@ export class WorkerPresence {
       this.nextBeatAt = now + this.beatMs;
       try {
         // No row: it aged out (this process stalled) and was deleted; register again.
-        if (!this.registered || !(await this.calls.heartbeat(this.pool, this.config.workerId))) {
+        if (!this.registered || !(await this.calls.heartbeat(this.db, this.config.workerId))) {
           await this.register();
         }
       } catch (error) {
@@ -139,7 +138,7 @@ export class WorkerPresence {
       const started = Date.now();
       let outcome: MaintenanceOutcome;
       try {
-        outcome = await this.calls.maintenance(this.pool, retention);
+        outcome = await this.calls.maintenance(this.db, retention);
       } catch (error) {
         this.emit('error', { database: this.database, error: error as Error, during: 'maintenance' });
         return;

@@ -7,9 +7,8 @@
  * when the database has no active schedule, and wakes on <schema>_schedule when a
  * schedule changes.
  */
-import type pg from 'pg';
-
 import type { NotificationHub } from '../db/notifications.js';
+import type { Queryable } from '../db/queryable.js';
 import type { DueSchedule } from '../db/schedules.js';
 import { ConfigError } from '../errors.js';
 import { CronSchedule } from '../schedules/cron.js';
@@ -30,7 +29,8 @@ const NO_SCHEDULE_SLEEP_MS = 60_000;
 /** What a Scheduler needs from its DatabaseWorker. */
 export interface SchedulerDeps {
   schema: string;
-  pool: pg.Pool;
+  /** Where its calls go (many-databases mode: bounded by callTimeoutMs). */
+  db: Queryable;
   hub: NotificationHub | null;
   pollIntervalMs: number;
   /** Declarative schedules, upserted at start. */
@@ -56,7 +56,7 @@ export class Scheduler {
   async start(): Promise<void> {
     for (const def of this.deps.definitions) {
       try {
-        await this.schedules.define(this.deps.pool, def);
+        await this.schedules.define(this.deps.db, def);
       } catch (error) {
         // The worker role may fire schedules but not write them: a schedule enqueues any
         // job it names, and workers may not enqueue (README "Threat model").
@@ -101,19 +101,19 @@ export class Scheduler {
   }
 
   private async tick(): Promise<void> {
-    const { pool, pollIntervalMs } = this.deps;
+    const { db, pollIntervalMs } = this.deps;
     let sleep = pollIntervalMs;
     try {
       // One query when nothing is due (the usual tick).
-      let dueIn = await this.schedules.sql.nextDueInMs(pool);
+      let dueIn = await this.schedules.sql.nextDueInMs(db);
       if (dueIn !== null && dueIn <= 0) {
-        let due = await this.schedules.sql.due(pool, DUE_BATCH);
+        let due = await this.schedules.sql.due(db, DUE_BATCH);
         while (due.length > 0 && !this.stopped) {
           for (const d of due) await this.fire(d);
           if (due.length < DUE_BATCH) break;
-          due = await this.schedules.sql.due(pool, DUE_BATCH);
+          due = await this.schedules.sql.due(db, DUE_BATCH);
         }
-        dueIn = await this.schedules.sql.nextDueInMs(pool);
+        dueIn = await this.schedules.sql.nextDueInMs(db);
       }
       // At most pollIntervalMs while schedules exist: the engine's clock may be shifted.
       sleep =
@@ -137,7 +137,7 @@ export class Scheduler {
         this.parsed.set(key, cron);
       }
       const runs = cron.dueRuns(d.nextRunAt, d.now, d.backfill);
-      await this.schedules.sql.fire(this.deps.pool, d.name, d.nextRunAt, runs, cron.nextAfter(d.now));
+      await this.schedules.sql.fire(this.deps.db, d.name, d.nextRunAt, runs, cron.nextAfter(d.now));
     } catch (error) {
       // One broken schedule (e.g. a cron written by hand in SQL) must not stop the others.
       this.deps.error(error as Error, `schedule ${d.name}`);

@@ -3,6 +3,7 @@
  * report (through the BatchCompleter, or inside the unit's own transaction for a
  * transactional step) and into the worker's events, in causal order for the job.
  */
+import type { CallDeadline } from '../db/deadline.js';
 import type { CompensationCall, Continuation, Engine, FailureReport, LeasedUnit } from '../db/engine.js';
 import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS } from '../defaults.js';
 import { isFinalStatus } from '../job-status.js';
@@ -30,6 +31,8 @@ export interface SettleDeps {
   database: string;
   /** A retry or "not yet" is due at this time (epoch ms): wake the fetcher then. */
   dueAt(at: number): void;
+  /** Many-databases mode: bounds the report made in a transactional step's own transaction. */
+  deadline: CallDeadline | null;
 }
 
 /** What happened to the report. */
@@ -159,7 +162,8 @@ async function completeInTransaction(
   };
   let answer;
   try {
-    [answer] = await deps.engine.complete(tx.client, [entry], deps.continuation());
+    const db = deps.deadline ? deps.deadline.client(tx.client) : tx.client;
+    [answer] = await deps.engine.complete(db, [entry], deps.continuation());
   } catch (error) {
     await tx.finish(false).catch(() => {});
     const message = asError(error).message;
@@ -176,7 +180,9 @@ async function completeInTransaction(
     );
   }
   try {
-    await tx.finish(answer!.accepted);
+    const finishing = tx.finish(answer!.accepted);
+    // A COMMIT runs deferred triggers and constraints: the database's to delay, too.
+    await (deps.deadline ? deps.deadline.guard(tx.client, finishing) : finishing);
   } catch (error) {
     if (answer!.accepted && definitelyRolledBack(error))
       return await failWith(

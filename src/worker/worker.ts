@@ -9,9 +9,15 @@ import { EventEmitter } from 'node:events';
 
 import type pg from 'pg';
 
+import type { Misbehaviour } from '../db/deadline.js';
 import { Engine } from '../db/engine.js';
 import { createPool } from '../db/pool.js';
-import { ConfigError, SchemaNotReadyError } from '../errors.js';
+import {
+  ConfigError,
+  EngineCallTimeoutError,
+  ResponseTooLargeError,
+  SchemaNotReadyError,
+} from '../errors.js';
 import { MAX_WORKER_HEARTBEAT_MS } from '../limits.js';
 import { ActivityWatch, type ActivityWatcher, serverKey } from '../multidb/activity-watch.js';
 import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
@@ -45,6 +51,13 @@ const SAFETY_POLL_PER_DATABASE_MS = 2000;
  * engine's longest registry period (an hour).
  */
 const PRESENCE_PER_DATABASE_MS = 1000;
+/**
+ * Many-databases mode: a database set aside because an engine call did not answer is
+ * retried after 1 s, doubling with each such time-out up to a minute; the count is
+ * forgotten after this long without one.
+ */
+const UNRESPONSIVE_MEMORY_MS = 600_000;
+const MAX_DOWN_RETRY_MS = 60_000;
 
 /** A served database's lifecycle state. */
 export type DatabaseLifecycle = 'starting' | 'up' | 'down' | 'removed';
@@ -67,6 +80,9 @@ interface ManagedDatabase {
   unwatch: (() => void) | null;
   /** Its entry in the activity watch (rows this worker inserted itself are counted there). */
   watcher: ActivityWatcher | null;
+  /** Engine calls that did not answer in time, in a row (see UNRESPONSIVE_MEMORY_MS), and the last one's time. */
+  timeouts: number;
+  lastTimeoutAt: number;
 }
 
 /** A database's state as reported by Worker.databaseStates(). */
@@ -273,6 +289,8 @@ export class Worker {
       lastError: null,
       unwatch: null,
       watcher: null,
+      timeouts: 0,
+      lastTimeoutAt: 0,
     };
     this.databases.set(id, m);
     return m;
@@ -344,43 +362,76 @@ export class Worker {
       m.worker = worker;
       this.dispatcher.add(worker);
       await worker.start();
+      // A call of its start did not answer in time (its calls have failed at once since).
+      if (worker.misbehaviour) throw worker.misbehaviour;
       m.state = 'up';
       m.retryDelayMs = 0;
       m.downSince = 0;
       m.lastError = null;
       this.emit('database:up', { database: m.id, listening: worker.hasListener });
     } catch (error) {
-      m.unwatch?.();
-      m.unwatch = null;
-      m.watcher = null;
-      if (m.worker) {
-        this.dispatcher.remove(m.worker);
-        await m.worker.stop().catch(() => {});
-        m.worker = null;
-      }
-      if (m.hasListenerPermit) {
-        m.hasListenerPermit = false;
-        this.budget?.release(true);
-        this.handOnListener();
-      }
+      await this.windDown(m);
       if (throwOnFailure) throw error;
-      if (this.gone(m)) return;
-      m.state = 'down';
-      m.lastError = (error as Error).message;
-      // Every second for the first minute (a restart or a short outage is over quickly and
-      // should not leave the database unserved for long), then doubling up to a minute.
-      m.downSince ||= Date.now();
-      m.retryDelayMs =
-        Date.now() - m.downSince < 60_000 ? 1000 : Math.min(Math.max(m.retryDelayMs * 2, 1000), 60_000);
-      this.emit('database:down', { database: m.id, error: error as Error, retryInMs: m.retryDelayMs });
-      // Not unref'd: a worker whose databases are all down must stay alive to retry them.
-      m.retryTimer = setTimeout(() => void this.bringUp(m, false), m.retryDelayMs);
+      this.retryLater(m, error as Error);
     }
+  }
+
+  /** Stops a database's worker and its activity watch, and gives back its listener permit. */
+  private async windDown(m: ManagedDatabase): Promise<void> {
+    m.unwatch?.();
+    m.unwatch = null;
+    m.watcher = null;
+    if (m.worker) {
+      this.dispatcher.remove(m.worker);
+      await m.worker.stop().catch(() => {});
+      m.worker = null;
+    }
+    if (m.hasListenerPermit) {
+      m.hasListenerPermit = false;
+      this.budget?.release(true);
+      this.handOnListener();
+    }
+  }
+
+  /** Reports a database down and serves it again after a backoff. */
+  private retryLater(m: ManagedDatabase, error: Error): void {
+    if (this.gone(m)) return;
+    m.state = 'down';
+    m.lastError = error.message;
+    const now = Date.now();
+    // Every second for the first minute (a restart or a short outage is over quickly and
+    // should not leave the database unserved for long), then doubling up to a minute.
+    m.downSince ||= now;
+    m.retryDelayMs =
+      now - m.downSince < 60_000 ? 1000 : Math.min(Math.max(m.retryDelayMs * 2, 1000), MAX_DOWN_RETRY_MS);
+    if (error instanceof EngineCallTimeoutError || error instanceof ResponseTooLargeError) {
+      // Not an outage that ends on its own soon: a database that holds calls open holds a
+      // connection for callTimeoutMs at every try, so its tries double from the first.
+      m.timeouts = now - m.lastTimeoutAt < UNRESPONSIVE_MEMORY_MS ? m.timeouts + 1 : 1;
+      m.lastTimeoutAt = now;
+      m.retryDelayMs = Math.max(m.retryDelayMs, Math.min(1000 * 2 ** (m.timeouts - 1), MAX_DOWN_RETRY_MS));
+    }
+    this.emit('database:down', { database: m.id, error, retryInMs: m.retryDelayMs });
+    // Not unref'd: a worker whose databases are all down must stay alive to retry them.
+    m.retryTimer = setTimeout(() => void this.bringUp(m, false), m.retryDelayMs);
+  }
+
+  /**
+   * Many databases: an engine call of `worker` did not answer within callTimeoutMs (or
+   * answered too much to hold). A database that is up is set aside at once: its worker
+   * leaves the dispatcher (no more slots, no more claims) and winds down (its calls now
+   * fail at once), and the database is served again after a backoff. One still starting
+   * fails its start instead (bringUp).
+   */
+  private misbehaved(m: ManagedDatabase, worker: DatabaseWorker, error: Misbehaviour): void {
+    if (m.worker !== worker || m.state !== 'up' || this.gone(m)) return;
+    m.state = 'down';
+    void this.windDown(m).then(() => this.retryLater(m, error));
   }
 
   /** The DatabaseWorker of a served database (with a LISTEN connection when it holds a permit). */
   private databaseWorker(m: ManagedDatabase): DatabaseWorker {
-    return new DatabaseWorker(
+    const worker: DatabaseWorker = new DatabaseWorker(
       this.config,
       m.pool,
       m.id,
@@ -401,9 +452,12 @@ export class Worker {
             ownInsert: (delta) => {
               if (m.watcher) m.watcher.ownInserts = Math.max(0, m.watcher.ownInserts + delta);
             },
+            callTimeoutMs: this.config.callTimeoutMs,
+            misbehaved: (error) => this.misbehaved(m, worker, error),
           }
         : null,
     );
+    return worker;
   }
 
   /**
