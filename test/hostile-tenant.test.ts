@@ -146,6 +146,40 @@ function startWorker(options: Parameters<typeof createWorker>[0]): Worker {
   return w;
 }
 
+type Tenant = Awaited<ReturnType<typeof tenant>>;
+type WorkerOptions = Parameters<typeof createWorker>[0];
+
+/**
+ * One worker serving both tenants with the two steps (the budgets of `budget`), started,
+ * and the first error the hostile database was set aside with (`database:down`).
+ */
+async function workerOfBoth(
+  hostile: Tenant,
+  good: Tenant,
+  steps: StepDefinition<unknown, void>[],
+  budget: Pick<WorkerOptions, 'concurrency' | 'maxConnections' | 'poolSize' | 'callTimeoutMs'>,
+): Promise<{ worker: Worker; down: Promise<Error> }> {
+  const worker = startWorker({
+    databases: [
+      { id: hostile.id, connectionString: hostile.url },
+      { id: good.id, connectionString: good.url },
+    ],
+    steps,
+    ...budget,
+  });
+  const down = deferred<Error>();
+  worker.on('database:down', (e) => {
+    if (e.database === hostile.id) down.resolve(e.error);
+  });
+  await worker.start();
+  return { worker, down: down.promise };
+}
+
+/** Two steps that do nothing (the second ones of the tests' two-step jobs). */
+function noopSteps(): [StepDefinition<unknown, void>, StepDefinition<unknown, void>] {
+  return [defineStep('hostile.first', async () => {}), defineStep('hostile.second', async () => {})];
+}
+
 async function enqueueTwoStepJobs(
   url: string,
   n: number,
@@ -190,22 +224,12 @@ test(
     // Two slots: before the fix, the report of each hostile job's first step kept the slot
     // (its job's next step was to run in it), so two hung reports starved every tenant.
     await enqueueTwoStepJobs(hostile.url, 6, [first, second]);
-    const worker = startWorker({
-      databases: [
-        { id: hostile.id, connectionString: hostile.url },
-        { id: good.id, connectionString: good.url },
-      ],
-      steps: [first, second],
+    const { worker, down } = await workerOfBoth(hostile, good, [first, second], {
       concurrency: 2,
       maxConnections: 6,
       poolSize: 2,
       callTimeoutMs: 1000,
     });
-    const down = deferred<Error>();
-    worker.on('database:down', (e) => {
-      if (e.database === hostile.id) down.resolve(e.error);
-    });
-    await worker.start();
     // Both slots have run a hostile first step and its report hangs in step_complete.
     await runs.reached(hostile.id, 2);
     await eventually(
@@ -218,7 +242,7 @@ test(
     await allSucceed(good.url, jobs);
 
     // The hung calls ended as timeouts, and the database was set aside like one that is down.
-    const error = await down.promise;
+    const error = await down;
     assert.equal(error.name, 'EngineCallTimeoutError');
     assert.match(error.message, /did not answer an engine call within 1000 ms/);
     await noneLeftRunning(worker, hostile.pool);
@@ -238,12 +262,7 @@ test(
     const first = defineStep('hostile.first', async (_args: unknown, ctx) => runs.note(ctx.database));
     const second = defineStep('hostile.second', async () => {});
     const hostileJobs = await enqueueTwoStepJobs(hostile.url, 6, [first, second]);
-    const worker = startWorker({
-      databases: [
-        { id: hostile.id, connectionString: hostile.url },
-        { id: good.id, connectionString: good.url },
-      ],
-      steps: [first, second],
+    const { down } = await workerOfBoth(hostile, good, [first, second], {
       concurrency: 2,
       maxConnections: 6,
       poolSize: 2,
@@ -251,10 +270,7 @@ test(
       callTimeoutMs: 600_000,
     });
     let hostileDown = false;
-    worker.on('database:down', (e) => {
-      if (e.database === hostile.id) hostileDown = true;
-    });
-    await worker.start();
+    void down.then(() => (hostileDown = true));
     await runs.reached(hostile.id, 2);
     await eventually(
       async () => (await callsWaitingIn(hostile.pool, 'step_complete')) > 0,
@@ -281,9 +297,8 @@ for (const how of ['sleeps in step_claim', 'holds a lock on the jobs table'] as 
     async () => {
       const hostile = await tenant(how === 'sleeps in step_claim' ? 'claim_a' : 'lock_a');
       const good = await tenant(how === 'sleeps in step_claim' ? 'claim_b' : 'lock_b');
-      const first = defineStep('hostile.first', async () => {});
-      const second = defineStep('hostile.second', async () => {});
-      await enqueueTwoStepJobs(hostile.url, 3, [first, second]);
+      const steps = noopSteps();
+      await enqueueTwoStepJobs(hostile.url, 3, steps);
       let locker: pg.PoolClient | null = null;
       if (how === 'sleeps in step_claim') {
         await neverAnswer(hostile.pool, 'step_claim');
@@ -295,31 +310,21 @@ for (const how of ['sleeps in step_claim', 'holds a lock on the jobs table'] as 
       try {
         // Two connections in all: the activity watch holds one, so a claim that never ends
         // would hold the other for good, and the other tenant could not even start.
-        const worker = startWorker({
-          databases: [
-            { id: hostile.id, connectionString: hostile.url },
-            { id: good.id, connectionString: good.url },
-          ],
-          steps: [first, second],
+        const { worker, down } = await workerOfBoth(hostile, good, steps, {
           concurrency: 4,
           maxConnections: 2,
           poolSize: 2,
           callTimeoutMs: 1000,
         });
-        const down = deferred<Error>();
-        worker.on('database:down', (e) => {
-          if (e.database === hostile.id) down.resolve(e.error);
-        });
-        await worker.start();
         await eventually(
           async () => (await callsWaitingIn(hostile.pool, 'step_claim')) > 0,
           30_000,
           'a hung claim',
         );
 
-        const jobs = await enqueueTwoStepJobs(good.url, 10, [first, second]);
+        const jobs = await enqueueTwoStepJobs(good.url, 10, steps);
         await allSucceed(good.url, jobs);
-        assert.equal((await down.promise).name, 'EngineCallTimeoutError');
+        assert.equal((await down).name, 'EngineCallTimeoutError');
         await noneLeftRunning(worker, hostile.pool);
       } finally {
         await locker?.query('ROLLBACK');
@@ -351,29 +356,18 @@ test(
       u.name := pg_catalog.repeat('x', 600000000);
       RETURN NEXT u;
     END $$`);
-    const first = defineStep('hostile.first', async () => {});
-    const second = defineStep('hostile.second', async () => {});
-    await enqueueTwoStepJobs(hostile.url, 1, [first, second]);
-    const worker = startWorker({
-      databases: [
-        { id: hostile.id, connectionString: hostile.url },
-        { id: good.id, connectionString: good.url },
-      ],
-      steps: [first, second],
+    const steps = noopSteps();
+    await enqueueTwoStepJobs(hostile.url, 1, steps);
+    const { down } = await workerOfBoth(hostile, good, steps, {
       concurrency: 2,
       maxConnections: 6,
       poolSize: 2,
     });
-    const down = deferred<Error>();
-    worker.on('database:down', (e) => {
-      if (e.database === hostile.id) down.resolve(e.error);
-    });
-    await worker.start();
-    const error = await down.promise;
+    const error = await down;
     assert.equal(error.name, 'ResponseTooLargeError');
     assert.match(error.message, /more than the \d+ a Node\.js string can hold/);
 
-    const jobs = await enqueueTwoStepJobs(good.url, 10, [first, second]);
+    const jobs = await enqueueTwoStepJobs(good.url, 10, steps);
     await allSucceed(good.url, jobs);
   },
 );
@@ -407,24 +401,17 @@ test(
       EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', current_database());
     END $$;
   `);
-    const first = defineStep('hostile.first', async () => {});
-    const second = defineStep('hostile.second', async () => {});
+    const steps = noopSteps();
     // Two connections: the activity watch holds one, so a catalog read that never ends would
     // hold the other for good.
-    const worker = startWorker({
-      databases: [
-        { id: hostile.id, connectionString: hostile.url },
-        { id: good.id, connectionString: good.url },
-      ],
-      steps: [first, second],
+    const { worker } = await workerOfBoth(hostile, good, steps, {
       concurrency: 2,
       maxConnections: 2,
       poolSize: 2,
     });
-    await worker.start();
-    const jobs = await enqueueTwoStepJobs(good.url, 10, [first, second]);
+    const jobs = await enqueueTwoStepJobs(good.url, 10, steps);
     await allSucceed(good.url, jobs);
-    const hostileJobs = await enqueueTwoStepJobs(hostile.url, 2, [first, second]);
+    const hostileJobs = await enqueueTwoStepJobs(hostile.url, 2, steps);
     await allSucceed(hostile.url, hostileJobs);
     await noneLeftRunning(worker, hostile.pool);
   },
