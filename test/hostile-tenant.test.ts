@@ -362,6 +362,9 @@ test(
       concurrency: 2,
       maxConnections: 6,
       poolSize: 2,
+      // Making and sending 600 MB can take the server longer than the default 30 s on a loaded
+      // machine; the call must end by the size guard, not by the timeout.
+      callTimeoutMs: 600_000,
     });
     const error = await down;
     assert.equal(error.name, 'ResponseTooLargeError');

@@ -128,7 +128,9 @@ test('other statuses, timeouts and refused connections retry; the key stays the 
   assert.equal(requests.length, 4);
   assert.ok(requests.every((r) => r.idempotencyKey === `${id}:0`));
 
-  const slow = await run('/slow', ['hang', 200], { timeoutMs: 200 });
+  // The timeout must end the hung request, never the answered one: on a loaded machine a
+  // prompt answer took over 200 ms to arrive (a third request was made).
+  const slow = await run('/slow', ['hang', 200], { timeoutMs: 3000 });
   assert.equal(slow.final.status, 'succeeded');
   assert.equal(slow.requests.length, 2);
 

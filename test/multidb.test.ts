@@ -83,6 +83,41 @@ async function ourConnections(databases: string[]): Promise<number> {
   }
 }
 
+/**
+ * Waits until `n` jobs of `d` have succeeded. A timeout says what the worker and the
+ * database were doing, so a slow run can be told from a stuck one.
+ */
+async function succeededIn(w: Worker, d: { id: string; url: string }, n: number): Promise<void> {
+  try {
+    await eventually(
+      () =>
+        countIn(d.url, `SELECT count(*) AS n FROM stepping.jobs WHERE status = 'succeeded'`).then(
+          (k) => k === n,
+        ),
+      // A guard against a hang, not a speed goal: with 20 databases sharing 12 connections,
+      // every connection opened and closed on a machine loaded by other suites (measured:
+      // 30 s was not enough with two CPU hogs beside this file).
+      90_000,
+      `${n} succeeded jobs in ${d.id}`,
+    );
+  } catch (error) {
+    const c = new pg.Client(d.url);
+    await c.connect();
+    const { rows } = await c
+      .query(
+        `SELECT status, count(*)::int AS n, max(attempt) AS attempts, max(locked_by) AS holder,
+                max(available_at) - stepping.engine_now() AS due_in
+         FROM stepping.jobs GROUP BY status`,
+      )
+      .finally(() => c.end());
+    const state = w.databaseStates().find((s) => s.database === d.id);
+    throw new Error(
+      `${(error as Error).message}; jobs: ${JSON.stringify(rows)}; worker: ${JSON.stringify(state)}; ` +
+        `all: ${JSON.stringify(w.databaseStates().map((s) => [s.state, s.listening, s.running]))}`,
+    );
+  }
+}
+
 test('one worker serves 20 databases within its connection budget; each job runs in its own database', async () => {
   const dbs = await tenants(20, 'mt20');
   for (const d of dbs) await enqueueIn(d.url, 5);
@@ -103,37 +138,27 @@ test('one worker serves 20 databases within its connection budget; each job runs
     }
   })();
   await w.start();
-  for (const d of dbs) {
-    await eventually(
-      () =>
-        countIn(d.url, `SELECT count(*) AS n FROM stepping.jobs WHERE status = 'succeeded'`).then(
-          (n) => n === 5,
-        ),
-      30_000,
-      `jobs of ${d.id}`,
-    );
+  try {
+    for (const d of dbs) await succeededIn(w, d, 5);
+    // New work in a database that has no listener is still found: the activity watch sees
+    // the inserts (the safety poll, 20 × 2 s, is far longer than this test waits).
+    for (const d of dbs) await enqueueIn(d.url, 1);
+    for (const d of dbs) await succeededIn(w, d, 6);
+  } finally {
+    // Also on a failure: a sampler left running kept the file alive until its timeout.
+    sampling = false;
+    await sampler;
   }
-  // New work in a database that has no listener is still found: the activity watch sees
-  // the inserts (the safety poll, 20 × 2 s, is far longer than this test waits).
-  for (const d of dbs) await enqueueIn(d.url, 1);
-  for (const d of dbs) {
-    await eventually(
-      () =>
-        countIn(d.url, `SELECT count(*) AS n FROM stepping.jobs WHERE status = 'succeeded'`).then(
-          (n) => n === 6,
-        ),
-      30_000,
-      `late job of ${d.id}`,
-    );
-  }
-  sampling = false;
-  await sampler;
   for (const d of dbs) {
     // Every effect landed in its own database, written by the step's own transaction.
-    const { rows } = await new pg.Pool({ connectionString: d.url, max: 1 }).query(
-      'SELECT DISTINCT database FROM effects',
-    );
-    assert.deepEqual(rows, [{ database: d.id }]);
+    const c = new pg.Client(d.url);
+    await c.connect();
+    try {
+      const { rows } = await c.query('SELECT DISTINCT database FROM effects');
+      assert.deepEqual(rows, [{ database: d.id }]);
+    } finally {
+      await c.end();
+    }
   }
   assert.ok(peak > 0, 'the sampler saw the worker connected');
   assert.ok(peak <= 12, `connections peaked at ${peak}, over the budget of 12`);
