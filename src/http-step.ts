@@ -120,6 +120,19 @@ const FETCH_MANAGED_HEADERS = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+/**
+ * The Fetch standard's "bad ports" (https://fetch.spec.whatwg.org/#port-blocking): fetch
+ * never connects to them (SMTP, IRC, X11, SIP, ...) and fails with a bare "fetch failed",
+ * so a URL naming one can never make a request.
+ */
+const FETCH_BAD_PORTS = new Set(
+  [
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104,
+    109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515,
+    526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049,
+    3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+  ].map(String),
+);
 /** Shortest arg value masked in a remote answer: shorter ones are too common to be secrets. */
 const MIN_SECRET_LENGTH = 6;
 
@@ -217,6 +230,12 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   if (url.username || url.password) {
     throw new TypeError(
       `url must not carry credentials (send them in a header such as Authorization): ${shownUrl(url)}`,
+    );
+  }
+  // url.port is empty for the scheme's default port, which is never a bad one.
+  if (FETCH_BAD_PORTS.has(url.port)) {
+    throw new TypeError(
+      `url's port ${url.port} is one fetch never connects to (a "bad port" of the Fetch standard): ${shownUrl(url)}`,
     );
   }
   const method = args.method === undefined ? 'POST' : args.method;
@@ -373,7 +392,10 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
     });
   }
   const aborted = rejectOnAbort(signal);
-  const response = await Promise.race([fetch(sent).catch(permanentIfRefused), aborted]);
+  const response = await Promise.race([
+    fetch(sent).catch((error: unknown) => requestFailed(error, request, signal)),
+    aborted,
+  ]);
   // Bodies other than an error's are not read: the step's result is undefined. Cancelling
   // closes the connection, so nothing more is downloaded.
   const discard = () => Promise.race([response.body?.cancel().catch(() => {}), aborted]);
@@ -431,15 +453,39 @@ const REFUSED_CODES = new Set([
   'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
 ]);
 
-/** Rethrows a fetch failure, as a PermanentError naming the cause when undici refused the request itself. */
-function permanentIfRefused(error: unknown): never {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
-  if (typeof cause?.code === 'string' && REFUSED_CODES.has(cause.code)) {
-    throw new PermanentError(`HTTP step: the request cannot be made: ${String(cause.message)}`, {
-      cause: error,
-    });
+/**
+ * What an error of fetch's says went wrong: its message, with its code when the message
+ * does not hold it (an AggregateError of several addresses tried: theirs). Undefined when
+ * it says nothing.
+ */
+function reasonOf(value: unknown, depth = 0): string | undefined {
+  if (typeof value !== 'object' || value === null || depth > 2) return undefined;
+  const { message, code, errors } = value as { message?: unknown; code?: unknown; errors?: unknown };
+  let text = typeof message === 'string' ? message : '';
+  if (!text && Array.isArray(errors)) {
+    text = [...new Set(errors.map((e) => reasonOf(e, depth + 1)).filter(Boolean))].join('; ');
   }
-  throw error;
+  if (typeof code === 'string' && !text.includes(code)) text = text ? `${text} (${code})` : code;
+  return text || undefined;
+}
+
+/**
+ * Rethrows a failed fetch (no answer) as an error that says why: fetch's own message is a
+ * bare "fetch failed", its cause the reason (`connect ECONNREFUSED ...`, `getaddrinfo
+ * ENOTFOUND ...`, a certificate error). The URL is shown as its origin only, the reason
+ * with the request's secrets masked. A request undici refuses to send as given, or to a
+ * port fetch never connects to, fails permanently: retrying cannot help. An abort is
+ * rethrown as its reason (a cancel, a lost lease, the timeout).
+ */
+function requestFailed(error: unknown, request: PreparedRequest, signal: AbortSignal): never {
+  if (signal.aborted) throw signal.reason;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  const code = (cause as { code?: unknown } | null)?.code;
+  const reason = shownText(reasonOf(cause) ?? reasonOf(error) ?? 'no reason given', request.secrets);
+  if ((typeof code === 'string' && REFUSED_CODES.has(code)) || reason === 'bad port') {
+    throw new PermanentError(`HTTP step: the request cannot be made: ${reason}`, { cause: error });
+  }
+  throw new Error(`HTTP step: request to ${request.shownUrl} failed: ${reason}`, { cause: error });
 }
 
 async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
