@@ -147,8 +147,8 @@ function shownUrl(url: URL): string {
 
 /**
  * The request's values a server may echo into its error answer, to be masked there: every
- * header value (and each of its words), every path segment and query value, in raw and
- * decoded form, of MIN_SECRET_LENGTH characters or more; longest first, so a value is
+ * header value (and each of its words), every path segment and query value, as sent and
+ * decoded, of MIN_SECRET_LENGTH characters or more; longest first, so a value is
  * masked whole before any part of it.
  */
 function secretsOf(url: URL, headers: Record<string, string>): string[] {
@@ -174,6 +174,13 @@ function secretsOf(url: URL, headers: Record<string, string>): string[] {
   for (const [, value] of url.searchParams) {
     add(value);
     add(encodeURIComponent(value));
+  }
+  // And as sent: a raw `+` or `/` (a base64 signature) is in neither form above. A part
+  // without `=` (`?TOKEN`) is all value.
+  for (const part of url.search.slice(1).split('&')) {
+    const raw = part.slice(part.indexOf('=') + 1);
+    add(raw);
+    add(decoded(raw));
   }
   return [...found].sort((a, b) => b.length - a.length);
 }
@@ -334,25 +341,30 @@ function rejectOnAbort(signal: AbortSignal): Promise<never> {
 /**
  * Reads at most `maxBytes` of a body, racing every read against the abort; then cancels
  * the stream so nothing more is downloaded. Decoded as UTF-8 (a character cut at the cap
- * is dropped). A broken body gives what arrived; an abort rejects with its reason.
+ * is dropped); `cut` is true when the body may go on past what was kept. A broken body
+ * gives what arrived; an abort rejects with its reason.
  */
 async function readCapped(
   response: Response,
   maxBytes: number,
   signal: AbortSignal,
   aborted: Promise<never>,
-): Promise<string> {
+): Promise<{ text: string; cut: boolean }> {
   const reader = response.body?.getReader();
-  if (!reader) return '';
+  if (!reader) return { text: '', cut: false };
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let ended = false;
   try {
     while (size < maxBytes) {
       const { done, value } = (await Promise.race([reader.read(), aborted])) as {
         done: boolean;
         value?: Uint8Array;
       };
-      if (done || value === undefined) break;
+      if (done || value === undefined) {
+        ended = true;
+        break;
+      }
       chunks.push(value);
       size += value.byteLength;
     }
@@ -370,7 +382,7 @@ async function readCapped(
     offset += part.length;
     if (offset >= bytes.length) break;
   }
-  return new TextDecoder().decode(bytes, { stream: true });
+  return { text: new TextDecoder().decode(bytes, { stream: true }), cut: !ended };
 }
 
 /** One request and its answer, all within `signal`. */
@@ -423,11 +435,11 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
       target && shownText(target, request.secrets),
     );
   }
-  const text = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
+  const { text, cut } = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
   const error = new HttpStatusError(
     response.status,
     request.shownUrl,
-    masked(text.slice(0, EXCERPT_LENGTH), request.secrets),
+    bodyExcerpt(text, cut, request.secrets),
   );
   if (response.status === 409) throw new PermanentError(error.message, { cause: error });
   throw error;
@@ -440,10 +452,50 @@ function masked(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-/** Remote text for a message: cut, credentials and the request's secrets masked. */
+/**
+ * The length of the longest end of `text` that is a beginning of `secret` (shorter than
+ * all of it): Knuth-Morris-Pratt, linear in both, whatever the strings.
+ */
+function overhang(text: string, secret: string): number {
+  const fail = new Int32Array(secret.length);
+  for (let i = 1, k = 0; i < secret.length; i++) {
+    while (k > 0 && secret.charCodeAt(i) !== secret.charCodeAt(k)) k = fail[k - 1]!;
+    if (secret.charCodeAt(i) === secret.charCodeAt(k)) k++;
+    fail[i] = k;
+  }
+  let k = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (k === secret.length) k = fail[k - 1]!;
+    while (k > 0 && text.charCodeAt(i) !== secret.charCodeAt(k)) k = fail[k - 1]!;
+    if (text.charCodeAt(i) === secret.charCodeAt(k)) k++;
+  }
+  return k === secret.length ? fail[k - 1]! : k;
+}
+
+/**
+ * The excerpt of an error body: the request's secrets masked in all that was read, and
+ * only then cut to EXCERPT_LENGTH, so a secret across the cut is masked whole, not shown
+ * in part. When the body was cut at the read cap, an end of it that begins a secret and
+ * starts inside the excerpt is masked too.
+ */
+function bodyExcerpt(text: string, cut: boolean, secrets: readonly string[]): string {
+  let out = masked(text, secrets);
+  if (cut) {
+    let from = out.length;
+    for (const secret of secrets) {
+      // Shorter secrets cannot reach back into the excerpt from the end.
+      if (secret.length <= out.length - EXCERPT_LENGTH) continue;
+      from = Math.min(from, out.length - overhang(out, secret));
+    }
+    if (from < Math.min(out.length, EXCERPT_LENGTH)) out = `${out.slice(0, from)}${MASK}`;
+  }
+  return out.slice(0, EXCERPT_LENGTH);
+}
+
+/** Remote text for a message: credentials and the request's secrets masked, then cut. */
 function shownText(text: string, secrets: readonly string[]): string {
-  const cut = text.length > EXCERPT_LENGTH ? `${text.slice(0, EXCERPT_LENGTH)}…` : text;
-  return masked(maskConnectionString(cut), secrets);
+  const out = masked(maskConnectionString(text), secrets);
+  return out.length > EXCERPT_LENGTH ? `${out.slice(0, EXCERPT_LENGTH)}…` : out;
 }
 
 /** undici's codes for a request it refuses to send as given: retrying cannot help. */

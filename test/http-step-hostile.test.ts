@@ -1,16 +1,32 @@
 /**
  * The HTTP step against a careless user and a server that answers in awkward ways: ports
- * fetch never connects to, and connection errors that must say why.
+ * fetch never connects to, connection errors that must say why, and echoes of the
+ * request's secrets placed where the error excerpt is cut.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 
 import { EnqueueValidationError, httpStep } from '../src/index.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
+
+/** Paths answered by their own handler. */
+const routes = new Map<string, (req: http.IncomingMessage, res: http.ServerResponse) => void>();
+const server = http.createServer((req, res) => {
+  const route = routes.get(req.url ?? '/');
+  if (route) return route(req, res);
+  res.statusCode = 404;
+  res.end();
+});
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
 
 await h.worker({ steps: [httpStep], concurrency: 4, pollIntervalMs: 200 });
 
@@ -69,5 +85,59 @@ test(
     assert.equal(status, 'failed');
     assert.match(lastError, new RegExp(`^HTTP step: request to ${origin}/… failed: .*ECONNREFUSED`));
     assert.doesNotMatch(lastError, /SECRET/);
+  },
+);
+
+test(
+  'a secret the server echoes where the excerpt is cut is masked, not shown in part',
+  { timeout: 60_000 },
+  async () => {
+    // The excerpt is the first 500 characters of the error body (README "HTTP step"); the
+    // old step cut first and masked after, so an echoed token that straddled the cut kept
+    // its first characters.
+    const token = 'Bearer TOKSECRETHEAD-0123456789abcdef';
+    routes.set('/echo-cut', (req, res) => {
+      res.statusCode = 500;
+      res.end(`${'x'.repeat(470)} you sent ${req.headers.authorization} and more`);
+    });
+    // A redirect's Location is cut at 500 characters as well.
+    const query = 'LOCSECRETHEAD-0123456789abcdef';
+    const pad = 'a'.repeat(490 - base.length - '/?t='.length);
+    routes.set(`/moved-cut?t=${query}`, (_req, res) => {
+      res.writeHead(307, { location: `/${pad}?t=${query}` });
+      res.end();
+    });
+    // A query value sent with a raw '+' or '/' (a base64 signature): neither its decoded
+    // form ("Ab SIG...") nor encodeURIComponent's ("Ab%20SIG...") is what a server echoes.
+    const signed = '/echo?sig=Ab+SIGSECRET/x=';
+    routes.set(signed, (req, res) => {
+      res.statusCode = 500;
+      res.end(`no route for ${req.url}`);
+    });
+    // A value longer than what is read of the body (2 KiB): echoed inside the excerpt, it
+    // runs past the read cap, so only its beginning was read.
+    const long = `LONGSECRET${'k'.repeat(3000)}`;
+    routes.set('/echo-long', (req, res) => {
+      res.statusCode = 500;
+      res.end(`${'x'.repeat(400)}${String(req.headers['x-api-key'])}`);
+    });
+    const ids = await Promise.all([
+      enqueueRaw({ url: `${base}/echo-cut`, headers: { authorization: token } }, { maxAttempts: 1 }),
+      enqueueRaw({ url: `${base}/moved-cut?t=${query}` }, { maxAttempts: 1 }),
+      enqueueRaw({ url: `${base}${signed}` }, { maxAttempts: 1 }),
+      enqueueRaw({ url: `${base}/echo-long`, headers: { 'x-api-key': long } }, { maxAttempts: 1 }),
+    ]);
+    const expected = [
+      /^HTTP 500 from .*: x{470} you sent \*\*\*/,
+      /^HTTP 307 from .*: redirect to http:\/\/127\.0\.0\.1:\d+\/a+\?t=\*\*\*/,
+      /^HTTP 500 from .*: no route for \/echo\?sig=\*\*\*/,
+      /^HTTP 500 from .*: x{400}\*\*\*$/,
+    ];
+    for (const [i, id] of ids.entries()) {
+      const { status, lastError } = await outcome(id);
+      assert.equal(status, 'failed');
+      assert.doesNotMatch(lastError, /SECRET/, lastError);
+      assert.match(lastError, expected[i]!);
+    }
   },
 );
