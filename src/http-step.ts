@@ -506,28 +506,35 @@ const REFUSED_CODES = new Set([
 ]);
 
 /**
- * What an error of fetch's says went wrong: its message, with its code when the message
- * does not hold it (an AggregateError of several addresses tried: theirs). Undefined when
- * it says nothing.
+ * What an error of fetch's says went wrong, without what the request's args do not hold:
+ * a system error by its call and code (`connect ECONNREFUSED`, `getaddrinfo ENOTFOUND`,
+ * `ERR_TLS_CERT_ALTNAME_INVALID`), never its message, which names the addresses a host
+ * resolved to or a certificate's names (errors are read by producers); undici's own
+ * errors and its HTTP parser's, whose messages are fixed text, by message and code
+ * (`other side closed (UND_ERR_SOCKET)`); an error without a code by its message (`bad port`); an
+ * AggregateError without one (several addresses tried) by theirs. Undefined when it says
+ * nothing.
  */
 function reasonOf(value: unknown, depth = 0): string | undefined {
   if (typeof value !== 'object' || value === null || depth > 2) return undefined;
-  const { message, code, errors } = value as { message?: unknown; code?: unknown; errors?: unknown };
-  let text = typeof message === 'string' ? message : '';
-  if (!text && Array.isArray(errors)) {
-    text = [...new Set(errors.map((e) => reasonOf(e, depth + 1)).filter(Boolean))].join('; ');
+  const { message, code, syscall, errors } = value as Record<string, unknown>;
+  const text = typeof message === 'string' ? message : '';
+  if (typeof code === 'string' && code !== '') {
+    if (code.startsWith('UND_ERR') || code.startsWith('HPE_')) return text ? `${text} (${code})` : code;
+    return typeof syscall === 'string' && syscall !== '' ? `${syscall} ${code}` : code;
   }
-  if (typeof code === 'string' && !text.includes(code)) text = text ? `${text} (${code})` : code;
+  if (!text && Array.isArray(errors)) {
+    return [...new Set(errors.map((e) => reasonOf(e, depth + 1)).filter(Boolean))].join('; ') || undefined;
+  }
   return text || undefined;
 }
 
 /**
  * Rethrows a failed fetch (no answer) as an error that says why: fetch's own message is a
- * bare "fetch failed", its cause the reason (`connect ECONNREFUSED ...`, `getaddrinfo
- * ENOTFOUND ...`, a certificate error). The URL is shown as its origin only, the reason
- * with the request's secrets masked. A request undici refuses to send as given, or to a
- * port fetch never connects to, fails permanently: retrying cannot help. An abort is
- * rethrown as its reason (a cancel, a lost lease, the timeout).
+ * bare "fetch failed", its cause the reason (see reasonOf). The URL is shown as its
+ * origin only, the reason with the request's secrets masked. A request undici refuses to
+ * send as given, or to a port fetch never connects to, fails permanently: retrying cannot
+ * help. An abort is rethrown as its reason (a cancel, a lost lease, the timeout).
  */
 function requestFailed(error: unknown, request: PreparedRequest, signal: AbortSignal): never {
   if (signal.aborted) throw signal.reason;
