@@ -69,7 +69,10 @@ export class HttpRedirectError extends HttpStatusError {
   constructor(
     status: number,
     url: string,
-    /** The Location header (resolved against the URL), or null when the server sent none. */
+    /**
+     * The Location header as shown (resolved against the URL, its query and fragment cut,
+     * secrets masked), or null when the server sent none.
+     */
     readonly location: string | null,
   ) {
     super(
@@ -423,16 +426,10 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
   if (response.status >= 300 && response.status < 400) {
     const location = response.headers.get('location');
     await discard();
-    let target = location;
-    try {
-      if (location !== null) target = new URL(location, request.url).href;
-    } catch {
-      // Shown as sent.
-    }
     throw new HttpRedirectError(
       response.status,
       request.shownUrl,
-      target && shownText(target, request.secrets),
+      location && shownLocation(location, request),
     );
   }
   const { text, cut } = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
@@ -496,6 +493,23 @@ function bodyExcerpt(text: string, cut: boolean, secrets: readonly string[]): st
 function shownText(text: string, secrets: readonly string[]): string {
   const out = masked(maskConnectionString(text), secrets);
   return out.length > EXCERPT_LENGTH ? `${out.slice(0, EXCERPT_LENGTH)}…` : out;
+}
+
+/**
+ * A redirect's target as errors show it: resolved against the request's URL, with its
+ * query and fragment cut (`?…`, `#…`), where a server puts credentials of its own (a
+ * presigned URL's signature, an OAuth token) that producers must not read; credentials
+ * and the request's secrets masked in the rest.
+ */
+function shownLocation(location: string, request: PreparedRequest): string {
+  let href = location;
+  try {
+    href = new URL(location, request.url).href;
+  } catch {
+    // Shown as sent.
+  }
+  const at = href.search(/[?#]/);
+  return shownText(at < 0 ? href : `${href.slice(0, at + 1)}…`, request.secrets);
 }
 
 /** undici's codes for a request it refuses to send as given: retrying cannot help. */
