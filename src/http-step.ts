@@ -520,21 +520,26 @@ const REFUSED_CODES = new Set([
 ]);
 
 /**
- * What an error of fetch's says went wrong, without what the request's args do not hold:
- * a system error by its call and code (`connect ECONNREFUSED`, `getaddrinfo ENOTFOUND`,
- * `ERR_TLS_CERT_ALTNAME_INVALID`), never its message, which names the addresses a host
- * resolved to or a certificate's names (errors are read by producers); undici's own
- * errors and its HTTP parser's, whose messages are fixed text, by message and code
- * (`other side closed (UND_ERR_SOCKET)`); an error without a code by its message (`bad port`); an
- * AggregateError without one (several addresses tried) by theirs. Undefined when it says
- * nothing.
+ * What an error of fetch's says went wrong, without what the request's args do not hold
+ * (errors are read by producers): a system error by its call and code (`connect
+ * ECONNREFUSED`, `getaddrinfo ENOTFOUND`, `ERR_TLS_CERT_ALTNAME_INVALID`), never its
+ * message, which names the addresses a host resolved to or a certificate's names;
+ * undici's own errors by message and code, the message cut before any parenthesis (where
+ * `Connect Timeout Error (attempted addresses: ...)` lists addresses); its HTTP parser's,
+ * whose messages are fixed text, whole (`Response does not match the HTTP/1.1 protocol
+ * (Invalid header value char) (HPE_INVALID_HEADER_TOKEN)`); an error without a code by its
+ * message (`bad port`); an AggregateError without one (several addresses tried) by
+ * theirs. Undefined when it says nothing.
  */
 function reasonOf(value: unknown, depth = 0): string | undefined {
   if (typeof value !== 'object' || value === null || depth > 2) return undefined;
   const { message, code, syscall, errors } = value as Record<string, unknown>;
   const text = typeof message === 'string' ? message : '';
   if (typeof code === 'string' && code !== '') {
-    if (code.startsWith('UND_ERR') || code.startsWith('HPE_')) return text ? `${text} (${code})` : code;
+    if (code.startsWith('HPE_') || code.startsWith('UND_ERR')) {
+      const fixed = (code.startsWith('UND_ERR') ? text.split(' (')[0]! : text).trim();
+      return fixed ? `${fixed} (${code})` : code;
+    }
     return typeof syscall === 'string' && syscall !== '' ? `${syscall} ${code}` : code;
   }
   if (!text && Array.isArray(errors)) {

@@ -99,6 +99,42 @@ test(
 );
 
 test(
+  "undici's connect timeout is named without the addresses its message lists",
+  { timeout: 60_000 },
+  async () => {
+    // undici's ConnectTimeoutError (its own 10 s connect timeout, reached before a longer
+    // timeoutMs) lists the addresses the host resolved to in its message. It cannot be
+    // made on demand against a local server, so fetch is wrapped to fail as undici does
+    // for this one URL.
+    const url = `${base}/connect-timeout`;
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = async (...args: Parameters<typeof fetch>) => {
+      if (args[0] instanceof Request && args[0].url === url) {
+        const cause = Object.assign(
+          new Error(
+            'Connect Timeout Error (attempted addresses: 10.1.2.3:443, 10.1.2.4:443, timeout: 10000ms)',
+          ),
+          { name: 'ConnectTimeoutError', code: 'UND_ERR_CONNECT_TIMEOUT' },
+        );
+        throw new TypeError('fetch failed', { cause });
+      }
+      return await realFetch(...args);
+    };
+    try {
+      const id = await enqueueRaw({ url, timeoutMs: 60_000 }, { maxAttempts: 1 });
+      const { status, lastError } = await outcome(id);
+      assert.equal(status, 'failed');
+      assert.equal(
+        lastError,
+        `HTTP step: request to ${base}/… failed: Connect Timeout Error (UND_ERR_CONNECT_TIMEOUT)`,
+      );
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+  },
+);
+
+test(
   'a secret the server echoes where the excerpt is cut is masked, not shown in part',
   { timeout: 60_000 },
   async () => {
