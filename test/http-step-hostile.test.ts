@@ -1,7 +1,8 @@
 /**
  * The HTTP step against a careless user and a server that answers in awkward ways: ports
- * fetch never connects to, connection errors that must say why, and echoes of the
- * request's secrets placed where the error excerpt is cut.
+ * fetch never connects to, connection errors that must say why (and not where a host
+ * resolved to), echoes of the request's secrets placed where the error excerpt is cut,
+ * and redirects whose Location carries the server's own credentials.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
