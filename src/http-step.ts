@@ -69,7 +69,10 @@ export class HttpRedirectError extends HttpStatusError {
   constructor(
     status: number,
     url: string,
-    /** The Location header (resolved against the URL), or null when the server sent none. */
+    /**
+     * The Location header as shown (resolved against the URL, its query and fragment cut,
+     * secrets masked), or null when the server sent none.
+     */
     readonly location: string | null,
   ) {
     super(
@@ -120,6 +123,19 @@ const FETCH_MANAGED_HEADERS = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+/**
+ * The Fetch standard's "bad ports" (https://fetch.spec.whatwg.org/#port-blocking): fetch
+ * never connects to them (SMTP, IRC, X11, SIP, ...) and fails with a bare "fetch failed",
+ * so a URL naming one can never make a request.
+ */
+const FETCH_BAD_PORTS = new Set(
+  [
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104,
+    109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515,
+    526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049,
+    3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+  ].map(String),
+);
 /** Shortest arg value masked in a remote answer: shorter ones are too common to be secrets. */
 const MIN_SECRET_LENGTH = 6;
 
@@ -134,8 +150,8 @@ function shownUrl(url: URL): string {
 
 /**
  * The request's values a server may echo into its error answer, to be masked there: every
- * header value (and each of its words), every path segment and query value, in raw and
- * decoded form, of MIN_SECRET_LENGTH characters or more; longest first, so a value is
+ * header value (and each of its words), every path segment and query value, as sent and
+ * decoded, of MIN_SECRET_LENGTH characters or more; longest first, so a value is
  * masked whole before any part of it.
  */
 function secretsOf(url: URL, headers: Record<string, string>): string[] {
@@ -161,6 +177,13 @@ function secretsOf(url: URL, headers: Record<string, string>): string[] {
   for (const [, value] of url.searchParams) {
     add(value);
     add(encodeURIComponent(value));
+  }
+  // And as sent: a raw `+` or `/` (a base64 signature) is in neither form above. A part
+  // without `=` (`?TOKEN`) is all value.
+  for (const part of url.search.slice(1).split('&')) {
+    const raw = part.slice(part.indexOf('=') + 1);
+    add(raw);
+    add(decoded(raw));
   }
   return [...found].sort((a, b) => b.length - a.length);
 }
@@ -217,6 +240,12 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   if (url.username || url.password) {
     throw new TypeError(
       `url must not carry credentials (send them in a header such as Authorization): ${shownUrl(url)}`,
+    );
+  }
+  // url.port is empty for the scheme's default port, which is never a bad one.
+  if (FETCH_BAD_PORTS.has(url.port)) {
+    throw new TypeError(
+      `url's port ${url.port} is one fetch never connects to (a "bad port" of the Fetch standard): ${shownUrl(url)}`,
     );
   }
   const method = args.method === undefined ? 'POST' : args.method;
@@ -315,25 +344,30 @@ function rejectOnAbort(signal: AbortSignal): Promise<never> {
 /**
  * Reads at most `maxBytes` of a body, racing every read against the abort; then cancels
  * the stream so nothing more is downloaded. Decoded as UTF-8 (a character cut at the cap
- * is dropped). A broken body gives what arrived; an abort rejects with its reason.
+ * is dropped); `cut` is true when the body may go on past what was kept. A broken body
+ * gives what arrived; an abort rejects with its reason.
  */
 async function readCapped(
   response: Response,
   maxBytes: number,
   signal: AbortSignal,
   aborted: Promise<never>,
-): Promise<string> {
+): Promise<{ text: string; cut: boolean }> {
   const reader = response.body?.getReader();
-  if (!reader) return '';
+  if (!reader) return { text: '', cut: false };
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let ended = false;
   try {
     while (size < maxBytes) {
       const { done, value } = (await Promise.race([reader.read(), aborted])) as {
         done: boolean;
         value?: Uint8Array;
       };
-      if (done || value === undefined) break;
+      if (done || value === undefined) {
+        ended = true;
+        break;
+      }
       chunks.push(value);
       size += value.byteLength;
     }
@@ -351,7 +385,7 @@ async function readCapped(
     offset += part.length;
     if (offset >= bytes.length) break;
   }
-  return new TextDecoder().decode(bytes, { stream: true });
+  return { text: new TextDecoder().decode(bytes, { stream: true }), cut: !ended };
 }
 
 /** One request and its answer, all within `signal`. */
@@ -373,7 +407,10 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
     });
   }
   const aborted = rejectOnAbort(signal);
-  const response = await Promise.race([fetch(sent).catch(permanentIfRefused), aborted]);
+  const response = await Promise.race([
+    fetch(sent).catch((error: unknown) => requestFailed(error, request, signal)),
+    aborted,
+  ]);
   // Bodies other than an error's are not read: the step's result is undefined. Cancelling
   // closes the connection, so nothing more is downloaded.
   const discard = () => Promise.race([response.body?.cancel().catch(() => {}), aborted]);
@@ -389,23 +426,17 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
   if (response.status >= 300 && response.status < 400) {
     const location = response.headers.get('location');
     await discard();
-    let target = location;
-    try {
-      if (location !== null) target = new URL(location, request.url).href;
-    } catch {
-      // Shown as sent.
-    }
     throw new HttpRedirectError(
       response.status,
       request.shownUrl,
-      target && shownText(target, request.secrets),
+      location && shownLocation(location, request),
     );
   }
-  const text = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
+  const { text, cut } = await readCapped(response, ERROR_BODY_READ_BYTES, signal, aborted);
   const error = new HttpStatusError(
     response.status,
     request.shownUrl,
-    masked(text.slice(0, EXCERPT_LENGTH), request.secrets),
+    bodyExcerpt(text, cut, request.secrets),
   );
   if (response.status === 409) throw new PermanentError(error.message, { cause: error });
   throw error;
@@ -418,10 +449,67 @@ function masked(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-/** Remote text for a message: cut, credentials and the request's secrets masked. */
+/**
+ * The length of the longest end of `text` that is a beginning of `secret` (shorter than
+ * all of it): Knuth-Morris-Pratt, linear in both, whatever the strings.
+ */
+function overhang(text: string, secret: string): number {
+  const fail = new Int32Array(secret.length);
+  for (let i = 1, k = 0; i < secret.length; i++) {
+    while (k > 0 && secret.charCodeAt(i) !== secret.charCodeAt(k)) k = fail[k - 1]!;
+    if (secret.charCodeAt(i) === secret.charCodeAt(k)) k++;
+    fail[i] = k;
+  }
+  let k = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (k === secret.length) k = fail[k - 1]!;
+    while (k > 0 && text.charCodeAt(i) !== secret.charCodeAt(k)) k = fail[k - 1]!;
+    if (text.charCodeAt(i) === secret.charCodeAt(k)) k++;
+  }
+  return k === secret.length ? fail[k - 1]! : k;
+}
+
+/**
+ * The excerpt of an error body: the request's secrets masked in all that was read, and
+ * only then cut to EXCERPT_LENGTH, so a secret across the cut is masked whole, not shown
+ * in part. When the body was cut at the read cap, an end of it that begins a secret and
+ * starts inside the excerpt is masked too.
+ */
+function bodyExcerpt(text: string, cut: boolean, secrets: readonly string[]): string {
+  let out = masked(text, secrets);
+  if (cut) {
+    let from = out.length;
+    for (const secret of secrets) {
+      // Shorter secrets cannot reach back into the excerpt from the end.
+      if (secret.length <= out.length - EXCERPT_LENGTH) continue;
+      from = Math.min(from, out.length - overhang(out, secret));
+    }
+    if (from < Math.min(out.length, EXCERPT_LENGTH)) out = `${out.slice(0, from)}${MASK}`;
+  }
+  return out.slice(0, EXCERPT_LENGTH);
+}
+
+/** Remote text for a message: credentials and the request's secrets masked, then cut. */
 function shownText(text: string, secrets: readonly string[]): string {
-  const cut = text.length > EXCERPT_LENGTH ? `${text.slice(0, EXCERPT_LENGTH)}…` : text;
-  return masked(maskConnectionString(cut), secrets);
+  const out = masked(maskConnectionString(text), secrets);
+  return out.length > EXCERPT_LENGTH ? `${out.slice(0, EXCERPT_LENGTH)}…` : out;
+}
+
+/**
+ * A redirect's target as errors show it: resolved against the request's URL, with its
+ * query and fragment cut (`?…`, `#…`), where a server puts credentials of its own (a
+ * presigned URL's signature, an OAuth token) that producers must not read; credentials
+ * and the request's secrets masked in the rest.
+ */
+function shownLocation(location: string, request: PreparedRequest): string {
+  let href = location;
+  try {
+    href = new URL(location, request.url).href;
+  } catch {
+    // Shown as sent.
+  }
+  const at = href.search(/[?#]/);
+  return shownText(at < 0 ? href : `${href.slice(0, at + 1)}…`, request.secrets);
 }
 
 /** undici's codes for a request it refuses to send as given: retrying cannot help. */
@@ -431,15 +519,51 @@ const REFUSED_CODES = new Set([
   'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
 ]);
 
-/** Rethrows a fetch failure, as a PermanentError naming the cause when undici refused the request itself. */
-function permanentIfRefused(error: unknown): never {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
-  if (typeof cause?.code === 'string' && REFUSED_CODES.has(cause.code)) {
-    throw new PermanentError(`HTTP step: the request cannot be made: ${String(cause.message)}`, {
-      cause: error,
-    });
+/**
+ * What an error of fetch's says went wrong, without what the request's args do not hold
+ * (errors are read by producers): a system error by its call and code (`connect
+ * ECONNREFUSED`, `getaddrinfo ENOTFOUND`, `ERR_TLS_CERT_ALTNAME_INVALID`), never its
+ * message, which names the addresses a host resolved to or a certificate's names;
+ * undici's own errors by message and code, the message cut before any parenthesis (where
+ * `Connect Timeout Error (attempted addresses: ...)` lists addresses); its HTTP parser's,
+ * whose messages are fixed text, whole (`Response does not match the HTTP/1.1 protocol
+ * (Invalid header value char) (HPE_INVALID_HEADER_TOKEN)`); an error without a code by its
+ * message (`bad port`); an AggregateError without one (several addresses tried) by
+ * theirs. Undefined when it says nothing.
+ */
+function reasonOf(value: unknown, depth = 0): string | undefined {
+  if (typeof value !== 'object' || value === null || depth > 2) return undefined;
+  const { message, code, syscall, errors } = value as Record<string, unknown>;
+  const text = typeof message === 'string' ? message : '';
+  if (typeof code === 'string' && code !== '') {
+    if (code.startsWith('HPE_') || code.startsWith('UND_ERR')) {
+      const fixed = (code.startsWith('UND_ERR') ? text.split(' (')[0]! : text).trim();
+      return fixed ? `${fixed} (${code})` : code;
+    }
+    return typeof syscall === 'string' && syscall !== '' ? `${syscall} ${code}` : code;
   }
-  throw error;
+  if (!text && Array.isArray(errors)) {
+    return [...new Set(errors.map((e) => reasonOf(e, depth + 1)).filter(Boolean))].join('; ') || undefined;
+  }
+  return text || undefined;
+}
+
+/**
+ * Rethrows a failed fetch (no answer) as an error that says why: fetch's own message is a
+ * bare "fetch failed", its cause the reason (see reasonOf). The URL is shown as its
+ * origin only, the reason with the request's secrets masked. A request undici refuses to
+ * send as given, or to a port fetch never connects to, fails permanently: retrying cannot
+ * help. An abort is rethrown as its reason (a cancel, a lost lease, the timeout).
+ */
+function requestFailed(error: unknown, request: PreparedRequest, signal: AbortSignal): never {
+  if (signal.aborted) throw signal.reason;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  const code = (cause as { code?: unknown } | null)?.code;
+  const reason = shownText(reasonOf(cause) ?? reasonOf(error) ?? 'no reason given', request.secrets);
+  if ((typeof code === 'string' && REFUSED_CODES.has(code)) || reason === 'bad port') {
+    throw new PermanentError(`HTTP step: the request cannot be made: ${reason}`, { cause: error });
+  }
+  throw new Error(`HTTP step: request to ${request.shownUrl} failed: ${reason}`, { cause: error });
 }
 
 async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
