@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { test } from 'node:test';
 
+import { NotificationHub } from '../src/db/notifications.js';
 import { createStepping, defineStep, JobNotFoundError, WaitTimeoutError } from '../src/index.js';
-import { deferred, setup } from './support/harness.js';
+import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 const gate = deferred();
@@ -98,4 +100,113 @@ async function statementsOf(pool: import('pg').Pool): Promise<number> {
     c = counter;
   }
   return c.n;
+}
+
+test(
+  "a second subscriber to a channel is answered only once the channel's LISTEN is in effect",
+  {
+    timeout: 60_000,
+  },
+  async (t) => {
+    // Before, the second subscribe resolved at once while the first one's LISTEN was still on
+    // its way: a waitForJob could then read "pending", miss the job's NOTIFY (sent before the
+    // LISTEN took effect) and, LISTEN being known to work, sleep forever.
+    const relay = await holdingRelay(h.url);
+    const hub = new NotificationHub({ connectionString: relay.url });
+    const subscribing: Promise<unknown>[] = [];
+    t.after(async () => {
+      relay.release();
+      await Promise.allSettled(subscribing);
+      await hub.close();
+      await relay.close();
+    });
+    // Connected and listening elsewhere first, so that only the LISTEN below is held back.
+    await hub.subscribe('wait_warm', () => {});
+    const held = relay.holdFrom('wait_race');
+    const heard: [string[], string[]] = [[], []];
+    const first = hub.subscribe('wait_race', (payload) => heard[0].push(payload));
+    const second = hub.subscribe('wait_race', (payload) => heard[1].push(payload));
+    subscribing.push(first, second);
+    let secondAnswered = false;
+    void second.then(
+      () => (secondAnswered = true),
+      () => {},
+    );
+    await held;
+    // Whatever needs no I/O has run by the next turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(secondAnswered, false, 'the second subscribe resolved before its LISTEN reached the server');
+    relay.release();
+    await Promise.all([first, second]);
+    await h.pool.query(`SELECT pg_notify('wait_race', 'after')`);
+    await eventually(() => heard[0].length > 0 && heard[1].length > 0, 30_000, 'both subscribers to hear it');
+    assert.deepEqual(heard, [['after'], ['after']]);
+  },
+);
+
+/**
+ * A TCP relay in front of the test server that can hold back what clients send, from the
+ * first chunk containing a pattern (a statement on its way), until released. The server
+ * is real; only the traffic to it is delayed.
+ */
+async function holdingRelay(target: string): Promise<{
+  url: string;
+  /** Holds from the next client chunk containing `pattern`; resolves once one was held. */
+  holdFrom(pattern: string): Promise<void>;
+  release(): void;
+  close(): Promise<void>;
+}> {
+  const upstream = new URL(target);
+  let pattern: string | undefined;
+  let onHeld: () => void = () => {};
+  const links = new Set<{ held: Buffer[] | undefined; send: (chunk: Buffer) => void; destroy: () => void }>();
+  const relay = net.createServer((client) => {
+    const server = net.connect(Number(upstream.port || 5432), upstream.hostname);
+    const link = {
+      held: undefined as Buffer[] | undefined,
+      send: (chunk: Buffer) => void server.write(chunk),
+      destroy: () => {
+        client.destroy();
+        server.destroy();
+      },
+    };
+    links.add(link);
+    client.on('data', (chunk) => {
+      if (link.held === undefined && pattern !== undefined && chunk.includes(pattern)) {
+        pattern = undefined;
+        link.held = [];
+        onHeld();
+      }
+      if (link.held !== undefined) link.held.push(chunk);
+      else link.send(chunk);
+    });
+    server.on('data', (chunk) => client.write(chunk));
+    const end = () => {
+      links.delete(link);
+      link.destroy();
+    };
+    client.on('close', end).on('error', end);
+    server.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.host = `127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+  return {
+    url: url.toString(),
+    holdFrom(p) {
+      pattern = p;
+      return new Promise((resolve) => (onHeld = resolve));
+    },
+    release() {
+      for (const link of links) {
+        const chunks = link.held ?? [];
+        link.held = undefined;
+        for (const chunk of chunks) link.send(chunk);
+      }
+    },
+    async close() {
+      for (const link of links) link.destroy();
+      await new Promise((resolve) => relay.close(resolve));
+    },
+  };
 }
