@@ -16,7 +16,13 @@ import { isTransactionLike, toQueryable, type TransactionLike } from './db/query
 import { waitForFinalState } from './db/wait-for-job.js';
 import { describeValue } from './enqueue/describe.js';
 import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
-import { ConfigError, DuplicateJobError, EnqueueValidationError, InvalidArgumentError } from './errors.js';
+import {
+  ConfigError,
+  DuplicateJobError,
+  EnqueueValidationError,
+  InvalidArgumentError,
+  SteppingError,
+} from './errors.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { MAX_DELAY_MS, MAX_PRUNE_BATCH } from './limits.js';
 import {
@@ -179,6 +185,9 @@ export class Stepping {
   private listenCheck: ListenCheck | undefined;
   private readonly listenConnectionString: string | undefined;
   private readonly tracing: ProducerTracing;
+  /** Aborted by close(): ends the waits in flight, and marks the client closed. */
+  private readonly closing = new AbortController();
+  private closed: Promise<void> | undefined;
 
   constructor(options: SteppingOptions = {}) {
     this.schema = schemaName(options.schema);
@@ -202,6 +211,12 @@ export class Stepping {
     this.tracing = new ProducerTracing(options.telemetry?.tracerProvider);
   }
 
+  /** Refuses a call on a closed client (whose pool may be ended), naming the call. */
+  private checkOpen(call: string): void {
+    if (this.closing.signal.aborted)
+      throw new SteppingError(`stepping: ${call}: this client was closed (close() was called)`);
+  }
+
   /**
    * Enqueues one job. With `tx` (a pg client inside BEGIN, or a Kysely transaction) the
    * job exists exactly when that transaction commits; without it, the job is committed
@@ -215,6 +230,7 @@ export class Stepping {
     b?: readonly StepCall[] | EnqueueOptions,
     c?: EnqueueOptions,
   ): Promise<string> {
+    this.checkOpen('enqueue');
     const [tx, steps, options] = Array.isArray(a)
       ? [undefined, a as readonly StepCall[], b as EnqueueOptions | undefined]
       : [a as TransactionLike, b as readonly StepCall[], c];
@@ -233,6 +249,7 @@ export class Stepping {
     tx: TransactionLike | undefined,
     jobs: readonly JobSpec[],
   ): Promise<{ jobId: string; created: boolean }[]> {
+    this.checkOpen('enqueueMany');
     if (!Array.isArray(jobs) || jobs.length === 0)
       throw new EnqueueValidationError('enqueueMany needs at least one job');
     return await this.tracing.send(jobs, (trace) => this.insert(tx, serializeJobs(jobs, trace)));
@@ -282,6 +299,7 @@ export class Stepping {
    * run from many processes at once; costs one query when already up to date.
    */
   async migrate(): Promise<MigrateOutcome> {
+    this.checkOpen('migrate');
     const client = await this.pool.connect();
     try {
       return await migrateSchema(client, this.schema);
@@ -292,12 +310,14 @@ export class Stepping {
 
   /** The job's current state, or null when there is no such job. */
   async getJob(jobId: string): Promise<JobState | null> {
+    this.checkOpen('getJob');
     const row = await this.engine.jobOverview(this.pool, jobIdText('getJob', jobId));
     return row ? jobStateFromRow(row) : null;
   }
 
   /** The job's steps in order (empty when there is no such job). */
   async steps(jobId: string): Promise<StepState[]> {
+    this.checkOpen('steps');
     return (await this.engine.stepOverview(this.pool, jobIdText('steps', jobId))).map(stepStateFromRow);
   }
 
@@ -306,6 +326,7 @@ export class Stepping {
    * is removed, or replaced by `deadline`). Other statuses: InvalidJobStateError.
    */
   async retry(jobId: string, options: { deadline?: Date } = {}): Promise<void> {
+    this.checkOpen('retry');
     const id = jobIdText('retry', jobId);
     // null reads as "not given", as it did before these checks (JS callers and configs pass it).
     const deadline = options.deadline ?? undefined;
@@ -323,6 +344,7 @@ export class Stepping {
    * Returns the status after the call (`running` while the current step winds down).
    */
   async cancel(jobId: string, options: { compensate?: boolean } = {}): Promise<string> {
+    this.checkOpen('cancel');
     return await this.engine.cancel(this.pool, jobIdText('cancel', jobId), options.compensate ?? false);
   }
 
@@ -333,6 +355,7 @@ export class Stepping {
   async prune(
     options: { olderThanMs?: number; statuses?: readonly string[]; limit?: number } = {},
   ): Promise<number> {
+    this.checkOpen('prune');
     // null reads as "not given", as it did before these checks (JS callers and configs pass it).
     const olderThanMs = options.olderThanMs ?? undefined;
     const limit = options.limit ?? undefined;
@@ -357,35 +380,62 @@ export class Stepping {
    * failed, compensated, cancelled). Woken by NOTIFY on the <schema>_done channel (a hint
    * to re-read the job, never trusted by itself); where LISTEN does not work (PgBouncer in
    * transaction pooling mode, no listenConnectionString) it re-reads the job every second.
+   * `signal` stops the wait at once (rejecting with its reason); so does close().
    */
-  async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<FinishedJob> {
+  async waitForJob(
+    jobId: string,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<FinishedJob> {
+    this.checkOpen('waitForJob');
     // Checked before anything listens: NaN would otherwise wait forever.
     const id = jobIdText('waitForJob', jobId);
     const timeoutMs =
       options.timeoutMs === undefined
         ? undefined
         : millisecondsOption('waitForJob', 'timeoutMs', options.timeoutMs);
-    const listenOn = this.listenConnectionString
-      ? { connectionString: this.listenConnectionString }
-      : this.pool;
-    this.hub ??= new NotificationHub(listenOn);
-    this.listenCheck ??= new ListenCheck(this.hub, this.pool, `${this.schema}_probe`, {
-      describe: describeConnection(listenOn),
-      // Once per client: the check keeps its answer.
-      onUnavailable: (message) => process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' }),
-    });
-    const state = await waitForFinalState({
-      jobId: id,
-      read: () => this.getJob(id),
-      isFinal: (job) => isFinalStatus(job.status),
-      hub: this.hub,
-      doneChannel: this.engine.doneChannel,
-      listenCheck: this.listenCheck,
-      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-    });
-    const results = new Array<unknown>(state.stepCount);
-    for (const step of await this.steps(id)) results[step.stepIndex] = step.result;
-    return { ...state, results };
+    // null reads as "not given", as for the other options of plain JavaScript callers.
+    const given: unknown = options.signal ?? undefined;
+    if (given !== undefined && !(given instanceof AbortSignal)) {
+      throw new InvalidArgumentError(
+        `waitForJob: signal must be an AbortSignal, got ${describeValue(given)}`,
+      );
+    }
+    given?.throwIfAborted();
+    // One signal for this wait: the caller's, or close().
+    const sources = given ? [given, this.closing.signal] : [this.closing.signal];
+    const stop = new AbortController();
+    const forward = () => stop.abort(sources.find((s) => s.aborted)?.reason);
+    for (const source of sources) source.addEventListener('abort', forward, { once: true });
+    try {
+      const listenOn = this.listenConnectionString
+        ? { connectionString: this.listenConnectionString }
+        : this.pool;
+      this.hub ??= new NotificationHub(listenOn);
+      this.listenCheck ??= new ListenCheck(this.hub, this.pool, `${this.schema}_probe`, {
+        describe: describeConnection(listenOn),
+        // Once per client: the check keeps its answer. Not after close(): a probe refused by
+        // the ended pool says nothing about LISTEN.
+        onUnavailable: (message) => {
+          if (!this.closing.signal.aborted)
+            process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' });
+        },
+      });
+      const state = await waitForFinalState({
+        jobId: id,
+        read: () => this.getJob(id),
+        isFinal: (job) => isFinalStatus(job.status),
+        hub: this.hub,
+        doneChannel: this.engine.doneChannel,
+        listenCheck: this.listenCheck,
+        signal: stop.signal,
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      });
+      const results = new Array<unknown>(state.stepCount);
+      for (const step of await this.steps(id)) results[step.stepIndex] = step.result;
+      return { ...state, results };
+    } finally {
+      for (const source of sources) source.removeEventListener('abort', forward);
+    }
   }
 
   /**
@@ -399,46 +449,66 @@ export class Stepping {
     steps: readonly StepCall[],
     options: ScheduleOptions = {},
   ): Promise<boolean> {
+    this.checkOpen('schedule');
     return await this.schedules.define(this.pool, { ...options, name, cron, steps });
   }
 
   /** Deletes a schedule (jobs it enqueued stay); true when it existed. */
   async unschedule(name: string): Promise<boolean> {
+    this.checkOpen('unschedule');
     return await this.schedules.remove(this.pool, name);
   }
 
   /** Pauses a schedule; true when it exists. */
   async pauseSchedule(name: string): Promise<boolean> {
+    this.checkOpen('pauseSchedule');
     return await this.schedules.pause(this.pool, name);
   }
 
   /** Resumes a schedule from its next due time after now; true when it exists. */
   async resumeSchedule(name: string): Promise<boolean> {
+    this.checkOpen('resumeSchedule');
     return await this.schedules.resume(this.pool, name);
   }
 
   /** Every schedule with its next and last run (schedule_overview). */
   async listSchedules(): Promise<ScheduleState[]> {
+    this.checkOpen('listSchedules');
     return await this.schedules.list(this.pool);
   }
 
   /** Sets a queue's fleet-wide limits (README "Fleet-wide limits"). */
   async setQueueLimit(queue: string, limit: QueueLimit): Promise<void> {
+    this.checkOpen('setQueueLimit');
     await this.schedules.setQueueLimit(this.pool, queue, limit);
   }
 
   /** Removes a queue's fleet-wide limits; true when it had some. */
   async clearQueueLimit(queue: string): Promise<boolean> {
+    this.checkOpen('clearQueueLimit');
     return await this.schedules.clearQueueLimit(this.pool, queue);
   }
 
   /** Every limited queue with its usage now (queue_limits_overview). */
   async queueLimits(): Promise<QueueLimitState[]> {
+    this.checkOpen('queueLimits');
     return await this.schedules.queueLimits(this.pool);
   }
 
-  /** Closes the listener and, when Stepping created it, the pool. */
-  async close(): Promise<void> {
+  /**
+   * Closes the listener and, when Stepping created it, the pool. Waits in flight reject at
+   * once with a SteppingError; later calls are refused with one. Calling it again returns
+   * the same promise.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutDown();
+    return this.closed;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.closing.abort(
+      new SteppingError('stepping: waitForJob: the client was closed (close() was called) while waiting'),
+    );
     await this.hub?.close();
     this.hub = undefined;
     this.listenCheck = undefined;

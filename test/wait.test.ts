@@ -3,7 +3,15 @@ import net from 'node:net';
 import { test } from 'node:test';
 
 import { NotificationHub } from '../src/db/notifications.js';
-import { createStepping, defineStep, JobNotFoundError, WaitTimeoutError } from '../src/index.js';
+import { WAIT_POLL_MS } from '../src/db/wait-for-job.js';
+import {
+  createStepping,
+  defineStep,
+  InvalidArgumentError,
+  JobNotFoundError,
+  SteppingError,
+  WaitTimeoutError,
+} from '../src/index.js';
 import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -35,17 +43,25 @@ test('waitForJob gives up with WaitTimeoutError, and rejects unknown jobs', asyn
   await assert.rejects(h.stepping.waitForJob('987654321', { timeoutMs: 150 }), JobNotFoundError);
 });
 
-test('waitForJob is woken by NOTIFY, not by polling: no query runs while it waits', async () => {
-  const id = await h.stepping.enqueue([unserved]);
-  const waiting = h.stepping.waitForJob(id, { timeoutMs: 10_000 });
-  await new Promise((r) => setTimeout(r, 50));
-  const before = await statementsOf(h.stepping.pool);
-  await new Promise((r) => setTimeout(r, 400));
-  assert.equal(await statementsOf(h.stepping.pool), before, 'waitForJob queried while waiting');
-  // Finishing the job (here by cancelling it) wakes the waiter through <schema>_done.
-  await h.pool.query('SELECT stepping.job_cancel($1)', [id]);
-  assert.equal((await waiting).status, 'cancelled');
-});
+test(
+  'waitForJob is woken by NOTIFY, not by polling: no query runs while it waits',
+  { timeout: 60_000 },
+  async () => {
+    const id = await h.stepping.enqueue([unserved]);
+    const start = await statementsOf(h.stepping.pool);
+    const waiting = h.stepping.waitForJob(id, { timeoutMs: 30_000 });
+    // Its first read is out (it used to be assumed done after 50 ms, which a loaded server
+    // does not keep to): from here on only a poll would read.
+    await eventually(async () => (await statementsOf(h.stepping.pool)) > start, 30_000, 'the first read');
+    const before = await statementsOf(h.stepping.pool);
+    // Longer than the poll interval (WAIT_POLL_MS): a waiter that polled would read meanwhile.
+    await new Promise((r) => setTimeout(r, WAIT_POLL_MS + 500));
+    assert.equal(await statementsOf(h.stepping.pool), before, 'waitForJob queried while waiting');
+    // Finishing the job (here by cancelling it) wakes the waiter through <schema>_done.
+    await h.pool.query('SELECT stepping.job_cancel($1)', [id]);
+    assert.equal((await waiting).status, 'cancelled');
+  },
+);
 
 test('waitForJob polls when its LISTEN connection cannot be made, and still sees the job finish', async (t) => {
   // Nothing listens on port 1: the LISTEN connection is refused, the queries still work.
@@ -81,6 +97,89 @@ test('waitForJob polls when its LISTEN connection cannot be made, and still sees
   // The first read answered "pending" before the cancel: a later read, a poll, saw it.
   assert.ok(sent >= 2, `expected a poll to see the cancel, saw ${sent} reads`);
 });
+
+test(
+  'close() ends the waits in flight at once with a typed error; a closed client refuses calls and opens nothing',
+  {
+    timeout: 60_000,
+  },
+  async () => {
+    // Before: a wait without timeoutMs never settled after close(), one with it failed at its
+    // deadline with pg's "Cannot use a pool after calling end on the pool", and a waitForJob
+    // after close() opened a new LISTEN connection that nothing would ever close.
+    const name = 'wait_close_test';
+    const s = createStepping({ connectionString: `${h.url}?application_name=${name}` });
+    const id = await h.stepping.enqueue([unserved]);
+    const reads = await statementsOf(s.pool);
+    const waits = [s.waitForJob(id), s.waitForJob(id, { timeoutMs: 600_000 })];
+    // Both have read the job once ("pending") and wait for a wake-up.
+    await eventually(async () => (await statementsOf(s.pool)) - reads >= 2, 30_000, 'both waiters to read');
+    // Handled from now on: they settle while close() runs.
+    const outcomes = waits.map((waiting) =>
+      waiting.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      ),
+    );
+    await s.close();
+    for (const outcome of await Promise.all(outcomes)) {
+      assert.ok(outcome instanceof SteppingError, `expected a SteppingError, got ${String(outcome)}`);
+      assert.match(outcome.message, /client was closed/);
+    }
+    for (const [call, run] of [
+      ['waitForJob', () => s.waitForJob(id, { timeoutMs: 1000 })],
+      ['getJob', () => s.getJob(id)],
+      ['enqueue', () => s.enqueue([unserved])],
+    ] as const) {
+      await assert.rejects(run(), (error: unknown) => {
+        assert.ok(error instanceof SteppingError, `${call}: expected a SteppingError, got ${String(error)}`);
+        assert.match(error.message, new RegExp(`^stepping: ${call}: this client was closed`));
+        return true;
+      });
+    }
+    await s.close(); // twice is fine
+    // No connection of that client is left (its LISTEN included).
+    await eventually(
+      async () =>
+        (await h.pool.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1`, [name]))
+          .rowCount === 0,
+      30_000,
+      'the closed client to hold no connection',
+    );
+  },
+);
+
+test(
+  "waitForJob stops at once when its signal is aborted, with the signal's reason",
+  { timeout: 60_000 },
+  async () => {
+    const id = await h.stepping.enqueue([unserved]);
+    const reads = await statementsOf(h.stepping.pool);
+    const controller = new AbortController();
+    const waiting = h.stepping.waitForJob(id, { signal: controller.signal });
+    await eventually(async () => (await statementsOf(h.stepping.pool)) > reads, 30_000, 'the waiter to read');
+    const reason = new Error('no longer needed');
+    controller.abort(reason);
+    await assert.rejects(waiting, (error) => error === reason);
+    // Already aborted: refused before anything listens or reads.
+    const before = await statementsOf(h.stepping.pool);
+    await assert.rejects(
+      h.stepping.waitForJob(id, { signal: AbortSignal.abort(reason) }),
+      (e) => e === reason,
+    );
+    assert.equal(await statementsOf(h.stepping.pool), before);
+    // The job is untouched, and a wait without a signal still sees it finish.
+    const later = h.stepping.waitForJob(id, { timeoutMs: 30_000 });
+    await h.pool.query('SELECT stepping.job_cancel($1)', [id]);
+    assert.equal((await later).status, 'cancelled');
+    await assert.rejects(
+      h.stepping.waitForJob(id, { signal: 'soon' as unknown as AbortSignal }),
+      (error: unknown) =>
+        error instanceof InvalidArgumentError &&
+        /^waitForJob: signal must be an AbortSignal/.test(error.message),
+    );
+  },
+);
 
 /**
  * Counts reads of the job's state the pool has sent, by wrapping its query method once
