@@ -14,7 +14,7 @@ import { NotificationHub } from './db/notifications.js';
 import { createPool } from './db/pool.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { waitForFinalState } from './db/wait-for-job.js';
-import { describeValue } from './enqueue/describe.js';
+import { describeValue, printable } from './enqueue/describe.js';
 import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
 import {
   ConfigError,
@@ -144,6 +144,31 @@ function jobIdText(call: string, value: unknown): string {
   );
 }
 
+/**
+ * A call's options object, or `{}` for undefined and null (plain JavaScript and config
+ * files pass null for "not given"). Anything else that is not an object, and any key not
+ * in `known`, is an InvalidArgumentError naming it: a misspelt `timeout` or
+ * `compensation` would otherwise be dropped without a word (a wait with no end, a cancel
+ * without compensation).
+ */
+function callOptions(call: string, options: unknown, known: readonly string[]): Record<string, unknown> {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError(`${call}: options must be an object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new InvalidArgumentError(
+        `${call}: unknown option "${printable(key, 40)}" (known: ${known.join(', ')})`,
+      );
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+/** What createStepping takes (SteppingOptions' keys). */
+const STEPPING_OPTIONS = ['connectionString', 'pool', 'schema', 'listenConnectionString', 'telemetry'];
+
 /** A number of milliseconds from 0 to MAX_DELAY_MS, or InvalidArgumentError naming the option. */
 function millisecondsOption(call: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_DELAY_MS) {
@@ -172,6 +197,28 @@ function jobStateFromRow(r: Record<string, unknown>): JobState {
   };
 }
 
+/**
+ * createStepping's options: undefined and null read as `{}` (DATABASE_URL); anything else
+ * must be an object with known keys, or a ConfigError names it (a misspelt
+ * connectionString would otherwise fall back to DATABASE_URL without a word).
+ */
+function steppingOptions(options: unknown): SteppingOptions {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigError(
+      `createStepping: options must be an object { connectionString } or { pool }, got ${describeValue(options)}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!STEPPING_OPTIONS.includes(key)) {
+      throw new ConfigError(
+        `createStepping: unknown option "${printable(key, 40)}" (known: ${STEPPING_OPTIONS.join(', ')})`,
+      );
+    }
+  }
+  return options as SteppingOptions;
+}
+
 /** The Stepping client. Create with createStepping(). */
 export class Stepping {
   /** The schema this client talks to. */
@@ -189,7 +236,8 @@ export class Stepping {
   private readonly closing = new AbortController();
   private closed: Promise<void> | undefined;
 
-  constructor(options: SteppingOptions = {}) {
+  constructor(given: SteppingOptions = {}) {
+    const options = steppingOptions(given);
     this.schema = schemaName(options.schema);
     if (options.pool) {
       this.pool = options.pool;
@@ -329,7 +377,7 @@ export class Stepping {
     this.checkOpen('retry');
     const id = jobIdText('retry', jobId);
     // null reads as "not given", as it did before these checks (JS callers and configs pass it).
-    const deadline = options.deadline ?? undefined;
+    const deadline = callOptions('retry', options, ['deadline']).deadline ?? undefined;
     if (deadline !== undefined && !(deadline instanceof Date && Number.isFinite(deadline.getTime()))) {
       throw new InvalidArgumentError(
         `retry: deadline must be a valid Date, got ${deadline instanceof Date ? 'an invalid Date' : describeValue(deadline)}`,
@@ -345,7 +393,14 @@ export class Stepping {
    */
   async cancel(jobId: string, options: { compensate?: boolean } = {}): Promise<string> {
     this.checkOpen('cancel');
-    return await this.engine.cancel(this.pool, jobIdText('cancel', jobId), options.compensate ?? false);
+    const id = jobIdText('cancel', jobId);
+    const compensate = callOptions('cancel', options, ['compensate']).compensate ?? false;
+    if (typeof compensate !== 'boolean') {
+      throw new InvalidArgumentError(
+        `cancel: compensate must be true or false, got ${describeValue(compensate)}`,
+      );
+    }
+    return await this.engine.cancel(this.pool, id, compensate);
   }
 
   /**
@@ -356,9 +411,18 @@ export class Stepping {
     options: { olderThanMs?: number; statuses?: readonly string[]; limit?: number } = {},
   ): Promise<number> {
     this.checkOpen('prune');
+    const given = callOptions('prune', options, ['olderThanMs', 'statuses', 'limit']);
     // null reads as "not given", as it did before these checks (JS callers and configs pass it).
-    const olderThanMs = options.olderThanMs ?? undefined;
-    const limit = options.limit ?? undefined;
+    const olderThanMs = given.olderThanMs ?? undefined;
+    const limit = given.limit ?? undefined;
+    const statuses = given.statuses ?? PRUNABLE_STATUSES;
+    // Which names are statuses is the engine's to say (EngineInputError); the type is checked here.
+    if (!Array.isArray(statuses) || !statuses.every((status) => typeof status === 'string')) {
+      const bad = Array.isArray(statuses)
+        ? `an array holding ${describeValue(statuses.find((status) => typeof status !== 'string'))}`
+        : describeValue(statuses);
+      throw new InvalidArgumentError(`prune: statuses must be an array of status names, got ${bad}`);
+    }
     if (
       limit !== undefined &&
       (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_PRUNE_BATCH)
@@ -370,7 +434,7 @@ export class Stepping {
     return await this.engine.prune(
       this.pool,
       olderThanMs === undefined ? null : millisecondsOption('prune', 'olderThanMs', olderThanMs),
-      options.statuses ?? PRUNABLE_STATUSES,
+      statuses as readonly string[],
       limit ?? null,
     );
   }
@@ -387,14 +451,13 @@ export class Stepping {
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<FinishedJob> {
     this.checkOpen('waitForJob');
-    // Checked before anything listens: NaN would otherwise wait forever.
+    // Checked before anything listens: NaN, or a misspelt option, would otherwise wait forever.
     const id = jobIdText('waitForJob', jobId);
+    const { timeoutMs: timeoutOption, signal } = callOptions('waitForJob', options, ['timeoutMs', 'signal']);
     const timeoutMs =
-      options.timeoutMs === undefined
-        ? undefined
-        : millisecondsOption('waitForJob', 'timeoutMs', options.timeoutMs);
+      timeoutOption === undefined ? undefined : millisecondsOption('waitForJob', 'timeoutMs', timeoutOption);
     // null reads as "not given", as for the other options of plain JavaScript callers.
-    const given: unknown = options.signal ?? undefined;
+    const given: unknown = signal ?? undefined;
     if (given !== undefined && !(given instanceof AbortSignal)) {
       throw new InvalidArgumentError(
         `waitForJob: signal must be an AbortSignal, got ${describeValue(given)}`,
