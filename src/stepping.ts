@@ -15,7 +15,7 @@ import { createPool } from './db/pool.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { waitForFinalState } from './db/wait-for-job.js';
 import { describeValue, printable } from './enqueue/describe.js';
-import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
+import { type EnqueueOptions, jobsJson, validateJobs } from './enqueue/serialize.js';
 import {
   ConfigError,
   DuplicateJobError,
@@ -300,7 +300,12 @@ export class Stepping {
     this.checkOpen('enqueueMany');
     if (!Array.isArray(jobs) || jobs.length === 0)
       throw new EnqueueValidationError('enqueueMany needs at least one job');
-    return await this.tracing.send(jobs, (trace) => this.insert(tx, serializeJobs(jobs, trace)));
+    // Validated first: the span reads the validated queues, never the caller's input (whose
+    // getters and proxies may throw) before validation has turned such errors into
+    // EnqueueValidationError.
+    const validated = validateJobs(jobs);
+    const specs = validated.map((job) => ({ options: { queue: job.queue } }));
+    return await this.tracing.send(specs, (trace) => this.insert(tx, jobsJson(validated, trace)));
   }
 
   private async insert(
