@@ -6,7 +6,7 @@
 import type pg from 'pg';
 
 import { checkConnectionString, schemaName } from './config.js';
-import { notTransactionLikeMessage } from './db/adapters.js';
+import { isPgPool, notTransactionLikeMessage } from './db/adapters.js';
 import { Engine } from './db/engine.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
 import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
@@ -312,13 +312,14 @@ export class Stepping {
     tx: TransactionLike | undefined,
     payload: string,
   ): Promise<{ jobId: string; created: boolean }[]> {
-    if (tx !== undefined)
-      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload));
-    // Without the caller's transaction, use our own so a refused duplicate inserts nothing.
-    const client = await this.pool.connect();
+    if (tx !== undefined && !isPgPool(tx))
+      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload), false);
+    // Without the caller's transaction (none, or a pg Pool, whose statements commit at once),
+    // use our own so that a refused duplicate inserts nothing of the batch.
+    const client = await (tx ?? this.pool).connect();
     try {
       await client.query('BEGIN');
-      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload));
+      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload), true);
       await client.query('COMMIT');
       return result;
     } catch (error) {
@@ -335,12 +336,15 @@ export class Stepping {
    */
   private checkDuplicates(
     rows: { jobId: string; created: boolean; duplicateRefused: boolean }[],
+    ownTransaction: boolean,
   ): { jobId: string; created: boolean }[] {
     const refused = rows.find((r) => r.duplicateRefused);
     if (refused) {
       throw new DuplicateJobError(
-        `an unfinished job (${refused.jobId}) already has this key; nothing was enqueued by this call` +
-          (rows.length > 1 ? ' (roll back the transaction: other jobs of the batch were inserted)' : ''),
+        `an unfinished job (${refused.jobId}) already has this key; ` +
+          (rows.length === 1 || ownTransaction
+            ? 'nothing was enqueued by this call'
+            : 'the other jobs of this batch were inserted in your transaction: roll it back'),
         refused.jobId,
       );
     }
