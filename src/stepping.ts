@@ -6,7 +6,7 @@
 import type pg from 'pg';
 
 import { checkConnectionString, schemaName } from './config.js';
-import { notTransactionLikeMessage } from './db/adapters.js';
+import { isPgPool, notTransactionLikeMessage } from './db/adapters.js';
 import { Engine } from './db/engine.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
 import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
@@ -14,9 +14,15 @@ import { NotificationHub } from './db/notifications.js';
 import { createPool } from './db/pool.js';
 import { isTransactionLike, toQueryable, type TransactionLike } from './db/queryable.js';
 import { waitForFinalState } from './db/wait-for-job.js';
-import { describeValue } from './enqueue/describe.js';
-import { type EnqueueOptions, serializeJobs } from './enqueue/serialize.js';
-import { ConfigError, DuplicateJobError, EnqueueValidationError, InvalidArgumentError } from './errors.js';
+import { describeValue, printable } from './enqueue/describe.js';
+import { type EnqueueOptions, jobsJson, validateJobs } from './enqueue/serialize.js';
+import {
+  ConfigError,
+  DuplicateJobError,
+  EnqueueValidationError,
+  InvalidArgumentError,
+  SteppingError,
+} from './errors.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { MAX_DELAY_MS, MAX_PRUNE_BATCH } from './limits.js';
 import {
@@ -138,6 +144,31 @@ function jobIdText(call: string, value: unknown): string {
   );
 }
 
+/**
+ * A call's options object, or `{}` for undefined and null (plain JavaScript and config
+ * files pass null for "not given"). Anything else that is not an object, and any key not
+ * in `known`, is an InvalidArgumentError naming it: a misspelt `timeout` or
+ * `compensation` would otherwise be dropped without a word (a wait with no end, a cancel
+ * without compensation).
+ */
+function callOptions(call: string, options: unknown, known: readonly string[]): Record<string, unknown> {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError(`${call}: options must be an object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new InvalidArgumentError(
+        `${call}: unknown option "${printable(key, 40)}" (known: ${known.join(', ')})`,
+      );
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+/** What createStepping takes (SteppingOptions' keys). */
+const STEPPING_OPTIONS = ['connectionString', 'pool', 'schema', 'listenConnectionString', 'telemetry'];
+
 /** A number of milliseconds from 0 to MAX_DELAY_MS, or InvalidArgumentError naming the option. */
 function millisecondsOption(call: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_DELAY_MS) {
@@ -166,6 +197,28 @@ function jobStateFromRow(r: Record<string, unknown>): JobState {
   };
 }
 
+/**
+ * createStepping's options: undefined and null read as `{}` (DATABASE_URL); anything else
+ * must be an object with known keys, or a ConfigError names it (a misspelt
+ * connectionString would otherwise fall back to DATABASE_URL without a word).
+ */
+function steppingOptions(options: unknown): SteppingOptions {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigError(
+      `createStepping: options must be an object { connectionString } or { pool }, got ${describeValue(options)}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!STEPPING_OPTIONS.includes(key)) {
+      throw new ConfigError(
+        `createStepping: unknown option "${printable(key, 40)}" (known: ${STEPPING_OPTIONS.join(', ')})`,
+      );
+    }
+  }
+  return options as SteppingOptions;
+}
+
 /** The Stepping client. Create with createStepping(). */
 export class Stepping {
   /** The schema this client talks to. */
@@ -179,8 +232,12 @@ export class Stepping {
   private listenCheck: ListenCheck | undefined;
   private readonly listenConnectionString: string | undefined;
   private readonly tracing: ProducerTracing;
+  /** Aborted by close(): ends the waits in flight, and marks the client closed. */
+  private readonly closing = new AbortController();
+  private closed: Promise<void> | undefined;
 
-  constructor(options: SteppingOptions = {}) {
+  constructor(given: SteppingOptions = {}) {
+    const options = steppingOptions(given);
     this.schema = schemaName(options.schema);
     if (options.pool) {
       this.pool = options.pool;
@@ -202,6 +259,12 @@ export class Stepping {
     this.tracing = new ProducerTracing(options.telemetry?.tracerProvider);
   }
 
+  /** Refuses a call on a closed client (whose pool may be ended), naming the call. */
+  private checkOpen(call: string): void {
+    if (this.closing.signal.aborted)
+      throw new SteppingError(`stepping: ${call}: this client was closed (close() was called)`);
+  }
+
   /**
    * Enqueues one job. With `tx` (a pg client inside BEGIN, or a Kysely transaction) the
    * job exists exactly when that transaction commits; without it, the job is committed
@@ -215,6 +278,7 @@ export class Stepping {
     b?: readonly StepCall[] | EnqueueOptions,
     c?: EnqueueOptions,
   ): Promise<string> {
+    this.checkOpen('enqueue');
     const [tx, steps, options] = Array.isArray(a)
       ? [undefined, a as readonly StepCall[], b as EnqueueOptions | undefined]
       : [a as TransactionLike, b as readonly StepCall[], c];
@@ -233,22 +297,29 @@ export class Stepping {
     tx: TransactionLike | undefined,
     jobs: readonly JobSpec[],
   ): Promise<{ jobId: string; created: boolean }[]> {
+    this.checkOpen('enqueueMany');
     if (!Array.isArray(jobs) || jobs.length === 0)
       throw new EnqueueValidationError('enqueueMany needs at least one job');
-    return await this.tracing.send(jobs, (trace) => this.insert(tx, serializeJobs(jobs, trace)));
+    // Validated first: the span reads the validated queues, never the caller's input (whose
+    // getters and proxies may throw) before validation has turned such errors into
+    // EnqueueValidationError.
+    const validated = validateJobs(jobs);
+    const specs = validated.map((job) => ({ options: { queue: job.queue } }));
+    return await this.tracing.send(specs, (trace) => this.insert(tx, jobsJson(validated, trace)));
   }
 
   private async insert(
     tx: TransactionLike | undefined,
     payload: string,
   ): Promise<{ jobId: string; created: boolean }[]> {
-    if (tx !== undefined)
-      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload));
-    // Without the caller's transaction, use our own so a refused duplicate inserts nothing.
-    const client = await this.pool.connect();
+    if (tx !== undefined && !isPgPool(tx))
+      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload), false);
+    // Without the caller's transaction (none, or a pg Pool, whose statements commit at once),
+    // use our own so that a refused duplicate inserts nothing of the batch.
+    const client = await (tx ?? this.pool).connect();
     try {
       await client.query('BEGIN');
-      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload));
+      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload), true);
       await client.query('COMMIT');
       return result;
     } catch (error) {
@@ -265,12 +336,15 @@ export class Stepping {
    */
   private checkDuplicates(
     rows: { jobId: string; created: boolean; duplicateRefused: boolean }[],
+    ownTransaction: boolean,
   ): { jobId: string; created: boolean }[] {
     const refused = rows.find((r) => r.duplicateRefused);
     if (refused) {
       throw new DuplicateJobError(
-        `an unfinished job (${refused.jobId}) already has this key; nothing was enqueued by this call` +
-          (rows.length > 1 ? ' (roll back the transaction: other jobs of the batch were inserted)' : ''),
+        `an unfinished job (${refused.jobId}) already has this key; ` +
+          (rows.length === 1 || ownTransaction
+            ? 'nothing was enqueued by this call'
+            : 'the other jobs of this batch were inserted in your transaction: roll it back'),
         refused.jobId,
       );
     }
@@ -282,6 +356,7 @@ export class Stepping {
    * run from many processes at once; costs one query when already up to date.
    */
   async migrate(): Promise<MigrateOutcome> {
+    this.checkOpen('migrate');
     const client = await this.pool.connect();
     try {
       return await migrateSchema(client, this.schema);
@@ -292,12 +367,14 @@ export class Stepping {
 
   /** The job's current state, or null when there is no such job. */
   async getJob(jobId: string): Promise<JobState | null> {
+    this.checkOpen('getJob');
     const row = await this.engine.jobOverview(this.pool, jobIdText('getJob', jobId));
     return row ? jobStateFromRow(row) : null;
   }
 
   /** The job's steps in order (empty when there is no such job). */
   async steps(jobId: string): Promise<StepState[]> {
+    this.checkOpen('steps');
     return (await this.engine.stepOverview(this.pool, jobIdText('steps', jobId))).map(stepStateFromRow);
   }
 
@@ -306,9 +383,10 @@ export class Stepping {
    * is removed, or replaced by `deadline`). Other statuses: InvalidJobStateError.
    */
   async retry(jobId: string, options: { deadline?: Date } = {}): Promise<void> {
+    this.checkOpen('retry');
     const id = jobIdText('retry', jobId);
     // null reads as "not given", as it did before these checks (JS callers and configs pass it).
-    const deadline = options.deadline ?? undefined;
+    const deadline = callOptions('retry', options, ['deadline']).deadline ?? undefined;
     if (deadline !== undefined && !(deadline instanceof Date && Number.isFinite(deadline.getTime()))) {
       throw new InvalidArgumentError(
         `retry: deadline must be a valid Date, got ${deadline instanceof Date ? 'an invalid Date' : describeValue(deadline)}`,
@@ -323,7 +401,15 @@ export class Stepping {
    * Returns the status after the call (`running` while the current step winds down).
    */
   async cancel(jobId: string, options: { compensate?: boolean } = {}): Promise<string> {
-    return await this.engine.cancel(this.pool, jobIdText('cancel', jobId), options.compensate ?? false);
+    this.checkOpen('cancel');
+    const id = jobIdText('cancel', jobId);
+    const compensate = callOptions('cancel', options, ['compensate']).compensate ?? false;
+    if (typeof compensate !== 'boolean') {
+      throw new InvalidArgumentError(
+        `cancel: compensate must be true or false, got ${describeValue(compensate)}`,
+      );
+    }
+    return await this.engine.cancel(this.pool, id, compensate);
   }
 
   /**
@@ -333,9 +419,19 @@ export class Stepping {
   async prune(
     options: { olderThanMs?: number; statuses?: readonly string[]; limit?: number } = {},
   ): Promise<number> {
+    this.checkOpen('prune');
+    const given = callOptions('prune', options, ['olderThanMs', 'statuses', 'limit']);
     // null reads as "not given", as it did before these checks (JS callers and configs pass it).
-    const olderThanMs = options.olderThanMs ?? undefined;
-    const limit = options.limit ?? undefined;
+    const olderThanMs = given.olderThanMs ?? undefined;
+    const limit = given.limit ?? undefined;
+    const statuses = given.statuses ?? PRUNABLE_STATUSES;
+    // Which names are statuses is the engine's to say (EngineInputError); the type is checked here.
+    if (!Array.isArray(statuses) || !statuses.every((status) => typeof status === 'string')) {
+      const bad = Array.isArray(statuses)
+        ? `an array holding ${describeValue(statuses.find((status) => typeof status !== 'string'))}`
+        : describeValue(statuses);
+      throw new InvalidArgumentError(`prune: statuses must be an array of status names, got ${bad}`);
+    }
     if (
       limit !== undefined &&
       (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_PRUNE_BATCH)
@@ -347,7 +443,7 @@ export class Stepping {
     return await this.engine.prune(
       this.pool,
       olderThanMs === undefined ? null : millisecondsOption('prune', 'olderThanMs', olderThanMs),
-      options.statuses ?? PRUNABLE_STATUSES,
+      statuses as readonly string[],
       limit ?? null,
     );
   }
@@ -357,35 +453,61 @@ export class Stepping {
    * failed, compensated, cancelled). Woken by NOTIFY on the <schema>_done channel (a hint
    * to re-read the job, never trusted by itself); where LISTEN does not work (PgBouncer in
    * transaction pooling mode, no listenConnectionString) it re-reads the job every second.
+   * `signal` stops the wait at once (rejecting with its reason); so does close().
    */
-  async waitForJob(jobId: string, options: { timeoutMs?: number } = {}): Promise<FinishedJob> {
-    // Checked before anything listens: NaN would otherwise wait forever.
+  async waitForJob(
+    jobId: string,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<FinishedJob> {
+    this.checkOpen('waitForJob');
+    // Checked before anything listens: NaN, or a misspelt option, would otherwise wait forever.
     const id = jobIdText('waitForJob', jobId);
+    const { timeoutMs: timeoutOption, signal } = callOptions('waitForJob', options, ['timeoutMs', 'signal']);
     const timeoutMs =
-      options.timeoutMs === undefined
-        ? undefined
-        : millisecondsOption('waitForJob', 'timeoutMs', options.timeoutMs);
-    const listenOn = this.listenConnectionString
-      ? { connectionString: this.listenConnectionString }
-      : this.pool;
-    this.hub ??= new NotificationHub(listenOn);
-    this.listenCheck ??= new ListenCheck(this.hub, this.pool, `${this.schema}_probe`, {
-      describe: describeConnection(listenOn),
-      // Once per client: the check keeps its answer.
-      onUnavailable: (message) => process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' }),
-    });
-    const state = await waitForFinalState({
-      jobId: id,
-      read: () => this.getJob(id),
-      isFinal: (job) => isFinalStatus(job.status),
-      hub: this.hub,
-      doneChannel: this.engine.doneChannel,
-      listenCheck: this.listenCheck,
-      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-    });
-    const results = new Array<unknown>(state.stepCount);
-    for (const step of await this.steps(id)) results[step.stepIndex] = step.result;
-    return { ...state, results };
+      timeoutOption === undefined ? undefined : millisecondsOption('waitForJob', 'timeoutMs', timeoutOption);
+    // null reads as "not given", as for the other options of plain JavaScript callers.
+    const given: unknown = signal ?? undefined;
+    if (given !== undefined && !(given instanceof AbortSignal)) {
+      throw new InvalidArgumentError(
+        `waitForJob: signal must be an AbortSignal, got ${describeValue(given)}`,
+      );
+    }
+    given?.throwIfAborted();
+    // One signal for this wait: the caller's, or close().
+    const sources = given ? [given, this.closing.signal] : [this.closing.signal];
+    const stop = new AbortController();
+    const forward = () => stop.abort(sources.find((s) => s.aborted)?.reason);
+    for (const source of sources) source.addEventListener('abort', forward, { once: true });
+    try {
+      const listenOn = this.listenConnectionString
+        ? { connectionString: this.listenConnectionString }
+        : this.pool;
+      this.hub ??= new NotificationHub(listenOn);
+      this.listenCheck ??= new ListenCheck(this.hub, this.pool, `${this.schema}_probe`, {
+        describe: describeConnection(listenOn),
+        // Once per client: the check keeps its answer. Not after close(): a probe refused by
+        // the ended pool says nothing about LISTEN.
+        onUnavailable: (message) => {
+          if (!this.closing.signal.aborted)
+            process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' });
+        },
+      });
+      const state = await waitForFinalState({
+        jobId: id,
+        read: () => this.getJob(id),
+        isFinal: (job) => isFinalStatus(job.status),
+        hub: this.hub,
+        doneChannel: this.engine.doneChannel,
+        listenCheck: this.listenCheck,
+        signal: stop.signal,
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      });
+      const results = new Array<unknown>(state.stepCount);
+      for (const step of await this.steps(id)) results[step.stepIndex] = step.result;
+      return { ...state, results };
+    } finally {
+      for (const source of sources) source.removeEventListener('abort', forward);
+    }
   }
 
   /**
@@ -399,46 +521,66 @@ export class Stepping {
     steps: readonly StepCall[],
     options: ScheduleOptions = {},
   ): Promise<boolean> {
+    this.checkOpen('schedule');
     return await this.schedules.define(this.pool, { ...options, name, cron, steps });
   }
 
   /** Deletes a schedule (jobs it enqueued stay); true when it existed. */
   async unschedule(name: string): Promise<boolean> {
+    this.checkOpen('unschedule');
     return await this.schedules.remove(this.pool, name);
   }
 
   /** Pauses a schedule; true when it exists. */
   async pauseSchedule(name: string): Promise<boolean> {
+    this.checkOpen('pauseSchedule');
     return await this.schedules.pause(this.pool, name);
   }
 
   /** Resumes a schedule from its next due time after now; true when it exists. */
   async resumeSchedule(name: string): Promise<boolean> {
+    this.checkOpen('resumeSchedule');
     return await this.schedules.resume(this.pool, name);
   }
 
   /** Every schedule with its next and last run (schedule_overview). */
   async listSchedules(): Promise<ScheduleState[]> {
+    this.checkOpen('listSchedules');
     return await this.schedules.list(this.pool);
   }
 
   /** Sets a queue's fleet-wide limits (README "Fleet-wide limits"). */
   async setQueueLimit(queue: string, limit: QueueLimit): Promise<void> {
+    this.checkOpen('setQueueLimit');
     await this.schedules.setQueueLimit(this.pool, queue, limit);
   }
 
   /** Removes a queue's fleet-wide limits; true when it had some. */
   async clearQueueLimit(queue: string): Promise<boolean> {
+    this.checkOpen('clearQueueLimit');
     return await this.schedules.clearQueueLimit(this.pool, queue);
   }
 
   /** Every limited queue with its usage now (queue_limits_overview). */
   async queueLimits(): Promise<QueueLimitState[]> {
+    this.checkOpen('queueLimits');
     return await this.schedules.queueLimits(this.pool);
   }
 
-  /** Closes the listener and, when Stepping created it, the pool. */
-  async close(): Promise<void> {
+  /**
+   * Closes the listener and, when Stepping created it, the pool. Waits in flight reject at
+   * once with a SteppingError; later calls are refused with one. Calling it again returns
+   * the same promise.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutDown();
+    return this.closed;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.closing.abort(
+      new SteppingError('stepping: waitForJob: the client was closed (close() was called) while waiting'),
+    );
     await this.hub?.close();
     this.hub = undefined;
     this.listenCheck = undefined;

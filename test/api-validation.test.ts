@@ -14,6 +14,7 @@ import {
   createWorker,
   defineStep,
   InvalidArgumentError,
+  InvalidJobStateError,
   MAX_INT,
   type StepOptions,
 } from '../src/index.js';
@@ -190,6 +191,106 @@ test('waitForJob timeoutMs and prune numbers are checked, naming the option', as
   );
   // Valid numbers still prune (the job cancelled by the test above, if it ran first).
   assert.ok((await h.stepping.prune({ olderThanMs: 0, limit: 1 })) <= 1);
+});
+
+test(
+  'operator calls refuse options that are not an object, unknown, or of the wrong type, before any SQL',
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    // Before: waitForJob(id, 5000) and waitForJob(id, { timeout: 5000 }) waited forever,
+    // cancel(id, { compensation: true }) cancelled without compensating, prune({ olderThan })
+    // pruned by the 7-day default, retry(id, null) threw a TypeError, and a compensate or
+    // statuses of the wrong type reached PostgreSQL (SQLSTATE 22P02).
+    const id = await h.stepping.enqueue([{ name: 'av.nobody', args: {} }], { queue: 'av-options' });
+    const s = h.stepping;
+    const cases: [string, () => Promise<unknown>, RegExp][] = [
+      [
+        'waitForJob(id, 5000)',
+        () => s.waitForJob(id, 5000 as never),
+        /^waitForJob: options must be an object, got 5000$/,
+      ],
+      [
+        'waitForJob timeout',
+        () => s.waitForJob(id, { timeout: 5000 } as never),
+        /^waitForJob: unknown option "timeout" \(known: timeoutMs, signal\)$/,
+      ],
+      [
+        'cancel(id, true)',
+        () => s.cancel(id, true as never),
+        /^cancel: options must be an object, got true$/,
+      ],
+      [
+        'cancel compensation',
+        () => s.cancel(id, { compensation: true } as never),
+        /^cancel: unknown option "compensation" \(known: compensate\)$/,
+      ],
+      [
+        'cancel compensate {}',
+        () => s.cancel(id, { compensate: {} } as never),
+        /^cancel: compensate must be true or false, got an object$/,
+      ],
+      [
+        'cancel compensate "yes"',
+        () => s.cancel(id, { compensate: 'yes' } as never),
+        /^cancel: compensate must be true or false, got "yes"$/,
+      ],
+      ['retry(id, [])', () => s.retry(id, [] as never), /^retry: options must be an object, got an array$/],
+      [
+        'retry deadLine',
+        () => s.retry(id, { deadLine: new Date() } as never),
+        /^retry: unknown option "deadLine" \(known: deadline\)$/,
+      ],
+      ['prune("7d")', () => s.prune('7d' as never), /^prune: options must be an object, got "7d"$/],
+      [
+        'prune olderThan',
+        () => s.prune({ olderThan: 0 } as never),
+        /^prune: unknown option "olderThan" \(known: olderThanMs, statuses, limit\)$/,
+      ],
+      [
+        'prune statuses string',
+        () => s.prune({ statuses: 'failed' } as never),
+        /^prune: statuses must be an array of status names, got "failed"$/,
+      ],
+      [
+        'prune statuses [1]',
+        () => s.prune({ statuses: [1] } as never),
+        /^prune: statuses must be an array of status names, got an array holding 1$/,
+      ],
+    ];
+    for (const [what, run, message] of cases) {
+      await rejectsTyped(within(run(), 60_000, what), InvalidArgumentError, message, what);
+    }
+    // None of them did anything: the job is still pending.
+    assert.equal((await s.getJob(id))?.status, 'pending');
+    // null reads as "not given", and the known options still work.
+    assert.equal(await s.cancel(id, null as never), 'cancelled');
+    assert.equal((await s.waitForJob(id, null as never)).status, 'cancelled');
+    await rejectsTyped(
+      s.retry(id, null as never),
+      InvalidJobStateError,
+      /./,
+      'retry(id, null) of a cancelled job',
+    );
+    assert.equal(typeof (await s.prune(null as never)), 'number');
+  },
+);
+
+test('createStepping refuses options that are not an object or unknown, naming them', () => {
+  // Before: a misspelt connectionString fell back to DATABASE_URL without a word.
+  throwsTyped(
+    () => createStepping({ connectionURL: h.url } as never),
+    ConfigError,
+    /^createStepping: unknown option "connectionURL" \(known: connectionString, pool, schema, listenConnectionString, telemetry\)$/,
+    'connectionURL',
+  );
+  throwsTyped(
+    () => createStepping(h.url as never),
+    ConfigError,
+    /^createStepping: options must be an object \{ connectionString \} or \{ pool \}, got a string of \d+ UTF-16 units$/,
+    'a string',
+  );
 });
 
 test('a keyword/value connection string is refused with ConfigError that does not show its password', async () => {

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import type pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 
 import { serializeJobs } from '../src/enqueue/serialize.js';
 import {
@@ -618,3 +619,90 @@ test('a deadline that comes before the job may first run is refused before SQL, 
   await h.stepping.enqueue(c, [noop({})], { delayMs: hour, deadline: later });
   await c.query('ROLLBACK');
 });
+
+test(
+  'throwing getters and revoked proxies in job specs and options are EnqueueValidationError through pg, a PoolClient and Kysely, the transaction still committing',
+  {
+    timeout: 120_000,
+  },
+  async (t) => {
+    // Before: with @opentelemetry/api installed (an optional peer dependency, here a dev
+    // dependency), the enqueue span read each spec's options.queue before validation, so
+    // these escaped as the caller's own Error or TypeError, untyped.
+    const revoked = () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      return proxy;
+    };
+    /** `base` with a getter `key` that throws. */
+    const throwing = (key: string, base: object = {}) =>
+      Object.defineProperty({ ...base }, key, {
+        enumerable: true,
+        get() {
+          throw new Error(`${key} getter`);
+        },
+      });
+    const read = /^the enqueue input could not be read: a getter or proxy threw (Error|TypeError)$/;
+    const cases: [string, (tx: never) => Promise<unknown>, RegExp][] = [
+      [
+        'a spec whose options getter throws',
+        (tx) => h.stepping.enqueueMany(tx, [throwing('options', { steps: [noop({})] }) as never]),
+        read,
+      ],
+      ['a revoked proxy as a spec', (tx) => h.stepping.enqueueMany(tx, [revoked() as never]), read],
+      [
+        'options whose queue getter throws',
+        (tx) => h.stepping.enqueue(tx, [noop({})], throwing('queue')),
+        read,
+      ],
+      ['a revoked proxy as options', (tx) => h.stepping.enqueue(tx, [noop({})], revoked() as never), read],
+    ];
+    const expectRefused = async (tx: never, client: string) => {
+      for (const [what, run, message] of cases) {
+        await assert.rejects(
+          run(tx),
+          (e: unknown) => {
+            assert.ok(e instanceof EnqueueValidationError, `${client}, ${what}: got ${String(e)}`);
+            assert.match(e.message, message, `${client}, ${what}`);
+            return true;
+          },
+          `${client}, ${what}`,
+        );
+      }
+    };
+    const marked = async (marker: string) =>
+      (await h.pool.query(`SELECT count(*)::int AS n FROM stepping.jobs WHERE queue = $1`, [marker])).rows[0]
+        .n;
+    const insertMarker = `INSERT INTO stepping.jobs (queue, step_count, step_name, available_at) VALUES ($1, 1, 'x', now())`;
+
+    const c = await h.client();
+    await c.query('BEGIN');
+    await c.query(insertMarker, ['v-getters-client']);
+    await expectRefused(c as never, 'pg Client');
+    await c.query('COMMIT');
+    assert.equal(await marked('v-getters-client'), 1);
+
+    const pooled = await h.pool.connect();
+    try {
+      await pooled.query('BEGIN');
+      await pooled.query(insertMarker, ['v-getters-pooled']);
+      await expectRefused(pooled as never, 'PoolClient');
+      await pooled.query('COMMIT');
+    } finally {
+      pooled.release();
+    }
+    assert.equal(await marked('v-getters-pooled'), 1);
+
+    const db = new Kysely<Record<string, never>>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: h.url, max: 2 }) }),
+    });
+    t.after(() => db.destroy());
+    await db.transaction().execute(async (trx) => {
+      await trx.executeQuery({
+        ...(await import('kysely')).CompiledQuery.raw(insertMarker, ['v-getters-kysely']),
+      });
+      await expectRefused(trx as never, 'Kysely');
+    });
+    assert.equal(await marked('v-getters-kysely'), 1);
+  },
+);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 
-import { defineStep, EnqueueValidationError, MAX_JSON_BYTES } from '../src/index.js';
+import { defineStep, DuplicateJobError, EnqueueValidationError, MAX_JSON_BYTES } from '../src/index.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -166,3 +166,44 @@ test('the SQL functions refuse bad input themselves (for psql and other clients)
   );
   assert.equal((await h.stepping.getJob(String(ok.rows[0].id)))?.queue, 'psql');
 });
+
+test(
+  'enqueueMany through a pg Pool is atomic: a refused duplicate inserts none of the batch',
+  { timeout: 60_000 },
+  async () => {
+    // Before: each statement through a Pool commits at once, so the batch's other jobs were
+    // committed while DuplicateJobError told the caller to roll back a transaction it did
+    // not have. Passing undefined (Stepping's own pool) was atomic; passing a Pool was not.
+    const held = await h.stepping.enqueue([noop({})], { queue: 'pool-dup', key: 'pool-dup-held' });
+    const pool = new pg.Pool({ connectionString: h.url, max: 2 });
+    try {
+      await assert.rejects(
+        h.stepping.enqueueMany(pool, [
+          { steps: [noop({ n: 1 })], options: { queue: 'pool-dup' } },
+          {
+            steps: [noop({ n: 2 })],
+            options: { queue: 'pool-dup', key: 'pool-dup-held', onDuplicate: 'error' },
+          },
+          { steps: [noop({ n: 3 })], options: { queue: 'pool-dup' } },
+        ]),
+        (e: unknown) =>
+          e instanceof DuplicateJobError &&
+          e.existingJobId === held &&
+          /; nothing was enqueued by this call$/.test(e.message),
+      );
+      const { rows } = await h.pool.query(`SELECT id::text FROM stepping.jobs WHERE queue = 'pool-dup'`);
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        [held],
+        'only the job holding the key exists',
+      );
+      // And a Pool still enqueues, committed at once.
+      const [made] = await h.stepping.enqueueMany(pool, [
+        { steps: [noop({})], options: { queue: 'pool-dup' } },
+      ]);
+      assert.equal((await h.stepping.getJob(made!.jobId))?.status, 'pending');
+    } finally {
+      await pool.end();
+    }
+  },
+);

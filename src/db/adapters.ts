@@ -60,6 +60,23 @@ export function clientKind(value: unknown): ClientKind | undefined {
   return undefined;
 }
 
+/**
+ * True for a pg Pool: each of its query() calls runs on whichever connection is free and
+ * commits at once, so enqueue runs its statement in a transaction on a connection of its
+ * own (as it does with Stepping's pool), keeping a batch all-or-nothing.
+ */
+export function isPgPool(value: unknown): value is import('pg').Pool {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    hasMethod(value, 'connect') &&
+    hasMethod(value, 'query') &&
+    hasMethod(value, 'end') &&
+    typeof (value as { totalCount?: unknown }).totalCount === 'number' &&
+    typeof (value as { idleCount?: unknown }).idleCount === 'number'
+  );
+}
+
 /** Names what `value` is, for the "not a client" message. */
 function describeValue(value: unknown): string {
   if (value === null || value === undefined) return String(value);

@@ -16,7 +16,12 @@ type ReconnectHandler = () => void;
 export class NotificationHub {
   private subscriber: Subscriber | undefined;
   private connecting: Promise<Subscriber> | undefined;
-  private readonly handlers = new Map<string, Set<Handler>>();
+  /**
+   * Per channel: its handlers, and its LISTEN (made by the first subscriber). Every
+   * subscriber awaits that LISTEN, not only the first: a caller that reads state once
+   * subscribed must not miss a NOTIFY sent before the LISTEN took effect.
+   */
+  private readonly channels = new Map<string, { handlers: Set<Handler>; listening: Promise<void> }>();
   private readonly reconnectHandlers = new Set<ReconnectHandler>();
   private readonly errorHandlers = new Set<(error: Error) => void>();
 
@@ -40,8 +45,10 @@ export class NotificationHub {
         paranoidChecking: 10_000,
       });
       subscriber.events.on('notification', (n) => {
-        const set = this.handlers.get(n.channel);
-        if (set) for (const h of set) h(typeof n.payload === 'string' ? n.payload : String(n.payload ?? ''));
+        const entry = this.channels.get(n.channel);
+        if (entry)
+          for (const h of entry.handlers)
+            h(typeof n.payload === 'string' ? n.payload : String(n.payload ?? ''));
       });
       // After a reconnect, notifications sent meanwhile are lost: tell subscribers to re-check.
       subscriber.events.on('connected', () => {
@@ -70,7 +77,9 @@ export class NotificationHub {
 
   /**
    * Listens on `channel`; `onReconnect` runs after the connection was re-established (and
-   * so may have missed notifications). Returns the unsubscribe function.
+   * so may have missed notifications). Resolves once the LISTEN is in effect (also for a
+   * second subscriber while the first one's LISTEN is on its way), with the unsubscribe
+   * function; rejects when that LISTEN failed.
    */
   async subscribe(
     channel: string,
@@ -78,22 +87,40 @@ export class NotificationHub {
     onReconnect?: ReconnectHandler,
   ): Promise<() => Promise<void>> {
     const subscriber = await this.connect();
-    let set = this.handlers.get(channel);
-    if (!set) {
-      set = new Set();
-      this.handlers.set(channel, set);
-      await subscriber.listenTo(channel);
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = {
+        handlers: new Set(),
+        listening: (async () => {
+          await subscriber.listenTo(channel);
+        })(),
+      };
+      this.channels.set(channel, entry);
     }
-    set.add(handler);
+    const subscription = entry;
+    // Added before the LISTEN is awaited, so that another subscriber leaving meanwhile
+    // does not UNLISTEN the channel under this one.
+    subscription.handlers.add(handler);
     if (onReconnect) this.reconnectHandlers.add(onReconnect);
-    return async () => {
-      set.delete(handler);
+    let unsubscribed = false;
+    const unsubscribe = async () => {
+      if (unsubscribed) return;
+      unsubscribed = true;
+      subscription.handlers.delete(handler);
       if (onReconnect) this.reconnectHandlers.delete(onReconnect);
-      if (set.size === 0 && this.handlers.get(channel) === set) {
-        this.handlers.delete(channel);
+      if (subscription.handlers.size === 0 && this.channels.get(channel) === subscription) {
+        this.channels.delete(channel);
         await this.subscriber?.unlisten(channel)?.catch(() => {});
       }
     };
+    try {
+      await subscription.listening;
+    } catch (error) {
+      // The last one out removes the channel, so that a later subscriber tries LISTEN again.
+      await unsubscribe();
+      throw error;
+    }
+    return unsubscribe;
   }
 
   /** Closes the connection. */
@@ -101,7 +128,7 @@ export class NotificationHub {
     const subscriber = this.subscriber ?? (await this.connecting?.catch(() => undefined));
     this.subscriber = undefined;
     this.connecting = undefined;
-    this.handlers.clear();
+    this.channels.clear();
     this.reconnectHandlers.clear();
     await subscriber?.close().catch(() => {});
   }

@@ -29,6 +29,8 @@ export interface WaitForFinalOptions<T> {
   timeoutMs?: number;
   /** Re-read interval while LISTEN does not (or not yet known to) work. Default WAIT_POLL_MS. */
   pollMs?: number;
+  /** Stops the wait at once, rejecting with the signal's reason (a read in flight is not awaited). */
+  signal?: AbortSignal;
 }
 
 /** True when a done-channel payload names `jobId`. */
@@ -43,24 +45,45 @@ function mentions(payload: string, jobId: string): boolean {
 export async function waitForFinalState<T extends { status: string }>(
   options: WaitForFinalOptions<T>,
 ): Promise<T> {
-  const { jobId, read, isFinal, timeoutMs } = options;
+  const { jobId, read, isFinal, timeoutMs, signal } = options;
   const pollMs = options.pollMs ?? WAIT_POLL_MS;
+  // Checked before anything listens or reads.
+  signal?.throwIfAborted();
+  // Rejects when the signal is aborted; raced with every read and every sleep below.
+  let onAbort: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    // The signal's reason, whatever it is (an AbortSignal's default is a DOMException).
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+    onAbort = () => reject(signal?.reason);
+  });
+  aborted.catch(() => {});
+  signal?.addEventListener('abort', onAbort, { once: true });
   let wake: () => void = () => {};
   // Subscribed before the first read, so a job finishing in between is not missed. A
   // subscription that fails (the LISTEN connection is being made again after the server
   // went away) leaves the wait to polling instead of failing it.
   let unsubscribe: () => Promise<void> = () => Promise.resolve();
   let subscribed = true;
+  const subscribing = options.hub.subscribe(
+    options.doneChannel,
+    (payload) => {
+      if (mentions(payload, jobId)) wake();
+    },
+    () => wake(),
+  );
   try {
-    unsubscribe = await options.hub.subscribe(
-      options.doneChannel,
-      (payload) => {
-        if (mentions(payload, jobId)) wake();
-      },
-      () => wake(),
-    );
+    unsubscribe = await Promise.race([subscribing, aborted]);
   } catch {
     subscribed = false;
+  }
+  if (signal?.aborted) {
+    signal.removeEventListener('abort', onAbort);
+    // Undone once made (not awaited: making it may take long while its server is away).
+    void subscribing.then(
+      (undo) => undo(),
+      () => {},
+    );
+    throw signal.reason;
   }
   let listening = (subscribed ? undefined : false) as boolean | undefined;
   const verdict = subscribed
@@ -74,7 +97,11 @@ export async function waitForFinalState<T extends { status: string }>(
   try {
     for (;;) {
       const woken = new Promise<'woken'>((resolve) => (wake = () => resolve('woken')));
-      const state = await read();
+      signal?.throwIfAborted();
+      const reading = read();
+      // Not awaited once aborted: its failure (the pool ended by close()) is nobody's concern.
+      reading.catch(() => {});
+      const state = await Promise.race([reading, aborted]);
       if (!state) throw new JobNotFoundError(`stepping: no job ${jobId}`);
       if (isFinal(state)) return state;
       if (deadline - Date.now() <= 0)
@@ -87,6 +114,7 @@ export async function waitForFinalState<T extends { status: string }>(
         let timer: NodeJS.Timeout | undefined;
         const outcome = await Promise.race([
           woken,
+          aborted,
           new Promise<'timer'>((resolve) => {
             // Capped at setTimeout's limit: a longer delay would fire at once, in a loop.
             if (Number.isFinite(sleepMs))
@@ -99,6 +127,7 @@ export async function waitForFinalState<T extends { status: string }>(
       }
     }
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     await unsubscribe();
     // The verdict outlives this call (it is the check's); keep its rejection handled.
     verdict.catch(() => {});

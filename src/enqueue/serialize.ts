@@ -270,10 +270,12 @@ export function serializeJob(steps: unknown, options: unknown): Record<string, u
 }
 
 /**
- * Validates the jobs of one enqueueMany call and returns the JSON text of the batch for
- * job_enqueue_batch; errors name the job (`job 3: ...`) when there are several.
+ * Validates the jobs of one enqueueMany call and returns them as job_enqueue_batch takes
+ * them (without trace context); errors name the job (`job 3: ...`) when there are several.
+ * The caller's input is read here only: what comes after (the enqueue span, the JSON)
+ * works on the result, so a getter or proxy is never read twice.
  */
-export function serializeJobs(jobs: unknown, trace: StoredTraceContext | null = null): string {
+export function validateJobs(jobs: unknown): Record<string, unknown>[] {
   return guarded(() => {
     if (!Array.isArray(jobs) || jobs.length === 0) fail('enqueueMany needs an array of at least one job');
     const out: Record<string, unknown>[] = [];
@@ -286,10 +288,6 @@ export function serializeJobs(jobs: unknown, trace: StoredTraceContext | null = 
       try {
         const { steps, options } = spec as Record<string, unknown>;
         const s = serializeJobChecked(steps, options);
-        if (trace) {
-          s.job.trace_parent = trace.traceParent;
-          if (trace.traceState !== null) s.job.trace_state = trace.traceState;
-        }
         out.push(s.job);
         bytes += s.bytes;
       } catch (error) {
@@ -304,6 +302,26 @@ export function serializeJobs(jobs: unknown, trace: StoredTraceContext | null = 
         );
       }
     }
-    return JSON.stringify(out);
+    return out;
   });
+}
+
+/** The JSON text of validated jobs for job_enqueue_batch, each carrying `trace` when given. */
+export function jobsJson(jobs: readonly Record<string, unknown>[], trace: StoredTraceContext | null): string {
+  if (!trace) return JSON.stringify(jobs);
+  return JSON.stringify(
+    jobs.map((job) => ({
+      ...job,
+      trace_parent: trace.traceParent,
+      ...(trace.traceState !== null ? { trace_state: trace.traceState } : {}),
+    })),
+  );
+}
+
+/**
+ * Validates the jobs of one enqueueMany call and returns the JSON text of the batch for
+ * job_enqueue_batch (validateJobs, then jobsJson).
+ */
+export function serializeJobs(jobs: unknown, trace: StoredTraceContext | null = null): string {
+  return jobsJson(validateJobs(jobs), trace);
 }
