@@ -20,7 +20,7 @@ import { parseJobIdParam } from './filters.js';
 import { action, jobPage, jobsPage, overviewPage, pickerPage } from './handlers.js';
 import { problemContent } from './pages/problem.js';
 import { baseShell, redirect, type RouteContext, sendHtml } from './respond.js';
-import { checkHost, setSecurityHeaders } from './security.js';
+import { checkFetchSite, checkHost, setSecurityHeaders } from './security.js';
 
 /** Event streams the whole process holds at most (each is an open connection). */
 export const MAX_EVENT_STREAMS = 200;
@@ -33,6 +33,7 @@ export async function handleRequest(
 ): Promise<void> {
   try {
     checkHost(req, ctx.address);
+    checkFetchSite(req);
     await route(ctx, req, res);
   } catch (error) {
     if (res.headersSent) {
