@@ -3,7 +3,8 @@
  * targets, over HTTP with the headers Chromium sends (test/dashboard-browser.test.ts drives
  * a real one): a page of another site cannot make the dashboard do work or open database
  * connections through subresource requests (event streams, fetch, images, frames), while a
- * link from it still opens the dashboard.
+ * link from it still opens the dashboard; a request target that a browser's URL parser
+ * reads as another host is not a page.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -110,5 +111,31 @@ test(
       const answer = await rawGet(base, target, headers);
       assert.equal(answer.status, 200, `${target} ${JSON.stringify(headers)}: ${answer.body.slice(0, 300)}`);
     }
+  },
+);
+
+test(
+  'a request target a browser reads as another host (//host/..., /\\host/...) is not a page',
+  { timeout: 60_000 },
+  async () => {
+    await h.stepping.enqueue([{ name: 'cross.target', args: {} }], { queue: 'target' });
+    const single = await dashboard({ connectionString: h.url });
+    const many = await dashboard({ databases: [{ id: 'main', connectionString: h.url }] });
+    // Served, such a page's script would fetch its live part from `location.pathname`, which
+    // the browser resolves against the other host, and put that answer into the page.
+    for (const [base, target] of [
+      [single.url, '//evil.example/jobs'],
+      [single.url, '//evil.example/'],
+      [single.url, '/\\evil.example/jobs'],
+      [single.url, `//127.0.0.1:${new URL(single.url).port}/jobs`],
+      [many.url, '//evil.example/'],
+      [many.url, '//evil.example/db/main/jobs'],
+    ] as const) {
+      const answer = await rawGet(base, target);
+      assert.equal(answer.status, 404, `${target}: ${answer.body.slice(0, 300)}`);
+      assert.doesNotMatch(answer.body, /data-events=/, target);
+    }
+    assert.equal((await rawGet(single.url, '/jobs?queue=target')).status, 200);
+    assert.equal((await rawGet(many.url, '/db/main/jobs')).status, 200);
   },
 );
