@@ -4,13 +4,14 @@
  * a real one): a page of another site cannot make the dashboard do work or open database
  * connections through subresource requests (event streams, fetch, images, frames), while a
  * link from it still opens the dashboard; a request target that a browser's URL parser
- * reads as another host is not a page.
+ * reads as another host is not a page; a notice name from the URL never shows anything but
+ * the fixed notices.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
 
-import { type Answer, dashboard } from './support/dashboard.js';
+import { type Answer, dashboard, failJob, formToken, request } from './support/dashboard.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -137,5 +138,27 @@ test(
     }
     assert.equal((await rawGet(single.url, '/jobs?queue=target')).status, 200);
     assert.equal((await rawGet(many.url, '/db/main/jobs')).status, 200);
+  },
+);
+
+test(
+  'the notice on a job page is one of the fixed ones, whatever the URL names',
+  { timeout: 60_000 },
+  async () => {
+    const name = 'cross.notice';
+    const jobId = await h.stepping.enqueue([{ name, args: {} }], { queue: 'notice' });
+    await failJob(h.pool, jobId, name, { message: 'declined', name: 'Error' });
+    const d = await dashboard({ connectionString: h.url, allowActions: true });
+    for (const notice of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'nope']) {
+      const page = await request(new URL(`jobs/${jobId}?notice=${notice}`, d.url).href);
+      assert.equal(page.status, 200, notice);
+      assert.equal(/<div class="notice"[^<]*/.exec(page.body)?.[0], undefined, notice);
+    }
+    const page = await request(new URL(`jobs/${jobId}?notice=retried`, d.url).href);
+    assert.match(
+      page.body,
+      /<div class="notice" role="status">Retried: the job runs again from its failed step\.<\/div>/,
+    );
+    assert.ok(formToken(page.body));
   },
 );
