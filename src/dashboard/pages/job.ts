@@ -114,15 +114,16 @@ function stepItem(d: JobData, s: StepDetail): Html {
           </div>
           ${s.compensationLastError ? html`<div><span class="dim">last error:</span> <span class="err">${s.compensationLastError}</span></div>` : null}
         </div>`;
+  const resultText = s.result === null ? null : jsonText(s.result);
   const result =
-    s.result === null
+    resultText === null
       ? null
       : html`<details
           data-key="r${s.stepIndex}"
-          ${jsonText(s.result).length <= OPEN_RESULT_CHARS ? trustedHtml('open') : null}
+          ${resultText.length <= OPEN_RESULT_CHARS ? trustedHtml('open') : null}
         >
           <summary>result</summary>
-          <pre data-result>${jsonText(s.result)}</pre>
+          <pre data-result>${resultText}</pre>
         </details>`;
   return html`<li
     class="t-${statusClass(s.status)}"
