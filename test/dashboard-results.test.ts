@@ -107,3 +107,33 @@ test(
     assert.ok(page.body.length < 200_000, String(page.body.length));
   },
 );
+
+test(
+  'the job page of a 1,000-step job whose every result is 8,000 quotes stays a few MB',
+  { timeout: 120_000 },
+  async () => {
+    const name = 'results.quotes';
+    const steps = 1000;
+    const jobId = await h.stepping.enqueue(
+      Array.from({ length: steps }, () => ({ name, args: {} })),
+      { queue: 'results' },
+    );
+    for (let i = 0; i < steps; i++) await completeStep(h.pool, jobId, name, null);
+    assert.equal((await h.stepping.getJob(jobId))?.status, 'succeeded');
+    // What handlers returning 8,000 quotes each would have stored: 16 KB each as PostgreSQL
+    // prints them, 16 MB in all (the per-job limit). Written in one statement: through the
+    // engine, every claim carries the results before it (ctx.results), 8 GB in all.
+    await h.pool.query(`UPDATE stepping.steps SET result = to_jsonb(repeat('"', 8000)) WHERE job_id = $1`, [
+      jobId,
+    ]);
+    const d = await dashboard({ connectionString: h.url });
+    const page = await request(new URL(`jobs/${jobId}`, d.url).href);
+    assert.equal(page.status, 200, page.body.slice(0, 300));
+    assert.ok(page.body.length < 5_000_000, `the page is ${page.body.length} characters`);
+    // Every step is listed; the first results are shown, the rest point to the CLI. (Each
+    // quote is `\"` in JSON and `\&quot;` in HTML: 7 characters of page per character.)
+    assert.equal(page.body.match(/<li\s+class="t-succeeded"\s+data-step-index=/g)?.length, steps);
+    assert.ok(page.body.includes(`<pre data-result>&quot;${'\\&quot;'.repeat(100)}`));
+    assert.match(page.body, /not shown: this page shows \d[\d,]* characters of results and errors in all/);
+  },
+);
