@@ -8,6 +8,8 @@
  * many-databases picker, stay text and run no script. Every wait is on page content.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -242,3 +244,62 @@ test('in a browser: the many-databases picker switches databases; hostile values
     await page.context().close();
   }
 });
+
+test(
+  'in a browser: a page of another site cannot frame or drive the dashboard, a link from it opens it; a //host path is no page',
+  { timeout: 180_000 },
+  async () => {
+    const jobId = await h.stepping.enqueue([{ name: 'cross.browser', args: {} }], { queue: 'cross' });
+    const d = await dashboard({ connectionString: h.url });
+    const own = new URL(d.url);
+    // Another site: localhost is a different site from 127.0.0.1 to the browser.
+    const hostile = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><title>elsewhere</title>
+        <iframe id="frame" src="${own.origin}/"></iframe>
+        <img src="${own.origin}/jobs/${jobId}">
+        <a id="link" href="${own.origin}/jobs/${jobId}">the job</a>
+        <script>
+          var done = 0;
+          function finished() { if (++done === 2) document.body.dataset.done = '1'; }
+          var source = new EventSource('${own.origin}/events');
+          source.onerror = function () { source.close(); finished(); };
+          fetch('${own.origin}/jobs?key=order', { mode: 'no-cors' }).then(finished, finished);
+        </script>`);
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+    const elsewhere = `http://localhost:${(hostile.address() as AddressInfo).port}`;
+    const w = await watchedPage(browser, own.host);
+    const page = w.page;
+    try {
+      const framed = page.waitForResponse(
+        (r) => new URL(r.url()).host === own.host && r.request().resourceType() === 'document',
+      );
+      await page.goto(`${elsewhere}/`);
+      await page.locator('body[data-done="1"]').waitFor();
+      // The frame's request was answered with a refusal (the browser would not show it anyway).
+      assert.equal((await framed).status(), 403);
+
+      // A link from that site opens the dashboard, which works as usual. (What went wrong
+      // so far went wrong on the other site's page: refused requests, a refused frame.)
+      w.errors.length = 0;
+      w.outside.length = 0;
+      await page.click('#link');
+      await page.locator(`#job[data-job="${jobId}"]`).waitFor();
+      await page.locator('#live-state.on').waitFor();
+      assertClean(w);
+
+      // `//host/...` is a path to the server but another host to the page's script.
+      const other = await page.goto(`${own.origin}//${new URL(elsewhere).host}/jobs`);
+      assert.equal(other?.status(), 404);
+      assert.equal(await page.locator('#live-state').count(), 0);
+      assert.deepEqual(w.errors, [
+        'console: Failed to load resource: the server responded with a status of 404 (Not Found)',
+      ]);
+      assert.deepEqual(w.outside, []);
+    } finally {
+      await page.context().close();
+      hostile.close();
+    }
+  },
+);

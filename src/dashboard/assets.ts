@@ -102,7 +102,7 @@ export const SCRIPT = `
   var url = new URL(location.href);
   if (url.searchParams.has('notice')) {
     url.searchParams.delete('notice');
-    history.replaceState(null, '', url.pathname + url.search);
+    history.replaceState(null, '', url.href);
   }
   var live = document.getElementById('live');
   var state = document.getElementById('live-state');
@@ -117,7 +117,8 @@ export const SCRIPT = `
     var wait = Math.max(0, last + 1000 - Date.now());
     setTimeout(function () {
       last = Date.now();
-      fetch(location.pathname + location.search, {
+      // The whole address, never the path alone: a path starting with // would be another host.
+      fetch(location.href, {
         credentials: 'same-origin', cache: 'no-store', headers: { 'X-Stepping-Live': '1' }
       })
         .then(function (res) {

@@ -32,15 +32,55 @@ export function perMinute(count: number, windowMs: number): string {
 export const MAX_JSON_SHOWN = 20_000;
 
 /**
- * A stored JSON value, indented, cut to `max` characters with a note saying how much was
- * left out. JSON rather than the bare value, so the string "42" and the number 42 differ.
+ * A stored JSON value as `JSON.stringify(value, null, 2)` writes it, cut to `max`
+ * characters with a note. JSON rather than the bare value, so the string "42" and the
+ * number 42 differ. Written piece by piece and stopped once past `max`: a result within
+ * the 1 MB limit can be 70 MB indented (numbers nested 100 deep, 200 spaces each), and
+ * indenting all of it to show 20,000 characters held the server for seconds per result.
  */
 export function jsonText(value: unknown, max = MAX_JSON_SHOWN): string {
-  const text = JSON.stringify(value, null, 2) ?? 'null';
-  if (text.length <= max) return text;
+  const out: string[] = [];
+  let length = 0;
+  const put = (piece: string) => {
+    out.push(piece);
+    length += piece.length;
+  };
+  const write = (v: unknown, indent: string): void => {
+    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+      v = (v as { toJSON: () => unknown }).toJSON();
+    }
+    if (v === null || typeof v !== 'object') {
+      // Primitives as JSON.stringify writes them (undefined, functions: null, as in arrays).
+      put(JSON.stringify(v) ?? 'null');
+      return;
+    }
+    const inner = `${indent}  `;
+    if (Array.isArray(v)) {
+      if (v.length === 0) return put('[]');
+      put('[');
+      for (let i = 0; i < v.length && length <= max; i++) {
+        put(`${i === 0 ? '' : ','}\n${inner}`);
+        write(v[i], inner);
+      }
+      return put(`\n${indent}]`);
+    }
+    let first = true;
+    for (const key of Object.keys(v)) {
+      if (length > max) break;
+      const member = (v as Record<string, unknown>)[key];
+      if (member === undefined || typeof member === 'function' || typeof member === 'symbol') continue;
+      put(`${first ? '{' : ','}\n${inner}${JSON.stringify(key)}: `);
+      first = false;
+      write(member, inner);
+    }
+    put(first ? '{}' : `\n${indent}}`);
+  };
+  write(value, '');
+  const text = out.join('');
+  if (length <= max) return text;
   let end = max;
   // Never split a surrogate pair.
   const last = text.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end -= 1;
-  return `${text.slice(0, end)}\n… (${text.length - end} more characters; \`stepping job ID --json\` shows all)`;
+  return `${text.slice(0, end)}\n… (cut at ${max} characters; \`stepping job ID --json\` shows all)`;
 }

@@ -30,11 +30,11 @@ const PICKER_CONCURRENCY = 8;
 const MAX_FORM_BYTES = 4096;
 
 /** Fixed confirmations after an action (the URL names one; its text never comes from the URL). */
-const NOTICES: Readonly<Record<string, string>> = {
-  retried: 'Retried: the job runs again from its failed step.',
-  cancelled: 'Cancelled.',
-  'cancel-requested': 'Cancel requested: the running step is being aborted; the job stops after it.',
-};
+const NOTICES: ReadonlyMap<string, string> = new Map([
+  ['retried', 'Retried: the job runs again from its failed step.'],
+  ['cancelled', 'Cancelled.'],
+  ['cancel-requested', 'Cancel requested: the running step is being aborted; the job stops after it.'],
+]);
 
 /** A panel's rows, or why there are none: a view this version lacks, or a query that failed. */
 async function panel<T>(exists: boolean, read: () => Promise<T>): Promise<PanelResult<T>> {
@@ -124,7 +124,8 @@ export async function jobPage(
   const now = await ctx.queries.now(pool);
   const [job, steps] = await Promise.all([ctx.queries.job(pool, jobId), ctx.queries.steps(pool, jobId)]);
   if (!job) throw new DashboardRequestError(404, `no job ${jobId}`);
-  const notice = NOTICES[url.searchParams.get('notice') ?? ''] ?? null;
+  // A Map, not an object literal: `?notice=constructor` must not find Object's own members.
+  const notice = NOTICES.get(url.searchParams.get('notice') ?? '') ?? null;
   sendHtml(
     req,
     res,

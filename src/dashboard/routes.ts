@@ -20,7 +20,10 @@ import { parseJobIdParam } from './filters.js';
 import { action, jobPage, jobsPage, overviewPage, pickerPage } from './handlers.js';
 import { problemContent } from './pages/problem.js';
 import { baseShell, redirect, type RouteContext, sendHtml } from './respond.js';
-import { checkHost, setSecurityHeaders } from './security.js';
+import { checkFetchSite, checkHost, setSecurityHeaders } from './security.js';
+
+/** The host request targets are resolved against: a target that changes it is not a plain path. */
+const PLACEHOLDER_HOST = 'dashboard.invalid';
 
 /** Event streams the whole process holds at most (each is an open connection). */
 export const MAX_EVENT_STREAMS = 200;
@@ -33,6 +36,7 @@ export async function handleRequest(
 ): Promise<void> {
   try {
     checkHost(req, ctx.address);
+    checkFetchSite(req);
     await route(ctx, req, res);
   } catch (error) {
     if (res.headersSent) {
@@ -93,7 +97,12 @@ function segments(pathname: string): string[] {
 }
 
 async function route(ctx: RouteContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
+  const target = req.url ?? '/';
+  const url = new URL(target, `http://${PLACEHOLDER_HOST}`);
+  // `//evil.example/jobs` (or `/\evil.example/...`, or an absolute URL) names another host
+  // to a URL parser: a browser showing such a page would resolve the page's own path
+  // against that host. Only a plain path is a page.
+  if (!target.startsWith('/') || url.host !== PLACEHOLDER_HOST) throw notFound();
   const parts = segments(url.pathname);
   if (url.pathname === '/favicon.ico') {
     setSecurityHeaders(res, null);

@@ -6,6 +6,12 @@
  *   or the configured host, at the listening port. A DNS-rebinding page (evil.example
  *   resolving to 127.0.0.1) sends `Host: evil.example` and is refused, so it can neither
  *   read pages nor the token in them.
+ * - **Other sites' pages** (Fetch Metadata, sent by current browsers): a request that a
+ *   page of another origin makes as a subresource (an EventSource, a fetch, an image, a
+ *   frame) is refused before any database work, so such a page cannot hold event streams
+ *   (each opens a LISTEN connection), make the dashboard query the database in a loop, or
+ *   learn from statuses whether a job or a key exists. A link from another site (a
+ *   top-level navigation) still opens any page.
  * - **Actions** (retry, cancel) exist only with --allow-actions, are POSTs, and need the
  *   per-process random token that the pages embed (another origin cannot read it), an
  *   `Origin` equal to the dashboard's own when the browser sends one, and
@@ -58,6 +64,29 @@ export function checkHost(req: IncomingMessage, address: ListenAddress): void {
     throw new DashboardRequestError(
       403,
       'unexpected Host header: open the dashboard by IP address, localhost or its --host name, at its port',
+    );
+  }
+}
+
+/**
+ * Throws a 403 for a request a page of another origin (another site, or another port of
+ * this host) makes as a subresource, by the Fetch Metadata headers browsers send. Allowed:
+ * no `Sec-Fetch-Site` (curl, older browsers), `same-origin` (the dashboard's own script),
+ * `none` (a typed address, a bookmark), and a top-level GET navigation from anywhere (a
+ * link). Actions have a stricter check of their own (checkActionRequest).
+ */
+export function checkFetchSite(req: IncomingMessage): void {
+  const site = req.headers['sec-fetch-site'];
+  if (site === undefined || site === 'same-origin' || site === 'none') return;
+  const dest = req.headers['sec-fetch-dest'];
+  const navigation =
+    (req.method === 'GET' || req.method === 'HEAD') &&
+    req.headers['sec-fetch-mode'] === 'navigate' &&
+    (dest === undefined || dest === 'document');
+  if (!navigation) {
+    throw new DashboardRequestError(
+      403,
+      'refused: a page of another site asked for this (open the dashboard by its address or a link)',
     );
   }
 }

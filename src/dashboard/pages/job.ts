@@ -4,13 +4,51 @@
  * with its stack, the stored result, and each compensation's state.
  */
 import { isFinalStatus } from '../../job-status.js';
-import { jsonText, utc } from '../format.js';
+import { jsonText, MAX_JSON_SHOWN, utc } from '../format.js';
 import { type Html, html, trustedHtml } from '../html.js';
 import type { ErrorDetail, JobDetail, StepDetail } from '../queries.js';
-import { jobHref, statusBadge, timeCell } from './common.js';
+import { ERROR_CELL_CHARS, jobHref, statusBadge, timeCell } from './common.js';
 
 /** Results up to this many characters (as shown) are open on the page; longer ones are one click away. */
 const OPEN_RESULT_CHARS = 400;
+
+/**
+ * Characters of results, outputs, error messages and stacks one job page shows in all.
+ * A job may have 1,000 steps, each with a result, a message and a stack: 16 MB of results
+ * (the per-job limit) and 10 MB of errors, and HTML escaping can make a character six
+ * (a quote is `&quot;`). Past the budget, results and stacks are left out with a note
+ * and messages are cut to a line; the CLI's `--json` has everything.
+ */
+export const PAGE_TEXT_BUDGET = 400_000;
+
+/** What is left of PAGE_TEXT_BUDGET while one page is written, in the page's order. */
+interface TextBudget {
+  left: number;
+}
+
+/** An error message: whole while the budget lasts, then its first line's worth. */
+function messageShown(budget: TextBudget, message: string): string {
+  const text =
+    budget.left <= 0 && message.length > ERROR_CELL_CHARS
+      ? `${message.slice(0, ERROR_CELL_CHARS - 1)}…`
+      : message;
+  budget.left -= text.length;
+  return text;
+}
+
+const NOT_SHOWN = `not shown: this page shows ${PAGE_TEXT_BUDGET.toLocaleString('en-US')} characters of results and errors in all`;
+
+function notShown(): Html {
+  return html`<p class="dim" data-not-shown>${NOT_SHOWN} (<code>stepping job ID --json</code> shows all)</p>`;
+}
+
+/** A stored JSON value as the page shows it, or null when the page's budget is spent. */
+function jsonShown(budget: TextBudget, value: unknown): string | null {
+  if (budget.left <= 0) return null;
+  const text = jsonText(value, Math.min(MAX_JSON_SHOWN, budget.left));
+  budget.left -= text.length;
+  return text;
+}
 
 /** What the job page shows. */
 export interface JobData {
@@ -23,12 +61,16 @@ export interface JobData {
 }
 
 function errorBlock(
+  budget: TextBudget,
   summary: string,
   message: string | null,
   detail: ErrorDetail | null,
   key: string,
 ): Html | null {
   if (message === null && detail === null) return null;
+  const text = messageShown(budget, message ?? detail?.message ?? '');
+  const stack = detail?.stack ? (budget.left > 0 ? detail.stack.slice(0, budget.left) : null) : undefined;
+  if (stack) budget.left -= stack.length;
   const meta = [
     detail?.name ? detail.name : null,
     detail?.attempt !== null && detail?.attempt !== undefined ? `attempt ${detail.attempt}` : null,
@@ -37,15 +79,17 @@ function errorBlock(
   return html`<div class="error-block">
     <div>
       <span class="dim">${summary}${meta.length > 0 ? ` (${meta.join(', ')})` : ''}:</span>
-      <span class="err" data-error>${message ?? detail?.message ?? ''}</span>
+      <span class="err" data-error>${text}</span>
     </div>
     ${
-      detail?.stack
+      stack
         ? html`<details data-key="${key}">
             <summary>stack</summary>
-            <pre>${detail.stack}</pre>
+            <pre>${stack}</pre>
           </details>`
-        : null
+        : stack === null
+          ? notShown()
+          : null
     }
   </div>`;
 }
@@ -97,11 +141,11 @@ function facts(d: JobData): Html {
   </dl>`;
 }
 
-function stepItem(d: JobData, s: StepDetail): Html {
+function stepItem(d: JobData, budget: TextBudget, s: StepDetail): Html {
   const forwardError =
     s.status === 'succeeded' || s.status === 'skipped'
-      ? errorBlock('error of an earlier attempt', s.lastError, s.lastErrorDetail, `e${s.stepIndex}`)
-      : errorBlock('last error', s.lastError, s.lastErrorDetail, `e${s.stepIndex}`);
+      ? errorBlock(budget, 'error of an earlier attempt', s.lastError, s.lastErrorDetail, `e${s.stepIndex}`)
+      : errorBlock(budget, 'last error', s.lastError, s.lastErrorDetail, `e${s.stepIndex}`);
   const compensation =
     s.compensateName === null
       ? null
@@ -112,18 +156,21 @@ function stepItem(d: JobData, s: StepDetail): Html {
             ${s.compensationAttempts > 0 ? html`<span class="dim">attempts ${s.compensationAttempts}</span>` : null}
             ${s.compensationFinishedAt ? html`<span class="dim">finished ${timeCell(d.now, s.compensationFinishedAt)}</span>` : null}
           </div>
-          ${s.compensationLastError ? html`<div><span class="dim">last error:</span> <span class="err">${s.compensationLastError}</span></div>` : null}
+          ${s.compensationLastError ? html`<div><span class="dim">last error:</span> <span class="err">${messageShown(budget, s.compensationLastError)}</span></div>` : null}
         </div>`;
+  const resultText = s.result === null ? null : jsonShown(budget, s.result);
   const result =
     s.result === null
       ? null
-      : html`<details
-          data-key="r${s.stepIndex}"
-          ${jsonText(s.result).length <= OPEN_RESULT_CHARS ? trustedHtml('open') : null}
-        >
-          <summary>result</summary>
-          <pre data-result>${jsonText(s.result)}</pre>
-        </details>`;
+      : resultText === null
+        ? notShown()
+        : html`<details
+            data-key="r${s.stepIndex}"
+            ${resultText.length <= OPEN_RESULT_CHARS ? trustedHtml('open') : null}
+          >
+            <summary>result</summary>
+            <pre data-result>${resultText}</pre>
+          </details>`;
   return html`<li
     class="t-${statusClass(s.status)}"
     data-step-index="${s.stepIndex}"
@@ -152,17 +199,25 @@ export function jobHeading(jobId: string): Html {
 /** The job page's live part. */
 export function jobContent(d: JobData): Html {
   const j = d.job;
+  // Spent in the order the page is written: the job's error and output, then the steps.
+  const budget: TextBudget = { left: PAGE_TEXT_BUDGET };
+  const jobError =
+    j.status !== 'succeeded'
+      ? errorBlock(budget, 'last error', j.lastError, j.lastErrorDetail, 'job-error')
+      : null;
+  const output = j.output === null ? null : jsonShown(budget, j.output);
   return html`<section class="card" id="job" data-job="${j.jobId}" data-job-status="${j.status}">
       <h2>${statusBadge(j.status)}</h2>
-      ${facts(d)}
-      ${j.status !== 'succeeded' ? errorBlock('last error', j.lastError, j.lastErrorDetail, 'job-error') : null}
+      ${facts(d)} ${jobError}
       ${
-        j.output !== null
-          ? html`<details data-key="output">
-              <summary>output (the last step's result)</summary>
-              <pre>${jsonText(j.output)}</pre>
-            </details>`
-          : null
+        j.output === null
+          ? null
+          : output === null
+            ? notShown()
+            : html`<details data-key="output">
+                <summary>output (the last step's result)</summary>
+                <pre>${output}</pre>
+              </details>`
       }
       ${actions(d)}
     </section>
@@ -172,7 +227,7 @@ export function jobContent(d: JobData): Html {
         <li class="t-other" data-event="enqueued">
           <div class="step-head"><span class="step-name">enqueued</span> ${timeCell(d.now, j.createdAt)}</div>
         </li>
-        ${d.steps.map((s) => stepItem(d, s))}
+        ${d.steps.map((s) => stepItem(d, budget, s))}
         ${
           j.finishedAt
             ? html`<li class="t-${statusClass(j.status)}" data-event="finished">
