@@ -130,8 +130,14 @@ COMMENT ON FUNCTION schedule_pause(text, boolean, timestamptz) IS
   'Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).';
 
 -- schedule_due: up to p_limit active schedules whose next run is due on the engine's
--- clock, with that clock's reading (now), for a scheduler to compute their runs.
-CREATE OR REPLACE FUNCTION schedule_due(p_limit integer DEFAULT 100)
+-- clock, with that clock's reading (now), for a scheduler to compute their runs, in the
+-- order (next_run_at, name). p_after_at and p_after_name (both or neither) page on from
+-- the last row of the previous look: a scheduler that cannot fire some schedules (a cron
+-- or zone written in SQL that the driver cannot read, a job refused) pages past them to
+-- the others instead of reading the same first page again (which never ended once a page
+-- was full of them: every later schedule starved).
+CREATE OR REPLACE FUNCTION schedule_due(p_limit integer DEFAULT 100, p_after_at timestamptz DEFAULT NULL,
+                                        p_after_name text DEFAULT NULL)
 RETURNS TABLE (name text, cron text, tz text, next_run_at timestamptz, backfill integer, now timestamptz)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
@@ -140,10 +146,12 @@ AS $$
   SELECT s.name, s.cron, s.tz, s.next_run_at, s.backfill, c.now
   FROM schedules s CROSS JOIN c
   WHERE NOT s.paused AND s.next_run_at IS NOT NULL AND s.next_run_at <= c.now
+    AND (p_after_at IS NULL OR (s.next_run_at, s.name) > (p_after_at, coalesce(p_after_name, '')))
   ORDER BY s.next_run_at, s.name
   LIMIT least(greatest(coalesce(p_limit, 100), 1), 1000);
 $$;
-COMMENT ON FUNCTION schedule_due(integer) IS 'Active schedules whose next run is due (engine clock), with the clock''s reading.';
+COMMENT ON FUNCTION schedule_due(integer, timestamptz, text) IS
+  'Active schedules whose next run is due (engine clock), with the clock''s reading; pages on after (p_after_at, p_after_name).';
 
 -- schedule_fire: enqueues the runs p_runs of schedule p_name and advances its next_run_at
 -- to p_next (NULL: never again), in the caller's transaction, only if the schedule is
@@ -196,14 +204,18 @@ COMMENT ON FUNCTION schedule_fire(text, timestamptz, timestamptz[], timestamptz)
 
 -- schedule_next_due_in_ms: milliseconds until the next active schedule is due (<= 0: due
 -- now; NULL: none), on the engine's clock, so a scheduler sleeps exactly until then.
-CREATE OR REPLACE FUNCTION schedule_next_due_in_ms() RETURNS double precision
+-- p_skip: names the scheduler leaves alone for now (their last fire failed; it retries
+-- them after a pause of its own), so that they do not keep it awake.
+CREATE OR REPLACE FUNCTION schedule_next_due_in_ms(p_skip text[] DEFAULT NULL) RETURNS double precision
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
   SELECT extract(epoch FROM min(s.next_run_at) - engine_now()) * 1000
-  FROM schedules s WHERE NOT s.paused AND s.next_run_at IS NOT NULL;
+  FROM schedules s
+  WHERE NOT s.paused AND s.next_run_at IS NOT NULL AND s.name <> ALL (coalesce(p_skip, '{}'));
 $$;
-COMMENT ON FUNCTION schedule_next_due_in_ms() IS 'Milliseconds until the next active schedule is due (NULL: none), engine clock.';
+COMMENT ON FUNCTION schedule_next_due_in_ms(text[]) IS
+  'Milliseconds until the next active schedule not in p_skip is due (NULL: none), engine clock.';
 
 -- schedule_overview: one row per schedule: its cron and zone, the job it enqueues (queue,
 -- step names), paused, next and last run, and the last job enqueued with its status.

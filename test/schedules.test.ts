@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { DEFAULT_QUEUE } from '../src/defaults.js';
-import { defineStep, InvalidArgumentError } from '../src/index.js';
+import { createWorker, defineStep, InvalidArgumentError } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -193,3 +193,55 @@ test('schedule_fire enqueues a due time once: a second caller with the same due 
   );
   await h.stepping.unschedule('race');
 });
+
+test(
+  'schedules the driver cannot fire (cron or zone written in SQL) do not hold up the other schedules',
+  { timeout: 120_000 },
+  async (t) => {
+    await engineTime('2026-08-01T00:00:30Z');
+    // schedule_upsert checks the job and the zone's name, not the cron: psql or another
+    // language can store an expression croner refuses, or a zone PostgreSQL knows and Node
+    // does not. More of them than one look-up of due schedules takes, all due first.
+    const job = JSON.stringify({ steps: [{ name: 'sched.tick', args: {} }], queue: 'wedge' });
+    await h.pool.query(
+      `SELECT stepping.schedule_upsert(format('broken-%s', i), CASE WHEN i % 2 = 0 THEN 'not a cron' ELSE '0 * * * *' END,
+                                     CASE WHEN i % 2 = 0 THEN 'UTC' ELSE 'posix/Europe/Berlin' END, $1::jsonb,
+                                     '2026-08-01T00:00:00Z')
+     FROM generate_series(1, 150) i`,
+      [job],
+    );
+    await h.stepping.schedule('healthy', '* * * * *', [tick({})], { queue: 'wedge' });
+    await engineTime('2026-08-01T00:01:30Z');
+    const failed = new Map<string, number>();
+    const w = createWorker({ connectionString: h.url, steps: [tick], queues: ['wedge'], pollIntervalMs: 50 });
+    t.after(() => w.stop());
+    w.on('error', (e) => {
+      if (e.during.startsWith('schedule broken-')) failed.set(e.during, (failed.get(e.during) ?? 0) + 1);
+    });
+    await w.start();
+    await eventually(async () => (await keys('healthy')).length === 1, 20_000, 'the healthy schedule');
+    assert.deepEqual(await keys('healthy'), ['schedule:healthy:2026-08-01T00:01:00.000Z']);
+    await eventually(() => failed.size === 150, 20_000, 'an error for each broken schedule');
+    // Ten more looks, each firing the healthy schedule: a broken one is not tried at each
+    // (it waits 1 s, 2 s, 4 s... after its failures: ten tries would take over eight minutes).
+    for (let minute = 2; minute <= 11; minute++) {
+      await engineTime(`2026-08-01T00:${String(minute).padStart(2, '0')}:30Z`);
+      await eventually(
+        async () => (await keys('healthy')).length === minute,
+        20_000,
+        `healthy run ${minute}`,
+      );
+    }
+    assert.ok(
+      failed.get('schedule broken-1')! < 10,
+      `broken-1 tried ${failed.get('schedule broken-1')} times`,
+    );
+    // A broken schedule that is fixed fires from its new definition.
+    await h.stepping.schedule('broken-2', '*/5 * * * *', [tick({})], { queue: 'wedge' });
+    await engineTime('2026-08-01T00:15:30Z');
+    await eventually(async () => (await keys('broken-2')).length === 1, 20_000, 'the fixed schedule');
+    assert.deepEqual(await keys('broken-2'), ['schedule:broken-2:2026-08-01T00:15:00.000Z']);
+    await w.stop();
+    await h.pool.query(`DELETE FROM stepping.schedules WHERE name LIKE 'broken-%' OR name = 'healthy'`);
+  },
+);
