@@ -245,3 +245,35 @@ test(
     await h.pool.query(`DELETE FROM stepping.schedules WHERE name LIKE 'broken-%' OR name = 'healthy'`);
   },
 );
+
+test(
+  'a thousand yearly schedules with backfill 1000 fire at once: the due times are found from the missed ones, not from 1000 years back',
+  { timeout: 180_000 },
+  async (t) => {
+    await engineTime('2027-12-31T23:00:00Z');
+    await h.stepping.schedule('new-year-0', '0 0 1 1 *', [tick({})], { queue: 'new-year', backfill: 1000 });
+    // The others as the first (the test writes the table: a thousand trial enqueues would be slow).
+    await h.pool.query(
+      `INSERT INTO stepping.schedules (name, cron, tz, job, backfill, next_run_at)
+     SELECT format('new-year-%s', i), s.cron, s.tz, s.job, s.backfill, s.next_run_at
+     FROM stepping.schedules s, generate_series(1, 999) i WHERE s.name = 'new-year-0'`,
+    );
+    assert.equal(await nextRunAt('new-year-999'), '2028-01-01T00:00:00.000Z');
+    await engineTime('2028-01-01T00:00:30Z');
+    await h.worker({ steps: [tick], queues: ['none'], pollIntervalMs: 50 }, t);
+    // Each fire used to ask croner for the 1000 previous due times (back to the year 1028):
+    // about 0.1 to 0.2 s of the worker's event loop per schedule, minutes for the thousand.
+    await eventually(
+      async () =>
+        Number(
+          (await h.pool.query(`SELECT count(*) AS n FROM stepping.jobs WHERE key LIKE 'schedule:new-year-%'`))
+            .rows[0].n,
+        ) === 1000,
+      60_000,
+      'a job for each of the thousand schedules',
+    );
+    assert.deepEqual(await keys('new-year-999'), ['schedule:new-year-999:2028-01-01T00:00:00.000Z']);
+    assert.equal(await nextRunAt('new-year-999'), '2029-01-01T00:00:00.000Z');
+    await h.pool.query(`DELETE FROM stepping.schedules WHERE name LIKE 'new-year-%'`);
+  },
+);

@@ -48,11 +48,19 @@ export class CronSchedule {
    * none matches (the expression changed under an old next_run_at), `from` itself.
    */
   dueRuns(from: Date, now: Date, backfill: number): Date[] {
-    // previousRuns counts back from the reference and includes a run in its own second.
-    const runs = this.cron
-      .previousRuns(Math.max(backfill, 1), new Date(now.getTime() + 1))
-      .filter((t) => t.getTime() >= from.getTime() && t.getTime() <= now.getTime())
-      .reverse();
-    return runs.length > 0 ? runs : [from];
+    // Counts back from now one due time at a time and stops at `from`: the work follows the
+    // runs actually missed. (Asking croner for max(backfill, 1) previous runs at once made
+    // every fire of a yearly schedule with backfill 1000 search back a thousand years.)
+    const want = Math.max(backfill, 1);
+    const runs: Date[] = [];
+    // previousRuns includes a run earlier in the reference's own second, not one at it.
+    let reference = new Date(now.getTime() + 1);
+    while (runs.length < want) {
+      const [t] = this.cron.previousRuns(1, reference);
+      if (!t || t.getTime() < from.getTime() || t.getTime() >= reference.getTime()) break;
+      if (t.getTime() <= now.getTime()) runs.push(t);
+      reference = t;
+    }
+    return runs.length > 0 ? runs.reverse() : [from];
   }
 }
