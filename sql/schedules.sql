@@ -110,8 +110,11 @@ COMMENT ON FUNCTION schedule_remove(text) IS 'Deletes a recurring schedule; true
 
 -- schedule_pause: pauses (p_paused) or resumes a schedule; true when it exists. A paused
 -- schedule enqueues nothing. Resuming sets next_run_at to p_next_run_at (the driver's next
--- due time from now): runs due while paused are skipped, not caught up.
-CREATE OR REPLACE FUNCTION schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamptz DEFAULT NULL)
+-- due time from now; NULL: the expression never fires again): runs due while paused are
+-- skipped, not caught up. Resuming without p_next_run_at is refused (SP001): the default
+-- ('infinity' stands for "not given") used to be NULL, and `schedule_pause(name, false)`
+-- in psql left an active schedule that never fired again. Pausing ignores it.
+CREATE OR REPLACE FUNCTION schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamptz DEFAULT 'infinity')
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
@@ -120,6 +123,13 @@ BEGIN
   IF p_paused IS NULL THEN
     PERFORM _bad_input('schedule_pause needs p_paused');
   END IF;
+  IF NOT p_paused AND p_next_run_at = 'infinity' THEN
+    PERFORM _bad_input('resuming a schedule needs p_next_run_at, its next due time after now (NULL: never again); '
+                       'resumeSchedule() and `stepping schedules resume` compute it from the cron');
+  END IF;
+  IF NOT p_paused AND (p_next_run_at < _limit_min_date() OR p_next_run_at >= _limit_max_date()) THEN
+    PERFORM _bad_input('a schedule''s next run lies outside the supported dates');
+  END IF;
   UPDATE schedules SET paused = p_paused, updated_at = engine_now(),
                        next_run_at = CASE WHEN p_paused OR NOT paused THEN next_run_at ELSE p_next_run_at END
   WHERE name = p_name;
@@ -127,7 +137,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION schedule_pause(text, boolean, timestamptz) IS
-  'Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).';
+  'Pauses or resumes a schedule (resume: next_run_at from the given time, required; runs due while paused are skipped).';
 
 -- schedule_due: up to p_limit active schedules whose next run is due on the engine's
 -- clock, with that clock's reading (now), for a scheduler to compute their runs, in the

@@ -355,7 +355,7 @@ schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp wit
 schedule_next_due_in_ms(p_skip text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     33db622222534f4a63569de63b28c2e3
 schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time zone) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    4dfc213ab87dc74ed47a3fc06e255549
+    e0165cae26b8b03277c0d9f6cbb4ef3c
 schedule_remove(p_name text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     56d7ded5003b441c6cd698ea42cc771c
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -537,7 +537,7 @@ function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now,
 function <schema>.schedule_due(integer,timestamp with time zone,text): Active schedules whose next run is due (engine clock), with the clock's reading; pages on after (p_after_at, p_after_name).
 function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).
 function <schema>.schedule_next_due_in_ms(text[]): Milliseconds until the next active schedule not in p_skip is due (NULL: none), engine clock.
-function <schema>.schedule_pause(text,boolean,timestamp with time zone): Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).
+function <schema>.schedule_pause(text,boolean,timestamp with time zone): Pauses or resumes a schedule (resume: next_run_at from the given time, required; runs due while paused are skipped).
 function <schema>.schedule_remove(text): Deletes a recurring schedule; true when it existed.
 function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean): Creates or replaces a recurring schedule (job template tried first); keeps next_run_at when cron and tz are unchanged.
 function <schema>.step_claim(text,text[],text[],integer,integer): Leases up to p_limit runnable units the worker has handlers for (SKIP LOCKED, priority then due time), fresh token each.

@@ -277,3 +277,43 @@ test(
     await h.pool.query(`DELETE FROM stepping.schedules WHERE name LIKE 'new-year-%'`);
   },
 );
+
+test(
+  'schedule_pause: resuming from SQL needs the next due time (NULL: never again), within the supported dates',
+  { timeout: 60_000 },
+  async () => {
+    await engineTime('2026-09-01T10:00:30Z');
+    await h.stepping.schedule('sql-resume', '*/5 * * * *', [tick({})], { paused: true });
+    // The call psql users write to resume used to set next_run_at to NULL: an active schedule
+    // that never fired again, silently.
+    await assert.rejects(
+      h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false)`),
+      /next due time/,
+    );
+    await assert.rejects(
+      h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false, '-infinity')`),
+      /outside the supported dates/,
+    );
+    let [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'sql-resume');
+    assert.equal(s!.paused, true);
+    // Pausing needs no time; resuming with one continues from it.
+    assert.equal(
+      (await h.pool.query(`SELECT stepping.schedule_pause('sql-resume', true) AS ok`)).rows[0].ok,
+      true,
+    );
+    await h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false, '2026-09-01T10:05:00Z')`);
+    assert.equal(await nextRunAt('sql-resume'), '2026-09-01T10:05:00.000Z');
+    // An explicit NULL still means "never again" (the driver's resume of an expression without
+    // a later due time).
+    await h.stepping.pauseSchedule('sql-resume');
+    await h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false, NULL)`);
+    [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'sql-resume');
+    assert.equal(s!.paused, false);
+    assert.equal(s!.nextRunAt, null);
+    // The driver's pause and resume are unchanged.
+    await h.stepping.pauseSchedule('sql-resume');
+    assert.equal(await h.stepping.resumeSchedule('sql-resume'), true);
+    assert.equal(await nextRunAt('sql-resume'), '2026-09-01T10:05:00.000Z');
+    await h.stepping.unschedule('sql-resume');
+  },
+);
