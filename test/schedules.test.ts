@@ -317,3 +317,29 @@ test(
     await h.stepping.unschedule('sql-resume');
   },
 );
+
+test(
+  'a worker refuses declarative schedules that share a name (the last used to replace the others at each start)',
+  { timeout: 60_000 },
+  async () => {
+    const w = createWorker({
+      connectionString: h.url,
+      steps: [tick],
+      queues: ['dup'],
+      schedules: [
+        { name: 'dup-report', cron: '0 6 * * *', steps: [tick({ region: 'eu' })], queue: 'dup' },
+        { name: 'dup-other', cron: '0 7 * * *', steps: [tick({})], queue: 'dup' },
+        { name: 'dup-report', cron: '0 9 * * *', steps: [tick({ region: 'us' })], queue: 'dup' },
+      ],
+    });
+    try {
+      await assert.rejects(w.start(), /two schedules named "dup-report"/);
+    } finally {
+      await w.stop();
+    }
+    assert.deepEqual(
+      (await h.stepping.listSchedules()).filter((s) => s.name.startsWith('dup-')),
+      [],
+    );
+  },
+);

@@ -73,6 +73,18 @@ export class Scheduler {
 
   /** Upserts the declarative schedules (an invalid one fails the start), subscribes and fires what is due. */
   async start(): Promise<void> {
+    // Upserted in turn, the last of two definitions with one name would replace the first
+    // at every start, silently.
+    const names = new Set<unknown>();
+    for (const def of this.deps.definitions) {
+      const name = (def as { name?: unknown } | null)?.name;
+      if (names.has(name))
+        throw new ConfigError(
+          `the schedules option has two schedules named ${JSON.stringify(String(name).slice(0, 200))}: ` +
+            'each name is one schedule (the last would replace the others at every start)',
+        );
+      names.add(name);
+    }
     for (const def of this.deps.definitions) {
       try {
         await this.schedules.define(this.deps.db, def);
