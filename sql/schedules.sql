@@ -169,8 +169,10 @@ COMMENT ON FUNCTION schedule_due(integer, timestamptz, text) IS
 -- otherwise another scheduler fired it, or it changed, and nothing happens (NULL). The row
 -- is locked SKIP LOCKED, so a scheduler never waits for another. p_runs: the due times to
 -- enqueue, each from p_from up to now, at most max(backfill, 1) of them; each is enqueued
--- with run_at = the due time and key schedule:<name>:<due time> (an unfinished job with
--- that key is not duplicated). Returns how many jobs it enqueued.
+-- with run_at = the due time and key schedule:<name>:<due time>. An unfinished job with
+-- that key is not duplicated when the due time is one this schedule may have fired before
+-- (at most last_run_at); a later one's key can only be held by a job someone else
+-- enqueued, and the run is enqueued without the key. Returns how many jobs it enqueued.
 CREATE OR REPLACE FUNCTION schedule_fire(p_name text, p_from timestamptz, p_runs timestamptz[], p_next timestamptz)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -182,6 +184,10 @@ DECLARE
   v_jobs  jsonb;
   v_last  bigint;
   v_n     integer;
+  v_held  integer[];
+  v_more  integer;
+  v_more_last bigint;
+  v_fired timestamptz;
 BEGIN
   SELECT * INTO v_s FROM schedules
   WHERE name = p_name AND next_run_at = p_from AND NOT paused
@@ -189,6 +195,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
+  v_fired := coalesce(v_s.last_run_at, '-infinity');
   IF coalesce(cardinality(p_runs), 0) > greatest(v_s.backfill, 1)
      OR EXISTS (SELECT 1 FROM unnest(p_runs) r WHERE r IS NULL OR r < p_from OR r > v_now)
      OR p_next <= p_from OR p_next >= _limit_max_date() THEN
@@ -199,8 +206,23 @@ BEGIN
   INTO v_jobs FROM (SELECT DISTINCT r FROM unnest(p_runs) r) d;
   v_n := 0;
   IF v_jobs IS NOT NULL THEN
-    SELECT count(*) FILTER (WHERE b.created), max(b.job_id) INTO v_n, v_last
+    -- A key held by an unfinished job is a job of this schedule only for a due time it may
+    -- have fired before (at most last_run_at: next_run_at went back, after the clock did).
+    -- Past that the holder is someone else's: any producer may enqueue with any key, and
+    -- every future key is known, so a forged job would take the run away (and be named the
+    -- schedule's last job). Such a run (v_held) is enqueued all the same, without the key.
+    SELECT count(*) FILTER (WHERE b.created),
+           array_agg(b.ord ORDER BY b.ord)
+             FILTER (WHERE NOT b.created AND (v_jobs -> b.ord ->> 'run_at')::timestamptz > v_fired),
+           max(b.job_id) FILTER (WHERE b.created OR (v_jobs -> b.ord ->> 'run_at')::timestamptz <= v_fired)
+    INTO v_n, v_held, v_last
     FROM _job_enqueue_batch(v_jobs, 0) b;
+    IF v_held IS NOT NULL THEN
+      SELECT count(*), max(b.job_id) INTO v_more, v_more_last
+      FROM _job_enqueue_batch((SELECT jsonb_agg((v_jobs -> o) - 'key' ORDER BY o) FROM unnest(v_held) o), 0) b;
+      v_n := v_n + v_more;
+      v_last := greatest(v_last, v_more_last);
+    END IF;
   END IF;
   UPDATE schedules SET next_run_at = p_next, updated_at = v_now,
                        last_run_at = coalesce((SELECT max(r) FROM unnest(p_runs) r), last_run_at),

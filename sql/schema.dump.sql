@@ -351,7 +351,7 @@ queue_metrics() -> TABLE(queue text, runnable bigint, scheduled bigint, running 
 schedule_due(p_limit integer, p_after_at timestamp with time zone, p_after_name text) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     ec5389f011d19263430d6ba107cd2f34
 schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp with time zone[], p_next timestamp with time zone) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    32a28a066467907dbdc543c2e17ae1fd
+    acc608b7f190f3d8bbe60cadc2e366cb
 schedule_next_due_in_ms(p_skip text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     33db622222534f4a63569de63b28c2e3
 schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time zone) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp

@@ -343,3 +343,48 @@ test(
     );
   },
 );
+
+test(
+  'a producer cannot take a scheduled run away by enqueueing a job with its key first',
+  { timeout: 60_000 },
+  async () => {
+    await engineTime('2026-10-01T00:00:30Z');
+    await h.stepping.schedule('hijack', '* * * * *', [tick({ real: true })], { queue: 'hijack' });
+    // A role with only the producer grants knows the key of every future run
+    // (schedule:<name>:<due time>): it holds the next one with a job that never runs.
+    const producer = await h.client();
+    await producer.query('SET ROLE stepping_producer');
+    const forged = (
+      await producer.query(
+        `SELECT stepping.job_enqueue('[{"name": "sched.tick", "args": {"real": false}}]', 'elsewhere', 0,
+                                   '2199-01-01T00:00:00Z', 'schedule:hijack:2026-10-01T00:01:00.000Z') AS id`,
+      )
+    ).rows[0].id as string;
+    await producer.query('RESET ROLE');
+    await engineTime('2026-10-01T00:01:30Z');
+    const fire = `SELECT stepping.schedule_fire('hijack', '2026-10-01T00:01:00Z', ARRAY['2026-10-01T00:01:00Z'::timestamptz],
+                                               '2026-10-01T00:02:00Z') AS n`;
+    assert.equal((await h.pool.query(fire)).rows[0].n, 1, 'the run is enqueued');
+    const { rows } = await h.pool.query(
+      `SELECT j.id::text, j.queue, j.available_at, s.args FROM stepping.jobs j JOIN stepping.steps s ON s.job_id = j.id
+     WHERE j.queue = 'hijack'`,
+    );
+    assert.equal(rows.length, 1);
+    assert.equal((rows[0].available_at as Date).toISOString(), '2026-10-01T00:01:00.000Z');
+    assert.deepEqual(rows[0].args, { real: true });
+    const [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'hijack');
+    assert.equal(s!.lastJobId, rows[0].id, 'the schedule names its own job, not the forged one');
+    assert.notEqual(s!.lastJobId, forged);
+    // The key still guards a due time the schedule may have fired before: next_run_at moved
+    // back (as after the clock went back) finds its own unfinished job and adds none.
+    await h.pool.query(
+      `UPDATE stepping.schedules SET next_run_at = '2026-10-01T00:01:00Z' WHERE name = 'hijack'`,
+    );
+    assert.equal((await h.pool.query(fire)).rows[0].n, 0);
+    assert.equal(
+      (await h.pool.query(`SELECT count(*)::int AS n FROM stepping.jobs WHERE queue = 'hijack'`)).rows[0].n,
+      1,
+    );
+    await h.stepping.unschedule('hijack');
+  },
+);
