@@ -388,3 +388,21 @@ test(
     await h.stepping.unschedule('hijack');
   },
 );
+
+test(
+  'a due time whose next one lies past the supported dates is enqueued, and the schedule ends',
+  { timeout: 60_000 },
+  async (t) => {
+    await engineTime('2029-12-31T23:00:00Z');
+    // Croner reads a seventh field as years: after 2030 the next due time is in 2250, past
+    // MAX_DATE (2200), which schedule_fire refuses as next_run_at.
+    await h.stepping.schedule('last-decade', '0 0 0 1 1 * 2030,2250', [tick({})], { queue: 'years' });
+    assert.equal(await nextRunAt('last-decade'), '2030-01-01T00:00:00.000Z');
+    await engineTime('2030-01-01T00:00:30Z');
+    await h.worker({ steps: [tick], queues: ['years'], pollIntervalMs: 50 }, t);
+    await eventually(async () => (await keys('last-decade')).length === 1, 20_000, 'the 2030 run');
+    assert.deepEqual(await keys('last-decade'), ['schedule:last-decade:2030-01-01T00:00:00.000Z']);
+    await eventually(async () => (await nextRunAt('last-decade')) === null, 20_000, 'no next run');
+    await h.stepping.unschedule('last-decade');
+  },
+);

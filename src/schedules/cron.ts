@@ -7,6 +7,7 @@
 import { Cron } from 'croner';
 
 import { InvalidArgumentError } from '../errors.js';
+import { MAX_DATE } from '../limits.js';
 
 /** Characters in a cron expression and a time zone name (also checked in SQL). */
 export const MAX_CRON_LENGTH = 200;
@@ -37,9 +38,14 @@ export class CronSchedule {
     }
   }
 
-  /** The first due time strictly after `after`, or null when the expression never fires again. */
+  /**
+   * The first due time strictly after `after`, or null when the expression never fires
+   * again before MAX_DATE (the engine stores no later time: a schedule_fire that advanced
+   * to one was refused, and the due run with it, at every try).
+   */
   nextAfter(after: Date): Date | null {
-    return this.cron.nextRun(after);
+    const next = this.cron.nextRun(after);
+    return next && next.getTime() < MAX_DATE.getTime() ? next : null;
   }
 
   /**
