@@ -110,8 +110,11 @@ COMMENT ON FUNCTION schedule_remove(text) IS 'Deletes a recurring schedule; true
 
 -- schedule_pause: pauses (p_paused) or resumes a schedule; true when it exists. A paused
 -- schedule enqueues nothing. Resuming sets next_run_at to p_next_run_at (the driver's next
--- due time from now): runs due while paused are skipped, not caught up.
-CREATE OR REPLACE FUNCTION schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamptz DEFAULT NULL)
+-- due time from now; NULL: the expression never fires again): runs due while paused are
+-- skipped, not caught up. Resuming without p_next_run_at is refused (SP001): the default
+-- ('infinity' stands for "not given") used to be NULL, and `schedule_pause(name, false)`
+-- in psql left an active schedule that never fired again. Pausing ignores it.
+CREATE OR REPLACE FUNCTION schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamptz DEFAULT 'infinity')
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
@@ -120,6 +123,13 @@ BEGIN
   IF p_paused IS NULL THEN
     PERFORM _bad_input('schedule_pause needs p_paused');
   END IF;
+  IF NOT p_paused AND p_next_run_at = 'infinity' THEN
+    PERFORM _bad_input('resuming a schedule needs p_next_run_at, its next due time after now (NULL: never again); '
+                       'resumeSchedule() and `stepping schedules resume` compute it from the cron');
+  END IF;
+  IF NOT p_paused AND (p_next_run_at < _limit_min_date() OR p_next_run_at >= _limit_max_date()) THEN
+    PERFORM _bad_input('a schedule''s next run lies outside the supported dates');
+  END IF;
   UPDATE schedules SET paused = p_paused, updated_at = engine_now(),
                        next_run_at = CASE WHEN p_paused OR NOT paused THEN next_run_at ELSE p_next_run_at END
   WHERE name = p_name;
@@ -127,11 +137,17 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION schedule_pause(text, boolean, timestamptz) IS
-  'Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).';
+  'Pauses or resumes a schedule (resume: next_run_at from the given time, required; runs due while paused are skipped).';
 
 -- schedule_due: up to p_limit active schedules whose next run is due on the engine's
--- clock, with that clock's reading (now), for a scheduler to compute their runs.
-CREATE OR REPLACE FUNCTION schedule_due(p_limit integer DEFAULT 100)
+-- clock, with that clock's reading (now), for a scheduler to compute their runs, in the
+-- order (next_run_at, name). p_after_at and p_after_name (both or neither) page on from
+-- the last row of the previous look: a scheduler that cannot fire some schedules (a cron
+-- or zone written in SQL that the driver cannot read, a job refused) pages past them to
+-- the others instead of reading the same first page again (which never ended once a page
+-- was full of them: every later schedule starved).
+CREATE OR REPLACE FUNCTION schedule_due(p_limit integer DEFAULT 100, p_after_at timestamptz DEFAULT NULL,
+                                        p_after_name text DEFAULT NULL)
 RETURNS TABLE (name text, cron text, tz text, next_run_at timestamptz, backfill integer, now timestamptz)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
@@ -140,10 +156,12 @@ AS $$
   SELECT s.name, s.cron, s.tz, s.next_run_at, s.backfill, c.now
   FROM schedules s CROSS JOIN c
   WHERE NOT s.paused AND s.next_run_at IS NOT NULL AND s.next_run_at <= c.now
+    AND (p_after_at IS NULL OR (s.next_run_at, s.name) > (p_after_at, coalesce(p_after_name, '')))
   ORDER BY s.next_run_at, s.name
   LIMIT least(greatest(coalesce(p_limit, 100), 1), 1000);
 $$;
-COMMENT ON FUNCTION schedule_due(integer) IS 'Active schedules whose next run is due (engine clock), with the clock''s reading.';
+COMMENT ON FUNCTION schedule_due(integer, timestamptz, text) IS
+  'Active schedules whose next run is due (engine clock), with the clock''s reading; pages on after (p_after_at, p_after_name).';
 
 -- schedule_fire: enqueues the runs p_runs of schedule p_name and advances its next_run_at
 -- to p_next (NULL: never again), in the caller's transaction, only if the schedule is
@@ -151,8 +169,10 @@ COMMENT ON FUNCTION schedule_due(integer) IS 'Active schedules whose next run is
 -- otherwise another scheduler fired it, or it changed, and nothing happens (NULL). The row
 -- is locked SKIP LOCKED, so a scheduler never waits for another. p_runs: the due times to
 -- enqueue, each from p_from up to now, at most max(backfill, 1) of them; each is enqueued
--- with run_at = the due time and key schedule:<name>:<due time> (an unfinished job with
--- that key is not duplicated). Returns how many jobs it enqueued.
+-- with run_at = the due time and key schedule:<name>:<due time>. An unfinished job with
+-- that key is not duplicated when the due time is one this schedule may have fired before
+-- (at most last_run_at); a later one's key can only be held by a job someone else
+-- enqueued, and the run is enqueued without the key. Returns how many jobs it enqueued.
 CREATE OR REPLACE FUNCTION schedule_fire(p_name text, p_from timestamptz, p_runs timestamptz[], p_next timestamptz)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -164,6 +184,10 @@ DECLARE
   v_jobs  jsonb;
   v_last  bigint;
   v_n     integer;
+  v_held  integer[];
+  v_more  integer;
+  v_more_last bigint;
+  v_fired timestamptz;
 BEGIN
   SELECT * INTO v_s FROM schedules
   WHERE name = p_name AND next_run_at = p_from AND NOT paused
@@ -171,6 +195,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
+  v_fired := coalesce(v_s.last_run_at, '-infinity');
   IF coalesce(cardinality(p_runs), 0) > greatest(v_s.backfill, 1)
      OR EXISTS (SELECT 1 FROM unnest(p_runs) r WHERE r IS NULL OR r < p_from OR r > v_now)
      OR p_next <= p_from OR p_next >= _limit_max_date() THEN
@@ -181,8 +206,23 @@ BEGIN
   INTO v_jobs FROM (SELECT DISTINCT r FROM unnest(p_runs) r) d;
   v_n := 0;
   IF v_jobs IS NOT NULL THEN
-    SELECT count(*) FILTER (WHERE b.created), max(b.job_id) INTO v_n, v_last
+    -- A key held by an unfinished job is a job of this schedule only for a due time it may
+    -- have fired before (at most last_run_at: next_run_at went back, after the clock did).
+    -- Past that the holder is someone else's: any producer may enqueue with any key, and
+    -- every future key is known, so a forged job would take the run away (and be named the
+    -- schedule's last job). Such a run (v_held) is enqueued all the same, without the key.
+    SELECT count(*) FILTER (WHERE b.created),
+           array_agg(b.ord ORDER BY b.ord)
+             FILTER (WHERE NOT b.created AND (v_jobs -> b.ord ->> 'run_at')::timestamptz > v_fired),
+           max(b.job_id) FILTER (WHERE b.created OR (v_jobs -> b.ord ->> 'run_at')::timestamptz <= v_fired)
+    INTO v_n, v_held, v_last
     FROM _job_enqueue_batch(v_jobs, 0) b;
+    IF v_held IS NOT NULL THEN
+      SELECT count(*), max(b.job_id) INTO v_more, v_more_last
+      FROM _job_enqueue_batch((SELECT jsonb_agg((v_jobs -> o) - 'key' ORDER BY o) FROM unnest(v_held) o), 0) b;
+      v_n := v_n + v_more;
+      v_last := greatest(v_last, v_more_last);
+    END IF;
   END IF;
   UPDATE schedules SET next_run_at = p_next, updated_at = v_now,
                        last_run_at = coalesce((SELECT max(r) FROM unnest(p_runs) r), last_run_at),
@@ -196,14 +236,18 @@ COMMENT ON FUNCTION schedule_fire(text, timestamptz, timestamptz[], timestamptz)
 
 -- schedule_next_due_in_ms: milliseconds until the next active schedule is due (<= 0: due
 -- now; NULL: none), on the engine's clock, so a scheduler sleeps exactly until then.
-CREATE OR REPLACE FUNCTION schedule_next_due_in_ms() RETURNS double precision
+-- p_skip: names the scheduler leaves alone for now (their last fire failed; it retries
+-- them after a pause of its own), so that they do not keep it awake.
+CREATE OR REPLACE FUNCTION schedule_next_due_in_ms(p_skip text[] DEFAULT NULL) RETURNS double precision
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
   SELECT extract(epoch FROM min(s.next_run_at) - engine_now()) * 1000
-  FROM schedules s WHERE NOT s.paused AND s.next_run_at IS NOT NULL;
+  FROM schedules s
+  WHERE NOT s.paused AND s.next_run_at IS NOT NULL AND s.name <> ALL (coalesce(p_skip, '{}'));
 $$;
-COMMENT ON FUNCTION schedule_next_due_in_ms() IS 'Milliseconds until the next active schedule is due (NULL: none), engine clock.';
+COMMENT ON FUNCTION schedule_next_due_in_ms(text[]) IS
+  'Milliseconds until the next active schedule not in p_skip is due (NULL: none), engine clock.';
 
 -- schedule_overview: one row per schedule: its cron and zone, the job it enqueues (queue,
 -- step names), paused, next and last run, and the last job enqueued with its status.

@@ -348,14 +348,14 @@ queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rat
     76f0015254dfd37fc1c3a876bb8d296b
 queue_metrics() -> TABLE(queue text, runnable bigint, scheduled bigint, running bigint, oldest_runnable_age_ms double precision) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_seqscan=off set jit=off
     020ccd81f90eae5f8118a8a03fc522e7
-schedule_due(p_limit integer) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    943a0ca865ca439e91ec5516a9694996
+schedule_due(p_limit integer, p_after_at timestamp with time zone, p_after_name text) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    ec5389f011d19263430d6ba107cd2f34
 schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp with time zone[], p_next timestamp with time zone) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    32a28a066467907dbdc543c2e17ae1fd
-schedule_next_due_in_ms() -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    8e5767fca8b62938a2d048d8ce89f90b
+    acc608b7f190f3d8bbe60cadc2e366cb
+schedule_next_due_in_ms(p_skip text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    33db622222534f4a63569de63b28c2e3
 schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time zone) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    4dfc213ab87dc74ed47a3fc06e255549
+    e0165cae26b8b03277c0d9f6cbb4ef3c
 schedule_remove(p_name text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     56d7ded5003b441c6cd698ea42cc771c
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -402,9 +402,9 @@ function <schema>.queue_limit_clear(text) EXECUTE to <schema>_operator
 function <schema>.queue_limit_set(text,integer,integer,integer,boolean) EXECUTE to <schema>_operator
 function <schema>.queue_metrics() EXECUTE to <schema>_operator
 function <schema>.queue_metrics() EXECUTE to <schema>_worker
-function <schema>.schedule_due(integer) EXECUTE to <schema>_worker
+function <schema>.schedule_due(integer,timestamp with time zone,text) EXECUTE to <schema>_worker
 function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone) EXECUTE to <schema>_worker
-function <schema>.schedule_next_due_in_ms() EXECUTE to <schema>_worker
+function <schema>.schedule_next_due_in_ms(text[]) EXECUTE to <schema>_worker
 function <schema>.schedule_pause(text,boolean,timestamp with time zone) EXECUTE to <schema>_operator
 function <schema>.schedule_remove(text) EXECUTE to <schema>_operator
 function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean) EXECUTE to <schema>_operator
@@ -534,10 +534,10 @@ function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the w
 function <schema>.queue_limit_clear(text): Removes the fleet-wide limits of a queue; true when it had some.
 function <schema>.queue_limit_set(text,integer,integer,integer,boolean): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms (for the queue, or per rate key).
 function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now, scheduled later, running, and the oldest runnable job's wait (ms).
-function <schema>.schedule_due(integer): Active schedules whose next run is due (engine clock), with the clock's reading.
+function <schema>.schedule_due(integer,timestamp with time zone,text): Active schedules whose next run is due (engine clock), with the clock's reading; pages on after (p_after_at, p_after_name).
 function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).
-function <schema>.schedule_next_due_in_ms(): Milliseconds until the next active schedule is due (NULL: none), engine clock.
-function <schema>.schedule_pause(text,boolean,timestamp with time zone): Pauses or resumes a schedule (resume: next_run_at from the given time; runs due while paused are skipped).
+function <schema>.schedule_next_due_in_ms(text[]): Milliseconds until the next active schedule not in p_skip is due (NULL: none), engine clock.
+function <schema>.schedule_pause(text,boolean,timestamp with time zone): Pauses or resumes a schedule (resume: next_run_at from the given time, required; runs due while paused are skipped).
 function <schema>.schedule_remove(text): Deletes a recurring schedule; true when it existed.
 function <schema>.schedule_upsert(text,text,text,jsonb,timestamp with time zone,integer,boolean): Creates or replaces a recurring schedule (job template tried first); keeps next_run_at when cron and tz are unchanged.
 function <schema>.step_claim(text,text[],text[],integer,integer): Leases up to p_limit runnable units the worker has handlers for (SKIP LOCKED, priority then due time), fresh token each.

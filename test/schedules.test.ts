@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { DEFAULT_QUEUE } from '../src/defaults.js';
-import { defineStep, InvalidArgumentError } from '../src/index.js';
+import { createWorker, defineStep, InvalidArgumentError } from '../src/index.js';
 import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -193,3 +193,216 @@ test('schedule_fire enqueues a due time once: a second caller with the same due 
   );
   await h.stepping.unschedule('race');
 });
+
+test(
+  'schedules the driver cannot fire (cron or zone written in SQL) do not hold up the other schedules',
+  { timeout: 120_000 },
+  async (t) => {
+    await engineTime('2026-08-01T00:00:30Z');
+    // schedule_upsert checks the job and the zone's name, not the cron: psql or another
+    // language can store an expression croner refuses, or a zone PostgreSQL knows and Node
+    // does not. More of them than one look-up of due schedules takes, all due first.
+    const job = JSON.stringify({ steps: [{ name: 'sched.tick', args: {} }], queue: 'wedge' });
+    await h.pool.query(
+      `SELECT stepping.schedule_upsert(format('broken-%s', i), CASE WHEN i % 2 = 0 THEN 'not a cron' ELSE '0 * * * *' END,
+                                     CASE WHEN i % 2 = 0 THEN 'UTC' ELSE 'posix/Europe/Berlin' END, $1::jsonb,
+                                     '2026-08-01T00:00:00Z')
+     FROM generate_series(1, 150) i`,
+      [job],
+    );
+    await h.stepping.schedule('healthy', '* * * * *', [tick({})], { queue: 'wedge' });
+    await engineTime('2026-08-01T00:01:30Z');
+    const failed = new Map<string, number>();
+    const w = createWorker({ connectionString: h.url, steps: [tick], queues: ['wedge'], pollIntervalMs: 50 });
+    t.after(() => w.stop());
+    w.on('error', (e) => {
+      if (e.during.startsWith('schedule broken-')) failed.set(e.during, (failed.get(e.during) ?? 0) + 1);
+    });
+    await w.start();
+    await eventually(async () => (await keys('healthy')).length === 1, 20_000, 'the healthy schedule');
+    assert.deepEqual(await keys('healthy'), ['schedule:healthy:2026-08-01T00:01:00.000Z']);
+    await eventually(() => failed.size === 150, 20_000, 'an error for each broken schedule');
+    // Ten more looks, each firing the healthy schedule: a broken one is not tried at each
+    // (it waits 1 s, 2 s, 4 s... after its failures: ten tries would take over eight minutes).
+    for (let minute = 2; minute <= 11; minute++) {
+      await engineTime(`2026-08-01T00:${String(minute).padStart(2, '0')}:30Z`);
+      await eventually(
+        async () => (await keys('healthy')).length === minute,
+        20_000,
+        `healthy run ${minute}`,
+      );
+    }
+    assert.ok(
+      failed.get('schedule broken-1')! < 10,
+      `broken-1 tried ${failed.get('schedule broken-1')} times`,
+    );
+    // A broken schedule that is fixed fires from its new definition.
+    await h.stepping.schedule('broken-2', '*/5 * * * *', [tick({})], { queue: 'wedge' });
+    await engineTime('2026-08-01T00:15:30Z');
+    await eventually(async () => (await keys('broken-2')).length === 1, 20_000, 'the fixed schedule');
+    assert.deepEqual(await keys('broken-2'), ['schedule:broken-2:2026-08-01T00:15:00.000Z']);
+    await w.stop();
+    await h.pool.query(`DELETE FROM stepping.schedules WHERE name LIKE 'broken-%' OR name = 'healthy'`);
+  },
+);
+
+test(
+  'a thousand yearly schedules with backfill 1000 fire at once: the due times are found from the missed ones, not from 1000 years back',
+  { timeout: 180_000 },
+  async (t) => {
+    await engineTime('2027-12-31T23:00:00Z');
+    await h.stepping.schedule('new-year-0', '0 0 1 1 *', [tick({})], { queue: 'new-year', backfill: 1000 });
+    // The others as the first (the test writes the table: a thousand trial enqueues would be slow).
+    await h.pool.query(
+      `INSERT INTO stepping.schedules (name, cron, tz, job, backfill, next_run_at)
+     SELECT format('new-year-%s', i), s.cron, s.tz, s.job, s.backfill, s.next_run_at
+     FROM stepping.schedules s, generate_series(1, 999) i WHERE s.name = 'new-year-0'`,
+    );
+    assert.equal(await nextRunAt('new-year-999'), '2028-01-01T00:00:00.000Z');
+    await engineTime('2028-01-01T00:00:30Z');
+    await h.worker({ steps: [tick], queues: ['none'], pollIntervalMs: 50 }, t);
+    // Each fire used to ask croner for the 1000 previous due times (back to the year 1028):
+    // about 0.1 to 0.2 s of the worker's event loop per schedule, minutes for the thousand.
+    await eventually(
+      async () =>
+        Number(
+          (await h.pool.query(`SELECT count(*) AS n FROM stepping.jobs WHERE key LIKE 'schedule:new-year-%'`))
+            .rows[0].n,
+        ) === 1000,
+      60_000,
+      'a job for each of the thousand schedules',
+    );
+    assert.deepEqual(await keys('new-year-999'), ['schedule:new-year-999:2028-01-01T00:00:00.000Z']);
+    assert.equal(await nextRunAt('new-year-999'), '2029-01-01T00:00:00.000Z');
+    await h.pool.query(`DELETE FROM stepping.schedules WHERE name LIKE 'new-year-%'`);
+  },
+);
+
+test(
+  'schedule_pause: resuming from SQL needs the next due time (NULL: never again), within the supported dates',
+  { timeout: 60_000 },
+  async () => {
+    await engineTime('2026-09-01T10:00:30Z');
+    await h.stepping.schedule('sql-resume', '*/5 * * * *', [tick({})], { paused: true });
+    // The call psql users write to resume used to set next_run_at to NULL: an active schedule
+    // that never fired again, silently.
+    await assert.rejects(
+      h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false)`),
+      /next due time/,
+    );
+    await assert.rejects(
+      h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false, '-infinity')`),
+      /outside the supported dates/,
+    );
+    let [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'sql-resume');
+    assert.equal(s!.paused, true);
+    // Pausing needs no time; resuming with one continues from it.
+    assert.equal(
+      (await h.pool.query(`SELECT stepping.schedule_pause('sql-resume', true) AS ok`)).rows[0].ok,
+      true,
+    );
+    await h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false, '2026-09-01T10:05:00Z')`);
+    assert.equal(await nextRunAt('sql-resume'), '2026-09-01T10:05:00.000Z');
+    // An explicit NULL still means "never again" (the driver's resume of an expression without
+    // a later due time).
+    await h.stepping.pauseSchedule('sql-resume');
+    await h.pool.query(`SELECT stepping.schedule_pause('sql-resume', false, NULL)`);
+    [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'sql-resume');
+    assert.equal(s!.paused, false);
+    assert.equal(s!.nextRunAt, null);
+    // The driver's pause and resume are unchanged.
+    await h.stepping.pauseSchedule('sql-resume');
+    assert.equal(await h.stepping.resumeSchedule('sql-resume'), true);
+    assert.equal(await nextRunAt('sql-resume'), '2026-09-01T10:05:00.000Z');
+    await h.stepping.unschedule('sql-resume');
+  },
+);
+
+test(
+  'a worker refuses declarative schedules that share a name (the last used to replace the others at each start)',
+  { timeout: 60_000 },
+  async () => {
+    const w = createWorker({
+      connectionString: h.url,
+      steps: [tick],
+      queues: ['dup'],
+      schedules: [
+        { name: 'dup-report', cron: '0 6 * * *', steps: [tick({ region: 'eu' })], queue: 'dup' },
+        { name: 'dup-other', cron: '0 7 * * *', steps: [tick({})], queue: 'dup' },
+        { name: 'dup-report', cron: '0 9 * * *', steps: [tick({ region: 'us' })], queue: 'dup' },
+      ],
+    });
+    try {
+      await assert.rejects(w.start(), /two schedules named "dup-report"/);
+    } finally {
+      await w.stop();
+    }
+    assert.deepEqual(
+      (await h.stepping.listSchedules()).filter((s) => s.name.startsWith('dup-')),
+      [],
+    );
+  },
+);
+
+test(
+  'a producer cannot take a scheduled run away by enqueueing a job with its key first',
+  { timeout: 60_000 },
+  async () => {
+    await engineTime('2026-10-01T00:00:30Z');
+    await h.stepping.schedule('hijack', '* * * * *', [tick({ real: true })], { queue: 'hijack' });
+    // A role with only the producer grants knows the key of every future run
+    // (schedule:<name>:<due time>): it holds the next one with a job that never runs.
+    const producer = await h.client();
+    await producer.query('SET ROLE stepping_producer');
+    const forged = (
+      await producer.query(
+        `SELECT stepping.job_enqueue('[{"name": "sched.tick", "args": {"real": false}}]', 'elsewhere', 0,
+                                   '2199-01-01T00:00:00Z', 'schedule:hijack:2026-10-01T00:01:00.000Z') AS id`,
+      )
+    ).rows[0].id as string;
+    await producer.query('RESET ROLE');
+    await engineTime('2026-10-01T00:01:30Z');
+    const fire = `SELECT stepping.schedule_fire('hijack', '2026-10-01T00:01:00Z', ARRAY['2026-10-01T00:01:00Z'::timestamptz],
+                                               '2026-10-01T00:02:00Z') AS n`;
+    assert.equal((await h.pool.query(fire)).rows[0].n, 1, 'the run is enqueued');
+    const { rows } = await h.pool.query(
+      `SELECT j.id::text, j.queue, j.available_at, s.args FROM stepping.jobs j JOIN stepping.steps s ON s.job_id = j.id
+     WHERE j.queue = 'hijack'`,
+    );
+    assert.equal(rows.length, 1);
+    assert.equal((rows[0].available_at as Date).toISOString(), '2026-10-01T00:01:00.000Z');
+    assert.deepEqual(rows[0].args, { real: true });
+    const [s] = (await h.stepping.listSchedules()).filter((x) => x.name === 'hijack');
+    assert.equal(s!.lastJobId, rows[0].id, 'the schedule names its own job, not the forged one');
+    assert.notEqual(s!.lastJobId, forged);
+    // The key still guards a due time the schedule may have fired before: next_run_at moved
+    // back (as after the clock went back) finds its own unfinished job and adds none.
+    await h.pool.query(
+      `UPDATE stepping.schedules SET next_run_at = '2026-10-01T00:01:00Z' WHERE name = 'hijack'`,
+    );
+    assert.equal((await h.pool.query(fire)).rows[0].n, 0);
+    assert.equal(
+      (await h.pool.query(`SELECT count(*)::int AS n FROM stepping.jobs WHERE queue = 'hijack'`)).rows[0].n,
+      1,
+    );
+    await h.stepping.unschedule('hijack');
+  },
+);
+
+test(
+  'a due time whose next one lies past the supported dates is enqueued, and the schedule ends',
+  { timeout: 60_000 },
+  async (t) => {
+    await engineTime('2029-12-31T23:00:00Z');
+    // Croner reads a seventh field as years: after 2030 the next due time is in 2250, past
+    // MAX_DATE (2200), which schedule_fire refuses as next_run_at.
+    await h.stepping.schedule('last-decade', '0 0 0 1 1 * 2030,2250', [tick({})], { queue: 'years' });
+    assert.equal(await nextRunAt('last-decade'), '2030-01-01T00:00:00.000Z');
+    await engineTime('2030-01-01T00:00:30Z');
+    await h.worker({ steps: [tick], queues: ['years'], pollIntervalMs: 50 }, t);
+    await eventually(async () => (await keys('last-decade')).length === 1, 20_000, 'the 2030 run');
+    assert.deepEqual(await keys('last-decade'), ['schedule:last-decade:2030-01-01T00:00:00.000Z']);
+    await eventually(async () => (await nextRunAt('last-decade')) === null, 20_000, 'no next run');
+    await h.stepping.unschedule('last-decade');
+  },
+);

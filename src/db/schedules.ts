@@ -100,9 +100,13 @@ export class ScheduleSql {
     return rows[0] ? { cron: String(rows[0].cron), tz: String(rows[0].tz) } : null;
   }
 
-  /** Active schedules due now. */
-  async due(db: Queryable, limit: number): Promise<DueSchedule[]> {
-    const rows = await this.run(db, `SELECT * FROM ${this.q}.schedule_due($1)`, [limit]);
+  /** Active schedules due now, in (nextRunAt, name) order; `after`: those after that one. */
+  async due(db: Queryable, limit: number, after?: { nextRunAt: Date; name: string }): Promise<DueSchedule[]> {
+    const rows = await this.run(db, `SELECT * FROM ${this.q}.schedule_due($1, $2, $3)`, [
+      limit,
+      after?.nextRunAt ?? null,
+      after?.name ?? null,
+    ]);
     return rows.map((r) => ({
       name: String(r.name),
       cron: String(r.cron),
@@ -131,9 +135,9 @@ export class ScheduleSql {
     return n === null || n === undefined ? null : Number(n);
   }
 
-  /** Milliseconds until the next active schedule is due (<= 0: now), or null. */
-  async nextDueInMs(db: Queryable): Promise<number | null> {
-    const rows = await this.run(db, `SELECT ${this.q}.schedule_next_due_in_ms() AS ms`, []);
+  /** Milliseconds until the next active schedule not named in `skip` is due (<= 0: now), or null. */
+  async nextDueInMs(db: Queryable, skip: readonly string[] = []): Promise<number | null> {
+    const rows = await this.run(db, `SELECT ${this.q}.schedule_next_due_in_ms($1) AS ms`, [skip]);
     const ms = rows[0]?.ms;
     return ms === null || ms === undefined ? null : Number(ms);
   }

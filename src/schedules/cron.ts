@@ -7,6 +7,7 @@
 import { Cron } from 'croner';
 
 import { InvalidArgumentError } from '../errors.js';
+import { MAX_DATE } from '../limits.js';
 
 /** Characters in a cron expression and a time zone name (also checked in SQL). */
 export const MAX_CRON_LENGTH = 200;
@@ -37,9 +38,14 @@ export class CronSchedule {
     }
   }
 
-  /** The first due time strictly after `after`, or null when the expression never fires again. */
+  /**
+   * The first due time strictly after `after`, or null when the expression never fires
+   * again before MAX_DATE (the engine stores no later time: a schedule_fire that advanced
+   * to one was refused, and the due run with it, at every try).
+   */
   nextAfter(after: Date): Date | null {
-    return this.cron.nextRun(after);
+    const next = this.cron.nextRun(after);
+    return next && next.getTime() < MAX_DATE.getTime() ? next : null;
   }
 
   /**
@@ -48,11 +54,19 @@ export class CronSchedule {
    * none matches (the expression changed under an old next_run_at), `from` itself.
    */
   dueRuns(from: Date, now: Date, backfill: number): Date[] {
-    // previousRuns counts back from the reference and includes a run in its own second.
-    const runs = this.cron
-      .previousRuns(Math.max(backfill, 1), new Date(now.getTime() + 1))
-      .filter((t) => t.getTime() >= from.getTime() && t.getTime() <= now.getTime())
-      .reverse();
-    return runs.length > 0 ? runs : [from];
+    // Counts back from now one due time at a time and stops at `from`: the work follows the
+    // runs actually missed. (Asking croner for max(backfill, 1) previous runs at once made
+    // every fire of a yearly schedule with backfill 1000 search back a thousand years.)
+    const want = Math.max(backfill, 1);
+    const runs: Date[] = [];
+    // previousRuns includes a run earlier in the reference's own second, not one at it.
+    let reference = new Date(now.getTime() + 1);
+    while (runs.length < want) {
+      const [t] = this.cron.previousRuns(1, reference);
+      if (!t || t.getTime() < from.getTime() || t.getTime() >= reference.getTime()) break;
+      if (t.getTime() <= now.getTime()) runs.push(t);
+      reference = t;
+    }
+    return runs.length > 0 ? runs.reverse() : [from];
   }
 }
