@@ -146,12 +146,23 @@ function thrownOutcome(thrown: unknown): Outcome {
   const error = asError(thrown);
   let permanent = false;
   try {
-    // By name too, so a PermanentError from another copy of the package still counts.
-    permanent = thrown instanceof PermanentError;
+    // By name too, so a PermanentError from another copy of the package still counts. The
+    // name is read again here, and asError may have returned the thrown value itself: a
+    // getter that answered asError with a string may throw now.
+    permanent = thrown instanceof PermanentError || error.name === 'PermanentError';
   } catch {
     permanent = false;
   }
-  return { kind: 'failure', error, permanent: permanent || error.name === 'PermanentError' };
+  return { kind: 'failure', error, permanent };
+}
+
+/** What a handler's run amounts to when even its thrown value's outcome could not be made. */
+function unreadableOutcome(): Outcome {
+  return {
+    kind: 'failure',
+    error: new Error('the handler threw a value that could not be read'),
+    permanent: false,
+  };
 }
 
 /** How the race between a handler and its limits (timeout, abort of a transaction) ended. */
@@ -238,7 +249,11 @@ export async function runUnit(
     if (unit.phase === 'compensate')
       return { kind: 'success', resultJson: null, result: undefined, tx: null };
     return { kind: 'success', resultJson: encodeResult(value, unit.name), result: value, tx: null };
-  })().catch(thrownOutcome);
+  })()
+    .catch(thrownOutcome)
+    // runUnit never throws: its caller runs it without a catch, and a rejection escaping
+    // there would end the process.
+    .catch(unreadableOutcome);
 
   // Without a timeout or a transaction there is nothing to race (the usual case: no timer,
   // no extra promises): after a cancel or a lost lease the handler is expected to stop by

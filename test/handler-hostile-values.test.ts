@@ -1,0 +1,48 @@
+/**
+ * Values a hostile handler throws or returns that change when read twice, or whose
+ * conversion throws something that is not an Error: each fails its own attempt the way
+ * the README says, and the worker goes on.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { defineStep } from '../src/index.js';
+import { setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+
+/** An Error whose `name` reads as a string once, then throws. */
+function flippingName(): Error {
+  const error = new Error('flips');
+  let reads = 0;
+  Object.defineProperty(error, 'name', {
+    get() {
+      if (reads++ === 0) return 'Error';
+      throw new Error('trap: name read twice');
+    },
+  });
+  return error;
+}
+
+test(
+  'an error whose name getter throws on its second read fails the attempt; the worker goes on',
+  { timeout: 60_000 },
+  async (t) => {
+    const step = defineStep(
+      'hostile.flipping-name',
+      () => {
+        throw flippingName();
+      },
+      { maxAttempts: 1 },
+    );
+    const ok = defineStep('hostile.ok', () => 'fine');
+    const w = await h.worker({ steps: [step, ok], queues: ['flip'], pollIntervalMs: 100 }, t);
+    const id = await h.stepping.enqueue([step(null)], { queue: 'flip' });
+    const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+    assert.equal(final.status, 'failed');
+    assert.match(final.lastError ?? '', /flips/);
+    const next = await h.stepping.enqueue([ok(null)], { queue: 'flip' });
+    assert.equal((await h.stepping.waitForJob(next, { timeoutMs: 20_000 })).status, 'succeeded');
+    await w.stop();
+  },
+);
