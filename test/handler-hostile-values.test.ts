@@ -46,3 +46,43 @@ test(
     await w.stop();
   },
 );
+
+test(
+  'a result whose toJSON throws something that is not an Error fails the step at once and permanently',
+  { timeout: 60_000 },
+  async (t) => {
+    const unreadable = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('trap: get');
+        },
+      },
+    );
+    const revocable = Proxy.revocable({}, {});
+    revocable.revoke();
+    const thrown: Record<string, unknown> = { null: null, undefined, unreadable, revoked: revocable.proxy };
+    const step = defineStep(
+      'hostile.to-json',
+      (args: { kind: string }) => ({
+        toJSON() {
+          throw thrown[args.kind];
+        },
+      }),
+      { backoff: { baseMs: 10, maxMs: 20 } },
+    );
+    const w = await h.worker({ steps: [step], queues: ['to-json'], pollIntervalMs: 100 }, t);
+    for (const kind of Object.keys(thrown)) {
+      const id = await h.stepping.enqueue([step({ kind })], { queue: 'to-json' });
+      const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+      assert.equal(final.status, 'failed', kind);
+      assert.match(
+        final.lastError ?? '',
+        /hostile\.to-json returned a result that cannot be stored: result could not be written as JSON/,
+        kind,
+      );
+      assert.equal((await h.stepping.steps(id))[0]!.attempts, 1, `${kind}: not retried`);
+    }
+    await w.stop();
+  },
+);
