@@ -67,14 +67,35 @@ export interface RunDeps {
  */
 const ATTEMPT_SETTING = 'stepping.attempt_token';
 
+/** The names of the statements made with SQL PREPARE in the session (they outlive a ROLLBACK too). */
+const SQL_STATEMENTS =
+  'ARRAY(SELECT name FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS statements';
+
 /**
  * Run in a transactional attempt's transaction after its handler returned: reads the
- * token, then resets what the handler may have changed in the session (RESET ALL leaves
- * the role alone). Inside the transaction, so a failed COMMIT needs no cleanup.
+ * token and the SQL PREPAREd statements (dropped next, only when there are any), then
+ * resets what the handler may have changed in the session. RESET ALL leaves the session
+ * authorization and the role alone; CLOSE ALL ends cursors declared WITH HOLD, which would
+ * survive the COMMIT. Inside the transaction, so a failed COMMIT needs no cleanup.
  */
 const SESSION_RESET_AND_TOKEN =
-  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
-  'RESET ALL; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
+  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token, ${SQL_STATEMENTS}; ` +
+  'RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); ' +
+  'UNLISTEN *; DISCARD TEMP; CLOSE ALL';
+
+/** After a rollback: what else of the handler's session state a ROLLBACK leaves. */
+const ROLLBACK_AND_RESET = `ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); SELECT ${SQL_STATEMENTS}`;
+
+/**
+ * Drops the statements a handler made with SQL PREPARE (`names`, read by one of the
+ * queries above): left on the pooled connection, the next attempt's PREPARE of the same
+ * name would fail. Statements pg made for named queries (not from SQL) are pg's cache and
+ * stay.
+ */
+async function deallocate(client: pg.PoolClient, names: unknown): Promise<void> {
+  if (!Array.isArray(names) || names.length === 0) return;
+  await client.query(names.map((name) => `DEALLOCATE ${client.escapeIdentifier(String(name))}`).join('; '));
+}
 
 /** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
 async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
@@ -371,10 +392,12 @@ export async function runUnit(
       };
       return { ...outcome, tx: open };
     }
-    // Failed or not yet: nothing the handler wrote may stay. Its settings and LISTENs go
-    // with the transaction; session advisory locks do not.
+    // Failed or not yet: nothing the handler wrote may stay. Its settings, role, LISTENs
+    // and cursors go with the transaction; session advisory locks and SQL PREPAREd
+    // statements do not.
     try {
-      await held.query('ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()');
+      const results = (await held.query(ROLLBACK_AND_RESET)) as unknown as pg.QueryResult[];
+      await deallocate(held, (results[2]!.rows[0] as { statements?: unknown } | undefined)?.statements);
       releaseClient(false);
     } catch {
       releaseClient(true);
@@ -393,8 +416,9 @@ export async function runUnit(
     let status = held.getTransactionStatus();
     if (status === 'T') {
       try {
-        // One round trip: the session state a handler may have changed (settings, role,
-        // session advisory locks, LISTEN, temporary tables) is put back before the report
+        // One round trip (two when it PREPAREd statements with SQL): the session state a
+        // handler may have changed (settings, session authorization and role, session
+        // advisory locks, LISTEN, temporary tables, cursors WITH HOLD) is put back before the report
         // runs in this transaction and before the connection returns to the pool, where
         // a `SET statement_timeout = '1ms'` or `SET default_transaction_read_only = on`
         // would otherwise break every later engine call on it.
@@ -411,8 +435,9 @@ export async function runUnit(
           );
           return { kind: 'failure', error, permanent: false };
         }
-        const rows = results[0]!.rows as { token?: unknown }[];
+        const rows = results[0]!.rows as { token?: unknown; statements?: unknown }[];
         if (rows[0]?.token !== token) status = 'I';
+        else await deallocate(held, rows[0]!.statements);
       } catch (error) {
         const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
         return { kind: 'failure', error: failure, permanent: false };

@@ -1,0 +1,105 @@
+/**
+ * Session state a transactional handler leaves behind through ctx.tx beyond settings and
+ * roles: a changed session authorization, cursors declared WITH HOLD and statements made
+ * with SQL PREPARE all survive the step's COMMIT. None of it may outlive the attempt on
+ * the pooled connection, or break the step's own report.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { defineStep } from '../src/index.js';
+import { setup } from './support/harness.js';
+import { loginRole } from './support/login-role.js';
+
+const h = await setup(import.meta.url);
+
+test(
+  'SET SESSION AUTHORIZATION through ctx.tx neither fails the report nor outlives the attempt',
+  { timeout: 120_000 },
+  async (t) => {
+    // A role with no right at all on the engine: the step's report must not run as it.
+    const other = decodeURIComponent(new URL(await loginRole(h.url, [], 'sessauth')).username);
+    const { rows: login } = await h.pool.query<{ user: string }>('SELECT session_user AS user');
+    const become = defineStep(
+      'session.become',
+      async (args: { role: string }, ctx) => {
+        await ctx.tx!.query(`SET SESSION AUTHORIZATION "${args.role}"`);
+        const { rows } = await ctx.tx!.query<{ user: string }>('SELECT session_user AS user');
+        return rows[0]!.user;
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    const who = defineStep(
+      'session.who',
+      async (_args: unknown, ctx) => {
+        const { rows } = await ctx.tx!.query<{ user: string }>('SELECT session_user AS user');
+        return rows[0]!.user;
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    const w = await h.worker(
+      { steps: [become, who], queues: ['sessauth'], pollIntervalMs: 100, poolSize: 2 },
+      t,
+    );
+    const first = await h.stepping.enqueue([become({ role: other })], { queue: 'sessauth' });
+    const done = await h.stepping.waitForJob(first, { timeoutMs: 20_000 });
+    assert.equal(done.status, 'succeeded', done.lastError ?? '');
+    assert.equal((await h.stepping.steps(first))[0]!.result, other, 'the handler ran as the role it chose');
+    for (let n = 0; n < 10; n++) {
+      const id = await h.stepping.enqueue([who(null)], { queue: 'sessauth' });
+      const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+      assert.equal(final.status, 'succeeded', final.lastError ?? '');
+      assert.equal(
+        (await h.stepping.steps(id))[0]!.result,
+        login[0]!.user,
+        'the next attempt runs as the login',
+      );
+    }
+    await w.stop();
+  },
+);
+
+test(
+  'cursors WITH HOLD and SQL PREPARE through ctx.tx do not outlive the attempt, failed or not',
+  { timeout: 120_000 },
+  async (t) => {
+    const leave = defineStep(
+      'session.leave',
+      async (_args: unknown, ctx) => {
+        const tx = ctx.tx!;
+        const { rows } = await tx.query<{ cursors: number; statements: number }>(
+          `SELECT (SELECT count(*)::int FROM pg_cursors) AS cursors,
+                  (SELECT count(*)::int FROM pg_prepared_statements WHERE from_sql) AS statements`,
+        );
+        // The same names every attempt: left over from an earlier attempt, they would clash.
+        await tx.query('DECLARE session_cursor CURSOR WITH HOLD FOR SELECT 1');
+        await tx.query('PREPARE session_statement AS SELECT 1');
+        return rows[0];
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    // A statement that fails leaves the transaction aborted: it is only rolled back. ROLLBACK
+    // drops a cursor WITH HOLD, but not a PREPAREd statement.
+    const failing = defineStep(
+      'session.leave-and-fail',
+      async (_args: unknown, ctx) => {
+        await ctx.tx!.query('PREPARE session_statement AS SELECT 1');
+        await ctx.tx!.query('SELECT 1 / 0');
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    const w = await h.worker(
+      { steps: [leave, failing], queues: ['leftovers'], pollIntervalMs: 100, poolSize: 2 },
+      t,
+    );
+    for (let n = 0; n < 10; n++) {
+      const failed = await h.stepping.enqueue([failing(null)], { queue: 'leftovers' });
+      assert.equal((await h.stepping.waitForJob(failed, { timeoutMs: 20_000 })).status, 'failed');
+      const id = await h.stepping.enqueue([leave(null)], { queue: 'leftovers' });
+      const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+      assert.equal(final.status, 'succeeded', final.lastError ?? '');
+      assert.deepEqual((await h.stepping.steps(id))[0]!.result, { cursors: 0, statements: 0 });
+    }
+    await w.stop();
+  },
+);
