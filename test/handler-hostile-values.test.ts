@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { defineStep } from '../src/index.js';
 import { setup } from './support/harness.js';
@@ -83,6 +84,60 @@ test(
       );
       assert.equal((await h.stepping.steps(id))[0]!.attempts, 1, `${kind}: not retried`);
     }
+    await w.stop();
+  },
+);
+
+test(
+  'abort listeners of ctx.signal that throw do not reach the worker process',
+  { timeout: 60_000 },
+  async (t) => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
+    t.after(() => {
+      process.off('uncaughtException', onUncaught);
+      process.off('unhandledRejection', onUncaught);
+    });
+    const removed = { count: 0 };
+    const step = defineStep(
+      'hostile.abort-listener',
+      async (_args: unknown, ctx) => {
+        const { signal } = ctx;
+        signal.addEventListener('abort', () => {
+          throw new Error('abort listener threw');
+        });
+        signal.addEventListener('abort', {
+          handleEvent() {
+            throw new Error('handleEvent threw');
+          },
+        });
+        signal.addEventListener('abort', async () => {
+          throw new Error('async abort listener rejected');
+        });
+        signal.onabort = () => {
+          throw new Error('onabort threw');
+        };
+        // Removing a listener still works: this one must never run.
+        const never = () => removed.count++;
+        signal.addEventListener('abort', never);
+        signal.removeEventListener('abort', never);
+        // Node's own users of the signal still work with it.
+        await sleep(600_000, undefined, { signal }).catch(() => {});
+      },
+      { timeoutMs: 200, maxAttempts: 1 },
+    );
+    const ok = defineStep('hostile.after-abort', () => 'fine');
+    const w = await h.worker({ steps: [step, ok], queues: ['abort'], pollIntervalMs: 100 }, t);
+    const id = await h.stepping.enqueue([step(null)], { queue: 'abort' });
+    const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+    assert.equal(final.status, 'failed');
+    assert.match(final.lastError ?? '', /timed out/);
+    const next = await h.stepping.enqueue([ok(null)], { queue: 'abort' });
+    assert.equal((await h.stepping.waitForJob(next, { timeoutMs: 20_000 })).status, 'succeeded');
+    assert.deepEqual(uncaught, [], 'nothing a listener threw became an uncaught exception or rejection');
+    assert.equal(removed.count, 0, 'a removed listener was not called');
     await w.stop();
   },
 );
