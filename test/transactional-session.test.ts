@@ -103,3 +103,38 @@ test(
     await w.stop();
   },
 );
+
+test(
+  'listeners a transactional handler adds to ctx.tx do not stay on the pooled connection',
+  { timeout: 120_000 },
+  async (t) => {
+    const heard: string[] = [];
+    const step = defineStep(
+      'session.notices',
+      async (args: { n: number }, ctx) => {
+        const tx = ctx.tx!;
+        const before = tx.listenerCount('notice');
+        // Logs the notices of its own SQL: a common thing to do with a client.
+        tx.on('notice', (notice: { message?: string }) => heard.push(`${args.n}: ${notice.message}`));
+        await tx.query(`DO $$ BEGIN RAISE NOTICE 'note %', ${args.n}; END $$`);
+        return before;
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    const w = await h.worker({ steps: [step], queues: ['notices'], pollIntervalMs: 100, poolSize: 2 }, t);
+    const counts: unknown[] = [];
+    for (let n = 0; n < 10; n++) {
+      const id = await h.stepping.enqueue([step({ n })], { queue: 'notices' });
+      const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+      assert.equal(final.status, 'succeeded', final.lastError ?? '');
+      counts.push((await h.stepping.steps(id))[0]!.result);
+    }
+    assert.deepEqual(counts, Array(10).fill(counts[0]), 'no listener of an earlier attempt was still there');
+    assert.deepEqual(
+      heard,
+      Array.from({ length: 10 }, (_, n) => `${n}: note ${n}`),
+      'each listener heard its own attempt only',
+    );
+    await w.stop();
+  },
+);

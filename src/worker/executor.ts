@@ -17,7 +17,7 @@ import { asError } from './error-record.js';
 import { HandlerContext } from './handler-context.js';
 import type { LazyAbort } from './lazy-abort.js';
 import { encodeResult } from './result.js';
-import { guardedClient } from './transaction-client.js';
+import { type GuardedClient, guardedClient } from './transaction-client.js';
 
 /** How long a transactional handler that outlived its attempt (timeout, abort) may take to return. */
 export const TX_SETTLE_MS = 5000;
@@ -223,9 +223,12 @@ export async function runUnit(
   const onClientError = (error: Error) => (broken = error);
   let releasePermit: (() => void) | undefined;
   /** Returns the connection to the pool, or destroys it (broken, or its transaction left open). */
+  /** ctx.tx; its listeners are taken off the connection before it goes back to the pool. */
+  let guarded: GuardedClient | undefined = undefined;
   const releaseClient = (destroy: boolean) => {
     const c = client;
     client = undefined;
+    guarded?.detach();
     if (c) {
       c.off('error', onClientError);
       c.release(destroy ? (broken ?? new Error('attempt ended with its transaction open')) : broken);
@@ -257,13 +260,9 @@ export async function runUnit(
     unit.phase === 'forward' && definition.options.compensate !== undefined
       ? structuredClone(unit.args)
       : unit.args;
+  guarded = client ? guardedClient(client, () => ended, unit.name) : undefined;
   const handlerDone = (async (): Promise<Outcome> => {
-    const ctx = new HandlerContext(
-      unit,
-      abort,
-      deps.database,
-      client ? guardedClient(client, () => ended, unit.name) : undefined,
-    );
+    const ctx = new HandlerContext(unit, abort, deps.database, guarded?.tx);
     const value: unknown = await definition.handler(args, ctx);
     if (isRetryLater(value)) return { kind: 'later', delayMs: value.delayMs };
     // A compensation's return value is not stored: it need not be JSON.

@@ -66,15 +66,45 @@ function refuse(args: unknown[], error: Error): unknown {
   return Promise.reject(error);
 }
 
+/** EventEmitter methods that add a listener. */
+const ADDS_LISTENER = new Set<string | symbol>([
+  'on',
+  'addListener',
+  'once',
+  'prependListener',
+  'prependOnceListener',
+]);
+
+/** ctx.tx, and how to take the handler's listeners off the connection when the attempt ends. */
+export interface GuardedClient {
+  readonly tx: pg.PoolClient;
+  /** Removes every listener the handler added through `tx` (the connection is pooled). */
+  detach(): void;
+}
+
 /**
  * The handler's view of `client`: queries refused once `ended()` says the attempt is over
  * (so a handler that outlives its timeout can never write outside the transaction that was
- * rolled back), statements that would end the worker's transaction refused, and release
- * or end refused (the connection goes back to the pool through the worker).
+ * rolled back), statements that would end the worker's transaction refused, release or end
+ * refused (the connection goes back to the pool through the worker), and listeners it adds
+ * (`tx.on('notice', ...)`) remembered for `detach`: on a pooled connection they would
+ * otherwise pile up and hear every later attempt's events; after the attempt ended, they
+ * are not added.
  */
-export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): pg.PoolClient {
-  return new Proxy(client, {
+export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): GuardedClient {
+  const added: [event: string | symbol, listener: (...args: unknown[]) => void][] = [];
+  const tx = new Proxy(client, {
     get(target, property, receiver) {
+      if (ADDS_LISTENER.has(property)) {
+        return (event: string | symbol, listener: (...args: unknown[]) => void) => {
+          if (!ended()) {
+            const add = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
+            add.call(target, event, listener);
+            added.push([event, listener]);
+          }
+          return receiver as unknown;
+        };
+      }
       if (property === 'query') {
         return (...args: unknown[]) => {
           if (ended()) {
@@ -109,4 +139,10 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
+  return {
+    tx,
+    detach() {
+      for (const [event, listener] of added.splice(0)) client.removeListener(event, listener);
+    },
+  };
 }
