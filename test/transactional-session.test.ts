@@ -138,3 +138,44 @@ test(
     await w.stop();
   },
 );
+
+test(
+  'a type parser set on ctx.tx changes neither the worker’s engine calls nor later steps',
+  { timeout: 120_000 },
+  async (t) => {
+    const refused: string[] = [];
+    const parse = defineStep(
+      'session.type-parser',
+      async (_args: unknown, ctx) => {
+        try {
+          // jsonb as text: the worker's claims and reports read jsonb on these connections.
+          ctx.tx!.setTypeParser(3802, (text: string) => text);
+        } catch (error) {
+          refused.push((error as Error).message);
+        }
+        await ctx.tx!.query('SELECT 1');
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    const echo = defineStep('session.echo', (args: { n: number }) => {
+      if (typeof args !== 'object') throw new Error(`args arrived as ${typeof args}`);
+      return args.n;
+    });
+    const w = await h.worker(
+      { steps: [parse, echo], queues: ['types'], pollIntervalMs: 100, poolSize: 2 },
+      t,
+    );
+    for (let n = 0; n < 5; n++) {
+      const id = await h.stepping.enqueue([parse(null), echo({ n }), echo({ n: n + 1 })], { queue: 'types' });
+      const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+      assert.equal(final.status, 'succeeded', final.lastError ?? '');
+      assert.deepEqual(
+        (await h.stepping.steps(id)).map((s) => s.result),
+        [undefined, n, n + 1],
+      );
+    }
+    assert.equal(refused.length, 5);
+    for (const message of refused) assert.match(message, /setTypeParser/);
+    await w.stop();
+  },
+);

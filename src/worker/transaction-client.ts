@@ -85,8 +85,9 @@ export interface GuardedClient {
 /**
  * The handler's view of `client`: queries refused once `ended()` says the attempt is over
  * (so a handler that outlives its timeout can never write outside the transaction that was
- * rolled back), statements that would end the worker's transaction refused, release or end
- * refused (the connection goes back to the pool through the worker), and listeners it adds
+ * rolled back), statements that would end the worker's transaction refused, release, end
+ * and setTypeParser refused (the connection goes back to the pool through the worker, and
+ * serves the worker's own queries), and listeners it adds
  * (`tx.on('notice', ...)`) remembered for `detach`: on a pooled connection they would
  * otherwise pile up and hear every later attempt's events; after the attempt ended, they
  * are not added.
@@ -132,6 +133,16 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
         return () => {
           throw new AttemptEndedError(
             `step ${stepName}: ctx.tx belongs to the worker; do not release or end it`,
+          );
+        };
+      }
+      if (property === 'setTypeParser') {
+        // A parser set on the client stays with the pooled connection, where the worker's
+        // own claims and reports read jsonb, uuid and timestamps: one that turned jsonb into
+        // text wedged every job whose report ran on it. Refused at once, like release.
+        return () => {
+          throw new AttemptEndedError(
+            `step ${stepName}: ctx.tx cannot setTypeParser: it is the worker's pooled connection; pass types with the query instead ({ text, values, types: { getTypeParser } })`,
           );
         };
       }
