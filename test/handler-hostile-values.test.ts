@@ -141,3 +141,48 @@ test(
     await w.stop();
   },
 );
+
+test(
+  'a thrown proxy of an Error whose traps change their answers fails the attempt; the worker goes on',
+  { timeout: 60_000 },
+  async (t) => {
+    /**
+     * An Error while the worker first looks at it (three prototype checks, one read of each
+     * property), then a prototype that cannot be read and properties that are gone.
+     */
+    function shifty(): unknown {
+      const target = new Error('shifty');
+      const seen = new Map<string, number>();
+      const fresh = (trap: string, times: number) => {
+        const n = seen.get(trap) ?? 0;
+        seen.set(trap, n + 1);
+        return n < times;
+      };
+      return new Proxy(target, {
+        getPrototypeOf(t) {
+          if (fresh('getPrototypeOf', 3)) return Reflect.getPrototypeOf(t);
+          throw new Error('trap: getPrototypeOf again');
+        },
+        get(t, property) {
+          return fresh(`get ${String(property)}`, 1) ? (Reflect.get(t, property) as unknown) : undefined;
+        },
+      });
+    }
+    const step = defineStep(
+      'hostile.shifty',
+      () => {
+        throw shifty();
+      },
+      { maxAttempts: 1 },
+    );
+    const ok = defineStep('hostile.after-shifty', () => 'fine');
+    const w = await h.worker({ steps: [step, ok], queues: ['shifty'], pollIntervalMs: 100 }, t);
+    const id = await h.stepping.enqueue([step(null)], { queue: 'shifty' });
+    const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+    assert.equal(final.status, 'failed');
+    assert.match(final.lastError ?? '', /shifty/);
+    const next = await h.stepping.enqueue([ok(null)], { queue: 'shifty' });
+    assert.equal((await h.stepping.waitForJob(next, { timeoutMs: 20_000 })).status, 'succeeded');
+    await w.stop();
+  },
+);
