@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { defineStep } from '../src/index.js';
-import { setup } from './support/harness.js';
+import { deferred, setup } from './support/harness.js';
 import { loginRole } from './support/login-role.js';
 
 const h = await setup(import.meta.url);
@@ -176,6 +176,45 @@ test(
     }
     assert.equal(refused.length, 5);
     for (const message of refused) assert.match(message, /setTypeParser/);
+    await w.stop();
+  },
+);
+
+test(
+  'a ctx.tx query whose promise nobody awaits cannot end the worker process when it fails',
+  { timeout: 120_000 },
+  async (t) => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    t.after(() => process.off('unhandledRejection', onUnhandled));
+    const later = deferred<void>();
+    const step = defineStep(
+      'session.forgot-await',
+      async (_args: unknown, ctx) => {
+        const tx = ctx.tx!;
+        // A forgotten await on a statement that fails...
+        void tx.query('SELECT 1 / 0');
+        // ...and one sent from a timer after the attempt ended (refused).
+        setTimeout(() => {
+          void tx.query('SELECT 1');
+          later.resolve();
+        }, 50);
+      },
+      { transactional: true, maxAttempts: 1 },
+    );
+    const ok = defineStep('session.after-forgot', () => 'fine');
+    const w = await h.worker({ steps: [step, ok], queues: ['forgot'], pollIntervalMs: 100 }, t);
+    const id = await h.stepping.enqueue([step(null)], { queue: 'forgot' });
+    const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+    assert.equal(final.status, 'failed');
+    assert.match(final.lastError ?? '', /a statement in its transaction had failed/);
+    await later.promise;
+    const next = await h.stepping.enqueue([ok(null)], { queue: 'forgot' });
+    assert.equal((await h.stepping.waitForJob(next, { timeoutMs: 20_000 })).status, 'succeeded');
+    // Unhandled rejections are reported after a turn of the event loop: let one pass.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.deepEqual(unhandled, [], 'no rejection of a ctx.tx query went unhandled');
     await w.stop();
   },
 );

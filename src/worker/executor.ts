@@ -97,6 +97,16 @@ async function deallocate(client: pg.PoolClient, names: unknown): Promise<void> 
   await client.query(names.map((name) => `DEALLOCATE ${client.escapeIdentifier(String(name))}`).join('; '));
 }
 
+/** The SQLSTATE of a server error, or null. */
+function sqlState(error: unknown): string | null {
+  try {
+    const code = (error as { code?: unknown } | null)?.code;
+    return typeof code === 'string' ? code : null;
+  } catch {
+    return null;
+  }
+}
+
 /** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
 async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
   let timer: NodeJS.Timeout | undefined;
@@ -438,8 +448,13 @@ export async function runUnit(
         if (rows[0]?.token !== token) status = 'I';
         else await deallocate(held, rows[0]!.statements);
       } catch (error) {
-        const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
-        return { kind: 'failure', error: failure, permanent: false };
+        // 25P02: a statement of the handler's, still running when it returned (not awaited),
+        // failed and aborted the transaction before the check could run in it.
+        if (sqlState(error) === '25P02') status = 'E';
+        else {
+          const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
+          return { kind: 'failure', error: failure, permanent: false };
+        }
       }
     }
     if (status === 'I') {
@@ -451,7 +466,7 @@ export async function runUnit(
     }
     if (status === 'E' && outcome.kind === 'success') {
       const error = new Error(
-        `step ${unit.name} returned, but a statement in its transaction had failed (an error from ctx.tx was caught): its writes were rolled back`,
+        `step ${unit.name} returned, but a statement in its transaction had failed (an error from ctx.tx was caught, or a ctx.tx query was not awaited): its writes were rolled back`,
       );
       return { kind: 'failure', error, permanent: false };
     }

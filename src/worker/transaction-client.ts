@@ -63,7 +63,18 @@ function refuse(args: unknown[], error: Error): unknown {
       return undefined;
     }
   }
-  return Promise.reject(error);
+  return handled(Promise.reject(error));
+}
+
+/**
+ * `value`, and when it is a promise, one whose rejection is never reported as unhandled: a
+ * handler that forgot to await a ctx.tx query that fails (or is refused, or ended with its
+ * attempt) would otherwise end the worker's process. Whoever awaits it still gets the
+ * error, and the failed statement already fails the attempt (its transaction is aborted).
+ */
+function handled(value: unknown): unknown {
+  if (value instanceof Promise) value.catch(() => {});
+  return value;
 }
 
 /** EventEmitter methods that add a listener. */
@@ -125,7 +136,7 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
               ),
             );
           }
-          return (target.query as (...a: unknown[]) => unknown)(...args);
+          return handled((target.query as (...a: unknown[]) => unknown)(...args));
         };
       }
       if (property === 'release' || property === 'end') {
