@@ -4,6 +4,8 @@
  * src/limits.ts before anything else touches it (a message of hundreds of MB costs
  * nothing), without \u0000 (jsonb refuses it) and with lone surrogates replaced.
  */
+import { types } from 'node:util';
+
 import type { ErrorRecord } from '../db/engine.js';
 import { MAX_ERROR_MESSAGE_LENGTH, MAX_ERROR_NAME_LENGTH, MAX_ERROR_STACK_LENGTH } from '../limits.js';
 
@@ -51,16 +53,14 @@ function describe(value: unknown): string {
  * with throwing or non-string name or message, are wrapped, their text bounded). Never throws.
  */
 export function asError(thrown: unknown): Error {
-  let isError = false;
-  try {
-    isError = thrown instanceof Error;
-  } catch {
-    // A revoked proxy, or one whose prototype trap throws.
-  }
-  if (isError) {
+  // False for a revoked proxy, or one whose prototype trap throws.
+  if (isError(thrown)) {
     const message = read(thrown, 'message');
     const name = read(thrown, 'name');
-    if (typeof message === 'string' && typeof name === 'string') return thrown as Error;
+    // A proxy may answer differently next time (the worker reads the error again to store
+    // it): it is copied, as read now.
+    if (typeof message === 'string' && typeof name === 'string' && !types.isProxy(thrown))
+      return thrown as Error;
     const shown = typeof name === 'string' ? storableText(name, MAX_ERROR_NAME_LENGTH) : 'Error';
     const copy = new Error(
       typeof message === 'string'
@@ -78,6 +78,15 @@ export function asError(thrown: unknown): Error {
   return new Error(typeof thrown === 'string' ? text : `non-error thrown: ${text}`);
 }
 
+/** `value instanceof Error`, false where even that cannot be asked (a revoked proxy). */
+function isError(value: unknown): boolean {
+  try {
+    return value instanceof Error;
+  } catch {
+    return false;
+  }
+}
+
 /** The stored form of a failure's error. */
 export function errorRecord(error: unknown, attempt: number): ErrorRecord {
   const message = read(error, 'message');
@@ -89,7 +98,7 @@ export function errorRecord(error: unknown, attempt: number): ErrorRecord {
       ? message
       : message !== undefined
         ? describe(message)
-        : error instanceof Error
+        : isError(error)
           ? `${shownName} (its message could not be read)`
           : describe(error);
   const record: ErrorRecord = {

@@ -17,7 +17,7 @@ import { asError } from './error-record.js';
 import { HandlerContext } from './handler-context.js';
 import type { LazyAbort } from './lazy-abort.js';
 import { encodeResult } from './result.js';
-import { guardedClient } from './transaction-client.js';
+import { type GuardedClient, guardedClient } from './transaction-client.js';
 
 /** How long a transactional handler that outlived its attempt (timeout, abort) may take to return. */
 export const TX_SETTLE_MS = 5000;
@@ -67,14 +67,45 @@ export interface RunDeps {
  */
 const ATTEMPT_SETTING = 'stepping.attempt_token';
 
+/** The names of the statements made with SQL PREPARE in the session (they outlive a ROLLBACK too). */
+const SQL_STATEMENTS =
+  'ARRAY(SELECT name FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS statements';
+
 /**
  * Run in a transactional attempt's transaction after its handler returned: reads the
- * token, then resets what the handler may have changed in the session (RESET ALL leaves
- * the role alone). Inside the transaction, so a failed COMMIT needs no cleanup.
+ * token and the SQL PREPAREd statements (dropped next, only when there are any), then
+ * resets what the handler may have changed in the session. RESET ALL leaves the session
+ * authorization and the role alone; CLOSE ALL ends cursors declared WITH HOLD, which would
+ * survive the COMMIT. Inside the transaction, so a failed COMMIT needs no cleanup.
  */
 const SESSION_RESET_AND_TOKEN =
-  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token; ` +
-  'RESET ALL; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP';
+  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token, ${SQL_STATEMENTS}; ` +
+  'RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); ' +
+  'UNLISTEN *; DISCARD TEMP; CLOSE ALL';
+
+/** After a rollback: what else of the handler's session state a ROLLBACK leaves. */
+const ROLLBACK_AND_RESET = `ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); SELECT ${SQL_STATEMENTS}`;
+
+/**
+ * Drops the statements a handler made with SQL PREPARE (`names`, read by one of the
+ * queries above): left on the pooled connection, the next attempt's PREPARE of the same
+ * name would fail. Statements pg made for named queries (not from SQL) are pg's cache and
+ * stay.
+ */
+async function deallocate(client: pg.PoolClient, names: unknown): Promise<void> {
+  if (!Array.isArray(names) || names.length === 0) return;
+  await client.query(names.map((name) => `DEALLOCATE ${client.escapeIdentifier(String(name))}`).join('; '));
+}
+
+/** The SQLSTATE of a server error, or null. */
+function sqlState(error: unknown): string | null {
+  try {
+    const code = (error as { code?: unknown } | null)?.code;
+    return typeof code === 'string' ? code : null;
+  } catch {
+    return null;
+  }
+}
 
 /** `promise`, or 'busy' when it has not settled within TX_SETTLE_MS. */
 async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
@@ -146,12 +177,23 @@ function thrownOutcome(thrown: unknown): Outcome {
   const error = asError(thrown);
   let permanent = false;
   try {
-    // By name too, so a PermanentError from another copy of the package still counts.
-    permanent = thrown instanceof PermanentError;
+    // By name too, so a PermanentError from another copy of the package still counts. The
+    // name is read again here, and asError may have returned the thrown value itself: a
+    // getter that answered asError with a string may throw now.
+    permanent = thrown instanceof PermanentError || error.name === 'PermanentError';
   } catch {
     permanent = false;
   }
-  return { kind: 'failure', error, permanent: permanent || error.name === 'PermanentError' };
+  return { kind: 'failure', error, permanent };
+}
+
+/** What a handler's run amounts to when even its thrown value's outcome could not be made. */
+function unreadableOutcome(): Outcome {
+  return {
+    kind: 'failure',
+    error: new Error('the handler threw a value that could not be read'),
+    permanent: false,
+  };
 }
 
 /** How the race between a handler and its limits (timeout, abort of a transaction) ended. */
@@ -191,9 +233,12 @@ export async function runUnit(
   const onClientError = (error: Error) => (broken = error);
   let releasePermit: (() => void) | undefined;
   /** Returns the connection to the pool, or destroys it (broken, or its transaction left open). */
+  /** ctx.tx; its listeners are taken off the connection before it goes back to the pool. */
+  let guarded: GuardedClient | undefined = undefined;
   const releaseClient = (destroy: boolean) => {
     const c = client;
     client = undefined;
+    guarded?.detach();
     if (c) {
       c.off('error', onClientError);
       c.release(destroy ? (broken ?? new Error('attempt ended with its transaction open')) : broken);
@@ -225,20 +270,20 @@ export async function runUnit(
     unit.phase === 'forward' && definition.options.compensate !== undefined
       ? structuredClone(unit.args)
       : unit.args;
+  guarded = client ? guardedClient(client, () => ended, unit.name) : undefined;
   const handlerDone = (async (): Promise<Outcome> => {
-    const ctx = new HandlerContext(
-      unit,
-      abort,
-      deps.database,
-      client ? guardedClient(client, () => ended, unit.name) : undefined,
-    );
+    const ctx = new HandlerContext(unit, abort, deps.database, guarded?.tx);
     const value: unknown = await definition.handler(args, ctx);
     if (isRetryLater(value)) return { kind: 'later', delayMs: value.delayMs };
     // A compensation's return value is not stored: it need not be JSON.
     if (unit.phase === 'compensate')
       return { kind: 'success', resultJson: null, result: undefined, tx: null };
     return { kind: 'success', resultJson: encodeResult(value, unit.name), result: value, tx: null };
-  })().catch(thrownOutcome);
+  })()
+    .catch(thrownOutcome)
+    // runUnit never throws: its caller runs it without a catch, and a rejection escaping
+    // there would end the process.
+    .catch(unreadableOutcome);
 
   // Without a timeout or a transaction there is nothing to race (the usual case: no timer,
   // no extra promises): after a cancel or a lost lease the handler is expected to stop by
@@ -356,10 +401,12 @@ export async function runUnit(
       };
       return { ...outcome, tx: open };
     }
-    // Failed or not yet: nothing the handler wrote may stay. Its settings and LISTENs go
-    // with the transaction; session advisory locks do not.
+    // Failed or not yet: nothing the handler wrote may stay. Its settings, role, LISTENs
+    // and cursors go with the transaction; session advisory locks and SQL PREPAREd
+    // statements do not.
     try {
-      await held.query('ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()');
+      const results = (await held.query(ROLLBACK_AND_RESET)) as unknown as pg.QueryResult[];
+      await deallocate(held, (results[2]!.rows[0] as { statements?: unknown } | undefined)?.statements);
       releaseClient(false);
     } catch {
       releaseClient(true);
@@ -378,8 +425,9 @@ export async function runUnit(
     let status = held.getTransactionStatus();
     if (status === 'T') {
       try {
-        // One round trip: the session state a handler may have changed (settings, role,
-        // session advisory locks, LISTEN, temporary tables) is put back before the report
+        // One round trip (two when it PREPAREd statements with SQL): the session state a
+        // handler may have changed (settings, session authorization and role, session
+        // advisory locks, LISTEN, temporary tables, cursors WITH HOLD) is put back before the report
         // runs in this transaction and before the connection returns to the pool, where
         // a `SET statement_timeout = '1ms'` or `SET default_transaction_read_only = on`
         // would otherwise break every later engine call on it.
@@ -396,11 +444,17 @@ export async function runUnit(
           );
           return { kind: 'failure', error, permanent: false };
         }
-        const rows = results[0]!.rows as { token?: unknown }[];
+        const rows = results[0]!.rows as { token?: unknown; statements?: unknown }[];
         if (rows[0]?.token !== token) status = 'I';
+        else await deallocate(held, rows[0]!.statements);
       } catch (error) {
-        const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
-        return { kind: 'failure', error: failure, permanent: false };
+        // 25P02: a statement of the handler's, still running when it returned (not awaited),
+        // failed and aborted the transaction before the check could run in it.
+        if (sqlState(error) === '25P02') status = 'E';
+        else {
+          const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
+          return { kind: 'failure', error: failure, permanent: false };
+        }
       }
     }
     if (status === 'I') {
@@ -412,7 +466,7 @@ export async function runUnit(
     }
     if (status === 'E' && outcome.kind === 'success') {
       const error = new Error(
-        `step ${unit.name} returned, but a statement in its transaction had failed (an error from ctx.tx was caught): its writes were rolled back`,
+        `step ${unit.name} returned, but a statement in its transaction had failed (an error from ctx.tx was caught, or a ctx.tx query was not awaited): its writes were rolled back`,
       );
       return { kind: 'failure', error, permanent: false };
     }

@@ -16,6 +16,77 @@ function resultsArray(unit: LeasedUnit): unknown[] {
   return Array.from({ length: unit.stepCount }, (_, index) => unit.results[index]);
 }
 
+/** Signals already given to a handler (and guarded), so a signal is guarded once. */
+const guarded = new WeakSet<AbortSignal>();
+
+type Listener = ((event: Event) => void) | { handleEvent(event: Event): void };
+
+/** `listener` made unable to throw: an abort listener that throws must not end the worker. */
+function quiet(listener: Listener): (this: unknown, event: Event) => void {
+  return function (this: unknown, event: Event) {
+    try {
+      const returned: unknown =
+        typeof listener === 'function' ? listener.call(this, event) : listener.handleEvent(event);
+      // An async listener's rejection would be reported the same way.
+      if (returned instanceof Promise) returned.catch(() => {});
+    } catch {
+      // The handler's own mistake, and its attempt is ending anyway.
+    }
+  };
+}
+
+/**
+ * `signal` with its listeners, `onabort` included, kept from throwing. Node reports what an
+ * EventTarget listener throws as an uncaught exception, which ends the process: a handler
+ * whose abort listener throws would take the worker and every other running step down when
+ * its step is cancelled, times out or the worker stops.
+ */
+function guardSignal(signal: AbortSignal): AbortSignal {
+  if (guarded.has(signal)) return signal;
+  guarded.add(signal);
+  const wrappers = new WeakMap<object, (this: unknown, event: Event) => void>();
+  const wrapped = (listener: Listener | null): Listener | null => {
+    if (listener === null || (typeof listener !== 'function' && typeof listener !== 'object'))
+      return listener;
+    let wrapper = wrappers.get(listener);
+    if (!wrapper) wrappers.set(listener, (wrapper = quiet(listener)));
+    return wrapper;
+  };
+  // A listener added before the signal was guarded (the worker's own) is removed as itself.
+  const registered = (listener: Listener | null): Listener | null =>
+    (listener !== null && wrappers.get(listener)) || listener;
+  // Called with what the handler passed (null and non-listeners included), as it would be.
+  type Method = (type: string, listener: unknown, options?: unknown) => void;
+  const add = signal.addEventListener.bind(signal) as Method;
+  const remove = signal.removeEventListener.bind(signal) as Method;
+  const handler = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'onabort');
+  let onabort: unknown = null;
+  Object.defineProperties(signal, {
+    addEventListener: {
+      value: (
+        type: string,
+        listener: Listener | null,
+        options?: Parameters<AbortSignal['addEventListener']>[2],
+      ) => add(type, wrapped(listener), options),
+    },
+    removeEventListener: {
+      value: (
+        type: string,
+        listener: Listener | null,
+        options?: Parameters<AbortSignal['removeEventListener']>[2],
+      ) => remove(type, registered(listener), options),
+    },
+    onabort: {
+      get: () => onabort,
+      set: (value: unknown) => {
+        onabort = value;
+        handler?.set?.call(signal, typeof value === 'function' ? quiet(value as Listener) : value);
+      },
+    },
+  });
+  return signal;
+}
+
 /** StepContext of one attempt. */
 export class HandlerContext implements StepContext {
   readonly jobId: string;
@@ -46,7 +117,7 @@ export class HandlerContext implements StepContext {
   }
 
   get signal(): AbortSignal {
-    return this.#abort.signal;
+    return guardSignal(this.#abort.signal);
   }
 
   get results(): readonly unknown[] {

@@ -10,6 +10,7 @@
  */
 import { PermanentError } from '../errors.js';
 import { MAX_JSON_BYTES, MAX_JSON_DEPTH } from '../limits.js';
+import { asError } from './error-record.js';
 
 /** A lone UTF-16 surrogate (with the u flag a well-formed pair is one code point). */
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -40,8 +41,10 @@ export function encodeJson(value: unknown, subject: string, root: string): strin
   // chain. (An object met again elsewhere, not below itself, is no cycle: its entry is
   // simply replaced, since JSON.stringify has finished writing it.)
   const where = new Map<object, { path: string; depth: number; holder: object | undefined }>();
+  /** The refusal thrown by the replacer; anything else thrown came from the value itself. */
+  let refusal: PermanentError | undefined;
   const refuse = (path: string, problem: string): never => {
-    throw new PermanentError(`${subject}: ${path} ${problem}`);
+    throw (refusal = new PermanentError(`${subject}: ${path} ${problem}`));
   };
   function replacer(this: unknown, key: string, raw: unknown): unknown {
     const holderObject = this as object;
@@ -96,11 +99,10 @@ export function encodeJson(value: unknown, subject: string, root: string): strin
   try {
     text = JSON.stringify(value, replacer);
   } catch (error) {
-    if (error instanceof PermanentError) throw error;
-    // A toJSON that throws, say.
-    throw new PermanentError(
-      `${subject}: ${root} could not be written as JSON (${(error as Error).message})`,
-    );
+    if (refusal !== undefined) throw refusal;
+    // A toJSON or getter that throws, say: anything at all (null, a revoked proxy, which
+    // even instanceof cannot look at), read defensively.
+    throw new PermanentError(`${subject}: ${root} could not be written as JSON (${asError(error).message})`);
   }
   if (text === undefined) return refuse(root, `is ${describe(value)}, which is not JSON`);
   const bytes = Buffer.byteLength(text, 'utf8');

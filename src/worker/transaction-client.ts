@@ -63,18 +63,60 @@ function refuse(args: unknown[], error: Error): unknown {
       return undefined;
     }
   }
-  return Promise.reject(error);
+  return handled(Promise.reject(error));
+}
+
+/**
+ * `value`, and when it is a promise, one whose rejection is never reported as unhandled: a
+ * handler that forgot to await a ctx.tx query that fails (or is refused, or ended with its
+ * attempt) would otherwise end the worker's process. Whoever awaits it still gets the
+ * error, and the failed statement already fails the attempt (its transaction is aborted).
+ */
+function handled(value: unknown): unknown {
+  if (value instanceof Promise) value.catch(() => {});
+  return value;
+}
+
+/** EventEmitter methods that add a listener. */
+const ADDS_LISTENER = new Set<string | symbol>([
+  'on',
+  'addListener',
+  'once',
+  'prependListener',
+  'prependOnceListener',
+]);
+
+/** ctx.tx, and how to take the handler's listeners off the connection when the attempt ends. */
+export interface GuardedClient {
+  readonly tx: pg.PoolClient;
+  /** Removes every listener the handler added through `tx` (the connection is pooled). */
+  detach(): void;
 }
 
 /**
  * The handler's view of `client`: queries refused once `ended()` says the attempt is over
  * (so a handler that outlives its timeout can never write outside the transaction that was
- * rolled back), statements that would end the worker's transaction refused, and release
- * or end refused (the connection goes back to the pool through the worker).
+ * rolled back), statements that would end the worker's transaction refused, release, end
+ * and setTypeParser refused (the connection goes back to the pool through the worker, and
+ * serves the worker's own queries), and listeners it adds
+ * (`tx.on('notice', ...)`) remembered for `detach`: on a pooled connection they would
+ * otherwise pile up and hear every later attempt's events; after the attempt ended, they
+ * are not added.
  */
-export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): pg.PoolClient {
-  return new Proxy(client, {
+export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): GuardedClient {
+  const added: [event: string | symbol, listener: (...args: unknown[]) => void][] = [];
+  const tx = new Proxy(client, {
     get(target, property, receiver) {
+      if (ADDS_LISTENER.has(property)) {
+        return (event: string | symbol, listener: (...args: unknown[]) => void) => {
+          if (!ended()) {
+            const add = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
+            add.call(target, event, listener);
+            added.push([event, listener]);
+          }
+          return receiver as unknown;
+        };
+      }
       if (property === 'query') {
         return (...args: unknown[]) => {
           if (ended()) {
@@ -94,7 +136,7 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
               ),
             );
           }
-          return (target.query as (...a: unknown[]) => unknown)(...args);
+          return handled((target.query as (...a: unknown[]) => unknown)(...args));
         };
       }
       if (property === 'release' || property === 'end') {
@@ -105,8 +147,24 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
           );
         };
       }
+      if (property === 'setTypeParser') {
+        // A parser set on the client stays with the pooled connection, where the worker's
+        // own claims and reports read jsonb, uuid and timestamps: one that turned jsonb into
+        // text wedged every job whose report ran on it. Refused at once, like release.
+        return () => {
+          throw new AttemptEndedError(
+            `step ${stepName}: ctx.tx cannot setTypeParser: it is the worker's pooled connection; pass types with the query instead ({ text, values, types: { getTypeParser } })`,
+          );
+        };
+      }
       const value: unknown = Reflect.get(target, property, receiver);
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
+  return {
+    tx,
+    detach() {
+      for (const [event, listener] of added.splice(0)) client.removeListener(event, listener);
+    },
+  };
 }
