@@ -25,7 +25,12 @@ async function tenants(n: number, label: string): Promise<{ id: string; url: str
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
-  for (const c of cleanups.reverse()) await c();
+  // A cleanup that hangs is named, so a file timeout says where it stopped.
+  for (const [i, c] of cleanups.reverse().entries()) {
+    const slow = setTimeout(() => console.log(`# cleanup ${i} still running after 10 s`), 10_000);
+    await c();
+    clearTimeout(slow);
+  }
 });
 
 /** A worker that records every step in its own database's `effects`, through ctx.tx. */

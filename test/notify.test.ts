@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { NotificationHub } from '../src/db/notifications.js';
 import { defineStep } from '../src/index.js';
 import { setup } from './support/harness.js';
 
@@ -55,4 +56,29 @@ test('a job scheduled 300 ms ahead runs when due, not before, without waiting fo
   const delayed = await h.stepping.enqueue([step({ delayed: true })], { delayMs: 300 });
   assert.equal((await h.stepping.waitForJob(delayed, { timeoutMs: PROMPT_MS })).status, 'succeeded');
   assert.ok(startedAt.get(delayed)! - enqueuedAt >= 300, 'the delayed job did not run early');
+});
+
+test('a closed NotificationHub opens no connection again: a subscribe after close() is refused', async () => {
+  const applicationName = `hub_closed_${process.pid}`;
+  const hub = new NotificationHub({ connectionString: h.url, application_name: applicationName });
+  const connections = async () =>
+    (
+      await h.pool.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+        [applicationName],
+      )
+    ).rows[0]!.n;
+  const unsubscribe = await hub.subscribe('hub_closed_a', () => {});
+  assert.equal(await connections(), 1);
+  await unsubscribe();
+  await hub.close();
+  // A worker's database removed while it was starting: its start went on to subscribe (the
+  // wake-up channel, the LISTEN probe) after the stop had closed the hub. That opened a
+  // LISTEN connection nothing closed, reconnecting forever, and the process never exited.
+  await assert.rejects(
+    hub.subscribe('hub_closed_b', () => {}),
+    /closed/,
+  );
+  await hub.close();
+  assert.equal(await connections(), 0);
 });

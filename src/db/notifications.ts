@@ -6,6 +6,8 @@
 import type pg from 'pg';
 import pgListen, { type Subscriber } from 'pg-listen';
 
+import { SteppingError } from '../errors.js';
+
 // pg-listen is CommonJS with `exports.default`; under Node's ESM the function sits on .default.
 const createSubscriber = pgListen.default;
 
@@ -16,6 +18,11 @@ type ReconnectHandler = () => void;
 export class NotificationHub {
   private subscriber: Subscriber | undefined;
   private connecting: Promise<Subscriber> | undefined;
+  /**
+   * Closed for good: a subscribe that comes after close() (a start still under way when
+   * its database was removed) must not open a LISTEN connection nothing would ever close.
+   */
+  private closed = false;
   /**
    * Per channel: its handlers, and its LISTEN (made by the first subscriber). Every
    * subscriber awaits that LISTEN, not only the first: a caller that reads state once
@@ -34,6 +41,7 @@ export class NotificationHub {
   }
 
   private async connect(): Promise<Subscriber> {
+    if (this.closed) throw new SteppingError('stepping: the LISTEN connection was closed');
     if (this.subscriber) return this.subscriber;
     this.connecting ??= (async () => {
       const subscriber = createSubscriber(this.config(), {
@@ -63,6 +71,11 @@ export class NotificationHub {
         this.connecting = undefined;
         await subscriber.close().catch(() => {});
         throw error;
+      }
+      if (this.closed) {
+        // close() came while this connection was being made.
+        await subscriber.close().catch(() => {});
+        throw new SteppingError('stepping: the LISTEN connection was closed');
       }
       this.subscriber = subscriber;
       return subscriber;
@@ -123,8 +136,9 @@ export class NotificationHub {
     return unsubscribe;
   }
 
-  /** Closes the connection. */
+  /** Closes the connection for good: later subscribes are refused. */
   async close(): Promise<void> {
+    this.closed = true;
     const subscriber = this.subscriber ?? (await this.connecting?.catch(() => undefined));
     this.subscriber = undefined;
     this.connecting = undefined;

@@ -286,8 +286,11 @@ export class DatabaseWorker {
   private async checkListener(hub: NotificationHub): Promise<void> {
     const check = new ListenCheck(hub, this.db, `${this.config.schema}_probe`, {
       describe: describeConnection(this.pool),
-      onUnavailable: (message) =>
-        this.emit('error', { database: this.database, error: new Error(message), during: 'listen' }),
+      // Not once stopping: a probe cut short by the stop (its hub closed) says nothing about LISTEN.
+      onUnavailable: (message) => {
+        if (!this.stopping)
+          this.emit('error', { database: this.database, error: new Error(message), during: 'listen' });
+      },
     });
     if (!(await check.delivers()) && !this.stopping) this.fetcher.listenerUnavailable();
   }
