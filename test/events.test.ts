@@ -67,3 +67,41 @@ test('the events of a retried step and of a compensated job come in causal order
     'job:compensated',
   ]);
 });
+
+test('a listener that throws or rejects neither stops the worker nor loses a job; it is reported as an error event', async (t) => {
+  const ok = defineStep('e.ok2', async () => {});
+  const worker = createWorker({ connectionString: h.url, steps: [ok], concurrency: 4 });
+  t.after(() => worker.stop());
+  const errors: string[] = [];
+  let succeeded = 0;
+  worker.on('step:started', () => {
+    throw new Error('listener of step:started broke');
+  });
+  worker.on('step:succeeded', () => {
+    throw 'not even an Error';
+  });
+  // Runs after the throwing listener of the same event: one bad listener does not silence the others.
+  worker.on('step:succeeded', () => {
+    succeeded += 1;
+  });
+  worker.on('job:succeeded', async () => {
+    throw new Error('async listener of job:succeeded broke');
+  });
+  worker.on('error', (e) => {
+    errors.push(`${e.during}: ${e.error.message}`);
+    if (e.during === 'event listener') throw new Error('and the error listener throws too');
+  });
+  await worker.start();
+  const ids = [];
+  for (let i = 0; i < 6; i += 1) ids.push(await h.stepping.enqueue([ok({}), ok({})]));
+  for (const id of ids) assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
+  await eventually(() => succeeded === 12, 5000, 'every step:succeeded reached the second listener');
+  await eventually(
+    () => errors.filter((e) => e.includes('async listener of job:succeeded broke')).length === 6,
+    5000,
+    'each rejected job:succeeded listener reported',
+  );
+  assert.ok(errors.some((e) => e === 'event listener: listener of step:started broke'), errors.join('\n'));
+  assert.ok(errors.some((e) => e.startsWith('event listener: ') && e.includes('not even an Error')), errors.join('\n'));
+  await worker.stop();
+});

@@ -34,6 +34,7 @@ import { maskConnectionString, parseConnectionUrl } from '../redact.js';
 import { escapeControl } from '../text.js';
 import { DatabaseWorker, type Emit } from './database-worker.js';
 import { Dispatcher } from './dispatcher.js';
+import { asError } from './error-record.js';
 import type { WorkerEventMap, WorkerEventName } from './events.js';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './options.js';
 import { Slots } from './slots.js';
@@ -193,7 +194,32 @@ export class Worker {
       );
       return;
     }
-    this.emitter.emit(event, payload);
+    // A listener is the application's code: what it throws, or an async one rejects with,
+    // must not reach the claim or report path that emitted (a throw there stranded units
+    // and hung stop()), nor silence the listeners after it.
+    // rawListeners: a once() listener's wrapper, which removes it when called.
+    const database = (payload as { database?: string }).database ?? '(events)';
+    for (const listener of this.emitter.rawListeners(event) as ((p: WorkerEventMap[K]) => unknown)[]) {
+      try {
+        const returned = listener.call(this.emitter, payload);
+        if (returned instanceof Promise)
+          returned.catch((error: unknown) => this.listenerFailed(event, database, error));
+      } catch (error) {
+        this.listenerFailed(event, database, error);
+      }
+    }
+  }
+
+  /** A listener failed: an 'error' event (during 'event listener'), or stderr when an 'error' listener failed. */
+  private listenerFailed(event: WorkerEventName, database: string, thrown: unknown): void {
+    const error = asError(thrown);
+    if (event === 'error') {
+      console.error(
+        escapeControl(maskConnectionString(`stepping worker: a listener of 'error' failed: ${error.message}`)),
+      );
+      return;
+    }
+    this.emit('error', { database, error, during: 'event listener' });
   }
 
   /** Units held now (running or being reported), over all databases. */
