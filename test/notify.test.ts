@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import pg from 'pg';
+
+import { ListenCheck } from '../src/db/listen-check.js';
 import { NotificationHub } from '../src/db/notifications.js';
-import { defineStep } from '../src/index.js';
-import { setup } from './support/harness.js';
+import { createWorker, defineStep } from '../src/index.js';
+import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
@@ -81,4 +84,78 @@ test('a closed NotificationHub opens no connection again: a subscribe after clos
   );
   await hub.close();
   assert.equal(await connections(), 0);
+});
+
+test('a lost LISTEN probe is tried again: the worker polls meanwhile, then listens again', async (t) => {
+  // The probe's NOTIFY fails once, as it would if the connection dropped at that moment.
+  const pool = new pg.Pool({ connectionString: h.url, max: 4 });
+  t.after(() => pool.end());
+  const query = pool.query.bind(pool) as (text: unknown, values?: unknown) => Promise<unknown>;
+  let failed = 0;
+  (pool as unknown as { query: typeof query }).query = (text, values) => {
+    if (
+      typeof text === 'string' &&
+      text.includes('pg_notify') &&
+      Array.isArray(values) &&
+      String(values[0]).endsWith('_probe') &&
+      failed === 0
+    ) {
+      failed += 1;
+      return Promise.reject(new Error('connection dropped (injected)'));
+    }
+    return query(text, values);
+  };
+  const step = defineStep('notify.reprobe', async () => {});
+  const worker = createWorker({ pool, steps: [step], pollIntervalMs: 200 });
+  t.after(() => worker.stop());
+  const errors: string[] = [];
+  worker.on('error', (e) => errors.push(`${e.during}: ${e.error.message}`));
+  const listening = () => worker.databaseStates()[0]?.listening;
+  await worker.start();
+  await eventually(() => errors.length > 0, 15_000, 'the lost probe to be reported');
+  assert.equal(failed, 1);
+  assert.match(errors[0]!, /^listen: stepping: LISTEN does not work .*the probe failed: connection dropped/);
+  assert.equal(listening(), false, 'polling while LISTEN seems broken');
+  // Work goes on meanwhile (a poll, or a NOTIFY: the subscription is kept).
+  const id = await h.stepping.enqueue([step({})]);
+  assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 15_000 })).status, 'succeeded');
+  // The next probe (due 5 s after the lost one) arrives: listening again, nothing more reported.
+  await eventually(() => listening() === true, 20_000, 'the worker to listen again after the next probe');
+  assert.equal(errors.length, 1, errors.join('\n'));
+});
+
+test('ListenCheck: a failed probe is kept until its retry is due, told once, and a later probe can succeed', async () => {
+  const hub = new NotificationHub({ connectionString: h.url });
+  const pool = new pg.Pool({ connectionString: h.url, max: 2 });
+  try {
+    let broken = true;
+    const notifier = {
+      query: (text: string, values?: unknown[]) =>
+        broken ? Promise.reject(new Error('cannot send (injected)')) : pool.query(text, values),
+    };
+    const notes: string[] = [];
+    const check = new ListenCheck(hub, notifier, 'stepping_probe', {
+      reprobeFirstMs: 60_000,
+      onUnavailable: (m) => notes.push(m),
+    });
+    assert.equal(await check.delivers(), false);
+    const due = check.reprobeInMs();
+    assert.ok(due !== null && due > 50_000 && due <= 60_000, `retry due in ${due} ms`);
+    broken = false;
+    assert.equal(await check.delivers(), false, 'kept until the retry is due');
+    const soon = new ListenCheck(hub, notifier, 'stepping_probe', {
+      reprobeFirstMs: 0,
+      onUnavailable: (m) => notes.push(m),
+    });
+    broken = true;
+    assert.equal(await soon.delivers(), false);
+    assert.equal(await soon.delivers(), false, 'failed again');
+    broken = false;
+    assert.equal(await soon.delivers(), true, 'the retry arrived');
+    assert.equal(soon.reprobeInMs(), null);
+    assert.equal(notes.length, 2, 'each check told once');
+  } finally {
+    await hub.close();
+    await pool.end();
+  }
 });

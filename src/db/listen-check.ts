@@ -19,19 +19,34 @@ import type { Queryable } from './queryable.js';
  */
 export const LISTEN_PROBE_TIMEOUT_MS = 10_000;
 
+/** First wait before a failed probe is tried again; doubles after each failure up to LISTEN_REPROBE_MAX_MS. */
+export const LISTEN_REPROBE_FIRST_MS = 5_000;
+/** Longest wait between probes while LISTEN seems not to work. */
+export const LISTEN_REPROBE_MAX_MS = 300_000;
+
 /** Options of a ListenCheck. */
 export interface ListenCheckOptions {
   /** Default LISTEN_PROBE_TIMEOUT_MS. */
   timeoutMs?: number;
-  /** Called once when the probe did not arrive, with a message for people (what, why, what to do). */
+  /** Called once, when the first probe did not arrive, with a message for people (what, why, what to do). */
   onUnavailable?: (message: string) => void;
   /** Names the listening connection in that message, e.g. `127.0.0.1:6432/app`. */
   describe?: string;
+  /** Default LISTEN_REPROBE_FIRST_MS. */
+  reprobeFirstMs?: number;
 }
 
-/** Probes once whether NOTIFYs reach a hub's connection; the answer is kept. */
+/**
+ * Probes whether NOTIFYs reach a hub's connection. A yes is kept. A no is kept until the
+ * next probe is due (5 s, doubling to 5 min): a probe can be lost for reasons that pass
+ * (the listener reconnecting at that moment, an event loop blocked past the timeout, a
+ * probe that could not be sent), and a lost one must not mean polling for good.
+ */
 export class ListenCheck {
   private answer: Promise<boolean> | undefined;
+  private failures = 0;
+  private retryAt = 0;
+  private settled: boolean | undefined;
 
   /**
    * `hub` listens; `notifier` sends the probe (the pool ordinary statements use, so the
@@ -45,10 +60,30 @@ export class ListenCheck {
     private readonly options: ListenCheckOptions = {},
   ) {}
 
-  /** True once a probe arrived; false when none did in time (or the probe could not be sent). Probes on first call only. */
+  /**
+   * True once a probe arrived; false when the last one did not in time (or could not be
+   * sent). Probes on the first call, and again on a call once a failed probe's retry is due.
+   */
   delivers(): Promise<boolean> {
-    this.answer ??= this.probe();
+    if (this.answer === undefined || (this.settled === false && Date.now() >= this.retryAt)) {
+      this.settled = undefined;
+      this.answer = this.probe().then((ok) => {
+        this.settled = ok;
+        if (!ok) {
+          this.failures += 1;
+          const first = this.options.reprobeFirstMs ?? LISTEN_REPROBE_FIRST_MS;
+          this.retryAt = Date.now() + Math.min(first * 2 ** (this.failures - 1), LISTEN_REPROBE_MAX_MS);
+        }
+        return ok;
+      });
+    }
     return this.answer;
+  }
+
+  /** Milliseconds until delivers() probes again: null while a probe runs or once one arrived. */
+  reprobeInMs(): number | null {
+    if (this.settled !== false) return null;
+    return Math.max(0, this.retryAt - Date.now());
   }
 
   private async probe(): Promise<boolean> {
@@ -71,12 +106,10 @@ export class ListenCheck {
           timer.unref();
         }),
       ]);
-      if (!ok) this.options.onUnavailable?.(this.message(`no probe NOTIFY arrived within ${timeoutMs} ms`));
+      if (!ok) this.unavailable(`no probe NOTIFY arrived within ${timeoutMs} ms`);
       return ok;
     } catch (error) {
-      this.options.onUnavailable?.(
-        this.message(`the probe failed: ${error instanceof Error ? error.message : String(error)}`),
-      );
+      this.unavailable(`the probe failed: ${error instanceof Error ? error.message : String(error)}`);
       return false;
     } finally {
       clearTimeout(timer);
@@ -84,11 +117,16 @@ export class ListenCheck {
     }
   }
 
+  /** Tells once: later failed probes repeat what was said. */
+  private unavailable(reason: string): void {
+    if (this.failures === 0) this.options.onUnavailable?.(this.message(reason));
+  }
+
   private message(reason: string): string {
     const where = this.options.describe ? ` on ${this.options.describe}` : '';
     return (
       `stepping: LISTEN does not work${where} (${reason}); this happens behind PgBouncer in transaction ` +
-      `pooling mode. Falling back to polling. Set listenConnectionString to a direct server URL to be woken by NOTIFY.`
+      `pooling mode. Falling back to polling (LISTEN is probed again every few minutes). Set listenConnectionString to a direct server URL to be woken by NOTIFY.`
     );
   }
 }

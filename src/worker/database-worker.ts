@@ -90,6 +90,9 @@ export class DatabaseWorker {
   /** Pool connections transactional handlers may hold at once: all but one. */
   private readonly transactions: Permits;
   private stopping = false;
+  /** The wait before the next LISTEN probe, after one was lost; ended by stop(). */
+  private reprobeTimer: NodeJS.Timeout | undefined;
+  private endReprobeWait: () => void = () => {};
   private schedulerWokenAt = 0;
   private unsubscribeCancel: (() => Promise<void>) | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -292,7 +295,23 @@ export class DatabaseWorker {
           this.emit('error', { database: this.database, error: new Error(message), during: 'listen' });
       },
     });
-    if (!(await check.delivers()) && !this.stopping) this.fetcher.listenerUnavailable();
+    if ((await check.delivers()) || this.stopping) return;
+    this.fetcher.listenerUnavailable();
+    // Probe again now and then: a lost probe (a reconnect at that moment, an event loop
+    // blocked past the timeout) must not mean polling for the worker's lifetime.
+    for (;;) {
+      const waitMs = check.reprobeInMs() ?? 0;
+      await new Promise<void>((resolve) => {
+        this.reprobeTimer = setTimeout(resolve, waitMs);
+        this.reprobeTimer.unref();
+        this.endReprobeWait = resolve;
+      });
+      if (this.stopping) return;
+      if (await check.delivers()) {
+        if (!this.stopping) this.fetcher.listenerAvailable();
+        return;
+      }
+    }
   }
 
   /**
@@ -425,6 +444,8 @@ export class DatabaseWorker {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.reprobeTimer);
+    this.endReprobeWait();
     // A claim already sent returns its units to the queue; wait for it.
     await Promise.all([this.fetcher.stop(), this.scheduler.stop()]);
     await this.unsubscribeCancel?.().catch(() => {});

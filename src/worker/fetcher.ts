@@ -115,6 +115,14 @@ export class Fetcher {
     this.wake();
   }
 
+  /** A later probe arrived: LISTEN works after all (the subscription was kept meanwhile). */
+  listenerAvailable(): void {
+    if (this.stopping || this.unsubscribe === null) return;
+    this.listening = true;
+    this.idlePolls = 0;
+    this.wake();
+  }
+
   /**
    * Whether the activity watch covers this database; when it stops doing so, poll again.
    * When it covers it again, the watch has just read the server: like a listener's
