@@ -28,7 +28,7 @@ export interface HttpStepArgs {
   body?: unknown;
   /** Per-attempt timeout, covering connecting, sending, the answer and reading its body. Default 10,000 ms. */
   timeoutMs?: number;
-  /** "Not yet" delay when a 425 carries no (or an unreadable) Retry-After. Default 1,000 ms. */
+  /** "Not yet" delay when a 425 carries no (or an unreadable) Retry-After, and the shortest one a Retry-After can ask for. Default 1,000 ms. */
   notYetMs?: number;
   /** Longest "not yet" delay a 425's Retry-After can ask for; longer ones are cut to it. Default 1 hour. */
   maxRetryAfterMs?: number;
@@ -322,11 +322,18 @@ export function parseRetryAfter(header: string | null, now: number = Date.now())
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
-/** The "not yet" delay of a 425: its Retry-After clamped to [0, maxRetryAfterMs], else notYetMs. */
+/**
+ * The "not yet" delay of a 425: its Retry-After clamped to [notYetMs, maxRetryAfterMs],
+ * else notYetMs. The floor: a server answering 425 with `Retry-After: 0` would otherwise
+ * have the step ask again as fast as a round trip allows, for as long as it likes.
+ */
 function notYetDelay(response: Response, request: PreparedRequest): number {
   const asked = parseRetryAfter(response.headers.get('retry-after'));
   if (asked === null) return request.notYetMs;
-  return Math.min(Math.max(0, asked), request.maxRetryAfterMs);
+  return Math.max(
+    Math.min(asked, request.maxRetryAfterMs),
+    Math.min(request.notYetMs, request.maxRetryAfterMs),
+  );
 }
 
 /** A promise that rejects with the signal's reason once it aborts (and never resolves). */

@@ -9,8 +9,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 
+import { DEFAULT_NOT_YET_MS } from '../src/http-step.js';
 import { EnqueueValidationError, httpStep } from '../src/index.js';
-import { setup } from './support/harness.js';
+import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
@@ -220,6 +221,27 @@ test(
       assert.equal(status, 'failed');
       assert.doesNotMatch(lastError, /SECRET/, lastError);
       assert.match(lastError, expected[i]!);
+    }
+  },
+);
+
+test(
+  'a server answering 425 with Retry-After: 0 for ever is asked once per notYetMs, not as fast as a round trip allows',
+  { timeout: 60_000 },
+  async () => {
+    const asked: number[] = [];
+    routes.set('/too-early-forever', (_req, res) => {
+      asked.push(Date.now());
+      res.writeHead(425, { 'retry-after': '0' });
+      res.end();
+    });
+    const id = await enqueueRaw({ url: `${base}/too-early-forever` });
+    await eventually(() => asked.length >= 3, 20_000, 'three requests to the 425 server');
+    await h.stepping.cancel(id);
+    // Both times are this process's clock: the gap cannot be shorter than the delay asked.
+    for (let i = 1; i < 3; i += 1) {
+      const gap = asked[i]! - asked[i - 1]!;
+      assert.ok(gap >= DEFAULT_NOT_YET_MS - 50, `request ${i} came ${gap} ms after the one before`);
     }
   },
 );

@@ -75,7 +75,7 @@ function recordEvents<K extends 'step:failed' | 'step:retry-scheduled'>(event: K
 async function run(
   path: string,
   script: (number | 'hang')[],
-  extra: { timeoutMs?: number; maxAttempts?: number } = {},
+  extra: { timeoutMs?: number; maxAttempts?: number; notYetMs?: number } = {},
 ) {
   scripts.set(path, script);
   const id = await h.stepping.enqueue(
@@ -86,6 +86,7 @@ async function run(
           method: 'PUT',
           body: { hello: 'world' },
           timeoutMs: extra.timeoutMs ?? 2000,
+          ...(extra.notYetMs !== undefined ? { notYetMs: extra.notYetMs } : {}),
         },
         {
           backoff: { baseMs: 10, maxMs: 20 },
@@ -116,7 +117,11 @@ test('409 is a permanent failure: no retry, the job fails', async () => {
 });
 
 test('425 is "not yet": asked again later without counting an attempt', async () => {
-  const { final, requests, steps } = await run('/too-early', [425, 425, 425, 200], { maxAttempts: 1 });
+  // notYetMs 0: this server's `Retry-After: 0` is taken as it is (the default would wait 1 s each time).
+  const { final, requests, steps } = await run('/too-early', [425, 425, 425, 200], {
+    maxAttempts: 1,
+    notYetMs: 0,
+  });
   assert.equal(final.status, 'succeeded');
   assert.equal(requests.length, 4);
   assert.equal(steps[0]!.attempts, 1);
