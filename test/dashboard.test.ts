@@ -149,6 +149,27 @@ test('hostile queue names, keys, step names, errors and results are shown as tex
   assert.ok(!job.body.includes('\u202E'), 'bidi override shown as an escape');
 });
 
+test('the failing-steps panel counts each step name and names its newest failed job and error', async () => {
+  const name = 'dash.panel-newest';
+  const ids: string[] = [];
+  for (const message of ['first failure', 'second failure', 'newest failure']) {
+    const jobId = await h.stepping.enqueue([{ name, args: {} }], { queue: 'dash-panel' });
+    await failJob(h.pool, jobId, name, { message, name: 'Error' });
+    ids.push(jobId);
+  }
+  const d = await dashboard({ connectionString: h.url });
+  const page = await request(d.url);
+  assert.equal(page.status, 200);
+  const row = page.body.match(
+    new RegExp(`<tr data-step="${name.replace('.', '\\.')}">([\\s\\S]*?)</tr>`),
+  )?.[1];
+  assert.ok(row, 'a row for the step name');
+  assert.match(row, /<td class="n"><a [^>]*>3<\/a><\/td>\s*<td class="n">0<\/td>/, row);
+  assert.match(row, /newest failure/, row);
+  assert.doesNotMatch(row, /first failure|second failure/, row);
+  assert.ok(row.includes(`job ${ids[2]}`), row);
+});
+
 test('without --allow-actions there are no buttons and action POSTs are refused with 403', async () => {
   const jobId = await failedJob('readonly');
   const withActions = await dashboard({ connectionString: h.url, allowActions: true });

@@ -387,21 +387,33 @@ export class DashboardQueries {
     }));
   }
 
-  /** Step names with failed or retrying jobs, most recently failing first. */
+  /**
+   * Step names with failed or retrying jobs, most recently failing first. The newest job
+   * of each is looked up alone: aggregating every failing job's error into an array held
+   * them all in the server's memory, per step, on every refresh.
+   */
   async failingSteps(db: Queryable, limit: number): Promise<FailingStep[]> {
     const rows = await this.rows(
       db,
-      `SELECT current_step_name AS step_name,
-              count(*) FILTER (WHERE status = 'failed')::float8 AS failed,
-              count(*) FILTER (WHERE status <> 'failed')::float8 AS retrying,
-              max(updated_at) AS last_at,
-              (array_agg(last_error ORDER BY updated_at DESC, job_id DESC))[1] AS last_error,
-              (array_agg(job_id ORDER BY updated_at DESC, job_id DESC))[1]::text AS last_job_id
-       FROM ${this.q}.job_overview
-       WHERE ${FAILING}
-       GROUP BY current_step_name
-       ORDER BY max(updated_at) DESC, current_step_name
-       LIMIT $1`,
+      `WITH counted AS (
+         SELECT current_step_name AS step_name,
+                count(*) FILTER (WHERE status = 'failed')::float8 AS failed,
+                count(*) FILTER (WHERE status <> 'failed')::float8 AS retrying,
+                max(updated_at) AS last_at
+         FROM ${this.q}.job_overview
+         WHERE ${FAILING}
+         GROUP BY current_step_name
+         ORDER BY max(updated_at) DESC, current_step_name
+         LIMIT $1)
+       SELECT c.step_name, c.failed, c.retrying, c.last_at, newest.last_error, newest.job_id::text AS last_job_id
+       FROM counted c
+       CROSS JOIN LATERAL (
+         SELECT o.last_error, o.job_id
+         FROM ${this.q}.job_overview o
+         WHERE ${FAILING} AND o.current_step_name = c.step_name
+         ORDER BY o.updated_at DESC, o.job_id DESC
+         LIMIT 1) newest
+       ORDER BY c.last_at DESC, c.step_name`,
       [limit],
     );
     return rows.map((r) => ({
