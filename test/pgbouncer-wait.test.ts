@@ -60,10 +60,11 @@ test('without listenConnectionString: polling sees the job finish, and one warni
     );
     assert.match(
       warning.message,
-      /PgBouncer in transaction pooling mode\. Falling back to polling\. Set listenConnectionString/,
+      /PgBouncer in transaction pooling mode\. Falling back to polling \(LISTEN is probed again every few minutes\)\. Set listenConnectionString/,
     );
     assert.doesNotMatch(warning.message, /postgres:postgres@/);
-    // The answer is kept: the next wait polls at once and warns no more.
+    // The answer is kept (until the next probe is due, 5 s on): the next wait polls at once
+    // and warns no more.
     const second = await heldJob();
     const again = stepping.waitForJob(second.jobId, { timeoutMs: 120_000 });
     second.release();
