@@ -705,6 +705,41 @@ test('many databases: a picker with each database state; pages under /db/<id>/; 
   assert.equal((await request(new URL('?page=2', d.url).href)).status, 400);
 });
 
+test('many databases: all pages together hold at most maxConnections connections; a page waits for one', async () => {
+  // Ten tenants: ids over one database of this test's own, so the server's view counts the
+  // dashboard's connections together and no other test's.
+  const own = await createTestDatabase('dash_budget');
+  const databases = Array.from({ length: 10 }, (_, i) => ({ id: `t${i}`, connectionString: own.url }));
+  const d = await dashboard({ databases, maxConnections: 2 });
+  let peak = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const { rows } = await h.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_catalog.pg_stat_activity
+         WHERE application_name = 'stepping-dashboard' AND datname = $1`,
+        [own.name],
+      );
+      peak = Math.max(peak, rows[0]!.n);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  try {
+    // The picker asks 8 databases at once; five tenant pages run several queries each.
+    const pages = await Promise.all([
+      request(d.url),
+      ...databases.slice(0, 5).map((t) => request(new URL(`db/${t.id}/`, d.url).href)),
+    ]);
+    for (const page of pages) assert.equal(page.status, 200, page.body);
+    assert.equal(pages[0]!.body.match(/<tr data-database="t\d">/g)?.length, 10);
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+  assert.ok(peak >= 1, 'the sampler saw the dashboard connected');
+  assert.ok(peak <= 2, `the dashboard held ${peak} connections at once, over maxConnections 2`);
+});
+
 test('stepping dashboard: usage errors exit 2; the bin serves, refuses actions unless allowed, stops on SIGTERM', async () => {
   const io = { stdout: () => {}, stderr: (t: string) => (stderr += t) };
   let stderr = '';

@@ -1,11 +1,12 @@
 /**
  * The databases the dashboard shows: one (its pages at `/`), or many (`/db/<id>/`, with a
  * picker at `/`). Each gets a small pool, opened on first use, and a live feed. In
- * many-databases mode idle pools close their connections, so browsing a thousand tenants
- * does not hold a thousand connections.
+ * many-databases mode idle pools close their connections, and all pools together hold at
+ * most `maxConnections`, so paging through a thousand tenants cannot use up the server's.
  */
 import pg from 'pg';
 
+import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
 import type { ResolvedDatabase } from '../multidb/sources.js';
 import type { DatabaseLink } from './layout.js';
 import { LiveFeed, type LiveTiming } from './live.js';
@@ -18,6 +19,8 @@ const STATEMENT_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Idle connections close after this long. */
 const IDLE_MS = 10_000;
+/** Default of DashboardOptions.maxConnections: query connections over all databases. */
+export const DEFAULT_DASHBOARD_MAX_CONNECTIONS = 20;
 
 /** One database as the routes use it. */
 export interface DashboardDatabase extends DatabaseLink {
@@ -35,6 +38,7 @@ class Entry implements DashboardDatabase {
     readonly base: string,
     private readonly connectionString: string,
     private readonly max: number,
+    private readonly client: typeof pg.Client | undefined,
     channels: readonly string[],
     timing: LiveTiming,
     private readonly warn: (message: string) => void,
@@ -56,6 +60,10 @@ class Entry implements DashboardDatabase {
         connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
         statement_timeout: STATEMENT_TIMEOUT_MS,
         application_name: 'stepping-dashboard',
+        // Many databases: a connection waits for a permit of the shared budget, and while
+        // another waits, a released one closes instead of idling (its database is never
+        // "busy"), so the permit moves to the page that needs it.
+        ...(this.client ? { Client: this.client } : {}),
       });
       // An idle connection dropped by the server (restart, terminate) must not end the process.
       pool.on('error', (error) => this.warn(`${this.id}: idle connection lost: ${error.message}`));
@@ -84,11 +92,13 @@ export class DatabaseRegistry {
     channels: readonly string[],
     timing: LiveTiming,
     warn: (message: string) => void,
+    maxConnections = DEFAULT_DASHBOARD_MAX_CONNECTIONS,
   ) {
+    const client = many ? budgetedClient(new ConnectionBudget(maxConnections), () => false) : undefined;
     for (const d of databases) {
       const base = many ? `/db/${encodeURIComponent(d.id)}` : '';
-      const max = many ? POOL_SIZE.many : POOL_SIZE.single;
-      this.entries.set(d.id, new Entry(d.id, base, d.connectionString, max, channels, timing, warn));
+      const max = many ? Math.min(POOL_SIZE.many, maxConnections) : POOL_SIZE.single;
+      this.entries.set(d.id, new Entry(d.id, base, d.connectionString, max, client, channels, timing, warn));
     }
   }
 

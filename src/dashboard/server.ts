@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { checkInt, schemaName } from '../config.js';
 import { ConfigError, SteppingError } from '../errors.js';
 import { type DatabaseSpec, readSource, resolveDatabase, type ResolvedDatabase } from '../multidb/sources.js';
-import { DatabaseRegistry } from './databases.js';
+import { DatabaseRegistry, DEFAULT_DASHBOARD_MAX_CONNECTIONS } from './databases.js';
 import { LIVE_TIMING, type LiveTiming } from './live.js';
 import { DashboardQueries } from './queries.js';
 import type { RouteContext } from './respond.js';
@@ -36,6 +36,11 @@ export interface DashboardOptions {
   port?: number;
   /** Show retry and cancel buttons and accept their POSTs (default false: read-only). */
   allowActions?: boolean;
+  /**
+   * With `databases`: most query connections open at once over all of them (default 20);
+   * a page waits for one. LISTEN connections of open live pages are not counted.
+   */
+  maxConnections?: number;
   /** Live-update timing (tests shorten the poll). */
   live?: Partial<LiveTiming>;
   /** Where notes go (actions taken, LISTEN problems, failed pages). Default: nowhere. */
@@ -109,6 +114,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const port = checkInt('port', options.port ?? DEFAULT_DASHBOARD_PORT, 0, 65_535);
   const timing: LiveTiming = { ...LIVE_TIMING, ...options.live };
   const log = options.log ?? (() => {});
+  const maxConnections = checkInt(
+    'maxConnections',
+    options.maxConnections ?? DEFAULT_DASHBOARD_MAX_CONNECTIONS,
+    1,
+    100_000,
+  );
   const { list, many } = await databasesOf(options);
   const queries = new DashboardQueries(schema);
   const registry = new DatabaseRegistry(
@@ -117,6 +128,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     [queries.engine.readyChannel, queries.engine.doneChannel],
     timing,
     log,
+    maxConnections,
   );
   const address: ListenAddress = { host, port };
   const ctx: RouteContext = {
