@@ -11,7 +11,14 @@
  * the step's abort signal, at most ERROR_BODY_READ_BYTES of it, and its Retry-After is
  * clamped.
  */
+import { fetch as undiciFetch, Request as UndiciRequest } from 'undici';
+
 import { EnqueueValidationError, PermanentError } from './errors.js';
+import {
+  HttpDestinationError,
+  type HttpDestinationOptions,
+  HttpDestinationPolicy,
+} from './http-destinations.js';
 import { MAX_INT, MAX_RETRY_LATER_MS } from './limits.js';
 import { MASK, maskConnectionString } from './redact.js';
 import { defineStep, type StepCallOptions, type StepContext, type StepDefinition } from './steps.js';
@@ -395,11 +402,38 @@ async function readCapped(
   return { text: new TextDecoder().decode(bytes, { stream: true }), cut: !ended };
 }
 
+/** How requests are sent: the global fetch, or undici's with a policy's dispatcher. */
+interface Transport {
+  Request: typeof Request;
+  fetch: (request: Request) => Promise<Response>;
+}
+
+const GLOBAL_FETCH: Transport = { Request, fetch: (request) => fetch(request) };
+
+/**
+ * undici's own fetch with a policy's dispatcher: the global fetch is another copy of
+ * undici (the one inside Node), whose dispatcher interface may differ from this one's.
+ */
+function policyTransport(policy: HttpDestinationPolicy): Transport {
+  const dispatcher = policy.dispatcher;
+  if (!dispatcher) return GLOBAL_FETCH;
+  return {
+    Request: UndiciRequest as unknown as typeof Request,
+    fetch: (request) =>
+      undiciFetch(request as unknown as UndiciRequest, { dispatcher }) as unknown as Promise<Response>,
+  };
+}
+
 /** One request and its answer, all within `signal`. */
-async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepContext): Promise<unknown> {
+async function attempt(
+  request: PreparedRequest,
+  signal: AbortSignal,
+  ctx: StepContext,
+  transport: Transport,
+): Promise<unknown> {
   let sent: Request;
   try {
-    sent = new Request(request.url, {
+    sent = new transport.Request(request.url, {
       method: request.method,
       headers: request.headers,
       ...(request.body !== undefined ? { body: request.body } : {}),
@@ -415,7 +449,7 @@ async function attempt(request: PreparedRequest, signal: AbortSignal, ctx: StepC
   }
   const aborted = rejectOnAbort(signal);
   const response = await Promise.race([
-    fetch(sent).catch((error: unknown) => requestFailed(error, request, signal)),
+    transport.fetch(sent).catch((error: unknown) => requestFailed(error, request, signal)),
     aborted,
   ]);
   // Bodies other than an error's are not read: the step's result is undefined. Cancelling
@@ -565,6 +599,11 @@ function reasonOf(value: unknown, depth = 0): string | undefined {
 function requestFailed(error: unknown, request: PreparedRequest, signal: AbortSignal): never {
   if (signal.aborted) throw signal.reason;
   const cause = (error as { cause?: unknown } | null)?.cause;
+  // Refused by the destination policy while connecting: asking again cannot help.
+  if (cause instanceof HttpDestinationError)
+    throw new PermanentError(`HTTP step: request to ${request.shownUrl} refused: ${cause.message}`, {
+      cause,
+    });
   const code = (cause as { code?: unknown } | null)?.code;
   const reason = shownText(reasonOf(cause) ?? reasonOf(error) ?? 'no reason given', request.secrets);
   if ((typeof code === 'string' && REFUSED_CODES.has(code)) || reason === 'bad port') {
@@ -573,13 +612,28 @@ function requestFailed(error: unknown, request: PreparedRequest, signal: AbortSi
   throw new Error(`HTTP step: request to ${request.shownUrl} failed: ${reason}`, { cause: error });
 }
 
-async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
+async function invoke(
+  args: HttpStepArgs,
+  ctx: StepContext,
+  policy: HttpDestinationPolicy | null,
+  transport: Transport,
+): Promise<unknown> {
   let request: PreparedRequest;
   try {
     request = prepare(args, ctx.idempotencyKey);
   } catch (error) {
     // Retrying cannot fix the arguments.
     throw new PermanentError(`HTTP step: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    policy?.check(new URL(request.url));
+  } catch (error) {
+    throw new PermanentError(
+      `HTTP step: request to ${request.shownUrl} refused: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
   // Aborted by a cancel, a lost lease or a stopping worker, or by the attempt's timeout;
   // the timer runs until the body is read, not just until the headers arrive. Composed by
@@ -595,33 +649,51 @@ async function invoke(args: HttpStepArgs, ctx: StepContext): Promise<unknown> {
   if (ctx.signal.aborted) onAbort();
   else ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    return await attempt(request, controller.signal, ctx);
+    return await attempt(request, controller.signal, ctx, transport);
   } finally {
     clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
   }
 }
 
-const definition = defineStep<HttpStepArgs>('stepping.http', invoke);
+/** The HTTP step's definition, checking its calls' arguments when they are made. */
+function httpStepDefinition(policy: HttpDestinationPolicy | null): StepDefinition<HttpStepArgs> {
+  const transport = policy ? policyTransport(policy) : GLOBAL_FETCH;
+  const definition = defineStep<HttpStepArgs>('stepping.http', (args, ctx) =>
+    invoke(args, ctx, policy, transport),
+  );
+  return Object.assign(
+    (args: HttpStepArgs, options?: StepCallOptions) => {
+      try {
+        prepare(args, undefined);
+      } catch (error) {
+        throw new EnqueueValidationError(`httpStep: ${(error as Error).message}`, { cause: error });
+      }
+      return definition(args, options);
+    },
+    {
+      stepName: definition.stepName,
+      handler: definition.handler,
+      options: definition.options,
+      kind: definition.kind,
+    },
+  );
+}
 
 /**
  * The HTTP step: `httpStep({ url, method, headers, body, timeoutMs })` makes a step call
  * (its arguments checked at once: EnqueueValidationError); add `httpStep` to a worker's
- * `steps` to run it. Sends `Idempotency-Key: <jobId>:<step>`.
+ * `steps` to run it. Sends `Idempotency-Key: <jobId>:<step>`. It sends requests wherever
+ * their URL says: a worker that can reach what producers must not call should run
+ * `createHttpStep({ allowHosts, denyPrivateAddresses })` instead.
  */
-export const httpStep: StepDefinition<HttpStepArgs> = Object.assign(
-  (args: HttpStepArgs, options?: StepCallOptions) => {
-    try {
-      prepare(args, undefined);
-    } catch (error) {
-      throw new EnqueueValidationError(`httpStep: ${(error as Error).message}`, { cause: error });
-    }
-    return definition(args, options);
-  },
-  {
-    stepName: definition.stepName,
-    handler: definition.handler,
-    options: definition.options,
-    kind: definition.kind,
-  },
-);
+export const httpStep: StepDefinition<HttpStepArgs> = httpStepDefinition(null);
+
+/**
+ * The HTTP step (same name, same calls as httpStep) whose requests may go only where
+ * `options` allow; any other fails permanently, naming the host. Options are checked at
+ * once (InvalidArgumentError).
+ */
+export function createHttpStep(options: HttpDestinationOptions): StepDefinition<HttpStepArgs> {
+  return httpStepDefinition(new HttpDestinationPolicy(options));
+}

@@ -1,0 +1,147 @@
+/**
+ * createHttpStep's destination policy: allowHosts and denyPrivateAddresses. A producer
+ * names the URL, so without a policy a worker calls localhost, private networks and cloud
+ * metadata addresses on its behalf; with one, those requests fail permanently and never
+ * reach the server. Names are checked on the addresses they resolve to when connecting.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, test } from 'node:test';
+
+import { isNonPublicAddress } from '../src/http-destinations.js';
+import { createHttpStep, InvalidArgumentError } from '../src/index.js';
+import { setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+
+let received = 0;
+const server = http.createServer((_req, res) => {
+  received += 1;
+  res.end('ok');
+});
+// Both loopback families where the machine has IPv6, so `localhost` answers whichever it
+// resolves to first (without IPv6, fetch falls back to 127.0.0.1).
+await new Promise<void>((resolve, reject) => {
+  server.once('error', (error) =>
+    (error as NodeJS.ErrnoException).code === 'EAFNOSUPPORT' ||
+    (error as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL'
+      ? server.listen(0, '127.0.0.1', resolve)
+      : reject(error),
+  );
+  server.listen(0, '::', resolve);
+});
+const port = (server.address() as AddressInfo).port;
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+/** A worker of the step `definition` serving only `queue` (each test its own). */
+async function workerOn(queue: string, options: Parameters<typeof createHttpStep>[0]) {
+  const step = createHttpStep(options);
+  await h.worker({ steps: [step], queues: [queue], concurrency: 4, pollIntervalMs: 200 });
+  return step;
+}
+
+/** Runs one HTTP step to `url` in `queue`; its final status, attempts and error. */
+async function run(queue: string, url: string) {
+  const id = await h.stepping.enqueue(
+    [
+      {
+        name: 'stepping.http',
+        args: { url, timeoutMs: 5000 },
+        options: { backoff: { baseMs: 10, maxMs: 20 } },
+      },
+    ],
+    { queue },
+  );
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
+  const [step] = await h.stepping.steps(id);
+  return { status: final.status, attempts: step!.attempts, lastError: step!.lastError ?? '' };
+}
+
+test('denyPrivateAddresses: loopback by address, by name and in every spelling fails permanently, unsent', async () => {
+  await workerOn('deny-private', { denyPrivateAddresses: true });
+  const before = received;
+  const urls = [
+    `http://127.0.0.1:${port}/`,
+    `http://localhost:${port}/`,
+    `http://[::1]:${port}/`,
+    `http://[::ffff:127.0.0.1]:${port}/`,
+    `http://2130706433:${port}/`, // 127.0.0.1 as one number
+    `http://0x7f.1:${port}/`,
+    `http://169.254.169.254/latest/meta-data/`,
+  ];
+  for (const url of urls) {
+    const { status, attempts, lastError } = await run('deny-private', url);
+    assert.equal(status, 'failed', url);
+    assert.equal(attempts, 1, `${url}: refused once, not retried`);
+    assert.match(
+      lastError,
+      /^HTTP step: request to http:\/\/.* refused: .*(not a public address|resolves to an address that is not public)/,
+      `${url}: ${lastError}`,
+    );
+  }
+  assert.equal(received, before, 'no request reached the server');
+});
+
+test('allowHosts: a listed name is called; any other host, its address included, fails permanently', async () => {
+  await workerOn('allow-hosts', { allowHosts: ['localhost', '*.example.invalid'] });
+  const before = received;
+  const ok = await run('allow-hosts', `http://LOCALHOST:${port}/`);
+  assert.equal(ok.status, 'succeeded', ok.lastError);
+  assert.equal(received, before + 1);
+  for (const url of [
+    `http://127.0.0.1:${port}/`,
+    'http://example.invalid/',
+    'http://localhost.evil.invalid/',
+  ]) {
+    const { status, attempts, lastError } = await run('allow-hosts', url);
+    assert.equal(status, 'failed', url);
+    assert.equal(attempts, 1, url);
+    assert.match(lastError, /refused: host \S+ is not in allowHosts/, lastError);
+  }
+  assert.equal(received, before + 1, 'nothing else reached the server');
+});
+
+test('createHttpStep checks its options at once', () => {
+  assert.throws(() => createHttpStep({ allowHosts: ['not a host'] }), InvalidArgumentError);
+  assert.throws(() => createHttpStep({ allowHosts: 'localhost' as unknown as string[] }), /array/);
+  assert.throws(() => createHttpStep({ denyPrivateAddresses: 'yes' as unknown as boolean }), /boolean/);
+  assert.throws(
+    () => createHttpStep({ denyPrivate: true } as unknown as Parameters<typeof createHttpStep>[0]),
+    /unknown createHttpStep option "denyPrivate"/,
+  );
+  const step = createHttpStep({ allowHosts: ['api.example.com', '10.0.0.7', '[::1]'] });
+  assert.equal(step.stepName, 'stepping.http');
+  // Calls are checked as httpStep's are.
+  assert.throws(() => step({ url: 'ftp://x/' }), /http: or https:/);
+});
+
+test('isNonPublicAddress: private, loopback, link-local, mapped and reserved ranges; public ones pass', () => {
+  for (const a of [
+    '127.0.0.1',
+    '10.1.2.3',
+    '172.31.255.1',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '224.0.0.1',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'fd00::1',
+    'fe80::1',
+    '::ffff:7f00:1',
+    '::ffff:8.8.8.8',
+    '64:ff9b::808:808',
+    'ff02::1',
+  ]) {
+    assert.equal(isNonPublicAddress(a), true, a);
+  }
+  for (const a of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', '2a00:1450:4001:80b::200e']) {
+    assert.equal(isNonPublicAddress(a), false, a);
+  }
+});
