@@ -94,14 +94,21 @@ test('a listener that throws or rejects neither stops the worker nor loses a job
   await worker.start();
   const ids = [];
   for (let i = 0; i < 6; i += 1) ids.push(await h.stepping.enqueue([ok({}), ok({})]));
-  for (const id of ids) assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
+  for (const id of ids)
+    assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 10_000 })).status, 'succeeded');
   await eventually(() => succeeded === 12, 5000, 'every step:succeeded reached the second listener');
   await eventually(
     () => errors.filter((e) => e.includes('async listener of job:succeeded broke')).length === 6,
     5000,
     'each rejected job:succeeded listener reported',
   );
-  assert.ok(errors.some((e) => e === 'event listener: listener of step:started broke'), errors.join('\n'));
-  assert.ok(errors.some((e) => e.startsWith('event listener: ') && e.includes('not even an Error')), errors.join('\n'));
+  assert.ok(
+    errors.some((e) => e === 'event listener: listener of step:started broke'),
+    errors.join('\n'),
+  );
+  assert.ok(
+    errors.some((e) => e.startsWith('event listener: ') && e.includes('not even an Error')),
+    errors.join('\n'),
+  );
   await worker.stop();
 });

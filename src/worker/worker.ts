@@ -215,7 +215,9 @@ export class Worker {
     const error = asError(thrown);
     if (event === 'error') {
       console.error(
-        escapeControl(maskConnectionString(`stepping worker: a listener of 'error' failed: ${error.message}`)),
+        escapeControl(
+          maskConnectionString(`stepping worker: a listener of 'error' failed: ${error.message}`),
+        ),
       );
       return;
     }
