@@ -57,9 +57,9 @@ export {
   SteppingError,
   WaitTimeoutError,
 } from './errors.js';
-export type { HttpStepArgs } from './http-step.js';
 export type { HttpDestinationOptions } from './http-destinations.js';
 export { HttpDestinationError } from './http-destinations.js';
+export type { HttpStepArgs } from './http-step.js';
 export { createHttpStep, HttpRedirectError, HttpStatusError, httpStep } from './http-step.js';
 export { MAX_JSON_BYTES as MAX_ARGS_BYTES } from './limits.js';
 export type { MigrateResult } from './multidb/migrate-many.js';
