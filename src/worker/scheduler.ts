@@ -55,6 +55,9 @@ export interface SchedulerDeps {
   error(error: Error, during: string): void;
 }
 
+/** Parsed cron expressions kept per database worker. */
+const PARSED_CRON_CACHE = 500;
+
 /** Fires the due schedules of one database. */
 export class Scheduler {
   private readonly schedules: Schedules;
@@ -194,6 +197,9 @@ export class Scheduler {
       let cron = this.parsed.get(cronKey);
       if (!cron) {
         cron = new CronSchedule(d.cron, d.tz);
+        // Bounded: schedules come and go (and may each have their own expression); the
+        // oldest parsed one is dropped, and parsed again if it is still used.
+        if (this.parsed.size >= PARSED_CRON_CACHE) this.parsed.delete(this.parsed.keys().next().value!);
         this.parsed.set(cronKey, cron);
       }
       const runs = cron.dueRuns(d.nextRunAt, d.now, d.backfill);
