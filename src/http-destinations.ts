@@ -8,6 +8,7 @@
  */
 import dns from 'node:dns';
 import { BlockList, isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
 
 import { Agent } from 'undici';
 
@@ -18,7 +19,7 @@ export interface HttpDestinationOptions {
   /**
    * Host names a request may name: exact (`api.example.com`, case-insensitive) or every
    * subdomain of one (`*.example.com`, not example.com itself); an IP address is a name
-   * too. Any other host fails the step permanently. Default: any host.
+   * too. On any port. Any other host fails the step permanently. Default: any host.
    */
   allowHosts?: readonly string[];
   /**
@@ -125,7 +126,11 @@ export class HttpDestinationPolicy {
     this.anyHost = allowHosts === undefined;
     for (const entry of allowHosts ?? []) {
       if (typeof entry !== 'string') throw new InvalidArgumentError('allowHosts holds host names (strings)');
-      const host = normalHost(entry);
+      // As URLs spell it: an internationalised name in punycode (bücher.example → xn--bcher-kva.example).
+      const wildcard = entry.startsWith('*.');
+      const name = normalHost(wildcard ? entry.slice(2) : entry);
+      const ascii = isIP(name) !== 0 ? name : domainToASCII(name);
+      const host = `${wildcard ? '*.' : ''}${ascii}`;
       if (isIP(host) !== 0) {
         this.exact.add(host);
       } else if (host.length > 253 || !HOST_PATTERN.test(host)) {

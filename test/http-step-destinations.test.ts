@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 
-import { isNonPublicAddress } from '../src/http-destinations.js';
+import { HttpDestinationError, HttpDestinationPolicy, isNonPublicAddress } from '../src/http-destinations.js';
 import { createHttpStep, InvalidArgumentError } from '../src/index.js';
 import { setup } from './support/harness.js';
 
@@ -113,10 +113,23 @@ test('createHttpStep checks its options at once', () => {
     () => createHttpStep({ denyPrivate: true } as unknown as Parameters<typeof createHttpStep>[0]),
     /unknown createHttpStep option "denyPrivate"/,
   );
-  const step = createHttpStep({ allowHosts: ['api.example.com', '10.0.0.7', '[::1]'] });
+  const step = createHttpStep({ allowHosts: ['api.example.com', '10.0.0.7', '[::1]', '*.bücher.example'] });
   assert.equal(step.stepName, 'stepping.http');
   // Calls are checked as httpStep's are.
   assert.throws(() => step({ url: 'ftp://x/' }), /http: or https:/);
+  // Names compare as URLs spell them: lower case, punycode, without a trailing dot.
+  const policy = new HttpDestinationPolicy({ allowHosts: ['*.Bücher.example', 'API.Example.com.'] });
+  policy.check(new URL('https://shop.bücher.example/x'));
+  policy.check(new URL('https://a.b.xn--bcher-kva.example/'));
+  policy.check(new URL('https://api.example.com./'));
+  for (const url of [
+    'https://bücher.example/',
+    'https://evilbücher.example/',
+    'https://example.com/',
+    'https://api.example.com.evil/',
+  ]) {
+    assert.throws(() => policy.check(new URL(url)), HttpDestinationError, url);
+  }
 });
 
 test('isNonPublicAddress: private, loopback, link-local, mapped and reserved ranges; public ones pass', () => {
