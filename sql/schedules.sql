@@ -76,6 +76,14 @@ BEGIN
      OR p_job ?| ARRAY['key', 'run_at', 'delay_ms', 'deadline', 'on_duplicate'] THEN
     PERFORM _bad_input('a schedule''s job is a JSON object without key, run_at, delay_ms, deadline or on_duplicate');
   END IF;
+  -- One fire enqueues up to backfill copies of the job in one statement: bounded as one
+  -- enqueue call is (past 256 MiB PostgreSQL refuses the array, and the schedule would
+  -- fail at every fire instead of now).
+  IF octet_length(p_job::text)::bigint * greatest(p_backfill, 1) > _limit_max_call_json_bytes() THEN
+    PERFORM _bad_input(format('a schedule''s job (%s bytes) times its backfill (%s) exceeds %s bytes: one fire '
+                              'enqueues every missed run at once; lower the backfill or the args',
+                              octet_length(p_job::text), p_backfill, _limit_max_call_json_bytes()));
+  END IF;
   IF p_next_run_at IS NOT NULL AND (p_next_run_at < _limit_min_date() OR p_next_run_at >= _limit_max_date()) THEN
     PERFORM _bad_input('a schedule''s next run lies outside the supported dates');
   END IF;

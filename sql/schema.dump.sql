@@ -359,7 +359,7 @@ schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time 
 schedule_remove(p_name text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     56d7ded5003b441c6cd698ea42cc771c
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    bb8754f2b5b025415107658e74e76ffa
+    014a5792c3a66749409ee2da9e34e1c8
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
     409c4e3eb436c79dfc599746f9760e75
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off

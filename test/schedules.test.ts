@@ -88,6 +88,15 @@ test('schedule() validates, computes the next run on the engine clock, lists; pa
     ),
     /steps/,
   );
+  // A fire enqueues every missed run at once: a large job times a large backfill is refused
+  // now, not at every fire (past 256 MiB PostgreSQL refuses the array).
+  const big = tick({ blob: 'x'.repeat(900_000) });
+  await assert.rejects(
+    h.stepping.schedule('bad', '* * * * *', [big], { backfill: 1000 }),
+    /a schedule's job \(\d+ bytes\) times its backfill \(1000\) exceeds 33554432 bytes/,
+  );
+  assert.equal(await h.stepping.schedule('big-ok', '* * * * *', [big], { backfill: 30 }), true);
+  assert.equal(await h.stepping.unschedule('big-ok'), true);
   assert.equal((await h.stepping.listSchedules()).filter((x) => x.name === 'bad').length, 0);
   assert.equal(await h.stepping.unschedule('every-5'), true);
   assert.equal(await h.stepping.unschedule('every-5'), false);
