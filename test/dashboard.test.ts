@@ -749,6 +749,15 @@ test('stepping dashboard: usage errors exit 2; the bin serves, refuses actions u
     [['jobs', '--allow-actions'], /jobs does not take --allow-actions/],
     [['status', '--port', '1'], /status does not take --port/],
     [['dashboard', 'extra'], /usage: stepping dashboard/],
+    [['dashboard', '--max-connections', '3'], /--max-connections works with --databases/],
+    [
+      ['dashboard', '--databases', `main=${h.url}`, '--max-connections', '0'],
+      /--max-connections must be an integer from 1/,
+    ],
+    [
+      ['jobs', '--databases', `main=${h.url}`, '--max-connections', '3'],
+      /jobs does not take --max-connections/,
+    ],
   ] as const) {
     stderr = '';
     assert.equal(await runOperatorCli([...args], io, { DATABASE_URL: h.url }), 2, args.join(' '));
@@ -762,7 +771,7 @@ test('stepping dashboard: usage errors exit 2; the bin serves, refuses actions u
   const single = start('src/cli/stepping.ts', ['dashboard', '--port', '0'], { DATABASE_URL: h.url });
   const many = start(
     'src/cli/stepping.ts',
-    ['dashboard', '--port', '0', '--allow-actions', '--databases', `main=${h.url}`],
+    ['dashboard', '--port', '0', '--allow-actions', '--databases', `main=${h.url}`, '--max-connections', '2'],
     { DATABASE_URL: undefined },
   );
   const urlOf = async (p: typeof single): Promise<string> =>

@@ -63,6 +63,7 @@ const OPTIONS = {
   port: { type: 'string' },
   host: { type: 'string' },
   'allow-actions': { type: 'boolean' },
+  'max-connections': { type: 'string' },
   queue: { type: 'string' },
   step: { type: 'string' },
   key: { type: 'string' },
@@ -149,6 +150,7 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     ...(values.port !== undefined ? { port: values.port } : {}),
     ...(values.host !== undefined ? { host: values.host } : {}),
     ...(values['allow-actions'] !== undefined ? { allowActions: values['allow-actions'] } : {}),
+    ...(values['max-connections'] !== undefined ? { maxConnections: values['max-connections'] } : {}),
     ...(values.queue !== undefined ? { queue: values.queue } : {}),
     ...(values.step !== undefined ? { step: values.step } : {}),
     ...(values.key !== undefined ? { key: values.key } : {}),
@@ -171,6 +173,9 @@ function parseInvocation(argv: readonly string[], env: NodeJS.ProcessEnv): Invoc
     throw new UsageError(`usage: stepping ${command.synopsis}`);
   }
   const databases = values.databases === undefined ? undefined : parseDatabasesArg(values.databases);
+  if (flags.maxConnections !== undefined && !databases) {
+    throw new UsageError('--max-connections works with --databases (one database uses 4 connections)');
+  }
   if (databases && command.name !== 'migrate' && command.name !== 'status' && !('server' in command)) {
     throw new UsageError(`--databases works with migrate, status and dashboard, not ${command.name}`);
   }

@@ -15,6 +15,7 @@ export interface CommandFlags {
   port?: string;
   host?: string;
   allowActions?: boolean;
+  maxConnections?: string;
   queue?: string;
   step?: string;
   key?: string;

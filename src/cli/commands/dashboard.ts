@@ -1,5 +1,5 @@
 /**
- * `stepping dashboard [--port N] [--host H] [--allow-actions]`: serves the web dashboard
+ * `stepping dashboard [--port N] [--host H] [--allow-actions] [--max-connections N]`: serves the web dashboard
  * (src/dashboard) until SIGINT or SIGTERM; a second signal exits at once (exit code 1).
  */
 import { isIP } from 'node:net';
@@ -31,10 +31,10 @@ function untilSignal(onSecond: () => void): Promise<NodeJS.Signals> {
 /** The dashboard command. */
 export const dashboardCommand: ServerCommand = {
   name: 'dashboard',
-  synopsis: 'dashboard [--port N] [--host H] [--allow-actions]',
+  synopsis: 'dashboard [--port N] [--host H] [--allow-actions] [--max-connections N]',
   summary:
     'serve a web dashboard: queues, workers, failing steps, jobs; retry/cancel with --allow-actions (--databases: pick one)',
-  flags: ['port', 'host', 'allowActions'],
+  flags: ['port', 'host', 'allowActions', 'maxConnections'],
   args: [],
   server: true,
   prepare: (_args, flags) => {
@@ -43,6 +43,10 @@ export const dashboardCommand: ServerCommand = {
     const host = flags.host ?? DEFAULT_DASHBOARD_HOST;
     if (host.trim() === '') throw new UsageError('--host must name a host or an address');
     const allowActions = flags.allowActions ?? false;
+    const maxConnections =
+      flags.maxConnections === undefined
+        ? undefined
+        : parseInteger('--max-connections', flags.maxConnections, 1, 100_000);
     return async (ctx) => {
       const dashboard = await startDashboard({
         ...(ctx.databases ? { databases: ctx.databases } : { connectionString: ctx.databaseUrl! }),
@@ -50,6 +54,7 @@ export const dashboardCommand: ServerCommand = {
         host,
         port,
         allowActions,
+        ...(maxConnections !== undefined ? { maxConnections } : {}),
         log: (line) => ctx.note(line),
       });
       const stopped = untilSignal(() => {
