@@ -21,6 +21,7 @@ export type {
   AnyStepDefinition,
   BackoffOptions,
   CompensationSpec,
+  IsolationLevel,
   RetryLater,
   StepCall,
   StepCallOptions,

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { checkBackoff, checkInteger, checkText, fail, unknownKey } from './enqueue/checks.js';
 import { describeValue, printable } from './enqueue/describe.js';
 import { ConfigError, EnqueueValidationError, InvalidArgumentError } from './errors.js';
-import { MAX_INT, MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';
+import { MAX_INT, MAX_LEASE_MS, MAX_NAME_LENGTH, MAX_RETRY_LATER_MS } from './limits.js';
 
 /** Returned by `ctx.retryLater(ms)`: run this step again later without counting a failed attempt. */
 export interface RetryLater {
@@ -123,9 +123,30 @@ export interface StepOptions<A = unknown, R = unknown> {
   compensate?: CompensationSpec<A, R>;
   /** Run the handler inside the transaction that records the step done; the handler gets `ctx.tx`. */
   transactional?: boolean;
+  /**
+   * A transactional step's isolation level; the worker opens its transaction in it. In
+   * `repeatable read` and `serializable` (which need timeoutMs) the lease is extended once,
+   * before the transaction, past timeoutMs, and not heart-beaten while it is open: a
+   * heartbeat changes the job's row, which such a transaction could then not complete.
+   * Default: the database's default level.
+   */
+  isolation?: IsolationLevel;
   /** Abort the handler's signal and fail the attempt after this long. Default: no timeout. */
   timeoutMs?: number;
 }
+
+/** A transaction isolation level as PostgreSQL spells it. */
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+/** Longest timeoutMs of an isolated step: its lease covers it, and a lease is at most MAX_LEASE_MS. */
+const MAX_ISOLATED_TIMEOUT_MS = MAX_LEASE_MS - 60_000;
+
+/** The levels of StepOptions.isolation. */
+export const ISOLATION_LEVELS: readonly IsolationLevel[] = [
+  'read committed',
+  'repeatable read',
+  'serializable',
+];
 
 /** Per-call overrides at enqueue time: they take precedence over the worker's definition. */
 export interface StepCallOptions {
@@ -174,6 +195,7 @@ const STEP_OPTION_NAMES: readonly string[] = [
   'backoff',
   'compensate',
   'transactional',
+  'isolation',
   'timeoutMs',
 ];
 
@@ -189,7 +211,10 @@ function checkStepOptions(options: unknown): void {
   }
   const unknown = unknownKey(options, STEP_OPTION_NAMES);
   if (unknown !== undefined) fail(`unknown option ${unknown} (known: ${STEP_OPTION_NAMES.join(', ')})`);
-  const { maxAttempts, backoff, compensate, transactional, timeoutMs } = options as Record<string, unknown>;
+  const { maxAttempts, backoff, compensate, transactional, isolation, timeoutMs } = options as Record<
+    string,
+    unknown
+  >;
   if (maxAttempts !== undefined) checkInteger(maxAttempts, 'maxAttempts', 1, MAX_INT);
   if (backoff !== undefined) checkBackoff(backoff, 'backoff');
   if (compensate !== undefined) {
@@ -202,6 +227,20 @@ function checkStepOptions(options: unknown): void {
   }
   if (transactional !== undefined && typeof transactional !== 'boolean') {
     fail(`transactional must be true or false, got ${describeValue(transactional)}`);
+  }
+  if (isolation !== undefined) {
+    const level = ISOLATION_LEVELS.find((l) => l === isolation);
+    if (level === undefined)
+      fail(
+        `isolation must be 'read committed', 'repeatable read' or 'serializable', got ${describeValue(isolation)}`,
+      );
+    if (transactional !== true) fail('isolation is for transactional steps (transactional: true)');
+    if (level !== 'read committed' && timeoutMs === undefined)
+      fail(`isolation ${level} needs timeoutMs: its lease is held for that long without heartbeats`);
+    if (level !== 'read committed' && typeof timeoutMs === 'number' && timeoutMs > MAX_ISOLATED_TIMEOUT_MS)
+      fail(
+        `isolation ${level} takes timeoutMs up to ${MAX_ISOLATED_TIMEOUT_MS} (the longest lease, less a minute)`,
+      );
   }
   // MAX_INT is also setTimeout's limit: a longer delay would fire at once.
   if (

@@ -367,6 +367,22 @@ export class DatabaseWorker {
             pool: this.pool,
             database: this.database,
             acquireTransaction: () => this.transactions.acquire(),
+            leaseMs: this.config.leaseMs,
+            holdLeaseQuietly: async (client, ms) => {
+              // Quiet first, and no beat carrying it left in flight: a beat committing
+              // after the transaction's snapshot is what the isolation level refuses.
+              await this.keeper.quietened(held);
+              const kept = await this.engine.extendLeases(client, [unit], ms).catch((error: unknown) => {
+                held.quiet = false;
+                throw error;
+              });
+              if (kept.has(unit.jobId)) return true;
+              held.quiet = false;
+              return false;
+            },
+            endQuiet: () => {
+              held.quiet = false;
+            },
           }),
         )
       : { kind: 'failure' as const, error: new Error(`no handler for ${unit.name}`), permanent: false };

@@ -12,7 +12,8 @@ import type pg from 'pg';
 import type { LeasedUnit } from '../db/engine.js';
 import { type ServerProcess, serverProcessOf, terminateServerProcess } from '../db/server-process.js';
 import { PermanentError } from '../errors.js';
-import { type AnyStepDefinition, isRetryLater, retryLaterDelay } from '../steps.js';
+import { MAX_LEASE_MS } from '../limits.js';
+import { type AnyStepDefinition, type IsolationLevel, isRetryLater, retryLaterDelay } from '../steps.js';
 import { asError } from './error-record.js';
 import { HandlerContext } from './handler-context.js';
 import type { LazyAbort } from './lazy-abort.js';
@@ -56,6 +57,17 @@ export interface RunDeps {
    * and healthy leases lapse.
    */
   acquireTransaction(): Promise<() => void>;
+  /** The worker's lease length (ms). */
+  leaseMs: number;
+  /**
+   * Extends this unit's lease to `ms` from now through `client` (outside any transaction)
+   * and stops its heartbeats until endQuiet(): for a REPEATABLE READ or SERIALIZABLE
+   * transaction, which could not complete after a heartbeat changed the job's row. False
+   * when the lease was lost.
+   */
+  holdLeaseQuietly(client: pg.PoolClient, ms: number): Promise<boolean>;
+  /** Heartbeats resume (the isolated transaction ended). */
+  endQuiet(): void;
 }
 
 /**
@@ -119,6 +131,13 @@ async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
     clearTimeout(timer);
   }
 }
+
+/** StepOptions.isolation as SQL. */
+const ISOLATION_SQL: Record<IsolationLevel, string> = {
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+};
 
 /** "Not yet" delay when a transactional attempt could not even open its transaction. */
 const TX_OPEN_RETRY_MS = 1000;
@@ -232,10 +251,18 @@ export async function runUnit(
   let broken: Error | undefined;
   const onClientError = (error: Error) => (broken = error);
   let releasePermit: (() => void) | undefined;
+  /** Heartbeats of this unit are held off while its isolated transaction is open. */
+  let quiet = false;
+  const isolation = transactional ? definition.options.isolation : undefined;
+  const isolated = isolation === 'repeatable read' || isolation === 'serializable';
   /** Returns the connection to the pool, or destroys it (broken, or its transaction left open). */
   /** ctx.tx; its listeners are taken off the connection before it goes back to the pool. */
   let guarded: GuardedClient | undefined = undefined;
   const releaseClient = (destroy: boolean) => {
+    if (quiet) {
+      quiet = false;
+      deps.endQuiet();
+    }
     const c = client;
     client = undefined;
     guarded?.detach();
@@ -254,9 +281,25 @@ export async function runUnit(
       releasePermit = await deps.acquireTransaction();
       client = await deps.pool.connect();
       client.on('error', onClientError);
+      if (isolated) {
+        // Before the transaction, so its snapshot already sees the longer lease: past the
+        // handler's timeout, its bounded wait to return, and one more lease for the report.
+        const ms = Math.min((timeoutMs ?? MAX_LEASE_MS) + TX_SETTLE_MS + deps.leaseMs, MAX_LEASE_MS);
+        if (!(await deps.holdLeaseQuietly(client, ms))) {
+          releaseClient(false);
+          return {
+            kind: 'failure',
+            error: new Error(`lease on job ${unit.jobId} was lost`),
+            permanent: false,
+          };
+        }
+        quiet = true;
+      }
       // The token is a UUID this process made, not input: written into the statement
-      // because SET takes no parameters (set_config() would be a query).
-      await client.query(`BEGIN; SET LOCAL ${ATTEMPT_SETTING} = '${token!}'`);
+      // because SET takes no parameters (set_config() would be a query). The isolation
+      // level is one of three fixed strings (checked by defineStep).
+      const begin = isolation ? `BEGIN ISOLATION LEVEL ${ISOLATION_SQL[isolation]}` : 'BEGIN';
+      await client.query(`${begin}; SET LOCAL ${ATTEMPT_SETTING} = '${token!}'`);
       backendPid = serverProcessOf(client);
     } catch {
       releaseClient(true);

@@ -1,7 +1,8 @@
 /**
  * The lease keeper of one database: the units held from it, and their heartbeats. A beat
  * extends every held lease in one call; a unit missing from the answer lost its lease and
- * is aborted; a unit the database says was cancelled has its signal aborted. Beats never
+ * is aborted; a unit the database says was cancelled has its signal aborted (a quiet unit,
+ * inside an isolated transaction, is left out: its lease was extended beforehand). Beats never
  * overlap: a beat asked for while one runs happens right after it. A cancel NOTIFY is only
  * a hint to beat now: the database's answer decides.
  */
@@ -18,6 +19,12 @@ export interface HeldUnit {
   startedAt: number;
   /** Lease lost, released, or its report given up: do not heartbeat, do not report. */
   abandoned: boolean;
+  /**
+   * Not heart-beaten for now: its REPEATABLE READ or SERIALIZABLE transaction is open, and
+   * a heartbeat would change the job's row after that transaction's snapshot (its lease
+   * was extended past its timeout before the transaction began).
+   */
+  quiet: boolean;
 }
 
 /** Heartbeats of the units held from one database. */
@@ -58,6 +65,7 @@ export class LeaseKeeper {
       abort: new LazyAbort(),
       startedAt: Date.now(),
       abandoned: false,
+      quiet: false,
     };
     this.held.set(unit.jobId, held);
     return held;
@@ -94,7 +102,7 @@ export class LeaseKeeper {
   }
 
   private async beat(): Promise<void> {
-    const held = this.live();
+    const held = this.live().filter((h) => !h.quiet);
     if (held.length === 0) return;
     try {
       const kept = await this.engine.extendLeases(
@@ -115,6 +123,15 @@ export class LeaseKeeper {
     } catch (error) {
       this.onError(error as Error);
     }
+  }
+
+  /**
+   * Resolves once no beat that may include `held` is in flight: call after making it quiet
+   * (a beat sent just before still carries it, and may commit after its caller's next step).
+   */
+  async quietened(held: HeldUnit): Promise<void> {
+    held.quiet = true;
+    await this.beating;
   }
 
   /** Stops heart-beating; waits for a beat in flight. */
