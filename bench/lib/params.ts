@@ -18,6 +18,11 @@ export interface ManyParams {
   concurrency: number;
   /** Seconds the drained worker is watched idle (CPU, transactions/s, new connections/s). */
   idleSeconds: number;
+  /**
+   * Seconds between the end of the drain's statistics (11 s after the last job) and the idle
+   * watch: right after a long drain the databases' idle polls are still backing off.
+   */
+  idleDelaySeconds: number;
   /** Also time a tenant appended to the databases file until its job is done (the file is re-read every 30 s). */
   appendTenant: boolean;
 }
@@ -109,6 +114,7 @@ const FULL: BenchParams = {
     maxConnections: 60,
     concurrency: 24,
     idleSeconds: 10,
+    idleDelaySeconds: 1,
     appendTenant: true,
   },
   retention: {
@@ -143,6 +149,7 @@ const QUICK: BenchParams = {
     maxConnections: 20,
     concurrency: 24,
     idleSeconds: 2,
+    idleDelaySeconds: 1,
     appendTenant: false,
   },
   retention: {
@@ -195,7 +202,8 @@ function pick(list: readonly Variant[], selector: string, strict = true): Varian
 /**
  * Parses `--quick`, `--reps N`, `--only a,b`, `--variants a,b` (ids or library names),
  * `--out FILE`, `--node 22|current|PATH`, `--no-analyze`, `--no-count`, `--bulk-jobs N`,
- * `--cap-ms N`, for many-databases `--databases N`, `--hot-jobs N`, `--no-append`, and for
+ * `--cap-ms N`, for many-databases `--databases N`, `--hot-jobs N`, `--no-append`,
+ * `--idle-delay-s N`, and for
  * retention `--retention-jobs N`, `--retention-rate N` (jobs/s; 0: unpaced).
  */
 export function parseArgs(argv: readonly string[]): CliOptions {
@@ -232,6 +240,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === '--databases') params.many.databases = int(i++, arg, 2);
     else if (arg === '--hot-jobs') params.many.hotJobs = int(i++, arg);
     else if (arg === '--no-append') params.many.appendTenant = false;
+    else if (arg === '--idle-delay-s') params.many.idleDelaySeconds = int(i++, arg, 0);
     else if (arg === '--retention-jobs') params.retention.jobs = int(i++, arg);
     else if (arg === '--retention-rate') params.retention.ratePerSecond = int(i++, arg, 0);
     else if (arg === '--variants') {

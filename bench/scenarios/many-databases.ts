@@ -377,7 +377,7 @@ export async function manyDatabasesScenario(
     );
 
     // Idle: watch the drained worker (the load's statistics are all in, see above).
-    await sleep(1000);
+    await sleep(p.idleDelaySeconds * 1000);
     const idle0 = await tenantCounters(admin, factory.prefix);
     const cpu0 = cpuMsOf(w.child.pid!);
     const i0 = Date.now();
