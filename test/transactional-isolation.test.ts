@@ -33,19 +33,19 @@ for (const isolation of ['repeatable read', 'serializable'] as const) {
           'transaction_isolation',
         ]);
         // The snapshot is taken here; the sleep spans several heartbeat periods of the worker.
-        await sleep(900);
+        await sleep(1800);
         await ctx.tx!.query('INSERT INTO ledger VALUES ($1, $2)', [ctx.jobId, rows[0]!.level]);
       },
       { transactional: true, isolation, timeoutMs: 10_000, maxAttempts: 1 },
     );
-    // A 600 ms lease: heartbeats every 200 ms, so without the option the report would meet
+    // A 1.5 s lease: heartbeats every 500 ms, so without the option the report would meet
     // a job row changed after the transaction's snapshot.
-    const worker = await h.worker({ steps: [step], leaseMs: 600, concurrency: 2 }, t);
+    const worker = await h.worker({ steps: [step], leaseMs: 1500, concurrency: 2 }, t);
     const beats: string[] = [];
     worker.on('error', (e) => beats.push(`${e.during}: ${e.error.message}`));
     // A plain step beside it keeps being heart-beaten: it runs past its lease too.
-    const plain = defineStep('iso.plain', async () => sleep(1500));
-    const other = await h.worker({ steps: [plain], leaseMs: 600 }, t);
+    const plain = defineStep('iso.plain', async () => sleep(2500));
+    const other = await h.worker({ steps: [plain], leaseMs: 1500 }, t);
     const [a, b] = await Promise.all([h.stepping.enqueue([step({})]), h.stepping.enqueue([plain({})])]);
     const [ja, jb] = await Promise.all([
       h.stepping.waitForJob(a, { timeoutMs: 20_000 }),
@@ -73,7 +73,7 @@ test('a cancel of an isolated step running its transaction ends it at its report
     },
     { transactional: true, isolation: 'repeatable read', timeoutMs: 10_000 },
   );
-  await h.worker({ steps: [step], leaseMs: 600 }, t);
+  await h.worker({ steps: [step], leaseMs: 1500 }, t);
   const id = await h.stepping.enqueue([step({})]);
   await running;
   await h.stepping.cancel(id);
@@ -93,7 +93,7 @@ test('while its transaction is open an isolated step holds a lease for its whole
     },
     { transactional: true, isolation: 'repeatable read', timeoutMs: 8000 },
   );
-  await h.worker({ steps: [step], leaseMs: 600 }, t);
+  await h.worker({ steps: [step], leaseMs: 1500 }, t);
   const id = await h.stepping.enqueue([step({})]);
   await eventually(
     async () => (await h.stepping.getJob(id))?.status === 'running',
