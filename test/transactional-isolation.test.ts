@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ConfigError, defineStep } from '../src/index.js';
-import { eventually, setup } from './support/harness.js';
+import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 await h.pool.query('CREATE TABLE ledger (job_id bigint, level text)');
@@ -85,9 +85,13 @@ test('a cancel of an isolated step running its transaction ends it at its report
 test('while its transaction is open an isolated step holds a lease for its whole timeoutMs', async (t) => {
   let release: () => void = () => {};
   const held = new Promise<void>((resolve) => (release = resolve));
+  let running: () => void = () => {};
+  const handlerRuns = new Promise<void>((resolve) => (running = resolve));
   const step = defineStep(
     'iso.long-lease',
     async (_args: unknown, ctx) => {
+      // Running: its lease was extended before its transaction began.
+      running();
       await held;
       await ctx.tx!.query('INSERT INTO ledger VALUES ($1, $2)', [ctx.jobId, 'done']);
     },
@@ -95,11 +99,7 @@ test('while its transaction is open an isolated step holds a lease for its whole
   );
   await h.worker({ steps: [step], leaseMs: 1500 }, t);
   const id = await h.stepping.enqueue([step({})]);
-  await eventually(
-    async () => (await h.stepping.getJob(id))?.status === 'running',
-    10_000,
-    'the step to run',
-  );
+  await handlerRuns;
   // Not heart-beaten (a heartbeat would change the row after the snapshot): extended once,
   // past timeoutMs, so a worker that dies meanwhile leaves it to another after that long.
   const { rows } = await h.pool.query<{ left: number }>(
