@@ -31,6 +31,13 @@ after(async () => {
     await c();
     clearTimeout(slow);
   }
+  // Everything is stopped: the file should end now. If something still holds the process
+  // (once seen in CI: all tests passed, then the file timed out), say what.
+  setTimeout(
+    () =>
+      console.log(`# still alive 20 s after the cleanups: ${process.getActiveResourcesInfo().join(', ')}`),
+    20_000,
+  ).unref();
 });
 
 /** A worker that records every step in its own database's `effects`, through ctx.tx. */

@@ -275,11 +275,16 @@ export class DatabaseWorker {
         this.emit('error', { database: this.database, error: error as Error, during: 'listen' });
       }
     }
+    // A stop that came meanwhile (the database removed, the worker stopping while a
+    // listener permit was being handed on) has stopped what started so far: start no more.
+    if (this.stopping) return;
     this.keeper.start();
     await this.presence.start();
+    if (this.stopping) return;
     await this.scheduler.start();
+    if (this.stopping) return;
     await this.fetcher.start();
-    if (this.hub && this.fetcher.hasListener) void this.checkListener(this.hub);
+    if (this.hub && this.fetcher.hasListener && !this.stopping) void this.checkListener(this.hub);
   }
 
   /**
