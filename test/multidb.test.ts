@@ -5,6 +5,7 @@ import pg from 'pg';
 
 import { withDatabase } from '../scripts/embedded-db.js';
 import { createStepping, createWorker, defineStep, migrateDatabases, type Worker } from '../src/index.js';
+import { ActivityWatch } from '../src/multidb/activity-watch.js';
 import { createTestDatabase, serverUrl } from './support/db.js';
 import { eventually } from './support/harness.js';
 import { MIGRATIONS } from './support/migrations.js';
@@ -396,4 +397,21 @@ test('migrateDatabases migrates every database concurrently and reports a broken
   for (const url of fresh) {
     assert.equal(await countIn(url, `SELECT count(*) AS n FROM pg_proc WHERE proname = 'step_claim'`), 1);
   }
+});
+
+test('an activity watch closed while a database was starting takes no watcher: no timer keeps the process alive', async () => {
+  // The worker closes its watches when it stops; a database still starting then adds itself
+  // to one. Before, that started a new interval on the closed watch, and the process
+  // (seen: a test file) never exited.
+  const watch = new ActivityWatch(null, () => {});
+  await watch.close();
+  const unwatch = watch.add({
+    datname: 'late',
+    config: {},
+    wake: () => {},
+    watched: () => {},
+    ownInserts: 0,
+  });
+  assert.equal(watch.size, 0);
+  unwatch();
 });

@@ -73,6 +73,9 @@ export class ActivityWatch {
    * found by that claim, so none falls between the two.
    */
   add(watcher: ActivityWatcher): () => void {
+    // Closed (the worker stopped while this database was starting): a new timer would keep
+    // the process alive for good.
+    if (this.closed) return () => {};
     this.watchers.add(watcher);
     this.timer ??= setInterval(() => this.request(), this.intervalMs);
     return () => {

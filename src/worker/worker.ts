@@ -549,6 +549,8 @@ export class Worker {
   private async watch(m: ManagedDatabase, watch: ActivityWatch): Promise<void> {
     if (m.unwatch) return;
     const { rows } = await m.pool.query<{ name: string }>('SELECT pg_catalog.current_database() AS name');
+    // Removed, or the worker stopped, meanwhile: its watches are closed or closing.
+    if (this.gone(m)) return;
     const watcher: ActivityWatcher = {
       datname: rows[0]!.name,
       config: m.pool.options as pg.ClientConfig,
