@@ -39,6 +39,16 @@ async function enqueueRaw(args: Record<string, unknown>, options: Record<string,
   ]);
 }
 
+/** Each job failed, its error matches the pattern at its index and shows no `SECRET`. */
+async function failedShowingNoSecret(ids: string[], expected: RegExp[]): Promise<void> {
+  for (const [i, id] of ids.entries()) {
+    const { status, lastError } = await outcome(id);
+    assert.equal(status, 'failed');
+    assert.doesNotMatch(lastError, /SECRET/, lastError);
+    assert.match(lastError, expected[i]!);
+  }
+}
+
 /** Waits for the job to end and returns its status and its one step's error and attempts. */
 async function outcome(id: string) {
   const final = await h.stepping.waitForJob(id, { timeoutMs: 30_000 });
@@ -181,12 +191,7 @@ test(
       /^HTTP 500 from .*: no route for \/echo\?sig=\*\*\*/,
       /^HTTP 500 from .*: x{400}\*\*\*$/,
     ];
-    for (const [i, id] of ids.entries()) {
-      const { status, lastError } = await outcome(id);
-      assert.equal(status, 'failed');
-      assert.doesNotMatch(lastError, /SECRET/, lastError);
-      assert.match(lastError, expected[i]!);
-    }
+    await failedShowingNoSecret(ids, expected);
   },
 );
 
@@ -216,12 +221,7 @@ test(
       /^HTTP 303 from .*: redirect to https:\/\/bucket\.s3\.example\/results\/42\.json\?… not followed/,
       new RegExp(`^HTTP 302 from .*: redirect to ${base}/callback#… not followed`),
     ];
-    for (const [i, id] of ids.entries()) {
-      const { status, lastError } = await outcome(id);
-      assert.equal(status, 'failed');
-      assert.doesNotMatch(lastError, /SECRET/, lastError);
-      assert.match(lastError, expected[i]!);
-    }
+    await failedShowingNoSecret(ids, expected);
   },
 );
 
