@@ -3,6 +3,8 @@
  * retry, cancel and wait. Holds a pool for calls made without a transaction; holds no
  * job state of its own.
  */
+import { setMaxListeners } from 'node:events';
+
 import type pg from 'pg';
 
 import { checkConnectionString, schemaName } from './config.js';
@@ -237,6 +239,9 @@ export class Stepping {
   private closed: Promise<void> | undefined;
 
   constructor(given: SteppingOptions = {}) {
+    // Every waitForJob in flight listens for close(): any number at once is normal use,
+    // not the leak Node warns of past 10 listeners (each wait removes its own).
+    setMaxListeners(0, this.closing.signal);
     const options = steppingOptions(given);
     this.schema = schemaName(options.schema);
     if (options.pool) {

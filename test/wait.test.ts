@@ -12,6 +12,8 @@ import {
   SteppingError,
   WaitTimeoutError,
 } from '../src/index.js';
+import { withTimeout } from './fixtures/core-util.js';
+import { start, trackChildren } from './fixtures/processes.js';
 import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -42,6 +44,48 @@ test('waitForJob gives up with WaitTimeoutError, and rejects unknown jobs', asyn
   await assert.rejects(h.stepping.waitForJob(id, { timeoutMs: 150 }), WaitTimeoutError);
   await assert.rejects(h.stepping.waitForJob('987654321', { timeoutMs: 150 }), JobNotFoundError);
 });
+
+test(
+  'many waitForJob calls at once on one client raise no listener-leak warning',
+  { timeout: 60_000 },
+  async (t) => {
+    // Each wait listens for the client's close(): 11 at once made Node warn of a possible
+    // EventTarget memory leak, which users read as one (the listeners are removed after).
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
+    const ids = await Promise.all(Array.from({ length: 25 }, () => h.stepping.enqueue([unserved])));
+    const waits = ids.map((id) => h.stepping.waitForJob(id, { timeoutMs: 30_000 }).then((s) => s.status));
+    // Every wait is subscribed (and so listening for close) once its first read is out.
+    await new Promise((r) => setTimeout(r, 300));
+    for (const id of ids) await h.stepping.cancel(id);
+    assert.deepEqual(
+      await Promise.all(waits),
+      ids.map(() => 'cancelled'),
+    );
+    // A warning is emitted on the next tick; let it arrive.
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+      [],
+    );
+  },
+);
+
+test(
+  'a process whose waits were ended by their signal and by close() exits by itself',
+  { timeout: 60_000 },
+  async () => {
+    // Before, a wait ended while asleep left its sleep's timer running: with LISTEN working
+    // that sleep lasts until the wait's deadline (here 10 minutes), and the process lived on.
+    trackChildren();
+    const child = start('test/fixtures/wait-exit.ts', [h.url], {});
+    const finished = await withTimeout(child.exited, 30_000, 'the process to exit once its waits ended');
+    assert.equal(finished.code, 0, finished.stderr);
+    assert.match(finished.stdout, /^closed \["Error","SteppingError"\]$/m);
+  },
+);
 
 test(
   'waitForJob is woken by NOTIFY, not by polling: no query runs while it waits',

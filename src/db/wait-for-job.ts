@@ -112,17 +112,22 @@ export async function waitForFinalState<T extends { status: string }>(
         const left = deadline - Date.now();
         const sleepMs = listening === true ? left : Math.min(left, pollMs);
         let timer: NodeJS.Timeout | undefined;
-        const outcome = await Promise.race([
-          woken,
-          aborted,
-          new Promise<'timer'>((resolve) => {
-            // Capped at setTimeout's limit: a longer delay would fire at once, in a loop.
-            if (Number.isFinite(sleepMs))
-              timer = setTimeout(() => resolve('timer'), Math.min(MAX_TIMER_MS, Math.max(0, sleepMs)));
-          }),
-          ...(listening === undefined ? [verdict.then(() => 'verdict' as const)] : []),
-        ]);
-        clearTimeout(timer);
+        let outcome: 'woken' | 'timer' | 'verdict';
+        try {
+          outcome = await Promise.race([
+            woken,
+            aborted,
+            new Promise<'timer'>((resolve) => {
+              // Capped at setTimeout's limit: a longer delay would fire at once, in a loop.
+              if (Number.isFinite(sleepMs))
+                timer = setTimeout(() => resolve('timer'), Math.min(MAX_TIMER_MS, Math.max(0, sleepMs)));
+            }),
+            ...(listening === undefined ? [verdict.then(() => 'verdict' as const)] : []),
+          ]);
+        } finally {
+          // Also when aborted: a sleep left running (up to the deadline) keeps the process alive.
+          clearTimeout(timer);
+        }
         if (outcome !== 'verdict') break;
       }
     }
