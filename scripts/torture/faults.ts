@@ -126,7 +126,7 @@ export class FaultRunner {
     client.on('error', () => {});
     await client.connect();
     try {
-      // A LISTEN connection's last statement is a LISTEN, or pg-listen's liveness check.
+      // A LISTEN connection's last statement is a LISTEN, or its liveness check (ListenConnection).
       const { rows } = await client.query<{ listener: boolean; ok: boolean }>(
         `SELECT (query ILIKE 'LISTEN %' OR query = 'SELECT pg_backend_pid()') AS listener,
                 pg_terminate_backend(pid) AS ok

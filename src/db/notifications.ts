@@ -1,23 +1,20 @@
 /**
- * One LISTEN connection (pg-listen, reconnecting forever) to one database, shared by the
+ * One LISTEN connection (reconnecting until closed) to one database, shared by the
  * subscriptions made through it: a database worker's wake-ups and cancel hints, or a
  * Stepping client's waitForJob calls. Opened on the first subscription.
  */
 import type pg from 'pg';
-import pgListen, { type Subscriber } from 'pg-listen';
 
 import { SteppingError } from '../errors.js';
-
-// pg-listen is CommonJS with `exports.default`; under Node's ESM the function sits on .default.
-const createSubscriber = pgListen.default;
+import { ListenConnection } from './listen-connection.js';
 
 type Handler = (payload: string) => void;
 type ReconnectHandler = () => void;
 
 /** Subscriptions to NOTIFY channels over one connection, opened lazily. */
 export class NotificationHub {
-  private subscriber: Subscriber | undefined;
-  private connecting: Promise<Subscriber> | undefined;
+  private subscriber: ListenConnection | undefined;
+  private connecting: Promise<ListenConnection> | undefined;
   /**
    * Closed for good: a subscribe that comes after close() (a start still under way when
    * its database was removed) must not open a LISTEN connection nothing would ever close.
@@ -40,41 +37,33 @@ export class NotificationHub {
     return s.options ?? (this.source as pg.ClientConfig);
   }
 
-  private async connect(): Promise<Subscriber> {
+  private async connect(): Promise<ListenConnection> {
     if (this.closed) throw new SteppingError('stepping: the LISTEN connection was closed');
     if (this.subscriber) return this.subscriber;
     this.connecting ??= (async () => {
-      const subscriber = createSubscriber(this.config(), {
-        parse: (text: string) => text,
-        // Keep trying while the database is away; a worker falls back to polling meanwhile.
-        retryTimeout: Number.POSITIVE_INFINITY,
-        // At most a second apart, so a worker hears that the server is back within a second.
-        retryInterval: (attempt: number) => Math.min(1000, 100 * 2 ** Math.min(attempt, 4)),
-        paranoidChecking: 10_000,
-      });
-      subscriber.events.on('notification', (n) => {
-        const entry = this.channels.get(n.channel);
-        if (entry)
-          for (const h of entry.handlers)
-            h(typeof n.payload === 'string' ? n.payload : String(n.payload ?? ''));
-      });
-      // After a reconnect, notifications sent meanwhile are lost: tell subscribers to re-check.
-      subscriber.events.on('connected', () => {
-        for (const h of this.reconnectHandlers) h();
-      });
-      subscriber.events.on('error', (error) => {
-        for (const h of this.errorHandlers) h(error);
+      const subscriber = new ListenConnection(this.config(), {
+        notification: (channel, payload) => {
+          const entry = this.channels.get(channel);
+          if (entry) for (const h of entry.handlers) h(payload);
+        },
+        // Notifications sent while it was away are lost: tell subscribers to re-check.
+        reconnected: () => {
+          for (const h of this.reconnectHandlers) h();
+        },
+        error: (error) => {
+          for (const h of this.errorHandlers) h(error);
+        },
       });
       try {
         await subscriber.connect();
       } catch (error) {
         this.connecting = undefined;
-        await subscriber.close().catch(() => {});
+        await subscriber.close();
         throw error;
       }
       if (this.closed) {
         // close() came while this connection was being made.
-        await subscriber.close().catch(() => {});
+        await subscriber.close();
         throw new SteppingError('stepping: the LISTEN connection was closed');
       }
       this.subscriber = subscriber;
@@ -104,9 +93,7 @@ export class NotificationHub {
     if (!entry) {
       entry = {
         handlers: new Set(),
-        listening: (async () => {
-          await subscriber.listenTo(channel);
-        })(),
+        listening: subscriber.listen(channel),
       };
       this.channels.set(channel, entry);
     }
@@ -123,7 +110,7 @@ export class NotificationHub {
       if (onReconnect) this.reconnectHandlers.delete(onReconnect);
       if (subscription.handlers.size === 0 && this.channels.get(channel) === subscription) {
         this.channels.delete(channel);
-        await this.subscriber?.unlisten(channel)?.catch(() => {});
+        await this.subscriber?.unlisten(channel);
       }
     };
     try {
@@ -144,6 +131,6 @@ export class NotificationHub {
     this.connecting = undefined;
     this.channels.clear();
     this.reconnectHandlers.clear();
-    await subscriber?.close().catch(() => {});
+    await subscriber?.close();
   }
 }

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { test } from 'node:test';
+
+import { start, trackChildren, within } from './fixtures/processes.js';
+import { eventually, setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+trackChildren();
+
+test(
+  'a LISTEN connection reconnects with its channels, and once closed while its server is away makes no connection again',
+  { timeout: 120_000 },
+  async (t) => {
+    // Before (pg-listen): close() did not stop a reconnect loop under way, so a worker or
+    // client closed during an outage kept trying, kept its process alive, and once the
+    // server was back held a LISTEN connection nobody would close. Its re-LISTENs after a
+    // reconnect went out all at once, which pg 8 answers with a DeprecationWarning.
+    const relay = await switchableRelay(h.url);
+    t.after(() => relay.close());
+    const child = start('test/fixtures/listen-close.ts', [relay.url], {});
+    await eventually(() => child.stdout().includes('subscribed\n'), 30_000, 'the LISTENs');
+
+    // The connection drops and the server is still there: it reconnects, listening again.
+    relay.dropConnections();
+    await eventually(() => child.stdout().includes('reconnected\n'), 30_000, 'the reconnect');
+    await eventually(
+      async () => {
+        await h.pool.query(`SELECT pg_notify('listen_close_a', 'after')`);
+        return child.stdout().includes('heard after\n');
+      },
+      30_000,
+      'a notification after the reconnect',
+    );
+
+    // The server goes away: the hub keeps trying until it is closed.
+    relay.refuse(true);
+    relay.dropConnections();
+    const attempts = relay.connections();
+    await eventually(() => relay.connections() > attempts, 30_000, 'a reconnect attempt while away');
+    child.child.kill('SIGUSR2');
+    await eventually(() => child.stdout().includes('closed\n'), 30_000, 'close()');
+    const afterClose = relay.connections();
+    // The server is back: a closed hub must not connect, and the process must end by itself.
+    relay.refuse(false);
+    const finished = await within(child.exited, 30_000, 'the process to exit after close()');
+    assert.equal(finished.code, 0, finished.stderr);
+    assert.equal(relay.connections(), afterClose, 'a connection was made after close()');
+    assert.doesNotMatch(finished.stderr, /Warning/);
+  },
+);
+
+/**
+ * A TCP relay in front of the test server that can drop every connection through it and
+ * refuse new ones (closed as soon as they arrive, as a server that went away), counting
+ * the connections it was asked for.
+ */
+async function switchableRelay(target: string): Promise<{
+  url: string;
+  connections(): number;
+  dropConnections(): void;
+  refuse(on: boolean): void;
+  close(): Promise<void>;
+}> {
+  const upstream = new URL(target);
+  const sockets = new Set<net.Socket>();
+  let refusing = false;
+  let count = 0;
+  const server = net.createServer((client) => {
+    count++;
+    client.on('error', () => {});
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const server = net.connect(Number(upstream.port || 5432), upstream.hostname);
+    server.on('error', () => client.destroy());
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+    sockets.add(client).add(server);
+    client.on('close', () => sockets.delete(client));
+    server.on('close', () => sockets.delete(server));
+    client.pipe(server).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    connections: () => count,
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
+    refuse: (on) => (refusing = on),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
