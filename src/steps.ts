@@ -128,7 +128,7 @@ export interface StepOptions<A = unknown, R = unknown> {
    * `repeatable read` and `serializable` (which need timeoutMs) the lease is extended once,
    * before the transaction, past timeoutMs, and not heart-beaten while it is open: a
    * heartbeat changes the job's row, which such a transaction could then not complete.
-   * Default: the database's default level.
+   * Default: `read committed`, whatever the database's default_transaction_isolation.
    */
   isolation?: IsolationLevel;
   /** Abort the handler's signal and fail the attempt after this long. Default: no timeout. */

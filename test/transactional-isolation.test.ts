@@ -10,7 +10,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { ConfigError, defineStep } from '../src/index.js';
+import pg from 'pg';
+
+import { ConfigError, createWorker, defineStep } from '../src/index.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -59,6 +61,34 @@ for (const isolation of ['repeatable read', 'serializable'] as const) {
     await other.stop();
   });
 }
+
+test('without isolation a transactional step runs in READ COMMITTED whatever the default, and completes past several heartbeats', async (t) => {
+  // Before, it took the connection's default: on a database whose default_transaction_isolation
+  // is serializable, a handler still running at its first heartbeat could never complete.
+  const pool = new pg.Pool({
+    connectionString: h.url,
+    options: '-c default_transaction_isolation=serializable',
+  });
+  t.after(() => pool.end());
+  const step = defineStep(
+    'iso.default',
+    async (_args: unknown, ctx) => {
+      const { rows } = await ctx.tx!.query<{ level: string }>('SELECT current_setting($1) AS level', [
+        'transaction_isolation',
+      ]);
+      await sleep(1800);
+      await ctx.tx!.query('INSERT INTO ledger VALUES ($1, $2)', [ctx.jobId, rows[0]!.level]);
+    },
+    { transactional: true, maxAttempts: 1 },
+  );
+  const worker = createWorker({ pool, steps: [step], leaseMs: 1500 });
+  await worker.start();
+  t.after(() => worker.stop());
+  const id = await h.stepping.enqueue([step({})]);
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
+  assert.equal(final.status, 'succeeded', JSON.stringify(await h.stepping.steps(id)));
+  assert.deepEqual(await ledgerOf(id), ['read committed']);
+});
 
 test('a cancel of an isolated step running its transaction ends it at its report: rolled back, cancelled', async (t) => {
   let started: () => void = () => {};

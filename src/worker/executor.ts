@@ -297,9 +297,12 @@ export async function runUnit(
       }
       // The token is a UUID this process made, not input: written into the statement
       // because SET takes no parameters (set_config() would be a query). The isolation
-      // level is one of three fixed strings (checked by defineStep).
-      const begin = isolation ? `BEGIN ISOLATION LEVEL ${ISOLATION_SQL[isolation]}` : 'BEGIN';
-      await client.query(`${begin}; SET LOCAL ${ATTEMPT_SETTING} = '${token!}'`);
+      // level is one of three fixed strings (checked by defineStep). Without the option it is
+      // READ COMMITTED, whatever default_transaction_isolation says: in the other levels
+      // the heartbeats would keep the report from ever completing.
+      await client.query(
+        `BEGIN ISOLATION LEVEL ${ISOLATION_SQL[isolation ?? 'read committed']}; SET LOCAL ${ATTEMPT_SETTING} = '${token!}'`,
+      );
       backendPid = serverProcessOf(client);
     } catch {
       releaseClient(true);
