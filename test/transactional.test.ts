@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, test } from 'node:test';
 
-import { defineStep } from '../src/index.js';
+import pg from 'pg';
+
+import { createWorker, defineStep } from '../src/index.js';
 import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -145,4 +147,32 @@ test('a transactional step whose lease was taken over commits nothing', async (t
   const job = await h.pool.query('SELECT locked_by, status FROM stepping.jobs WHERE id = $1', [id]);
   assert.deepEqual(job.rows[0], { locked_by: 'thief', status: 'running' });
   await w.stop();
+});
+
+test('a transaction the server ended (idle-in-transaction timeout) fails the attempt naming the server’s reason', async (t) => {
+  // Before, the stored error was pg's "Client has encountered a connection error and is not
+  // queryable", which does not say what happened.
+  const pool = new pg.Pool({
+    connectionString: h.url,
+    options: '-c idle_in_transaction_session_timeout=300',
+  });
+  t.after(() => pool.end());
+  const step = defineStep(
+    'tx.idle-timeout',
+    async (_args: unknown, ctx) => {
+      await ctx.tx!.query('SELECT 1');
+      // Longer than the server lets a transaction sit idle.
+      await new Promise((r) => setTimeout(r, 1000));
+      await ctx.tx!.query('SELECT 1');
+    },
+    { transactional: true, maxAttempts: 1 },
+  );
+  const worker = createWorker({ pool, steps: [step] });
+  worker.on('error', () => {});
+  await worker.start();
+  t.after(() => worker.stop());
+  const id = await h.stepping.enqueue([step({})]);
+  assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 20_000 })).status, 'failed');
+  const [s] = await h.stepping.steps(id);
+  assert.match(s!.lastError ?? '', /idle-in-transaction timeout/);
 });

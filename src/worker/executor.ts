@@ -247,9 +247,10 @@ export async function runUnit(
   /** The handler ended the worker's transaction: its connection's session state is unknown. */
   let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
-  // server (terminate, restart) would otherwise crash the process. Remember it instead.
+  // server (terminate, restart) would otherwise crash the process. Remember it instead: the
+  // first one, the server's reason (a FATAL), before "Connection terminated unexpectedly".
   let broken: Error | undefined;
-  const onClientError = (error: Error) => (broken = error);
+  const onClientError = (error: Error) => (broken ??= error);
   let releasePermit: (() => void) | undefined;
   /** Heartbeats of this unit are held off while its isolated transaction is open. */
   let quiet = false;
@@ -498,7 +499,11 @@ export async function runUnit(
         // failed and aborted the transaction before the check could run in it.
         if (sqlState(error) === '25P02') status = 'E';
         else {
-          const failure = new Error(`step ${unit.name}: its transaction was lost: ${asError(error).message}`);
+          // The connection's own error says why (the server's reason); the query's says only
+          // that the client is no longer queryable.
+          const failure = new Error(
+            `step ${unit.name}: its transaction was lost: ${(broken ?? asError(error)).message}`,
+          );
           return { kind: 'failure', error: failure, permanent: false };
         }
       }
