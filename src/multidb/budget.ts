@@ -8,11 +8,36 @@ import pg from 'pg';
 
 import { guardMessageSize } from './message-guard.js';
 
+/**
+ * Given to a pool by an idle connection the budget closed so that a waiting connection of
+ * another database gets its permit (pg-pool removes an idle connection that errs).
+ */
+export class ConnectionReclaimedError extends Error {
+  override name = 'ConnectionReclaimedError';
+}
+
+/** An idle pool connection the budget may close for a waiter. */
+interface Reclaimable {
+  reclaim(): void;
+}
+
+/**
+ * How long a pool connection must have been idle before it is closed for a connection
+ * waiting for a permit: one its database reuses within that time (between a claim and a
+ * report) is kept, one it no longer uses moves on well before its pool's idle timeout.
+ */
+export const RECLAIM_IDLE_MS = 20;
+
 /** Counting semaphore of connection permits. */
 export class ConnectionBudget {
   private used = 0;
   private listeners = 0;
   private readonly waiters: (() => void)[] = [];
+  /** Idle pool connections holding permits, with when each went idle, longest idle first. */
+  private readonly idle = new Map<Reclaimable, number>();
+  /** Connections closed for a waiter whose permit has not come back yet. */
+  private readonly reclaiming = new Set<Reclaimable>();
+  private reclaimTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly max: number) {}
 
@@ -35,7 +60,46 @@ export class ConnectionBudget {
       this.used++;
       return;
     }
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    const waiting = new Promise<void>((resolve) => this.waiters.push(resolve));
+    this.reclaimIdle();
+    await waiting;
+  }
+
+  /** A pool connection went idle (it may be closed for a waiter), or back to work. */
+  markIdle(connection: Reclaimable, idle: boolean): void {
+    this.idle.delete(connection);
+    if (!idle) return;
+    this.idle.set(connection, Date.now());
+    if (this.waiters.length > 0) this.reclaimIdle();
+  }
+
+  /** A pool connection ended: it is neither idle nor being closed any more. */
+  forget(connection: Reclaimable): void {
+    this.idle.delete(connection);
+    this.reclaiming.delete(connection);
+  }
+
+  /**
+   * While connections wait for permits that idle connections hold, closes those idle for
+   * RECLAIM_IDLE_MS (longest idle first, one per waiter), so their permits pass on at
+   * once instead of after their pools' idle timeout; checks again when the next one will
+   * have been idle that long.
+   */
+  private reclaimIdle(): void {
+    clearTimeout(this.reclaimTimer);
+    this.reclaimTimer = undefined;
+    const now = Date.now();
+    for (const [connection, since] of this.idle) {
+      if (this.waiters.length <= this.reclaiming.size) return;
+      const wait = since + RECLAIM_IDLE_MS - now;
+      if (wait > 0) {
+        this.reclaimTimer = setTimeout(() => this.reclaimIdle(), wait);
+        return;
+      }
+      this.idle.delete(connection);
+      this.reclaiming.add(connection);
+      connection.reclaim();
+    }
   }
 
   /** A listener permit, only if one is free now and listeners are under their limit. */
@@ -84,12 +148,23 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
      * own database waits for another (enough such databases, and no permit would ever move).
      */
     get release(): (err?: Error | boolean) => void {
-      return (err?: Error | boolean) =>
+      return (err?: Error | boolean) => {
+        // Marked before the pool takes it back: the pool may hand it out again at once,
+        // which unmarks it (the setter below).
+        budget.markIdle(this, true);
         this.poolRelease?.(err ?? (budget.contended && (!busy() || waitingForPermit > 0) ? true : undefined));
+      };
     }
 
     set release(fn: (err?: Error | boolean) => void) {
+      // pg-pool assigns it when it hands the connection out.
+      budget.markIdle(this, false);
       this.poolRelease = fn;
+    }
+
+    /** Closes this idle connection through its pool (which removes an idle connection that errs). */
+    reclaim(): void {
+      this.emit('error', new ConnectionReclaimedError('closed to give its permit to another database'));
     }
 
     private releasePermit(): void {
@@ -108,7 +183,10 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
       this.permit = true;
       // Registered before connecting, so a connection that fails or ends at any point
       // gives its permit back exactly once.
-      this.once('end', () => this.releasePermit());
+      this.once('end', () => {
+        budget.forget(this);
+        this.releasePermit();
+      });
       try {
         await super.connect();
         return this;

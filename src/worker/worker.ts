@@ -20,7 +20,7 @@ import {
 } from '../errors.js';
 import { MAX_WORKER_HEARTBEAT_MS } from '../limits.js';
 import { ActivityWatch, type ActivityWatcher, serverKey } from '../multidb/activity-watch.js';
-import { budgetedClient, ConnectionBudget } from '../multidb/budget.js';
+import { budgetedClient, ConnectionBudget, ConnectionReclaimedError } from '../multidb/budget.js';
 import {
   type DatabaseSource,
   isDynamic,
@@ -331,7 +331,10 @@ export class Worker {
       applicationName: 'stepping-worker',
       max: this.config.poolSize,
       // An idle error (database restart) must not crash the process; the pool replaces it.
-      onError: (error) => this.emit('error', { database: d.id, error, during: 'pool' }),
+      onError: (error) => {
+        if (!(error instanceof ConnectionReclaimedError))
+          this.emit('error', { database: d.id, error, during: 'pool' });
+      },
       ...(budget
         ? {
             // Idle connections hold budget permits: give them back quickly to busier databases.
