@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 
+import { ListenConnection } from '../src/db/listen-connection.js';
 import { start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';
 
@@ -50,6 +51,46 @@ test(
   },
 );
 
+test(
+  'a LISTEN connection that stops answering (a silent network drop) is replaced',
+  { timeout: 60_000 },
+  async (t) => {
+    // Before, its liveness check waited for ever on a connection that neither answered nor
+    // closed, and the listener stayed deaf.
+    const relay = await switchableRelay(h.url);
+    t.after(() => relay.close());
+    const heard: string[] = [];
+    let reconnects = 0;
+    const listener = new ListenConnection(
+      { connectionString: relay.url },
+      {
+        notification: (_channel, payload) => heard.push(payload),
+        reconnected: () => reconnects++,
+        error: () => {},
+      },
+      { checkIntervalMs: 200 },
+    );
+    t.after(() => listener.close());
+    await listener.connect();
+    await listener.listen('listen_frozen');
+    const before = relay.connections();
+    relay.freeze();
+    await eventually(() => reconnects > 0, 30_000, 'the frozen connection to be replaced');
+    assert.ok(relay.connections() > before);
+    await eventually(
+      async () => {
+        await h.pool.query(`SELECT pg_notify('listen_frozen', 'again')`);
+        return heard.includes('again');
+      },
+      30_000,
+      'a notification on the new connection',
+    );
+    // Closing one that does not answer does not wait for its answer.
+    relay.freeze();
+    await within(listener.close(), 20_000, 'close() of a connection that does not answer');
+  },
+);
+
 /**
  * A TCP relay in front of the test server that can drop every connection through it and
  * refuse new ones (closed as soon as they arrive, as a server that went away), counting
@@ -60,10 +101,13 @@ async function switchableRelay(target: string): Promise<{
   connections(): number;
   dropConnections(): void;
   refuse(on: boolean): void;
+  /** The connections open now stop passing data either way, without closing. */
+  freeze(): void;
   close(): Promise<void>;
 }> {
   const upstream = new URL(target);
   const sockets = new Set<net.Socket>();
+  const frozen = new Set<() => void>();
   let refusing = false;
   let count = 0;
   const server = net.createServer((client) => {
@@ -78,6 +122,12 @@ async function switchableRelay(target: string): Promise<{
     client.on('close', () => server.destroy());
     server.on('close', () => client.destroy());
     sockets.add(client).add(server);
+    frozen.add(() => {
+      client.unpipe(server);
+      server.unpipe(client);
+      client.pause();
+      server.pause();
+    });
     client.on('close', () => sockets.delete(client));
     server.on('close', () => sockets.delete(server));
     client.pipe(server).pipe(client);
@@ -93,6 +143,10 @@ async function switchableRelay(target: string): Promise<{
       for (const s of sockets) s.destroy();
     },
     refuse: (on) => (refusing = on),
+    freeze: () => {
+      for (const f of frozen) f();
+      frozen.clear();
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -24,6 +24,9 @@ function retryDelayMs(attempt: number): number {
 /** How often a quiet connection is checked with a statement (a dead peer is only noticed by writing). */
 const CHECK_INTERVAL_MS = 10_000;
 
+/** How long ending a connection may take before its socket is dropped instead. */
+const END_WAIT_MS = 2000;
+
 export class ListenConnection {
   private client: pg.Client | undefined;
   private readonly channels = new Set<string>();
@@ -39,6 +42,7 @@ export class ListenConnection {
   constructor(
     private readonly config: pg.ClientConfig,
     private readonly events: ListenConnectionEvents,
+    private readonly options: { checkIntervalMs?: number } = {},
   ) {}
 
   /** Makes the first connection; rejects when it cannot be made (nothing is retried then). */
@@ -111,9 +115,17 @@ export class ListenConnection {
     client.on('error', lost);
     client.on('end', lost);
     clearInterval(this.checkTimer);
+    // A check still unanswered at the next one: the connection neither answers nor closes
+    // (a silent network drop), and would leave the listener deaf for good.
+    let checking = false;
     this.checkTimer = setInterval(() => {
-      this.run('SELECT pg_backend_pid()').catch(lost);
-    }, CHECK_INTERVAL_MS);
+      if (checking) {
+        lost();
+        return;
+      }
+      checking = true;
+      this.run('SELECT pg_backend_pid()').then(() => (checking = false), lost);
+    }, this.options.checkIntervalMs ?? CHECK_INTERVAL_MS);
     // Keeps no process alive by itself: the owner's own work does.
     this.checkTimer.unref();
   }
@@ -171,6 +183,18 @@ export class ListenConnection {
     client.removeAllListeners('end');
     client.removeAllListeners('error');
     client.on('error', () => {});
-    await client.end().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      client.end().then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), END_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    // A connection that does not answer never confirms its end: drop its socket (pg keeps
+    // it as connection.stream) rather than keep it, and close(), waiting.
+    if (!ended)
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }
 }
