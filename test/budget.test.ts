@@ -15,8 +15,15 @@ import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
-/** Two pools sharing `budget`, both "busy" (so releasing keeps a connection), with a 10-minute idle timeout. */
-function twoPools(budget: ConnectionBudget, t: { after(fn: () => Promise<void>): void }) {
+/**
+ * Two pools sharing `budget`, both "busy" (so releasing keeps a connection) but not using
+ * their connections now unless `inUse` says so, with a 10-minute idle timeout.
+ */
+function twoPools(
+  budget: ConnectionBudget,
+  t: { after(fn: () => Promise<void>): void },
+  inUse: () => boolean = () => false,
+) {
   const errors: Error[] = [];
   // One Client class per pool, as a worker makes for each database.
   const pool = (name: string, max: number): pg.Pool => {
@@ -25,7 +32,7 @@ function twoPools(budget: ConnectionBudget, t: { after(fn: () => Promise<void>):
       applicationName: name,
       max,
       idleTimeoutMillis: 600_000,
-      Client: budgetedClient(budget, () => true),
+      Client: budgetedClient(budget, () => true, inUse),
       onError: (error) => errors.push(error),
     });
     t.after(() => p.end());
@@ -82,4 +89,38 @@ test('a connection already waiting gets the permit of one that goes idle; one in
     true,
     errors.map((e) => e.message).join('; '),
   );
+});
+
+test('an idle connection of a database using its connections is not closed for a waiter', async (t) => {
+  // Closing it between a claim and its report would only cost that database a new one.
+  const budget = new ConnectionBudget(1);
+  let inUse = true;
+  const { a, b } = twoPools(budget, t, () => inUse);
+  const held = await a.connect();
+  held.release();
+  let bDone = false;
+  const bQuery = b.query('SELECT 1 AS one').then((r) => {
+    bDone = true;
+    return r;
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(bDone, false, 'the idle connection of a database at work was closed');
+  // Its database is done with it: the next look (a new waiter, another connection going
+  // idle) hands it on, first to the connection waiting longest.
+  inUse = false;
+  const c = createPool({
+    connectionString: h.url,
+    applicationName: 'budget-c',
+    max: 1,
+    idleTimeoutMillis: 600_000,
+    Client: budgetedClient(
+      budget,
+      () => true,
+      () => false,
+    ),
+  });
+  t.after(() => c.end());
+  const cQuery = c.query('SELECT 2 AS two');
+  assert.deepEqual((await withTimeout(bQuery, 20_000, "b's connection")).rows, [{ one: 1 }]);
+  assert.deepEqual((await withTimeout(cQuery, 20_000, "c's connection")).rows, [{ two: 2 }]);
 });

@@ -18,6 +18,8 @@ export class ConnectionReclaimedError extends Error {
 
 /** An idle pool connection the budget may close for a waiter. */
 interface Reclaimable {
+  /** False while its database uses its connections (units running or being reported, a claim). */
+  reclaimable(): boolean;
   reclaim(): void;
 }
 
@@ -81,9 +83,11 @@ export class ConnectionBudget {
 
   /**
    * While connections wait for permits that idle connections hold, closes those idle for
-   * RECLAIM_IDLE_MS (longest idle first, one per waiter), so their permits pass on at
-   * once instead of after their pools' idle timeout; checks again when the next one will
-   * have been idle that long.
+   * RECLAIM_IDLE_MS (longest idle first, one per waiter) whose database is not using its
+   * connections now (its units wait for slots, or it has none), so their permits pass on
+   * at once instead of after their pools' idle timeout; checks again when the next one
+   * will have been idle that long. A database at work keeps them: closing a connection
+   * between its claim and its report only costs it a new one.
    */
   private reclaimIdle(): void {
     clearTimeout(this.reclaimTimer);
@@ -91,6 +95,7 @@ export class ConnectionBudget {
     const now = Date.now();
     for (const [connection, since] of this.idle) {
       if (this.waiters.length <= this.reclaiming.size) return;
+      if (!connection.reclaimable()) continue;
       const wait = since + RECLAIM_IDLE_MS - now;
       if (wait > 0) {
         this.reclaimTimer = setTimeout(() => this.reclaimIdle(), wait);
@@ -124,9 +129,14 @@ type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => vo
 /**
  * A pg.Client class whose connections hold a budget permit from before connecting until
  * the connection ends, and refuse messages too long for a string (message-guard.ts). Pass it as a pool's `Client` option; `busy` tells whether its
- * database has work in flight.
+ * database has work in flight, `inUse` whether it uses its connections now (default:
+ * busy); an idle connection of a database not in use may be closed for a waiter.
  */
-export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): typeof pg.Client {
+export function budgetedClient(
+  budget: ConnectionBudget,
+  busy: () => boolean,
+  inUse: () => boolean = busy,
+): typeof pg.Client {
   /** Connections of this pool waiting for a permit. */
   let waitingForPermit = 0;
   return class BudgetedClient extends pg.Client {
@@ -160,6 +170,11 @@ export function budgetedClient(budget: ConnectionBudget, busy: () => boolean): t
       // pg-pool assigns it when it hands the connection out.
       budget.markIdle(this, false);
       this.poolRelease = fn;
+    }
+
+    /** Whether the budget may close this idle connection for a waiter (see reclaimIdle). */
+    reclaimable(): boolean {
+      return !inUse();
     }
 
     /** Closes this idle connection through its pool (which removes an idle connection that errs). */

@@ -191,6 +191,14 @@ export class DatabaseWorker {
     return this.keeper.size > 0 || this.fetcher.busy;
   }
 
+  /**
+   * True while this database uses its connections: units running or being reported (not
+   * only kept for a free slot), or a claim under way. Its idle connections stay its own.
+   */
+  get usingConnections(): boolean {
+    return this.keeper.size > this.kept.length || this.fetcher.claimInFlight;
+  }
+
   /** Units held now (running or waiting to be reported). */
   get running(): number {
     return this.keeper.size + this.waiting.size;

@@ -70,6 +70,11 @@ export class Fetcher {
     return this.listening;
   }
 
+  /** True while a claim is running. */
+  get claimInFlight(): boolean {
+    return this.claiming;
+  }
+
   /** True while a claim is running or more work may be waiting. */
   get busy(): boolean {
     return this.claiming || this.moreWork;

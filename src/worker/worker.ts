@@ -342,10 +342,17 @@ export class Worker {
             // No pool connect timeout: it would also count the wait for a budget permit.
             // A starting database counts as busy: the connection that checked its schema
             // is kept for its first claim.
-            Client: budgetedClient(budget, () => {
-              const m = this.databases.get(d.id);
-              return m ? (m.worker?.busy ?? m.state === 'starting') : false;
-            }),
+            Client: budgetedClient(
+              budget,
+              () => {
+                const m = this.databases.get(d.id);
+                return m ? (m.worker?.busy ?? m.state === 'starting') : false;
+              },
+              () => {
+                const m = this.databases.get(d.id);
+                return m ? (m.worker?.usingConnections ?? m.state === 'starting') : false;
+              },
+            ),
           }
         : {}),
     });
