@@ -159,10 +159,11 @@ export function budgetedClient(
      */
     get release(): (err?: Error | boolean) => void {
       return (err?: Error | boolean) => {
+        const close = err ?? (budget.contended && (!busy() || waitingForPermit > 0) ? true : undefined);
         // Marked before the pool takes it back: the pool may hand it out again at once,
         // which unmarks it (the setter below).
-        budget.markIdle(this, true);
-        this.poolRelease?.(err ?? (budget.contended && (!busy() || waitingForPermit > 0) ? true : undefined));
+        if (!close) budget.markIdle(this, true);
+        this.poolRelease?.(close);
       };
     }
 
