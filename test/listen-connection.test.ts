@@ -91,6 +91,30 @@ test(
   },
 );
 
+test(
+  'close() during a reconnect to a server that never answers ends that connection attempt too',
+  { timeout: 60_000 },
+  async (t) => {
+    // Before, the attempt went on after close() resolved (a connect with no timeout waits for
+    // the operating system's, minutes), and kept its process alive meanwhile.
+    const relay = await switchableRelay(h.url);
+    t.after(() => relay.close());
+    const listener = new ListenConnection(
+      { connectionString: relay.url },
+      { notification: () => {}, reconnected: () => {}, error: () => {} },
+    );
+    t.after(() => listener.close());
+    await listener.connect();
+    await listener.listen('listen_blackhole');
+    relay.blackhole(true);
+    const attempts = relay.connections();
+    relay.dropConnections();
+    await eventually(() => relay.connections() > attempts, 30_000, 'a reconnect attempt');
+    await within(listener.close(), 20_000, 'close()');
+    await eventually(() => relay.openHeld() === 0, 20_000, 'the attempt to be closed by the client');
+  },
+);
+
 /**
  * A TCP relay in front of the test server that can drop every connection through it and
  * refuse new ones (closed as soon as they arrive, as a server that went away), counting
@@ -103,18 +127,31 @@ async function switchableRelay(target: string): Promise<{
   refuse(on: boolean): void;
   /** The connections open now stop passing data either way, without closing. */
   freeze(): void;
+  /** New connections are accepted and then never answered (a server that hangs). */
+  blackhole(on: boolean): void;
+  /** Connections held unanswered that the client has not closed yet. */
+  openHeld(): number;
   close(): Promise<void>;
 }> {
   const upstream = new URL(target);
   const sockets = new Set<net.Socket>();
   const frozen = new Set<() => void>();
   let refusing = false;
+  let holding = false;
+  const held = new Set<net.Socket>();
   let count = 0;
   const server = net.createServer((client) => {
     count++;
     client.on('error', () => {});
     if (refusing) {
       client.destroy();
+      return;
+    }
+    if (holding) {
+      held.add(client);
+      client.on('close', () => held.delete(client));
+      // Read and ignore what it sends (its startup message), so that its end is seen.
+      client.resume();
       return;
     }
     const server = net.connect(Number(upstream.port || 5432), upstream.hostname);
@@ -143,12 +180,15 @@ async function switchableRelay(target: string): Promise<{
       for (const s of sockets) s.destroy();
     },
     refuse: (on) => (refusing = on),
+    blackhole: (on) => (holding = on),
+    openHeld: () => held.size,
     freeze: () => {
       for (const f of frozen) f();
       frozen.clear();
     },
     close: async () => {
       for (const s of sockets) s.destroy();
+      for (const s of held) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -38,6 +38,8 @@ export class ListenConnection {
   private attempt = 0;
   /** A reconnect is under way (scheduled or connecting). */
   private reconnecting = false;
+  /** A connection being made (or LISTENing again), not adopted yet: close() ends it too. */
+  private pending: pg.Client | undefined;
 
   constructor(
     private readonly config: pg.ClientConfig,
@@ -79,7 +81,11 @@ export class ListenConnection {
     clearInterval(this.checkTimer);
     const client = this.client;
     this.client = undefined;
-    if (client) await this.discard(client);
+    // An attempt under way would otherwise go on (a connect without a timeout waits for
+    // the operating system's, minutes) after close() resolved.
+    const pending = this.pending;
+    this.pending = undefined;
+    await Promise.all([client && this.discard(client), pending && this.discard(pending)]);
   }
 
   /** Runs `sql` on the current client after the statements before it. */
@@ -96,6 +102,7 @@ export class ListenConnection {
     const client = new pg.Client({ ...this.config, keepAlive: true });
     // Until adopted, an error (the connect's own) is answered by connect() rejecting.
     client.on('error', () => {});
+    this.pending = client;
     try {
       await client.connect();
     } catch (error) {
@@ -106,6 +113,7 @@ export class ListenConnection {
   }
 
   private adopt(client: pg.Client): void {
+    if (this.pending === client) this.pending = undefined;
     this.client = client;
     this.chain = Promise.resolve();
     client.on('notification', (n) => {
@@ -179,6 +187,7 @@ export class ListenConnection {
   }
 
   private async discard(client: pg.Client): Promise<void> {
+    if (this.pending === client) this.pending = undefined;
     client.removeAllListeners('notification');
     client.removeAllListeners('end');
     client.removeAllListeners('error');
