@@ -380,15 +380,10 @@ test('fairness: 19 quiet tenants are not stuck behind a hot one with 10,000 queu
 });
 
 test('migrateDatabases migrates every database concurrently and reports a broken one without stopping', async () => {
+  // Empty databases named like every other of this run, so the run drops them (before,
+  // named without the run's prefix, three were left on the server by every run).
   const fresh = await Promise.all(
-    [1, 2, 3].map(async (i) => {
-      const name = `stepping_t_mig_${i}_${Math.random().toString(16).slice(2, 8)}`;
-      const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
-      await admin.connect();
-      await admin.query(`CREATE DATABASE "${name}"`);
-      await admin.end();
-      return withDatabase(serverUrl(), name);
-    }),
+    [1, 2, 3].map(async (i) => (await createTestDatabase(`mig_${i}`, { empty: true })).url),
   );
   const broken = withDatabase(serverUrl(), 'stepping_t_no_such_database');
   const seen: string[] = [];
