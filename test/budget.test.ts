@@ -16,7 +16,7 @@ import { setup } from './support/harness.js';
 const h = await setup(import.meta.url);
 
 /**
- * Two pools sharing `budget`, both "busy" (so releasing keeps a connection) but not using
+ * Two pools sharing `budget` (and the factory for more), both "busy" (so releasing keeps a connection) but not using
  * their connections now unless `inUse` says so, with a 10-minute idle timeout.
  */
 function twoPools(
@@ -38,7 +38,7 @@ function twoPools(
     t.after(() => p.end());
     return p;
   };
-  return { a: pool('budget-a', 2), b: pool('budget-b', 1), errors };
+  return { a: pool('budget-a', 2), b: pool('budget-b', 1), errors, pool };
 }
 
 test('a connection wanted while every permit is held by idle connections gets one at once', async (t) => {
@@ -95,7 +95,7 @@ test('an idle connection of a database using its connections is not closed for a
   // Closing it between a claim and its report would only cost that database a new one.
   const budget = new ConnectionBudget(1);
   let inUse = true;
-  const { a, b } = twoPools(budget, t, () => inUse);
+  const { a, b, pool } = twoPools(budget, t, () => inUse);
   const held = await a.connect();
   held.release();
   let bDone = false;
@@ -108,18 +108,7 @@ test('an idle connection of a database using its connections is not closed for a
   // Its database is done with it: the next look (a new waiter, another connection going
   // idle) hands it on, first to the connection waiting longest.
   inUse = false;
-  const c = createPool({
-    connectionString: h.url,
-    applicationName: 'budget-c',
-    max: 1,
-    idleTimeoutMillis: 600_000,
-    Client: budgetedClient(
-      budget,
-      () => true,
-      () => false,
-    ),
-  });
-  t.after(() => c.end());
+  const c = pool('budget-c', 1);
   const cQuery = c.query('SELECT 2 AS two');
   assert.deepEqual((await withTimeout(bQuery, 20_000, "b's connection")).rows, [{ one: 1 }]);
   assert.deepEqual((await withTimeout(cQuery, 20_000, "c's connection")).rows, [{ two: 2 }]);
