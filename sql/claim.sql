@@ -88,6 +88,26 @@ $$;
 COMMENT ON FUNCTION _claim_lease(bigint[], text, timestamptz, interval) IS
   'Leases the jobs step_claim locked and returns their units in claim order; settles cancelled or overdue ones instead.';
 
+-- _claim_budget: the leading ids of p_ids (claim order) whose units' results (as _unit_of
+-- builds and PostgreSQL prints them) together fit in MAX_CLAIM_RESULTS_BYTES, and always
+-- the first: every unit but a job's first step carries its job's results, so without
+-- this one claim of hundreds of units could hand a worker gigabytes at once. Rows left
+-- out stay locked by the caller until it commits, unchanged, and are claimable again after.
+CREATE OR REPLACE FUNCTION _claim_budget(p_ids bigint[]) RETURNS bigint[]
+LANGUAGE sql STABLE
+AS $$
+  SELECT coalesce(array_agg(x.id ORDER BY x.ord), '{}')
+  FROM (SELECT t.id, t.ord, sum(coalesce(b.bytes, 0)) OVER (ORDER BY t.ord) AS total
+        FROM unnest(p_ids) WITH ORDINALITY AS t(id, ord)
+        JOIN jobs j ON j.id = t.id
+        LEFT JOIN LATERAL (SELECT octet_length(jsonb_object_agg(r.idx, r.result)::text) AS bytes FROM steps r
+                           WHERE r.job_id = j.id AND r.result IS NOT NULL
+                             AND (j.current_step > 0 OR j.phase = 'compensate')) b ON true) x
+  WHERE x.ord = 1 OR x.total <= _limit_max_claim_results_bytes();
+$$;
+COMMENT ON FUNCTION _claim_budget(bigint[]) IS
+  'The leading ids whose jobs'' results together fit in one claim''s byte budget (always the first).';
+
 -- step_claim: leases up to p_limit runnable units (steps or compensations) to p_worker.
 -- Runnable: pending and due, or running with an expired lease (its worker died), whose
 -- handler name is in p_names (a worker never claims what it cannot run) and whose queue
@@ -103,6 +123,8 @@ COMMENT ON FUNCTION _claim_lease(bigint[], text, timestamptz, interval) IS
 -- scan in claim order, as without limits, skips the queues with no room and keeps at most
 -- the room of each other limited queue (rows picked beyond it are not leased, and the
 -- scan is repeated, without the queues that are now full, while the claim is short).
+-- Either way the units handed out carry at most MAX_CLAIM_RESULTS_BYTES of their jobs'
+-- results together (_claim_budget), so a claim can come back short of p_limit.
 -- A per-key rate (rate_per_key) is counted the same way for each rate key: the scan skips
 -- the keys that used their rate, so a key flooding the queue never holds back the others.
 CREATE OR REPLACE FUNCTION step_claim(
@@ -134,6 +156,7 @@ DECLARE
   v_worker text        := left(coalesce(p_worker, ''), _limit_max_name_length());
   v_unit   unit;
   v_ids    bigint[];        -- the rows picked, without limits
+  v_later  boolean;         -- some of them past their job's first step (they carry results)
   v_lq     text[];          -- limited queues in scope
   v_limits queue_limits[];  -- their limit rows
   v_locked boolean[];       -- false where another claimer holds the row (no room then)
@@ -162,14 +185,20 @@ BEGIN
   IF v_lq IS NULL THEN
     -- One statement picks and locks the runnable rows in claim order; _claim_lease leases
     -- them and builds the units.
-    v_ids := ARRAY(
-      SELECT j.id FROM jobs j
-      WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
-        AND j.step_name = ANY (p_names)
-        AND (p_queues IS NULL OR j.queue = ANY (p_queues))
-      ORDER BY j.priority, j.available_at, j.id
-      LIMIT p_limit
-      FOR UPDATE SKIP LOCKED);
+    SELECT array_agg(p.id ORDER BY p.priority, p.available_at, p.id), bool_or(p.later) INTO v_ids, v_later
+    FROM (SELECT j.id, j.priority, j.available_at, j.current_step > 0 OR j.phase = 'compensate' AS later
+          FROM jobs j
+          WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
+            AND j.step_name = ANY (p_names)
+            AND (p_queues IS NULL OR j.queue = ANY (p_queues))
+          ORDER BY j.priority, j.available_at, j.id
+          LIMIT p_limit
+          FOR UPDATE SKIP LOCKED) p;
+    -- Units past a job's first step carry its results: keep the claim within its byte
+    -- budget (a drain of first steps skips the look).
+    IF v_later THEN
+      v_ids := _claim_budget(v_ids);
+    END IF;
     -- An empty claim (another worker took the work first) skips the lease statement.
     IF cardinality(v_ids) > 0 THEN
       RETURN QUERY SELECT * FROM _claim_lease(v_ids, v_worker, v_now, v_lease);
@@ -211,7 +240,7 @@ BEGIN
     v_nfull := cardinality(v_full) + cardinality(v_kfull);
     v_pass := v_pass + 1;
     FOR v_unit IN
-      SELECT * FROM _claim_lease(ARRAY(
+      SELECT * FROM _claim_lease(_claim_budget(ARRAY(
         WITH picked AS (
           SELECT j.id, j.queue, j.rate_key, j.priority, j.available_at FROM jobs j
           WHERE j.status IN ('pending', 'running') AND j.available_at <= v_now
@@ -232,7 +261,7 @@ BEGIN
         LEFT JOIN unnest(v_pkq, v_pkc) AS pk(q, c) ON pk.q = p.queue
         LEFT JOIN unnest(v_kq, v_kk, v_kroom) AS k(q, k, r) ON k.q = p.queue AND k.k = coalesce(p.rate_key, '')
         WHERE (t.q IS NULL OR p.rn <= t.r)
-          AND (pk.q IS NULL OR p.rk <= coalesce(k.r, pk.c))), v_worker, v_now, v_lease)
+          AND (pk.q IS NULL OR p.rk <= coalesce(k.r, pk.c)))), v_worker, v_now, v_lease)
     LOOP
       v_count := v_count + 1;
       v_i := array_position(v_lq, v_unit.queue);

@@ -13,7 +13,8 @@
 -- step definition gives the step ({"name", "args"}; one set at enqueue wins). When the
 -- job's next unit is runnable now and p_names (the reporting worker's handlers) covers it,
 -- it is leased to the same worker in the same statement and returned in `next`, unless
--- its queue's fleet-wide limits do not allow it to start now (_queue_take_one).
+-- its queue's fleet-wide limits do not allow it to start now (_queue_take_one) or the
+-- report's continuations already carry MAX_CLAIM_RESULTS_BYTES of results.
 CREATE OR REPLACE FUNCTION step_complete(
   p_job_ids       bigint[],
   p_tokens        uuid[],
@@ -53,6 +54,7 @@ DECLARE
   v_job   jobs;
   v_done  text[];
   v_limits boolean;
+  v_bytes bigint := 0;  -- results carried by the continuations returned so far
 BEGIN
   IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
      OR cardinality(p_results) > cardinality(p_job_ids)
@@ -174,10 +176,24 @@ BEGIN
       accepted := true; -- applied before; the job moved on without us
     END IF;
     IF accepted THEN
-      job_status := v_job.status;
       IF v_job.status = 'running' AND v_job.locked_by IS NOT DISTINCT FROM p_worker THEN
         SELECT * INTO next FROM _unit_of(v_job);
+        -- The continuations of one report carry at most MAX_CLAIM_RESULTS_BYTES of results
+        -- together (as a claim's units do): one past that is given back, pending and
+        -- runnable now, for a claim. (A start it took in a rate-limited queue stays counted:
+        -- the queue starts fewer, never more.)
+        IF next.results IS NOT NULL THEN
+          v_bytes := v_bytes + octet_length(next.results::text);
+          IF v_bytes > _limit_max_claim_results_bytes() THEN
+            UPDATE jobs SET status = 'pending', attempt = attempt - 1, available_at = v_now,
+                            lease_token = _done_token(v_in.token), locked_by = NULL
+            WHERE id = v_in.id RETURNING * INTO v_job;
+            PERFORM _notify_ready(v_job.queue);
+            next := NULL;
+          END IF;
+        END IF;
       END IF;
+      job_status := v_job.status;
     END IF;
     RETURN NEXT;
   END LOOP;

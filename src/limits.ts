@@ -23,6 +23,13 @@ export const MAX_JSON_BYTES = 1024 * 1024;
  * the job carries them to its worker (ctx.results).
  */
 export const MAX_JOB_RESULTS_BYTES = 16 * 1024 * 1024;
+/**
+ * Bytes of earlier results one claim (or one report's continuations) hands a worker
+ * together, measured as the stored results print: units beyond it stay pending for a later
+ * claim, so a worker never holds hundreds of jobs' results from one answer. A claim always
+ * takes its first unit, whatever its size (at most MAX_JOB_RESULTS_BYTES).
+ */
+export const MAX_CLAIM_RESULTS_BYTES = 32 * 1024 * 1024;
 /** Nesting depth of one JSON value (arrays and objects). */
 export const MAX_JSON_DEPTH = 100;
 /** Priority range (lower runs first). */

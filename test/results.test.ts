@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { defineStep, PermanentError, type StepContext } from '../src/index.js';
-import { MAX_JOB_RESULTS_BYTES, MAX_JSON_BYTES } from '../src/limits.js';
+import { MAX_CLAIM_RESULTS_BYTES, MAX_JOB_RESULTS_BYTES, MAX_JSON_BYTES } from '../src/limits.js';
 import { start, trackChildren, within } from './fixtures/processes.js';
 import { eventually, setup } from './support/harness.js';
 
@@ -364,6 +364,80 @@ test('the results of one job together are bounded: a result that would bring the
   assert.deepEqual([last.status, last.attempts, last.result], ['failed', 1, undefined]);
   const written = await h.pool.query(`SELECT id FROM res_tx_effects WHERE id = 'last'`);
   assert.equal(written.rowCount, 0);
+});
+
+test('one claim, and one report’s continuations, hand a worker at most MAX_CLAIM_RESULTS_BYTES of results', async () => {
+  // 2-step jobs whose first result, as the second step carries it ({"0": "xx…"}), prints
+  // in MAX_JSON_BYTES.
+  const perJob = MAX_JSON_BYTES;
+  const fit = MAX_CLAIM_RESULTS_BYTES / perJob;
+  const n = fit + 8;
+  const queue = 'res-budget';
+  for (let i = 0; i < n; i++) {
+    await h.stepping.enqueue(
+      [
+        { name: 'res.budget', args: { i } },
+        { name: 'res.budget', args: { i } },
+      ],
+      { queue },
+    );
+  }
+  const claim = (q = queue) =>
+    h.pool.query<{ job_id: string; token: string; step_index: number }>(
+      `SELECT job_id::text, lease_token::text AS token, step_index
+       FROM stepping.step_claim('sql-worker', ARRAY['res.budget'], ARRAY[$1], $2, 600000)`,
+      [q, n],
+    );
+  const first = await claim();
+  assert.equal(first.rowCount, n, 'first steps carry no results: one claim takes them all');
+  // Their report stores each result and leases each next step on to this worker, within
+  // the budget: the rest is given back, pending, for a claim. (Only flags come back here.)
+  const reported = await h.pool.query<{ job_id: string; job_status: string; next_token: string | null }>(
+    `SELECT job_id::text, job_status, (next).lease_token::text AS next_token
+     FROM stepping.step_complete($1::bigint[], $2::uuid[], array_fill(to_jsonb(repeat('x', $3::int)), ARRAY[$4::int]),
+                                 NULL, 'sql-worker', ARRAY['res.budget'], ARRAY[$5], 600000)`,
+    [first.rows.map((r) => r.job_id), first.rows.map((r) => r.token), perJob - '{"0": ""}'.length, n, queue],
+  );
+  const handedOn = reported.rows.filter((r) => r.next_token !== null);
+  assert.equal(handedOn.length, fit, 'continuations within the budget');
+  assert.deepEqual(
+    reported.rows.filter((r) => r.next_token === null).map((r) => r.job_status),
+    Array<string>(n - fit).fill('pending'),
+  );
+  // Give the continuations back: now every job's second step waits, each carrying 1 MiB.
+  await h.pool.query(`SELECT stepping.lease_release($1::bigint[], $2::uuid[])`, [
+    handedOn.map((r) => r.job_id),
+    handedOn.map((r) => r.next_token),
+  ]);
+  const takeAll = async (q: string) => {
+    const sizes: number[] = [];
+    const tokens: { id: string; token: string }[] = [];
+    for (let got = -1; got !== 0;) {
+      const c = await claim(q);
+      got = c.rowCount ?? 0;
+      if (got > 0) sizes.push(got);
+      for (const r of c.rows) {
+        assert.equal(r.step_index, 1);
+        tokens.push({ id: r.job_id, token: r.token });
+      }
+    }
+    return { sizes, tokens };
+  };
+  const plain = await takeAll(queue);
+  assert.deepEqual(plain.sizes, [fit, n - fit], 'each claim within the budget, nothing lost');
+  // The same through a fleet-wide limited queue's claim path.
+  await h.pool.query(`SELECT stepping.lease_release($1::bigint[], $2::uuid[])`, [
+    plain.tokens.map((t) => t.id),
+    plain.tokens.map((t) => t.token),
+  ]);
+  await h.stepping.setQueueLimit(queue, { maxRunning: 1000 });
+  try {
+    const limited = await takeAll(queue);
+    assert.deepEqual(limited.sizes, [fit, n - fit]);
+    assert.equal(new Set(limited.tokens.map((t) => t.id)).size, n);
+  } finally {
+    await h.stepping.clearQueueLimit(queue);
+  }
 });
 
 test('a compensation that cannot be computed or stored fails its step clearly instead of stalling reports', async () => {
