@@ -23,6 +23,12 @@ import { type GuardedClient, guardedClient } from './transaction-client.js';
 /** How long a transactional handler that outlived its attempt (timeout, abort) may take to return. */
 export const TX_SETTLE_MS = 5000;
 
+/**
+ * setTimeout's longest delay (2^31 - 1 ms, about 24.8 days): Node fires a longer one after
+ * 1 ms, with a TimeoutOverflowWarning.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /** A transactional attempt's open transaction, handed to the report. */
 export interface OpenTransaction {
   readonly client: pg.PoolClient;
@@ -347,7 +353,13 @@ export async function runUnit(
   if (timeoutMs !== undefined) {
     racers.push(
       new Promise<RaceEnd>((resolve) => {
-        timer = setTimeout(() => {
+        // A job's deadline may be up to 100 years away, past what one timer can wait: the
+        // wait is armed in pieces (a step's own timeoutMs always fits in one).
+        const armTimer = (ms: number, onEnd: () => void) => {
+          const piece = Math.min(ms, MAX_TIMER_MS);
+          timer = setTimeout(() => (ms > piece ? armTimer(ms - piece, onEnd) : onEnd()), piece);
+        };
+        armTimer(timeoutMs, () => {
           const error = new Error(
             deadlineFirst
               ? `step ${unit.name} was still running when its job's deadline passed (${timeoutMs} ms after it started)`
@@ -361,7 +373,7 @@ export async function runUnit(
             handlerReturned: false,
             waited: false,
           });
-        }, timeoutMs);
+        });
       }),
     );
   }

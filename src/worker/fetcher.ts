@@ -20,6 +20,12 @@ import { WakeTimer } from './wake-timer.js';
  */
 const MAX_CLAIM_BACKOFF_MS = { listening: 1000, polled: 5000 } as const;
 
+/**
+ * Furthest ahead one wake-up is armed: setTimeout fires a longer delay after 1 ms (2^31 - 1
+ * ms, about 24.8 days). Waking earlier costs one claim, which looks again.
+ */
+const MAX_WAKE_AHEAD_MS = 2_147_483_647;
+
 /** What a Fetcher needs from its DatabaseWorker. */
 export interface FetcherDeps {
   engine: Engine;
@@ -57,7 +63,10 @@ export class Fetcher {
   private backoffUntil = 0;
   private errorDelayMs = 0;
   private lastClaimFull = false;
-  /** A short claim got some units: look up the next due time once they are done. */
+  /**
+   * A short claim got some units but left no slot free (prefetch): look up the next due
+   * time once the worker holds none.
+   */
   private dueCheckPending = false;
   private claimDone: Promise<void> = Promise.resolve();
   private readonly timer = new WakeTimer(() => this.wake());
@@ -228,10 +237,17 @@ export class Fetcher {
       this.moreWork = true;
     } else {
       this.errorDelayMs = 0;
+      // Work was found: a polled database keeps its base poll (the lookups made while units
+      // run would otherwise stretch it as if it were idle).
+      if (claimed > 0) this.idlePolls = 0;
       if (short && !this.moreWork) {
-        // Nothing more is due now. When this claim found nothing, look up when something
-        // will be; otherwise do that once the units just claimed have finished (idle).
+        // Nothing more is due now: look up when something will be (a scheduled run, a
+        // backoff, a rate limit's window), also while units just claimed run, so that free
+        // slots are used then rather than when those handlers end. One statement per short
+        // claim; only a claim that filled every slot leaves it for when the worker is idle.
+        // (Not awaited when units were claimed: the next claim need not wait for it.)
         if (claimed === 0) await this.scheduleDueCheck();
+        else if (slots.free() > 0) void this.scheduleDueCheck();
         else this.dueCheckPending = true;
       } else {
         this.idlePolls = 0;
@@ -249,7 +265,8 @@ export class Fetcher {
 
   /** A retry or "not yet" of this database is due at `at`: wake no later than that. */
   wakeAt(at: number): void {
-    this.timer.wakeAt(at);
+    // `at` comes from the database (a backoff up to 2^31 - 1 ms, on the engine's clock).
+    this.timer.wakeAt(Math.min(at, Date.now() + MAX_WAKE_AHEAD_MS));
   }
 
   private async scheduleDueCheck(): Promise<void> {

@@ -1,0 +1,120 @@
+/**
+ * The worker's timers and wake-ups: times from the database that setTimeout cannot hold
+ * (past 2^31 - 1 ms), and a busy worker with free slots waking when work becomes due
+ * (a rate limit's window, a scheduled job) rather than when its handlers end.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, test } from 'node:test';
+
+import { defineStep } from '../src/index.js';
+import { Fetcher, type FetcherDeps } from '../src/worker/fetcher.js';
+import { deferred, eventually, setup } from './support/harness.js';
+
+const h = await setup(import.meta.url);
+
+const DAY_MS = 24 * 3600 * 1000;
+
+/** TimeoutOverflowWarnings seen during the current test: a timer Node fired after 1 ms. */
+let overflows: string[] = [];
+const onWarning = (warning: Error) => {
+  if (warning.name === 'TimeoutOverflowWarning') overflows.push(warning.message);
+};
+beforeEach(() => {
+  overflows = [];
+  process.on('warning', onWarning);
+});
+afterEach(() => {
+  process.off('warning', onWarning);
+});
+
+test('a job deadline 30 days away does not cut its steps short', async (t) => {
+  let aborted: unknown = null;
+  const step = defineStep(
+    'wk.long-deadline',
+    async (_args: Record<string, never>, ctx) => {
+      // A step of some length: a deadline timer that fires early aborts it meanwhile.
+      await h.pool.query('SELECT pg_sleep(0.2)');
+      if (ctx.signal.aborted) aborted = ctx.signal.reason;
+      return { done: true };
+    },
+    { maxAttempts: 1 },
+  );
+  await h.worker({ steps: [step], queues: ['wk-deadline'] }, t);
+  const id = await h.stepping.enqueue([step({})], { timeoutMs: 30 * DAY_MS, queue: 'wk-deadline' });
+  const done = await h.stepping.waitForJob(id, { timeoutMs: 60_000 });
+  assert.equal(aborted, null, `the step's signal was aborted: ${String(aborted)}`);
+  assert.equal(done.status, 'succeeded');
+  // The warning is emitted on the next tick after the timer was armed.
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(overflows, [], 'a timer was armed past 2^31 - 1 ms');
+});
+
+test('a wake-up asked for 30 days ahead (a backoff read from the database) waits, and arms no overflowing timer', async () => {
+  // The only way in is a retry's time that settle reads back (maxMs up to 2^31 - 1, on the
+  // engine's clock) at a moment no sooner wake-up is pending, which is a race between a
+  // report and a claim: the fetcher is driven directly. Nothing here stands in for SQL.
+  let kicks = 0;
+  const deps = { kick: () => kicks++ } as unknown as FetcherDeps;
+  const fetcher = new Fetcher(deps);
+  try {
+    fetcher.wakeAt(Date.now() + 30 * DAY_MS);
+    // Node fires an overflowing timer after 1 ms; the warning comes on the next tick.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(overflows, [], 'a wake-up was armed past 2^31 - 1 ms');
+    assert.equal(kicks, 0, 'the wake-up 30 days ahead came at once');
+  } finally {
+    await fetcher.stop();
+  }
+});
+
+test('a busy worker with free slots starts rate-limited units when the window has room, not when its handlers end', async (t) => {
+  const release = deferred();
+  const starts: number[] = [];
+  const step = defineStep('wk.rated', async () => {
+    starts.push(Date.now());
+    await release.promise;
+  });
+  await h.stepping.setQueueLimit('wk-rate', { rate: { count: 3, periodMs: 1000 } });
+  await h.stepping.enqueueMany(
+    undefined,
+    Array.from({ length: 6 }, () => ({ steps: [step({})], options: { queue: 'wk-rate' } })),
+  );
+  // No poll to fall back on: only the due time can wake the worker while its handlers run.
+  await h.worker({ steps: [step], concurrency: 10, pollIntervalMs: 600_000, queues: ['wk-rate'] }, t);
+  try {
+    // The first three run until released; the window has room again a second after they
+    // started, so the other three must start while the first three still run.
+    await eventually(
+      () => starts.length === 6,
+      15_000,
+      'the second window of starts while the first still run',
+    );
+  } finally {
+    release.resolve();
+  }
+});
+
+test('a busy worker with free slots starts a job scheduled a moment ahead while its handlers run', async (t) => {
+  const release = deferred();
+  const started = new Set<string>();
+  const step = defineStep('wk.scheduled', async (args: { tag: string }) => {
+    started.add(args.tag);
+    if (args.tag === 'long') await release.promise;
+  });
+  // One call, one transaction: the worker's first claim takes 'long' and finds 'later' not yet due.
+  await h.stepping.enqueueMany(undefined, [
+    { steps: [step({ tag: 'long' })], options: { queue: 'wk-later' } },
+    { steps: [step({ tag: 'later' })], options: { queue: 'wk-later', delayMs: 500 } },
+  ]);
+  await h.worker({ steps: [step], concurrency: 4, pollIntervalMs: 600_000, queues: ['wk-later'] }, t);
+  try {
+    await eventually(() => started.has('long'), 15_000, "the long job's start");
+    await eventually(
+      () => started.has('later'),
+      15_000,
+      'the scheduled job to start while the long one runs',
+    );
+  } finally {
+    release.resolve();
+  }
+});
