@@ -41,8 +41,10 @@ COMMENT ON FUNCTION _schedule_key(text, timestamptz) IS 'Key of a scheduled run:
 -- schedule that cannot enqueue is refused now rather than at its first run. p_next_run_at
 -- is the first due time the driver computed from p_cron and p_tz; an existing schedule
 -- whose cron and time zone are unchanged keeps its next_run_at (a worker restarting with
--- the same declarative schedules must not skip the runs missed while it was down), and
--- keeps its paused state unless p_paused is given. Returns true when it was created.
+-- the same declarative schedules must not skip the runs missed while it was down), unless
+-- this call resumes it (paused, and p_paused false): then runs due while paused are
+-- skipped, as schedule_pause does. It keeps its paused state unless p_paused is given.
+-- Returns true when it was created.
 CREATE OR REPLACE FUNCTION schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb,
                                            p_next_run_at timestamptz, p_backfill integer DEFAULT 0,
                                            p_paused boolean DEFAULT NULL)
@@ -97,7 +99,11 @@ BEGIN
   INSERT INTO schedules AS s (name, cron, tz, job, backfill, paused, next_run_at, created_at, updated_at)
   VALUES (p_name, p_cron, p_tz, p_job, p_backfill, coalesce(p_paused, false), p_next_run_at, v_now, v_now)
   ON CONFLICT (name) DO UPDATE SET
-    next_run_at = CASE WHEN s.cron = excluded.cron AND s.tz = excluded.tz THEN s.next_run_at
+    -- Resumed here (paused -> active, e.g. a declarative definition with paused: false): from
+    -- the fresh next due time, as schedule_pause resumes; the kept one would enqueue every
+    -- run due while paused (up to the backfill) at the next look.
+    next_run_at = CASE WHEN s.cron = excluded.cron AND s.tz = excluded.tz
+                            AND NOT (s.paused AND NOT coalesce(p_paused, s.paused)) THEN s.next_run_at
                        ELSE excluded.next_run_at END,
     cron = excluded.cron, tz = excluded.tz, job = excluded.job, backfill = excluded.backfill,
     paused = coalesce(p_paused, s.paused), updated_at = v_now
@@ -186,10 +192,23 @@ COMMENT ON FUNCTION schedule_due(integer, timestamptz, text) IS
 -- that key is not duplicated when the due time is one this schedule may have fired before
 -- (at most last_run_at); a later one's key can only be held by a job someone else
 -- enqueued, and the run is enqueued without the key. Returns how many jobs it enqueued.
+-- p_next must lie after now (the driver passes the next due time after the clock reading
+-- it computed the runs at); when it does not, nothing happens (NULL): the due time passed
+-- since that reading, and the caller reads again. This also stops a caller (the worker
+-- role, from a transactional handler) from firing one due time over and over by moving
+-- next_run_at on by a millisecond at a time (it cannot stop one that waits in between:
+-- the engine cannot check a cron expression in SQL).
+-- lock_timeout: the only lock a fire waits for is a unique key held by another
+-- transaction's uncommitted job (any producer can enqueue with the key of a future run).
+-- Waiting for it held this schedule's row lock (pause, resume and remove waited behind it)
+-- and the scheduler, which fires one schedule after another, for every schedule. A fire
+-- that waits longer fails (55P03) and is rolled back whole: next_run_at still names the
+-- due time, which is fired at a later look, once, as if this one had not happened.
 CREATE OR REPLACE FUNCTION schedule_fire(p_name text, p_from timestamptz, p_runs timestamptz[], p_next timestamptz)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
+SET lock_timeout = '250ms'
 AS $$
 DECLARE
   v_now   timestamptz := engine_now();
@@ -202,6 +221,9 @@ DECLARE
   v_more_last bigint;
   v_fired timestamptz;
 BEGIN
+  IF p_next <= v_now THEN
+    RETURN NULL;
+  END IF;
   SELECT * INTO v_s FROM schedules
   WHERE name = p_name AND next_run_at = p_from AND NOT paused
   FOR UPDATE SKIP LOCKED;
@@ -245,7 +267,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION schedule_fire(text, timestamptz, timestamptz[], timestamptz) IS
-  'Enqueues a schedule''s due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).';
+  'Enqueues a schedule''s due runs and advances next_run_at (to after now) in one transaction, once per due time (SKIP LOCKED).';
 
 -- schedule_next_due_in_ms: milliseconds until the next active schedule is due (<= 0: due
 -- now; NULL: none), on the engine's clock, so a scheduler sleeps exactly until then.

@@ -431,3 +431,116 @@ test(
     await h.stepping.unschedule('last-decade');
   },
 );
+
+test(
+  'schedule() with paused: false resumes a paused schedule from the next due time after now, as resumeSchedule() does',
+  { timeout: 60_000 },
+  async () => {
+    await engineTime('2026-05-05T10:00:30Z');
+    const def = {
+      name: 'upsert-resume',
+      cron: '*/5 * * * *',
+      steps: [tick({})],
+      queue: 'none',
+      backfill: 20,
+    };
+    await h.stepping.schedule(def.name, def.cron, def.steps, {
+      queue: def.queue,
+      backfill: 20,
+      paused: true,
+    });
+    await engineTime('2026-05-05T12:00:30Z');
+    // Same cron and zone, paused -> active (a declarative definition with paused: false):
+    // the next due time used to be kept, and the next look enqueued the 20 runs due while paused.
+    await h.stepping.schedule(def.name, def.cron, def.steps, {
+      queue: def.queue,
+      backfill: 20,
+      paused: false,
+    });
+    assert.equal(await nextRunAt(def.name), '2026-05-05T12:05:00.000Z', 'runs due while paused are skipped');
+    // Active -> active with the same cron still keeps the next due time (a restarting worker).
+    await engineTime('2026-05-05T12:20:30Z');
+    await h.stepping.schedule(def.name, def.cron, def.steps, {
+      queue: def.queue,
+      backfill: 20,
+      paused: false,
+    });
+    assert.equal(await nextRunAt(def.name), '2026-05-05T12:05:00.000Z');
+    await h.stepping.unschedule(def.name);
+  },
+);
+
+test(
+  "a producer holding an uncommitted job with a schedule run's key does not wedge the scheduler nor lose the run",
+  { timeout: 90_000 },
+  async (t) => {
+    await engineTime('2026-05-07T10:00:30Z');
+    await h.stepping.schedule('held-a', '* * * * *', [tick({})], { queue: 'held' });
+    await h.stepping.schedule('held-b', '* * * * *', [tick({})], { queue: 'held' });
+    // The producer's transaction stays open: its key's unique-index entry is undecided.
+    const producer = await h.client();
+    await producer.query('SET ROLE stepping_producer');
+    await producer.query('BEGIN');
+    await producer.query(
+      `SELECT stepping.job_enqueue('[{"name": "sched.tick", "args": {}}]', 'elsewhere', 0, NULL,
+                                   'schedule:held-a:2026-05-07T10:01:00.000Z')`,
+    );
+    await engineTime('2026-05-07T10:01:30Z');
+    // A fire behind it fails fast (lock_timeout) instead of waiting with the schedule row
+    // locked; statement_timeout only turns the old endless wait into an error here.
+    const c = await h.client();
+    await c.query(`SET statement_timeout = '5s'`);
+    await assert.rejects(
+      c.query(`SELECT stepping.schedule_fire('held-a', '2026-05-07T10:01:00Z',
+                                            ARRAY['2026-05-07T10:01:00Z'::timestamptz], '2026-05-07T10:02:00Z')`),
+      (e: { code?: string }) => {
+        assert.equal(e.code, '55P03', `lock_not_available, not ${e.code}`);
+        return true;
+      },
+    );
+    assert.equal(await nextRunAt('held-a'), '2026-05-07T10:01:00.000Z', 'the due time stays due');
+    const errors: string[] = [];
+    const w = await h.worker({ steps: [tick], queues: ['none'], pollIntervalMs: 50 }, t);
+    w.on('error', (e) => errors.push(e.during));
+    // The other schedule fires meanwhile; the held one is reported and retried.
+    await eventually(async () => (await keys('held-b')).length === 1, 20_000, 'the other schedule');
+    await eventually(() => errors.includes('schedule held-a'), 20_000, 'an error for the held schedule');
+    assert.deepEqual(await keys('held-a'), []);
+    assert.equal(await h.stepping.pauseSchedule('held-b'), true);
+    // Once the producer's transaction ends, the held run is enqueued, once.
+    await producer.query('ROLLBACK');
+    await eventually(async () => (await keys('held-a')).length === 1, 30_000, 'the held run');
+    assert.deepEqual(await keys('held-a'), ['schedule:held-a:2026-05-07T10:01:00.000Z']);
+    assert.equal(await nextRunAt('held-a'), '2026-05-07T10:02:00.000Z');
+    await h.stepping.unschedule('held-a');
+    await h.stepping.unschedule('held-b');
+  },
+);
+
+test(
+  'schedule_fire refuses a next due time not after now: the worker role cannot fire one due time many times',
+  { timeout: 60_000 },
+  async () => {
+    await engineTime('2026-05-09T10:00:30Z');
+    await h.stepping.schedule('chain', '0 3 * * *', [tick({})], { queue: 'chain' });
+    await engineTime('2026-05-10T03:00:10Z');
+    const w = await h.client();
+    await w.query('SET ROLE stepping_worker');
+    // next_run_at moved on by 1 ms stays due: each call used to enqueue another run.
+    const fire = `SELECT stepping.schedule_fire('chain', $1, ARRAY[$1::timestamptz], $2) AS n`;
+    let from = new Date('2026-05-10T03:00:00Z');
+    let n = 0;
+    for (let i = 0; i < 5; i++) {
+      const next = new Date(from.getTime() + 1);
+      n += Number((await w.query(fire, [from, next])).rows[0].n ?? 0);
+      from = next;
+    }
+    assert.equal(n, 0, 'no run enqueued with a next due time in the past');
+    assert.equal(await nextRunAt('chain'), '2026-05-10T03:00:00.000Z');
+    // The scheduler's own call (the next due time after now) fires once.
+    assert.equal((await w.query(fire, ['2026-05-10T03:00:00Z', '2026-05-11T03:00:00Z'])).rows[0].n, 1);
+    assert.deepEqual(await keys('chain'), ['schedule:chain:2026-05-10T03:00:00.000Z']);
+    await w.query('RESET ROLE');
+    await h.stepping.unschedule('chain');
+  },
+);
