@@ -25,7 +25,8 @@ export interface HttpDestinationOptions {
   /**
    * Refuse every address that is not public: loopback, private networks, link-local
    * (cloud metadata at 169.254.169.254), carrier-grade NAT, unspecified, multicast,
-   * documentation and benchmarking ranges, IPv4 embedded in IPv6. Default false.
+   * documentation and benchmarking ranges, IPv4 embedded in IPv6 (compatible, mapped,
+   * NAT64, 6to4, Teredo), and any IPv6 address outside global unicast (2000::/3). Default false.
    */
   denyPrivateAddresses?: boolean;
 }
@@ -65,22 +66,23 @@ function nonPublicAddresses(): { ipv4: BlockList; ipv6: BlockList } {
   }
   const v6 = new BlockList();
   for (const [net, prefix] of [
-    ['::', 128],
-    ['::1', 128],
-    // IPv4 embedded in IPv6 (mapped, translated, 6to4, NAT64): refused whole rather than
-    // decoded, since the IPv4 address inside may be any of the above.
-    ['::ffff:0:0', 96],
-    ['::ffff:0:0:0', 96],
-    ['64:ff9b::', 96],
-    ['64:ff9b:1::', 48],
-    ['2002::', 16],
-    ['100::', 64],
-    ['2001::', 23],
-    ['2001:db8::', 32],
-    ['fc00::', 7], // unique local
-    ['fe80::', 10], // link-local
-    ['fec0::', 10],
-    ['ff00::', 8], // multicast
+    // Only 2000::/3 is global unicast (IANA IPv6 address space registry). Everything
+    // outside it is refused whole, so a range nobody listed cannot slip through: the
+    // unspecified address and loopback, IPv4-compatible (::/96, deprecated: [::127.0.0.1]
+    // is ::7f00:1), IPv4-mapped and -translated (::ffff:0:0/96, ::ffff:0:0:0/96), NAT64
+    // (64:ff9b::/96, 64:ff9b:1::/48), discard-only (100::/64), the dummy prefix
+    // (100:0:0:1::/64), segment-routing SIDs (5f00::/16), unique local (fc00::/7),
+    // link-local (fe80::/10), site-local (fec0::/10) and multicast (ff00::/8).
+    ['::', 3],
+    ['4000::', 2],
+    ['8000::', 1],
+    // Inside 2000::/3, the special-purpose ranges that are not globally reachable or embed
+    // an IPv4 address (refused whole rather than decoded: the IPv4 address inside may be
+    // any of the above).
+    ['2001::', 23], // IETF protocol assignments: Teredo (2001::/32, IPv4 inside), benchmarking, ORCHID
+    ['2001:db8::', 32], // documentation
+    ['2002::', 16], // 6to4: IPv4 inside
+    ['3fff::', 20], // documentation (RFC 9637)
   ] as const) {
     v6.addSubnet(net, prefix, 'ipv6');
   }

@@ -195,11 +195,36 @@ function secretsOf(url: URL, headers: Record<string, string>): string[] {
   return [...found].sort((a, b) => b.length - a.length);
 }
 
-/** A value for an error message: quoted, cut, with any credentials masked. */
-function shown(value: unknown): string {
-  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+/**
+ * A string for an error message: quoted, cut, with any credentials masked. Only for
+ * strings that name a thing (an argument's or a header's name, a method); a value of the
+ * wrong type is named by its kind (kindOf).
+ */
+function shown(text: string): string {
   const cut = text.length > 200 ? `${text.slice(0, 200)}…` : text;
   return JSON.stringify(maskConnectionString(cut));
+}
+
+/**
+ * What a value of the wrong type is, without showing it: `an array of 2 items`, `a string
+ * of 46 characters`, `an object`. For args that may hold a credential: `headers` given as
+ * fetch's [name, value] pairs or as a header line, `url` as a URL object.
+ */
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+  if (typeof value === 'string')
+    return `a string of ${value.length} character${value.length === 1 ? '' : 's'}`;
+  if (value instanceof URL) return 'a URL object (give its href)';
+  if (typeof value === 'object') {
+    // A class's name (Headers, Map) is no secret, and says what to change.
+    const name = (Object.getPrototypeOf(value) as { constructor?: { name?: unknown } } | null)?.constructor
+      ?.name;
+    return typeof name === 'string' && /^[A-Za-z_$][\w$]{0,39}$/.test(name) && name !== 'Object'
+      ? `a ${name} object`
+      : 'an object';
+  }
+  return typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
 }
 
 function checkInteger(
@@ -211,7 +236,8 @@ function checkInteger(
   const value = args[key];
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`${key} must be an integer from ${min} to ${max}, got ${shown(value)}`);
+    const got = typeof value === 'number' ? String(value) : kindOf(value);
+    throw new TypeError(`${key} must be an integer from ${min} to ${max}, got ${got}`);
   }
   return value;
 }
@@ -229,9 +255,10 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   const args = input as Record<string, unknown>;
   const unknown = Object.keys(args).filter((key) => !ARG_KEYS.includes(key));
   if (unknown.length > 0) {
-    throw new TypeError(`unknown argument ${shown(unknown[0])} (known: ${ARG_KEYS.join(', ')})`);
+    throw new TypeError(`unknown argument ${shown(unknown[0]!)} (known: ${ARG_KEYS.join(', ')})`);
   }
-  if (typeof args.url !== 'string') throw new TypeError(`url must be a string, got ${shown(args.url)}`);
+  // Only the kind: a URL object or { href } holds the webhook path and token.
+  if (typeof args.url !== 'string') throw new TypeError(`url must be a string, got ${kindOf(args.url)}`);
   let url: URL;
   try {
     url = new URL(args.url);
@@ -257,13 +284,21 @@ function prepare(input: unknown, idempotencyKey: string | undefined): PreparedRe
   }
   const method = args.method === undefined ? 'POST' : args.method;
   if (typeof method !== 'string' || !TOKEN.test(method)) {
-    throw new TypeError(`method must be an HTTP method such as POST, got ${shown(method)}`);
+    const got = typeof method === 'string' ? shown(method) : kindOf(method);
+    throw new TypeError(`method must be an HTTP method such as POST, got ${got}`);
   }
   const upper = method.toUpperCase();
   if (FORBIDDEN_METHODS.has(upper)) throw new TypeError(`method ${upper} cannot be sent by fetch`);
   const given = args.headers;
-  if (given !== undefined && (typeof given !== 'object' || given === null || Array.isArray(given))) {
-    throw new TypeError(`headers must be an object of name: value strings, got ${shown(given)}`);
+  // A plain object only: a Headers or a Map has no own entries, so its headers would be
+  // dropped without a word (and it is stored as {}).
+  const plain =
+    typeof given === 'object' &&
+    given !== null &&
+    [Object.prototype, null].includes(Object.getPrototypeOf(given) as object | null);
+  if (given !== undefined && !plain) {
+    // Only the kind: [name, value] pairs or a header line hold the values (an API key).
+    throw new TypeError(`headers must be an object of name: value strings, got ${kindOf(given)}`);
   }
   const headers = new Headers();
   if (idempotencyKey !== undefined) headers.set('idempotency-key', idempotencyKey);

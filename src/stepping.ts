@@ -497,19 +497,50 @@ export class Stepping {
             process.emitWarning(message, { code: 'STEPPING_LISTEN_UNAVAILABLE' });
         },
       });
-      const state = await waitForFinalState({
+      // The job and its steps as of one moment: read in two statements, a prune (or a
+      // retry) committed between them gave a succeeded job with an output but no results.
+      // One REPEATABLE READ transaction on one connection (which PgBouncer's transaction
+      // mode keeps together); null when the job is gone, the job alone when it is not final.
+      const snapshot = async (): Promise<FinishedJob | JobState | null> => {
+        const client = await this.pool.connect();
+        let broken = false;
+        try {
+          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+          const row = await this.engine.jobOverview(client, id);
+          const job = row ? jobStateFromRow(row) : null;
+          if (!job || !isFinalStatus(job.status)) {
+            await client.query('COMMIT');
+            return job;
+          }
+          const steps = (await this.engine.stepOverview(client, id)).map(stepStateFromRow);
+          await client.query('COMMIT');
+          const results = new Array<unknown>(job.stepCount);
+          for (const step of steps) results[step.stepIndex] = step.result;
+          return { ...job, results };
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => (broken = true));
+          throw error;
+        } finally {
+          // A connection that could not roll back is closed, not handed to the next caller.
+          client.release(broken);
+        }
+      };
+      const state = await waitForFinalState<FinishedJob | JobState>({
         jobId: id,
-        read: () => this.getJob(id),
-        isFinal: (job) => isFinalStatus(job.status),
+        // Polled on the job alone (cheap); once that is final, read again with the steps.
+        read: async () => {
+          const job = await this.getJob(id);
+          return job && isFinalStatus(job.status) ? await snapshot() : job;
+        },
+        // A job retried between the two reads is not final in the snapshot: waited for again.
+        isFinal: (job) => 'results' in job,
         hub: this.hub,
         doneChannel: this.engine.doneChannel,
         listenCheck: this.listenCheck,
         signal: stop.signal,
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       });
-      const results = new Array<unknown>(state.stepCount);
-      for (const step of await this.steps(id)) results[step.stepIndex] = step.result;
-      return { ...state, results };
+      return state as FinishedJob;
     } finally {
       for (const source of sources) source.removeEventListener('abort', forward);
     }

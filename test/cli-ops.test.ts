@@ -245,3 +245,26 @@ test('prune and migrate --databases keep a progress line on a terminal only', as
   const quiet = await cli(['migrate', '--databases', `${a.url},${b.url}`]);
   assert.doesNotMatch(quiet.stderr, /\x1b/);
 });
+
+test('a duration past 100 years is a usage error naming the option, not a database error', async () => {
+  await h.stepping.enqueue([{ name: 'co.long', args: {} }], { queue: 'co-long' });
+  for (const args of [
+    ['jobs', '--older-than', '100000000d'],
+    ['jobs', '--newer-than', '36526d'],
+    ['prune', '--older-than', '100000000d'],
+  ]) {
+    const result = await cli(args);
+    assert.equal(result.code, 2, `stepping ${args.join(' ')}: ${result.stderr}`);
+    assert.match(
+      result.stderr,
+      new RegExp(`^stepping: ${args[1]} must be at most 100 years \\(36525d\\), got "${args[2]}"\\n`),
+    );
+  }
+  // Up to 100 years is taken.
+  const longest = await cli(['jobs', '--queue', 'co-long', '--newer-than', '36525d']);
+  assert.equal(longest.code, 0, longest.stderr);
+  // A --watch interval is a timer's: past setTimeout's 24.8 days it would fire at once, in a loop.
+  const watch = await cli(['status', '--watch', '--interval', '25d']);
+  assert.equal(watch.code, 2, watch.stderr);
+  assert.match(watch.stderr, /^stepping: --interval must be at most 24\.8 days/);
+});

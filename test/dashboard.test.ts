@@ -322,6 +322,46 @@ test('the job list filters by status, queue, step, key prefix and age, and pages
   }
 });
 
+test('queue and key filters are exact: leading, trailing and all-blank names are names, not trimmed', async () => {
+  // The engine takes any 1 to 100 characters as a queue name (" " included) and any key:
+  // the overview's own link to queue " padded " showed "no jobs match" once trimmed.
+  const padded = await h.stepping.enqueue([{ name: 'dash.pad', args: {} }], {
+    queue: ' padded ',
+    key: ' lead-key',
+  });
+  const bare = await h.stepping.enqueue([{ name: 'dash.pad', args: {} }], {
+    queue: 'padded',
+    key: 'lead-key',
+  });
+  const blank = await h.stepping.enqueue([{ name: 'dash.pad', args: {} }], { queue: ' ' });
+  const d = await dashboard({ connectionString: h.url });
+  const ids = async (path: string): Promise<{ ids: string[]; body: string }> => {
+    const page = await request(new URL(path, d.url).href);
+    assert.equal(page.status, 200, `${path}: ${page.body}`);
+    return { ids: [...page.body.matchAll(/<tr data-job="(\d+)"/g)].map((m) => m[1]!), body: page.body };
+  };
+  // Follow the overview's links for the padded and the blank queue.
+  const overview = await request(d.url);
+  for (const [queue, jobId] of [
+    [' padded ', padded],
+    [' ', blank],
+  ] as const) {
+    const row = new RegExp(`<tr data-queue="${queue}">([\\s\\S]*?)</tr>`).exec(overview.body)?.[1] ?? '';
+    const links = [...row.matchAll(/href="([^"]+)"/g)].map((m) => m[1]!.replace(/&amp;/g, '&'));
+    assert.ok(links.length >= 2, `links of queue ${JSON.stringify(queue)}: ${row}`);
+    for (const link of links) assert.deepEqual((await ids(link.slice(1))).ids, [jobId], link);
+  }
+  assert.deepEqual((await ids('jobs?queue=padded')).ids, [bare]);
+  // A key prefix with a leading space, kept in the pager's links and in the form.
+  assert.deepEqual((await ids('jobs?key=%20lead')).ids, [padded]);
+  assert.deepEqual((await ids('jobs?key=lead')).ids, [bare]);
+  const paged = await ids('jobs?key=%20lead&limit=1&queue=%20padded%20');
+  assert.deepEqual(paged.ids, [padded]);
+  assert.match(paged.body, /<input\s+name="key"\s+value=" lead"/);
+  // An empty field (a form submitted blank) is no filter.
+  assert.ok((await ids('jobs?queue=&key=&step=')).ids.includes(bare));
+});
+
 test('unknown pages and jobs are 404, wrong methods 405, a taken port or bad options are errors, an unmigrated schema says so', async () => {
   const d = await dashboard({ connectionString: h.url });
   for (const path of ['nope', 'jobs/0', 'jobs/abc', 'jobs/999999999', 'jobs/1/frob', 'db/x/']) {

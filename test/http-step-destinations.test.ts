@@ -158,3 +158,37 @@ test('isNonPublicAddress: private, loopback, link-local, mapped and reserved ran
     assert.equal(isNonPublicAddress(a), false, a);
   }
 });
+
+test('denyPrivateAddresses: IPv4-compatible IPv6 ([::127.0.0.1]) and the rest of the non-global IPv6 space fail permanently', async () => {
+  // [::127.0.0.1] is ::7f00:1 (IPv4-compatible, deprecated): it was let through and the
+  // connection error retried, when the address is not a public one.
+  for (const a of [
+    '::7f00:1', // ::127.0.0.1
+    '::a00:1', // ::10.0.0.1
+    '::808:808', // ::8.8.8.8: a form no host uses, refused whole
+    '64:ff9b::a00:1', // NAT64 of 10.0.0.1
+    '64:ff9b:1::1', // local-use NAT64
+    '2002:7f00:1::1', // 6to4 of 127.0.0.1
+    '2001::1', // Teredo
+    '100::1', // discard-only
+    '100:0:0:1::1', // dummy prefix (RFC 9780)
+    '3fff::1', // documentation (RFC 9637)
+    '5f00::1', // segment-routing SIDs (RFC 9602)
+    '4000::1', // outside 2000::/3: not allocated
+    'fec0::1', // site-local
+  ]) {
+    assert.equal(isNonPublicAddress(a), true, a);
+  }
+  for (const a of ['2001:4860:4860::8888', '2400:cb00::1', '2600::1', '2620:fe::fe']) {
+    assert.equal(isNonPublicAddress(a), false, a);
+  }
+  await workerOn('deny-compatible', { denyPrivateAddresses: true });
+  const before = received;
+  for (const url of [`http://[::127.0.0.1]:${port}/`, `http://[::a9fe:a9fe]/latest/meta-data/`]) {
+    const { status, attempts, lastError } = await run('deny-compatible', url);
+    assert.equal(status, 'failed', url);
+    assert.equal(attempts, 1, `${url}: refused once, not retried (${lastError})`);
+    assert.match(lastError, /refused: .* is not a public address/, `${url}: ${lastError}`);
+  }
+  assert.equal(received, before, 'no request reached the server');
+});

@@ -245,3 +245,61 @@ test(
     }
   },
 );
+
+test(
+  'headers or a url of the wrong type are named by their kind, never shown, at enqueue and in the worker',
+  { timeout: 60_000 },
+  async () => {
+    // fetch takes headers as [name, value] pairs too, and a URL object: easy mistakes whose
+    // values are the credentials (an API key, a webhook's path and token).
+    const secretUrl = 'https://hooks.slack.com/services/T0/B0/SECRETPATH?token=SECRETQ';
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [
+        { url: `${base}/x`, headers: [['Authorization', 'Bearer sk_live_SECRET_TOKEN_123']] },
+        /headers must be an object of name: value strings, got an array of 1 item$/,
+      ],
+      [
+        { url: `${base}/x`, headers: 'Authorization: Bearer sk_live_SECRET_TOKEN_123' },
+        /headers must be an object of name: value strings, got a string of 46 characters$/,
+      ],
+      [{ url: { href: secretUrl } }, /url must be a string, got an object$/],
+      [{ url: `${base}/x`, headers: null }, /headers must be an object of name: value strings, got null$/],
+      [{ url: [secretUrl] }, /url must be a string, got an array of 1 item$/],
+    ];
+    for (const [args, expected] of cases) {
+      assert.throws(
+        () => httpStep(args as unknown as Parameters<typeof httpStep>[0]),
+        (error: unknown) =>
+          error instanceof EnqueueValidationError &&
+          expected.test(error.message) &&
+          !/SECRET/.test(error.message),
+        JSON.stringify(args),
+      );
+    }
+    assert.throws(
+      () => httpStep({ url: new URL(secretUrl) as unknown as string }),
+      (error: unknown) =>
+        error instanceof EnqueueValidationError &&
+        /url must be a string, got a URL object/.test(error.message) &&
+        !/SECRET/.test(error.message),
+    );
+    // A Headers object would have been taken, and its headers silently dropped.
+    assert.throws(
+      () =>
+        httpStep({
+          url: `${base}/x`,
+          headers: new Headers({ authorization: 'Bearer sk_live_SECRET' }) as unknown as Record<
+            string,
+            string
+          >,
+        }),
+      /headers must be an object of name: value strings, got a Headers object$/,
+    );
+    // Args that reach a worker another way are checked there, and the stored error is as bare.
+    const ids = await Promise.all(cases.map(([args]) => enqueueRaw(args)));
+    await failedShowingNoSecret(
+      ids,
+      cases.map(([, expected]) => new RegExp(`^HTTP step: ${expected.source}`)),
+    );
+  },
+);

@@ -287,6 +287,41 @@ test(
   },
 );
 
+test(
+  'waitForJob reads a finished job and its results in one snapshot: a prune between them cannot split them',
+  { timeout: 60_000 },
+  async (t) => {
+    // Before, the job and its steps were two statements: a prune (or a retry) committed
+    // between them gave status succeeded with output {"n":2} but results [undefined,
+    // undefined]. The steps' read is held back at the relay while the job is pruned.
+    const echo = defineStep('w.echo', async (args: { n: number }) => ({ n: args.n }));
+    await h.worker({ steps: [echo], queues: ['w-snapshot'] }, t);
+    const id = await h.stepping.enqueue([echo({ n: 1 }), echo({ n: 2 })], { queue: 'w-snapshot' });
+    assert.equal((await h.stepping.waitForJob(id, { timeoutMs: 30_000 })).status, 'succeeded');
+    const relay = await holdingRelay(h.url);
+    const client = createStepping({ connectionString: relay.url });
+    t.after(async () => {
+      relay.release();
+      await client.close();
+      await relay.close();
+    });
+    const held = relay.holdFrom('step_overview');
+    const waiting = client.waitForJob(id, { timeoutMs: 30_000 });
+    waiting.catch(() => {});
+    await held;
+    assert.ok((await h.stepping.prune({ olderThanMs: 0 })) >= 1);
+    assert.equal(await h.stepping.getJob(id), null);
+    relay.release();
+    const state = await waiting;
+    assert.deepEqual(
+      { status: state.status, output: state.output, results: state.results },
+      { status: 'succeeded', output: { n: 2 }, results: [{ n: 1 }, { n: 2 }] },
+    );
+    // Gone before the read: as for any missing job.
+    await assert.rejects(client.waitForJob(id, { timeoutMs: 5000 }), JobNotFoundError);
+  },
+);
+
 /**
  * A TCP relay in front of the test server that can hold back what clients send, from the
  * first chunk containing a pattern (a statement on its way), until released. The server

@@ -2,6 +2,7 @@
  * Argument helpers shared by the `stepping` and `stepping-worker` bins: the usage error
  * (exit code 2), strict integer and duration parsing, and error messages for people.
  */
+import { MAX_DELAY_MS, MAX_INT } from '../limits.js';
 import { maskConnectionString } from '../redact.js';
 import { escapeControl } from '../text.js';
 
@@ -91,12 +92,32 @@ export function parseInteger(option: string, text: string, min: number, max: num
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 type DurationUnit = keyof typeof UNIT_MS;
 
+/** The longest duration an option takes, as its usage error names it. */
+export interface DurationLimit {
+  ms: number;
+  text: string;
+}
+
 /**
- * Parses a duration such as `500ms`, `30s`, `30m`, `12h` or `7d` into milliseconds.
- * A bare number takes `defaultUnit`; without one, the unit is required (so `--older-than 7`
- * is rejected rather than guessed).
+ * The engine's longest delay (MAX_DELAY_MS, 100 years): an age past it stands for a date
+ * before PostgreSQL's range ("timestamp out of range") and no job can be that old.
  */
-export function parseDuration(option: string, text: string, defaultUnit?: DurationUnit): number {
+export const MAX_DURATION: DurationLimit = { ms: MAX_DELAY_MS, text: '100 years (36525d)' };
+
+/** The longest delay setTimeout takes: a longer one fires at once (in a loop, for a repeating timer). */
+export const MAX_TIMER_DURATION: DurationLimit = { ms: MAX_INT, text: '24.8 days (2147483647ms)' };
+
+/**
+ * Parses a duration such as `500ms`, `30s`, `30m`, `12h` or `7d` into milliseconds, at most
+ * `max` (default MAX_DURATION). A bare number takes `defaultUnit`; without one, the unit is
+ * required (so `--older-than 7` is rejected rather than guessed).
+ */
+export function parseDuration(
+  option: string,
+  text: string,
+  defaultUnit?: DurationUnit,
+  max: DurationLimit = MAX_DURATION,
+): number {
   const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
   const unit = (match?.[2] as DurationUnit | undefined) ?? defaultUnit;
   if (!match || !unit) {
@@ -106,7 +127,11 @@ export function parseDuration(option: string, text: string, defaultUnit?: Durati
     );
   }
   const ms = Number(match[1]) * UNIT_MS[unit];
-  if (!Number.isSafeInteger(ms)) throw new UsageError(`${option} is too large: ${text}`);
+  // Checked here, as a usage error naming the option, rather than by the database or the
+  // library (whose own message the CLI would print after its own prefix, exit 1).
+  if (!(ms <= max.ms)) {
+    throw new UsageError(`${option} must be at most ${max.text}, got ${JSON.stringify(text)}`);
+  }
   return ms;
 }
 

@@ -25,8 +25,14 @@ function badRequest(message: string): DashboardRequestError {
   return new DashboardRequestError(400, message);
 }
 
+/**
+ * A name filter (queue, step, key prefix) exactly as given: never trimmed, since the engine
+ * takes any 1 to max characters as a name, spaces included (a queue " padded " or " ",
+ * a key " lead-key"), and the overview links to them. Only an empty value (a form field
+ * left blank) is no filter.
+ */
 function textParam(params: URLSearchParams, name: string, max: number): string | null {
-  const value = params.get(name)?.trim() ?? '';
+  const value = params.get(name) ?? '';
   if (value === '') return null;
   // PostgreSQL text cannot hold NUL; no stored name can contain it.
   if (value.includes('\u0000')) throw badRequest(`${name} must not contain the NUL character`);

@@ -4,7 +4,7 @@
  * (unrunnable_steps). --watch refreshes until SIGINT, clearing the screen on a terminal.
  */
 import type { UnrunnableStep, WorkerStatus } from '../../db/ops.js';
-import { parseDuration, UsageError } from '../args.js';
+import { MAX_TIMER_DURATION, parseDuration, UsageError } from '../args.js';
 import { formatMs, formatTable, intervalMs } from '../table.js';
 import type { Command, CommandContext } from './command.js';
 import { statusJsonSections, statusSections } from './schedules.js';
@@ -144,7 +144,7 @@ export const statusCommand: Command = {
     const intervalMs =
       flags.interval === undefined
         ? DEFAULT_WATCH_INTERVAL_MS
-        : parseDuration('--interval', flags.interval, 'ms');
+        : parseDuration('--interval', flags.interval, 'ms', MAX_TIMER_DURATION);
     if (intervalMs < 100) throw new UsageError('--interval must be at least 100ms');
     return async (ctx) => {
       const show = async () => {
