@@ -22,8 +22,9 @@ COMMENT ON FUNCTION _job_lock(bigint) IS 'The job row locked FOR UPDATE; SP003 w
 -- p_compensate; its current step is compensated only if it had run). Running: flags the
 -- job and hints its worker (NOTIFY <schema>_cancel; the worker confirms through its
 -- heartbeat); the running step's report, whatever it is, then ends the job (compensating
--- first when asked). A compensating job runs its compensations to the end; a finished job
--- cannot be cancelled. Returns the job's status after the call.
+-- first when asked; a later cancel without p_compensate does not withdraw that). A
+-- compensating job runs its compensations to the end; a finished job cannot be cancelled.
+-- Returns the job's status after the call.
 CREATE OR REPLACE FUNCTION job_cancel(p_job_id bigint, p_compensate boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -49,7 +50,9 @@ BEGIN
     RAISE EXCEPTION 'stepping: job % is compensating; compensations always run to the end', p_job_id
       USING ERRCODE = 'SP004';
   END IF;
-  UPDATE jobs SET cancel_requested = true, cancel_compensate = coalesce(p_compensate, false), updated_at = v_now
+  -- A compensation asked for by an earlier cancel stays asked for.
+  UPDATE jobs SET cancel_requested = true, cancel_compensate = cancel_compensate OR coalesce(p_compensate, false),
+                  updated_at = v_now
   WHERE id = p_job_id RETURNING * INTO v_job;
   IF v_job.status = 'running' THEN
     PERFORM _notify_cancel(p_job_id);
@@ -90,7 +93,8 @@ BEGIN
   END IF;
   v_job := _job_lock(p_job_id);
   IF v_job.status <> 'failed' THEN
-    RAISE EXCEPTION 'stepping: job % is %; only failed jobs can be retried', p_job_id, v_job.status
+    RAISE EXCEPTION 'stepping: job % is %; only failed jobs can be retried', p_job_id,
+      CASE WHEN v_job.phase = 'compensate' AND NOT _is_final(v_job.status) THEN 'compensating' ELSE v_job.status END
       USING ERRCODE = 'SP004';
   END IF;
   UPDATE steps SET status = 'pending', attempts = 0

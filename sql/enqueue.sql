@@ -365,8 +365,9 @@ BEGIN
     INSERT INTO jobs (id, queue, priority, key, step_count, step_name, available_at, deadline,
                       created_at, updated_at, trace_parent, trace_state, rate_key)
     SELECT i.id, i.queue, i.priority, i.key, jsonb_array_length(i.steps), i.step_name, i.available_at,
-           -- A deadline not after the first run would fail the job at its first claim.
-           CASE WHEN i.deadline IS NULL OR i.deadline > i.available_at THEN i.deadline
+           -- A deadline not after the first run (a run_at in the past runs now) would fail the
+           -- job at its first claim.
+           CASE WHEN i.deadline IS NULL OR i.deadline > greatest(i.available_at, v_now) THEN i.deadline
                 ELSE _enqueue_reject(i.ord, NULL, 'deadline_first', NULL::timestamptz) END,
            v_now, v_now, i.trace_parent, i.trace_state, i.rate_key
     FROM input i

@@ -20,9 +20,11 @@ COMMENT ON FUNCTION _lock_held(bigint[], uuid[]) IS 'Locks, in id order, the run
 
 -- lease_extend: the heartbeat. Pushes the lease deadline of every listed unit still held
 -- under that token to now + p_lease_ms (clamped to the engine's lease range); returns those
--- rows with cancel_requested, so a worker learns of a cancel from the database itself (a
--- cancel NOTIFY only makes it heartbeat at once). A unit missing from the result has lost
--- its lease: its worker must stop it, and its report will be rejected.
+-- rows with cancel_requested (forward units only: a compensation runs to its end whatever
+-- the cancel), so a worker learns of a cancel from the database itself (a cancel NOTIFY
+-- only makes it heartbeat at once). A unit missing from the result has lost its lease: its
+-- worker must stop it, and its report will be rejected. A lease that already expired is not
+-- brought back in a queue with a max_running limit: its room may have gone to another unit.
 CREATE OR REPLACE FUNCTION lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer DEFAULT NULL)
 RETURNS TABLE (job_id bigint, cancel_requested boolean)
 LANGUAGE sql VOLATILE SECURITY DEFINER
@@ -31,7 +33,9 @@ AS $$
   WITH t AS (SELECT engine_now() AS now)
   UPDATE jobs j SET available_at = t.now + _lease(p_lease_ms), updated_at = t.now
   FROM _lock_held(p_job_ids, p_tokens) l(id), t WHERE j.id = l.id
-  RETURNING j.id, j.cancel_requested;
+    AND (j.available_at > t.now
+         OR NOT EXISTS (SELECT 1 FROM queue_limits q WHERE q.queue = j.queue AND q.max_running IS NOT NULL))
+  RETURNING j.id, j.cancel_requested AND j.phase = 'forward';
 $$;
 COMMENT ON FUNCTION lease_extend(bigint[], uuid[], integer) IS
   'Heartbeat: extends leases still held under the given tokens; returns the ones kept, with cancel_requested.';

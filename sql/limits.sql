@@ -9,6 +9,16 @@
 -- cannot be part of a deadlock. Running units are counted from queue_running (the units
 -- the engine leased in limited queues) joined to jobs, so jobs needs no extra index.
 
+-- _limits_lock_key: the advisory lock that orders queue_limit_set against the leases made
+-- without looking at limits. Claims take it shared before they read queue_limits and
+-- reports try it shared before they lease continuations (sql/claim.sql, sql/report.sql);
+-- queue_limit_set takes it exclusively, so it counts every unit leased by a claim that
+-- could not see the new limit, and no such claim starts until the limit is committed.
+CREATE OR REPLACE FUNCTION _limits_lock_key() RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.hashtextextended('stepping.limits:' || _schema_name(), 0) $$;
+COMMENT ON FUNCTION _limits_lock_key() IS 'Advisory lock key that orders queue_limit_set against claims and continuations.';
+
 -- _queue_room: how many units of p_limit's queue may start now (0 or more), under the
 -- caller's lock on the limit row: max_running minus the units running with a live lease
 -- (not p_exclude, the job a continuation is moving on), and rate_count minus the starts
@@ -160,7 +170,9 @@ COMMENT ON FUNCTION _notify_limited(bigint[]) IS
 -- units running at once; p_rate_count per p_rate_period_ms: starts in any such period,
 -- counted for each rate key of the jobs when p_rate_per_key (NULL: false). NULL leaves
 -- that limit off; at least one must be given. Units already running in the queue count
--- at once. Wakes the queue's workers (a raised limit frees room).
+-- at once, including those of claims still in flight: it waits for them to commit (the
+-- limits lock, _limits_lock_key), and claims wait for it, so call it in a short
+-- transaction. Wakes the queue's workers (a raised limit frees room).
 CREATE OR REPLACE FUNCTION queue_limit_set(p_queue text, p_max_running integer DEFAULT NULL,
                                            p_rate_count integer DEFAULT NULL, p_rate_period_ms integer DEFAULT NULL,
                                            p_rate_per_key boolean DEFAULT false)
@@ -184,6 +196,7 @@ BEGIN
   IF p_rate_per_key AND p_rate_count IS NULL THEN
     PERFORM _bad_input('per-key needs a rate: give p_rate_count and p_rate_period_ms with p_rate_per_key');
   END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(_limits_lock_key());
   INSERT INTO queue_limits AS l (queue, max_running, rate_count, rate_period_ms, rate_per_key, updated_at)
   VALUES (p_queue, p_max_running, p_rate_count, p_rate_period_ms, coalesce(p_rate_per_key, false), v_now)
   ON CONFLICT (queue) DO UPDATE SET max_running = excluded.max_running, rate_count = excluded.rate_count,

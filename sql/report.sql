@@ -53,7 +53,7 @@ DECLARE
   v_in    record;
   v_job   jobs;
   v_done  text[];
-  v_limits boolean;
+  v_names text[]     := p_names;  -- the handlers continuations may be leased for
   v_bytes bigint := 0;  -- results carried by the continuations returned so far
 BEGIN
   IF cardinality(p_job_ids) IS DISTINCT FROM cardinality(p_tokens)
@@ -135,8 +135,13 @@ BEGIN
     RETURN QUERY SELECT f, true, 'succeeded'::text, NULL::unit FROM unnest(v_fast) f;
   END IF;
 
-  -- Fleet-wide limits (sql/limits.sql) apply to the continuations leased below; read once.
-  v_limits := EXISTS (SELECT 1 FROM queue_limits);
+  -- Continuations are leased below (_job_next_unit, which applies fleet-wide limits). A
+  -- queue_limit_set under way (it holds the limits lock) may be adding a limit this
+  -- statement cannot see yet: then nothing is leased on, and the next units wait pending
+  -- for a claim, which waits for the new limit.
+  IF NOT pg_catalog.pg_try_advisory_xact_lock_shared(_limits_lock_key()) THEN
+    v_names := '{}';
+  END IF;
   FOR v_in IN SELECT t.id, t.token, t.res, _compensation_of(t.comp) AS comp
               FROM unnest(p_job_ids, p_tokens, p_results, p_compensations) AS t(id, token, res, comp)
               WHERE v_fast IS NULL OR t.id <> ALL (v_fast)
@@ -144,23 +149,7 @@ BEGIN
     job_id := v_in.id; accepted := false; job_status := NULL; next := NULL;
     SELECT * INTO v_job FROM jobs WHERE id = v_in.id;
     IF v_in.id = ANY (v_held) THEN
-      v_job := _unit_succeeded(v_job, v_in.res, v_in.comp, v_now, p_worker, p_names, p_queues, v_lease);
-      -- (Nested: `IF v_limits` alone is a simple expression plpgsql evaluates without the
-      -- executor; the condition with its sub-select would be a query per unit.)
-      IF v_limits THEN
-        IF v_job.status = 'running' AND v_job.lease_token = _next_token(v_in.token)
-           AND EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = v_job.queue)
-           AND NOT _queue_take_one(v_job.queue, v_job.id, v_now) THEN
-          -- The next unit was leased on, but its queue's limits do not allow it to start
-          -- now: it waits, pending and runnable, for a claim (as when this worker cannot run
-          -- it). Checked here rather than in _job_next_unit so that without limits a
-          -- continuation pays nothing.
-          UPDATE jobs SET status = 'pending', attempt = 0, available_at = v_now, lease_token = v_in.token,
-                          locked_by = NULL
-          WHERE id = v_in.id RETURNING * INTO v_job;
-          PERFORM _notify_ready(v_job.queue);
-        END IF;
-      END IF;
+      v_job := _unit_succeeded(v_job, v_in.res, v_in.comp, v_now, p_worker, v_names, p_queues, v_lease);
       IF v_job.lease_token = v_in.token THEN
         -- Nothing was leased on: mark the token as spent by a success (see _done_token).
         UPDATE jobs SET lease_token = _done_token(v_in.token) WHERE id = v_in.id RETURNING * INTO v_job;

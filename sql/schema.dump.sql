@@ -65,6 +65,7 @@ steps.comp_finished_at timestamp with time zone
 steps.comp_last_error jsonb
 steps.comp_status text
 steps.compensate_args jsonb
+steps.compensate_from_failure boolean not null default false
 steps.compensate_name text
 steps.finished_at timestamp with time zone
 steps.idx integer not null
@@ -201,7 +202,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    32237d22ed9504aa10e49e1923122c89
+    35eb00cfaf836cb91138210322a25df3
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs plpgsql volatile
     29bb53cbce89e55c825fd303aeb64a57
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
@@ -276,6 +277,8 @@ _limit_min_priority() -> integer sql immutable
     a0035399d7ccddbdc099f131c99bfe7c
 _limit_min_worker_heartbeat_ms() -> integer sql immutable
     8d854d4a82e2843eb9944940623f546c
+_limits_lock_key() -> bigint sql immutable
+    1248aa809def530544ef02feb2def199
 _lock_held(p_job_ids bigint[], p_tokens uuid[]) -> SETOF bigint plpgsql volatile
     dba3ecf75247653b169ba60dc884b2e4
 _next_token(p_token uuid) -> uuid sql immutable
@@ -315,11 +318,11 @@ _step_ran(p_job <schema>.jobs, p_claims integer) -> boolean sql stable
 _trace_parent_ok(p_value text) -> boolean sql immutable
     0355443aebf479f1618b0bed5358fb32
 _unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
-    3d9d4ca8f02c05479f41ebf34ac023cf
+    e7a71178b7bc631bc171e43a59015ab0
 _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
     d437db477fa6956e1275b69f878c3947
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
-    287840d84472cce7737ede54d225b7b6
+    ebcf6144e220b4f5d9a53c3cb80b9461
 _worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now timestamp with time zone) -> boolean sql immutable
     790a19df56e8a374c501acefb9ef58fb
 backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interval sql volatile
@@ -327,7 +330,7 @@ backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interva
 engine_now() -> timestamp with time zone plpgsql volatile set search_path=pg_catalog, stepping, pg_temp
     f3587682cef3bf381fdb58b4fb309ac2
 job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    9032edcd9e08382ce5dbd0ba32b717a1
+    4d97b078ad89354f2a280dab31b0f11d
 job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text, p_rate_key text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     19790afdeadf2796a5992ced36ac21ad
 job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -335,11 +338,11 @@ job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boo
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     831d2bd9a0d4a58cbb04bec9d6d018d0
 job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    ac1e4f5ab8d549285efdb64d1892aa12
+    d436526ef7e99cac39acfe219efef2bf
 job_retry_many(p_queue text, p_step_name text, p_limit integer, p_after_id bigint) -> TABLE(retried integer, last_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     afe018a6518b3aba4ced6cfff5017bc6
 lease_extend(p_job_ids bigint[], p_tokens uuid[], p_lease_ms integer) -> TABLE(job_id bigint, cancel_requested boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    c4c495f6f8c9c430a19681056168cb65
+    4588ec14d18a231cce66f36a237a97e2
 lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     f42b5d007519e7cabab263aa3fe5668b
 maintenance_run(p_retention interval, p_prune boolean, p_batch integer) -> TABLE(leader boolean, expired integer, pruned integer, workers_removed integer) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -349,13 +352,13 @@ next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile
 queue_limit_clear(p_queue text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     466cb1cfca0b66c33c7c9d2f2084f5e2
 queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rate_period_ms integer, p_rate_per_key boolean) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    76f0015254dfd37fc1c3a876bb8d296b
+    92d70b4b67d0cebaaa0ffd043f87ba02
 queue_metrics() -> TABLE(queue text, runnable bigint, scheduled bigint, running bigint, oldest_runnable_age_ms double precision) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_seqscan=off set jit=off
     020ccd81f90eae5f8118a8a03fc522e7
 schedule_due(p_limit integer, p_after_at timestamp with time zone, p_after_name text) -> TABLE(name text, cron text, tz text, next_run_at timestamp with time zone, backfill integer, now timestamp with time zone) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     ec5389f011d19263430d6ba107cd2f34
-schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp with time zone[], p_next timestamp with time zone) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    acc608b7f190f3d8bbe60cadc2e366cb
+schedule_fire(p_name text, p_from timestamp with time zone, p_runs timestamp with time zone[], p_next timestamp with time zone) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set lock_timeout=250ms
+    9ae3e3ea9a229648fc5a7d269812af72
 schedule_next_due_in_ms(p_skip text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     33db622222534f4a63569de63b28c2e3
 schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time zone) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -363,11 +366,11 @@ schedule_pause(p_name text, p_paused boolean, p_next_run_at timestamp with time 
 schedule_remove(p_name text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     56d7ded5003b441c6cd698ea42cc771c
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    014a5792c3a66749409ee2da9e34e1c8
+    a5100d40516abf4846121e01009a08f6
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
-    18e473a2137b692f5977d5e8e3c40f7e
+    6d824fd52d8323c337edfd6ae7a531d7
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
-    d5b3f3edffaa31d21e717e02df0580e9
+    a345f17397ccd493404f00ea49482907
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     7de4fe8eebc49d83cc7725d0bc756d24
 worker_deregister(p_id text) -> boolean sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -502,6 +505,7 @@ function <schema>._limit_min_date(): MIN_DATE of src/limits.ts (generated by mig
 function <schema>._limit_min_lease_ms(): MIN_LEASE_MS of src/limits.ts (generated by migrate).
 function <schema>._limit_min_priority(): MIN_PRIORITY of src/limits.ts (generated by migrate).
 function <schema>._limit_min_worker_heartbeat_ms(): MIN_WORKER_HEARTBEAT_MS of src/limits.ts (generated by migrate).
+function <schema>._limits_lock_key(): Advisory lock key that orders queue_limit_set against claims and continuations.
 function <schema>._lock_held(bigint[],uuid[]): Locks, in id order, the running jobs held under the given tokens; returns their ids.
 function <schema>._next_token(uuid): Token of the continuation leased by a completion under p_token (deterministic).
 function <schema>._notify_cancel(bigint): Hints (channel <schema>_cancel) that a running job was cancelled; workers confirm in the database.
@@ -541,7 +545,7 @@ function <schema>.queue_limit_clear(text): Removes the fleet-wide limits of a qu
 function <schema>.queue_limit_set(text,integer,integer,integer,boolean): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms (for the queue, or per rate key).
 function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now, scheduled later, running, and the oldest runnable job's wait (ms).
 function <schema>.schedule_due(integer,timestamp with time zone,text): Active schedules whose next run is due (engine clock), with the clock's reading; pages on after (p_after_at, p_after_name).
-function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at in one transaction, once per due time (SKIP LOCKED).
+function <schema>.schedule_fire(text,timestamp with time zone,timestamp with time zone[],timestamp with time zone): Enqueues a schedule's due runs and advances next_run_at (to after now) in one transaction, once per due time (SKIP LOCKED).
 function <schema>.schedule_next_due_in_ms(text[]): Milliseconds until the next active schedule not in p_skip is due (NULL: none), engine clock.
 function <schema>.schedule_pause(text,boolean,timestamp with time zone): Pauses or resumes a schedule (resume: next_run_at from the given time, required; runs due while paused are skipped).
 function <schema>.schedule_remove(text): Deletes a recurring schedule; true when it existed.

@@ -240,10 +240,15 @@ BEGIN
     RETURN _compensation_next(p_job, p_now, p_worker, p_names, p_queues, p_lease);
   END IF;
 
+  -- A compensation an earlier failed or "not yet" attempt stored (computed without a
+  -- result) gives way to the one of this success, computed from its result; one set at
+  -- enqueue stays.
   UPDATE steps SET status = 'succeeded', attempts = p_job.attempt, finished_at = p_now, result = p_result,
-                   compensate_args = CASE WHEN compensate_name IS NULL AND p_comp IS NOT NULL
+                   compensate_args = CASE WHEN compensate_name IS NULL OR compensate_from_failure
                                           THEN p_comp -> 'args' ELSE compensate_args END,
-                   compensate_name = coalesce(compensate_name, p_comp ->> 'name')
+                   compensate_name = CASE WHEN compensate_name IS NULL OR compensate_from_failure
+                                          THEN p_comp ->> 'name' ELSE compensate_name END,
+                   compensate_from_failure = false
   WHERE job_id = p_job.id AND idx = p_job.current_step;
   IF p_job.cancel_requested THEN
     RETURN _forward_stop(p_job, p_job.current_step, true, p_job.cancel_compensate, 'cancelled', p_now,
@@ -295,9 +300,12 @@ DECLARE
   v_at        timestamptz;
 BEGIN
   SELECT * INTO v_step FROM steps WHERE job_id = p_job.id AND idx = p_job.current_step FOR UPDATE;
-  IF p_job.phase = 'forward' AND v_comp IS NOT NULL AND v_step.compensate_name IS NULL THEN
-    -- The failing step's own compensation, from the worker's definition.
-    UPDATE steps SET compensate_name = v_comp ->> 'name', compensate_args = v_comp -> 'args'
+  IF p_job.phase = 'forward' AND v_comp IS NOT NULL
+     AND (v_step.compensate_name IS NULL OR v_step.compensate_from_failure) THEN
+    -- The failing step's own compensation, from the worker's definition (without a
+    -- result); a later success of the step replaces it (_unit_succeeded).
+    UPDATE steps SET compensate_name = v_comp ->> 'name', compensate_args = v_comp -> 'args',
+                     compensate_from_failure = true
     WHERE job_id = p_job.id AND idx = p_job.current_step;
   END IF;
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { defineStep, InvalidJobStateError, JobNotFoundError } from '../src/index.js';
-import { deferred, setup } from './support/harness.js';
+import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
@@ -123,4 +123,86 @@ test('a refused cancel of a finished job takes no row lock', async (t) => {
     assert.equal((e as { code?: string }).code, 'SP004', (e as Error).message);
     return true;
   });
+});
+
+/** Opened by the test once it has seen the job compensating. */
+const undoGate = deferred();
+/** A compensation that outlives several heartbeats (and waits for the gate), honouring its signal. */
+const slowUndo = defineStep('c.slow-undo', async (_a: unknown, ctx) => {
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => void undoGate.promise.then(resolve), 600);
+    ctx.signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(ctx.signal.reason as Error);
+      },
+      { once: true },
+    );
+  });
+  log(ctx.jobId, `slow-undo attempt ${ctx.attempt}`);
+});
+const slowFirst = defineStep('c.slow-first', async (_a: unknown, ctx) => log(ctx.jobId, 'slow-first'), {
+  compensate: 'c.slow-undo',
+});
+const slowWait = defineStep('c.slow-wait', async (args: { tag: string }, ctx) => {
+  startedFor(args.tag).resolve();
+  await new Promise<void>((_resolve, reject) => {
+    ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error), { once: true });
+  });
+});
+// Heartbeats every 100 ms: the compensation above spans six of them.
+await h.worker({
+  steps: [slowFirst, slowUndo, slowWait],
+  concurrency: 2,
+  heartbeatMs: 100,
+  pollIntervalMs: 200,
+});
+
+test('a compensation started by cancel(compensate) is not aborted by its own job’s cancel: it runs to its end', async () => {
+  const id = await h.stepping.enqueue([slowFirst({}), slowWait({ tag: 'slow' })]);
+  await startedFor('slow').promise;
+  await h.stepping.cancel(id, { compensate: true });
+  await eventually(
+    async () => (await h.stepping.getJob(id))?.status === 'compensating',
+    10_000,
+    'compensating',
+  );
+  // A compensating job cannot be retried, and the refusal says what it is doing.
+  await assert.rejects(h.stepping.retry(id), /is compensating; only failed jobs can be retried/);
+  undoGate.resolve();
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 15_000 });
+  assert.equal(final.status, 'cancelled');
+  assert.deepEqual(runs.get(id), ['slow-first', 'slow-undo attempt 1']);
+});
+
+test('a second cancel without compensate does not withdraw the compensation the first asked for', async () => {
+  // Steps no worker here runs, driven through the engine's functions: the job is running
+  // its second step when both cancels arrive.
+  const id = await h.stepping.enqueue([
+    { name: 'c.manual', args: {}, options: { compensate: { name: 'c.undo-first', args: {} } } },
+    { name: 'c.manual', args: {} },
+  ]);
+  const claimOne = async () =>
+    (
+      await h.pool.query<{ job_id: string; token: string }>(
+        `SELECT job_id::text, lease_token::text AS token FROM stepping.step_claim('t', ARRAY['c.manual'], NULL, 1, 60000)`,
+      )
+    ).rows[0]!;
+  const one = await claimOne();
+  await h.pool.query(`SELECT stepping.step_complete(ARRAY[$1::bigint], ARRAY[$2::uuid])`, [
+    one.job_id,
+    one.token,
+  ]);
+  const two = await claimOne();
+  assert.equal(two.job_id, id);
+  assert.equal(await h.stepping.cancel(id, { compensate: true }), 'running');
+  assert.equal(await h.stepping.cancel(id), 'running');
+  await h.pool.query(
+    `SELECT stepping.step_fail(ARRAY[$1::bigint], ARRAY[$2::uuid], ARRAY['{"error": {"message": "stopped"}}'::jsonb])`,
+    [two.job_id, two.token],
+  );
+  const final = await h.stepping.waitForJob(id, { timeoutMs: 10_000 });
+  assert.equal(final.status, 'cancelled');
+  assert.deepEqual(runs.get(id), ['undo-first']);
 });

@@ -259,7 +259,8 @@ const exclusive = (at: string, after: string, min: number) =>
       };
     });
 /**
- * The engine refuses a deadline not later than the job's first run. Both relative: exact;
+ * The engine refuses a deadline not later than the job's first run (a run_at in the past:
+ * now). Both relative: exact;
  * otherwise on this machine's clock, which the engine's (clock_timestamp()) follows within
  * milliseconds, while generated times that close to each other are vanishingly rare.
  */
@@ -268,9 +269,11 @@ function deadlineAfterStart(
   end: { at?: number; fromNow?: number },
 ): boolean {
   if (end.at === undefined && end.fromNow === undefined) return true;
-  if (run.at === undefined && end.at === undefined) return (end.fromNow ?? 0) > (run.fromNow ?? 0);
   const now = Date.now();
-  return (end.at ?? now + (end.fromNow ?? 0)) > (run.at ?? now + (run.fromNow ?? 0));
+  // A run_at in the past runs now.
+  const start = run.at !== undefined && run.at <= now ? { fromNow: 0 } : run;
+  if (start.at === undefined && end.at === undefined) return (end.fromNow ?? 0) > (start.fromNow ?? 0);
+  return (end.at ?? now + (end.fromNow ?? 0)) > (start.at ?? now + (start.fromNow ?? 0));
 }
 const job = fc.oneof(
   {

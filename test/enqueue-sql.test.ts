@@ -408,6 +408,12 @@ test('a deadline that comes before the job may first run is refused by SQL (engi
     ['timeout_ms equal to delay_ms', q, [job(ok, { delay_ms: 5000, timeout_ms: 5000 })], first],
     ['timeout_ms 0', q, [job(ok, { timeout_ms: 0 })], first],
     ['a passed deadline', q, [job(ok, { deadline: '2001-01-01T00:00:00Z' })], first],
+    [
+      'a passed deadline after a passed run_at (which runs now)',
+      q,
+      [job(ok, { run_at: '2001-01-01T00:00:00Z', deadline: '2002-01-01T00:00:00Z' })],
+      first,
+    ],
     ['deadline before now + delay_ms', q, [job(ok, { delay_ms: 2 * hour, deadline: soon })], first],
     ['run_at after now + timeout_ms', q, [job(ok, { run_at: later, timeout_ms: hour })], first],
     [

@@ -592,6 +592,15 @@ test('a deadline that comes before the job may first run is refused before SQL, 
       /^deadline \(.+\) must be later than the job's first run \(now, .+\): it would fail before it could run$/,
     ],
     [
+      'runAt and deadline both passed (a past runAt runs now)',
+      (c) =>
+        h.stepping.enqueue(c, [noop({})], {
+          runAt: new Date('2001-01-01T00:00:00Z'),
+          deadline: new Date('2002-01-01T00:00:00Z'),
+        }),
+      /^deadline \(2002-01-01T00:00:00.000Z\) must be later than the job's first run \(runAt 2001-01-01T00:00:00.000Z is past, so now, .+\): it would fail before it could run$/,
+    ],
+    [
       'deadline before now + delayMs',
       (c) => h.stepping.enqueue(c, [noop({})], { delayMs: 2 * hour, deadline: soon }),
       /^deadline \(.+\) must be later than the job's first run \(delayMs 7200000 from now, .+\)/,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { InvalidArgumentError } from '../src/index.js';
-import { setup } from './support/harness.js';
+import { eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
@@ -289,5 +289,75 @@ test('rate keys and per-key limits are validated by the driver and by the engine
   assert.equal(state?.ratePerKey, true);
   assert.equal(state?.keysAtLimit, 0);
   await h.stepping.clearQueueLimit('kv');
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
+test('a continuation counts as one start against the rate (it was counted twice, and held back by its own count)', async () => {
+  await h.stepping.setQueueLimit('rc', { rate: { count: 2, periodMs: 3_600_000 } });
+  await enqueue('rc', 2, 2);
+  const [unit] = await claim(['rc'], 1);
+  assert.ok(unit);
+  const { rows } = await h.pool.query(
+    `SELECT accepted, job_status, (next).job_id AS next_job
+     FROM stepping.step_complete(ARRAY[$1::bigint], ARRAY[$2::uuid], NULL, NULL, 't', ARRAY['lim.a'], NULL, 60000)`,
+    [unit.job_id, unit.lease_token],
+  );
+  // Two starts so far (the claim, the continuation): the rate of 2 allows exactly that.
+  assert.deepEqual(rows, [{ accepted: true, job_status: 'running', next_job: unit.job_id }]);
+  assert.equal((await overview('rc')).window_starts, 2);
+  assert.deepEqual(await claim(['rc']), [], 'the window is used up');
+  await h.stepping.clearQueueLimit('rc');
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
+test('a limit set while a claim is in flight counts what that claim leases', async () => {
+  await enqueue('sq', 6);
+  const a = await h.client();
+  await a.query('BEGIN');
+  // The claim ran before the limit existed: it leases 4 units and has not committed yet.
+  assert.equal((await claim(['sq'], 4, a)).length, 4);
+  const setting = h.stepping.setQueueLimit('sq', { maxRunning: 2 });
+  let settled = false;
+  void setting.then(() => (settled = true));
+  // The claim commits only once the set has run or waits for a lock: the order in which the
+  // set could count nothing of the claim.
+  await eventually(
+    async () => {
+      if (settled) return true;
+      const { rows } = await h.pool.query(
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+         AND query LIKE '%queue_limit_set%'`,
+      );
+      return rows.length > 0;
+    },
+    10_000,
+    'the limit set to run or wait',
+  );
+  await a.query('COMMIT');
+  await setting;
+  assert.equal((await overview('sq')).running, 4);
+  assert.deepEqual(await claim(['sq']), [], '4 running against max_running 2: no room');
+  await h.stepping.clearQueueLimit('sq');
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
+test('a heartbeat does not bring back an expired lease in a max_running queue (its room may be taken)', async () => {
+  await h.stepping.setQueueLimit('xq', { maxRunning: 1 });
+  await enqueue('xq', 2);
+  const [first] = await claim(['xq'], 1);
+  assert.ok(first);
+  await h.shiftClock('61 seconds'); // first's lease (60 s) expires: its room goes to the next claim
+  const second = await claim(['xq'], 1);
+  assert.equal(second.length, 1);
+  const extend = `SELECT job_id::text FROM stepping.lease_extend(ARRAY[$1::bigint], ARRAY[$2::uuid], 60000)`;
+  assert.deepEqual((await h.pool.query(extend, [first.job_id, first.lease_token])).rows, []);
+  assert.equal((await overview('xq')).running, 1);
+  // A live lease there is extended as usual, and so is an expired one without max_running.
+  assert.equal((await h.pool.query(extend, [second[0]!.job_id, second[0]!.lease_token])).rowCount, 1);
+  await h.stepping.clearQueueLimit('xq');
+  await enqueue('yq', 1);
+  const [free] = await claim(['yq'], 1);
+  await h.shiftClock('61 seconds');
+  assert.equal((await h.pool.query(extend, [free!.job_id, free!.lease_token])).rowCount, 1);
   await h.pool.query(`DELETE FROM stepping.jobs`);
 });

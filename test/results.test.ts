@@ -94,6 +94,26 @@ const failStep = defineStep(
   },
 );
 
+/** Fails its first attempt (or asks to run later), then charges: its compensation needs the charge id. */
+const flakyChargeStep = defineStep(
+  'res.flaky-charge',
+  async (args: Charge & { first: 'fail' | 'later' }, ctx): Promise<ChargeResult> => {
+    see('res.flaky-charge', args, ctx);
+    if (ctx.attempt === 1 && args.first === 'fail') throw new Error('provider timeout');
+    if (ctx.attempt === 1 && seen.get(ctx.jobId)!.length === 1 && args.first === 'later') {
+      return ctx.retryLater(10) as never;
+    }
+    return { chargeId: `ch-${args.orderId}`, cents: args.cents };
+  },
+  {
+    backoff: { baseMs: 10, maxMs: 10 },
+    compensate: (args, result) => ({
+      name: 'res.refund',
+      args: { orderId: args.orderId, chargeId: result?.chargeId ?? null },
+    }),
+  },
+);
+
 /** A value of each kind a result cannot be. */
 function badValue(kind: string): unknown {
   switch (kind) {
@@ -172,6 +192,7 @@ const worker = await h.worker({
     badStep,
     txStep,
     lastStep,
+    flakyChargeStep,
     badCompensations.throws,
     badCompensations.notJson,
   ],
@@ -287,6 +308,24 @@ test('compensations get the step’s result (undefined for the failing step itse
       ['failed', 'succeeded', 1, undefined],
     ],
   );
+});
+
+test('a step that failed or ran “not yet” before it succeeded is compensated from its result', async () => {
+  for (const first of ['fail', 'later'] as const) {
+    const orderId = `flaky-${first}`;
+    const jobId = await h.stepping.enqueue([
+      flakyChargeStep({ orderId, cents: 5, first }),
+      failStep({ orderId: `${orderId}-ship` }),
+    ]);
+    const done = await h.stepping.waitForJob(jobId, WAIT);
+    assert.equal(done.status, 'compensated', done.lastError ?? '');
+    const refunds = seen.get(jobId)!.filter((s) => s.name === 'res.refund' && s.stepIndex === 0);
+    assert.deepEqual(
+      refunds.map((s) => s.args),
+      [{ orderId, chargeId: `ch-${orderId}` }],
+      `${first}: the refund gets the charge id of the attempt that succeeded`,
+    );
+  }
 });
 
 test('a result that cannot be stored fails the step at once and permanently, naming the step and the problem', async () => {
@@ -409,18 +448,25 @@ test('one claim, and one report’s continuations, hand a worker at most MAX_CLA
     handedOn.map((r) => r.job_id),
     handedOn.map((r) => r.next_token),
   ]);
+  // Claims until every job's second step is taken. (A claim in a limited queue comes back
+  // empty while another claimer, this file's worker, holds the queue's limit row: so an
+  // empty claim is not the end.)
   const takeAll = async (q: string) => {
     const sizes: number[] = [];
     const tokens: { id: string; token: string }[] = [];
-    for (let got = -1; got !== 0;) {
-      const c = await claim(q);
-      got = c.rowCount ?? 0;
-      if (got > 0) sizes.push(got);
-      for (const r of c.rows) {
-        assert.equal(r.step_index, 1);
-        tokens.push({ id: r.job_id, token: r.token });
-      }
-    }
+    await eventually(
+      async () => {
+        const c = await claim(q);
+        if (c.rows.length > 0) sizes.push(c.rows.length);
+        for (const r of c.rows) {
+          assert.equal(r.step_index, 1);
+          tokens.push({ id: r.job_id, token: r.token });
+        }
+        return tokens.length >= n;
+      },
+      20_000,
+      `all ${n} second steps claimed`,
+    );
     return { sizes, tokens };
   };
   const plain = await takeAll(queue);

@@ -213,7 +213,8 @@ function serializeJobChecked(steps: unknown, options: unknown): SerializedJob {
  * A job whose deadline is not later than its first run could never run: it would fail at
  * its first claim. The engine refuses it too (by its own clock, SP001, which aborts the
  * caller's transaction), so the driver refuses it first: exactly when both times are
- * absolute or both relative, by this machine's clock when one of them is "now".
+ * absolute or both relative, by this machine's clock when one of them is "now" (a runAt
+ * in the past is "now").
  */
 function checkDeadlineAfterStart(job: Record<string, unknown>): void {
   if (job.deadline === undefined && job.timeout_ms === undefined) return;
@@ -231,9 +232,12 @@ function checkDeadlineAfterStart(job: Record<string, unknown>): void {
     }
     return;
   }
+  // A runAt in the past runs now.
   const start =
     runAt !== undefined
-      ? { at: Date.parse(runAt), text: `runAt ${runAt}` }
+      ? Date.parse(runAt) >= now
+        ? { at: Date.parse(runAt), text: `runAt ${runAt}` }
+        : { at: now, text: `runAt ${runAt} is past, so now, ${iso(now)}` }
       : delayMs !== undefined
         ? { at: now + delayMs, text: `delayMs ${delayMs} from now, ${iso(now + delayMs)}` }
         : { at: now, text: `now, ${iso(now)}` };
