@@ -128,6 +128,8 @@ COMMENT ON FUNCTION _claim_budget(bigint[]) IS
 -- results together (_claim_budget), so a claim can come back short of p_limit.
 -- A per-key rate (rate_per_key) is counted the same way for each rate key: the scan skips
 -- the keys that used their rate, so a key flooding the queue never holds back the others.
+-- A unit of a limited queue says so (fleet_limited): it counts against the limits from now
+-- on, so its worker does not claim ahead there.
 CREATE OR REPLACE FUNCTION step_claim(
   p_worker   text,
   p_names    text[],
@@ -270,6 +272,7 @@ BEGIN
     LOOP
       v_count := v_count + 1;
       v_i := array_position(v_lq, v_unit.queue);
+      v_unit.fleet_limited := v_i IS NOT NULL;
       IF v_i IS NOT NULL THEN
         v_room[v_i] := v_room[v_i] - 1;
         v_tq := v_tq || v_unit.queue;

@@ -142,7 +142,7 @@ CREATE UNIQUE INDEX steps_pkey ON <schema>.steps USING btree (job_id, idx)
 CREATE UNIQUE INDEX workers_pkey ON <schema>.workers USING btree (id)
 
 -- types
-unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb, trace_parent text, trace_state text, max_attempts integer, deadline_in_ms bigint, cancel_requested boolean)
+unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text, args jsonb, attempt integer, queue text, step_count integer, results jsonb, trace_parent text, trace_state text, max_attempts integer, deadline_in_ms bigint, cancel_requested boolean, fleet_limited boolean)
 
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
@@ -320,7 +320,7 @@ _trace_parent_ok(p_value text) -> boolean sql immutable
 _unit_failed(p_job <schema>.jobs, p_report jsonb, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
     e7a71178b7bc631bc171e43a59015ab0
 _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
-    d437db477fa6956e1275b69f878c3947
+    692503b5ae3c30075d8d076b949ec39d
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     ebcf6144e220b4f5d9a53c3cb80b9461
 _worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now timestamp with time zone) -> boolean sql immutable
@@ -368,7 +368,7 @@ schedule_remove(p_name text) -> boolean plpgsql volatile security definer set se
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     a5100d40516abf4846121e01009a08f6
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
-    6d824fd52d8323c337edfd6ae7a531d7
+    6b592617da126dfe75c4f02ca41415fc
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     a345f17397ccd493404f00ea49482907
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off

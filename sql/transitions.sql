@@ -29,7 +29,8 @@ AS $$
          p_job.trace_parent, p_job.trace_state, s.max_attempts,
          CASE WHEN p_job.phase = 'forward' AND p_job.deadline IS NOT NULL THEN
            greatest(0, ceil(extract(epoch FROM p_job.deadline - engine_now()) * 1000))::bigint END,
-         CASE WHEN p_job.phase = 'forward' THEN p_job.cancel_requested END
+         CASE WHEN p_job.phase = 'forward' THEN p_job.cancel_requested END,
+         NULL::boolean -- fleet_limited: step_claim says, for the units it hands out
   FROM steps s WHERE s.job_id = p_job.id AND s.idx = p_job.current_step;
 $$;
 COMMENT ON FUNCTION _unit_of(jobs) IS 'The unit (step or compensation) a job row points at, as workers receive it, with earlier results.';

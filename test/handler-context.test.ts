@@ -48,6 +48,7 @@ test('the handler context: results by index without holes, made once; retryLater
     maxAttempts: null,
     deadlineInMs: null,
     cancelRequested: false,
+    fleetLimited: false,
   };
   const ctx = new HandlerContext(unit, abort, 'db', undefined);
   assert.deepEqual(ctx.results, [{ charge: 'ch_1' }, undefined, undefined]);

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { InvalidArgumentError } from '../src/index.js';
-import { eventually, setup } from './support/harness.js';
+import { defineStep, InvalidArgumentError } from '../src/index.js';
+import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 
@@ -359,5 +359,39 @@ test('a heartbeat does not bring back an expired lease in a max_running queue (i
   const [free] = await claim(['yq'], 1);
   await h.shiftClock('61 seconds');
   assert.equal((await h.pool.query(extend, [free!.job_id, free!.lease_token])).rowCount, 1);
+  await h.pool.query(`DELETE FROM stepping.jobs`);
+});
+
+test('a worker does not claim ahead in a fleet-limited queue: units it kept in hand would hold the room without running', async () => {
+  await h.stepping.setQueueLimit('pq', { maxRunning: 5 });
+  const gate = deferred();
+  const seventh = deferred();
+  let started = 0;
+  const step = defineStep('lim.w', async () => {
+    started++;
+    if (started === 7) seventh.resolve();
+    // The first six end at once (a backlog, a rate of handlers: what sizes a prefetch).
+    if (started > 6) await gate.promise;
+  });
+  await h.stepping.enqueueMany(
+    undefined,
+    Array.from({ length: 30 }, () => ({ steps: [step({})], options: { queue: 'pq' } })),
+  );
+  const worker = await h.worker({ steps: [step], concurrency: 1 });
+  try {
+    await seventh.promise;
+    // One handler runs: one unit leased; the other four of the queue's room stay free for
+    // other workers. (A worker that claims ahead does so at once, its slot being busy: a
+    // claim of only the prefetch. Watched for a while, since what is checked is an absence.)
+    for (let i = 0; i < 15; i++) {
+      assert.equal((await overview('pq')).running, 1, `check ${i}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    gate.resolve();
+  }
+  await eventually(async () => (await overview('pq')).ready === 0 && (await overview('pq')).running === 0);
+  await worker.stop();
+  await h.stepping.clearQueueLimit('pq');
   await h.pool.query(`DELETE FROM stepping.jobs`);
 });

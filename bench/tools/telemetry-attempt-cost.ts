@@ -31,6 +31,7 @@ const unit: LeasedUnit = {
   maxAttempts: null,
   deadlineInMs: null,
   cancelRequested: false,
+  fleetLimited: false,
 };
 const N = 200_000;
 for (let round = 0; round < 3; round++) {

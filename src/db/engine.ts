@@ -31,6 +31,11 @@ export interface LeasedUnit {
   deadlineInMs: number | null;
   /** The job was cancelled (a forward unit handed out only so the worker fails it unrun). */
   cancelRequested: boolean;
+  /**
+   * Its queue has fleet-wide limits (set by a claim): it counts against them from the
+   * claim on, so a worker does not claim ahead there.
+   */
+  fleetLimited: boolean;
 }
 
 /** A compensation as the worker's step definition gives it, reported with the step's outcome. */
@@ -123,6 +128,7 @@ function unitFrom(r: Row, jobId = String(r.job_id)): LeasedUnit {
     deadlineInMs:
       r.deadline_in_ms === null || r.deadline_in_ms === undefined ? null : Number(r.deadline_in_ms),
     cancelRequested: r.cancel_requested === true,
+    fleetLimited: r.fleet_limited === true,
   };
 }
 

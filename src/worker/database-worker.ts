@@ -261,7 +261,7 @@ export class DatabaseWorker {
    * in many-databases mode at least the claim-ahead (see ManyDatabasesMode).
    */
   private prefetchWanted(): number {
-    if (this.stopping) return 0;
+    if (this.stopping || this.fetcher.fleetLimited) return 0;
     if (!this.fetcher.backlog) return Math.max(0, (this.many?.claimAhead ?? 0) - this.kept.length);
     // Never less than the claim-ahead: a hot tenant's rate is unknown at first, and each
     // of its claims may wait for a connection while many tenants start.

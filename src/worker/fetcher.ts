@@ -26,6 +26,20 @@ const MAX_CLAIM_BACKOFF_MS = { listening: 1000, polled: 5000 } as const;
  */
 const MAX_WAKE_AHEAD_MS = 2_147_483_647;
 
+/**
+ * Work is due but the claim got none: another claimer holds it this instant (its rows, or
+ * the limit row of a limited queue, which a claim skips rather than waits for). Look again
+ * after FIRST ms, doubling up to MAX while that goes on; a claim that gets work starts over.
+ */
+const DUE_NOW_RETRY_MS = { first: 5, max: 50 } as const;
+
+/**
+ * How long after a claim brought units of a queue with fleet-wide limits the worker claims
+ * no more than its free slots: a unit kept in hand counts against the queue's limits from
+ * its claim, holding room other workers could run it in.
+ */
+const FLEET_LIMITED_NO_PREFETCH_MS = 60_000;
+
 /** What a Fetcher needs from its DatabaseWorker. */
 export interface FetcherDeps {
   engine: Engine;
@@ -60,9 +74,11 @@ export class Fetcher {
   /** The server's activity watch covers this database (see multidb/activity-watch.ts). */
   private watched = false;
   private idlePolls = 0;
+  private dueNowRetryMs: number = DUE_NOW_RETRY_MS.first;
   private backoffUntil = 0;
   private errorDelayMs = 0;
   private lastClaimFull = false;
+  private fleetLimitedSeenAt = -Infinity;
   /**
    * A short claim got some units but left no slot free (prefetch): look up the next due
    * time once the worker holds none.
@@ -177,6 +193,11 @@ export class Fetcher {
     return this.lastClaimFull;
   }
 
+  /** True while claims ahead could hold a fleet-limited queue's room (see FLEET_LIMITED_NO_PREFETCH_MS). */
+  get fleetLimited(): boolean {
+    return Date.now() - this.fleetLimitedSeenAt < FLEET_LIMITED_NO_PREFETCH_MS;
+  }
+
   /**
    * Reserves up to `max` slots and claims into them, plus up to `extra` units to keep in
    * hand (prefetch), asynchronously; one statement takes at most batchSize units. Returns
@@ -211,6 +232,7 @@ export class Fetcher {
         if (limit > 0) {
           units = await engine.claim(db, config.workerId, config.names, p.queues, limit, config.leaseMs);
           this.deps.claimed(units.length);
+          if (units.some((u) => u.fleetLimited)) this.fleetLimitedSeenAt = Date.now();
         }
       } catch (error) {
         if (!failed) this.deps.error(error as Error, 'claim');
@@ -239,7 +261,10 @@ export class Fetcher {
       this.errorDelayMs = 0;
       // Work was found: a polled database keeps its base poll (the lookups made while units
       // run would otherwise stretch it as if it were idle).
-      if (claimed > 0) this.idlePolls = 0;
+      if (claimed > 0) {
+        this.idlePolls = 0;
+        this.dueNowRetryMs = DUE_NOW_RETRY_MS.first;
+      }
       if (short && !this.moreWork) {
         // Nothing more is due now: look up when something will be (a scheduled run, a
         // backoff, a rate limit's window), also while units just claimed run, so that free
@@ -292,8 +317,14 @@ export class Fetcher {
       poll = Math.min(poll * 2 ** Math.min(this.idlePolls, 10), Math.max(poll, config.idlePollMaxMs));
       this.idlePolls++;
     }
-    // Due now but not claimed: another worker is claiming it this instant; look again soon.
-    const ms = dueIn === null ? poll : dueIn <= 0 ? Math.min(50, poll) : Math.min(Math.ceil(dueIn) + 5, poll);
+    let ms: number;
+    if (dueIn !== null && dueIn <= 0) {
+      // Due now but not claimed: another claimer holds it this instant; look again soon.
+      ms = Math.min(this.dueNowRetryMs, poll);
+      this.dueNowRetryMs = Math.min(this.dueNowRetryMs * 2, DUE_NOW_RETRY_MS.max);
+    } else {
+      ms = dueIn === null ? poll : Math.min(Math.ceil(dueIn) + 5, poll);
+    }
     this.timer.wakeIn(ms);
   }
 
