@@ -8,7 +8,6 @@
 -- is at (its step, or during compensation the step being compensated); output is the
 -- result of the job's last step; rate_key, what a per-key rate limit counts it under.
 CREATE OR REPLACE VIEW job_overview AS
-WITH c AS MATERIALIZED (SELECT engine_now() AS now)
 SELECT j.id                                                  AS job_id,
        j.queue,
        j.priority,
@@ -22,7 +21,8 @@ SELECT j.id                                                  AS job_id,
        j.attempt                                             AS current_attempt,
        CASE WHEN j.status = 'pending' THEN j.available_at END AS run_at,
        CASE WHEN j.status = 'running' THEN j.available_at END AS lease_expires_at,
-       (j.status = 'running' AND j.available_at < c.now)     AS lease_expired,
+       -- The clock once per query (an InitPlan): see engine_now_stable.
+       (j.status = 'running' AND j.available_at < (SELECT engine_now_stable())) AS lease_expired,
        j.locked_by,
        j.cancel_requested,
        j.failed_step,
@@ -35,7 +35,6 @@ SELECT j.id                                                  AS job_id,
        o.result                                              AS output,
        j.rate_key
 FROM jobs j
-CROSS JOIN c
 LEFT JOIN steps o ON o.job_id = j.id AND o.idx = j.step_count - 1;
 COMMENT ON VIEW job_overview IS
   'One row per job: status (with compensating), current step, attempts, last error, lease, timestamps, output.';

@@ -222,3 +222,34 @@ test('a worker serving queue a never claims queue b jobs', async (t) => {
   assert.deepEqual(got.rows.map((r) => r.job_id).sort(), b.map((j) => j.jobId).sort());
   assert.ok(got.rows.every((r) => r.queue === 'claim-b'));
 });
+
+test('a worker with a long list of step names (looked up as a set) claims exactly the steps it names', async () => {
+  // Names that are easy to get wrong as jsonb keys: quotes, backslashes, unicode, case.
+  const mine = ['n.a', 'n."quoted"', 'n.back\\slash', 'n.ünï', 'N.A'];
+  const others = ['n.b', 'n.a ', 'n.Ünï', 'n.quoted'];
+  const filler = Array.from({ length: 40 }, (_, i) => `filler.${i}`);
+  for (const name of [...others, ...mine]) {
+    await h.stepping.enqueue([{ name, args: {} }], { queue: 'names-set' });
+  }
+  const claimed = async (names: string[]) =>
+    (
+      await h.pool.query<{ name: string }>(
+        `SELECT name FROM stepping.step_claim('t', $1, ARRAY['names-set'], 50, 60000) ORDER BY name`,
+        [names],
+      )
+    ).rows.map((r) => r.name);
+  const due = async (names: string[]) =>
+    (
+      await h.pool.query<{ ms: number | null }>(
+        `SELECT stepping.next_due_in_ms($1, ARRAY['names-set']) AS ms`,
+        [names],
+      )
+    ).rows[0]!.ms;
+  assert.ok((await due([...filler, ...mine])) !== null);
+  assert.deepEqual(await claimed([...filler, ...mine, 'n.a']), [...mine].sort());
+  // What is left belongs to names no list above had: a long list of others sees it, a
+  // long list without them does not.
+  assert.equal(await due([...filler, 'n.zzz']), null);
+  assert.deepEqual(await claimed([...filler, ...others]), [...others].sort());
+  await h.pool.query(`DELETE FROM stepping.jobs WHERE queue = 'names-set'`);
+});

@@ -31,7 +31,7 @@ const operator = await roles.create('rl_o', { memberOf: ['stepping_operator'] })
 /** What each role may use, written out here (not read from src/db/roles.ts) so the grant map itself is tested. */
 const ALLOWED: Record<'producer' | 'worker' | 'operator', { functions: string[]; relations: string[] }> = {
   producer: {
-    functions: ['job_enqueue', 'job_enqueue_batch', 'engine_now'],
+    functions: ['job_enqueue', 'job_enqueue_batch', 'engine_now', 'engine_now_stable'],
     relations: ['job_overview', 'step_overview', 'settings'],
   },
   worker: {
@@ -63,6 +63,7 @@ const ALLOWED: Record<'producer' | 'worker' | 'operator', { functions: string[];
       'maintenance_run',
       'queue_metrics',
       'engine_now',
+      'engine_now_stable',
       'schedule_upsert',
       'schedule_remove',
       'schedule_pause',

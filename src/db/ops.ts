@@ -208,15 +208,18 @@ export class OpsCalls {
   async listJobs(db: Queryable, filter: JobListFilter, limit: number): Promise<Row[]> {
     return await this.run(
       db,
-      `WITH c AS MATERIALIZED (SELECT ${this.q}.engine_now() AS now)
-       SELECT j.* FROM ${this.q}.job_overview j CROSS JOIN c
+      // The clock in scalar sub-selects (read once): a VOLATILE call joined in here made
+      // the planner read and sort every job instead of walking the primary key.
+      `SELECT j.* FROM ${this.q}.job_overview j
        WHERE ($1::text IS NULL OR j.status = $1)
          AND ($2::text IS NULL OR j.queue = $2)
          AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ${this.q}.step_overview s
                                           WHERE s.job_id = j.job_id AND s.name = $3))
          AND ($4::text IS NULL OR j.key = $4)
-         AND ($5::bigint IS NULL OR j.created_at <= c.now - $5 * interval '1 millisecond')
-         AND ($6::bigint IS NULL OR j.created_at >= c.now - $6 * interval '1 millisecond')
+         AND ($5::bigint IS NULL
+              OR j.created_at <= (SELECT ${this.q}.engine_now_stable()) - $5 * interval '1 millisecond')
+         AND ($6::bigint IS NULL
+              OR j.created_at >= (SELECT ${this.q}.engine_now_stable()) - $6 * interval '1 millisecond')
          AND ($7::bigint IS NULL OR j.job_id < $7)
        ORDER BY j.job_id DESC
        LIMIT $8`,

@@ -17,12 +17,12 @@ interface RoleGrants {
 }
 
 /**
- * The grant map. engine_now() and SELECT on settings are needed by the views (they read
+ * The grant map. engine_now(), engine_now_stable() and SELECT on settings are needed by the views (they read
  * the engine's clock as the querying role); settings holds only the clock offset.
  */
 export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
   producer: {
-    functions: ['job_enqueue', 'job_enqueue_batch', 'engine_now'],
+    functions: ['job_enqueue', 'job_enqueue_batch', 'engine_now', 'engine_now_stable'],
     relations: ['job_overview', 'step_overview', 'settings'],
     summary: 'enqueue jobs; read job and step state (getJob, steps, waitForJob)',
   },
@@ -57,6 +57,7 @@ export const ROLE_GRANTS: Readonly<Record<RoleKind, RoleGrants>> = {
       'maintenance_run',
       'queue_metrics',
       'engine_now',
+      'engine_now_stable',
       'schedule_upsert',
       'schedule_remove',
       'schedule_pause',
