@@ -91,13 +91,15 @@ const SQL_STATEMENTS =
 
 /**
  * Run in a transactional attempt's transaction after its handler returned: reads the
- * token and the SQL PREPAREd statements (dropped next, only when there are any), then
+ * token, the SQL PREPAREd statements (dropped next, only when there are any) and whether
+ * the handler made the transaction READ ONLY (the report cannot write in it), then
  * resets what the handler may have changed in the session. RESET ALL leaves the session
  * authorization and the role alone; CLOSE ALL ends cursors declared WITH HOLD, which would
  * survive the COMMIT. Inside the transaction, so a failed COMMIT needs no cleanup.
  */
 const SESSION_RESET_AND_TOKEN =
-  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token, ${SQL_STATEMENTS}; ` +
+  `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token, ${SQL_STATEMENTS}, ` +
+  "pg_catalog.current_setting('transaction_read_only') AS read_only; " +
   'RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); ' +
   'UNLISTEN *; DISCARD TEMP; CLOSE ALL';
 
@@ -135,6 +137,119 @@ async function withinSettle<T>(promise: Promise<T>): Promise<T | 'busy'> {
     ]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** How long a statement sent a cancel request (or its terminated process) may take to end. */
+const STATEMENT_END_MS = 2000;
+
+/** pg's own bookkeeping of a client's queries (not in its types). */
+interface ClientQueues {
+  _activeQuery?: unknown;
+  _queryQueue?: unknown[];
+  _sentQueryQueue?: unknown[];
+}
+
+/** True while `client` has a query on the wire or queued behind one. */
+function queryInFlight(client: pg.PoolClient): boolean {
+  const queues = client as unknown as ClientQueues;
+  return (
+    Boolean(queues._activeQuery) ||
+    (queues._queryQueue?.length ?? 0) > 0 ||
+    (queues._sentQueryQueue?.length ?? 0) > 0
+  );
+}
+
+/** Resolves true once `client` has no query in flight (or it closed); false after `ms`. */
+async function untilIdle(client: pg.PoolClient, ms: number): Promise<boolean> {
+  if (!queryInFlight(client)) return true;
+  let timer: NodeJS.Timeout | undefined;
+  let check: (() => void) | undefined;
+  try {
+    return await new Promise<boolean>((resolve) => {
+      check = () => {
+        if (!queryInFlight(client)) resolve(true);
+      };
+      client.on('drain', check);
+      client.on('end', check);
+      client.on('error', check);
+      timer = setTimeout(() => resolve(!queryInFlight(client)), ms);
+    });
+  } finally {
+    clearTimeout(timer);
+    if (check) {
+      client.off('drain', check);
+      client.off('end', check);
+      client.off('error', check);
+    }
+  }
+}
+
+/** pg's Client as the cancel request below uses it (its connection, not its API). */
+interface CancellingClient {
+  host: string;
+  port: number;
+  connection: NodeJS.EventEmitter & {
+    connect(port: number | string, host?: string): void;
+    cancel(processID: number, secretKey: number): void;
+    stream?: { destroy?(): void };
+  };
+}
+
+/**
+ * Sends PostgreSQL's cancel request for the statement `client` is running, on a connection
+ * of its own (as psql's Ctrl-C does; pg has no public API for it). Unlike a terminate by
+ * pid, it also works behind PgBouncer: the key the client got is the bouncer's, which
+ * forwards the cancel to the server connection serving that client. Never throws.
+ */
+function sendCancel(client: pg.PoolClient, options: unknown): void {
+  const { processID, secretKey } = client as unknown as { processID?: unknown; secretKey?: unknown };
+  if (typeof processID !== 'number' || typeof secretKey !== 'number') return;
+  try {
+    const Client = client.constructor as new (config: unknown) => CancellingClient;
+    const canceller = new Client(options);
+    const con = canceller.connection;
+    // A server out of reach must not crash the process with an unhandled 'error' event.
+    con.on('error', () => {});
+    con.once('connect', () => con.cancel(processID, secretKey));
+    // The server closes a cancel connection at once; this only bounds a silent one.
+    setTimeout(() => con.stream?.destroy?.(), STATEMENT_END_MS).unref();
+    if (canceller.host.startsWith('/')) con.connect(`${canceller.host}/.s.PGSQL.${canceller.port}`);
+    else con.connect(canceller.port, canceller.host);
+  } catch {
+    // No cancel: the terminate that follows (on a direct connection) still ends the process.
+  }
+}
+
+/**
+ * Terminates `process` through a connection of its own (the worker's pool may be ending:
+ * stop() closes it while a given-up attempt ends), bounded by STATEMENT_END_MS. Never throws.
+ */
+async function terminateOnOwnConnection(
+  client: pg.PoolClient,
+  options: unknown,
+  process: ServerProcess,
+): Promise<void> {
+  const Client = client.constructor as new (config: unknown) => pg.Client;
+  let other: pg.Client | undefined;
+  try {
+    other = new Client(options);
+    other.on('error', () => {});
+    const own = other;
+    const done = (async () => {
+      await own.connect();
+      await terminateServerProcess(own, process);
+    })().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      done,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, STATEMENT_END_MS))),
+    ]);
+    clearTimeout(timer);
+  } catch {
+    // Nothing more to try: the connection is destroyed next, and the statement runs to its end.
+  } finally {
+    other?.end().catch(() => {});
   }
 }
 
@@ -250,6 +365,11 @@ export async function runUnit(
   const token = transactional ? randomUUID() : undefined;
   /** The server process of the transaction's connection, to end a query the handler left running. */
   let backendPid: ServerProcess | undefined;
+  /**
+   * The handler made its transaction READ ONLY (`SET TRANSACTION ... READ ONLY`): it wrote
+   * nothing durable, and the report, which writes, cannot run in it.
+   */
+  let readOnly = false;
   /** The handler ended the worker's transaction: its connection's session state is unknown. */
   let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
@@ -258,6 +378,36 @@ export async function runUnit(
   let broken: Error | undefined;
   const onClientError = (error: Error) => (broken ??= error);
   let releasePermit: (() => void) | undefined;
+  /** The statement in flight on the transaction's connection was sent a cancel request. */
+  let cancelSent = false;
+  /**
+   * A statement of the handler's still runs on an attempt given up (timeout, or no return
+   * after an abort): cancel it at once, so the handler gets its error and can return, and
+   * its row locks do not outlast the attempt.
+   */
+  const cancelInFlight = () => {
+    if (client && !cancelSent && queryInFlight(client)) {
+      cancelSent = true;
+      sendCancel(client, deps.pool.options);
+    }
+  };
+  /**
+   * Ends what still runs on the transaction's connection before it is destroyed: PostgreSQL
+   * does not notice a closed socket while a statement runs, so that statement would go on,
+   * holding its locks, until it ends by itself. A cancel request first (through PgBouncer
+   * too), then, when the statement is still running, a terminate of its server process
+   * (on a direct connection only: behind PgBouncer the pid is the bouncer's and matches
+   * nothing). Bounded: at most about 3 × STATEMENT_END_MS.
+   */
+  const endStatements = async (held: pg.PoolClient) => {
+    if (!queryInFlight(held)) return;
+    cancelInFlight();
+    if (await untilIdle(held, STATEMENT_END_MS)) return;
+    if (backendPid !== undefined) {
+      await terminateOnOwnConnection(held, deps.pool.options, backendPid);
+      await untilIdle(held, STATEMENT_END_MS);
+    }
+  };
   /** Heartbeats of this unit are held off while its isolated transaction is open. */
   let quiet = false;
   const isolation = transactional ? definition.options.isolation : undefined;
@@ -368,6 +518,7 @@ export async function runUnit(
           // Before the abort: a handler woken by it must already find ctx.tx closed.
           ended = true;
           abort.abort(error);
+          cancelInFlight();
           resolve({
             outcome: { kind: 'failure', error, permanent: false },
             handlerReturned: false,
@@ -389,6 +540,7 @@ export async function runUnit(
         onAbort = () => {
           abandon = setTimeout(() => {
             ended = true;
+            cancelInFlight();
             const reason = asError(signal.reason).message;
             const error = new Error(
               `step ${unit.name} did not return within ${TX_SETTLE_MS} ms of being aborted (${reason}); its transaction was rolled back`,
@@ -410,7 +562,7 @@ export async function runUnit(
   clearTimeout(abandon);
   if (onAbort) signal?.removeEventListener('abort', onAbort);
   ended = true;
-  const { outcome } = first;
+  let { outcome } = first;
 
   if (!first.handlerReturned) {
     // Ended while the handler still runs. ctx.tx already refuses new queries; give the
@@ -425,6 +577,22 @@ export async function runUnit(
       ]);
       clearTimeout(settle);
     }
+    const held = client;
+    if (held) {
+      // The locks the handler took go with its transaction here, before the attempt's
+      // failure is reported (its retry would wait on them) and before stop() returns.
+      await endStatements(held);
+      guarded?.unwatch();
+      const endedBy = guarded?.endedBy();
+      if (endedBy) outcome = endedByHandler(endedBy);
+      if (!queryInFlight(held) && !broken) {
+        const rolledBack = held.query('ROLLBACK').then(
+          () => {},
+          () => {},
+        );
+        await withinSettle(rolledBack);
+      }
+    }
     releaseClient(true);
     return outcome;
   }
@@ -438,11 +606,30 @@ export async function runUnit(
       return returned;
     }
     const outcome = await transactionCheck(held, returned);
+    guarded?.unwatch();
     if (sessionUnknown) {
       // The handler ended the transaction itself, or left a query running on it: whatever
       // it set since is not ours to undo, and the connection may still be busy.
       releaseClient(true);
       return outcome;
+    }
+    if (outcome.kind === 'success' && readOnly) {
+      // A read-only transaction wrote nothing that outlives it (only temporary tables,
+      // dropped by the reset above), so it has nothing to commit with the report: it is
+      // committed now (keeping the session reset made in it) and the success is reported
+      // as a non-transactional step's. A crash before that report runs the handler again,
+      // which writes nothing either.
+      try {
+        await held.query('COMMIT');
+        releaseClient(false);
+      } catch (error) {
+        releaseClient(true);
+        const failure = new Error(
+          `step ${unit.name}: its read-only transaction could not end: ${(broken ?? asError(error)).message}`,
+        );
+        return { kind: 'failure', error: failure, permanent: false };
+      }
+      return { ...outcome, tx: null };
     }
     if (outcome.kind === 'success') {
       // The report commits (or rolls back) in this transaction; see settle.ts.
@@ -473,6 +660,16 @@ export async function runUnit(
     return outcome;
   }
 
+  /** The attempt's outcome when its handler ended the worker's transaction (`how`: what was seen). */
+  function endedByHandler(how: string | null): Outcome {
+    sessionUnknown = true;
+    const seen = how === null ? '' : ` (${how} seen)`;
+    const error = new Error(
+      `step ${unit.name} ended the worker's transaction itself${seen} (COMMIT, ROLLBACK or the like sent through ctx.tx; or it ran RESET ALL there): what it wrote before that may be committed, so it is not run again`,
+    );
+    return { kind: 'failure', error, permanent: true };
+  }
+
   /**
    * The transaction as the handler left it. Ended by the handler (a COMMIT hidden among
    * other statements, past ctx.tx's check): what it wrote may be committed already, so the
@@ -497,15 +694,20 @@ export async function runUnit(
           // Queued behind a query the handler did not wait for (or a cursor it left open):
           // end that query's server process, which rolls the transaction back.
           sessionUnknown = true;
-          if (backendPid !== undefined) await terminateServerProcess(deps.pool, backendPid).catch(() => {});
+          await endStatements(held);
+          const endedBy = guarded?.endedBy();
+          if (endedBy) return endedByHandler(endedBy);
           const error = new Error(
             `step ${unit.name}: its transaction was still running a query ${TX_SETTLE_MS} ms after it returned (a ctx.tx query not awaited, or a cursor left open); the transaction was rolled back`,
           );
           return { kind: 'failure', error, permanent: false };
         }
-        const rows = results[0]!.rows as { token?: unknown; statements?: unknown }[];
+        const rows = results[0]!.rows as { token?: unknown; statements?: unknown; read_only?: unknown }[];
         if (rows[0]?.token !== token) status = 'I';
-        else await deallocate(held, rows[0]!.statements);
+        else {
+          readOnly = rows[0]!.read_only === 'on';
+          await deallocate(held, rows[0]!.statements);
+        }
       } catch (error) {
         // 25P02: a statement of the handler's, still running when it returned (not awaited),
         // failed and aborted the transaction before the check could run in it.
@@ -520,13 +722,11 @@ export async function runUnit(
         }
       }
     }
-    if (status === 'I') {
-      sessionUnknown = true;
-      const error = new Error(
-        `step ${unit.name} ended the worker's transaction itself (COMMIT, ROLLBACK or the like sent through ctx.tx; or it ran RESET ALL there): what it wrote before that may be committed, so it is not run again`,
-      );
-      return { kind: 'failure', error, permanent: true };
-    }
+    // Seen on the wire while it ran, even when a later statement failed: a COMMIT hidden in
+    // a query string followed by BEGIN leaves a transaction open, without the token.
+    const endedBy = guarded?.endedBy();
+    if (endedBy) return endedByHandler(endedBy);
+    if (status === 'I') return endedByHandler(null);
     if (status === 'E' && outcome.kind === 'success') {
       const error = new Error(
         `step ${unit.name} returned, but a statement in its transaction had failed (an error from ctx.tx was caught, or a ctx.tx query was not awaited): its writes were rolled back`,

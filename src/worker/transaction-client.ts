@@ -86,11 +86,62 @@ const ADDS_LISTENER = new Set<string | symbol>([
   'prependOnceListener',
 ]);
 
+/** EventEmitter methods that remove listeners: through ctx.tx, only the handler's own. */
+const REMOVES_LISTENER = new Set<string | symbol>(['off', 'removeListener', 'removeAllListeners']);
+
 /** ctx.tx, and how to take the handler's listeners off the connection when the attempt ends. */
 export interface GuardedClient {
   readonly tx: pg.PoolClient;
-  /** Removes every listener the handler added through `tx` (the connection is pooled). */
+  /**
+   * What ended the worker's transaction while the handler ran ('COMMIT', 'PREPARE
+   * TRANSACTION', or 'no transaction open'), seen on the wire; null when nothing did.
+   */
+  endedBy(): string | null;
+  /** Stops watching the wire for that: the worker's own statements come next. */
+  unwatch(): void;
+  /** Removes every listener the handler added through `tx` (the connection is pooled), and unwatches. */
   detach(): void;
+}
+
+/** The protocol messages of pg's connection that watchTransactionEnd reads. */
+interface WireEvents {
+  on(event: 'commandComplete', listener: (message: { text?: unknown }) => void): unknown;
+  on(event: 'readyForQuery', listener: (message: { status?: unknown }) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+}
+
+/**
+ * Watches the server's answers to the handler's statements for the end of the worker's
+ * transaction, whatever the query string hid it in: a COMMIT (also END and COMMIT PREPARED,
+ * whose tag is COMMIT) or a PREPARE TRANSACTION completed, or the server became ready with
+ * no transaction open (a ROLLBACK followed by statements that then committed on their own).
+ * Read from the protocol messages as they pass (no query): seen even when a later statement
+ * of the same string failed, which leaves pg no results to show. A ROLLBACK followed by
+ * BEGIN in one string needs no mark: what ran between them joins the new transaction and is
+ * rolled back with it.
+ */
+function watchTransactionEnd(client: pg.PoolClient): { endedBy(): string | null; unwatch(): void } {
+  const connection = (client as unknown as { connection?: WireEvents }).connection;
+  let endedBy: string | null = null;
+  const onComplete = (message: { text?: unknown }) => {
+    const tag = typeof message.text === 'string' ? message.text : '';
+    if (tag === 'COMMIT' || tag.startsWith('COMMIT ') || tag === 'PREPARE TRANSACTION') endedBy ??= tag;
+  };
+  const onReady = (message: { status?: unknown }) => {
+    if (message.status === 'I') endedBy ??= 'no transaction open';
+  };
+  connection?.on('commandComplete', onComplete);
+  connection?.on('readyForQuery', onReady);
+  let watching = connection !== undefined;
+  return {
+    endedBy: () => endedBy,
+    unwatch() {
+      if (!watching) return;
+      watching = false;
+      connection!.off('commandComplete', onComplete);
+      connection!.off('readyForQuery', onReady);
+    },
+  };
 }
 
 /**
@@ -101,9 +152,12 @@ export interface GuardedClient {
  * serves the worker's own queries), and listeners it adds
  * (`tx.on('notice', ...)`) remembered for `detach`: on a pooled connection they would
  * otherwise pile up and hear every later attempt's events; after the attempt ended, they
- * are not added.
+ * are not added. Removing listeners through `tx` (`off`, `removeListener`,
+ * `removeAllListeners`) removes only those the handler added: the worker's own 'error'
+ * listener keeps a connection the server ends from crashing the process.
  */
 export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepName: string): GuardedClient {
+  const watch = watchTransactionEnd(client);
   const added: [event: string | symbol, listener: (...args: unknown[]) => void][] = [];
   const tx = new Proxy(client, {
     get(target, property, receiver) {
@@ -113,6 +167,22 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
             const add = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
             add.call(target, event, listener);
             added.push([event, listener]);
+          }
+          return receiver as unknown;
+        };
+      }
+      if (REMOVES_LISTENER.has(property)) {
+        const all = property === 'removeAllListeners';
+        return (...args: unknown[]) => {
+          const [event, listener] = args as [string | symbol | undefined, unknown];
+          for (let i = added.length - 1; i >= 0; i--) {
+            const [e, l] = added[i]!;
+            if (all ? args.length === 0 || e === event : e === event && l === listener) {
+              added.splice(i, 1);
+              target.removeListener(e, l);
+              // off/removeListener take off one registration, as EventEmitter does.
+              if (!all) break;
+            }
           }
           return receiver as unknown;
         };
@@ -163,7 +233,10 @@ export function guardedClient(client: pg.PoolClient, ended: () => boolean, stepN
   });
   return {
     tx,
+    endedBy: () => watch.endedBy(),
+    unwatch: () => watch.unwatch(),
     detach() {
+      watch.unwatch();
       for (const [event, listener] of added.splice(0)) client.removeListener(event, listener);
     },
   };
