@@ -18,6 +18,15 @@ export class ConfigError extends SteppingError {
   override name = 'ConfigError';
 }
 
+/**
+ * The caller's client returned enqueue's result in a shape the driver cannot read (a
+ * column missing or renamed by a result hook the driver does not know, a value of the
+ * wrong type). The jobs may have been inserted in that client's transaction: roll it back.
+ */
+export class UnreadableResultError extends SteppingError {
+  override name = 'UnreadableResultError';
+}
+
 /** An unfinished job already holds the key (onDuplicate: 'error'), or a retry would collide on it. SQLSTATE SP002. */
 export class DuplicateJobError extends SteppingError {
   override name = 'DuplicateJobError';

@@ -56,6 +56,7 @@ export {
   ResponseTooLargeError,
   SchemaNotReadyError,
   SteppingError,
+  UnreadableResultError,
   WaitTimeoutError,
 } from './errors.js';
 export type { HttpDestinationOptions } from './http-destinations.js';

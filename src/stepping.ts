@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import type pg from 'pg';
 
 import { checkConnectionString, schemaName } from './config.js';
-import { isPgPool, notTransactionLikeMessage } from './db/adapters.js';
+import { isPgPool, notTransactionLikeMessage, ownTransaction } from './db/adapters.js';
 import { Engine } from './db/engine.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
 import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
@@ -24,6 +24,7 @@ import {
   EnqueueValidationError,
   InvalidArgumentError,
   SteppingError,
+  UnreadableResultError,
 } from './errors.js';
 import { isFinalStatus, type JobStatus, PRUNABLE_STATUSES } from './job-status.js';
 import { MAX_DELAY_MS, MAX_PRUNE_BATCH } from './limits.js';
@@ -310,21 +311,50 @@ export class Stepping {
     // EnqueueValidationError.
     const validated = validateJobs(jobs);
     const specs = validated.map((job) => ({ options: { queue: job.queue } }));
-    return await this.tracing.send(specs, (trace) => this.insert(tx, jobsJson(validated, trace)));
+    // Only a batch of several jobs can be left half inserted by a refused duplicate.
+    const refusable = validated.length > 1 && validated.some((job) => job.on_duplicate === 'error');
+    return await this.tracing.send(specs, (trace) =>
+      this.insert(tx, jobsJson(validated, trace), validated.length, refusable),
+    );
   }
 
+  /**
+   * Runs the batch. A refused duplicate (onDuplicate: 'error') leaves none of the batch
+   * behind on every client: in the caller's transaction a savepoint undoes the batch and
+   * keeps the transaction usable; outside any transaction (a pg Pool, a Knex, Kysely,
+   * Drizzle or postgres.js instance, a pg Client without BEGIN) the batch runs in a
+   * transaction of the driver's own. The savepoint costs two round trips, paid only by a
+   * batch of several jobs with onDuplicate: 'error'.
+   */
   private async insert(
     tx: TransactionLike | undefined,
     payload: string,
+    count: number,
+    refusable: boolean,
   ): Promise<{ jobId: string; created: boolean }[]> {
-    if (tx !== undefined && !isPgPool(tx))
-      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload), false);
+    if (tx !== undefined && !isPgPool(tx)) {
+      const db = toQueryable(tx);
+      if (!refusable) return this.checkDuplicates(await this.engine.enqueueBatch(db, payload), count, true);
+      if (await this.engine.enqueueSavepoint(db)) {
+        const rows = await this.engine.enqueueBatch(db, payload);
+        const refused = rows.some((r) => r.duplicateRefused);
+        await this.engine.enqueueSavepointEnd(db, refused);
+        return this.checkDuplicates(rows, count, true);
+      }
+      // Outside any transaction: the client's own, else the jobs commit with the refusal.
+      const own = ownTransaction(tx);
+      if (own === undefined)
+        return this.checkDuplicates(await this.engine.enqueueBatch(db, payload), count, false);
+      return await own(async (ownDb) =>
+        this.checkDuplicates(await this.engine.enqueueBatch(ownDb, payload), count, true),
+      );
+    }
     // Without the caller's transaction (none, or a pg Pool, whose statements commit at once),
     // use our own so that a refused duplicate inserts nothing of the batch.
     const client = await (tx ?? this.pool).connect();
     try {
       await client.query('BEGIN');
-      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload), true);
+      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload), count, true);
       await client.query('COMMIT');
       return result;
     } catch (error) {
@@ -338,18 +368,28 @@ export class Stepping {
   /**
    * Turns refused duplicates (onDuplicate: 'error') into DuplicateJobError. The engine
    * reports them as rows rather than raising, so the caller's transaction stays usable.
+   * `undone`: nothing of the batch remains when one is refused (false only for a client
+   * outside any transaction that offers no way to start one, whose other jobs committed).
    */
   private checkDuplicates(
     rows: { jobId: string; created: boolean; duplicateRefused: boolean }[],
-    ownTransaction: boolean,
+    count: number,
+    undone: boolean,
   ): { jobId: string; created: boolean }[] {
+    if (rows.length !== count)
+      throw new UnreadableResultError(
+        `stepping: enqueue sent ${count} jobs but the client returned ${rows.length} rows; ` +
+          "the jobs may have been inserted in the client's transaction: roll it back",
+      );
     const refused = rows.find((r) => r.duplicateRefused);
     if (refused) {
+      const created = rows.filter((r) => r.created).map((r) => r.jobId);
       throw new DuplicateJobError(
         `an unfinished job (${refused.jobId}) already has this key; ` +
-          (rows.length === 1 || ownTransaction
+          (undone || created.length === 0
             ? 'nothing was enqueued by this call'
-            : 'the other jobs of this batch were inserted in your transaction: roll it back'),
+            : `the other jobs of this batch (${created.join(', ')}) were committed, as this client ` +
+              'runs each statement in a transaction of its own: cancel them, or enqueue in a transaction'),
         refused.jobId,
       );
     }

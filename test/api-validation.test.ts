@@ -74,6 +74,36 @@ test('a per-queue limit above the concurrency names the concurrency as the bound
   createWorker({ connectionString: h.url, steps: [noop], queues: { emails: 5, default: 10 } });
 });
 
+test('createWorker refuses more step names or queues than a worker can register, naming the limit', () => {
+  // 10,000 names and 1,000 queues register; one more of either never would.
+  const pads = Array.from({ length: 10_000 }, (_, i) => defineStep(`av.pad.${i}`, async () => {}));
+  const queues = Array.from({ length: 1000 }, (_, i) => `q${i}`);
+  createWorker({ connectionString: h.url, steps: pads, queues });
+  throwsTyped(
+    () => createWorker({ connectionString: h.url, steps: [noop, ...pads] }),
+    ConfigError,
+    /^a worker can handle at most 10000 step names, got 10001/,
+    '10,001 step names',
+  );
+  throwsTyped(
+    () => createWorker({ connectionString: h.url, steps: [noop], queues: [...queues, 'one-more'] }),
+    ConfigError,
+    /^queues, when given, must name at most 1000 queues, got 1001/,
+    '1,001 queues',
+  );
+  throwsTyped(
+    () =>
+      createWorker({
+        connectionString: h.url,
+        steps: [noop],
+        queues: Object.fromEntries([...queues, 'one-more'].map((q) => [q, 1])),
+      }),
+    ConfigError,
+    /^queues, when given, must name at most 1000 queues, got 1001/,
+    '1,001 queues with limits',
+  );
+});
+
 test('defineStep refuses options out of range, of the wrong type, or unknown, naming the option', () => {
   const bad: [string, unknown, RegExp][] = [
     ['maxAttempts 0', { maxAttempts: 0 }, /maxAttempts must be an integer from 1 to 2147483647, got 0/],

@@ -16,6 +16,7 @@ import {
   defineStep,
   EnqueueValidationError,
   jsonbTextBytes,
+  MAX_CALL_JSON_BYTES,
   MAX_DATE,
   MAX_DELAY_MS,
   MAX_INT,
@@ -34,6 +35,7 @@ import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 const noop = defineStep('v.noop', async () => {});
+const QUEUE_PARKED = 'nobody-serves-this';
 
 /** Nested arrays `depth` levels deep around 1. */
 function nested(depth: number): unknown {
@@ -402,6 +404,36 @@ test('serializeJobs bounds the JSON of a whole enqueueMany call, naming the job'
     serializeJobs([{ steps: [noop(new String('a'))] }]),
     '[{"steps":[{"name":"v.noop","args":"a"}]}]',
   );
+});
+
+test("job options count toward the call's JSON: a batch whose keys alone pass the limit is refused before SQL", async () => {
+  // 2,002 bytes of JSON each for key and rateKey (500 four-byte characters, quoted); the
+  // args are tiny, so only the options take the batch past MAX_CALL_JSON_BYTES.
+  const long = '\u{1F600}'.repeat(MAX_KEY_LENGTH);
+  const perJob = 2 * jsonbTextBytes(long);
+  const count = Math.ceil(MAX_CALL_JSON_BYTES / perJob) + 1;
+  const jobs = Array.from({ length: count }, () => ({
+    steps: [noop({})],
+    options: { key: long, rateKey: long, queue: QUEUE_PARKED },
+  }));
+  const c = await h.client();
+  await c.query('BEGIN');
+  await assert.rejects(h.stepping.enqueueMany(c, jobs), (e: unknown) => {
+    assert.ok(e instanceof EnqueueValidationError, `expected EnqueueValidationError, got ${String(e)}`);
+    assert.match(
+      e.message,
+      /print to more than 33554432 bytes of JSON, over the limit of one call: split the batch/,
+    );
+    return true;
+  });
+  // Refused by the driver: the transaction is usable and nothing reached the database.
+  assert.equal(
+    (await c.query('SELECT count(*)::int AS n FROM stepping.jobs WHERE key = $1', [long])).rows[0].n,
+    0,
+  );
+  await c.query('ROLLBACK');
+  // Half of it goes through serializeJobs.
+  assert.doesNotThrow(() => serializeJobs(jobs.slice(0, Math.floor(count / 2))));
 });
 
 test('compensation args round-trip too, and default to the step args read once', async () => {

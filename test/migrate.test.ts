@@ -4,9 +4,20 @@ import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { ConfigError, createStepping, createWorker, defineStep, type Stepping } from '../src/index.js';
-import { createTestDatabase } from './support/db.js';
+import pg from 'pg';
+
+import { withDatabase } from '../scripts/embedded-db.js';
+import {
+  ConfigError,
+  createStepping,
+  createWorker,
+  defineStep,
+  MigrationRefusedError,
+  type Stepping,
+} from '../src/index.js';
+import { createTestDatabase, serverUrl } from './support/db.js';
 import { setup } from './support/harness.js';
+import { TEST_DB_PREFIX } from './support/names.js';
 
 const h = await setup(import.meta.url);
 
@@ -139,4 +150,38 @@ test('an invalid schema name is refused with ConfigError by createStepping and c
   const ok = createStepping({ connectionString: h.url, schema: 'a'.repeat(48) });
   assert.equal(ok.schema, 'a'.repeat(48));
   await ok.close();
+});
+
+test('migrate refuses a database that is not UTF8, naming its encoding, and creates nothing', async () => {
+  const name = `${TEST_DB_PREFIX}sql_ascii`;
+  const admin = new pg.Client(withDatabase(serverUrl(), 'postgres'));
+  await admin.connect();
+  try {
+    await admin.query(
+      `CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'`,
+    );
+  } finally {
+    await admin.end();
+  }
+  console.log(`# database ${name}`);
+  const url = withDatabase(serverUrl(), name);
+  const stepping = createStepping({ connectionString: url });
+  try {
+    await assert.rejects(stepping.migrate(), (e: unknown) => {
+      assert.ok(e instanceof MigrationRefusedError, `expected MigrationRefusedError, got ${String(e)}`);
+      assert.match(e.message, /uses encoding SQL_ASCII, and Stepping needs UTF8/);
+      assert.match(e.message, /ENCODING 'UTF8'/);
+      return true;
+    });
+  } finally {
+    await stepping.close();
+  }
+  const c = new pg.Client(url);
+  await c.connect();
+  try {
+    const { rows } = await c.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'stepping'`);
+    assert.equal(rows[0].n, 0);
+  } finally {
+    await c.end();
+  }
 });

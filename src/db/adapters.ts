@@ -351,3 +351,75 @@ export function adaptClient(tx: TransactionLike): Queryable {
       throw new EnqueueValidationError(notTransactionLikeMessage(tx));
   }
 }
+
+/** Runs `body` through a transaction of a client's own, committing when it resolves. */
+export type OwnTransaction = <T>(body: (db: Queryable) => Promise<T>) => Promise<T>;
+
+type AnyFunction = (...args: unknown[]) => unknown;
+const method = (value: object, name: string) => (value as Record<string, AnyFunction>)[name]!;
+
+/**
+ * For a client known to run each statement in a transaction of its own (outside any
+ * transaction: a Knex, Kysely, Drizzle or postgres.js instance, a Prisma client, a
+ * TypeORM EntityManager, a pg Client without BEGIN), a way to run several statements
+ * in one transaction: the client's own transaction API, or BEGIN and COMMIT on a client
+ * that is one connection (pg Client or PoolClient, TypeORM QueryRunner). Undefined when
+ * the client offers neither (an unknown object with query(), which may be a pool).
+ */
+export function ownTransaction(tx: TransactionLike): OwnTransaction | undefined {
+  const kind = clientKind(tx);
+  const has = (name: string) => hasMethod(tx, name);
+  // The body's value travels boxed: postgres.js's begin() awaits an array it is given.
+  const boxed =
+    <T>(body: (db: Queryable) => Promise<T>, adapt: (t: TransactionLike) => Queryable) =>
+    async (t: TransactionLike) => ({ value: await body(adapt(t)) });
+  switch (kind) {
+    case 'kysely':
+      if (!has('transaction')) return undefined;
+      return async (body) => {
+        const builder = method(tx, 'transaction').call(tx) as {
+          execute(cb: (t: TransactionLike) => Promise<unknown>): Promise<{ value: never }>;
+        };
+        return (await builder.execute(boxed(body, adaptClient))).value;
+      };
+    case 'postgres.js':
+    case 'knex':
+    case 'drizzle':
+    case 'prisma': {
+      const name = {
+        'postgres.js': 'begin',
+        knex: 'transaction',
+        drizzle: 'transaction',
+        prisma: '$transaction',
+      }[kind];
+      if (!has(name)) return undefined;
+      return async (body) =>
+        ((await method(tx, name).call(tx, boxed(body, adaptClient))) as { value: never }).value;
+    }
+    case 'query': {
+      // A TypeORM EntityManager (its query() takes any pooled connection).
+      if (has('transaction') && !has('connect'))
+        return async (body) =>
+          ((await method(tx, 'transaction').call(tx, boxed(body, adaptClient))) as { value: never }).value;
+      // One connection: a pg Client or PoolClient (a pg Pool has no `connection`), a TypeORM QueryRunner.
+      const oneConnection =
+        (has('connect') && typeof (tx as { connection?: unknown }).connection === 'object') ||
+        (has('startTransaction') && has('commitTransaction'));
+      if (!oneConnection) return undefined;
+      return async (body) => {
+        const db = adaptClient(tx);
+        await db.query('BEGIN');
+        try {
+          const value = await body(db);
+          await db.query('COMMIT');
+          return value;
+        } catch (error) {
+          await db.query('ROLLBACK').catch(() => {});
+          throw error;
+        }
+      };
+    }
+    default:
+      return undefined;
+  }
+}

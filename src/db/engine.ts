@@ -5,8 +5,9 @@
  * CLI's catalog checks keep their own SQL, about the installation rather than jobs.)
  */
 import { quoteIdent } from '../config.js';
-import { translateDatabaseError } from '../errors.js';
+import { translateDatabaseError, UnreadableResultError } from '../errors.js';
 import type { QueueFigures } from '../telemetry/types.js';
+import { databaseErrorOf } from './adapters.js';
 import type { Queryable } from './queryable.js';
 
 /** A unit of work (a step, or a step's compensation) leased to a worker: the SQL type `unit`. */
@@ -101,6 +102,9 @@ export interface Continuation {
 
 type Row = Record<string, unknown>;
 
+/** The savepoint around a batch that may be refused as a duplicate (see enqueueSavepoint). */
+const ENQUEUE_SAVEPOINT = 'stepping_enqueue_batch';
+
 /**
  * A `unit` from a claim row or a continuation's JSON object. `jobId` is passed for the
  * latter: JSON numbers lose bigint precision, the report's own job id does not.
@@ -142,6 +146,36 @@ function reportFrom(r: Row): ReportResult {
     outcome: (r.outcome as FailOutcome | null | undefined) ?? null,
     nextRunAt: (r.next_run_at as Date | null | undefined) ?? null,
   };
+}
+
+/**
+ * One row of job_enqueue_batch as enqueueBatch selects it, checked: a client's result hook
+ * that renamed or dropped a column must fail loudly, never yield the job id "undefined" or
+ * lose a refused duplicate. int8 arrives as a string (pg, postgres.js, Knex, TypeORM, and
+ * Prisma through the adapter), or as a number or BigInt where a type parser makes it so.
+ */
+function enqueuedFrom(r: Row): { jobId: string; created: boolean; duplicateRefused: boolean } {
+  const unreadable = (column: string, expected: string) =>
+    new UnreadableResultError(
+      `stepping: enqueue could not read column "${column}" (${expected}) from the client's result ` +
+        `(got ${column in r ? typeof r[column] : 'no such column'}; the row has ${
+          Object.keys(r)
+            .map((k) => JSON.stringify(k))
+            .join(', ') || 'no columns'
+        }): does a result hook of this client rename or convert columns? ` +
+        "The jobs may have been inserted in the client's transaction: roll it back",
+    );
+  const id = r.id;
+  const jobId =
+    typeof id === 'string' && /^[1-9][0-9]*$/.test(id)
+      ? id
+      : (typeof id === 'number' && Number.isSafeInteger(id) && id > 0) || (typeof id === 'bigint' && id > 0n)
+        ? id.toString()
+        : undefined;
+  if (jobId === undefined) throw unreadable('id', 'a job id');
+  if (typeof r.created !== 'boolean') throw unreadable('created', 'a boolean');
+  if (typeof r.refused !== 'boolean') throw unreadable('refused', 'a boolean');
+  return { jobId, created: r.created, duplicateRefused: r.refused };
 }
 
 /** The JSON of a failure report, as sql/transitions.sql's _unit_failed reads it. */
@@ -198,21 +232,45 @@ export class Engine {
     return rows[0]?.ready === true;
   }
 
-  /** Inserts jobs (a JSON array, see sql/enqueue.sql) in db's transaction. */
+  /**
+   * Inserts jobs (a JSON array, see sql/enqueue.sql) in db's transaction. db may be the
+   * caller's client, whose result hooks may rename columns (Kysely's CamelCasePlugin,
+   * postgres.js `transform: postgres.camel`, Knex's postProcessResponse turn job_id into
+   * jobId): the columns are selected under one-word lowercase aliases, which such
+   * transforms leave alone, and every row is checked (enqueuedFrom) rather than trusted.
+   */
   async enqueueBatch(
     db: Queryable,
     jobsJson: string,
   ): Promise<{ jobId: string; created: boolean; duplicateRefused: boolean }[]> {
     const rows = await this.run(
       db,
-      `SELECT job_id, created, duplicate_refused FROM ${this.q}.job_enqueue_batch($1::jsonb) ORDER BY ord`,
+      `SELECT job_id AS id, created, coalesce(duplicate_refused, false) AS refused
+       FROM ${this.q}.job_enqueue_batch($1::jsonb) ORDER BY ord`,
       [jobsJson],
     );
-    return rows.map((r) => ({
-      jobId: String(r.job_id),
-      created: Boolean(r.created),
-      duplicateRefused: Boolean(r.duplicate_refused),
-    }));
+    return rows.map((r) => enqueuedFrom(r));
+  }
+
+  /**
+   * Marks a savepoint in db's transaction, so that a batch holding a refused duplicate can
+   * be undone without aborting it. False when db is outside any transaction (SQLSTATE
+   * 25P01: each of its statements commits at once); other errors are thrown.
+   */
+  async enqueueSavepoint(db: Queryable): Promise<boolean> {
+    try {
+      await db.query(`SAVEPOINT ${ENQUEUE_SAVEPOINT}`, []);
+      return true;
+    } catch (error) {
+      if (databaseErrorOf(error)?.code === '25P01') return false;
+      throw translateDatabaseError(error);
+    }
+  }
+
+  /** Ends the savepoint of enqueueSavepoint, undoing what followed it when `undo`. */
+  async enqueueSavepointEnd(db: Queryable, undo: boolean): Promise<void> {
+    if (undo) await this.run(db, `ROLLBACK TO SAVEPOINT ${ENQUEUE_SAVEPOINT}`, []);
+    await this.run(db, `RELEASE SAVEPOINT ${ENQUEUE_SAVEPOINT}`, []);
   }
 
   /** Leases up to `limit` runnable units this worker has handlers for. */

@@ -484,6 +484,26 @@ export async function migrateSchema(client: pg.ClientBase, schema: string): Prom
   }
 }
 
+/**
+ * Refuses a database whose encoding is not UTF8. The engine's limits count characters
+ * (length()), which a single-byte or SQL_ASCII database counts as bytes, so keys and names
+ * the driver accepts would be refused there in the caller's transaction. Checked on the
+ * migrating path only: an up-to-date installation's fast path stays one query.
+ */
+async function checkEncoding(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ encoding: string; db: string }>(
+    `SELECT pg_catalog.current_setting('server_encoding') AS encoding, pg_catalog.current_database() AS db`,
+  );
+  const { encoding, db } = rows[0]!;
+  if (encoding !== 'UTF8') {
+    throw new MigrationRefusedError(
+      `database ${db} uses encoding ${encoding}, and Stepping needs UTF8 (its limits count characters, ` +
+        `which ${encoding} counts as bytes). Create a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8' ` +
+        `TEMPLATE template0) and migrate that one.`,
+    );
+  }
+}
+
 /** The migration proper, under the schema's advisory lock. */
 async function migrateLocked(
   client: pg.ClientBase,
@@ -509,6 +529,7 @@ async function migrateLocked(
     if ((await installedFingerprint(client, schema)) === code.fingerprint) {
       return { applied: [], upToDate: true, missingRoles: [] };
     }
+    await checkEncoding(client);
     await checkOwnership(client, schema);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
     // Loaded only when migrating, so workers do not carry it.

@@ -28,12 +28,19 @@ import {
   unknownKey,
 } from './checks.js';
 import { describeValue, printable, thrownKind } from './describe.js';
-import { jsonbTextBytes } from './jsonb-text.js';
+import { jsonbStringBytes, jsonbTextBytes } from './jsonb-text.js';
 import { type StoredJson, toStoredJson } from './to-json.js';
 
 export { MAX_CALL_JSON_BYTES } from '../limits.js';
 /** What a step's keys, numbers and separators print to, at most, besides its names and args. */
 const STEP_OVERHEAD_BYTES = 256;
+/**
+ * Allowance per job for its JSON around the strings counted exactly (braces, field names,
+ * priority, times, on_duplicate, the trace context added after validation): the job's
+ * key, rateKey and queue count too, or a batch of long multibyte keys would pass the
+ * driver and be refused by PostgreSQL (54000), aborting the caller's transaction.
+ */
+const JOB_OVERHEAD_BYTES = 256;
 
 /** Options of one enqueued job. */
 export interface EnqueueOptions {
@@ -80,7 +87,7 @@ const CALL_OPTION_NAMES: readonly string[] = ['maxAttempts', 'backoff', 'compens
 /** Fields of a step call's explicit compensation. */
 const COMPENSATE_FIELDS: readonly string[] = ['name', 'args'];
 
-/** A serialised job and the bytes its args take, for the per-call total. */
+/** A serialised job and the bytes its JSON takes (args exactly, the rest with allowances), for the per-call total. */
 interface SerializedJob {
   job: Record<string, unknown>;
   bytes: number;
@@ -201,9 +208,12 @@ function serializeJobChecked(steps: unknown, options: unknown): SerializedJob {
   // The engine adds timeoutMs to its own clock, so client clock skew does not matter.
   if (opts.timeoutMs !== undefined) job.timeout_ms = checkDuration(opts.timeoutMs, 'timeoutMs', 1);
   checkDeadlineAfterStart(job);
+  bytes += JOB_OVERHEAD_BYTES;
+  for (const text of [job.queue, job.key, job.rate_key])
+    if (typeof text === 'string') bytes += jsonbStringBytes(text);
   if (bytes > MAX_CALL_JSON_BYTES) {
     fail(
-      `the job's args print to more than ${MAX_CALL_JSON_BYTES} bytes of JSON in all, over the limit of one call`,
+      `the job's args and options print to more than ${MAX_CALL_JSON_BYTES} bytes of JSON in all, over the limit of one call`,
     );
   }
   return { job, bytes };

@@ -22,6 +22,8 @@ import {
   MAX_QUEUE_LENGTH,
   MAX_WORKER_HEARTBEAT_MS,
   MAX_WORKER_ID_LENGTH,
+  MAX_WORKER_NAMES,
+  MAX_WORKER_QUEUES,
   MIN_LEASE_MS,
   MIN_WORKER_HEARTBEAT_MS,
 } from '../limits.js';
@@ -193,6 +195,12 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     }
     handlers.set(step.stepName, step);
   }
+  // worker_register refuses more; the worker would run jobs yet never register (so
+  // unrunnable_steps would report its steps and maintenance would not count it).
+  if (handlers.size > MAX_WORKER_NAMES)
+    throw new ConfigError(
+      `a worker can handle at most ${MAX_WORKER_NAMES} step names, got ${handlers.size}: split the steps among several workers`,
+    );
   // A numeric option: as given, else its default of the same name; within [min, max].
   const defaulted = (name: DefaultedOption, min: number, max: number): number =>
     checkInt(name, options[name] ?? WORKER_DEFAULTS[name], min, max);
@@ -214,6 +222,10 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
       queues = [...queueLimits.keys()];
     }
     if (queues.length === 0) throw new ConfigError('queues, when given, must name at least one queue');
+    if (queues.length > MAX_WORKER_QUEUES)
+      throw new ConfigError(
+        `queues, when given, must name at most ${MAX_WORKER_QUEUES} queues, got ${queues.length}: split them among several workers`,
+      );
     for (const q of queues) {
       if (typeof q !== 'string' || q.length === 0 || q.length > MAX_QUEUE_LENGTH) {
         throw new ConfigError(
