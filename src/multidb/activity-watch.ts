@@ -9,6 +9,12 @@
  * last flush is a second old or more, otherwise within about 10 s (PostgreSQL's idle flush).
  * A database the view does not list (track_counts off, a PgBouncer alias whose server name
  * differs and could not be learnt) is reported unwatched, and its fetcher polls as before.
+ *
+ * Under a connection budget the watch's connection takes one of the listener permits (at
+ * most a quarter of the budget): while none is free its databases are reported unwatched
+ * and poll, and each reading tries again. It never waits for a permit: it would keep it for
+ * good, and its databases' first claims wait for its first reading while their pools hold
+ * the other permits — with a budget under 4, or more servers than permits, nothing moved.
  */
 import pg from 'pg';
 
@@ -39,9 +45,8 @@ export class ActivityWatch {
   private client: pg.Client | null = null;
   /** The watcher whose database the connection is to: when it goes, so does the connection. */
   private host: ActivityWatcher | null = null;
+  /** Holds one of the budget's listener permits (kept until close()). */
   private permit = false;
-  /** The permit counts among the budget's listener permits. */
-  private listenerPermit = false;
   private readonly watchers = new Set<ActivityWatcher>();
   /** datname → tup_inserted last seen (text: a bigint). */
   private readonly seen = new Map<string, string>();
@@ -57,9 +62,8 @@ export class ActivityWatch {
     private readonly onError: (error: Error) => void,
     private readonly intervalMs = ACTIVITY_WATCH_INTERVAL_MS,
   ) {
-    // Taken at once if free: the databases starting now wait for this watch's first reading.
+    // Taken at once if free, before the databases starting now take listener permits.
     this.permit = budget?.tryAcquireListener() ?? false;
-    this.listenerPermit = this.permit;
   }
 
   /** Number of databases watched. */
@@ -85,6 +89,19 @@ export class ActivityWatch {
     };
   }
 
+  /**
+   * A listener permit came free: taken now if this watch has none and databases to watch
+   * (ahead of a database's listener, as one watch wakes every database of its server), and
+   * a reading starts. Returns whether it took the permit.
+   */
+  takeFreePermit(): boolean {
+    if (!this.budget || this.permit || this.closed || this.watchers.size === 0) return false;
+    if (!this.budget.tryAcquireListener()) return false;
+    this.permit = true;
+    this.request();
+    return true;
+  }
+
   /** Resolves once a reading that began after this call has completed (or failed). */
   firstLook(): Promise<void> {
     if (this.closed) return Promise.resolve();
@@ -98,14 +115,17 @@ export class ActivityWatch {
     else void this.tick();
   }
 
-  /** A connection to one of the watched databases (pg_stat_database lists them all). */
-  private async connection(): Promise<pg.Client> {
+  /**
+   * A connection to one of the watched databases (pg_stat_database lists them all); null
+   * when no listener permit is free (the databases poll meanwhile).
+   */
+  private async connection(): Promise<pg.Client | null> {
     if (this.client) return this.client;
     const host = this.watchers.values().next().value as ActivityWatcher;
-    // The watch keeps one budget permit for its whole life, taken when it was made (before
-    // the pools of starting databases queue for theirs) or, failing that, waited for now.
+    // The watch keeps one listener permit for its whole life, taken when it was made (before
+    // the databases starting then took theirs) or at a reading that found one free.
     if (this.budget && !this.permit) {
-      await this.budget.acquire();
+      if (!this.budget.tryAcquireListener()) return null;
       this.permit = true;
     }
     const client = new pg.Client({ ...host.config, connectionTimeoutMillis: 10_000 });
@@ -129,6 +149,12 @@ export class ActivityWatch {
     try {
       const names = [...new Set([...this.watchers].map((w) => w.datname))];
       const client = await this.connection();
+      if (!client) {
+        // No permit: the databases poll (their first claim does not wait for a reading).
+        for (const w of this.watchers) w.watched(false);
+        this.seen.clear();
+        return;
+      }
       const { rows } = await client.query<{ datname: string; inserted: string; counting: boolean }>(
         // Every name qualified: a watched database's owner may put look-alikes before
         // pg_catalog in its search_path, and this connection serves every tenant.
@@ -195,7 +221,7 @@ export class ActivityWatch {
     await this.shutdown();
     if (this.permit) {
       this.permit = false;
-      this.budget?.release(this.listenerPermit);
+      this.budget?.release(true);
     }
   }
 }

@@ -16,6 +16,14 @@ export class ConnectionReclaimedError extends Error {
   override name = 'ConnectionReclaimedError';
 }
 
+/**
+ * A connection that was waiting for a permit when its worker stopped (ConnectionBudget.close):
+ * its wait ends with this error, so the pool it belongs to can end.
+ */
+export class ConnectionBudgetClosedError extends Error {
+  override name = 'ConnectionBudgetClosedError';
+}
+
 /** An idle pool connection the budget may close for a waiter. */
 interface Reclaimable {
   /** False while its database uses its connections (units running or being reported, a claim). */
@@ -34,12 +42,13 @@ export const RECLAIM_IDLE_MS = 20;
 export class ConnectionBudget {
   private used = 0;
   private listeners = 0;
-  private readonly waiters: (() => void)[] = [];
+  private readonly waiters: { grant: () => void; refuse: (error: Error) => void }[] = [];
   /** Idle pool connections holding permits, with when each went idle, longest idle first. */
   private readonly idle = new Map<Reclaimable, number>();
   /** Connections closed for a waiter whose permit has not come back yet. */
   private readonly reclaiming = new Set<Reclaimable>();
   private reclaimTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(readonly max: number) {}
 
@@ -56,13 +65,14 @@ export class ConnectionBudget {
     return Math.floor(this.max / 4);
   }
 
-  /** Waits for a permit. */
+  /** Waits for a permit; rejects with ConnectionBudgetClosedError once the budget is closed. */
   async acquire(): Promise<void> {
+    if (this.closed) throw new ConnectionBudgetClosedError('the worker is stopping: no new connections');
     if (this.used < this.max) {
       this.used++;
       return;
     }
-    const waiting = new Promise<void>((resolve) => this.waiters.push(resolve));
+    const waiting = new Promise<void>((grant, refuse) => this.waiters.push({ grant, refuse }));
     this.reclaimIdle();
     await waiting;
   }
@@ -107,9 +117,14 @@ export class ConnectionBudget {
     }
   }
 
-  /** A listener permit, only if one is free now and listeners are under their limit. */
+  /**
+   * A listener permit (for a LISTEN connection or an activity watch), only if one is free
+   * now and listeners are under their limit. Never waits: a permit held for a connection's
+   * whole life, waited for while pool connections of starting databases hold the others,
+   * could deadlock the worker.
+   */
   tryAcquireListener(): boolean {
-    if (this.used >= this.max || this.listeners >= this.listenerLimit) return false;
+    if (this.closed || this.used >= this.max || this.listeners >= this.listenerLimit) return false;
     this.used++;
     this.listeners++;
     return true;
@@ -119,8 +134,22 @@ export class ConnectionBudget {
     if (listener) this.listeners--;
     const next = this.waiters.shift();
     if (next)
-      next(); // the permit passes straight to the next waiter
+      next.grant(); // the permit passes straight to the next waiter
     else this.used--;
+  }
+
+  /**
+   * The worker is stopping: every connection waiting for a permit, and any asked for from
+   * now on, fails with ConnectionBudgetClosedError, so no pool's end() waits for a permit
+   * that the connections closing after it would have given. Permits still held are given
+   * back as usual.
+   */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.reclaimTimer);
+    this.reclaimTimer = undefined;
+    const error = new ConnectionBudgetClosedError('the worker is stopping: no new connections');
+    for (const waiter of this.waiters.splice(0)) waiter.refuse(error);
   }
 }
 

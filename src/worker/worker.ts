@@ -296,7 +296,11 @@ export class Worker {
       this.emit('error', { database: '(resolver)', error, during: 'resolve' }),
     );
     const ids = new Set(wanted.map((d) => d.id));
-    for (const d of wanted) if (!this.databases.has(d.id)) void this.bringUp(this.add(d), false);
+    const added = wanted.filter((d) => !this.databases.has(d.id)).map((d) => this.add(d));
+    // Every new server's activity watch first: it takes a listener permit (if one is free)
+    // ahead of the databases' listeners, as one watch wakes all of its server's databases.
+    for (const m of added) this.watchFor(m);
+    for (const m of added) void this.bringUp(m, false);
     await Promise.all([...this.databases.values()].filter((m) => !ids.has(m.id)).map((m) => this.remove(m)));
     // A free listener permit that found no idle database earlier may find one now.
     this.handOnListener();
@@ -499,12 +503,14 @@ export class Worker {
   }
 
   /**
-   * A listener permit came free (its database left or went down): hand it to a database
-   * that is up without one and holds no work, by serving it again with a listener (its
-   * DatabaseWorker is idle, so stopping it loses nothing). One at a time.
+   * A listener permit came free (its database left or went down): hand it to an activity
+   * watch without one (its databases poll meanwhile), else to a database that is up without
+   * one and holds no work, by serving it again with a listener (its DatabaseWorker is idle,
+   * so stopping it loses nothing). One at a time.
    */
   private handOnListener(): void {
     if (!this.budget || this.state !== 'running' || this.handingOn) return;
+    for (const watch of this.watches.values()) if (watch.takeFreePermit()) return;
     const m = [...this.databases.values()].find(
       (d) =>
         d.state === 'up' &&
@@ -575,6 +581,12 @@ export class Worker {
 
   /** Stops serving a database: in-flight units finish (or are released), connections close. */
   private async remove(m: ManagedDatabase): Promise<void> {
+    await this.detach(m);
+    await this.endPool(m);
+  }
+
+  /** remove() up to closing the pool: the database is no longer served, its units are done. */
+  private async detach(m: ManagedDatabase): Promise<void> {
     m.state = 'removed';
     clearTimeout(m.retryTimer);
     m.unwatch?.();
@@ -590,6 +602,10 @@ export class Worker {
       this.budget?.release(true);
       this.handOnListener();
     }
+  }
+
+  /** remove() from closing the pool on. */
+  private async endPool(m: ManagedDatabase): Promise<void> {
     if (m.ownsPool) await m.pool.end().catch(() => {});
     if (this.budget) this.emit('database:removed', { database: m.id });
   }
@@ -603,9 +619,16 @@ export class Worker {
       this.state = 'stopping';
       clearInterval(this.refreshTimer);
       await this.reader?.close();
-      await Promise.all([...this.databases.values()].map((m) => this.remove(m)));
+      // Units finish and report first, with permits as usual (a removed database's idle
+      // connections may be closed for another's report).
+      const served = [...this.databases.values()];
+      await Promise.all(served.map((m) => this.detach(m)));
       await Promise.all([...this.watches.values()].map((w) => w.close()));
       this.watches.clear();
+      // Then a connection still waiting for a permit (a database that was starting) fails
+      // instead of holding its pool's end() until a permit that may never come.
+      this.budget?.close();
+      await Promise.all(served.map((m) => this.endPool(m)));
       this.state = 'stopped';
     })();
     return this.stopped;

@@ -1,0 +1,130 @@
+/**
+ * Many databases under a connection budget too small for an activity watch per server:
+ * every tenant is still served (its server polled instead of watched), and stop() returns
+ * even while connections wait for permits.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+
+import pg from 'pg';
+
+import { createPool } from '../src/db/pool.js';
+import { createStepping, createWorker, defineStep, type Worker } from '../src/index.js';
+import { budgetedClient, ConnectionBudget } from '../src/multidb/budget.js';
+import { withTimeout } from './fixtures/core-util.js';
+import { createTestDatabase } from './support/db.js';
+import { eventually } from './support/harness.js';
+
+const noop = defineStep('small.noop', async () => {});
+
+const dbs = await Promise.all([0, 1].map((i) => createTestDatabase(`small_budget_${i}`)));
+for (const d of dbs) console.log(`# database ${d.name}`);
+
+/**
+ * The same PostgreSQL under another host name (127.0.0.1 ↔ localhost): to the worker, a
+ * second server, with an activity watch of its own.
+ */
+function viaOtherHost(url: string): string {
+  const u = new URL(url);
+  u.hostname = u.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
+  return u.toString();
+}
+
+const workers: Worker[] = [];
+after(async () => {
+  // Bounded: before the fix stop() never returned, and the file hung until its timeout.
+  await Promise.all(workers.map((w) => withTimeout(w.stop(), 15_000, 'stop() in cleanup').catch(() => {})));
+});
+
+async function enqueue(url: string, n: number): Promise<void> {
+  const s = createStepping({ connectionString: url });
+  try {
+    await s.enqueueMany(
+      undefined,
+      Array.from({ length: n }, () => ({ steps: [noop({})] })),
+    );
+  } finally {
+    await s.close();
+  }
+}
+
+async function unfinished(url: string): Promise<number> {
+  const c = new pg.Client(url);
+  await c.connect();
+  try {
+    const { rows } = await c.query(
+      `SELECT count(*)::int AS n FROM stepping.jobs WHERE status <> 'succeeded'`,
+    );
+    return rows[0].n as number;
+  } finally {
+    await c.end();
+  }
+}
+
+test('maxConnections 2 (the least) with tenants on two servers: every tenant is served and stop() returns', async () => {
+  // Before: the budget's quarter for listeners and watches was 0, so each server's watch
+  // waited in acquire() for a permit held by the connection that checked a starting
+  // database's schema (kept for its first claim), which waited for that watch's first
+  // reading: every tenant stayed `starting` for good, and stop() hung in pool.end().
+  for (const d of dbs) await enqueue(d.url, 3);
+  const databases = dbs.map((d, i) => ({
+    id: d.name,
+    connectionString: i === 1 ? viaOtherHost(d.url) : d.url,
+  }));
+  const w = createWorker({
+    databases,
+    steps: [noop],
+    maxConnections: 2,
+    pollIntervalMs: 50,
+    idlePollMaxMs: 200,
+  });
+  workers.push(w);
+  const events: string[] = [];
+  w.on('database:down', (e) => events.push(`down ${e.database}: ${e.error.message}`));
+  w.on('error', (e) => events.push(`error ${e.database} (${e.during}): ${e.error.message}`));
+  await w.start();
+  await eventually(
+    async () => (await Promise.all(dbs.map((d) => unfinished(d.url)))).every((n) => n === 0),
+    30_000,
+    `every job done; states ${JSON.stringify(w.databaseStates().map((s) => `${s.database}:${s.state}`))}; ` +
+      `events ${JSON.stringify(events)}`,
+  );
+  assert.deepEqual(
+    w.databaseStates().map((s) => s.state),
+    ['up', 'up'],
+  );
+  // New work is found too (polled: neither server's watch has a permit).
+  for (const d of dbs) await enqueue(d.url, 1);
+  await eventually(
+    async () => (await Promise.all(dbs.map((d) => unfinished(d.url)))).every((n) => n === 0),
+    30_000,
+    'the jobs enqueued while the worker ran',
+  );
+  await withTimeout(w.stop(), 15_000, 'stop()');
+  assert.deepEqual(events, []);
+});
+
+test('a connection waiting for a permit fails when the budget closes, so its pool can end', async () => {
+  const budget = new ConnectionBudget(1);
+  const pool = (name: string): pg.Pool =>
+    createPool({
+      connectionString: dbs[0]!.url,
+      applicationName: name,
+      max: 1,
+      Client: budgetedClient(budget, () => true),
+    });
+  const a = pool('budget-holder');
+  const b = pool('budget-waiter');
+  const held = await a.connect();
+  try {
+    const waiting = b.query('SELECT 1');
+    // Checked out, so not reclaimable: only closing the budget ends the wait.
+    budget.close();
+    await assert.rejects(withTimeout(waiting, 15_000, 'the waiting query'), /stopping/);
+    await withTimeout(b.end(), 15_000, "the waiting pool's end()");
+  } finally {
+    held.release();
+    await a.end();
+    await withTimeout(b.end(), 15_000, "the waiting pool's end()").catch(() => {});
+  }
+});
