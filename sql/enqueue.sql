@@ -421,13 +421,47 @@ COMMENT ON FUNCTION _job_enqueue_batch(jsonb, integer) IS
   'The body of job_enqueue_batch; p_depth counts retries of a key freed meanwhile.';
 
 -- job_enqueue_batch(p_jobs): see _job_enqueue_batch above.
+-- job_enqueue_batch: the public entry point of _job_enqueue_batch. A batch of several jobs
+-- in which one is refused as a duplicate (on_duplicate 'error') is undone whole, in this
+-- one statement (a subtransaction: its inserts and NOTIFYs are rolled back), so a refusal
+-- leaves none of the batch behind in the caller's transaction, or committed outside one,
+-- and the caller's transaction stays usable. Its rows then say created = false, the
+-- refused ones duplicate_refused = true with the id of the job holding the key, the
+-- others job_id NULL. Only batches with on_duplicate 'error' pay for the subtransaction.
 CREATE OR REPLACE FUNCTION job_enqueue_batch(p_jobs jsonb)
 RETURNS TABLE (ord integer, job_id bigint, created boolean, duplicate_refused boolean)
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path FROM CURRENT
-AS $$ SELECT * FROM _job_enqueue_batch(p_jobs, 0) $$;
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_ord     integer[];
+  v_id      bigint[];
+  v_created boolean[];
+  v_refused boolean[];
+BEGIN
+  IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' OR jsonb_array_length(p_jobs) < 2
+     OR NOT jsonb_path_exists(p_jobs, '$[*] ? (@.on_duplicate == "error")') THEN
+    RETURN QUERY SELECT * FROM _job_enqueue_batch(p_jobs, 0);
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT array_agg(b.ord ORDER BY b.ord), array_agg(b.job_id ORDER BY b.ord),
+           array_agg(b.created ORDER BY b.ord), array_agg(coalesce(b.duplicate_refused, false) ORDER BY b.ord)
+    INTO v_ord, v_id, v_created, v_refused
+    FROM _job_enqueue_batch(p_jobs, 0) b;
+    IF true = ANY (v_refused) THEN
+      RAISE EXCEPTION 'stepping: a job of the batch was refused as a duplicate: undo the batch' USING ERRCODE = 'SP005';
+    END IF;
+  EXCEPTION WHEN SQLSTATE 'SP005' THEN
+    RETURN QUERY SELECT t.o, CASE WHEN t.r THEN t.i END, false, t.r FROM unnest(v_ord, v_id, v_refused) AS t(o, i, r);
+    RETURN;
+  END;
+  RETURN QUERY SELECT t.o, t.i, t.c, t.r FROM unnest(v_ord, v_id, v_created, v_refused) AS t(o, i, c, r);
+END;
+$$;
 COMMENT ON FUNCTION job_enqueue_batch(jsonb) IS
-  'Atomically inserts jobs with their steps in the caller''s transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.';
+  'Atomically inserts jobs with their steps in the caller''s transaction; checks every limit (SP001); dedupes on key race-free; a refused duplicate undoes the batch; one NOTIFY per queue.';
 
 CREATE OR REPLACE FUNCTION _raise_duplicate(p_key text) RETURNS bigint
 LANGUAGE plpgsql

@@ -337,8 +337,8 @@ job_cancel(p_job_id bigint, p_compensate boolean) -> text plpgsql volatile secur
     4d97b078ad89354f2a280dab31b0f11d
 job_enqueue(p_steps jsonb, p_queue text, p_priority integer, p_run_at timestamp with time zone, p_key text, p_on_duplicate text, p_deadline timestamp with time zone, p_trace_parent text, p_trace_state text, p_rate_key text) -> bigint sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     19790afdeadf2796a5992ced36ac21ad
-job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    008e80be65d20e81544fe887b2939423
+job_enqueue_batch(p_jobs jsonb) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
+    e55ded997999e64e646ac771d815a1e3
 job_prune(p_older_than interval, p_statuses text[], p_limit integer) -> integer plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     831d2bd9a0d4a58cbb04bec9d6d018d0
 job_retry(p_job_id bigint, p_deadline timestamp with time zone) -> bigint plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -541,7 +541,7 @@ function <schema>.engine_now(): The engine's clock: clock_timestamp() plus setti
 function <schema>.engine_now_stable(): engine_now() declared STABLE, read once per query by the views (index walks stay possible).
 function <schema>.job_cancel(bigint,boolean): Cancels an unfinished job: pending at once, running after its current step; optionally compensating.
 function <schema>.job_enqueue(jsonb,text,integer,timestamp with time zone,text,text,timestamp with time zone,text,text,text): Enqueues one job (steps as a JSON array of {name, args}) in the caller's transaction; returns its id.
-function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; one NOTIFY per queue.
+function <schema>.job_enqueue_batch(jsonb): Atomically inserts jobs with their steps in the caller's transaction; checks every limit (SP001); dedupes on key race-free; a refused duplicate undoes the batch; one NOTIFY per queue.
 function <schema>.job_prune(interval,text[],integer): Deletes up to p_limit jobs finished before engine_now()-p_older_than in the given final statuses; returns how many.
 function <schema>.job_retry(bigint,timestamp with time zone): Resumes a failed job from its failed step (attempts reset, a passed deadline removed); other statuses are an error.
 function <schema>.job_retry_many(text,text,integer,bigint): Retries up to p_limit failed jobs (by queue / failed step name) after p_after_id; returns the count and the cursor.

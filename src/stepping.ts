@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import type pg from 'pg';
 
 import { checkConnectionString, schemaName } from './config.js';
-import { isPgPool, notTransactionLikeMessage, ownTransaction } from './db/adapters.js';
+import { isPgPool, notTransactionLikeMessage } from './db/adapters.js';
 import { Engine } from './db/engine.js';
 import { describeConnection, ListenCheck } from './db/listen-check.js';
 import { type MigrateOutcome, migrateSchema } from './db/migrate.js';
@@ -311,50 +311,29 @@ export class Stepping {
     // EnqueueValidationError.
     const validated = validateJobs(jobs);
     const specs = validated.map((job) => ({ options: { queue: job.queue } }));
-    // Only a batch of several jobs can be left half inserted by a refused duplicate.
-    const refusable = validated.length > 1 && validated.some((job) => job.on_duplicate === 'error');
     return await this.tracing.send(specs, (trace) =>
-      this.insert(tx, jobsJson(validated, trace), validated.length, refusable),
+      this.insert(tx, jobsJson(validated, trace), validated.length),
     );
   }
 
   /**
-   * Runs the batch. A refused duplicate (onDuplicate: 'error') leaves none of the batch
-   * behind on every client: in the caller's transaction a savepoint undoes the batch and
-   * keeps the transaction usable; outside any transaction (a pg Pool, a Knex, Kysely,
-   * Drizzle or postgres.js instance, a pg Client without BEGIN) the batch runs in a
-   * transaction of the driver's own. The savepoint costs two round trips, paid only by a
-   * batch of several jobs with onDuplicate: 'error'.
+   * Runs the batch: in the caller's transaction, or (none given, or a pg Pool) in one of our
+   * own. A refused duplicate (onDuplicate: 'error') leaves none of the batch behind with any
+   * client: job_enqueue_batch undoes the batch in its own statement (a subtransaction).
    */
   private async insert(
     tx: TransactionLike | undefined,
     payload: string,
     count: number,
-    refusable: boolean,
   ): Promise<{ jobId: string; created: boolean }[]> {
-    if (tx !== undefined && !isPgPool(tx)) {
-      const db = toQueryable(tx);
-      if (!refusable) return this.checkDuplicates(await this.engine.enqueueBatch(db, payload), count, true);
-      if (await this.engine.enqueueSavepoint(db)) {
-        const rows = await this.engine.enqueueBatch(db, payload);
-        const refused = rows.some((r) => r.duplicateRefused);
-        await this.engine.enqueueSavepointEnd(db, refused);
-        return this.checkDuplicates(rows, count, true);
-      }
-      // Outside any transaction: the client's own, else the jobs commit with the refusal.
-      const own = ownTransaction(tx);
-      if (own === undefined)
-        return this.checkDuplicates(await this.engine.enqueueBatch(db, payload), count, false);
-      return await own(async (ownDb) =>
-        this.checkDuplicates(await this.engine.enqueueBatch(ownDb, payload), count, true),
-      );
-    }
+    if (tx !== undefined && !isPgPool(tx))
+      return this.checkDuplicates(await this.engine.enqueueBatch(toQueryable(tx), payload), count);
     // Without the caller's transaction (none, or a pg Pool, whose statements commit at once),
     // use our own so that a refused duplicate inserts nothing of the batch.
     const client = await (tx ?? this.pool).connect();
     try {
       await client.query('BEGIN');
-      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload), count, true);
+      const result = this.checkDuplicates(await this.engine.enqueueBatch(client, payload), count);
       await client.query('COMMIT');
       return result;
     } catch (error) {
@@ -367,14 +346,12 @@ export class Stepping {
 
   /**
    * Turns refused duplicates (onDuplicate: 'error') into DuplicateJobError. The engine
-   * reports them as rows rather than raising, so the caller's transaction stays usable.
-   * `undone`: nothing of the batch remains when one is refused (false only for a client
-   * outside any transaction that offers no way to start one, whose other jobs committed).
+   * reports them as rows rather than raising, so the caller's transaction stays usable, and
+   * has undone the rest of the batch (whose rows then carry no job id).
    */
   private checkDuplicates(
-    rows: { jobId: string; created: boolean; duplicateRefused: boolean }[],
+    rows: { jobId: string | null; created: boolean; duplicateRefused: boolean }[],
     count: number,
-    undone: boolean,
   ): { jobId: string; created: boolean }[] {
     if (rows.length !== count)
       throw new UnreadableResultError(
@@ -383,17 +360,19 @@ export class Stepping {
       );
     const refused = rows.find((r) => r.duplicateRefused);
     if (refused) {
-      const created = rows.filter((r) => r.created).map((r) => r.jobId);
       throw new DuplicateJobError(
-        `an unfinished job (${refused.jobId}) already has this key; ` +
-          (undone || created.length === 0
-            ? 'nothing was enqueued by this call'
-            : `the other jobs of this batch (${created.join(', ')}) were committed, as this client ` +
-              'runs each statement in a transaction of its own: cancel them, or enqueue in a transaction'),
-        refused.jobId,
+        `an unfinished job (${refused.jobId}) already has this key; nothing was enqueued by this call`,
+        refused.jobId ?? '',
       );
     }
-    return rows.map(({ jobId, created }) => ({ jobId, created }));
+    return rows.map(({ jobId, created }) => {
+      // Only the rows of a batch undone for a refused duplicate carry no id.
+      if (jobId === null)
+        throw new UnreadableResultError(
+          "stepping: enqueue's result has a row without a job id and no refused duplicate: roll the transaction back",
+        );
+      return { jobId, created };
+    });
   }
 
   /**

@@ -163,23 +163,43 @@ test("in the caller's transaction, a batch with a refused duplicate leaves none 
   assert.equal(await jobExists(before), true);
 });
 
-test("an unknown client outside a transaction says the batch's other jobs were committed, naming them", async () => {
-  // A query() object over a pool: no transaction can be started through it.
+test('a query() object over a pool (no transaction of its own): a batch with a refused duplicate leaves none of its jobs', async () => {
+  // The engine undoes the batch in its own statement: no client needs a transaction for it.
   const viaPool = { query: (text: string, values: unknown[]) => h.pool.query(text, values) };
-  const held = 'unknown:held';
-  await h.stepping.enqueue([noop({})], { key: held, queue: QUEUE });
-  await assert.rejects(
-    h.stepping.enqueueMany(viaPool, [
-      { steps: [noop({})], options: { key: 'unknown:fresh', queue: QUEUE } },
-      { steps: [noop({})], options: { key: held, queue: QUEUE, onDuplicate: 'error' } },
-    ]),
-    (e: unknown) => {
-      assert.ok(e instanceof DuplicateJobError, `expected DuplicateJobError, got ${String(e)}`);
-      assert.match(e.message, /the other jobs of this batch \([0-9]+\) were committed/);
-      return true;
-    },
-  );
-  assert.equal(await jobsWithKey('unknown:fresh'), 1);
+  await refusedBatchLeavesNothing(viaPool, 'unknown');
+});
+
+test('batches enqueued at once on one connection: a refused one undoes only itself', async () => {
+  // Two enqueueMany calls (and a single enqueue) in flight together on one connection, as
+  // Promise.all in a transaction makes them: the refusal of one must not undo the others.
+  for (const inTransaction of [true, false]) {
+    const tag = `together-${inTransaction}`;
+    const held = `${tag}:held`;
+    await h.stepping.enqueue([noop({})], { key: held, queue: QUEUE });
+    const c = await h.client();
+    if (inTransaction) await c.query('BEGIN');
+    const [refused, other, single] = await Promise.allSettled([
+      h.stepping.enqueueMany(c, [
+        { steps: [noop({})], options: { key: `${tag}:a1`, queue: QUEUE } },
+        { steps: [noop({})], options: { key: held, queue: QUEUE, onDuplicate: 'error' } },
+      ]),
+      h.stepping.enqueueMany(c, [
+        { steps: [noop({})], options: { key: `${tag}:b1`, queue: QUEUE, onDuplicate: 'error' } },
+        { steps: [noop({})], options: { key: `${tag}:b2`, queue: QUEUE, onDuplicate: 'error' } },
+      ]),
+      h.stepping.enqueue(c, [noop({})], { key: `${tag}:c1`, queue: QUEUE }),
+    ]);
+    if (inTransaction) await c.query('COMMIT');
+    assert.equal(refused.status, 'rejected');
+    assert.ok(refused.status === 'rejected' && refused.reason instanceof DuplicateJobError);
+    assert.equal(other.status, 'fulfilled', inTransaction ? 'in a transaction' : 'autocommit');
+    assert.equal(single.status, 'fulfilled');
+    assert.deepEqual(
+      await Promise.all([`${tag}:a1`, `${tag}:b1`, `${tag}:b2`, `${tag}:c1`].map((k) => jobsWithKey(k))),
+      [0, 1, 1, 1],
+      inTransaction ? 'in a transaction' : 'autocommit',
+    );
+  }
 });
 
 test('a client that renames the result columns gets a typed error naming the column, never "undefined"', async () => {

@@ -7,7 +7,6 @@
 import { quoteIdent } from '../config.js';
 import { translateDatabaseError, UnreadableResultError } from '../errors.js';
 import type { QueueFigures } from '../telemetry/types.js';
-import { databaseErrorOf } from './adapters.js';
 import type { Queryable } from './queryable.js';
 
 /** A unit of work (a step, or a step's compensation) leased to a worker: the SQL type `unit`. */
@@ -102,9 +101,6 @@ export interface Continuation {
 
 type Row = Record<string, unknown>;
 
-/** The savepoint around a batch that may be refused as a duplicate (see enqueueSavepoint). */
-const ENQUEUE_SAVEPOINT = 'stepping_enqueue_batch';
-
 /**
  * A `unit` from a claim row or a continuation's JSON object. `jobId` is passed for the
  * latter: JSON numbers lose bigint precision, the report's own job id does not.
@@ -154,7 +150,8 @@ function reportFrom(r: Row): ReportResult {
  * lose a refused duplicate. int8 arrives as a string (pg, postgres.js, Knex, TypeORM, and
  * Prisma through the adapter), or as a number or BigInt where a type parser makes it so.
  */
-function enqueuedFrom(r: Row): { jobId: string; created: boolean; duplicateRefused: boolean } {
+/** One row of job_enqueue_batch; jobId null only for the other jobs of a batch undone for a refused duplicate. */
+function enqueuedFrom(r: Row): { jobId: string | null; created: boolean; duplicateRefused: boolean } {
   const unreadable = (column: string, expected: string) =>
     new UnreadableResultError(
       `stepping: enqueue could not read column "${column}" (${expected}) from the client's result ` +
@@ -172,10 +169,12 @@ function enqueuedFrom(r: Row): { jobId: string; created: boolean; duplicateRefus
       : (typeof id === 'number' && Number.isSafeInteger(id) && id > 0) || (typeof id === 'bigint' && id > 0n)
         ? id.toString()
         : undefined;
-  if (jobId === undefined) throw unreadable('id', 'a job id');
+  // (NULL: another job of a batch undone for a refused duplicate; see job_enqueue_batch.)
+  if (jobId === undefined && !(id === null && r.created === false && r.refused === false))
+    throw unreadable('id', 'a job id');
   if (typeof r.created !== 'boolean') throw unreadable('created', 'a boolean');
   if (typeof r.refused !== 'boolean') throw unreadable('refused', 'a boolean');
-  return { jobId, created: r.created, duplicateRefused: r.refused };
+  return { jobId: jobId ?? null, created: r.created, duplicateRefused: r.refused };
 }
 
 /** The JSON of a failure report, as sql/transitions.sql's _unit_failed reads it. */
@@ -242,7 +241,7 @@ export class Engine {
   async enqueueBatch(
     db: Queryable,
     jobsJson: string,
-  ): Promise<{ jobId: string; created: boolean; duplicateRefused: boolean }[]> {
+  ): Promise<{ jobId: string | null; created: boolean; duplicateRefused: boolean }[]> {
     const rows = await this.run(
       db,
       `SELECT job_id AS id, created, coalesce(duplicate_refused, false) AS refused
@@ -250,27 +249,6 @@ export class Engine {
       [jobsJson],
     );
     return rows.map((r) => enqueuedFrom(r));
-  }
-
-  /**
-   * Marks a savepoint in db's transaction, so that a batch holding a refused duplicate can
-   * be undone without aborting it. False when db is outside any transaction (SQLSTATE
-   * 25P01: each of its statements commits at once); other errors are thrown.
-   */
-  async enqueueSavepoint(db: Queryable): Promise<boolean> {
-    try {
-      await db.query(`SAVEPOINT ${ENQUEUE_SAVEPOINT}`, []);
-      return true;
-    } catch (error) {
-      if (databaseErrorOf(error)?.code === '25P01') return false;
-      throw translateDatabaseError(error);
-    }
-  }
-
-  /** Ends the savepoint of enqueueSavepoint, undoing what followed it when `undo`. */
-  async enqueueSavepointEnd(db: Queryable, undo: boolean): Promise<void> {
-    if (undo) await this.run(db, `ROLLBACK TO SAVEPOINT ${ENQUEUE_SAVEPOINT}`, []);
-    await this.run(db, `RELEASE SAVEPOINT ${ENQUEUE_SAVEPOINT}`, []);
   }
 
   /** Leases up to `limit` runnable units this worker has handlers for. */
