@@ -89,3 +89,30 @@ test(
     assert.deepEqual(rows[0]?.result, 42);
   },
 );
+
+test(
+  'a handler that writes and then makes its transaction READ ONLY fails for good, its writes rolled back',
+  { timeout: 120_000 },
+  async (t) => {
+    // PostgreSQL allows READ ONLY after writes: committing such a transaction before the
+    // report (as for one that wrote nothing) would commit its writes without the step.
+    const late = defineStep(
+      'hidden_end.late_read_only',
+      async (_args: unknown, ctx) => {
+        await ctx.tx!.query(`INSERT INTO hidden_end VALUES ('late read only', ${ctx.attempt})`);
+        await ctx.tx!.query('SET TRANSACTION READ ONLY');
+      },
+      { transactional: true, maxAttempts: 3, backoff: { baseMs: 10, maxMs: 10 } },
+    );
+    const w = await h.worker({ steps: [late], queues: ['hidden_late_ro'], pollIntervalMs: 100 }, t);
+    const ended = deferred<string>();
+    void finalFailure(w).then(({ message, attempt }) =>
+      ended.resolve(`failed at attempt ${attempt}: ${message}`),
+    );
+    w.on('step:succeeded', () => ended.resolve('succeeded'));
+    await h.stepping.enqueue([late(null)], { queue: 'hidden_late_ro' });
+    assert.match(await ended.promise, /^failed at attempt 1: .*READ ONLY after writing/);
+    const { rows } = await h.pool.query(`SELECT 1 FROM hidden_end WHERE mode = 'late read only'`);
+    assert.equal(rows.length, 0);
+  },
+);

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, test } from 'node:test';
 
+import { Engine } from '../src/db/engine.js';
 import { defineStep } from '../src/index.js';
 import { Fetcher, type FetcherDeps } from '../src/worker/fetcher.js';
 import { deferred, eventually, setup } from './support/harness.js';
@@ -117,4 +118,35 @@ test('a busy worker with free slots starts a job scheduled a moment ahead while 
   } finally {
     release.resolve();
   }
+});
+
+test('stop() waits for a look-up of the next due time still on its way: no statement after it returns', async (t) => {
+  // A slow look-up, started after a short claim (and not awaited by it), still running
+  // when stop() is called.
+  const original = Engine.prototype.nextDueInMs;
+  const lookup = deferred();
+  let afterStop = 0;
+  let stopped = false;
+  Engine.prototype.nextDueInMs = async function (this: Engine, ...args: Parameters<Engine['nextDueInMs']>) {
+    lookup.resolve();
+    await new Promise((r) => setTimeout(r, 300));
+    if (stopped) afterStop++;
+    return await original.apply(this, args);
+  };
+  t.after(() => {
+    Engine.prototype.nextDueInMs = original;
+  });
+  const step = defineStep('wk.stop-lookup', async () => {});
+  // Enqueued first: the worker's first claim gets it, comes back short with slots free, and
+  // starts the look-up without waiting for it.
+  await h.stepping.enqueue([step({})], { queue: 'wk-stop' });
+  const w = await h.worker({ steps: [step], concurrency: 4, queues: ['wk-stop'] });
+  const errors: string[] = [];
+  w.on('error', (e) => errors.push(`${e.during}: ${e.error.message}`));
+  await lookup.promise;
+  await w.stop();
+  stopped = true;
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(afterStop, 0, 'a look-up ran after stop() returned');
+  assert.deepEqual(errors, []);
 });

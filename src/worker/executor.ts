@@ -99,7 +99,8 @@ const SQL_STATEMENTS =
  */
 const SESSION_RESET_AND_TOKEN =
   `SELECT pg_catalog.current_setting('${ATTEMPT_SETTING}', true) AS token, ${SQL_STATEMENTS}, ` +
-  "pg_catalog.current_setting('transaction_read_only') AS read_only; " +
+  "pg_catalog.current_setting('transaction_read_only') AS read_only, " +
+  'pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL AS wrote; ' +
   'RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT pg_catalog.pg_advisory_unlock_all(); ' +
   'UNLISTEN *; DISCARD TEMP; CLOSE ALL';
 
@@ -370,6 +371,8 @@ export async function runUnit(
    * nothing durable, and the report, which writes, cannot run in it.
    */
   let readOnly = false;
+  /** The transaction has an id: it wrote (PostgreSQL allows READ ONLY after writes). */
+  let wrote = false;
   /** The handler ended the worker's transaction: its connection's session state is unknown. */
   let sessionUnknown = false;
   // pg-pool listens for errors only on idle clients: a checked-out connection killed by the
@@ -613,6 +616,18 @@ export async function runUnit(
       releaseClient(true);
       return outcome;
     }
+    if (outcome.kind === 'success' && readOnly && wrote) {
+      // Made READ ONLY after writing: the writes can only commit with the report, which
+      // cannot run in it. Rolled back; run again it would do the same, so it fails for good.
+      await held.query('ROLLBACK').then(
+        () => releaseClient(false),
+        () => releaseClient(true),
+      );
+      const error = new Error(
+        `step ${unit.name} made its transaction READ ONLY after writing in it (SET TRANSACTION READ ONLY must come first); its writes were rolled back`,
+      );
+      return { kind: 'failure', error, permanent: true };
+    }
     if (outcome.kind === 'success' && readOnly) {
       // A read-only transaction wrote nothing that outlives it (only temporary tables,
       // dropped by the reset above), so it has nothing to commit with the report: it is
@@ -702,10 +717,16 @@ export async function runUnit(
           );
           return { kind: 'failure', error, permanent: false };
         }
-        const rows = results[0]!.rows as { token?: unknown; statements?: unknown; read_only?: unknown }[];
+        const rows = results[0]!.rows as {
+          token?: unknown;
+          statements?: unknown;
+          read_only?: unknown;
+          wrote?: unknown;
+        }[];
         if (rows[0]?.token !== token) status = 'I';
         else {
           readOnly = rows[0]!.read_only === 'on';
+          wrote = rows[0]!.wrote === true;
           await deallocate(held, rows[0]!.statements);
         }
       } catch (error) {

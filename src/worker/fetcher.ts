@@ -85,6 +85,8 @@ export class Fetcher {
    */
   private dueCheckPending = false;
   private claimDone: Promise<void> = Promise.resolve();
+  /** The last look-up of the next due time started without waiting for it (see stop). */
+  private dueCheck: Promise<void> = Promise.resolve();
   private readonly timer = new WakeTimer(() => this.wake());
   private unsubscribe: (() => Promise<void>) | null = null;
 
@@ -272,7 +274,7 @@ export class Fetcher {
         // claim; only a claim that filled every slot leaves it for when the worker is idle.
         // (Not awaited when units were claimed: the next claim need not wait for it.)
         if (claimed === 0) await this.scheduleDueCheck();
-        else if (slots.free() > 0) void this.scheduleDueCheck();
+        else if (slots.free() > 0) this.dueCheck = this.scheduleDueCheck();
         else this.dueCheckPending = true;
       } else {
         this.idlePolls = 0;
@@ -285,7 +287,7 @@ export class Fetcher {
   /** The worker holds no unit of this database any more: look up the next due time if a claim asked for it. */
   noteIdle(): void {
     if (this.dueCheckPending && !this.claiming && !this.moreWork && !this.stopping)
-      void this.scheduleDueCheck();
+      this.dueCheck = this.scheduleDueCheck();
   }
 
   /** A retry or "not yet" of this database is due at `at`: wake no later than that. */
@@ -296,7 +298,9 @@ export class Fetcher {
 
   private async scheduleDueCheck(): Promise<void> {
     this.dueCheckPending = false;
+    if (this.stopping) return;
     await this.sleepUntilDue().catch((error: Error) => {
+      if (this.stopping) return;
       this.deps.error(error, 'claim');
       this.timer.wakeIn(this.deps.config.pollIntervalMs);
     });
@@ -333,6 +337,8 @@ export class Fetcher {
     this.stopping = true;
     this.timer.stop();
     await this.claimDone;
+    // A look-up of the next due time not awaited by its claim: no statement after stop().
+    await this.dueCheck;
     await this.unsubscribe?.().catch(() => {});
     this.unsubscribe = null;
     this.listening = false;
