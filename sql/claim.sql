@@ -89,11 +89,13 @@ COMMENT ON FUNCTION _claim_lease(bigint[], text, timestamptz, interval) IS
   'Leases the jobs step_claim locked and returns their units in claim order; settles cancelled or overdue ones instead.';
 
 -- _claim_budget: the leading ids of p_ids (claim order) whose units' results (as _unit_of
--- builds and PostgreSQL prints them) together fit in MAX_CLAIM_RESULTS_BYTES, and always
--- the first: every unit but a job's first step carries its job's results, so without
+-- builds and PostgreSQL prints them) together fit in p_budget bytes (what is left of the
+-- claim's MAX_CLAIM_RESULTS_BYTES), and the first when p_first (the claim has handed out
+-- nothing yet, so a unit over the budget alone still goes): every unit but a job's first
+-- step carries its job's results, so without
 -- this one claim of hundreds of units could hand a worker gigabytes at once. Rows left
 -- out stay locked by the caller until it commits, unchanged, and are claimable again after.
-CREATE OR REPLACE FUNCTION _claim_budget(p_ids bigint[]) RETURNS bigint[]
+CREATE OR REPLACE FUNCTION _claim_budget(p_ids bigint[], p_budget bigint, p_first boolean) RETURNS bigint[]
 LANGUAGE sql STABLE
 AS $$
   SELECT coalesce(array_agg(x.id ORDER BY x.ord), '{}')
@@ -103,10 +105,10 @@ AS $$
         LEFT JOIN LATERAL (SELECT octet_length(jsonb_object_agg(r.idx, r.result)::text) AS bytes FROM steps r
                            WHERE r.job_id = j.id AND r.result IS NOT NULL
                              AND (j.current_step > 0 OR j.phase = 'compensate')) b ON true) x
-  WHERE x.ord = 1 OR x.total <= _limit_max_claim_results_bytes();
+  WHERE (x.ord = 1 AND p_first) OR x.total <= p_budget;
 $$;
-COMMENT ON FUNCTION _claim_budget(bigint[]) IS
-  'The leading ids whose jobs'' results together fit in one claim''s byte budget (always the first).';
+COMMENT ON FUNCTION _claim_budget(bigint[], bigint, boolean) IS
+  'The leading ids whose jobs'' results together fit in p_budget bytes (and the first when p_first).';
 
 -- _name_set: p_names as a jsonb object whose keys are the names, for a list longer than 16
 -- (NULL for a shorter one). Claims compare each row they walk past with the worker's step
@@ -117,7 +119,8 @@ COMMENT ON FUNCTION _claim_budget(bigint[]) IS
 CREATE OR REPLACE FUNCTION _name_set(p_names text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-  SELECT CASE WHEN cardinality(p_names) > 16 THEN (SELECT jsonb_object_agg(n, true) FROM unnest(p_names) n) END;
+  SELECT CASE WHEN cardinality(p_names) > 16
+              THEN (SELECT jsonb_object_agg(n, true) FROM unnest(p_names) n WHERE n IS NOT NULL) END;
 $$;
 COMMENT ON FUNCTION _name_set(text[]) IS 'A long list of step names as a jsonb set (keys), for O(log n) membership tests; NULL for a short list.';
 
@@ -190,6 +193,7 @@ DECLARE
   v_kfull  jsonb[] := '{}'; -- [queue, rate key] of the keys with no room: not scanned
   v_nfull  integer;         -- queues and keys excluded by the last scan
   v_count  integer := 0;
+  v_bytes  bigint  := 0;    -- results carried by the units handed out so far
   v_pass   integer := 0;
   v_i      integer;
 BEGIN
@@ -218,7 +222,7 @@ BEGIN
     -- Units past a job's first step carry its results: keep the claim within its byte
     -- budget (a drain of first steps skips the look).
     IF v_later THEN
-      v_ids := _claim_budget(v_ids);
+      v_ids := _claim_budget(v_ids, _limit_max_claim_results_bytes(), true);
     END IF;
     -- An empty claim (another worker took the work first) skips the lease statement.
     IF cardinality(v_ids) > 0 THEN
@@ -274,7 +278,7 @@ BEGIN
           FOR UPDATE SKIP LOCKED
         )
         SELECT p.id FROM (
-          SELECT p.id, p.queue, p.rate_key,
+          SELECT p.id, p.queue, p.rate_key, p.priority, p.available_at,
                  row_number() OVER (PARTITION BY p.queue ORDER BY p.priority, p.available_at, p.id) AS rn,
                  row_number() OVER (PARTITION BY p.queue, p.rate_key ORDER BY p.priority, p.available_at, p.id) AS rk
           FROM picked p) p
@@ -282,9 +286,16 @@ BEGIN
         LEFT JOIN unnest(v_pkq, v_pkc) AS pk(q, c) ON pk.q = p.queue
         LEFT JOIN unnest(v_kq, v_kk, v_kroom) AS k(q, k, r) ON k.q = p.queue AND k.k = coalesce(p.rate_key, '')
         WHERE (t.q IS NULL OR p.rn <= t.r)
-          AND (pk.q IS NULL OR p.rk <= coalesce(k.r, pk.c)))), v_worker, v_now, v_lease)
+          AND (pk.q IS NULL OR p.rk <= coalesce(k.r, pk.c))
+        -- Claim order, which the byte budget keeps the head of.
+        ORDER BY p.priority, p.available_at, p.id), _limit_max_claim_results_bytes() - v_bytes, v_count = 0),
+        v_worker, v_now, v_lease)
     LOOP
       v_count := v_count + 1;
+      -- Every pass draws on the one byte budget of the claim.
+      IF v_unit.results IS NOT NULL THEN
+        v_bytes := v_bytes + octet_length(v_unit.results::text);
+      END IF;
       v_i := array_position(v_lq, v_unit.queue);
       v_unit.fleet_limited := v_i IS NOT NULL;
       IF v_i IS NOT NULL THEN

@@ -147,8 +147,8 @@ unit (job_id bigint, lease_token uuid, step_index integer, phase text, name text
 -- functions
 _bad_input(p_what text) -> text plpgsql volatile
     1d92dea64a0db7ff4019df7813faf33f
-_claim_budget(p_ids bigint[]) -> bigint[] sql stable
-    561ec3032481b7a28143875fd7e00db0
+_claim_budget(p_ids bigint[], p_budget bigint, p_first boolean) -> bigint[] sql stable
+    d529e7f6d43e75109453f0f63467fb9f
 _claim_lease(p_ids bigint[], p_worker text, p_now timestamp with time zone, p_lease interval) -> SETOF <schema>.unit plpgsql volatile
     ad5709dadea0f8a65f51a6e25a607b84
 _claim_settle(p_job <schema>.jobs, p_now timestamp with time zone) -> text plpgsql volatile
@@ -282,7 +282,7 @@ _limits_lock_key() -> bigint sql immutable
 _lock_held(p_job_ids bigint[], p_tokens uuid[]) -> SETOF bigint plpgsql volatile
     dba3ecf75247653b169ba60dc884b2e4
 _name_set(p_names text[]) -> jsonb sql immutable
-    de51f1fa9d460268dc78143d1bf006fb
+    8b8df79dd6ad60c45396ba552899f831
 _next_token(p_token uuid) -> uuid sql immutable
     13fdceecc8463bb260a83d521ccc4f55
 _notify_cancel(p_job_id bigint) -> void sql volatile
@@ -372,7 +372,7 @@ schedule_remove(p_name text) -> boolean plpgsql volatile security definer set se
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     a5100d40516abf4846121e01009a08f6
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
-    be24177e25716d9707d8d5556d3380fc
+    38cf6593fd09f8ace9bbb97a1f5083b3
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     a345f17397ccd493404f00ea49482907
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
@@ -446,7 +446,7 @@ schema USAGE to <schema>_worker
 
 -- comments
 function <schema>._bad_input(text): Raises SQLSTATE SP001 with the message "stepping: <p_what>".
-function <schema>._claim_budget(bigint[]): The leading ids whose jobs' results together fit in one claim's byte budget (always the first).
+function <schema>._claim_budget(bigint[],bigint,boolean): The leading ids whose jobs' results together fit in p_budget bytes (and the first when p_first).
 function <schema>._claim_lease(bigint[],text,timestamp with time zone,interval): Leases the jobs step_claim locked and returns their units in claim order; settles cancelled or overdue ones instead.
 function <schema>._claim_settle(<schema>.jobs,timestamp with time zone): Settles a claimed job that was cancelled or passed its deadline; 'id:status' when it is now final.
 function <schema>._compensation_next(<schema>.jobs,timestamp with time zone,text,text[],text[],interval): Starts the next compensation in reverse step order, or ends the job (cancelled/compensated).

@@ -246,6 +246,17 @@ test('a worker with a long list of step names (looked up as a set) claims exactl
       )
     ).rows[0]!.ms;
   assert.ok((await due([...filler, ...mine])) !== null);
+  // A NULL in the list (from SQL) is no name, as with a short list.
+  assert.deepEqual(
+    await (async () => {
+      const { rows } = await h.pool.query<{ ms: number | null }>(
+        `SELECT stepping.next_due_in_ms(array_append($1::text[], NULL), ARRAY['names-set']) AS ms`,
+        [[...filler, ...mine]],
+      );
+      return rows[0]!.ms !== null;
+    })(),
+    true,
+  );
   assert.deepEqual(await claimed([...filler, ...mine, 'n.a']), [...mine].sort());
   // What is left belongs to names no list above had: a long list of others sees it, a
   // long list without them does not.

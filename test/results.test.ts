@@ -418,7 +418,8 @@ test('one claim, and one report’s continuations, hand a worker at most MAX_CLA
         { name: 'res.budget', args: { i } },
         { name: 'res.budget', args: { i } },
       ],
-      { queue },
+      // A rate key each: the per-key rate below makes a claim scan several times.
+      { queue, rateKey: `k${i}` },
     );
   }
   const claim = (q = queue) =>
@@ -481,6 +482,19 @@ test('one claim, and one report’s continuations, hand a worker at most MAX_CLA
     const limited = await takeAll(queue);
     assert.deepEqual(limited.sizes, [fit, n - fit]);
     assert.equal(new Set(limited.tokens.map((t) => t.id)).size, n);
+    // A per-key rate of 1: each key that starts a unit is full, so the claim scans again for
+    // the others; every scan draws on the one budget, and the budget keeps claim order.
+    await h.pool.query(`SELECT stepping.lease_release($1::bigint[], $2::uuid[])`, [
+      limited.tokens.map((t) => t.id),
+      limited.tokens.map((t) => t.token),
+    ]);
+    await h.stepping.setQueueLimit(queue, { rate: { count: 1, periodMs: 3_600_000, perKey: true } });
+    const keyed = await takeAll(queue);
+    assert.deepEqual(keyed.sizes, [fit, n - fit]);
+    const ids = keyed.tokens.map((t) => BigInt(t.id));
+    const firstClaim = ids.slice(0, fit).sort((a, b) => (a < b ? -1 : 1));
+    const all = [...ids].sort((a, b) => (a < b ? -1 : 1));
+    assert.deepEqual(firstClaim, all.slice(0, fit), 'the budget kept the head of the claim order');
   } finally {
     await h.stepping.clearQueueLimit(queue);
   }
