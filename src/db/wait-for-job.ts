@@ -4,11 +4,9 @@
  * yet known. The database's state decides; a notification only says "read again".
  */
 import { JobNotFoundError, WaitTimeoutError } from '../errors.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import type { ListenCheck } from './listen-check.js';
 import type { NotificationHub } from './notifications.js';
-
-/** Longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** Default re-read interval while notifications cannot be relied on. */
 export const WAIT_POLL_MS = 1000;

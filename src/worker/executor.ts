@@ -14,6 +14,7 @@ import { type ServerProcess, serverProcessOf, terminateServerProcess } from '../
 import { PermanentError } from '../errors.js';
 import { MAX_LEASE_MS } from '../limits.js';
 import { type AnyStepDefinition, type IsolationLevel, isRetryLater, retryLaterDelay } from '../steps.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import { asError } from './error-record.js';
 import { HandlerContext } from './handler-context.js';
 import type { LazyAbort } from './lazy-abort.js';
@@ -22,12 +23,6 @@ import { type GuardedClient, guardedClient } from './transaction-client.js';
 
 /** How long a transactional handler that outlived its attempt (timeout, abort) may take to return. */
 export const TX_SETTLE_MS = 5000;
-
-/**
- * setTimeout's longest delay (2^31 - 1 ms, about 24.8 days): Node fires a longer one after
- * 1 ms, with a TimeoutOverflowWarning.
- */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** A transactional attempt's open transaction, handed to the report. */
 export interface OpenTransaction {

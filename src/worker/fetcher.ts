@@ -21,12 +21,6 @@ import { WakeTimer } from './wake-timer.js';
 const MAX_CLAIM_BACKOFF_MS = { listening: 1000, polled: 5000 } as const;
 
 /**
- * Furthest ahead one wake-up is armed: setTimeout fires a longer delay after 1 ms (2^31 - 1
- * ms, about 24.8 days). Waking earlier costs one claim, which looks again.
- */
-const MAX_WAKE_AHEAD_MS = 2_147_483_647;
-
-/**
  * Work is due but the claim got none: another claimer holds it this instant (its rows, or
  * the limit row of a limited queue, which a claim skips rather than waits for). Look again
  * after FIRST ms, doubling up to MAX while that goes on; a claim that gets work starts over.
@@ -292,8 +286,7 @@ export class Fetcher {
 
   /** A retry or "not yet" of this database is due at `at`: wake no later than that. */
   wakeAt(at: number): void {
-    // `at` comes from the database (a backoff up to 2^31 - 1 ms, on the engine's clock).
-    this.timer.wakeAt(Math.min(at, Date.now() + MAX_WAKE_AHEAD_MS));
+    this.timer.wakeAt(at);
   }
 
   private async scheduleDueCheck(): Promise<void> {

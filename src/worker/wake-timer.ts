@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from '../timers.js';
+
 /**
  * One timer holding the earliest pending wake-up. Asking for a later time never pushes
  * back a sooner one, and a wake-up is never dropped: whoever handles it decides whether
@@ -10,8 +12,13 @@ export class WakeTimer {
 
   constructor(private readonly onWake: () => void) {}
 
-  /** Wakes at `at` (epoch ms), unless a wake-up is already due sooner. */
-  wakeAt(at: number): void {
+  /**
+   * Wakes at `at` (epoch ms), unless a wake-up is already due sooner. A time further than
+   * setTimeout can wait (a backoff read from the database) wakes early, at its limit: the
+   * handler then asks again.
+   */
+  wakeAt(requested: number): void {
+    const at = Math.min(requested, Date.now() + MAX_TIMER_MS);
     if (this.stopped || at >= this.at) return;
     clearTimeout(this.timer);
     this.at = at;
