@@ -371,6 +371,10 @@ BEGIN
                 ELSE _enqueue_reject(i.ord, NULL, 'deadline_first', NULL::timestamptz) END,
            v_now, v_now, i.trace_parent, i.trace_state, i.rate_key
     FROM input i
+    -- Keys are taken in key order (then input order: the first of a batch's duplicates
+    -- wins), the same in every batch, so two batches holding keys in common in opposite
+    -- orders wait for each other instead of deadlocking.
+    ORDER BY i.key, i.ord
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
     RETURNING id
   ), steps_ins AS (

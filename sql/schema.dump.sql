@@ -202,7 +202,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    35eb00cfaf836cb91138210322a25df3
+    5f42ca2cff9b3594d58b4ff234ba622b
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs plpgsql volatile
     29bb53cbce89e55c825fd303aeb64a57
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile

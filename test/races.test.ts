@@ -409,3 +409,39 @@ test('deadline corners: a step that never ran is not compensated, and retry resc
   const again = await h.pool.query(`SELECT job_id FROM stepping.step_claim('w', ARRAY['race.dl-solo'])`);
   assert.equal(String(again.rows[0]?.job_id), solo, 'the retried job is claimable, not failed again at once');
 });
+
+test('two transactions enqueueing the same keys in opposite orders never deadlock', async () => {
+  // Each batch inserted its jobs in input order, so two batches holding the same keys in
+  // opposite orders each took a key the other waited for: 40P01 for one caller.
+  const a = await h.client();
+  const b = await h.client();
+  let deadlocks = 0;
+  for (let round = 0; round < 3; round++) {
+    const keys = Array.from({ length: 2000 }, (_, i) => `race-order-${round}-${String(i).padStart(4, '0')}`);
+    const batch = (ks: string[]) =>
+      ks.map((key) => ({ steps: [{ name: 'race.keyed', args: {} }], options: { key } }));
+    // Each transaction ends as soon as its own batch does: the other one may be waiting for it.
+    const inTransaction = async (client: typeof a, ks: string[]) => {
+      await client.query('BEGIN');
+      try {
+        const result = await h.stepping.enqueueMany(client, batch(ks));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw error;
+      }
+    };
+    const results = await Promise.allSettled([inTransaction(a, keys), inTransaction(b, [...keys].reverse())]);
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        if ((r.reason as { code?: string }).code === '40P01') deadlocks++;
+        else throw r.reason;
+      }
+    }
+    // One transaction made every job; the other found each key taken.
+    const made = results.flatMap((r) => (r.status === 'fulfilled' ? r.value.filter((x) => x.created) : []));
+    if (deadlocks === 0) assert.equal(made.length, keys.length);
+  }
+  assert.equal(deadlocks, 0);
+});
