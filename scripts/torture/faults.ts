@@ -51,6 +51,8 @@ export class FaultRunner {
   readonly skipped: string[] = [];
   readonly errors: string[] = [];
   private serverUp = true;
+  /** Times an episode took the server down (a terminate overtaken by one is skipped, not failed). */
+  private downs = 0;
   private upWaiters: (() => void)[] = [];
   private quietUntil = 0;
   private readonly pending = new Set<Promise<unknown>>();
@@ -68,6 +70,7 @@ export class FaultRunner {
 
   private setUp(up: boolean): void {
     this.serverUp = up;
+    if (!up) this.downs++;
     if (up) for (const w of this.upWaiters.splice(0)) w();
   }
 
@@ -116,7 +119,17 @@ export class FaultRunner {
         this.skipped.push(`SIGTERM ${this.fleet.describe(f.worker)} at ${f.at}s: not running`);
     } else if (f.kind === 'terminate') {
       await this.whenUp();
-      const t = await this.terminate(f.target);
+      const downs = this.downs;
+      let t: Termination;
+      try {
+        t = await this.terminate(f.target);
+      } catch (error) {
+        // A restart or outage that began meanwhile ended this connection too (a late schedule
+        // can start one right beside it): the server dropped every backend anyway.
+        if (this.downs === downs) throw error;
+        this.skipped.push(`pg_terminate_backend at ${f.at}s: overtaken by a server restart`);
+        return;
+      }
       this.log(`pg_terminate_backend: ${t.backends} worker backends (${t.listeners} LISTEN) [${f.target}]`);
     }
   }
