@@ -70,30 +70,57 @@ async function enqueueIn(url: string, n: number, step = record): Promise<string[
   }
 }
 
-async function countIn(url: string, sql: string): Promise<number> {
-  const c = new pg.Client(url);
-  await c.connect();
-  try {
-    return Number((await c.query(sql)).rows[0].n);
-  } finally {
-    await c.end();
+/**
+ * One connection per database for this file's own reads, kept: a new one per probe (every
+ * 20-25 ms while a test waits) cost the server a backend start each, about 1,200 in the
+ * 20-database test alone. A connection that fails (its database went away) is replaced
+ * once.
+ */
+const readers = new Map<string, Promise<pg.Client>>();
+cleanups.push(async () => {
+  for (const reader of readers.values()) await reader.then((c) => c.end()).catch(() => {});
+  readers.clear();
+});
+
+function reader(url: string): Promise<pg.Client> {
+  let client = readers.get(url);
+  if (!client) {
+    const c = new pg.Client(url);
+    // A terminated connection emits 'error'; the next read replaces it.
+    c.on('error', () => readers.delete(url));
+    client = c.connect().then(() => c);
+    client.catch(() => readers.delete(url));
+    readers.set(url, client);
   }
+  return client;
+}
+
+async function readOne(url: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  for (let attempt = 0; ; attempt++) {
+    const client = reader(url);
+    try {
+      return await (await client).query(sql, params);
+    } catch (error) {
+      if (readers.get(url) === client) readers.delete(url);
+      await client.then((c) => c.end()).catch(() => {});
+      if (attempt > 0) throw error;
+    }
+  }
+}
+
+async function countIn(url: string, sql: string): Promise<number> {
+  return Number((await readOne(url, sql)).rows[0].n);
 }
 
 /** The worker's connections to these databases (application_name is set by the worker). */
 async function ourConnections(databases: string[]): Promise<number> {
-  const c = new pg.Client(withDatabase(serverUrl(), 'postgres'));
-  await c.connect();
-  try {
-    const { rows } = await c.query(
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-       WHERE application_name = 'stepping-worker' AND datname = ANY ($1)`,
-      [databases],
-    );
-    return rows[0].n;
-  } finally {
-    await c.end();
-  }
+  const { rows } = await readOne(
+    withDatabase(serverUrl(), 'postgres'),
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE application_name = 'stepping-worker' AND datname = ANY ($1)`,
+    [databases],
+  );
+  return rows[0].n as number;
 }
 
 /**

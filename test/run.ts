@@ -66,14 +66,29 @@ function typeScriptSources(dir: string): string[] {
   );
 }
 
-async function dropTestDatabases(admin: pg.Client, includeTemplate: boolean): Promise<void> {
+/** Drops this run's databases, four connections at a time (one at a time took 15-30 s). */
+async function dropTestDatabases(url: string, includeTemplate: boolean): Promise<void> {
+  const admin = new pg.Client(url);
+  await admin.connect();
   const { rows } = await admin.query<{ datname: string }>(
     `SELECT datname FROM pg_database WHERE datname LIKE $1 OR ($2 AND datname = $3)`,
     [`${TEST_DB_PREFIX}%`, includeTemplate, TEMPLATE_DB],
   );
-  for (const { datname } of rows) {
-    await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
-  }
+  await admin.end();
+  const names = rows.map((r) => r.datname);
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const c = new pg.Client(url);
+      await c.connect();
+      try {
+        for (let name = names.pop(); name !== undefined; name = names.pop()) {
+          await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        }
+      } finally {
+        await c.end();
+      }
+    }),
+  );
 }
 
 const only = process.argv.slice(2);
@@ -121,7 +136,8 @@ try {
   });
   console.log(`test files: ${files.length}, wall time ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (exitCode === 0) {
-    await dropTestDatabases(admin, true);
+    // The embedded server's data directory goes with it: nothing to drop.
+    if (!server.embedded) await dropTestDatabases(withDatabase(server.url, 'postgres'), true);
   } else if (server.embedded) {
     console.log(
       'A test failed. Its database lives only as long as the embedded server; set DATABASE_URL to keep it.',

@@ -369,7 +369,7 @@ export async function manyDatabasesScenario(
     const allDone = Math.max(quietLast, hotLast);
     // Statistics of the last transactions reach pg_stat_database: a backend that flushed
     // less than a second before flushes again only when idle for 10 s (PostgreSQL 15+).
-    await sleep(11_000);
+    await sleep(p.statsWaitSeconds * 1000);
     const counters1 = await tenantCounters(admin, factory.prefix);
     const loadSeconds = (allDone - w.startedAt) / 1000;
     log(
