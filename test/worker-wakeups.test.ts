@@ -150,3 +150,58 @@ test('stop() waits for a look-up of the next due time still on its way: no state
   assert.equal(afterStop, 0, 'a look-up ran after stop() returned');
   assert.deepEqual(errors, []);
 });
+
+test('a queue at its per-queue cap with due work waiting costs no statements until a slot frees, then its next job starts', async (t) => {
+  // The look-up of the next due time counted the full queue's waiting jobs as "due now but
+  // not claimed" and retried every 5-50 ms, a claim and a look-up each time, for as long as
+  // the handler ran.
+  const original = { claim: Engine.prototype.claim, nextDueInMs: Engine.prototype.nextDueInMs };
+  let statements = 0;
+  Engine.prototype.claim = async function (this: Engine, ...args: Parameters<Engine['claim']>) {
+    statements++;
+    return await original.claim.apply(this, args);
+  };
+  Engine.prototype.nextDueInMs = async function (this: Engine, ...args: Parameters<Engine['nextDueInMs']>) {
+    statements++;
+    return await original.nextDueInMs.apply(this, args);
+  };
+  t.after(() => {
+    Engine.prototype.claim = original.claim;
+    Engine.prototype.nextDueInMs = original.nextDueInMs;
+  });
+  const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+  const started: string[] = [];
+  const step = defineStep('wk.capped', async (args: { tag: string }) => {
+    started.push(args.tag);
+    await gates.get(args.tag)?.promise;
+  });
+  for (const tag of ['first', 'second']) gates.set(tag, deferred());
+  await h.stepping.enqueueMany(
+    undefined,
+    ['first', 'second', 'third'].map((tag) => ({ steps: [step({ tag })], options: { queue: 'wk-cap-a' } })),
+  );
+  // A long poll: only a freed slot can start the second job in time.
+  await h.worker(
+    { steps: [step], concurrency: 2, pollIntervalMs: 600_000, queues: { 'wk-cap-a': 1, 'wk-cap-b': 1 } },
+    t,
+  );
+  try {
+    await eventually(() => started.length === 1, 15_000, 'the first job to start');
+    // Let the claims and look-ups that follow the first claim settle, then count.
+    await new Promise((r) => setTimeout(r, 200));
+    const before = statements;
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.ok(
+      statements - before <= 2,
+      `${statements - before} claims and look-ups while the queue was full`,
+    );
+    assert.deepEqual(started, ['first']);
+    gates.get('first')!.resolve();
+    await eventually(() => started.length === 2, 15_000, 'the second job to start when the slot freed');
+    gates.get('second')!.resolve();
+    await eventually(() => started.length === 3, 15_000, 'the third job to start when the slot freed');
+    assert.deepEqual(started, ['first', 'second', 'third']);
+  } finally {
+    for (const gate of gates.values()) gate.resolve();
+  }
+});

@@ -69,6 +69,12 @@ export class Fetcher {
   private watched = false;
   private idlePolls = 0;
   private dueNowRetryMs: number = DUE_NOW_RETRY_MS.first;
+  /**
+   * The last look-up of the next due time left out queues whose per-queue cap (or every
+   * slot) was taken: a slot freed anywhere wakes a claim instead of a timer.
+   */
+  private capsFull = false;
+  private stopSlotWatch: (() => void) | null = null;
   private backoffUntil = 0;
   private errorDelayMs = 0;
   private lastClaimFull = false;
@@ -120,6 +126,11 @@ export class Fetcher {
       }
     }
     this.started = true;
+    this.stopSlotWatch = this.deps.slots.onFreed(() => {
+      if (!this.capsFull) return;
+      this.capsFull = false;
+      this.wake();
+    });
     this.wake();
   }
 
@@ -304,8 +315,19 @@ export class Fetcher {
    * first. Without a listener the poll interval grows while the database stays idle.
    */
   private async sleepUntilDue(): Promise<void> {
-    const { engine, db, config } = this.deps;
-    const dueIn = await engine.nextDueInMs(db, config.names, config.queues);
+    const { engine, db, config, slots } = this.deps;
+    // With per-queue caps, a queue whose slots are all taken cannot claim now: its due work
+    // is left out of the look-up (it read as "due now but not claimed", a retry every 50 ms,
+    // two statements each, for as long as the queue stayed full), and the next freed slot
+    // wakes a claim instead.
+    let queues = config.queues;
+    if (config.queueLimits.size > 0) {
+      const served = config.queues ?? [...config.queueLimits.keys()];
+      queues = served.filter((queue) => slots.hasRoom(queue));
+      this.capsFull = queues.length < served.length;
+    }
+    const dueIn =
+      queues !== null && queues.length === 0 ? null : await engine.nextDueInMs(db, config.names, queues);
     let poll = config.pollIntervalMs;
     const safety = this.deps.safetyPollMs;
     if (safety && (this.listening || this.watched)) {
@@ -328,6 +350,8 @@ export class Fetcher {
   /** Stops claiming; a claim already sent hands its units back. Resolves when it has. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopSlotWatch?.();
+    this.stopSlotWatch = null;
     this.timer.stop();
     await this.claimDone;
     // A look-up of the next due time not awaited by its claim: no statement after stop().

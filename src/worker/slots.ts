@@ -11,11 +11,28 @@ export interface ClaimPlan {
 export class Slots {
   private used = 0;
   private readonly usedByQueue = new Map<string, number>();
+  private readonly freedListeners = new Set<() => void>();
 
   constructor(
     readonly total: number,
     private readonly queueLimits: ReadonlyMap<string, number>,
   ) {}
+
+  /**
+   * Calls `listener` whenever slots are freed (a unit ended, or a claim gave back slots it
+   * did not fill). Returns the way to stop.
+   */
+  onFreed(listener: () => void): () => void {
+    this.freedListeners.add(listener);
+    return () => this.freedListeners.delete(listener);
+  }
+
+  /** Whether a unit of `queue` could take a slot now: one is free, and its queue's cap has room. */
+  hasRoom(queue: string): boolean {
+    if (this.free() <= 0) return false;
+    const limit = this.queueLimits.get(queue);
+    return limit === undefined || (this.usedByQueue.get(queue) ?? 0) < limit;
+  }
 
   /** Slots free overall. */
   free(): number {
@@ -52,6 +69,7 @@ export class Slots {
     this.used -= unused;
     const queue = this.queueLimits.size > 0 ? planned.queues?.[0] : undefined;
     if (queue !== undefined) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) - unused);
+    this.freed();
   }
 
   /** Takes one slot for a unit of `queue` if there is room; false otherwise. */
@@ -68,5 +86,10 @@ export class Slots {
   release(queue: string): void {
     this.used -= 1;
     if (this.queueLimits.has(queue)) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) - 1);
+    this.freed();
+  }
+
+  private freed(): void {
+    for (const listener of this.freedListeners) listener();
   }
 }
