@@ -74,11 +74,9 @@ export class Slots {
 
   /** Takes one slot for a unit of `queue` if there is room; false otherwise. */
   tryTake(queue: string): boolean {
-    if (this.free() <= 0) return false;
-    const limit = this.queueLimits.get(queue);
-    if (limit !== undefined && (this.usedByQueue.get(queue) ?? 0) >= limit) return false;
+    if (!this.hasRoom(queue)) return false;
     this.used += 1;
-    if (limit !== undefined) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) + 1);
+    if (this.queueLimits.has(queue)) this.usedByQueue.set(queue, (this.usedByQueue.get(queue) ?? 0) + 1);
     return true;
   }
 
