@@ -1,23 +1,25 @@
 /**
- * Dashboards for tests: started in this process on a free port and closed after the file,
+ * Dashboards for tests: started in this process on a free port and closed after the test,
  * a plain HTTP client that can send any Host/Origin header (fetch refuses to), failed jobs
  * made through the engine's own functions, and the contract's worker views as fixtures.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
-import { after } from 'node:test';
+import { afterEach } from 'node:test';
 
 import type pg from 'pg';
 
 import { type Dashboard, type DashboardOptions, startDashboard } from '../../src/dashboard/server.js';
 
 const started: Dashboard[] = [];
-// Registered when the test file imports this module, so it runs after the whole file
-// (an `after` registered inside a test would run after that test only).
-after(async () => {
-  await Promise.all(started.map((d) => d.close()));
+// Registered when the test file imports this module, so it runs after each of the file's
+// tests: a dashboard keeps up to 4 idle connections for 10 s, and kept until the file's end
+// twenty of them held 50 connections, which with the other files running beside it took
+// the machine's PostgreSQL to its max_connections (a test then saw its role refused).
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((d) => d.close()));
 });
 
-/** Starts a dashboard on a free port of 127.0.0.1; closed after the file unless the test closes it. */
+/** Starts a dashboard on a free port of 127.0.0.1; closed after the test unless the test closes it. */
 export async function dashboard(options: DashboardOptions): Promise<Dashboard> {
   const d = await startDashboard({ port: 0, ...options });
   started.push(d);
