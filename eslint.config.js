@@ -3,7 +3,9 @@ import simpleImportSort from 'eslint-plugin-simple-import-sort';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.data/**', '.scratch/**'] },
+  {
+    ignores: ['dist/**', 'node_modules/**', 'bench/results/**', '.data/**', '.scratch/**', '.test-build/**'],
+  },
   ...tseslint.configs.recommended,
   // The library's own code is also linted with type information (tests, benchmarks and
   // scripts with the rules above only).

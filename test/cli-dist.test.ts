@@ -1,7 +1,8 @@
 /**
  * The built package, as a user installs it: the bins from dist/ (compiled by `npm test`'s
  * pretest build) run with plain node, no tsx: `stepping` reads the database, and
- * `stepping-worker` runs a job from a compiled (.mjs) steps module, then stops on SIGTERM.
+ * `stepping-worker` runs a job from a compiled (.mjs) steps module, then stops on SIGTERM;
+ * under tsx (`node --import tsx`), it runs a TypeScript steps module.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,12 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { projectRoot, trackChildren, within } from './fixtures/processes.js';
+import { sourceRoot, trackChildren, within } from './fixtures/processes.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
 trackChildren();
-const bin = (name: string) => path.join(projectRoot, 'dist', 'src', 'cli', `${name}.js`);
+const bin = (name: string) => path.join(sourceRoot, 'dist', 'src', 'cli', `${name}.js`);
 
 /** Runs a built bin with node alone; resolves with its exit code and output. */
 function node(
@@ -50,7 +51,7 @@ test('the built stepping bin reads the database with plain node', async () => {
 test('the built stepping-worker runs a compiled steps module and stops on SIGTERM', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stepping-dist-'));
   const module = path.join(dir, 'steps.mjs');
-  const index = path.join(projectRoot, 'dist', 'src', 'index.js');
+  const index = path.join(sourceRoot, 'dist', 'src', 'index.js');
   writeFileSync(
     module,
     `import { defineStep } from ${JSON.stringify(index)};\n` +
@@ -65,4 +66,25 @@ test('the built stepping-worker runs a compiled steps module and stops on SIGTER
   const stopped = await within(worker.done, 30_000, 'the worker to stop');
   assert.equal(stopped.code, 0, stopped.err);
   assert.match(stopped.out, /stopped/);
+});
+
+test('under tsx, the built stepping-worker runs a TypeScript steps module, as the README shows', async () => {
+  // The other tests run every bin compiled; this is the one path through tsx's hooks.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stepping-dist-'));
+  const module = path.join(dir, 'steps.ts');
+  const index = path.join(sourceRoot, 'dist', 'src', 'index.js');
+  writeFileSync(
+    module,
+    `import { defineStep } from ${JSON.stringify(index)};\n` +
+      `interface Args { n: number }\n` +
+      `export const typed = defineStep('dist.typed', async (args: Args) => ({ tripled: args.n * 3 }));\n`,
+  );
+  const worker = node('--import', ['tsx', bin('stepping-worker'), '--steps', module]);
+  const id = await h.stepping.enqueue([{ name: 'dist.typed', args: { n: 7 } }]);
+  const job = await h.stepping.waitForJob(id, { timeoutMs: 60_000 });
+  assert.equal(job.status, 'succeeded');
+  assert.deepEqual(job.output, { tripled: 21 });
+  worker.kill('SIGTERM');
+  const stopped = await within(worker.done, 30_000, 'the worker to stop');
+  assert.equal(stopped.code, 0, stopped.err);
 });

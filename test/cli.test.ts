@@ -10,7 +10,7 @@ import { runOperatorCli } from '../src/cli/operator.js';
 import { RESULT_WIDTH } from '../src/cli/overview.js';
 import { parseWorkerArgs, runWorkerCli } from '../src/cli/worker-cli.js';
 import { WORKER_DEFAULTS } from '../src/index.js';
-import { run, trackChildren } from './fixtures/processes.js';
+import { run, runnable, trackChildren } from './fixtures/processes.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -367,11 +367,12 @@ test('stepping-worker exits 2 without --steps or without steps in the module', a
   assert.match(missing.stderr, /^stepping-worker: --steps <module> is required\n/);
   const empty = await steppingWorker('--steps', 'test/fixtures/no-steps.ts');
   assert.equal(empty.code, 2);
-  assert.match(empty.stderr, /no-steps\.ts exports no step definitions/);
+  assert.match(empty.stderr, /no-steps\.[jt]s exports no step definitions/);
 });
 
 test('stepping-worker refuses a bad command line with exit 2 and a failed start with exit 1', async () => {
-  const steps = ['--steps', 'test/fixtures/cli-steps.ts'];
+  // In-process: the module is imported by this process, so by its runnable path.
+  const steps = ['--steps', runnable('test/fixtures/cli-steps.ts')];
   const cases: [string[], number, RegExp][] = [
     [[...steps, '--bogus'], 2, /Unknown option '--bogus'/],
     [[...steps, 'extra'], 2, /Unexpected argument 'extra'/],

@@ -17,7 +17,7 @@ import { after, test } from 'node:test';
 import pg from 'pg';
 
 import { createStepping, defineStep } from '../src/index.js';
-import { projectRoot } from './fixtures/processes.js';
+import { sourceRoot } from './fixtures/processes.js';
 import { launchChromium, type WatchedPage, watchedPage } from './support/browser.js';
 import { dashboard, failJob } from './support/dashboard.js';
 import { createTestDatabase } from './support/db.js';
@@ -173,7 +173,7 @@ test('in a browser: a failed job in the list, its page, retry, and the page upda
     // caret: 'initial', or playwright injects a style of its own (which the CSP rightly blocks).
     await page.screenshot({
       path: process.env.STEPPING_SCREENSHOT
-        ? path.join(projectRoot, 'docs', 'dashboard.png')
+        ? path.join(sourceRoot, 'docs', 'dashboard.png')
         : path.join(os.tmpdir(), `stepping-dashboard-${process.pid}.png`),
       fullPage: true,
       caret: 'initial',

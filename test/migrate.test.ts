@@ -15,6 +15,7 @@ import {
   MigrationRefusedError,
   type Stepping,
 } from '../src/index.js';
+import { commandLine, projectRoot } from './fixtures/processes.js';
 import { createTestDatabase, serverUrl } from './support/db.js';
 import { setup } from './support/harness.js';
 import { TEST_DB_PREFIX } from './support/names.js';
@@ -25,7 +26,7 @@ const MIGRATIONS = readdirSync(fileURLToPath(new URL('../migrations/', import.me
   .filter((f) => /\.(sql|js|ts|cjs|mjs)$/.test(f))
   .map((f) => f.replace(/\.[^.]+$/, ''))
   .sort();
-const FIXTURE = fileURLToPath(new URL('./fixtures/core-migrate.ts', import.meta.url));
+const FIXTURE = 'test/fixtures/core-migrate.ts';
 
 /** A new database with no Stepping objects at all. Kept after a failure like the harness's. */
 async function emptyDatabase(label: string): Promise<string> {
@@ -69,7 +70,8 @@ test('three processes migrating one empty database at once all succeed, and it w
     [0, 1, 2].map(
       () =>
         new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, url], {
+          const child = spawn(process.execPath, commandLine(FIXTURE, [url]), {
+            cwd: projectRoot,
             stdio: ['ignore', 'pipe', 'pipe'],
           });
           let stdout = '';

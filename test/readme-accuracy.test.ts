@@ -11,13 +11,13 @@ import { test } from 'node:test';
 import { workerHelp } from '../src/cli/worker-cli.js';
 import { defineStep } from '../src/index.js';
 import { resolveWorkerConfig } from '../src/worker/options.js';
-import { projectRoot } from './fixtures/processes.js';
+import { sourceRoot } from './fixtures/processes.js';
 import { operatorCli } from './support/cli.js';
 import { setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
-const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
-const source = (file: string) => readFileSync(path.join(projectRoot, file), 'utf8');
+const readme = readFileSync(path.join(sourceRoot, 'README.md'), 'utf8');
+const source = (file: string) => readFileSync(path.join(sourceRoot, file), 'utf8');
 const noop = defineStep('ra.noop', async () => {});
 
 /** The README text from the line starting with `start` up to the next heading. */
@@ -61,7 +61,7 @@ function interfaceFields(file: string, name: string): string[] {
 
 /** Every .ts file under a directory of the project. */
 function sourceFiles(dir: string): string[] {
-  return readdirSync(path.join(projectRoot, dir), { withFileTypes: true }).flatMap((e) =>
+  return readdirSync(path.join(sourceRoot, dir), { withFileTypes: true }).flatMap((e) =>
     e.isDirectory()
       ? sourceFiles(path.join(dir, e.name))
       : e.name.endsWith('.ts')

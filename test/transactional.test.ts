@@ -5,6 +5,7 @@ import { after, test } from 'node:test';
 import pg from 'pg';
 
 import { createWorker, defineStep } from '../src/index.js';
+import { commandLine, projectRoot } from './fixtures/processes.js';
 import { deferred, eventually, setup } from './support/harness.js';
 
 const h = await setup(import.meta.url);
@@ -22,7 +23,8 @@ async function startWorker(
   mode: string,
   waitFor = 'READY',
 ): Promise<{ child: ChildProcess; seen: Promise<string> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/tx-worker.ts'], {
+  const child = spawn(process.execPath, commandLine('test/fixtures/tx-worker.ts', []), {
+    cwd: projectRoot,
     env: { ...process.env, DATABASE_URL: h.url, MODE: mode },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

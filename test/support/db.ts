@@ -27,7 +27,7 @@ export async function createTestDatabase(
 ): Promise<{ url: string; name: string }> {
   const slug = path
     .basename(label)
-    .replace(/\.test\.ts$/, '')
+    .replace(/\.test\.[jt]s$/, '')
     .replace(/[^a-z0-9]+/gi, '_')
     .toLowerCase()
     .slice(0, 30);

@@ -16,7 +16,13 @@ export default async function* durationsReporter(source) {
     if (event.type !== 'test:pass' && event.type !== 'test:fail') continue;
     const { nesting, file, details } = event.data;
     if (nesting !== 0 || file === undefined || details === undefined) continue;
-    const name = path.relative(process.cwd(), file).split(path.sep).join('/');
+    // The runner runs test/x.test.ts compiled, as .test-build/<pid>/test/x.test.js.
+    const name = path
+      .relative(process.cwd(), file)
+      .split(path.sep)
+      .join('/')
+      .replace(/^\.test-build\/\d+\//, '')
+      .replace(/\.js$/, '.ts');
     seconds.set(name, (seconds.get(name) ?? 0) + details.duration_ms / 1000);
   }
   const out = process.env.TEST_DURATIONS_OUT;

@@ -100,6 +100,11 @@ export async function generatePrisma(): Promise<GeneratedPrisma> {
       PRISMA_HIDE_UPDATE_MESSAGE: '1',
     },
   );
+  // Prisma generates TypeScript: a test process running compiled (plain node) loads tsx's
+  // hooks for it here, only in the files that use Prisma. The generated code is ESM (it
+  // reads import.meta); said so, tsx's ESM hooks load it as such.
+  await writeFile(path.join(dir, 'client', 'package.json'), '{ "type": "module" }\n');
+  if (!import.meta.url.endsWith('.ts')) (await import('tsx/esm/api')).register();
   const generated = (await import(path.join(dir, 'client', 'client.ts'))) as {
     PrismaClient: new (options: { adapter: unknown }) => PrismaClientLike;
   };
