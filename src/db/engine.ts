@@ -225,10 +225,22 @@ export class Engine {
 
   /** True when the schema holds a Stepping engine this driver can use. */
   async isMigrated(db: Queryable): Promise<boolean> {
-    const rows = await this.run(db, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS ready`, [
-      `${this.q}.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer)`,
-    ]);
-    return rows[0]?.ready === true;
+    return (await this.readiness(db)).ready;
+  }
+
+  /**
+   * isMigrated and the server's own name of the database (current_database(), which the
+   * many-databases activity watch keys on), in one round trip: a worker starting a
+   * thousand tenants asks both of each.
+   */
+  async readiness(db: Queryable): Promise<{ ready: boolean; name: string }> {
+    const rows = await this.run(
+      db,
+      `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS ready, pg_catalog.current_database() AS name`,
+      [`${this.q}.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer)`],
+    );
+    const name = rows[0]?.name;
+    return { ready: rows[0]?.ready === true, name: typeof name === 'string' ? name : '' };
   }
 
   /**

@@ -392,13 +392,14 @@ export class Worker {
             'node-postgres misreads: percent-encode it (/ is %2F, ? is %3F, # is %23)',
         );
       }
-      if (!(await this.engine.isMigrated(m.pool))) {
+      const { ready, name } = await this.engine.readiness(m.pool);
+      if (!ready) {
         throw new SchemaNotReadyError(
           `schema ${this.config.schema} has no up-to-date Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
         );
       }
       if (this.gone(m)) return;
-      if (watch) await this.watch(m, watch);
+      if (watch) await this.watch(m, watch, name);
       if (this.gone(m)) return;
       const worker = this.databaseWorker(m);
       m.worker = worker;
@@ -562,13 +563,10 @@ export class Worker {
    * for a reading of it, so an insert after that wakes it and one before is found by its
    * first claim.
    */
-  private async watch(m: ManagedDatabase, watch: ActivityWatch): Promise<void> {
+  private async watch(m: ManagedDatabase, watch: ActivityWatch, datname: string): Promise<void> {
     if (m.unwatch) return;
-    const { rows } = await m.pool.query<{ name: string }>('SELECT pg_catalog.current_database() AS name');
-    // Removed, or the worker stopped, meanwhile: its watches are closed or closing.
-    if (this.gone(m)) return;
     const watcher: ActivityWatcher = {
-      datname: rows[0]!.name,
+      datname,
       config: m.pool.options as pg.ClientConfig,
       wake: () => m.worker?.wake(),
       watched: (covered) => m.worker?.setWatched(covered),
