@@ -57,7 +57,8 @@ export async function compileForTests(root: string): Promise<string> {
   const out = path.join(base, String(process.pid));
   mkdirSync(out);
   const files = SOURCE_DIRS.flatMap((d) => walk(path.join(root, d)));
-  const typeScript = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+  const isTypeScript = (f: string) => f.endsWith('.ts') && !f.endsWith('.d.ts');
+  const typeScript = files.filter(isTypeScript);
   await build({
     absWorkingDir: root,
     entryPoints: typeScript,
@@ -73,8 +74,7 @@ export async function compileForTests(root: string): Promise<string> {
     logLevel: 'warning',
   });
   // Everything else in those folders (fixtures' SQL, .mjs hooks) is copied as it is.
-  for (const f of files) {
-    if (typeScript.includes(f)) continue;
+  for (const f of files.filter((f) => !isTypeScript(f))) {
     const target = path.join(out, path.relative(root, f));
     mkdirSync(path.dirname(target), { recursive: true });
     cpSync(f, target);
