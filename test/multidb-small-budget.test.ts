@@ -128,3 +128,73 @@ test('a connection waiting for a permit fails when the budget closes, so its poo
     await withTimeout(b.end(), 15_000, "the waiting pool's end()").catch(() => {});
   }
 });
+
+test('under a contended budget a starting tenant registers and claims its first units on one connection, before it is up', async () => {
+  // Before, a tenant's start and its first claim (made when the dispatcher came round) ran
+  // on connections taken from its pool one statement at a time: while other databases
+  // waited for permits, an idle one was closed for them between two statements, and the
+  // next statement paid for a new server process (four to seven per quiet tenant at 150
+  // tenants; now one or two). Triggers record the server process of each registration and claim.
+  const tenants = await Promise.all([0, 1, 2, 3, 4].map((i) => createTestDatabase(`small_budget_pin_${i}`)));
+  for (const d of tenants) {
+    const c = new pg.Client(d.url);
+    await c.connect();
+    try {
+      await c.query(`
+        CREATE TABLE public.seen (what text, pid int);
+        CREATE FUNCTION public.seen_register() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN INSERT INTO public.seen VALUES ('register', pg_backend_pid()); RETURN NEW; END $$;
+        CREATE FUNCTION public.seen_claim() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN INSERT INTO public.seen VALUES ('claim', pg_backend_pid()); RETURN NEW; END $$;
+        CREATE TRIGGER seen_register AFTER INSERT ON stepping.workers FOR EACH ROW EXECUTE FUNCTION public.seen_register();
+        CREATE TRIGGER seen_claim AFTER UPDATE OF status ON stepping.jobs FOR EACH ROW
+          WHEN (NEW.status = 'running' AND OLD.status IS DISTINCT FROM 'running') EXECUTE FUNCTION public.seen_claim();
+      `);
+    } finally {
+      await c.end();
+    }
+    await enqueue(d.url, 3);
+  }
+  const w = createWorker({
+    databases: tenants.map((d) => ({ id: d.name, connectionString: d.url })),
+    steps: [noop],
+    maxConnections: 4,
+  });
+  workers.push(w);
+  const errors: string[] = [];
+  w.on('error', (e) => errors.push(`${e.database} (${e.during}): ${e.error.message}`));
+  const heldWhenUp = new Map<string, number>();
+  w.on('database:up', (e) => {
+    heldWhenUp.set(e.database, w.databaseStates().find((s) => s.database === e.database)?.running ?? -1);
+  });
+  await w.start();
+  await eventually(
+    async () => (await Promise.all(tenants.map((d) => unfinished(d.url)))).every((n) => n === 0),
+    30_000,
+    `every job done; errors ${JSON.stringify(errors)}`,
+  );
+  await withTimeout(w.stop(), 15_000, 'stop()');
+  for (const d of tenants) {
+    assert.ok(
+      (heldWhenUp.get(d.name) ?? 0) > 0,
+      `${d.name}: its first claim was made before it was reported up`,
+    );
+    const c = new pg.Client(d.url);
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ what: string; pid: number }>(`SELECT what, pid FROM public.seen`);
+      const register = rows.filter((r) => r.what === 'register').map((r) => r.pid);
+      const claims = rows.filter((r) => r.what === 'claim').map((r) => r.pid);
+      assert.equal(register.length, 1, `${d.name}: one registration`);
+      assert.equal(claims.length, 3, `${d.name}: three jobs claimed`);
+      assert.deepEqual(
+        claims,
+        [register[0], register[0], register[0]],
+        `${d.name}: claimed in the server process that registered`,
+      );
+    } finally {
+      await c.end();
+    }
+  }
+  assert.deepEqual(errors, []);
+});

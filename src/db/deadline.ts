@@ -64,28 +64,86 @@ export class CallDeadline {
     this.onTrip(error);
   }
 
-  /** The pool as a Queryable whose every call runs on a connection of its own, bounded. */
+  /** The connection calls are routed to (see pin); null: each call takes one from the pool. */
+  private pinned: pg.PoolClient | null = null;
+  /** The pinned connection until it is given back (after unpin, once its calls are done). */
+  private held: pg.PoolClient | null = null;
+  /** The last call sent on the pinned connection: calls there go one at a time. */
+  private pinnedTail: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs this database's calls on `client` (checked out of its pool), one at a time, until
+   * unpin(). For a database starting under a scarce connection budget: between its start's
+   * statements its pooled connection sat idle, was closed for another database, and each
+   * next statement paid for a new server process (four to seven per quiet tenant).
+   */
+  pin(client: pg.PoolClient): void {
+    this.unpin();
+    this.pinned = client;
+    this.held = client;
+  }
+
+  /** Calls take pool connections again; the pinned one goes back to its pool once its calls are done. */
+  unpin(): void {
+    const client = this.pinned;
+    if (!client) return;
+    this.pinned = null;
+    void this.pinnedTail.then(() => this.giveBack(client));
+  }
+
+  private giveBack(client: pg.PoolClient, error?: Error): void {
+    if (this.held !== client) return;
+    this.held = null;
+    if (this.pinned === client) this.pinned = null;
+    // As pg-pool's own pool.query does: a connection whose call failed is not reused.
+    client.release(error);
+  }
+
+  private onPinned(client: pg.PoolClient, text: string, values?: unknown[]): Promise<{ rows: unknown[] }> {
+    const call = this.pinnedTail.then(async () => {
+      this.check();
+      // Given back after a failed call: this one takes a pool connection.
+      if (this.held !== client) return await this.onPool(text, values);
+      try {
+        return await this.guard(client, client.query(text, values));
+      } catch (error) {
+        this.giveBack(client, error as Error);
+        throw error;
+      }
+    });
+    this.pinnedTail = call.catch(() => {});
+    return call;
+  }
+
+  /** The pool as a Queryable whose every call runs on a connection of its own (or the pinned one), bounded. */
   pool(): Queryable {
-    const pool = this.db;
     return {
-      query: async (text: string, values?: unknown[]) => {
-        this.check();
-        // Waiting for a connection is not bounded: that wait is the budget's and the
-        // pool's (shared fairly), not this database's answer.
-        const client = await pool.connect();
-        let failed: Error | undefined;
+      query: (text: string, values?: unknown[]) => {
         try {
           this.check();
-          return await this.guard(client, client.query(text, values));
         } catch (error) {
-          failed = error as Error;
-          throw error;
-        } finally {
-          // As pg-pool's own pool.query does: a connection whose call failed is not reused.
-          client.release(failed);
+          return Promise.reject(error as Error);
         }
+        return this.pinned ? this.onPinned(this.pinned, text, values) : this.onPool(text, values);
       },
     };
+  }
+
+  private async onPool(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> {
+    // Waiting for a connection is not bounded: that wait is the budget's and the pool's
+    // (shared fairly), not this database's answer.
+    const client = await this.db.connect();
+    let failed: Error | undefined;
+    try {
+      this.check();
+      return await this.guard(client, client.query(text, values));
+    } catch (error) {
+      failed = error as Error;
+      throw error;
+    } finally {
+      // As pg-pool's own pool.query does: a connection whose call failed is not reused.
+      client.release(failed);
+    }
   }
 
   /** A checked-out connection (a transactional step's) as a Queryable whose calls are bounded. */

@@ -138,6 +138,7 @@ export class DatabaseWorker {
       kick,
       safetyPollMs: many?.safetyPollMs ?? null,
       claimed: (n) => this.telemetry.claimed(n),
+      holding: () => this.keeper.size > 0,
     });
     this.keeper = new LeaseKeeper(this.engine, this.db, config.leaseMs, config.heartbeatMs, (e) =>
       error(e, 'heartbeat'),
@@ -272,8 +273,24 @@ export class DatabaseWorker {
     return Math.max(0, target - this.kept.length);
   }
 
-  /** Subscribes to wake-ups and cancel hints (when allowed a listener) and starts claiming. */
-  async start(): Promise<void> {
+  /**
+   * Subscribes to wake-ups and cancel hints (when allowed a listener) and starts claiming.
+   * `connection` (many databases): a connection of this database's pool that the start's
+   * statements and its first claim run on, given back at the end (see CallDeadline.pin).
+   */
+  async start(connection: pg.PoolClient | null = null): Promise<void> {
+    if (connection) {
+      if (this.deadline) this.deadline.pin(connection);
+      else connection.release();
+    }
+    try {
+      await this.startOn();
+    } finally {
+      this.deadline?.unpin();
+    }
+  }
+
+  private async startOn(): Promise<void> {
     if (this.hub) {
       try {
         this.unsubscribeCancel = await this.hub.subscribe(this.engine.cancelChannel, (jobId) =>
@@ -293,6 +310,14 @@ export class DatabaseWorker {
     if (this.stopping) return;
     await this.fetcher.start();
     if (this.hub && this.fetcher.hasListener && !this.stopping) void this.checkListener(this.hub);
+    // Many databases: the first claim now, on the start's connection, rather than when the
+    // dispatcher comes round (by then that connection had often been closed for another
+    // database, and the claim paid for a new one). Claimed ahead, as the dispatcher would
+    // have (see probing); not while every slot is taken, as it would not either.
+    if (this.probing && !this.stopping && this.slots.free() > 0) {
+      this.startClaim(0);
+      await this.fetcher.settled();
+    }
   }
 
   /**

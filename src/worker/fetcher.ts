@@ -56,6 +56,8 @@ export interface FetcherDeps {
   safetyPollMs: (() => number) | null;
   /** A claim statement leased `n` units (metrics). */
   claimed(n: number): void;
+  /** True while the worker holds units of this database (their leases are among what is due). */
+  holding(): boolean;
 }
 
 /** Wake-ups and claims of one database. */
@@ -84,6 +86,12 @@ export class Fetcher {
    * time once the worker holds none.
    */
   private dueCheckPending = false;
+  /**
+   * The pending wake-up was set from a look-up made while this worker held units: what it
+   * found due may be those units' own leases, which their heartbeats push back or their
+   * reports end. Looked up again once the worker holds none (see noteIdle).
+   */
+  private wakeFromHeldLookup = false;
   private claimDone: Promise<void> = Promise.resolve();
   /** The last look-up of the next due time started without waiting for it (see stop). */
   private dueCheck: Promise<void> = Promise.resolve();
@@ -289,10 +297,20 @@ export class Fetcher {
     this.deps.kick();
   }
 
-  /** The worker holds no unit of this database any more: look up the next due time if a claim asked for it. */
+  /**
+   * The worker holds no unit of this database any more: look up the next due time if a
+   * claim asked for it, or if the pending wake-up came from a look-up that saw this
+   * worker's own leases. (Many databases: every quiet tenant woke a lease's length after
+   * its jobs were done, to claim nothing, often on a new connection.)
+   */
   noteIdle(): void {
-    if (this.dueCheckPending && !this.claiming && !this.moreWork && !this.stopping)
-      this.dueCheck = this.scheduleDueCheck();
+    if (this.claiming || this.moreWork || this.stopping) return;
+    if (this.wakeFromHeldLookup) {
+      this.wakeFromHeldLookup = false;
+      this.timer.clear();
+      this.dueCheckPending = true;
+    }
+    if (this.dueCheckPending) this.dueCheck = this.scheduleDueCheck();
   }
 
   /** A retry or "not yet" of this database is due at `at`: wake no later than that. */
@@ -316,6 +334,7 @@ export class Fetcher {
    */
   private async sleepUntilDue(): Promise<void> {
     const { engine, db, config, slots } = this.deps;
+    const holding = this.deps.holding();
     // With per-queue caps, a queue whose slots are all taken cannot claim now: its due work
     // is left out of the look-up (it read as "due now but not claimed", a retry every 50 ms,
     // two statements each, for as long as the queue stayed full), and the next freed slot
@@ -343,8 +362,15 @@ export class Fetcher {
       this.dueNowRetryMs = Math.min(this.dueNowRetryMs * 2, DUE_NOW_RETRY_MS.max);
     } else {
       ms = dueIn === null ? poll : Math.min(Math.ceil(dueIn) + 5, poll);
+      if (holding && ms < poll) this.wakeFromHeldLookup = true;
     }
     this.timer.wakeIn(ms);
+  }
+
+  /** Resolves when the claim under way, and the look-up of the next due time it started, are done. */
+  async settled(): Promise<void> {
+    await this.claimDone;
+    await this.dueCheck;
   }
 
   /** Stops claiming; a claim already sent hands its units back. Resolves when it has. */

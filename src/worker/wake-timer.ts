@@ -42,6 +42,13 @@ export class WakeTimer {
     return this.at;
   }
 
+  /** Cancels the pending wake-up (a later wakeAt sets one again). */
+  clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.at = Infinity;
+  }
+
   /** Cancels the pending wake-up for good. */
   stop(): void {
     this.stopped = true;

@@ -81,6 +81,8 @@ interface ManagedDatabase {
   unwatch: (() => void) | null;
   /** Its entry in the activity watch (rows this worker inserted itself are counted there). */
   watcher: ActivityWatcher | null;
+  /** The activity watch's last reading covered this database. */
+  watched: boolean;
   /** Engine calls that did not answer in time, in a row (see UNRESPONSIVE_MEMORY_MS), and the last one's time. */
   timeouts: number;
   lastTimeoutAt: number;
@@ -321,6 +323,7 @@ export class Worker {
       lastError: null,
       unwatch: null,
       watcher: null,
+      watched: false,
       timeouts: 0,
       lastTimeoutAt: 0,
     };
@@ -384,6 +387,9 @@ export class Worker {
     // Taken before any pool connection of this start (synchronously), so the pools of many
     // databases starting at once cannot crowd out every listener.
     if (!m.hasListenerPermit) m.hasListenerPermit = this.budget ? this.budget.tryAcquireListener() : true;
+    // Many databases: the whole start, up to its first claim, runs on one connection (see
+    // CallDeadline.pin); handed to the database's worker, which gives it back.
+    let startConnection: pg.PoolClient | null = null;
     try {
       const { connectionString } = m.pool.options as pg.PoolConfig;
       if (connectionString && parseConnectionUrl(connectionString)?.ambiguity === 'password') {
@@ -392,7 +398,8 @@ export class Worker {
             'node-postgres misreads: percent-encode it (/ is %2F, ? is %3F, # is %23)',
         );
       }
-      const { ready, name } = await this.engine.readiness(m.pool);
+      if (this.budget) startConnection = await m.pool.connect();
+      const { ready, name } = await this.engine.readiness(startConnection ?? m.pool);
       if (!ready) {
         throw new SchemaNotReadyError(
           `schema ${this.config.schema} has no up-to-date Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
@@ -402,9 +409,14 @@ export class Worker {
       if (watch) await this.watch(m, watch, name);
       if (this.gone(m)) return;
       const worker = this.databaseWorker(m);
+      // What the first reading said, before the worker existed: learnt later, it would read
+      // as the watch coming back and cost a claim.
+      worker.setWatched(m.watched);
       m.worker = worker;
       this.dispatcher.add(worker);
-      await worker.start();
+      const connection = startConnection;
+      startConnection = null;
+      await worker.start(connection);
       // A call of its start did not answer in time (its calls have failed at once since).
       if (worker.misbehaviour) throw worker.misbehaviour;
       m.state = 'up';
@@ -413,9 +425,14 @@ export class Worker {
       m.lastError = null;
       this.emit('database:up', { database: m.id, listening: worker.hasListener });
     } catch (error) {
+      startConnection?.release(error as Error);
+      startConnection = null;
       await this.windDown(m);
       if (throwOnFailure) throw error;
       this.retryLater(m, error as Error);
+    } finally {
+      // A start that ended early (the database removed, the worker stopping).
+      startConnection?.release();
     }
   }
 
@@ -424,6 +441,7 @@ export class Worker {
     m.unwatch?.();
     m.unwatch = null;
     m.watcher = null;
+    m.watched = false;
     if (m.worker) {
       this.dispatcher.remove(m.worker);
       await m.worker.stop().catch(() => {});
@@ -569,7 +587,10 @@ export class Worker {
       datname,
       config: m.pool.options as pg.ClientConfig,
       wake: () => m.worker?.wake(),
-      watched: (covered) => m.worker?.setWatched(covered),
+      watched: (covered) => {
+        m.watched = covered;
+        m.worker?.setWatched(covered);
+      },
       ownInserts: 0,
     };
     m.watcher = watcher;
@@ -590,6 +611,7 @@ export class Worker {
     m.unwatch?.();
     m.unwatch = null;
     m.watcher = null;
+    m.watched = false;
     this.databases.delete(m.id);
     if (m.worker) {
       await m.worker.stop();
