@@ -346,6 +346,7 @@ test('stepping-worker --help lists every option with its default from WORKER_DEF
     databasePoolSize: ['--pool-size', /with several databases: VALUE\)$/],
     maxConnections: ['--max-connections', /\(default: VALUE\)$/],
     idlePollMaxMs: ['--idle-poll-max', /\(default: VALUE\)$/],
+    startConcurrency: ['--start-concurrency', /\(default: VALUE\)$/],
     retentionMs: ['--retention', /\(default: VALUE\)$/],
     maintenanceIntervalMs: ['--maintenance-interval', /\(default: VALUE\)$/],
     registryHeartbeatMs: ['--registry-heartbeat', /\(default: VALUE\)$/],
@@ -450,6 +451,8 @@ test('stepping-worker options map onto WorkerOptions', () => {
       'b',
       '--max-connections',
       '20',
+      '--start-concurrency',
+      '8',
       '--idle-poll-max',
       '5s',
       '--call-timeout',
@@ -461,16 +464,18 @@ test('stepping-worker options map onto WorkerOptions', () => {
     databases: ['a', 'b'],
     concurrency: 10,
     maxConnections: 20,
+    startConcurrency: 8,
     idlePollMaxMs: 5000,
     callTimeoutMs: 2000,
   });
   for (const flag of [
     ['--max-connections', '20'],
+    ['--start-concurrency', '8'],
     ['--call-timeout', '2s'],
   ]) {
     assert.throws(
       () => parseWorkerArgs(['--steps', 'x.js', ...flag], { DATABASE_URL: 'u' }),
-      /--max-connections, --idle-poll-max and --call-timeout need several databases/,
+      /--max-connections, --start-concurrency, --idle-poll-max and --call-timeout need several databases/,
     );
   }
 });

@@ -66,7 +66,10 @@ export interface ManyDatabasesResult {
   /** From the started line until the hot tenant's last job finished. */
   hotDoneMs: number;
   jobsPerSecond: number;
-  /** The hot tenant's jobs/s while the quiet tenants drained, and alone (same worker, only the hot tenant). */
+  /**
+   * The hot tenant's jobs/s while the quiet tenants drained (until the first of the two was
+   * done), and alone (same worker, only the hot tenant).
+   */
   hotJobsPerSecondWhileQuiet: number;
   hotAloneJobsPerSecond: number;
   peakConnections: number;
@@ -429,7 +432,10 @@ export async function manyDatabasesScenario(
       hotDoneWhenQuietDone,
       hotDoneMs: hotLast - w.startedAt,
       jobsPerSecond: (total * 1000) / (allDone - w.startedAt),
-      hotJobsPerSecondWhileQuiet: (hotDoneWhenQuietDone * 1000) / Math.max(1, quietLast - w.startedAt),
+      // Over the time both ran: a hot tenant done before the quiet ones is measured until
+      // its last job, not diluted by the time after it.
+      hotJobsPerSecondWhileQuiet:
+        (hotDoneWhenQuietDone * 1000) / Math.max(1, Math.min(quietLast, hotLast) - w.startedAt),
       hotAloneJobsPerSecond,
       peakConnections,
       newConnectionsPerSecondUnderLoad: (counters1.sessions - counters0.sessions) / loadSeconds,

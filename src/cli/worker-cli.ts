@@ -39,6 +39,7 @@ const OPTIONS = {
   databases: { type: 'string' },
   'max-connections': { type: 'string' },
   'idle-poll-max': { type: 'string' },
+  'start-concurrency': { type: 'string' },
   'call-timeout': { type: 'string' },
   retention: { type: 'string' },
   'maintenance-interval': { type: 'string' },
@@ -71,6 +72,8 @@ Options:
   --databases <list>      serve many databases: url,url,... or a file with one url (or
                           id=url) per line, re-read every 30 s (tenants come and go)
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
+  --start-concurrency <n>
+                          several databases: most databases starting at once (default: ${d.startConcurrency})
   --idle-poll-max <ms>    several databases: longest poll interval of an idle database
                           without a listener (default: ${d.idlePollMaxMs})
   --call-timeout <ms>     several databases: longest wait for one engine call; past it the
@@ -168,9 +171,18 @@ export function parseWorkerArgs(
   const registryHeartbeatMs = ms('--registry-heartbeat', values['registry-heartbeat']);
   const poolSize = int('--pool-size', values['pool-size'], 1000);
   const maxConnections = int('--max-connections', values['max-connections'], 100_000);
+  const startConcurrency = int('--start-concurrency', values['start-concurrency'], 10_000);
   const many = fromList !== undefined || urls.length > 1;
-  if (!many && (maxConnections !== undefined || idlePollMaxMs !== undefined || callTimeoutMs !== undefined)) {
-    throw new UsageError('--max-connections, --idle-poll-max and --call-timeout need several databases');
+  if (
+    !many &&
+    (maxConnections !== undefined ||
+      startConcurrency !== undefined ||
+      idlePollMaxMs !== undefined ||
+      callTimeoutMs !== undefined)
+  ) {
+    throw new UsageError(
+      '--max-connections, --start-concurrency, --idle-poll-max and --call-timeout need several databases',
+    );
   }
   const databases =
     listArg !== undefined && !listArg.includes('://')
@@ -192,6 +204,7 @@ export function parseWorkerArgs(
       ...(gracefulStopMs !== undefined ? { gracefulStopMs } : {}),
       ...(poolSize !== undefined ? { poolSize } : {}),
       ...(maxConnections !== undefined ? { maxConnections } : {}),
+      ...(startConcurrency !== undefined ? { startConcurrency } : {}),
       ...(idlePollMaxMs !== undefined ? { idlePollMaxMs } : {}),
       ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}),
       ...(retention !== undefined ? { retention } : {}),

@@ -56,6 +56,12 @@ export interface WorkerOptions {
   /** Multi-database mode: a database without a listener is polled at most this far apart when idle. */
   idlePollMaxMs?: number;
   /**
+   * Multi-database mode: most databases starting at once (checking their schema,
+   * registering, first claim). A start is a new server process and a few statements: more
+   * at once than the server has cores only crowds out the databases already at work.
+   */
+  startConcurrency?: number;
+  /**
    * Multi-database mode: longest wait for one engine call (claim, report, heartbeat,
    * registry, schedules) in a database. Past it the call's connection is closed and the
    * database is set aside with a growing backoff, like one that is down, so a database
@@ -125,6 +131,7 @@ export const WORKER_DEFAULTS = {
   databasePoolSize: 4,
   maxConnections: 100,
   idlePollMaxMs: 30000,
+  startConcurrency: 4,
   callTimeoutMs: 30000,
   retentionMs: DEFAULT_RETENTION_MS,
   maintenanceIntervalMs: DEFAULT_MAINTENANCE_INTERVAL_MS,
@@ -152,6 +159,7 @@ export interface WorkerConfig {
   poolSize: number;
   maxConnections: number;
   idlePollMaxMs: number;
+  startConcurrency: number;
   callTimeoutMs: number;
   workerId: string;
   /** 0: no pruning. */
@@ -260,6 +268,7 @@ export function resolveWorkerConfig(options: WorkerOptions): WorkerConfig {
     ),
     maxConnections: defaulted('maxConnections', 2, 100_000),
     idlePollMaxMs: defaulted('idlePollMaxMs', 10, 86_400_000),
+    startConcurrency: defaulted('startConcurrency', 1, 10_000),
     callTimeoutMs: defaulted('callTimeoutMs', 100, 86_400_000),
     workerId: checkWorkerId(
       options.workerId ?? `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,

@@ -37,6 +37,7 @@ import { Dispatcher } from './dispatcher.js';
 import { asError } from './error-record.js';
 import type { WorkerEventMap, WorkerEventName } from './events.js';
 import { resolveWorkerConfig, type WorkerConfig, type WorkerOptions } from './options.js';
+import { Permits } from './permits.js';
 import { Slots } from './slots.js';
 
 /**
@@ -118,6 +119,8 @@ export class Worker {
   private readonly databases = new Map<string, ManagedDatabase>();
   /** Where the databases come from; a given pool is its own single source. */
   private readonly source: DatabaseSource | { pool: pg.Pool };
+  /** Many databases: the databases starting now (at most startConcurrency); null: one database. */
+  private readonly starts: Permits | null;
   /** The connection budget of `databases` mode; null: one database, unbounded. */
   private readonly budget: ConnectionBudget | null;
   /** listenConnectionString given with a pool. */
@@ -144,9 +147,11 @@ export class Worker {
     if (options.databases !== undefined) {
       this.source = options.databases;
       this.budget = new ConnectionBudget(this.config.maxConnections);
+      this.starts = new Permits(this.config.startConcurrency);
     } else if (options.pool) {
       this.source = { pool: options.pool };
       this.budget = null;
+      this.starts = null;
     } else {
       const connectionString = options.connectionString ?? process.env.DATABASE_URL;
       if (!connectionString)
@@ -157,6 +162,7 @@ export class Worker {
           : connectionString,
       ];
       this.budget = null;
+      this.starts = null;
     }
     if (options.databases !== undefined && options.listenConnectionString !== undefined) {
       throw new ConfigError(
@@ -390,6 +396,7 @@ export class Worker {
     // Many databases: the whole start, up to its first claim, runs on one connection (see
     // CallDeadline.pin); handed to the database's worker, which gives it back.
     let startConnection: pg.PoolClient | null = null;
+    let endStart: (() => void) | null = null;
     try {
       const { connectionString } = m.pool.options as pg.PoolConfig;
       if (connectionString && parseConnectionUrl(connectionString)?.ambiguity === 'password') {
@@ -397,6 +404,10 @@ export class Worker {
           `the password in this database's connection string holds an unencoded "/", "?" or "#", which ` +
             'node-postgres misreads: percent-encode it (/ is %2F, ? is %3F, # is %23)',
         );
+      }
+      if (this.starts) {
+        endStart = await this.starts.acquire();
+        if (this.gone(m)) return;
       }
       if (this.budget) startConnection = await m.pool.connect();
       const { ready, name } = await this.engine.readiness(startConnection ?? m.pool);
@@ -433,6 +444,7 @@ export class Worker {
     } finally {
       // A start that ended early (the database removed, the worker stopping).
       startConnection?.release();
+      endStart?.();
     }
   }
 
