@@ -436,6 +436,8 @@ export class Worker {
       m.lastError = null;
       this.emit('database:up', { database: m.id, listening: worker.hasListener });
     } catch (error) {
+      // Before winding down, which may wait for units in flight: other databases may start.
+      endStart?.();
       startConnection?.release(error as Error);
       startConnection = null;
       await this.windDown(m);
