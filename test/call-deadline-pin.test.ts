@@ -56,12 +56,19 @@ test('unpin while calls are in flight: they finish on the pinned connection, whi
   const client = await pool.connect();
   const pinnedPid = await pidOf(client);
   deadline.pin(client);
-  const inFlight = [pidOf(db, 0.2), pidOf(db, 0)];
+  // The first pinned call waits for a lock the test holds: it is in flight until released.
+  const blocker = await h.client();
+  await blocker.query('SELECT pg_advisory_lock(4242)');
+  const locked = db
+    .query('SELECT pg_backend_pid() AS pid, pg_advisory_lock(4242), pg_advisory_unlock(4242)')
+    .then(({ rows }) => (rows[0] as { pid: number }).pid);
+  const inFlight = [locked, pidOf(db)];
   deadline.unpin();
   // Sent after unpin: a pool connection (the pinned one is still checked out).
   const after = await pidOf(db);
   assert.notEqual(after, pinnedPid, 'a call after unpin took a pool connection');
   assert.equal(pool.idleCount, 1, 'that one is idle again; the pinned one is still busy');
+  await blocker.query('SELECT pg_advisory_unlock(4242)');
   assert.deepEqual(
     await Promise.all(inFlight),
     [pinnedPid, pinnedPid],

@@ -20,15 +20,20 @@ test('after its jobs are done, a tenant makes no claim when the leases it held w
   // Counts the engine calls of this process's worker (the database is not mocked: the
   // calls run as usual).
   const calls = { claim: 0, due: 0 };
+  let inFlight = 0;
+  const counted = <T>(call: Promise<T>): Promise<T> => {
+    inFlight++;
+    return call.finally(() => inFlight--);
+  };
   const claim = Engine.prototype.claim;
   const nextDueInMs = Engine.prototype.nextDueInMs;
   Engine.prototype.claim = function (this: Engine, ...args: Parameters<Engine['claim']>) {
     calls.claim++;
-    return claim.apply(this, args);
+    return counted(claim.apply(this, args));
   };
   Engine.prototype.nextDueInMs = function (this: Engine, ...args: Parameters<Engine['nextDueInMs']>) {
     calls.due++;
-    return nextDueInMs.apply(this, args);
+    return counted(nextDueInMs.apply(this, args));
   };
   t.after(() => {
     Engine.prototype.claim = claim;
@@ -60,9 +65,10 @@ test('after its jobs are done, a tenant makes no claim when the leases it held w
     20_000,
     'the three jobs done',
   );
-  // The worker's look-ups after its last report, then nothing for over two lease lengths.
-  await eventually(() => w.running === 0, 10_000, 'no unit held');
-  await new Promise((r) => setTimeout(r, 300));
+  // The worker's look-up after its last report is sent as the last unit is let go (in the
+  // same turn): once none is held and no call is in flight, nothing more should come for
+  // over two lease lengths.
+  await eventually(() => w.running === 0 && inFlight === 0, 10_000, 'no unit held, no call in flight');
   const settled = { ...calls };
   await new Promise((r) => setTimeout(r, 2 * leaseMs + 500));
   assert.deepEqual(calls, settled, `no claim or look-up after the work (before: ${JSON.stringify(settled)})`);

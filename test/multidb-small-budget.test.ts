@@ -239,5 +239,7 @@ test('at most startConcurrency databases start at once; the others start as thos
   );
   await withTimeout(w.stop(), 15_000, 'stop()');
   assert.equal(up.length, tenants.length, 'every database came up');
-  assert.equal(peak, 2, 'two databases started at once, never more');
+  // (Exactly 2 in practice; a start that happened to end before the next began would make
+  // it 1 without anything being wrong.)
+  assert.ok(peak <= 2, `${peak} databases started at once, over startConcurrency 2`);
 });
