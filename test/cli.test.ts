@@ -347,6 +347,7 @@ test('stepping-worker --help lists every option with its default from WORKER_DEF
     maxConnections: ['--max-connections', /\(default: VALUE\)$/],
     idlePollMaxMs: ['--idle-poll-max', /\(default: VALUE\)$/],
     startConcurrency: ['--start-concurrency', /\(default: VALUE\)$/],
+    startBurst: ['--start-burst', /\(default: VALUE\)$/],
     retentionMs: ['--retention', /\(default: VALUE\)$/],
     maintenanceIntervalMs: ['--maintenance-interval', /\(default: VALUE\)$/],
     registryHeartbeatMs: ['--registry-heartbeat', /\(default: VALUE\)$/],
@@ -453,6 +454,8 @@ test('stepping-worker options map onto WorkerOptions', () => {
       '20',
       '--start-concurrency',
       '8',
+      '--start-burst',
+      '0',
       '--idle-poll-max',
       '5s',
       '--call-timeout',
@@ -465,17 +468,19 @@ test('stepping-worker options map onto WorkerOptions', () => {
     concurrency: 10,
     maxConnections: 20,
     startConcurrency: 8,
+    startBurst: 0,
     idlePollMaxMs: 5000,
     callTimeoutMs: 2000,
   });
   for (const flag of [
     ['--max-connections', '20'],
     ['--start-concurrency', '8'],
+    ['--start-burst', '2'],
     ['--call-timeout', '2s'],
   ]) {
     assert.throws(
       () => parseWorkerArgs(['--steps', 'x.js', ...flag], { DATABASE_URL: 'u' }),
-      /--max-connections, --start-concurrency, --idle-poll-max and --call-timeout need several databases/,
+      /--max-connections, --start-concurrency, --start-burst, --idle-poll-max and --call-timeout need several databases/,
     );
   }
 });

@@ -224,6 +224,7 @@ test('at most startConcurrency databases start at once; the others start as thos
     databases: tenants.map((d) => ({ id: d.name, connectionString: d.url })),
     steps: [noop],
     startConcurrency: 2,
+    startBurst: 0,
   });
   workers.push(w);
   const up: string[] = [];
@@ -242,4 +243,51 @@ test('at most startConcurrency databases start at once; the others start as thos
   // (Exactly 2 in practice; a start that happened to end before the next began would make
   // it 1 without anything being wrong.)
   assert.ok(peak <= 2, `${peak} databases started at once, over startConcurrency 2`);
+});
+
+test('startBurst: that many more of the databases listed at start start at once, then startConcurrency holds', async (t) => {
+  // Twenty tenants four at a time took five rounds of starts behind a hot tenant's handlers
+  // (the quiet ones done after 1,400 to 5,700 of its jobs; at once: after 0 to 360).
+  const tenants = await Promise.all(
+    [0, 1, 2, 3, 4, 5].map((i) => createTestDatabase(`small_budget_burst_${i}`)),
+  );
+  const readiness = Engine.prototype.readiness;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let arrived = 0;
+  let starting = 0;
+  const startingAtEach: number[] = [];
+  Engine.prototype.readiness = async function (this: Engine, ...args: Parameters<Engine['readiness']>) {
+    arrived++;
+    starting++;
+    startingAtEach.push(starting);
+    // Every start waits here until the test has seen the burst.
+    await gate;
+    return readiness.apply(this, args);
+  };
+  t.after(() => {
+    Engine.prototype.readiness = readiness;
+    open();
+  });
+  for (const d of tenants) await enqueue(d.url, 1);
+  const w = createWorker({
+    databases: tenants.map((d) => ({ id: d.name, connectionString: d.url })),
+    steps: [noop],
+    startConcurrency: 1,
+    startBurst: 2,
+  });
+  workers.push(w);
+  w.on('database:up', () => starting--);
+  await w.start();
+  await eventually(() => arrived === 3, 30_000, 'three databases (1 + a burst of 2) starting at once');
+  open();
+  await eventually(
+    async () => (await Promise.all(tenants.map((d) => unfinished(d.url)))).every((n) => n === 0),
+    30_000,
+    'every job done',
+  );
+  await withTimeout(w.stop(), 15_000, 'stop()');
+  assert.equal(arrived, tenants.length);
+  assert.deepEqual(startingAtEach.slice(0, 3), [1, 2, 3], 'the burst');
+  assert.deepEqual(startingAtEach.slice(3), [1, 1, 1], 'after the burst, one at a time (startConcurrency 1)');
 });

@@ -40,6 +40,7 @@ const OPTIONS = {
   'max-connections': { type: 'string' },
   'idle-poll-max': { type: 'string' },
   'start-concurrency': { type: 'string' },
+  'start-burst': { type: 'string' },
   'call-timeout': { type: 'string' },
   retention: { type: 'string' },
   'maintenance-interval': { type: 'string' },
@@ -74,6 +75,8 @@ Options:
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
   --start-concurrency <n>
                           several databases: most databases starting at once (default: ${d.startConcurrency})
+  --start-burst <n>       several databases: how many more of those listed at start may
+                          start at once, beyond --start-concurrency (default: ${d.startBurst})
   --idle-poll-max <ms>    several databases: longest poll interval of an idle database
                           without a listener (default: ${d.idlePollMaxMs})
   --call-timeout <ms>     several databases: longest wait for one engine call; past it the
@@ -172,16 +175,21 @@ export function parseWorkerArgs(
   const poolSize = int('--pool-size', values['pool-size'], 1000);
   const maxConnections = int('--max-connections', values['max-connections'], 100_000);
   const startConcurrency = int('--start-concurrency', values['start-concurrency'], 10_000);
+  const startBurst =
+    values['start-burst'] === undefined
+      ? undefined
+      : parseInteger('--start-burst', values['start-burst'], 0, 100_000);
   const many = fromList !== undefined || urls.length > 1;
   if (
     !many &&
     (maxConnections !== undefined ||
       startConcurrency !== undefined ||
+      startBurst !== undefined ||
       idlePollMaxMs !== undefined ||
       callTimeoutMs !== undefined)
   ) {
     throw new UsageError(
-      '--max-connections, --start-concurrency, --idle-poll-max and --call-timeout need several databases',
+      '--max-connections, --start-concurrency, --start-burst, --idle-poll-max and --call-timeout need several databases',
     );
   }
   const databases =
@@ -205,6 +213,7 @@ export function parseWorkerArgs(
       ...(poolSize !== undefined ? { poolSize } : {}),
       ...(maxConnections !== undefined ? { maxConnections } : {}),
       ...(startConcurrency !== undefined ? { startConcurrency } : {}),
+      ...(startBurst !== undefined ? { startBurst } : {}),
       ...(idlePollMaxMs !== undefined ? { idlePollMaxMs } : {}),
       ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}),
       ...(retention !== undefined ? { retention } : {}),

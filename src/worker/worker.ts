@@ -119,7 +119,7 @@ export class Worker {
   private readonly databases = new Map<string, ManagedDatabase>();
   /** Where the databases come from; a given pool is its own single source. */
   private readonly source: DatabaseSource | { pool: pg.Pool };
-  /** Many databases: the databases starting now (at most startConcurrency); null: one database. */
+  /** Many databases: the databases starting now (startConcurrency, plus startBurst at start); null: one database. */
   private readonly starts: Permits | null;
   /** The connection budget of `databases` mode; null: one database, unbounded. */
   private readonly budget: ConnectionBudget | null;
@@ -147,7 +147,7 @@ export class Worker {
     if (options.databases !== undefined) {
       this.source = options.databases;
       this.budget = new ConnectionBudget(this.config.maxConnections);
-      this.starts = new Permits(this.config.startConcurrency);
+      this.starts = new Permits(this.config.startConcurrency, this.config.startBurst);
     } else if (options.pool) {
       this.source = { pool: options.pool };
       this.budget = null;
@@ -272,6 +272,8 @@ export class Worker {
       return;
     }
     await this.refresh();
+    // The burst is for the databases listed at start (see startBurst).
+    this.starts?.endBurst();
     if (isDynamic(this.source)) {
       let refreshing = false;
       this.refreshTimer = setInterval(() => {
