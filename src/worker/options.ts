@@ -63,9 +63,9 @@ export interface WorkerOptions {
   startConcurrency?: number;
   /**
    * Multi-database mode: at the worker's start, this many more of the listed databases may
-   * start at once, beyond startConcurrency (then startConcurrency holds). Twenty tenants
-   * start about as fast at once as four at a time would take for five; thousands at once
-   * would crowd out the databases at work for as long as they start.
+   * start at once, beyond startConcurrency (then startConcurrency holds). A few tenants
+   * starting together are up sooner than in rounds of four; thousands at once would crowd
+   * out the databases at work for as long as they start.
    */
   startBurst?: number;
   /**
