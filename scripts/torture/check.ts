@@ -596,9 +596,12 @@ export function checkResume(
       fig.firstCompletion[db.name] = Number.isFinite(first) ? Math.round(first - u.answeredAt) : null;
       for (const p of inputs.processes) {
         if (!p.databases.includes(db.name)) continue;
-        // Lived through the unavailability and the resume window, and was not signalled meanwhile.
+        // Lived through the unavailability as a started worker (one still loading its code
+        // when the server went away is not resuming), and through the resume window, and was
+        // not signalled meanwhile.
         const windowEnd = u.answeredAt + inputs.resumeLimitMs;
-        if (p.startedAt > u.from || (p.exitedAt !== null && p.exitedAt < windowEnd)) continue;
+        if (p.readyAt === null || p.readyAt > u.from || (p.exitedAt !== null && p.exitedAt < windowEnd))
+          continue;
         if (inputs.signals.some((s) => s.pid === p.pid && s.at < windowEnd)) continue;
         const s = firstStart.get(p.pid);
         const delay = s === undefined ? null : Math.round(s - u.answeredAt);

@@ -56,7 +56,10 @@ export interface ProcessRecord {
   worker: string;
   pid: number;
   databases: readonly string[];
+  /** When it was spawned. */
   startedAt: number;
+  /** When it printed its "started worker" line (null: not yet); loading its code takes seconds under load. */
+  readyAt: number | null;
   exitedAt: number | null;
   exit: string | null;
   stepsStarted: number;
@@ -208,6 +211,7 @@ export class Fleet {
       pid: child.pid!,
       databases: slot.databases,
       startedAt: Date.now(),
+      readyAt: null,
       exitedAt: null,
       exit: null,
       stepsStarted: 0,
@@ -248,6 +252,7 @@ export class Fleet {
       }
       if (line.includes(' started worker ')) {
         record.started = true;
+        record.readyAt = Date.now();
         announce();
       }
     });
