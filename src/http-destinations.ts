@@ -10,9 +10,10 @@ import dns from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 
 import { InvalidArgumentError } from './errors.js';
+import { undici } from './lazy-undici.js';
 
 /** Options of createHttpStep: where its requests may go. */
 export interface HttpDestinationOptions {
@@ -145,7 +146,9 @@ export class HttpDestinationPolicy {
         this.exact.add(host);
       }
     }
-    this.dispatcher = this.denyPrivate ? new Agent({ connect: { lookup: publicOnlyLookup } }) : null;
+    this.dispatcher = this.denyPrivate
+      ? new (undici().Agent)({ connect: { lookup: publicOnlyLookup } })
+      : null;
   }
 
   /** Throws HttpDestinationError when a request to `url` may not be sent. */

@@ -11,7 +11,7 @@
  * the step's abort signal, at most ERROR_BODY_READ_BYTES of it, and its Retry-After is
  * clamped.
  */
-import { fetch as undiciFetch, Request as UndiciRequest } from 'undici';
+import type { Request as UndiciRequest } from 'undici';
 
 import { EnqueueValidationError, PermanentError } from './errors.js';
 import {
@@ -19,6 +19,7 @@ import {
   type HttpDestinationOptions,
   HttpDestinationPolicy,
 } from './http-destinations.js';
+import { undici } from './lazy-undici.js';
 import { MAX_INT, MAX_RETRY_LATER_MS } from './limits.js';
 import { MASK, maskConnectionString } from './redact.js';
 import { defineStep, type StepCallOptions, type StepContext, type StepDefinition } from './steps.js';
@@ -452,8 +453,9 @@ const GLOBAL_FETCH: Transport = { Request, fetch: (request) => fetch(request) };
 function policyTransport(policy: HttpDestinationPolicy): Transport {
   const dispatcher = policy.dispatcher;
   if (!dispatcher) return GLOBAL_FETCH;
+  const { fetch: undiciFetch, Request: UndiciRequestClass } = undici();
   return {
-    Request: UndiciRequest as unknown as typeof Request,
+    Request: UndiciRequestClass as unknown as typeof Request,
     fetch: (request) =>
       undiciFetch(request as unknown as UndiciRequest, { dispatcher }) as unknown as Promise<Response>,
   };
