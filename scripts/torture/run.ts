@@ -5,12 +5,15 @@
  * schedule; after a quiet drain it checks every job against the handlers' ledger and
  * prints the figures and every violation. Exit code 1 on any violation.
  */
+import { rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import pg from 'pg';
 
 import { createStepping } from '../../src/index.js';
+import { compileForTests } from '../../test/support/compile.js';
 import {
   checkDatabase,
   type CheckInputs,
@@ -28,6 +31,8 @@ import { produce, ProducerDatabase, ProducerGate } from './producer.js';
 import { LEDGER_DDL } from './protocol.js';
 import { faultCounts, printSummary, type Summary } from './report.js';
 import { buildSchedule, describeFault } from './schedule.js';
+
+const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 const DATABASES = ['torture_a', 'torture_b'] as const;
 /** Extra time a graceful stop may take beyond gracefulStopMs before it counts as hung. */
@@ -125,14 +130,23 @@ async function main(o: TortureOptions): Promise<number> {
     });
   }
   const producers: ProducerDatabase[] = [];
+  let compiledTree: string | null = null;
   try {
     const urls = await prepareDatabases(server);
     log(`databases ${DATABASES.join(', ')} created and migrated`);
     let spooled = 0;
     const spoolDir = path.join(server.dir, 'spool');
     await mkdir(spoolDir);
+    compiledTree = await compileForTests(projectRoot);
     fleet = new Fleet(
-      { concurrency: o.concurrency, leaseMs: o.leaseMs, gracefulStopMs: o.gracefulStopMs, urls, spoolDir },
+      {
+        concurrency: o.concurrency,
+        leaseMs: o.leaseMs,
+        gracefulStopMs: o.gracefulStopMs,
+        urls,
+        spoolDir,
+        compiledTree,
+      },
       workerLayout,
       log,
     );
@@ -282,6 +296,7 @@ async function main(o: TortureOptions): Promise<number> {
   } finally {
     for (const p of producers) await p.close();
     fleet?.killAllNow();
+    if (compiledTree) rmSync(compiledTree, { recursive: true, force: true });
     if (!destroyed) {
       destroyed = true;
       await server.destroy(o.keep).catch(() => server.destroySync(o.keep));
