@@ -39,6 +39,35 @@ test('NOTIFY wakes an idle worker whose poll interval is 10 minutes', async (t) 
   }
 });
 
+test('a worker given a pool with libpq options (-c ...) listens: NOTIFY wakes it', async (t) => {
+  // The LISTEN connection took the pool config's `options` (here a libpq options string)
+  // for a pool's own config, and connected without a user: the worker fell back to polling.
+  const pool = new pg.Pool({ connectionString: h.url, options: '-c statement_timeout=60000' });
+  const ran = new Map<string, number>();
+  const step = defineStep('notify.options', async (_args: unknown, ctx) => {
+    ran.set(ctx.jobId, Date.now());
+  });
+  const listenErrors: string[] = [];
+  const worker = createWorker({ pool, steps: [step], pollIntervalMs: POLL, leaseMs: POLL });
+  worker.on('error', (e) => listenErrors.push(`${e.during}: ${e.error.message}`));
+  t.after(async () => {
+    await worker.stop();
+    await pool.end();
+  });
+  await worker.start();
+  assert.deepEqual(
+    worker.databaseStates().map((d) => d.listening),
+    [true],
+  );
+  const first = await h.stepping.enqueue([step({})]);
+  assert.equal((await h.stepping.waitForJob(first, { timeoutMs: PROMPT_MS })).status, 'succeeded');
+  const enqueuedAt = Date.now();
+  const id = await h.stepping.enqueue([step({})]);
+  assert.equal((await h.stepping.waitForJob(id, { timeoutMs: PROMPT_MS })).status, 'succeeded');
+  assert.ok(ran.get(id)! - enqueuedAt < PROMPT_MS, `ran ${ran.get(id)! - enqueuedAt} ms after enqueue`);
+  assert.deepEqual(listenErrors, []);
+});
+
 test('a job scheduled 300 ms ahead runs when due, not before, without waiting for the poll', async (t) => {
   const startedAt = new Map<string, number>();
   const step = defineStep('notify.scheduled', async (_args: unknown, ctx) => {

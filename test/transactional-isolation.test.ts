@@ -69,7 +69,6 @@ test('without isolation a transactional step runs in READ COMMITTED whatever the
     connectionString: h.url,
     options: '-c default_transaction_isolation=serializable',
   });
-  t.after(() => pool.end());
   const step = defineStep(
     'iso.default',
     async (_args: unknown, ctx) => {
@@ -82,8 +81,13 @@ test('without isolation a transactional step runs in READ COMMITTED whatever the
     { transactional: true, maxAttempts: 1 },
   );
   const worker = createWorker({ pool, steps: [step], leaseMs: 1500 });
+  // The worker first: with the pool ended under it, its heartbeat failed ("Cannot use a
+  // pool after calling end on the pool"), and the log said so.
+  t.after(async () => {
+    await worker.stop();
+    await pool.end();
+  });
   await worker.start();
-  t.after(() => worker.stop());
   const id = await h.stepping.enqueue([step({})]);
   const final = await h.stepping.waitForJob(id, { timeoutMs: 20_000 });
   assert.equal(final.status, 'succeeded', JSON.stringify(await h.stepping.steps(id)));

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 
 import type pg from 'pg';
 
+import { connectionConfig } from './connection-config.js';
 import type { NotificationHub } from './notifications.js';
 import type { Queryable } from './queryable.js';
 
@@ -136,7 +137,7 @@ export class ListenCheck {
  * credentials. Unknown parts are left out.
  */
 export function describeConnection(source: pg.Pool | pg.ClientConfig): string {
-  const config = (source as { options?: pg.ClientConfig }).options ?? (source as pg.ClientConfig);
+  const config = connectionConfig(source);
   let host = config.host;
   let port = config.port === undefined ? undefined : String(config.port);
   let database = config.database;

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 
 import { SteppingError } from '../errors.js';
+import { connectionConfig } from './connection-config.js';
 import { ListenConnection } from './listen-connection.js';
 
 type Handler = (payload: string) => void;
@@ -33,8 +34,7 @@ export class NotificationHub {
   constructor(private readonly source: pg.Pool | pg.ClientConfig) {}
 
   private config(): pg.ClientConfig {
-    const s = this.source as { options?: pg.ClientConfig };
-    return s.options ?? (this.source as pg.ClientConfig);
+    return connectionConfig(this.source);
   }
 
   private async connect(): Promise<ListenConnection> {
