@@ -1,7 +1,9 @@
 /**
- * The worker fleet: `stepping-worker` child processes (the real bin, from a tree compiled
- * for the run, or through tsx) serving the torture steps module, some on one database, some on both. Kills (SIGKILL),
- * graceful stops (SIGTERM) and restarts are recorded with their times; each child's log
+ * The worker fleet: `stepping-worker` child processes (the real bin, from the project
+ * compiled for the run to plain JavaScript: loading tsx cost each start about 1 s of CPU
+ * on the cores the server and the other workers need while resumes are judged by the
+ * second) serving the torture steps module, some on one database, some on both. Kills
+ * (SIGKILL), graceful stops (SIGTERM) and restarts are recorded with their times; each child's log
  * is parsed for the results the engine accepted (step succeeded / failed) or rejected
  * (lease lost), which the checks compare with the ledger.
  */
@@ -14,28 +16,6 @@ import { LEDGER_URLS_ENV, SPOOL_DIR_ENV, STALL_MARK, WORKER_LABEL_ENV } from './
 
 const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-/**
- * Node's arguments to start the bin with the torture steps: from `compiledTree` (the
- * project compiled to plain JavaScript, see test/support/compile.ts) on plain node, else
- * from the sources through tsx. Loading tsx cost each start about 1 s of CPU, on the two
- * cores the server and the other workers need while faults are judged by the second.
- */
-function workerCommand(compiledTree: string | null): string[] {
-  return compiledTree
-    ? [
-        path.join(compiledTree, 'src/cli/stepping-worker.js'),
-        '--steps',
-        path.join(compiledTree, 'scripts/torture/steps.js'),
-      ]
-    : [
-        '--import',
-        'tsx',
-        path.join(projectRoot, 'src/cli/stepping-worker.ts'),
-        '--steps',
-        path.join(projectRoot, 'scripts/torture/steps.ts'),
-      ];
-}
-
 /** Settings shared by every worker. */
 export interface FleetOptions {
   concurrency: number;
@@ -45,8 +25,8 @@ export interface FleetOptions {
   urls: Readonly<Record<string, string>>;
   /** Where workers spool ledger rows the database could not take. */
   spoolDir: string;
-  /** The project compiled for this run (null: the workers load the sources through tsx). */
-  compiledTree: string | null;
+  /** The project compiled for this run (see test/support/compile.ts). */
+  compiledTree: string;
 }
 
 /** What a worker's log says the engine did with one result. */
@@ -200,7 +180,9 @@ export class Fleet {
     clearTimeout(slot.retry);
     slot.retry = undefined;
     const args = [
-      ...workerCommand(this.options.compiledTree),
+      path.join(this.options.compiledTree, 'src/cli/stepping-worker.js'),
+      '--steps',
+      path.join(this.options.compiledTree, 'scripts/torture/steps.js'),
       '--concurrency',
       String(this.options.concurrency),
       '--lease',
