@@ -454,3 +454,43 @@ test('an activity watch closed while a database was starting takes no watcher: n
   assert.equal(watch.size, 0);
   unwatch();
 });
+
+test('a database leaving the activity watch while a reading runs: the connection ends after the reading, and no error is reported', async () => {
+  // Before, the watch ended its connection at once when the database it was connected to
+  // left (a worker stopping winds its databases down one by one), under a reading in
+  // flight, and reported that reading's failure ("Connection terminated") as an error.
+  const { url, name } = await createTestDatabase('mtwatch');
+  const errors: string[] = [];
+  const watch = new ActivityWatch(null, (error) => errors.push(error.message));
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let reading: () => void = () => {};
+  const readingStarted = new Promise<void>((resolve) => (reading = resolve));
+  const query = pg.Client.prototype.query;
+  // Holds the watch's reading until the database has left.
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    if (typeof args[0] === 'string' && args[0].includes('pg_stat_database')) {
+      reading();
+      return gate.then(() => (query as (...a: unknown[]) => unknown).apply(this, args));
+    }
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query;
+  try {
+    const unwatch = watch.add({
+      datname: name,
+      config: { connectionString: url },
+      wake: () => {},
+      watched: () => {},
+      ownInserts: 0,
+    });
+    const look = watch.firstLook();
+    await readingStarted;
+    unwatch();
+    release();
+    await look;
+  } finally {
+    pg.Client.prototype.query = query;
+    await watch.close();
+  }
+  assert.deepEqual(errors, []);
+});

@@ -85,7 +85,9 @@ export class ActivityWatch {
     return () => {
       this.watchers.delete(watcher);
       if (![...this.watchers].some((w) => w.datname === watcher.datname)) this.seen.delete(watcher.datname);
-      if (this.watchers.size === 0 || this.host === watcher) void this.shutdown();
+      // A reading in flight shuts down when it ends (see tick): ended under it, its
+      // connection failed the reading, which was reported as an error.
+      if ((this.watchers.size === 0 || this.host === watcher) && !this.ticking) void this.shutdown();
     };
   }
 
@@ -190,8 +192,10 @@ export class ActivityWatch {
     } finally {
       this.ticking = false;
       for (const resolve of looks) resolve();
-      // Its database left (or close()) while this reading ran: drop what it connected.
-      if (this.closed || (this.host && !this.watchers.has(this.host))) void this.shutdown();
+      // Its database (or every database) left, or close(), while this reading ran: drop
+      // what it connected.
+      if (this.closed || this.watchers.size === 0 || (this.host && !this.watchers.has(this.host)))
+        void this.shutdown();
       if (this.again) {
         this.again = false;
         this.request();
