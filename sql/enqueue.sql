@@ -416,8 +416,10 @@ BEGIN
   END LOOP;
 
   IF p_depth = 0 THEN
-    PERFORM _notify_ready(q) FROM (SELECT DISTINCT coalesce(e ->> 'queue', _default_queue()) AS q
+    PERFORM _notify_queue(q) FROM (SELECT DISTINCT coalesce(e ->> 'queue', _default_queue()) AS q
                                    FROM jsonb_array_elements(p_jobs) e) qs;
+    -- The inserted rows wake the activity watch of many-database workers at commit.
+    PERFORM _watch_wake(false);
   END IF;
 END;
 $$;

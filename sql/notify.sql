@@ -3,11 +3,51 @@
 -- Payloads carry ids, statuses and queue names only: anyone who can connect can LISTEN,
 -- and receivers treat every notification as a hint to re-read the database, never as fact.
 
--- _notify_ready: wakes workers listening for work on p_queue (channel <schema>_ready).
-CREATE OR REPLACE FUNCTION _notify_ready(p_queue text) RETURNS void
+-- _watch_wake: makes work this transaction made ready visible to the activity watch of
+-- many-database workers, which wakes a database without a LISTEN connection when its
+-- pg_stat_database.tup_inserted moves (src/multidb/activity-watch.ts). p_mark: the work
+-- became ready by an update (a retry, released leases, a raised limit), which does not
+-- move that count, so a row is inserted into wake_marks and deleted again (once per
+-- transaction). Either way the backend's statistics are flushed as soon as the
+-- transaction ends (PostgreSQL 15 and later): a backend that flushed less than a second
+-- before holds its counts back until it has been idle for 10 s.
+CREATE OR REPLACE FUNCTION _watch_wake(p_mark boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  v_mark tid;
+BEGIN
+  IF p_mark AND current_setting('stepping.wake_marked', true) IS DISTINCT FROM 'on' THEN
+    INSERT INTO wake_marks DEFAULT VALUES RETURNING ctid INTO v_mark;
+    DELETE FROM wake_marks WHERE ctid = v_mark;
+    -- Transaction-local: rolled back with the insert, and gone at the transaction's end.
+    PERFORM pg_catalog.set_config('stepping.wake_marked', 'on', true);
+  END IF;
+  IF pg_catalog.to_regprocedure('pg_catalog.pg_stat_force_next_flush()') IS NOT NULL THEN
+    PERFORM pg_catalog.pg_stat_force_next_flush();
+  END IF;
+END;
+$$;
+COMMENT ON FUNCTION _watch_wake(boolean) IS
+  'Shows the activity watch (pg_stat_database.tup_inserted) new ready work at commit: a wake_marks row when p_mark, statistics flushed.';
+
+-- _notify_queue: wakes workers listening for work on p_queue (channel <schema>_ready); an
+-- enqueue, whose inserted rows the activity watch sees, calls it directly.
+CREATE OR REPLACE FUNCTION _notify_queue(p_queue text) RETURNS void
 LANGUAGE sql VOLATILE
 AS $$ SELECT pg_catalog.pg_notify(_schema_name() || '_ready', p_queue); $$;
-COMMENT ON FUNCTION _notify_ready(text) IS 'Wakes workers listening for work on p_queue (channel <schema>_ready).';
+COMMENT ON FUNCTION _notify_queue(text) IS 'Wakes workers listening for work on p_queue (channel <schema>_ready).';
+
+-- _notify_ready: work on p_queue became ready without an insert: wakes the workers
+-- listening (NOTIFY) and those whose activity watch covers this database (_watch_wake).
+CREATE OR REPLACE FUNCTION _notify_ready(p_queue text) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+  SELECT _notify_queue(p_queue);
+  SELECT _watch_wake(true);
+$$;
+COMMENT ON FUNCTION _notify_ready(text) IS
+  'Wakes the workers of p_queue for work made ready by an update: NOTIFY, and a mark for the activity watch.';
 
 -- _notify_done: one NOTIFY for all jobs a call finished ("id:status,id:status,..."), split
 -- to stay under the 8000-byte payload limit; nothing when p_done is empty.

@@ -202,7 +202,7 @@ _forward_stop(p_job <schema>.jobs, p_from integer, p_include_from boolean, p_com
 _is_final(p_status text) -> boolean sql immutable
     454b134c7730ce18f1f9b02aeb370b46
 _job_enqueue_batch(p_jobs jsonb, p_depth integer) -> TABLE(ord integer, job_id bigint, created boolean, duplicate_refused boolean) plpgsql volatile
-    5f42ca2cff9b3594d58b4ff234ba622b
+    dbc9af751c2ed0ad288435a2815a3609
 _job_finish(p_ids bigint[], p_status text, p_now timestamp with time zone, p_success_report boolean, p_tokens uuid[]) -> SETOF <schema>.jobs plpgsql volatile
     29bb53cbce89e55c825fd303aeb64a57
 _job_finish_one(p_job <schema>.jobs, p_status text, p_now timestamp with time zone) -> <schema>.jobs plpgsql volatile
@@ -291,8 +291,10 @@ _notify_done(p_done text[]) -> void plpgsql volatile
     3c19efaf5dd7116867f3966312a9d819
 _notify_limited(p_job_ids bigint[]) -> void plpgsql volatile
     dfcca63384456d072a685d78b0a74171
-_notify_ready(p_queue text) -> void sql volatile
+_notify_queue(p_queue text) -> void sql volatile
     c9bbbfaac313ec4946a2f88cd16833fb
+_notify_ready(p_queue text) -> void sql volatile
+    07c3c51ae0c88b69281acb47013c0e66
 _queue_free_at(p_limit <schema>.queue_limits, p_now timestamp with time zone) -> timestamp with time zone sql stable set search_path=pg_catalog, stepping, pg_temp
     896bde6a6c11de77f537712082df9a0d
 _queue_key_room(p_limit <schema>.queue_limits, p_key text) -> integer plpgsql volatile
@@ -325,6 +327,8 @@ _unit_of(p_job <schema>.jobs) -> SETOF <schema>.unit sql stable
     692503b5ae3c30075d8d076b949ec39d
 _unit_succeeded(p_job <schema>.jobs, p_result jsonb, p_comp jsonb, p_now timestamp with time zone, p_worker text, p_names text[], p_queues text[], p_lease interval) -> <schema>.jobs plpgsql volatile
     ebcf6144e220b4f5d9a53c3cb80b9461
+_watch_wake(p_mark boolean) -> void plpgsql volatile
+    38924472cb573864a10a91dd71dc4d5c
 _worker_live(p_heartbeat_at timestamp with time zone, p_period_ms integer, p_now timestamp with time zone) -> boolean sql immutable
     790a19df56e8a374c501acefb9ef58fb
 backoff_delay(p_attempt integer, p_base_ms integer, p_max_ms integer) -> interval sql volatile
@@ -518,7 +522,8 @@ function <schema>._next_token(uuid): Token of the continuation leased by a compl
 function <schema>._notify_cancel(bigint): Hints (channel <schema>_cancel) that a running job was cancelled; workers confirm in the database.
 function <schema>._notify_done(text[]): Announces finished jobs on <schema>_done, one notification per 7000 bytes of "id:status" items.
 function <schema>._notify_limited(bigint[]): Wakes workers of the limited queues among the given jobs (room may have been freed).
-function <schema>._notify_ready(text): Wakes workers listening for work on p_queue (channel <schema>_ready).
+function <schema>._notify_queue(text): Wakes workers listening for work on p_queue (channel <schema>_ready).
+function <schema>._notify_ready(text): Wakes the workers of p_queue for work made ready by an update: NOTIFY, and a mark for the activity watch.
 function <schema>._queue_free_at(<schema>.queue_limits,timestamp with time zone): When a limited queue may have room again (NULL: room now); read without locks, for idle sleeps.
 function <schema>._queue_key_room(<schema>.queue_limits,text): Units of one rate key that may start now in a per-key rate-limited queue (caller holds the limit row).
 function <schema>._queue_room(<schema>.queue_limits,timestamp with time zone,bigint): Units of a limited queue that may start now (caller holds the limit row): running and rate room.
@@ -535,6 +540,7 @@ function <schema>._trace_parent_ok(text): True when the text is a valid W3C trac
 function <schema>._unit_failed(<schema>.jobs,jsonb,timestamp with time zone): Records a failed attempt: retry with backoff, "not yet" without counting, or end the forward path.
 function <schema>._unit_of(<schema>.jobs): The unit (step or compensation) a job row points at, as workers receive it, with earlier results.
 function <schema>._unit_succeeded(<schema>.jobs,jsonb,jsonb,timestamp with time zone,text,text[],text[],interval): Records a succeeded step (result, compensation) or compensation and advances the job.
+function <schema>._watch_wake(boolean): Shows the activity watch (pg_stat_database.tup_inserted) new ready work at commit: a wake_marks row when p_mark, statistics flushed.
 function <schema>._worker_live(timestamp with time zone,integer,timestamp with time zone): A worker is live while its last heartbeat is less than three heartbeat periods old.
 function <schema>.backoff_delay(integer,integer,integer): Retry delay after p_attempt failures: min(max, base*2^(attempt-1)) times a jitter factor in [0.5, 1).
 function <schema>.engine_now(): The engine's clock: clock_timestamp() plus settings.clock_offset (owner-only; tests shift it).
