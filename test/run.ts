@@ -88,7 +88,7 @@ try {
   const compiledFiles = files.map((f) =>
     path.join(built, path.relative(process.cwd(), path.resolve(f)).replace(/\.ts$/, '.js')),
   );
-  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
+  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 5);
   const started = Date.now();
   exitCode = await new Promise<number>((resolve) => {
     const child = spawn(
