@@ -29,22 +29,33 @@ async function tupInserted(): Promise<bigint> {
   return BigInt(rows[0]!.n);
 }
 
-test("an enqueue's inserts are in pg_stat_database when its COMMIT returns, right after another transaction", async () => {
-  const producer = new pg.Client(h.url);
-  await producer.connect();
+/**
+ * Runs `act` on a connection that has just flushed its statistics (PostgreSQL then holds
+ * its next counts back for a second, up to 10 s if it goes idle) and returns
+ * tup_inserted read just before and just after: a move means `act` showed the activity
+ * watch new rows as its COMMIT returned.
+ */
+async function insertsSeenAfter(act: (c: pg.Client) => Promise<unknown>): Promise<[bigint, bigint]> {
+  const c = new pg.Client(h.url);
+  await c.connect();
   try {
-    await producer.query('CREATE TEMP TABLE scratch (x int)');
-    // A transaction with statistics to flush: the backend flushes them as it goes idle,
-    // and then holds back the next ones for a second (PostgreSQL's minimum interval).
-    await producer.query('INSERT INTO scratch VALUES (1)');
+    await c.query('CREATE TEMP TABLE scratch (x int)');
+    // A transaction with statistics to flush: flushed as the backend goes idle.
+    await c.query('INSERT INTO scratch VALUES (1)');
     const before = await tupInserted();
-    await h.stepping.enqueueMany(producer, [{ steps: [defineStep('ww.noop', async () => {})({})] }]);
-    const after = await tupInserted();
-    // One job row (its step rides in it or in steps): at least one insert counted.
-    assert.ok(after > before, `tup_inserted ${before} → ${after}: the enqueue's insert is not visible yet`);
+    await act(c);
+    return [before, await tupInserted()];
   } finally {
-    await producer.end();
+    await c.end();
   }
+}
+
+test("an enqueue's inserts are in pg_stat_database when its COMMIT returns, right after another transaction", async () => {
+  const [before, after] = await insertsSeenAfter((c) =>
+    h.stepping.enqueueMany(c, [{ steps: [defineStep('ww.noop', async () => {})({})] }]),
+  );
+  // One job row (its step rides in it or in steps): at least one insert counted.
+  assert.ok(after > before, `tup_inserted ${before} → ${after}: the enqueue's insert is not visible yet`);
 });
 
 /** Counts the engine's claims and look-ups of the next due time, in flight and done. */
@@ -107,23 +118,11 @@ async function failedJob(step: string): Promise<string> {
 
 test('job_retry moves tup_inserted as its COMMIT returns', async () => {
   const jobId = await failedJob('ww.other');
-  const c = new pg.Client(h.url);
-  await c.connect();
-  try {
-    // A transaction with statistics to flush: flushed as the backend goes idle, after which
-    // the next ones are held back for a second.
-    await c.query('CREATE TEMP TABLE scratch (x int)');
-    await c.query('INSERT INTO scratch VALUES (1)');
-    const before = await tupInserted();
-    await c.query('SELECT stepping.job_retry($1)', [jobId]);
-    const after = await tupInserted();
-    assert.ok(
-      after > before,
-      `tup_inserted ${before} → ${after}: the retry is not visible to the activity watch`,
-    );
-  } finally {
-    await c.end();
-  }
+  const [before, after] = await insertsSeenAfter((c) => c.query('SELECT stepping.job_retry($1)', [jobId]));
+  assert.ok(
+    after > before,
+    `tup_inserted ${before} → ${after}: the retry is not visible to the activity watch`,
+  );
 });
 
 test('a failed job retried in a database without a listener is woken by the activity watch', async (t) => {
