@@ -37,12 +37,27 @@ const MAX_KEPT = 500;
 /** Least time between two scheduler looks caused by activity-watch wake-ups. */
 const SCHEDULER_WAKE_MS = 2000;
 
+/**
+ * Many databases: after the registry beat and maintenance on a database's grid instant
+ * (see ManyDatabasesMode.gridOffsetMs), its safety poll, then its schedule look: each
+ * finds the connection the one before used still open (a pool keeps an idle one 250 ms)
+ * instead of all three opening one at the same instant.
+ */
+const SAFETY_POLL_LAG_MS = 60;
+const SCHEDULE_LOOK_LAG_MS = 120;
+
 /** How a DatabaseWorker behaves as one of many databases under a connection budget. */
 export interface ManyDatabasesMode {
   /** Idle poll period when a listener or the activity watch covers the database. */
   safetyPollMs: () => number;
   /** Stretches the registry beat and maintenance periods with the number of databases. */
   spread: (periodMs: number) => number;
+  /**
+   * This database's offset on the grid its periodic calls keep (see nextOnGrid): the
+   * registry beat, maintenance, safety poll and schedule look of one database come together
+   * on one connection, and the databases' offsets are spread over the period.
+   */
+  gridOffsetMs: () => number;
   /** This worker inserted a row of its own (its registration): no work for the activity watch to wake on. */
   ownInsert: (delta: number) => void;
   /**
@@ -136,7 +151,9 @@ export class DatabaseWorker {
       accept: (start, keep) => this.accept(start, keep),
       error,
       kick,
-      safetyPollMs: many?.safetyPollMs ?? null,
+      safetyPoll: many
+        ? { periodMs: many.safetyPollMs, offsetMs: () => many.gridOffsetMs() + SAFETY_POLL_LAG_MS }
+        : null,
       claimed: (n) => this.telemetry.claimed(n),
       holding: () => this.keeper.size > 0,
     });
@@ -148,6 +165,7 @@ export class DatabaseWorker {
       // Many databases: every database's scheduler polling would cost a statement (often a
       // connection) each per pollIntervalMs; wake-ups come from the activity watch instead.
       pollIntervalMs: many ? Math.max(config.pollIntervalMs, many.safetyPollMs()) : config.pollIntervalMs,
+      idleGridOffsetMs: many ? () => many.gridOffsetMs() + SCHEDULE_LOOK_LAG_MS : null,
       db: this.db,
       hub: this.hub,
       definitions: config.schedules,
@@ -160,7 +178,7 @@ export class DatabaseWorker {
       config.leaseMs,
       (e) => error(e, 'report'),
     );
-    this.presence = new WorkerPresence(config, this.db, database, emit, many?.spread, many?.ownInsert);
+    this.presence = new WorkerPresence(config, this.db, database, emit, many, many?.ownInsert);
     this.settleDeps = {
       engine: this.engine,
       completer: this.completer,

@@ -10,6 +10,7 @@
 import type { Engine, LeasedUnit } from '../db/engine.js';
 import type { NotificationHub } from '../db/notifications.js';
 import type { Queryable } from '../db/queryable.js';
+import { nextOnGrid } from '../timers.js';
 import type { WorkerConfig } from './options.js';
 import type { ClaimPlan, Slots } from './slots.js';
 import { WakeTimer } from './wake-timer.js';
@@ -49,11 +50,11 @@ export interface FetcherDeps {
   /** Asks the dispatcher to hand out free slots (`now`: in this turn of the event loop). */
   kick(now?: boolean): void;
   /**
-   * Idle poll period of a database that hears about new work another way (its listener,
-   * or the server's activity watch): a safety net only. Null: pollIntervalMs with a
-   * listener, the adaptive poll without.
+   * Idle poll of a database that hears about new work another way (its listener, or the
+   * server's activity watch): a safety net only, every periodMs on the database's grid
+   * (see nextOnGrid). Null: pollIntervalMs with a listener, the adaptive poll without.
    */
-  safetyPollMs: (() => number) | null;
+  safetyPoll: { periodMs: () => number; offsetMs: () => number } | null;
   /** A claim statement leased `n` units (metrics). */
   claimed(n: number): void;
   /** True while the worker holds units of this database (their leases are among what is due). */
@@ -348,9 +349,10 @@ export class Fetcher {
     const dueIn =
       queues !== null && queues.length === 0 ? null : await engine.nextDueInMs(db, config.names, queues);
     let poll = config.pollIntervalMs;
-    const safety = this.deps.safetyPollMs;
+    const safety = this.deps.safetyPoll;
     if (safety && (this.listening || this.watched)) {
-      poll = Math.max(poll, safety());
+      const now = Date.now();
+      poll = nextOnGrid(now, Math.max(poll, safety.periodMs()), safety.offsetMs()) - now;
     } else if (!this.listening) {
       poll = Math.min(poll * 2 ** Math.min(this.idlePolls, 10), Math.max(poll, config.idlePollMaxMs));
       this.idlePolls++;

@@ -3,7 +3,7 @@
  * start it registers (id, host, pid, queues, step names, concurrency); then one timer,
  * off the claim path, beats the registry every registryHeartbeatMs (one small statement)
  * and every maintenanceIntervalMs (plus up to 20% jitter, so workers started together
- * spread out) calls maintenance_run, which only the holder of the database's maintenance
+ * spread out; many databases: on the database's grid, see PresenceGrid) calls maintenance_run, which only the holder of the database's maintenance
  * lock acts on. A full batch (a backlog to prune or expire) is followed at once by
  * another call, up to MAX_ROUNDS per tick. On stop it deregisters.
  */
@@ -12,8 +12,22 @@ import os from 'node:os';
 import { type MaintenanceOutcome, OpsCalls } from '../db/ops.js';
 import type { Queryable } from '../db/queryable.js';
 import { DEFAULT_MAINTENANCE_BATCH } from '../defaults.js';
+import { nextOnGrid } from '../timers.js';
 import type { WorkerConfig } from './options.js';
 import type { Emit } from './settle.js';
+
+/**
+ * Many-databases mode: a served database's registry beat and maintenance periods are
+ * stretched with the number of databases (so a worker serving N databases makes about the
+ * same number of these statements and connections as one serving a few), and kept on the
+ * database's grid (see nextOnGrid): at the same instants as its other periodic calls, at
+ * other instants than other databases'. Without it, databases started together all beat
+ * together, once per period.
+ */
+export interface PresenceGrid {
+  spread(periodMs: number): number;
+  gridOffsetMs(): number;
+}
 
 /** Maintenance calls one tick makes at most while batches come back full. */
 const MAX_ROUNDS = 100;
@@ -37,11 +51,8 @@ export class WorkerPresence {
     private readonly db: Queryable,
     private readonly database: string,
     private readonly emit: Emit,
-    /**
-     * Stretches a period (many-databases mode: so a worker serving N databases makes about
-     * the same number of these statements and connections as one serving a few).
-     */
-    spread: (periodMs: number) => number = (periodMs) => periodMs,
+    /** Many-databases mode: longer periods, on the database's grid (see PresenceGrid). */
+    private readonly grid: PresenceGrid | null = null,
     /**
      * Told of each row this presence inserts (+1 before, −1 when that failed), so the
      * activity watch does not wake on it; before, since the statistics may show the row
@@ -50,6 +61,7 @@ export class WorkerPresence {
     private readonly ownInsert: (delta: number) => void = () => {},
   ) {
     this.calls = new OpsCalls(config.schema);
+    const spread = grid ? (periodMs: number) => grid.spread(periodMs) : (periodMs: number) => periodMs;
     this.beatMs = spread(config.registryHeartbeatMs);
     this.maintenanceMs = config.maintenanceIntervalMs ? spread(config.maintenanceIntervalMs) : 0;
   }
@@ -58,8 +70,8 @@ export class WorkerPresence {
   async start(): Promise<void> {
     await this.register();
     const now = Date.now();
-    this.nextBeatAt = now + this.beatMs;
-    this.nextMaintenanceAt = this.maintenanceMs ? now + this.jittered() : Infinity;
+    this.nextBeatAt = this.nextBeatAfter(now);
+    this.nextMaintenanceAt = this.maintenanceMs ? this.nextMaintenanceAfter(now) : Infinity;
     this.schedule();
   }
 
@@ -74,8 +86,14 @@ export class WorkerPresence {
     });
   }
 
-  private jittered(): number {
-    return Math.round(this.maintenanceMs * (1 + Math.random() * 0.2));
+  private nextBeatAfter(now: number): number {
+    return this.grid ? nextOnGrid(now, this.beatMs, this.grid.gridOffsetMs()) : now + this.beatMs;
+  }
+
+  /** On the grid, or (one database) a period plus up to 20% jitter. */
+  private nextMaintenanceAfter(now: number): number {
+    if (this.grid) return nextOnGrid(now, this.maintenanceMs, this.grid.gridOffsetMs());
+    return now + Math.round(this.maintenanceMs * (1 + Math.random() * 0.2));
   }
 
   private schedule(): void {
@@ -115,7 +133,7 @@ export class WorkerPresence {
   private async tick(): Promise<void> {
     const now = Date.now();
     if (now >= this.nextBeatAt) {
-      this.nextBeatAt = now + this.beatMs;
+      this.nextBeatAt = this.nextBeatAfter(now);
       try {
         // No row: it aged out (this process stalled) and was deleted; register again.
         if (!this.registered || !(await this.calls.heartbeat(this.db, this.config.workerId))) {
@@ -126,7 +144,7 @@ export class WorkerPresence {
       }
     }
     if (now >= this.nextMaintenanceAt) {
-      this.nextMaintenanceAt = now + this.jittered();
+      this.nextMaintenanceAt = this.nextMaintenanceAfter(now);
       await this.maintain();
     }
   }

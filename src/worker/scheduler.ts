@@ -15,6 +15,7 @@ import type { DueSchedule } from '../db/schedules.js';
 import { ConfigError } from '../errors.js';
 import { CronSchedule } from '../schedules/cron.js';
 import { type ScheduleDefinition, Schedules } from '../schedules/schedules.js';
+import { nextOnGrid } from '../timers.js';
 import { WakeTimer } from './wake-timer.js';
 
 /** Due schedules one look-up takes. */
@@ -50,6 +51,11 @@ export interface SchedulerDeps {
   db: Queryable;
   hub: NotificationHub | null;
   pollIntervalMs: number;
+  /**
+   * Many databases: with no schedule, look again on the database's grid (see nextOnGrid),
+   * with its other periodic calls. Null: after the sleep.
+   */
+  idleGridOffsetMs: (() => number) | null;
   /** Declarative schedules, upserted at start. */
   definitions: readonly ScheduleDefinition[];
   error(error: Error, during: string): void;
@@ -178,6 +184,11 @@ export class Scheduler {
             Math.max(NO_SCHEDULE_SLEEP_MS, pollIntervalMs)
           : Math.min(Math.max(Math.ceil(dueIn), MIN_SLEEP_MS), pollIntervalMs);
       sleep = Math.min(sleep, Math.max(retryAt - Date.now(), MIN_SLEEP_MS));
+      const grid = this.deps.idleGridOffsetMs;
+      if (dueIn === null && grid && retryAt === Infinity) {
+        const now = Date.now();
+        sleep = nextOnGrid(now, sleep, grid()) - now;
+      }
     } catch (error) {
       this.deps.error(error as Error, 'schedule');
     }

@@ -54,6 +54,12 @@ const SAFETY_POLL_PER_DATABASE_MS = 2000;
  */
 const PRESENCE_PER_DATABASE_MS = 1000;
 /**
+ * Many-databases mode: the k-th database managed sits at phase frac(k × this) of the grid
+ * its periodic calls keep (the golden ratio's fraction: any run of databases added in turn
+ * is spread evenly over the period, without depending on their names).
+ */
+const GRID_PHASE_STEP = 0.6180339887498949;
+/**
  * Many-databases mode: a database set aside because an engine call did not answer is
  * retried after 1 s, doubling with each such time-out up to a minute; the count is
  * forgotten after this long without one.
@@ -87,6 +93,8 @@ interface ManagedDatabase {
   /** Engine calls that did not answer in time, in a row (see UNRESPONSIVE_MEMORY_MS), and the last one's time. */
   timeouts: number;
   lastTimeoutAt: number;
+  /** Where on the grid of periodic calls this database sits, a fraction of the period (see gridOffsetMs). */
+  gridPhase: number;
 }
 
 /** A database's state as reported by Worker.databaseStates(). */
@@ -117,6 +125,8 @@ export class Worker {
   private readonly slots: Slots;
   private readonly dispatcher: Dispatcher;
   private readonly databases = new Map<string, ManagedDatabase>();
+  /** Databases managed so far: the next one's grid phase (see GRID_PHASE_STEP). */
+  private managedCount = 0;
   /** Where the databases come from; a given pool is its own single source. */
   private readonly source: DatabaseSource | { pool: pg.Pool };
   /** Many databases: the databases starting now (startConcurrency, plus startBurst at start); null: one database. */
@@ -334,6 +344,7 @@ export class Worker {
       watched: false,
       timeouts: 0,
       lastTimeoutAt: 0,
+      gridPhase: (this.managedCount++ * GRID_PHASE_STEP) % 1,
     };
     this.databases.set(id, m);
     return m;
@@ -521,6 +532,7 @@ export class Worker {
             safetyPollMs: () =>
               Math.max(this.config.idlePollMaxMs, this.databases.size * SAFETY_POLL_PER_DATABASE_MS),
             claimAhead: CLAIM_AHEAD,
+            gridOffsetMs: () => m.gridPhase * this.databases.size * PRESENCE_PER_DATABASE_MS,
             spread: (periodMs) =>
               Math.min(
                 MAX_WORKER_HEARTBEAT_MS,
