@@ -56,3 +56,27 @@ test('endBurst: a burst not used up is not kept for later', async () => {
   await turn();
   assert.equal(later.length, 1, 'only max once the burst ended');
 });
+
+test('a limit that changes: a lower one holds as permits come back, a higher one lets waiters in', async () => {
+  let limit = 3;
+  const permits = new Permits(() => limit);
+  const granted = ask(permits, 6);
+  await turn();
+  assert.equal(granted.length, 3);
+  limit = 1;
+  granted[0]!();
+  granted[1]!();
+  await turn();
+  assert.equal(
+    granted.length,
+    3,
+    'two given back, still one held: the lower limit is reached, nothing handed on',
+  );
+  granted[2]!();
+  await turn();
+  assert.equal(granted.length, 4, 'below the limit again: one is handed on');
+  limit = 3;
+  granted[3]!();
+  await turn();
+  assert.equal(granted.length, 6, 'the higher limit lets the two waiters in at the next give-back');
+});

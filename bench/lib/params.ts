@@ -32,6 +32,8 @@ export interface ManyParams {
   statsWaitSeconds: number;
   /** Also time a tenant appended to the databases file until its job is done (the file is re-read every 30 s). */
   appendTenant: boolean;
+  /** stepping-worker --start-concurrency (null: the worker's default). */
+  startConcurrency: number | null;
 }
 
 /** The retention scenario (Stepping only), issue 12. */
@@ -124,6 +126,7 @@ const FULL: BenchParams = {
     idleDelaySeconds: 1,
     statsWaitSeconds: 11,
     appendTenant: true,
+    startConcurrency: null,
   },
   retention: {
     jobs: 500_000,
@@ -160,6 +163,7 @@ const QUICK: BenchParams = {
     idleDelaySeconds: 1,
     statsWaitSeconds: 2,
     appendTenant: false,
+    startConcurrency: null,
   },
   retention: {
     jobs: 20_000,
@@ -250,6 +254,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     else if (arg === '--hot-jobs') params.many.hotJobs = int(i++, arg);
     else if (arg === '--no-append') params.many.appendTenant = false;
     else if (arg === '--idle-delay-s') params.many.idleDelaySeconds = int(i++, arg, 0);
+    else if (arg === '--start-concurrency') params.many.startConcurrency = int(i++, arg);
     else if (arg === '--retention-jobs') params.retention.jobs = int(i++, arg);
     else if (arg === '--retention-rate') params.retention.ratePerSecond = int(i++, arg, 0);
     else if (arg === '--variants') {

@@ -48,6 +48,8 @@ export interface ManyDatabasesResult {
   hotJobs: number;
   quietJobs: number;
   maxConnections: number;
+  /** --start-concurrency given to the worker (null: its default). */
+  startConcurrency: number | null;
   concurrency: number;
   serverMaxConnections: number;
   /** Creating the tenants from the template (setup, not a worker figure). */
@@ -182,6 +184,7 @@ class WorkerProcess {
         String(p.maxConnections),
         '--concurrency',
         String(p.concurrency),
+        ...(p.startConcurrency === null ? [] : ['--start-concurrency', String(p.startConcurrency)]),
       ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -418,6 +421,7 @@ export async function manyDatabasesScenario(
       hotJobs: p.hotJobs,
       quietJobs: p.quietJobs,
       maxConnections: p.maxConnections,
+      startConcurrency: p.startConcurrency,
       concurrency: p.concurrency,
       serverMaxConnections,
       createSeconds,
@@ -492,7 +496,7 @@ export function markdownManyDatabases(m: ManyDatabasesResult): string {
     `**Many databases** (Stepping only): ${n(m.databases)} databases (${m.strategy} copies of a migrated template, ` +
       `made in ${n(m.createSeconds, 1)} s), a hot tenant with ${n(m.hotJobs)} queued one-step jobs, every other ` +
       `${n(m.quietJobs)}; one \`stepping-worker --databases <file> --max-connections ${m.maxConnections} ` +
-      `--concurrency ${m.concurrency}\` (boot ${n(m.bootMs)} ms, not counted); server max_connections ` +
+      `--concurrency ${m.concurrency}${m.startConcurrency === null ? '' : ` --start-concurrency ${m.startConcurrency}`}\` (boot ${n(m.bootMs)} ms, not counted); server max_connections ` +
       `${m.serverMaxConnections}. Times from the worker's "started" line.${m.errorLines ? ` ${m.errorLines} lines on stderr.` : ''}\n`,
     `| measure | N=${n(m.databases)} |`,
     '|---|---|',

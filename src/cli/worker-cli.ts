@@ -74,7 +74,8 @@ Options:
                           id=url) per line, re-read every 30 s (tenants come and go)
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
   --start-concurrency <n>
-                          several databases: most databases starting at once (default: ${d.startConcurrency})
+                          several databases: most databases starting at once, half of it
+                          while a database has a backlog (default: ${d.startConcurrency})
   --start-burst <n>       several databases: how many more of those listed at start may
                           start at once, beyond --start-concurrency (default: ${d.startBurst})
   --idle-poll-max <ms>    several databases: longest poll interval of an idle database

@@ -58,7 +58,8 @@ export interface WorkerOptions {
   /**
    * Multi-database mode: most databases starting at once (checking their schema,
    * registering, first claim). A start is a new server process and a few statements: more
-   * at once than the server has cores only crowds out the databases already at work.
+   * at once than the server has cores only crowds out the databases already at work. Half
+   * of it (rounded up) while a served database has a backlog (its last claim came back full).
    */
   startConcurrency?: number;
   /**
