@@ -59,6 +59,8 @@ const PRESENCE_PER_DATABASE_MS = 1000;
  * is spread evenly over the period, without depending on their names).
  */
 const GRID_PHASE_STEP = 0.6180339887498949;
+/** Many-databases mode: how long startLimit() keeps its answer. */
+const START_LIMIT_REFRESH_MS = 100;
 /**
  * Many-databases mode: a database set aside because an engine call did not answer is
  * retried after 1 s, doubling with each such time-out up to a minute; the count is
@@ -125,6 +127,9 @@ export class Worker {
   private readonly slots: Slots;
   private readonly dispatcher: Dispatcher;
   private readonly databases = new Map<string, ManagedDatabase>();
+  /** startLimit()'s last answer and when it was worked out. */
+  private startLimitAt = 0;
+  private startLimitValue = 0;
   /** Databases managed so far: the next one's grid phase (see GRID_PHASE_STEP). */
   private managedCount = 0;
   /** Where the databases come from; a given pool is its own single source. */
@@ -525,9 +530,21 @@ export class Worker {
    * its rate alone, 51% with half the starts, and the quiet tenants were done as soon).
    */
   private startLimit(): number {
+    // Looked up at most every START_LIMIT_REFRESH_MS: a start asks several times, and
+    // the look walks every served database.
+    const now = Date.now();
+    if (now - this.startLimitAt < START_LIMIT_REFRESH_MS) return this.startLimitValue;
     const full = this.config.startConcurrency;
-    for (const m of this.databases.values()) if (m.worker?.backlogged) return Math.ceil(full / 2);
-    return full;
+    let backlog = false;
+    for (const m of this.databases.values()) {
+      if (m.worker?.backlogged) {
+        backlog = true;
+        break;
+      }
+    }
+    this.startLimitAt = now;
+    this.startLimitValue = backlog ? Math.ceil(full / 2) : full;
+    return this.startLimitValue;
   }
 
   /** The DatabaseWorker of a served database (with a LISTEN connection when it holds a permit). */
