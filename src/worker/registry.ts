@@ -3,9 +3,10 @@
  * start it registers (id, host, pid, queues, step names, concurrency); then one timer,
  * off the claim path, beats the registry every registryHeartbeatMs (one small statement)
  * and every maintenanceIntervalMs (plus up to 20% jitter, so workers started together
- * spread out; many databases: on the database's grid, see PresenceGrid) calls maintenance_run, which only the holder of the database's maintenance
- * lock acts on. A full batch (a backlog to prune or expire) is followed at once by
- * another call, up to MAX_ROUNDS per tick. On stop it deregisters.
+ * spread out; many databases: on the database's grid, see PresenceGrid) calls
+ * maintenance_run, which only the holder of the database's maintenance lock acts on. A
+ * full batch (a backlog to prune or expire) is followed at once by another call, up to
+ * MAX_ROUNDS per tick. On stop it deregisters.
  */
 import os from 'node:os';
 
@@ -61,7 +62,7 @@ export class WorkerPresence {
     private readonly ownInsert: (delta: number) => void = () => {},
   ) {
     this.calls = new OpsCalls(config.schema);
-    const spread = grid ? (periodMs: number) => grid.spread(periodMs) : (periodMs: number) => periodMs;
+    const spread = (periodMs: number) => (grid ? grid.spread(periodMs) : periodMs);
     this.beatMs = spread(config.registryHeartbeatMs);
     this.maintenanceMs = config.maintenanceIntervalMs ? spread(config.maintenanceIntervalMs) : 0;
   }
