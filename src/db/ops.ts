@@ -161,6 +161,35 @@ export class OpsCalls {
   }
 
   /**
+   * A registry heartbeat and one maintenance round in one statement (an idle worker on many
+   * databases makes both at the same instants: one round trip and one transaction instead of
+   * two). Maintenance runs first, so a row of this worker it deleted as dead reads as not
+   * registered (alive false), as two separate calls in that order would.
+   */
+  async heartbeatAndMaintenance(
+    db: Queryable,
+    id: string,
+    retentionMs: number | null,
+  ): Promise<{ alive: boolean; outcome: MaintenanceOutcome }> {
+    const rows = await this.run(
+      db,
+      `SELECT ${this.q}.worker_heartbeat($3) AS alive, leader, expired, pruned, workers_removed
+       FROM ${this.q}.maintenance_run($1::bigint * interval '1 millisecond', $2, NULL)`,
+      [retentionMs ?? 0, retentionMs !== null, id],
+    );
+    const r = rows[0] ?? {};
+    return {
+      alive: r.alive === true,
+      outcome: {
+        leader: r.leader === true,
+        expired: Number(r.expired ?? 0),
+        pruned: Number(r.pruned ?? 0),
+        workersRemoved: Number(r.workers_removed ?? 0),
+      },
+    };
+  }
+
+  /**
    * Retries up to `limit` failed jobs (of a queue and/or failed step name) with ids after
    * `afterId`; lastId null: none left.
    */

@@ -31,6 +31,7 @@ export interface HeldUnit {
 export class LeaseKeeper {
   private readonly held = new Map<string, HeldUnit>();
   private interval: NodeJS.Timeout | undefined;
+  private started = false;
   private beating: Promise<void> | null = null;
   private again = false;
 
@@ -52,9 +53,26 @@ export class LeaseKeeper {
     return this.held.has(jobId);
   }
 
-  /** Starts heart-beating periodically. */
+  /** Starts heart-beating periodically (while units are held). */
   start(): void {
-    this.interval = setInterval(() => this.beatSoon(), this.heartbeatMs);
+    this.started = true;
+    if (this.held.size > 0) this.arm();
+  }
+
+  /**
+   * The beat timer runs only while units are held (it stops at its first tick with none):
+   * an idle worker on 1,000 databases would otherwise wake 100 times a second for nothing.
+   */
+  private arm(): void {
+    if (this.interval || !this.started) return;
+    this.interval = setInterval(() => {
+      if (this.held.size > 0) {
+        this.beatSoon();
+      } else {
+        clearInterval(this.interval);
+        this.interval = undefined;
+      }
+    }, this.heartbeatMs);
     this.interval.unref();
   }
 
@@ -68,6 +86,7 @@ export class LeaseKeeper {
       quiet: false,
     };
     this.held.set(unit.jobId, held);
+    this.arm();
     return held;
   }
 
@@ -136,7 +155,9 @@ export class LeaseKeeper {
 
   /** Stops heart-beating; waits for a beat in flight. */
   async stop(): Promise<void> {
+    this.started = false;
     clearInterval(this.interval);
+    this.interval = undefined;
     this.again = false;
     await this.beating;
   }

@@ -6,7 +6,8 @@
  * spread out; many databases: on the database's grid, see PresenceGrid) calls
  * maintenance_run, which only the holder of the database's maintenance lock acts on. A
  * full batch (a backlog to prune or expire) is followed at once by another call, up to
- * MAX_ROUNDS per tick. On stop it deregisters.
+ * MAX_ROUNDS per tick. A tick where both are due (every tick on the grid) makes the beat
+ * and the first round one statement. On stop it deregisters.
  */
 import os from 'node:os';
 
@@ -133,21 +134,62 @@ export class WorkerPresence {
 
   private async tick(): Promise<void> {
     const now = Date.now();
-    if (now >= this.nextBeatAt) {
-      this.nextBeatAt = this.nextBeatAfter(now);
-      try {
-        // No row: it aged out (this process stalled) and was deleted; register again.
-        if (!this.registered || !(await this.calls.heartbeat(this.db, this.config.workerId))) {
-          await this.register();
-        }
-      } catch (error) {
-        this.emit('error', { database: this.database, error: error as Error, during: 'registry' });
+    const beatDue = now >= this.nextBeatAt;
+    const maintenanceDue = now >= this.nextMaintenanceAt;
+    if (beatDue) this.nextBeatAt = this.nextBeatAfter(now);
+    if (maintenanceDue) this.nextMaintenanceAt = this.nextMaintenanceAfter(now);
+    // Both due (on the grid of many databases, at every tick): one statement for both.
+    if (beatDue && maintenanceDue && this.registered && (await this.beatAndMaintain())) return;
+    if (beatDue) await this.beat();
+    if (maintenanceDue) await this.maintain();
+  }
+
+  /** The registry beat; registers again when the row is gone. */
+  private async beat(): Promise<void> {
+    try {
+      // No row: it aged out (this process stalled) and was deleted; register again.
+      if (!this.registered || !(await this.calls.heartbeat(this.db, this.config.workerId))) {
+        await this.register();
       }
+    } catch (error) {
+      this.emit('error', { database: this.database, error: error as Error, during: 'registry' });
     }
-    if (now >= this.nextMaintenanceAt) {
-      this.nextMaintenanceAt = this.nextMaintenanceAfter(now);
-      await this.maintain();
+  }
+
+  /**
+   * The beat and a first maintenance round in one statement, then further rounds while
+   * batches come back full. False when that statement failed (reported as a maintenance
+   * error): the caller then makes the beat alone.
+   */
+  private async beatAndMaintain(): Promise<boolean> {
+    const started = Date.now();
+    let result: { alive: boolean; outcome: MaintenanceOutcome };
+    try {
+      result = await this.calls.heartbeatAndMaintenance(
+        this.db,
+        this.config.workerId,
+        this.config.retentionMs || null,
+      );
+    } catch (error) {
+      this.emit('error', { database: this.database, error: error as Error, during: 'maintenance' });
+      return false;
     }
+    if (!result.alive) await this.register();
+    this.emit('maintenance', {
+      database: this.database,
+      ...result.outcome,
+      durationMs: Date.now() - started,
+    });
+    if (this.more(result.outcome)) await this.maintain();
+    return true;
+  }
+
+  /** Whether a maintenance round asks for another at once: it led, and a batch came back full. */
+  private more(outcome: MaintenanceOutcome): boolean {
+    return (
+      outcome.leader &&
+      (outcome.expired >= DEFAULT_MAINTENANCE_BATCH || outcome.pruned >= DEFAULT_MAINTENANCE_BATCH)
+    );
   }
 
   /** Maintenance rounds until a batch is not full (or MAX_ROUNDS); one event per round. */
@@ -163,9 +205,7 @@ export class WorkerPresence {
         return;
       }
       this.emit('maintenance', { database: this.database, ...outcome, durationMs: Date.now() - started });
-      const full =
-        outcome.expired >= DEFAULT_MAINTENANCE_BATCH || outcome.pruned >= DEFAULT_MAINTENANCE_BATCH;
-      if (!outcome.leader || !full) return;
+      if (!this.more(outcome)) return;
     }
   }
 }
