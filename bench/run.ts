@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startDatabaseServer } from '../scripts/embedded-db.js';
+import { ensureBuilt } from './lib/built-package.js';
 import { BenchContext } from './lib/context.js';
 import { DatabaseFactory, serverFacts } from './lib/db.js';
 import { resolveNodeBinary } from './lib/node-binary.js';
@@ -74,6 +75,7 @@ function versionOf(name: string): string {
 
 async function main(): Promise<void> {
   const { params, only, variants, sweep, out } = parseArgs(process.argv.slice(2));
+  ensureBuilt(log);
   const started = Date.now();
   const loadBefore = os.loadavg();
   const node = resolveNodeBinary(params.node, log);

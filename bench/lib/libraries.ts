@@ -3,12 +3,15 @@
  * enqueue one job inside the caller's transaction, bulk-enqueue through the batch API,
  * and check after a drain that every job really finished.
  */
+import { pathToFileURL } from 'node:url';
+
 import { Logger, makeWorkerUtils, runMigrations, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 
-import { createStepping, type JobSpec, type Stepping } from '../../src/index.js';
+import type * as SteppingPackage from '../../src/index.js';
 import { configurePgBossQueue, PGBOSS_QUEUE } from '../worker/pgboss.js';
+import { BUILT_ENTRY } from './built-package.js';
 import { queryOnce } from './db.js';
 import type { LibraryName, Variant } from './variants.js';
 
@@ -49,6 +52,7 @@ const stepping: Library = {
   name: 'stepping',
   label: 'Stepping',
   async migrate(url) {
+    const { createStepping } = (await import(pathToFileURL(BUILT_ENTRY).href)) as typeof SteppingPackage;
     const s = createStepping({ connectionString: url });
     try {
       await s.migrate();
@@ -57,7 +61,9 @@ const stepping: Library = {
     }
   },
   async producer(url) {
-    const s: Stepping = createStepping({ connectionString: url });
+    // The compiled package, as the worker child runs it (see built-package.ts).
+    const { createStepping } = (await import(pathToFileURL(BUILT_ENTRY).href)) as typeof SteppingPackage;
+    const s: SteppingPackage.Stepping = createStepping({ connectionString: url });
     const stepsOf = (n: number, args: Record<string, unknown> = {}) =>
       Array.from({ length: n }, () => ({ name: 'noop', args }));
     return {
@@ -65,7 +71,9 @@ const stepping: Library = {
         await s.enqueue(client, stepsOf(steps, args));
       },
       async bulk(jobs, steps, chunk) {
-        const specs: JobSpec[] = Array.from({ length: jobs }, () => ({ steps: stepsOf(steps) }));
+        const specs: SteppingPackage.JobSpec[] = Array.from({ length: jobs }, () => ({
+          steps: stepsOf(steps),
+        }));
         const batches = chunks(specs, chunk);
         const t0 = performance.now();
         for (const batch of batches) await s.enqueueMany(undefined, batch);
