@@ -36,7 +36,9 @@ import { ticksPerSecond } from '../lib/server-cpu.js';
 import { percentile, sleep } from '../lib/stats.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WORKER_BIN = path.join(ROOT, 'src', 'cli', 'stepping-worker.ts');
+// The compiled bin, as a user runs it (see bench/lib/built-package.ts; bench/run.ts builds
+// it first when src/ is newer). tsx stays loaded for the steps module, which is TypeScript.
+const WORKER_BIN = path.join(ROOT, 'dist', 'src', 'cli', 'stepping-worker.js');
 const OPERATOR_BIN = path.join(ROOT, 'src', 'cli', 'stepping.ts');
 const STEPS_MODULE = path.join(ROOT, 'bench', 'worker', 'many-steps.ts');
 /** The step name of many-steps.ts. */

@@ -9,9 +9,11 @@
  *
  *   npx tsx bench/tools/idle-watch.ts <serverUrl> [n=300] [warmup=60] [window=90]
  *
- * `STEPPING_ROOT=<checkout>` runs the worker of another checkout (with its own
- * node_modules), to compare two versions side by side; `CPU_PROF_DIR=<dir>` writes the
- * worker's CPU profile there (the profiler itself costs several % of CPU).
+ * The worker is the compiled bin (dist/, built first when src/ is newer), as a user runs
+ * it. `STEPPING_ROOT=<checkout>` runs the worker of another checkout (with its own
+ * node_modules and dist/), to compare two versions side by side; `STEPPING_TSX=1` runs
+ * src/ through tsx instead; `CPU_PROF_DIR=<dir>` writes the worker's CPU profile there
+ * (the profiler itself costs several % of CPU).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 import { createStepping } from '../../src/index.js';
+import { ensureBuilt } from '../lib/built-package.js';
 import { DatabaseFactory } from '../lib/db.js';
 
 const [serverUrl, nArg, warmupArg, windowArg] = process.argv.slice(2);
@@ -30,6 +33,7 @@ const N = Number(nArg ?? 300);
 const WARMUP_S = Number(warmupArg ?? 60);
 const WINDOW_S = Number(windowArg ?? 90);
 const ROOT = process.env.STEPPING_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+if (!process.env.STEPPING_ROOT) ensureBuilt((line) => console.error(line));
 const factory = new DatabaseFactory(serverUrl);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -43,14 +47,30 @@ function cpuMsOf(pid: number): number {
 
 const admin = new pg.Client({ connectionString: factory.url('postgres') });
 await admin.connect();
+/** Transactions and sessions so far, in all and per database. */
 const counters = async () => {
-  const { rows } = await admin.query<{ x: string; s: string }>(
-    `SELECT coalesce(sum(xact_commit + xact_rollback), 0)::text AS x, coalesce(sum(sessions), 0)::text AS s
+  const { rows } = await admin.query<{ d: string; x: string; s: string }>(
+    `SELECT datname AS d, (xact_commit + xact_rollback)::text AS x, sessions::text AS s
        FROM pg_stat_database WHERE datname LIKE $1 AND datname NOT LIKE '%\\_tpl\\_%'`,
     [`${factory.prefix}%`],
   );
-  return { xacts: Number(rows[0]!.x), sessions: Number(rows[0]!.s) };
+  const per = new Map(rows.map((r) => [r.d, Number(r.x)]));
+  return {
+    xacts: rows.reduce((n, r) => n + Number(r.x), 0),
+    sessions: rows.reduce((n, r) => n + Number(r.s), 0),
+    per,
+  };
 };
+
+/** The databases with the most transactions between two readings, for seeing who is busy. */
+function busiest(before: Map<string, number>, after: Map<string, number>, k: number): string {
+  return [...after]
+    .map(([d, x]) => [d.replace(`${factory.prefix}_`, ''), x - (before.get(d) ?? 0)] as const)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, k)
+    .map(([d, x]) => `${d} ${x}`)
+    .join(', ');
+}
 
 try {
   const template = await factory.create('idle_tpl', undefined, { trackFunctions: false });
@@ -73,7 +93,9 @@ try {
       ...profile,
       '--import',
       'tsx',
-      path.join(ROOT, 'src/cli/stepping-worker.ts'),
+      process.env.STEPPING_TSX === '1'
+        ? path.join(ROOT, 'src/cli/stepping-worker.ts')
+        : path.join(ROOT, 'dist/src/cli/stepping-worker.js'),
       '--steps',
       path.join(ROOT, 'bench/worker/many-steps.ts'),
       '--databases',
@@ -104,7 +126,8 @@ try {
       `${N} idle databases, ${seconds.toFixed(0)} s after ${WARMUP_S} s: CPU ${cpu.toFixed(2)}% ` +
         `(per 10 s: ${per10.map((x) => x.toFixed(1)).join(' ')}), ` +
         `${((k1.xacts - k0.xacts) / seconds).toFixed(1)} transactions/s, ` +
-        `${((k1.sessions - k0.sessions) / seconds).toFixed(2)} new connections/s`,
+        `${((k1.sessions - k0.sessions) / seconds).toFixed(2)} new connections/s; ` +
+        `most transactions: ${busiest(k0.per, k1.per, 5)}`,
     );
   } finally {
     child.kill('SIGINT');
