@@ -22,6 +22,18 @@ export function ticksPerSecond(): number {
 }
 let cachedTicks: number | null = null;
 
+/** CPU milliseconds (user + system) one process has used so far; NaN when it is gone. */
+export function cpuMsOf(pid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name: state is field 3, utime and stime are fields 14 and 15.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * (1000 / ticksPerSecond());
+  } catch {
+    return Number.NaN;
+  }
+}
+
 interface ProcStat {
   ppid: number;
   ticks: number;

@@ -32,7 +32,7 @@ import { createStepping } from '../../src/index.js';
 import { type DatabaseFactory, queryOnce } from '../lib/db.js';
 import type { NodeBinary } from '../lib/node-binary.js';
 import type { ManyParams } from '../lib/params.js';
-import { ticksPerSecond } from '../lib/server-cpu.js';
+import { cpuMsOf } from '../lib/server-cpu.js';
 import { percentile, sleep } from '../lib/stats.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -105,18 +105,6 @@ async function tenantCounters(admin: pg.Client, prefix: string): Promise<TenantC
     [`${prefix}%`],
   );
   return { xacts: Number(rows[0]?.x ?? 0), sessions: Number(rows[0]?.s ?? 0) };
-}
-
-/** CPU milliseconds (user + system) the process has used so far. */
-function cpuMsOf(pid: number): number {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name: state is field 3, utime and stime are fields 14 and 15.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * (1000 / ticksPerSecond());
-  } catch {
-    return Number.NaN;
-  }
 }
 
 function hwmMbOf(pid: number): number {

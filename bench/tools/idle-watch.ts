@@ -16,7 +16,7 @@
  * (the profiler itself costs several % of CPU).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import pg from 'pg';
 import { createStepping } from '../../src/index.js';
 import { ensureBuilt } from '../lib/built-package.js';
 import { DatabaseFactory } from '../lib/db.js';
+import { cpuMsOf } from '../lib/server-cpu.js';
 
 const [serverUrl, nArg, warmupArg, windowArg] = process.argv.slice(2);
 if (!serverUrl) throw new Error('usage: tsx bench/tools/idle-watch.ts <serverUrl> [n] [warmup s] [window s]');
@@ -36,14 +37,6 @@ const ROOT = process.env.STEPPING_ROOT ?? path.resolve(path.dirname(fileURLToPat
 if (!process.env.STEPPING_ROOT) ensureBuilt((line) => console.error(line));
 const factory = new DatabaseFactory(serverUrl);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** CPU milliseconds (user + system) of a process so far. */
-function cpuMsOf(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // utime and stime, in clock ticks (100 a second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 const admin = new pg.Client({ connectionString: factory.url('postgres') });
 await admin.connect();
