@@ -355,8 +355,8 @@ lease_release(p_job_ids bigint[], p_tokens uuid[]) -> TABLE(job_id bigint) plpgs
     f42b5d007519e7cabab263aa3fe5668b
 maintenance_run(p_retention interval, p_prune boolean, p_batch integer) -> TABLE(leader boolean, expired integer, pruned integer, workers_removed integer) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     cf6637d7e92d08109cb3bf016db0c23a
-next_due_in_ms(p_names text[], p_queues text[]) -> double precision sql volatile security definer set search_path=pg_catalog, stepping, pg_temp
-    340df832817920050eb3fbb85d5c398d
+next_due_in_ms(p_names text[], p_queues text[]) -> double precision plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
+    75c523295566cd3f2d689941b21e973f
 queue_limit_clear(p_queue text) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     466cb1cfca0b66c33c7c9d2f2084f5e2
 queue_limit_set(p_queue text, p_max_running integer, p_rate_count integer, p_rate_period_ms integer, p_rate_per_key boolean) -> void plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
@@ -376,7 +376,7 @@ schedule_remove(p_name text) -> boolean plpgsql volatile security definer set se
 schedule_upsert(p_name text, p_cron text, p_tz text, p_job jsonb, p_next_run_at timestamp with time zone, p_backfill integer, p_paused boolean) -> boolean plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp
     a5100d40516abf4846121e01009a08f6
 step_claim(p_worker text, p_names text[], p_queues text[], p_limit integer, p_lease_ms integer) -> SETOF <schema>.unit plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set enable_bitmapscan=off set enable_seqscan=off set jit=off set plan_cache_mode=force_generic_plan
-    38cf6593fd09f8ace9bbb97a1f5083b3
+    bac46552f8f3e6864f0144c2a023df8d
 step_complete(p_job_ids bigint[], p_tokens uuid[], p_results jsonb[], p_compensations jsonb[], p_worker text, p_names text[], p_queues text[], p_lease_ms integer) -> TABLE(job_id bigint, accepted boolean, job_status text, next <schema>.unit) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
     a345f17397ccd493404f00ea49482907
 step_fail(p_job_ids bigint[], p_tokens uuid[], p_reports jsonb[]) -> TABLE(job_id bigint, accepted boolean, job_status text, outcome text, next_run_at timestamp with time zone) plpgsql volatile security definer set search_path=pg_catalog, stepping, pg_temp set plan_cache_mode=force_generic_plan set enable_seqscan=off set enable_hashjoin=off set enable_mergejoin=off set jit=off
@@ -554,7 +554,7 @@ function <schema>.job_retry_many(text,text,integer,bigint): Retries up to p_limi
 function <schema>.lease_extend(bigint[],uuid[],integer): Heartbeat: extends leases still held under the given tokens; returns the ones kept, with cancel_requested.
 function <schema>.lease_release(bigint[],uuid[]): Returns held units to the queue, runnable now, without counting the attempt.
 function <schema>.maintenance_run(interval,boolean,integer): One bounded round of leader-only maintenance: expire unclaimed jobs past their deadline, prune finished jobs, drop dead workers.
-function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps.
+function <schema>.next_due_in_ms(text[],text[]): Milliseconds until a unit the worker can run becomes claimable (NULL when none), for precise idle sleeps; a few index probes without limits in scope.
 function <schema>.queue_limit_clear(text): Removes the fleet-wide limits of a queue; true when it had some.
 function <schema>.queue_limit_set(text,integer,integer,integer,boolean): Sets the fleet-wide limits of a queue: max_running at once, and/or rate_count starts per rate_period_ms (for the queue, or per rate key).
 function <schema>.queue_metrics(): Per queue with unfinished jobs: runnable now, scheduled later, running, and the oldest runnable job's wait (ms).
