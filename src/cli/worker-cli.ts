@@ -23,6 +23,7 @@ import {
 import { parseDatabasesArg } from './databases-arg.js';
 import { loadSchedules } from './load-schedules.js';
 import { loadSteps } from './load-steps.js';
+import { watchFile } from './watch-file.js';
 import { attachWorkerLog } from './worker-log.js';
 
 const OPTIONS = {
@@ -71,7 +72,8 @@ Options:
   --database-url <url>    postgres:// URL of the database (default: $DATABASE_URL); repeat it to
                           serve several databases from this one worker
   --databases <list>      serve many databases: url,url,... or a file with one url (or
-                          id=url) per line, re-read every 30 s (tenants come and go)
+                          id=url) per line, re-read when it changes and every 30 s
+                          (tenants come and go)
   --max-connections <n>   several databases: most connections in total (default: ${d.maxConnections})
   --start-concurrency <n>
                           several databases: most databases starting at once, half of it
@@ -109,6 +111,8 @@ export interface WorkerCliArgs {
   stepsModule: string;
   /** --schedules: a file of recurring schedules. */
   schedulesFile?: string;
+  /** --databases as a file: re-read periodically, and at once when it changes (watchFile). */
+  databasesFile?: string;
   options: Omit<WorkerOptions, 'steps'>;
 }
 
@@ -193,15 +197,17 @@ export function parseWorkerArgs(
       '--max-connections, --start-concurrency, --start-burst, --idle-poll-max and --call-timeout need several databases',
     );
   }
+  const databasesFile = listArg !== undefined && !listArg.includes('://') ? listArg : undefined;
   const databases =
-    listArg !== undefined && !listArg.includes('://')
-      ? { list: () => parseDatabasesArg(listArg) }
+    databasesFile !== undefined
+      ? { list: () => parseDatabasesArg(databasesFile) }
       : (fromList ?? (urls.length > 1 ? urls : undefined));
   return {
     help,
     quiet: values.quiet ?? false,
     stepsModule,
     ...(values.schedules !== undefined ? { schedulesFile: values.schedules } : {}),
+    ...(databasesFile !== undefined ? { databasesFile } : {}),
     options: {
       // One database is the common case; several switch the worker to multi-database mode.
       ...(databases !== undefined ? { databases } : urls.length === 1 ? { connectionString: urls[0] } : {}),
@@ -257,6 +263,13 @@ function runUntilSignal(worker: Worker, log: (text: string) => void, io: CliIo):
   });
 }
 
+/**
+ * How long a changed --databases file must stay unchanged before it is read: a file being
+ * written in several pieces (not renamed into place) would otherwise be read half written,
+ * and the databases missing from the half would be drained.
+ */
+const FILE_SETTLE_MS = 500;
+
 /** Runs the `stepping-worker` bin; resolves with the exit code once stopped. `env` supplies DATABASE_URL. */
 export async function runWorkerCli(
   argv: readonly string[],
@@ -308,5 +321,21 @@ export async function runWorkerCli(
       `(${c.names.join(', ')}), queues ${queues?.join(', ') ?? 'all'}, concurrency ${c.concurrency}` +
       (Array.isArray(databases) ? `, ${databases.length} databases` : ''),
   );
-  return await runUntilSignal(worker, log, io);
+  // An edit of the file takes effect at once. The periodic re-read (every 30 s) stays: it
+  // is the fallback where watching is not possible, and it reports a file that cannot be
+  // read (a failed read changes nothing: the databases served stay).
+  const unwatch = args.databasesFile
+    ? watchFile(
+        args.databasesFile,
+        () => {
+          void worker.refresh().catch(() => {});
+        },
+        FILE_SETTLE_MS,
+      )
+    : () => {};
+  try {
+    return await runUntilSignal(worker, log, io);
+  } finally {
+    unwatch();
+  }
 }

@@ -145,6 +145,9 @@ export class Worker {
   /** Many-databases mode: one activity watch per server (key: host:port). */
   private readonly watches = new Map<string, ActivityWatch>();
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** The latest refresh started or queued, and the one queued behind a running one. */
+  private lastRefresh: Promise<void> = Promise.resolve();
+  private nextRefresh: Promise<void> | null = null;
   /** A listener permit is being handed to another database (see handOnListener). */
   private handingOn = false;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -313,8 +316,26 @@ export class Worker {
     }
   }
 
-  /** Re-reads the database list: starts new databases, drains and closes removed ones. */
-  async refresh(): Promise<void> {
+  /**
+   * Re-reads the database list: starts new databases, drains and closes removed ones. One
+   * read at a time: a call made while one runs waits for it and shares the next (the
+   * periodic re-read and an outside trigger, such as the CLI's watch of its file, never
+   * start or remove a database twice).
+   */
+  refresh(): Promise<void> {
+    if (this.nextRefresh) return this.nextRefresh;
+    const next = this.lastRefresh
+      .catch(() => {})
+      .then(() => {
+        this.nextRefresh = null;
+        return this.refreshOnce();
+      });
+    this.nextRefresh = next;
+    this.lastRefresh = next;
+    return next;
+  }
+
+  private async refreshOnce(): Promise<void> {
     if (this.budget === null || 'pool' in this.source || this.state !== 'running') return;
     this.reader ??= new SourceReader(this.source);
     const wanted = await this.reader.read((error) =>
