@@ -6,7 +6,10 @@
  *
  * PostgreSQL's statistics move all the time under a test suite running in parallel, so
  * the readings here share one statistics snapshot (stats_fetch_consistency = snapshot,
- * inside one transaction): what moves between them is only what the test does.
+ * inside one transaction), and one snapshot of the catalog too (REPEATABLE READ: the
+ * signature counts pg_database's rows, which a READ COMMITTED statement reads afresh, and
+ * other test files create databases all the time): what moves between them is only what
+ * the test does.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -24,7 +27,7 @@ test('a reading returns only the signature while nothing moved, and every count 
   // This database and one the server does not have: only named databases are counted.
   const names = textArrayLiteral([h.dbName, 'no_such_database']);
   try {
-    await c.query(`BEGIN; SET LOCAL stats_fetch_consistency = snapshot`);
+    await c.query(`BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL stats_fetch_consistency = snapshot`);
     const first = await readActivity(c, null, names);
     assert.ok(first.counting);
     assert.ok(first.inserted !== null, 'a first reading has counts');
