@@ -9,7 +9,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import path from 'node:path';
 
 /** Calls `onChange` once a burst of changes to `file` has settled for `settleMs`; returns a stop function. */
-export function watchFile(file: string, onChange: () => void, settleMs = 100): () => void {
+export function watchFile(file: string, onChange: () => void, settleMs: number): () => void {
   const dir = path.dirname(path.resolve(file));
   const base = path.basename(file);
   let timer: NodeJS.Timeout | undefined;
@@ -24,7 +24,7 @@ export function watchFile(file: string, onChange: () => void, settleMs = 100): (
     // A watch that fails later (the directory removed) just ends; the re-read goes on.
     watcher.on('error', () => watcher?.close());
   } catch {
-    watcher = undefined;
+    // Watching is not available here: the periodic re-read is all there is.
   }
   return () => {
     clearTimeout(timer);
