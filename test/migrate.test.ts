@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 import { withDatabase } from '../scripts/embedded-db.js';
+import { installedFingerprint, migrateSchema } from '../src/db/migrate.js';
 import {
   ConfigError,
   createStepping,
@@ -183,6 +184,45 @@ test('migrate refuses a database that is not UTF8, naming its encoding, and crea
   try {
     const { rows } = await c.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'stepping'`);
     assert.equal(rows[0].n, 0);
+  } finally {
+    await c.end();
+  }
+});
+
+test('checking an up-to-date installation is one round trip after connecting; a view named settings is not read', async () => {
+  // Many databases are checked at once by `migrate --databases`: each extra round trip is
+  // another wake-up of 1,000 fresh server processes sharing the host's cores.
+  const c = new pg.Client(h.url);
+  await c.connect();
+  try {
+    let sent = 0;
+    const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+    (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      sent += 1;
+      return query(...args);
+    };
+    const outcome = await migrateSchema(c, 'stepping');
+    assert.deepEqual(outcome, { applied: [], upToDate: true, missingRoles: [] });
+    assert.equal(sent, 1, 'queries sent to find the installation up to date');
+
+    // A relation named settings that is not a plain table is never read (a view would run its
+    // owner's code as the migrating role): the check reports no installation and leaves the
+    // session usable.
+    await c.query(`
+      CREATE SCHEMA check_view;
+      CREATE TABLE check_view.ran (what text);
+      CREATE FUNCTION check_view.mark() RETURNS text LANGUAGE sql
+        AS $$ INSERT INTO check_view.ran VALUES ('read') RETURNING what $$;
+      CREATE VIEW check_view.settings AS SELECT check_view.mark() AS fingerprint;
+    `);
+    sent = 0;
+    assert.equal(await installedFingerprint(c, 'check_view'), null);
+    assert.equal(sent, 2, 'the check and the ROLLBACK after its refusal');
+    assert.deepEqual((await c.query(`SELECT what FROM check_view.ran`)).rows, []);
+    assert.equal(
+      (await c.query(`SELECT pg_catalog.current_setting('search_path') AS p`)).rows[0].p,
+      '"$user", public',
+    );
   } finally {
     await c.end();
   }

@@ -149,34 +149,29 @@ const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: (
  * reading a view or a table with policies would run their owner's code as the migrating
  * role (the schema may be someone else's; checkOwnership() refuses that on the full path).
  */
-async function installedFingerprint(client: pg.ClientBase, schema: string): Promise<string | null> {
+export async function installedFingerprint(client: pg.ClientBase, schema: string): Promise<string | null> {
   const settings = `${quoteIdent(schema)}.settings`;
-  // Two round trips (each a multi-statement simple query: the identifiers are quoted, no
-  // input is interpolated), so checking many up-to-date databases costs little more than
-  // connecting to them. The path is pinned for the transaction: an operator or a table
+  // One round trip (a multi-statement simple query: the identifiers are quoted, no input is
+  // interpolated), so checking many up-to-date databases costs little more than connecting
+  // to them. The server analyses each statement only after the one before it ran, so the
+  // check divides by zero, and the read is never planned, unless settings is a plain table
+  // without row security. The path is pinned for the transaction: an operator or a table
   // of another schema must not stand in for pg_catalog's.
   try {
-    const checked = (await client.query(
+    const results = (await client.query(
       `BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; ` +
         // Locking runs no code, and holds off DROP, ALTER and RENAME until COMMIT.
         `LOCK TABLE ${settings} IN ACCESS SHARE MODE; ` +
-        `SELECT relkind = 'r' AND NOT relrowsecurity AS ok FROM pg_class WHERE oid = ${quoteLiteral(settings)}::regclass`,
-    )) as unknown as pg.QueryResult<{ ok: boolean }>[];
-    // Read only a plain table without row security: planning a view or a policy could run
-    // code (an immutable function is evaluated at plan time) as the migrating role.
-    if (checked.at(-1)?.rows[0]?.ok !== true) {
-      await client.query('COMMIT');
-      return null;
-    }
-    const read = (await client.query(
-      `SELECT fingerprint FROM ONLY ${settings}; COMMIT`,
+        `SELECT 1 / (relkind = 'r' AND NOT relrowsecurity)::int FROM pg_class WHERE oid = ${quoteLiteral(settings)}::regclass; ` +
+        `SELECT fingerprint FROM ONLY ${settings}; COMMIT`,
     )) as unknown as pg.QueryResult<{ fingerprint: string | null }>[];
-    return read[0]?.rows[0]?.fingerprint ?? null;
+    return results.at(-2)?.rows[0]?.fingerprint ?? null;
   } catch (error) {
     await client.query('ROLLBACK');
-    // No schema, no settings relation, one without the column, or one this role may not read.
+    // No schema, no settings relation, one that is not a plain table (the division by
+    // zero), one without the column, or one this role may not read.
     const code = (error as { code?: string }).code;
-    if (code === '42P01' || code === '3F000' || code === '42703' || code === '42501') return null;
+    if (['42P01', '3F000', '22012', '42703', '42501'].includes(code ?? '')) return null;
     throw error;
   }
 }
