@@ -12,8 +12,8 @@
  */
 import pg from 'pg';
 
-import { createStepping } from '../../src/index.js';
 import { DatabaseFactory } from '../lib/db.js';
+import { tenantCopies, tenantTemplate } from '../lib/tenants.js';
 
 const [serverUrl, nArg, concurrencyArg] = process.argv.slice(2);
 if (!serverUrl) throw new Error('usage: tsx bench/tools/connect-floor.ts <serverUrl> [n] [concurrency]');
@@ -54,23 +54,13 @@ const passes: [string, Pass][] = [
 ];
 
 try {
-  const template = await factory.create('floor_tpl', undefined, { trackFunctions: false });
-  const s = createStepping({ connectionString: factory.url(template) });
-  await s.migrate();
   // Three quiet jobs, as each quiet tenant of the many-databases scenario has.
-  await s.enqueueMany(
-    undefined,
-    Array.from({ length: 3 }, () => ({ steps: [{ name: 'noop', args: {} }] })),
-  );
-  await s.close();
+  const template = await tenantTemplate(factory, 'floor_tpl', 3);
   console.log(
     `${N} fresh copies per pass, ${CONCURRENCY} at a time (${serverUrl.replace(/\/\/[^@]*@/, '//')})`,
   );
   for (const [label, pass] of passes) {
-    const names: string[] = [];
-    for (let i = 0; i < N; i++) {
-      names.push(await factory.create('floor', template, { strategy: 'WAL_LOG', trackFunctions: false }));
-    }
+    const names = await tenantCopies(factory, template, 'floor', N);
     const started = Date.now();
     let next = 0;
     await Promise.all(

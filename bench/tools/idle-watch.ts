@@ -23,10 +23,10 @@ import { fileURLToPath } from 'node:url';
 
 import pg from 'pg';
 
-import { createStepping } from '../../src/index.js';
 import { ensureBuilt } from '../lib/built-package.js';
 import { DatabaseFactory } from '../lib/db.js';
 import { cpuMsOf } from '../lib/server-cpu.js';
+import { tenantCopies, tenantTemplate } from '../lib/tenants.js';
 
 const [serverUrl, nArg, warmupArg, windowArg] = process.argv.slice(2);
 if (!serverUrl) throw new Error('usage: tsx bench/tools/idle-watch.ts <serverUrl> [n] [warmup s] [window s]');
@@ -66,14 +66,7 @@ function busiest(before: Map<string, number>, after: Map<string, number>, k: num
 }
 
 try {
-  const template = await factory.create('idle_tpl', undefined, { trackFunctions: false });
-  const migrator = createStepping({ connectionString: factory.url(template) });
-  await migrator.migrate();
-  await migrator.close();
-  const names: string[] = [];
-  for (let i = 0; i < N; i++) {
-    names.push(await factory.create(`idle`, template, { strategy: 'WAL_LOG', trackFunctions: false }));
-  }
+  const names = await tenantCopies(factory, await tenantTemplate(factory, 'idle_tpl', 0), 'idle', N);
   const file = path.join(tmpdir(), `idle-watch-${process.pid}.txt`);
   writeFileSync(file, names.map((n) => factory.url(n)).join('\n') + '\n');
 

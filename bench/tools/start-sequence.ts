@@ -11,8 +11,8 @@
  */
 import pg from 'pg';
 
-import { createStepping } from '../../src/index.js';
 import { DatabaseFactory } from '../lib/db.js';
+import { tenantCopies, tenantTemplate } from '../lib/tenants.js';
 
 const [serverUrl, nArg] = process.argv.slice(2);
 if (!serverUrl) throw new Error('usage: tsx bench/tools/start-sequence.ts <serverUrl> [n]');
@@ -76,18 +76,7 @@ async function visit(url: string): Promise<void> {
 }
 
 try {
-  const template = await factory.create('seq_tpl', undefined, { trackFunctions: false });
-  const s = createStepping({ connectionString: factory.url(template) });
-  await s.migrate();
-  await s.enqueueMany(
-    undefined,
-    Array.from({ length: 3 }, () => ({ steps: [{ name: 'noop', args: {} }] })),
-  );
-  await s.close();
-  const names: string[] = [];
-  for (let i = 0; i < N; i++) {
-    names.push(await factory.create('seq', template, { strategy: 'WAL_LOG', trackFunctions: false }));
-  }
+  const names = await tenantCopies(factory, await tenantTemplate(factory, 'seq_tpl', 3), 'seq', N);
   for (const name of names) {
     const c = new pg.Client({ connectionString: factory.url(name) });
     await c.connect();
