@@ -210,7 +210,8 @@ async function main(): Promise<void> {
     console.log(
       `${meta.cpuCount} × ${meta.cpuModel}, ${meta.memoryGb} GB; ${serverLabel}: PostgreSQL ${facts.server_version}, ` +
         `fsync=${facts.fsync}, synchronous_commit=${facts.synchronous_commit}, ` +
-        `full_page_writes=${facts.full_page_writes}, shared_buffers=${facts.shared_buffers} pages; ` +
+        `full_page_writes=${facts.full_page_writes}, shared_buffers=${facts.shared_buffers} pages, ` +
+        `shared_preload_libraries='${facts.shared_preload_libraries ?? ''}'; ` +
         `worker children on Node ${node.version} (${node.source}); ${meta.date}. ` +
         `Median (min–max) of the repetitions; ${params.analyze ? 'ANALYZE after each pre-load' : 'no ANALYZE after the pre-load'}.\n`,
     );
