@@ -114,10 +114,12 @@ async function main(): Promise<void> {
     // Stepping only (no peer serves many databases from one worker); one run.
     let manyDatabases: ManyDatabasesResult | null = null;
     if (only.has('many-databases')) {
-      manyDatabases = await manyDatabasesScenario(factory, params.many, node, log).catch((error: unknown) => {
-        ctx.results.failures.push(`many-databases: ${(error as Error).stack ?? String(error)}`);
-        return null;
-      });
+      manyDatabases = await manyDatabasesScenario(factory, params.many, node, log, serverCpu).catch(
+        (error: unknown) => {
+          ctx.results.failures.push(`many-databases: ${(error as Error).stack ?? String(error)}`);
+          return null;
+        },
+      );
     }
 
     // Stepping only, one run.

@@ -12,6 +12,8 @@
  *   serving the hot tenant alone (a separate run before the main one);
  * - new server connections per second under load (pg_stat_database.sessions of the
  *   tenants) and peak connections;
+ * - CPU from the worker's start until the quiet tenants are done: the worker's and, on a
+ *   local server, the server's (who uses the host's cores while databases start);
  * - the drained worker, idle: its CPU, the tenants' transactions/s and new connections/s;
  * - a tenant appended to the file (re-read every 30 s) until its one job is done.
  *
@@ -32,7 +34,7 @@ import { createStepping } from '../../src/index.js';
 import { type DatabaseFactory, queryOnce } from '../lib/db.js';
 import type { NodeBinary } from '../lib/node-binary.js';
 import type { ManyParams } from '../lib/params.js';
-import { cpuMsOf } from '../lib/server-cpu.js';
+import { cpuMsOf, type ServerCpu } from '../lib/server-cpu.js';
 import { percentile, sleep } from '../lib/stats.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -81,6 +83,12 @@ export interface ManyDatabasesResult {
   peakConnections: number;
   /** New server connections to the tenants per second, from start until all jobs were done. */
   newConnectionsPerSecondUnderLoad: number;
+  /**
+   * From the started line until the last quiet job finished: CPU as a percentage of one
+   * core (200 = both of a 2-core host), the worker's and the server's (NaN when the
+   * server is not a local process).
+   */
+  quietPhaseCpu: { workerPercent: number; serverPercent: number };
   idle: {
     seconds: number;
     cpuPercent: number;
@@ -249,6 +257,7 @@ export async function manyDatabasesScenario(
   p: ManyParams,
   node: NodeBinary,
   log: (line: string) => void,
+  serverCpu: ServerCpu | null = null,
 ): Promise<ManyDatabasesResult> {
   const [mc] = await queryOnce<{ n: string }>(
     factory.serverUrl,
@@ -356,9 +365,16 @@ export async function manyDatabasesScenario(
       return quietSeen >= quietTotal;
     };
     const limit = 900_000;
+    let quietPhaseCpu = { workerPercent: Number.NaN, serverPercent: Number.NaN };
     try {
       await w.until(() => !Number.isNaN(w.startedAt), 120_000, 'the worker start');
+      const [c0, s0, t0] = [cpuMsOf(w.child.pid!), serverCpu?.read() ?? Number.NaN, Date.now()];
       await w.until(quietDone, limit, `all ${quietTotal} quiet jobs done`);
+      const elapsed = Math.max(1, Date.now() - t0);
+      quietPhaseCpu = {
+        workerPercent: ((cpuMsOf(w.child.pid!) - c0) * 100) / elapsed,
+        serverPercent: (((serverCpu?.read() ?? Number.NaN) - s0) * 100) / elapsed,
+      };
       await w.until(() => w.count(hot) >= p.hotJobs, limit, `all ${p.hotJobs} hot jobs done`);
     } finally {
       sampling = false;
@@ -440,6 +456,7 @@ export async function manyDatabasesScenario(
       hotAloneJobsPerSecond,
       peakConnections,
       newConnectionsPerSecondUnderLoad: (counters1.sessions - counters0.sessions) / loadSeconds,
+      quietPhaseCpu,
       idle,
       appendedTenantMs,
       workerHwmMb,
@@ -479,6 +496,10 @@ export function markdownManyDatabases(m: ManyDatabasesResult): string {
       `${n(m.newConnectionsPerSecondUnderLoad, 1)} (${n(m.jobsPerSecond / 10, 0)})`,
     ],
     ['peak connections of the worker', n(m.peakConnections)],
+    [
+      'CPU until the quiet tenants are done: worker, server (% of one core)',
+      `${n(m.quietPhaseCpu.workerPercent)}%, ${n(m.quietPhaseCpu.serverPercent)}%`,
+    ],
     [
       'idle worker: CPU, transactions/s, new connections/s',
       `${n(m.idle.cpuPercent, 1)}%, ${n(m.idle.transactionsPerSecond)}, ${n(m.idle.newConnectionsPerSecond, 1)}`,
