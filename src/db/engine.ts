@@ -231,16 +231,30 @@ export class Engine {
   /**
    * isMigrated and the server's own name of the database (current_database(), which the
    * many-databases activity watch keys on), in one round trip: a worker starting a
-   * thousand tenants asks both of each.
+   * thousand tenants asks both of each. With `withInserted`, also the database's
+   * tup_inserted as pg_stat_database counts it (text: a bigint; null when not read), the
+   * baseline the activity watch takes instead of a reading of its own.
    */
-  async readiness(db: Queryable): Promise<{ ready: boolean; name: string }> {
+  async readiness(
+    db: Queryable,
+    withInserted = false,
+  ): Promise<{ ready: boolean; name: string; inserted: string | null }> {
     const rows = await this.run(
       db,
-      `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS ready, pg_catalog.current_database() AS name`,
+      `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AS ready, pg_catalog.current_database() AS name` +
+        (withInserted
+          ? `, (SELECT pg_catalog.pg_stat_get_db_tuples_inserted(d.oid) FROM pg_catalog.pg_database d
+                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())::pg_catalog.text AS inserted`
+          : ''),
       [`${this.q}.step_complete(bigint[],uuid[],jsonb[],jsonb[],text,text[],text[],integer)`],
     );
     const name = rows[0]?.name;
-    return { ready: rows[0]?.ready === true, name: typeof name === 'string' ? name : '' };
+    const inserted = rows[0]?.inserted;
+    return {
+      ready: rows[0]?.ready === true,
+      name: typeof name === 'string' ? name : '',
+      inserted: typeof inserted === 'string' ? inserted : null,
+    };
   }
 
   /**

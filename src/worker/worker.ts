@@ -449,14 +449,17 @@ export class Worker {
         if (this.gone(m)) return;
       }
       if (this.budget) startConnection = await m.pool.connect();
-      const { ready, name } = await this.engine.readiness(startConnection ?? m.pool);
+      const { ready, name, inserted } = await this.engine.readiness(
+        startConnection ?? m.pool,
+        watch !== null,
+      );
       if (!ready) {
         throw new SchemaNotReadyError(
           `schema ${this.config.schema} has no up-to-date Stepping engine in this database: run \`stepping migrate\` (or stepping.migrate()) first`,
         );
       }
       if (this.gone(m)) return;
-      if (watch) await this.watch(m, watch, name);
+      if (watch) await this.watch(m, watch, name, inserted);
       if (this.gone(m)) return;
       const worker = this.databaseWorker(m);
       // What the first reading said, before the worker existed: learnt later, it would read
@@ -656,11 +659,17 @@ export class Worker {
   }
 
   /**
-   * Puts the database under its server's activity watch (many-databases mode) and waits
-   * for a reading of it, so an insert after that wakes it and one before is found by its
-   * first claim.
+   * Puts the database under its server's activity watch (many-databases mode) with a
+   * baseline of its insert count, so an insert after that wakes it and one before is found
+   * by its first claim: `inserted`, read by its start, when the watch is live; else the
+   * first reading after it joined, waited for here.
    */
-  private async watch(m: ManagedDatabase, watch: ActivityWatch, datname: string): Promise<void> {
+  private async watch(
+    m: ManagedDatabase,
+    watch: ActivityWatch,
+    datname: string,
+    inserted: string | null,
+  ): Promise<void> {
     if (m.unwatch) return;
     const watcher: ActivityWatcher = {
       datname,
@@ -673,8 +682,8 @@ export class Worker {
       ownInserts: 0,
     };
     m.watcher = watcher;
-    m.unwatch = watch.add(watcher);
-    await watch.firstLook();
+    m.unwatch = watch.add(watcher, inserted);
+    await watch.firstLook(datname);
   }
 
   /** Stops serving a database: in-flight units finish (or are released), connections close. */
