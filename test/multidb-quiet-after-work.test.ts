@@ -84,6 +84,10 @@ test('after its jobs are done, a tenant makes no claim when the leases it held w
   await eventually(() => w.running === 0 && inFlight === 0, 10_000, 'no unit held, no call in flight');
   const settled = { ...calls };
   await new Promise((r) => setTimeout(r, 2 * leaseMs + 500));
-  assert.deepEqual(calls, settled, `no claim or look-up after the work (before: ${JSON.stringify(settled)})`);
+  assert.deepEqual(
+    calls,
+    settled,
+    `no claim or look-up after the work (before: ${JSON.stringify(settled)}; errors: ${JSON.stringify(errors)})`,
+  );
   assert.deepEqual(errors, []);
 });
