@@ -5,6 +5,7 @@
 import { MAX_DELAY_MS, MAX_INT } from '../limits.js';
 import { maskConnectionString } from '../redact.js';
 import { escapeControl } from '../text.js';
+import { type BatchedWriter, batchedWriter } from './batched-writer.js';
 
 /** Exit codes of both bins. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
@@ -45,11 +46,23 @@ function guardStdout(mode: 'exit' | 'drop'): void {
 }
 
 function processIoFor(mode: 'exit' | 'drop'): CliIo {
+  const toStdout = (text: string) => {
+    guardStdout(mode);
+    if (!stdoutGone) process.stdout.write(text);
+  };
+  // The worker's log lines: one write per turn of the event loop (see batched-writer.ts),
+  // what is pending written as the process exits.
+  let batched: BatchedWriter | null = null;
+  const workerStdout = (text: string) => {
+    if (!batched) {
+      const writer = batchedWriter(toStdout);
+      process.once('exit', () => writer.flush());
+      batched = writer;
+    }
+    batched.write(text);
+  };
   return {
-    stdout: (text) => {
-      guardStdout(mode);
-      if (!stdoutGone) process.stdout.write(text);
-    },
+    stdout: mode === 'drop' ? workerStdout : toStdout,
     stderr: (text) => process.stderr.write(text),
     stdoutIsTerminal: process.stdout.isTTY === true,
     stderrIsTerminal: process.stderr.isTTY === true,
