@@ -108,8 +108,9 @@ export class ActivityWatch {
       // The lower of two baselines: a count only grows, so the earlier one misses nothing.
       const before = this.seen.get(watcher.datname);
       if (before === undefined || BigInt(inserted) < BigInt(before)) this.seen.set(watcher.datname, inserted);
-      watcher.watched(true);
     }
+    // A baseline held (its own, or another watcher's of the same database): watched now.
+    if (this.hasBaseline(watcher.datname)) watcher.watched(true);
     // The next reading reads every watched database's count, whatever the signature: it
     // sets the baselines still missing, and finds a database the view does not list (a
     // PgBouncer host in front of several servers), which then polls.
@@ -151,13 +152,18 @@ export class ActivityWatch {
     return this.client !== null && this.counting && this.signature !== null;
   }
 
+  /** The watch is live and holds a count of `datname` read before now. */
+  private hasBaseline(datname: string): boolean {
+    return this.live && this.seen.has(datname);
+  }
+
   /**
    * Resolves once a reading that began after this call has completed (or failed); at once
    * when `datname` is given and the watch holds a baseline for it (see add).
    */
   firstLook(datname?: string): Promise<void> {
     if (this.closed) return Promise.resolve();
-    if (datname !== undefined && this.live && this.seen.has(datname)) return Promise.resolve();
+    if (datname !== undefined && this.hasBaseline(datname)) return Promise.resolve();
     const done = new Promise<void>((resolve) => this.looks.push(resolve));
     this.request();
     return done;
